@@ -1,0 +1,3 @@
+"""hpsearch: hyperparameter search orchestration for fine-tuning Hugging Face transformers models."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,31 @@
+"""The study-wide trial budget: which trials count toward it and how many remain.
+
+A trial counts once it has finished on its own: COMPLETE, PRUNED, or FAIL with a recorded reason
+(NaN, out of memory, bad parameters). A trial interrupted by Ctrl-C or lost with its worker does not
+count: it is re-run.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+
+from optuna.trial import FrozenTrial, TrialState
+
+FAIL_REASON_ATTR = "fail_reason"
+INTERRUPTED = "interrupted"
+
+
+def counts_toward_budget(trial: FrozenTrial) -> bool:
+    if trial.state in (TrialState.COMPLETE, TrialState.PRUNED):
+        return True
+    reason = trial.user_attrs.get(FAIL_REASON_ATTR)
+    return trial.state == TrialState.FAIL and reason is not None and reason != INTERRUPTED
+
+
+def n_spent(trials: Iterable[FrozenTrial]) -> int:
+    return sum(counts_toward_budget(t) for t in trials)
+
+
+def count_states(trials: Iterable[FrozenTrial]) -> Counter:
+    return Counter(t.state.name for t in trials)

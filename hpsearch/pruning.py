@@ -1,0 +1,64 @@
+"""The bridge between Trainer and an Optuna trial: evaluate on a schedule, report, prune, catch NaN.
+
+Evaluations are spread evenly over the run, `evals_per_epoch` per epoch, the last one on the final
+step, and reported with step = their index (1, 2, ...). Indexing by evaluation rather than optimizer
+step keeps the pruner's rungs comparable between trials of different batch sizes.
+"""
+
+from __future__ import annotations
+
+import math
+
+import optuna
+from transformers import TrainerCallback
+
+
+class TrialDiverged(Exception):
+    """The training loss or the metric stopped being a finite number."""
+
+
+class OptunaPruningCallback(TrainerCallback):
+    def __init__(self, trial: optuna.Trial, metric_key: str, evals_per_epoch: int):
+        self.trial = trial
+        self.metric_key = metric_key
+        self.evals_per_epoch = evals_per_epoch
+        self.eval_steps: set[int] = set()
+        self.n_evals = 0
+        self.n_steps_planned = 0
+        self.pruned = False
+        self.divergence: str | None = None
+        self.last_metrics: dict[str, float] = {}
+
+    def on_train_begin(self, args, state, control, train_dataloader=None, **kwargs):
+        self.n_steps_planned = state.max_steps
+        steps_per_epoch = max(1, len(train_dataloader) // args.gradient_accumulation_steps)
+        n_evals = math.ceil(self.evals_per_epoch * state.max_steps / steps_per_epoch)
+        n_evals = max(1, min(n_evals, state.max_steps))
+        self.eval_steps = {round(k * state.max_steps / n_evals) for k in range(1, n_evals + 1)}
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step in self.eval_steps:
+            control.should_evaluate = True
+            control.should_log = True
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(loss):
+            self.divergence = f"training loss became {loss} at step {state.global_step}"
+            control.should_training_stop = True
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        metrics = metrics or {}
+        if self.metric_key not in metrics:
+            raise KeyError(f"evaluation returned no {self.metric_key}; it returned {sorted(metrics)}")
+        value = float(metrics[self.metric_key])
+        self.n_evals += 1
+        self.last_metrics = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
+        if not math.isfinite(value) or not math.isfinite(metrics.get("eval_loss", 0.0)):
+            self.divergence = f"{self.metric_key} became {value} at evaluation {self.n_evals}"
+            control.should_training_stop = True
+            return
+        self.trial.report(value, step=self.n_evals)
+        if self.trial.should_prune():
+            self.pruned = True
+            control.should_training_stop = True

@@ -1,0 +1,310 @@
+"""The study spec: what `studies/<name>.yaml` declares, parsed and checked in full before anything runs.
+
+Only the shape and the values are checked here (no file system, no transformers import); `check.py`
+adds the checks that need the data files and the `TrainingArguments` fields.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from hpsearch.errors import SpecError
+
+# What one evaluation returns (see metrics.py), without the "eval_" prefix Trainer adds.
+METRICS = ("accuracy", "f1_macro", "f1_weighted", "precision_macro", "recall_macro", "loss")
+# Knobs applied to the model rather than to TrainingArguments (see modeling.py).
+MODEL_KNOBS = ("dropout", "freeze_layers")
+
+SPEC_SUFFIXES = (".yaml", ".yml")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class FloatParam(_Strict):
+    bounds: tuple[float, float] = Field(alias="float")
+    log: bool = False
+    step: float | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _check(self) -> FloatParam:
+        low, high = self.bounds
+        if not (math.isfinite(low) and math.isfinite(high)):
+            raise ValueError(f"bounds must be finite numbers, got [{low}, {high}]")
+        _check_range(low, high, self.log, self.step)
+        return self
+
+
+class IntParam(_Strict):
+    bounds: tuple[int, int] = Field(alias="int")
+    log: bool = False
+    step: int | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _check(self) -> IntParam:
+        _check_range(*self.bounds, self.log, self.step)
+        return self
+
+
+class ChoiceParam(_Strict):
+    choices: list[bool | int | float | str | None] = Field(alias="choice", min_length=1)
+
+    @field_validator("choices")
+    @classmethod
+    def _unique(cls, choices: list) -> list:
+        if len({repr(c) for c in choices}) != len(choices):
+            raise ValueError(f"choices must be distinct, got {choices}")
+        return choices
+
+
+def _check_range(low: float, high: float, log: bool, step: float | None) -> None:
+    if low >= high:
+        what = "empty" if low == high else "inverted"
+        raise ValueError(
+            f"range [{low}, {high}] is {what}: low must be below high "
+            "(for a fixed value, put it under training: instead)"
+        )
+    if log and low <= 0:
+        raise ValueError(f"log: true needs low > 0, got low={low}")
+    if log and step is not None:
+        raise ValueError("log and step cannot be combined; drop one of them")
+
+
+def _param_kind(value: Any) -> str | None:
+    # Validation passes the raw mapping; serialization passes the parsed model.
+    for kind, model in (("float", FloatParam), ("int", IntParam), ("choice", ChoiceParam)):
+        if isinstance(value, model):
+            return kind
+    if isinstance(value, dict):
+        kinds = [k for k in ("float", "int", "choice") if k in value]
+        if len(kinds) == 1:
+            return kinds[0]
+    return None
+
+
+Param = Annotated[
+    Union[
+        Annotated[FloatParam, Tag("float")],
+        Annotated[IntParam, Tag("int")],
+        Annotated[ChoiceParam, Tag("choice")],
+    ],
+    Discriminator(
+        _param_kind,
+        custom_error_type="param_kind",
+        custom_error_message=(
+            "a parameter needs exactly one of float: [low, high], int: [low, high] "
+            "or choice: [values]"
+        ),
+    ),
+]
+
+
+class DatasetSpec(_Strict):
+    source: str = Field(min_length=1)
+    """A hub dataset name, a local csv/tsv/json/jsonl/parquet file, or package:PKG/path/in/it."""
+    subset: str | None = None
+    """The hub dataset's configuration name (e.g. `sst2` of `glue`)."""
+    split: str = "train"
+    """The hub split to train on."""
+    eval_split: str | None = None
+    """A named hub split to evaluate on, instead of eval_fraction."""
+    eval_source: str | None = None
+    """A separate local or package file to evaluate on, instead of eval_fraction."""
+    eval_fraction: float | None = Field(default=None, gt=0, lt=1)
+    encoding: str = "utf-8"
+    text: str = "text"
+    text_pair: str | None = None
+    label: str = "label"
+    max_train_samples: int | None = Field(default=None, ge=1)
+    max_eval_samples: int | None = Field(default=None, ge=1)
+    max_length: int = Field(default=128, ge=8, le=8192)
+    seed: int = 0
+    """Seeds the train/eval split and the caps."""
+
+    @model_validator(mode="after")
+    def _one_eval_set(self) -> DatasetSpec:
+        given = [k for k in ("eval_split", "eval_source", "eval_fraction") if getattr(self, k)]
+        if len(given) > 1:
+            raise ValueError(f"give one of eval_split, eval_source, eval_fraction, not {given}")
+        return self
+
+    @property
+    def resolved_eval_fraction(self) -> float | None:
+        if self.eval_split or self.eval_source:
+            return None
+        return self.eval_fraction or 0.1
+
+
+class ObjectiveSpec(_Strict):
+    metric: str
+    direction: Literal["maximize", "minimize"] | None = None
+
+    @field_validator("metric")
+    @classmethod
+    def _known_metric(cls, metric: str) -> str:
+        name = metric.removeprefix("eval_")
+        if name not in METRICS:
+            raise ValueError(
+                f"unknown metric {metric!r}; the evaluation returns {', '.join(METRICS)}"
+            )
+        return name
+
+    @model_validator(mode="after")
+    def _sensible_direction(self) -> ObjectiveSpec:
+        natural = "minimize" if self.metric == "loss" else "maximize"
+        if self.direction is None:
+            object.__setattr__(self, "direction", natural)
+        elif self.direction != natural:
+            raise ValueError(
+                f"direction {self.direction} for {self.metric} would search for the worst model; "
+                f"use direction: {natural}"
+            )
+        return self
+
+    @property
+    def eval_key(self) -> str:
+        """The key under which Trainer.evaluate() returns the metric."""
+        return f"eval_{self.metric}"
+
+
+class SamplerSpec(_Strict):
+    name: Literal["tpe", "random", "gp", "cmaes", "qmc"] = "tpe"
+    seed: int | None = 0
+    n_startup_trials: int | None = Field(default=None, ge=0)
+
+
+class PrunerSpec(_Strict):
+    name: Literal["hyperband", "successive_halving", "median", "none"] = "hyperband"
+    evals_per_epoch: int = Field(default=4, ge=1, le=100)
+    """Evaluations per epoch: the rungs the pruner acts on."""
+    min_resource: int | None = Field(default=None, ge=1)
+    """hyperband / successive_halving: evaluations before the first pruning decision."""
+    reduction_factor: int | None = Field(default=None, ge=2)
+    n_startup_trials: int | None = Field(default=None, ge=0)
+    """median: trials that complete before any pruning."""
+    n_warmup_steps: int | None = Field(default=None, ge=0)
+    """median: evaluations of a trial before it can be pruned."""
+
+
+class BudgetSpec(_Strict):
+    n_trials: int = Field(ge=1)
+    """Study-wide number of trials, across all runs and workers."""
+    timeout: float | None = Field(default=None, gt=0)
+    """Seconds after which one run starts no new trial."""
+
+
+class StudySpec(_Strict):
+    model: str = Field(min_length=1)
+    """A hub model id, a local directory, or package:PKG[/path] (a model shipped in a package)."""
+    dataset: DatasetSpec
+    objective: ObjectiveSpec
+    search_space: dict[str, Param] = Field(min_length=1)
+    training: dict[str, Any] = Field(default_factory=dict)
+    """Fixed TrainingArguments fields and model knobs, the same in every trial."""
+    sampler: SamplerSpec = SamplerSpec()
+    pruner: PrunerSpec = PrunerSpec()
+    budget: BudgetSpec
+    seed: int = 0
+    """Trial k trains with seed + k, so every trial is reproducible from its record."""
+
+    @model_validator(mode="after")
+    def _no_param_twice(self) -> StudySpec:
+        both = sorted(set(self.search_space) & set(self.training))
+        if both:
+            raise ValueError(
+                f"{', '.join(both)} is both searched and fixed; keep it in one of "
+                "search_space: or training:"
+            )
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON-safe form stored with the study; `StudySpec.model_validate` reads it back."""
+        return self.model_dump(mode="json", by_alias=True)
+
+
+def parse_spec(data: Any, origin: str) -> StudySpec:
+    """Validate a spec mapping; `origin` names where it came from in error messages."""
+    if not isinstance(data, dict):
+        raise SpecError(f"{origin}: expected a mapping of keys (model:, dataset:, ...), got {type(data).__name__}")
+    try:
+        return StudySpec.model_validate(data)
+    except ValidationError as e:
+        raise SpecError(f"{origin}: {_describe(e)}") from None
+
+
+def load_spec_file(path: Path) -> StudySpec:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise SpecError(f"cannot read spec {path}: {e.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise SpecError(f"{path}:{where}: invalid YAML: {problem}") from None
+    if data is None:
+        raise SpecError(f"{path}: the spec is empty; see README.md for the keys a spec declares")
+    return parse_spec(data, str(path))
+
+
+def find_spec_file(study: str, studies_dir: Path) -> Path:
+    """A spec is named by path (`my/spec.yaml`) or by name (`sentiment` -> studies/sentiment.yaml)."""
+    as_path = Path(study)
+    if as_path.suffix in SPEC_SUFFIXES or as_path.is_file():
+        if not as_path.is_file():
+            raise SpecError(f"spec file {study} does not exist")
+        return as_path
+    for suffix in SPEC_SUFFIXES:
+        candidate = studies_dir / f"{study}{suffix}"
+        if candidate.is_file():
+            return candidate
+    known = sorted(p.stem for p in studies_dir.glob("*.y*ml")) if studies_dir.is_dir() else []
+    hint = f" (specs there: {', '.join(known)})" if known else ""
+    raise SpecError(
+        f"no spec for study {study!r}: {studies_dir / (study + '.yaml')} does not exist{hint}; "
+        "create it, or pass the path of a spec file"
+    )
+
+
+def _describe(error: ValidationError) -> str:
+    """One line for the first problem, naming the key and how to fix it."""
+    first = error.errors()[0]
+    loc = ".".join(str(part) for part in first["loc"] if part not in ("float", "int", "choice"))
+    if first["type"] == "extra_forbidden":
+        key = str(first["loc"][-1])
+        close = difflib.get_close_matches(key, _known_keys(), n=1)
+        hint = f" (did you mean {close[0]}?)" if close else "; see README.md for the keys a spec takes"
+        message = f"unknown key{hint}"
+    elif first["type"] == "missing":
+        message = "missing; this key is required"
+    else:
+        message = first["msg"].removeprefix("Value error, ")
+        if first["type"] not in ("value_error", "param_kind") and "input" in first:
+            message += f", got {first['input']!r}"
+    more = len(error.errors()) - 1
+    suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
+    return f"{loc}: {message}{suffix}" if loc else f"{message}{suffix}"
+
+
+def _known_keys() -> list[str]:
+    models = (StudySpec, DatasetSpec, ObjectiveSpec, SamplerSpec, PrunerSpec, BudgetSpec,
+              FloatParam, IntParam, ChoiceParam)
+    return [field.alias or name for m in models for name, field in m.model_fields.items()]
