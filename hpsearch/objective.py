@@ -88,7 +88,7 @@ class TrialRunner:
                     compute_metrics=make_compute_metrics(len(self.data.label_names)),
                     callbacks=[callback],
                 )
-            except ValueError as e:
+            except Exception as e:  # TrainingArguments and Trainer refuse bad values in many types
                 raise TrialFailed(f"invalid parameters: {_first_line(e)}") from None
             # Progress is hpsearch's to show; Trainer's printer would interleave log dicts.
             trainer.remove_callback(PrinterCallback)
@@ -98,7 +98,7 @@ class TrialRunner:
                 trainer.train()
             except torch.OutOfMemoryError:
                 raise TrialFailed(f"out of memory (batch size {args.per_device_train_batch_size})") from None
-            except (RuntimeError, ValueError) as e:
+            except Exception as e:  # a parameter combination the model or optimizer cannot train with
                 raise TrialFailed(f"{type(e).__name__}: {_first_line(e)}") from None
             finally:
                 _record_cost(trial, trainer, callback, time.monotonic() - started)

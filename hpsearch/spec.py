@@ -287,7 +287,11 @@ def find_spec_file(study: str, studies_dir: Path) -> Path:
 def _describe(error: ValidationError) -> str:
     """One line for the first problem, naming the key and how to fix it."""
     first = error.errors()[0]
-    loc = ".".join(str(part) for part in first["loc"] if part not in ("float", "int", "choice"))
+    parts = [str(part) for part in first["loc"]]
+    # search_space.<name>.<union tag>.<field>: the tag repeats what the user wrote; drop it.
+    if parts[:1] == ["search_space"] and len(parts) > 2 and parts[2] in ("float", "int", "choice"):
+        del parts[2]
+    loc = ".".join(parts)
     if first["type"] == "extra_forbidden":
         key = str(first["loc"][-1])
         close = difflib.get_close_matches(key, _known_keys(), n=1)

@@ -7,6 +7,7 @@ The URL is resolved in one place, in this order: the --storage flag, then HPSEAR
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
 import warnings
 from pathlib import Path
@@ -33,7 +34,7 @@ def resolve_storage_url(flag: str | None) -> URL:
     raw = flag or os.environ.get(STORAGE_ENV) or DEFAULT_STORAGE
     try:
         url = make_url(raw)
-    except ArgumentError:
+    except (ArgumentError, ValueError):
         raise StorageError(
             f"malformed storage URL {redact(raw)!r}; expected e.g. {DEFAULT_STORAGE} or "
             "postgresql://user@host:5432/db"
@@ -47,8 +48,9 @@ def redact(url: URL | str) -> str:
     if isinstance(url, str):
         try:
             url = make_url(url)
-        except ArgumentError:
-            return "<unparseable URL>"
+        except (ArgumentError, ValueError):
+            # Unparseable, but it may still hold "user:password@": mask what sits there.
+            return re.sub(r"(://[^/@:]*:)[^@]*@", r"\1***@", url)
     return url.render_as_string(hide_password=True)
 
 

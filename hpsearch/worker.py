@@ -9,10 +9,13 @@ from pathlib import Path
 
 import optuna
 
-from hpsearch.budget import n_spent
+from hpsearch.budget import FAIL_REASON_ATTR, n_spent
+from hpsearch.errors import HpsearchError
 from hpsearch.spec import StudySpec
 
 CACHE_ENV = "HPSEARCH_CACHE"
+# The same failure this many times in a row is no search result but a problem to fix first.
+MAX_REPEATED_FAILURES = 3
 
 
 def cache_dir() -> Path:
@@ -62,9 +65,18 @@ def run_trials(
     """Run trials until `n_trials` count toward the budget study-wide (or `timeout` passes)."""
     from hpsearch.objective import TrialFailed
 
+    recent_failures: list[str | None] = []
+
     def stop_when_spent(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         if on_trial_end is not None:
             on_trial_end(study, trial)
+        recent_failures.append(trial.user_attrs.get(FAIL_REASON_ATTR) if trial.state.name == "FAIL" else None)
+        last = recent_failures[-MAX_REPEATED_FAILURES:]
+        if len(last) == MAX_REPEATED_FAILURES and last[0] is not None and len(set(last)) == 1:
+            raise HpsearchError(
+                f"{MAX_REPEATED_FAILURES} trials in a row failed with: {last[0]}; fix the cause and "
+                "run again (the failed trials are recorded in the storage)"
+            )
         # Other workers may have finished trials too: recount from the storage.
         if n_spent(study.get_trials(deepcopy=False)) >= n_trials:
             study.stop()

