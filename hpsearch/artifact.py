@@ -1,8 +1,9 @@
 """One model kept per study: the best trial's model and tokenizer, as an Optuna artifact.
 
-The artifact is a zip of a `save_pretrained` directory, attached to its trial so optuna-dashboard
-lists it there. A study user attribute points at the current best; a better trial replaces it and
-the previous file is removed (its dashboard entry is nulled, as optuna-dashboard's own delete does).
+The artifact is a zip of a `save_pretrained` directory named after its trial, attached to the study
+(a finished trial's attributes can no longer change, a study's can). A study user attribute points at
+the current best; a better trial replaces it: the previous file is removed and its entry nulled, as
+optuna-dashboard's own delete does.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ def keep_if_best(trial: optuna.Trial, value: float, model, tokenizer, store: Fil
             for path in sorted(model_dir.rglob("*")):
                 zf.write(path, path.relative_to(model_dir))
         artifact_id = upload_artifact(
-            artifact_store=store, file_path=str(archive), study_or_trial=trial, mimetype="application/zip"
+            artifact_store=store, file_path=str(archive), study_or_trial=study, mimetype="application/zip"
         )
     study.set_user_attr(
         BEST_MODEL_ATTR, {"trial": trial.number, "value": value, "artifact_id": artifact_id}
@@ -67,8 +68,6 @@ def remove_artifact(study: optuna.Study, pointer: dict[str, Any], store: FileSys
         store.remove(pointer["artifact_id"])
     except ArtifactNotFound:
         pass  # already gone: another worker replaced it first
-    storage = study._storage
-    trial_id = storage.get_trial_id_from_study_id_trial_number(study._study_id, pointer["trial"])
-    storage.set_trial_system_attr(
-        trial_id, ARTIFACT_ATTR_PREFIX + pointer["artifact_id"], json.dumps(None)
+    study._storage.set_study_system_attr(
+        study._study_id, ARTIFACT_ATTR_PREFIX + pointer["artifact_id"], json.dumps(None)
     )

@@ -94,6 +94,9 @@ def _check_knobs(spec: StudySpec, model_dir: Path) -> None:
     for value in _declared_values(spec, "freeze_layers"):
         if isinstance(value, bool) or not isinstance(value, int) or value < 0 or (n_layers and value > n_layers):
             raise SpecError(f"freeze_layers: {value!r} is not a layer count of this model (0 to {n_layers})")
+    for value in _declared_values(spec, "freeze_embeddings"):
+        if not isinstance(value, bool):
+            raise SpecError(f"freeze_embeddings: {value!r} is not true or false")
     for value in _declared_values(spec, "dropout"):
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
             raise SpecError(f"dropout: {value!r} is not a probability in [0, 1)")

@@ -54,10 +54,11 @@ class OptunaPruningCallback(TrainerCallback):
         value = float(metrics[self.metric_key])
         self.n_evals += 1
         self.last_metrics = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
-        if not math.isfinite(value) or not math.isfinite(metrics.get("eval_loss", 0.0)):
-            self.divergence = f"{self.metric_key} became {value} at evaluation {self.n_evals}"
-            control.should_training_stop = True
-            return
+        for key in (self.metric_key, "eval_loss"):
+            if not math.isfinite(metrics.get(key, 0.0)):
+                self.divergence = f"{key} became {metrics[key]} at evaluation {self.n_evals}"
+                control.should_training_stop = True
+                return
         self.trial.report(value, step=self.n_evals)
         if self.trial.should_prune():
             self.pruned = True

@@ -28,7 +28,7 @@ from hpsearch.errors import SpecError
 # What one evaluation returns (see metrics.py), without the "eval_" prefix Trainer adds.
 METRICS = ("accuracy", "f1_macro", "f1_weighted", "precision_macro", "recall_macro", "loss")
 # Knobs applied to the model rather than to TrainingArguments (see modeling.py).
-MODEL_KNOBS = ("dropout", "freeze_layers")
+MODEL_KNOBS = ("dropout", "freeze_embeddings", "freeze_layers")
 
 SPEC_SUFFIXES = (".yaml", ".yml")
 

@@ -55,7 +55,7 @@ def test_wrong_encoding_says_which_to_set(tiny_spec):
 
 def test_training_arguments_are_checked(tiny_spec):
     tiny_spec["training"]["learning_rat"] = 0.1
-    assert "training.learning_rat: not a TrainingArguments field nor a model knob (dropout, freeze_layers) (did you mean learning_rate?)" in rejection(tiny_spec)
+    assert "training.learning_rat: not a TrainingArguments field nor a model knob (dropout, freeze_embeddings, freeze_layers) (did you mean learning_rate?)" in rejection(tiny_spec)
     del tiny_spec["training"]["learning_rat"]
     tiny_spec["training"]["output_dir"] = "/tmp/x"
     assert rejection(tiny_spec) == "training.output_dir: hpsearch sets this training argument itself; remove it"
@@ -74,3 +74,6 @@ def test_model_knobs_are_checked_against_the_model(tiny_spec):
     tiny_spec["search_space"]["freeze_layers"] = {"int": [0, 6]}
     tiny_spec["training"]["dropout"] = 1.5
     assert rejection(tiny_spec) == "dropout: 1.5 is not a probability in [0, 1)"
+    tiny_spec["training"]["dropout"] = 0.1
+    tiny_spec["training"]["freeze_embeddings"] = "yes please"
+    assert rejection(tiny_spec) == "freeze_embeddings: 'yes please' is not true or false"
