@@ -20,7 +20,7 @@ from hpsearch.errors import HpsearchError
 DEBUG_ENV = "HPSEARCH_DEBUG"
 STUDIES_DIR = Path("studies")
 
-console = Console(highlight=False)
+console = Console(highlight=False, soft_wrap=True)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -1,0 +1,75 @@
+"""Ctrl-C on a real `hpsearch run`: the running trial ends FAIL 'interrupted' and is re-run on resume."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import optuna
+import pytest
+
+from hpsearch.budget import FAIL_REASON_ATTR, INTERRUPTED
+from tests.conftest import run_hpsearch, write_spec
+
+pytestmark = pytest.mark.slow
+
+
+def wait_for_running_trial(database, process, timeout=180.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert process.poll() is None, process.communicate()
+        if database.exists():
+            with sqlite3.connect(database, timeout=30) as db:
+                try:
+                    running = db.execute("select count(*) from trials where state = 'RUNNING'").fetchone()[0]
+                except sqlite3.OperationalError:  # tables not created yet
+                    running = 0
+            if running:
+                return
+        time.sleep(0.2)
+    raise AssertionError("no trial started running")
+
+
+def test_ctrl_c_fails_the_trial_and_resume_reruns_it(workdir, tiny_spec, cache_dir):
+    # Long enough a trial (about 40 steps) that the signal lands in the middle of training.
+    tiny_spec["dataset"]["max_train_samples"] = 640
+    tiny_spec["budget"]["n_trials"] = 2
+    write_spec(workdir, "stop", tiny_spec)
+    database = workdir / "storage" / "hpsearch.db"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "hpsearch.cli", "run", "--study", "stop"],
+        cwd=workdir, env={**os.environ, "HPSEARCH_CACHE": str(cache_dir)},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    wait_for_running_trial(database, process)
+    time.sleep(2.0)  # into the training loop
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=120)
+    # The run stops with the conventional exit code for Ctrl-C and says what happens next.
+    assert process.returncode == 130, stderr
+    assert "re-run when the study resumes" in stdout
+    assert "Traceback" not in stderr
+
+    storage = optuna.storages.RDBStorage(f"sqlite:///{database}")
+    study = optuna.load_study(study_name="stop", storage=storage)
+    interrupted = study.trials[0]
+    # Nothing is left RUNNING: the trial is FAIL with its reason, and a copy waits to be re-run.
+    assert interrupted.state.name == "FAIL"
+    assert interrupted.user_attrs[FAIL_REASON_ATTR] == INTERRUPTED
+    assert [t.state.name for t in study.trials] == ["FAIL", "WAITING"]
+
+    resumed = run_hpsearch("run", "--study", "stop", cwd=workdir)
+    assert resumed.returncode == 0, resumed.stderr
+    trials = study.trials
+    rerun = trials[1]
+    # The re-run has the same parameters and seed; the budget of 2 is met without counting the
+    # interrupted trial, and nothing is RUNNING.
+    assert rerun.params == interrupted.params
+    assert rerun.user_attrs["seed"] == interrupted.user_attrs["seed"]
+    assert rerun.user_attrs["rerun_of"] == interrupted.number
+    assert [t.state.name for t in trials].count("RUNNING") == 0
+    assert sum(t.state.name in ("COMPLETE", "PRUNED") for t in trials) == 2
