@@ -177,7 +177,7 @@ def _build_cache(spec: DatasetSpec, model_reference: str, tokenizer, target: Pat
     encoded_eval = encode(evaluation)
     # Eval order does not change the metrics; sorted by length, each batch pads to a similar size.
     lengths = [len(ids) for ids in encoded_eval["input_ids"]]
-    encoded_eval = encoded_eval.add_column("length", lengths).sort("length").remove_columns("length")
+    encoded_eval = encoded_eval.select(sorted(range(len(lengths)), key=lengths.__getitem__))
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=target.parent))
     try:

@@ -72,7 +72,7 @@ def _find_model_dir(root: Path) -> Path | None:
 
 
 def resolve_data(reference: str, key: str) -> Location:
-    """A data file on disk or in a package, or a hub dataset name."""
+    """A data file on disk or in a package, or a hub dataset name (or a local folder of splits)."""
     if reference.startswith(PACKAGE_PREFIX):
         name, inner = _split_package_reference(reference)
         path = package_dir(name, key) / inner
@@ -88,7 +88,11 @@ def resolve_data(reference: str, key: str) -> Location:
     local = Path(reference).expanduser()
     if local.is_file():
         return _data_file(reference, local, key)
-    if _looks_like_path(reference) or local.exists():
+    if local.is_dir():
+        # A folder of split files (train.csv, validation.parquet, ...): `datasets` loads it the way it
+        # loads a hub dataset, named splits and all.
+        return Location(reference, hub_id=str(local))
+    if _looks_like_path(reference):
         raise SpecError(f"{key}: file {reference} does not exist")
     return Location(reference, hub_id=reference)
 
