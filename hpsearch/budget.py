@@ -29,3 +29,19 @@ def n_spent(trials: Iterable[FrozenTrial]) -> int:
 
 def count_states(trials: Iterable[FrozenTrial]) -> Counter:
     return Counter(t.state.name for t in trials)
+
+
+START, FULL, SPENT = "start", "full", "spent"
+
+
+def budget_verdict(trials: list[FrozenTrial], n_trials: int) -> str:
+    """START a trial, wait while the budget is FULL of running ones, or stop: it is SPENT."""
+    spent = n_spent(trials)
+    if spent >= n_trials:
+        return SPENT
+    states = [t.state for t in trials]
+    if TrialState.WAITING in states:
+        return START  # a re-run of a lost or interrupted trial: it takes that trial's place
+    if spent + states.count(TrialState.RUNNING) < n_trials:
+        return START
+    return FULL

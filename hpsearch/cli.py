@@ -32,22 +32,34 @@ def cli(ctx: click.Context, debug: bool) -> None:
     ctx.obj = {"debug": debug}
 
 
+def worker_options(command):
+    command = click.option("--workers", type=click.IntRange(min=1), metavar="N",
+                           help="Run N worker processes on CPU, splitting the cores between them.")(command)
+    return click.option("--gpus", metavar="all|0,2,3",
+                        help="Run one worker process per GPU, each pinned with CUDA_VISIBLE_DEVICES.")(command)
+
+
+def storage_option(command):
+    return click.option("--storage", metavar="URL",
+                        help="Database URL [env HPSEARCH_STORAGE; default sqlite:///storage/hpsearch.db].")(command)
+
+
 @cli.command()
 @click.option("--study", "study_ref", required=True, metavar="NAME|PATH",
               help="A spec name (studies/NAME.yaml) or the path of a spec file.")
-@click.option("--storage", metavar="URL", help="Database URL [env HPSEARCH_STORAGE; default sqlite:///storage/hpsearch.db].")
+@storage_option
 @click.option("--study-name", metavar="NAME", help="Name of the study in the storage [default: the spec's file name].")
 @click.option("--n-trials", type=click.IntRange(min=1), help="Study-wide trial budget; overrides budget.n_trials.")
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
               help="Start no new trial after this many seconds; overrides budget.timeout.")
+@worker_options
 def run(study_ref: str, storage: str | None, study_name: str | None, n_trials: int | None,
-        timeout: float | None) -> None:
+        timeout: float | None, gpus: str | None, workers: int | None) -> None:
     """Create a study from its spec (or resume it) and run trials until its budget is spent."""
-    from hpsearch.budget import n_spent
     from hpsearch.check import check_spec
     from hpsearch.spec import find_spec_file, load_spec_file
-    from hpsearch.storage import artifact_dir, open_storage, redact, resolve_storage_url
-    from hpsearch.study import check_resumable, open_study
+    from hpsearch.storage import open_storage, resolve_storage_url
+    from hpsearch.study import check_resumable
 
     spec_path = find_spec_file(study_ref, STUDIES_DIR)
     spec = load_spec_file(spec_path)
@@ -59,34 +71,112 @@ def run(study_ref: str, storage: str | None, study_name: str | None, n_trials: i
     url = resolve_storage_url(storage)
     rdb = open_storage(url)
     spent = check_resumable(rdb, name, spec)
-    console.print(f"study [bold]{name}[/] in {redact(url)}: {spent}/{spec.budget.n_trials} trials spent")
-    if spent >= spec.budget.n_trials:
+    _search(url, rdb, name, spec, spent, gpus, workers, supervised=False)
+
+
+@cli.command()
+@click.option("--study", "name", required=True, metavar="NAME", help="The study's name in the storage.")
+@storage_option
+@worker_options
+@click.option("--supervised", is_flag=True, hidden=True, help="Started by a supervisor: print no progress.")
+def worker(name: str, storage: str | None, gpus: str | None, workers: int | None, supervised: bool) -> None:
+    """Join an existing study from any machine: its spec comes from the storage."""
+    from hpsearch.budget import n_spent
+    from hpsearch.check import check_spec
+    from hpsearch.storage import open_storage, resolve_storage_url
+    from hpsearch.study import stored_spec
+
+    url = resolve_storage_url(storage)
+    rdb = open_storage(url)
+    spec = stored_spec(rdb, name)
+    check_spec(spec)  # the model and data must be reachable from this machine too
+    spent = n_spent(rdb.get_all_trials(rdb.get_study_id_from_name(name), deepcopy=False))
+    _search(url, rdb, name, spec, spent, gpus, workers, supervised=supervised)
+
+
+def _search(url, rdb, name: str, spec, spent: int, gpus: str | None, workers: int | None, supervised: bool) -> None:
+    """Run the study's missing trials here: in this process, or in supervised worker processes."""
+    from hpsearch.storage import apply_heartbeat, artifact_dir, redact
+    from hpsearch.study import open_study
+
+    budget = spec.budget.n_trials
+    if not supervised:
+        console.print(f"study [bold]{name}[/] in {redact(url)}: {spent}/{budget} trials spent")
+    if spent >= budget:
         study, _ = open_study(rdb, name, spec)
-        _print_summary(study, spec)
-        console.print(f"study {name!r} has spent its budget of {spec.budget.n_trials} trials; "
-                      "raise it with --n-trials to run more")
+        if not supervised:
+            _print_summary(study, spec)
+            console.print(f"study {name!r} has spent its budget of {budget} trials; raise it with --n-trials to run more")
         return
+    apply_heartbeat(rdb, spec.heartbeat)
+    in_process = gpus is None and (workers or 1) == 1
+    if in_process:
+        from hpsearch.worker import build_runner
 
-    from hpsearch.progress import RunProgress
-    from hpsearch.worker import build_runner, run_trials
+        with console.status("loading model and data (tokenized once, then cached)"):
+            runner = build_runner(spec, artifact_dir(url))
+    else:
+        from hpsearch.worker import warm_cache
 
-    with console.status("loading model and data (tokenized once, then cached)"):
-        runner = build_runner(spec, artifact_dir(url))
+        with console.status("tokenizing the data once for all workers"):
+            warm_cache(spec)
     study, changes = open_study(rdb, name, spec)
     for change in changes:
         console.print(f"stored spec updated: {change}")
     try:
-        with RunProgress(console, study, spec.objective.eval_key, spec.budget.n_trials) as progress:
-            run_trials(study, runner, spec.budget.n_trials, spec.budget.timeout, progress.on_trial_end)
+        if in_process:
+            _run_here(study, runner, url, name, spec, supervised)
+        else:
+            _run_supervised(study, url, name, spec, gpus, workers)
     except KeyboardInterrupt:
-        console.print("[yellow]interrupted[/]: the running trial ends FAIL (interrupted) and is re-run "
-                      "when the study resumes")
-        _print_summary(study, spec)
+        if not supervised:
+            console.print("[yellow]interrupted[/]: running trials end FAIL (interrupted) and are re-run "
+                          "when the study resumes")
+            _print_summary(study, spec)
         sys.exit(130)
+    if supervised:
+        return
     _print_summary(study, spec)
-    left = spec.budget.n_trials - n_spent(study.get_trials(deepcopy=False))
+    from hpsearch.budget import n_spent
+
+    left = budget - n_spent(study.get_trials(deepcopy=False))
     if left > 0:
         console.print(f"timeout reached with {left} trials of the budget left; run the same command to resume")
+
+
+def _run_here(study, runner, url, name: str, spec, supervised: bool) -> None:
+    from hpsearch.lock import StudyLock
+    from hpsearch.progress import RunProgress
+    from hpsearch.worker import run_trials
+
+    lock = StudyLock(url, name)
+    budget, timeout = spec.budget.n_trials, spec.budget.timeout
+    if supervised:
+        run_trials(study, runner, budget, timeout, lock)
+        return
+    with RunProgress(console, study, spec.objective.eval_key, budget) as progress:
+        run_trials(study, runner, budget, timeout, lock, progress.on_trial_end)
+
+
+def _run_supervised(study, url, name: str, spec, gpus: str | None, workers: int | None) -> None:
+    from hpsearch.progress import RunProgress
+    from hpsearch.storage import STORAGE_ENV
+    from hpsearch.supervisor import Supervisor, plan_slots
+
+    slots = plan_slots(gpus, workers, _count_gpus() if gpus else 0, os.cpu_count() or 1,
+                       os.environ.get("CUDA_VISIBLE_DEVICES"))
+    console.print(f"starting {len(slots)} workers: {', '.join(s.label for s in slots)}")
+    args = ["worker", "--study", name, "--supervised"]
+    # The URL travels in the environment: a command line (with its password) is visible to `ps`.
+    env = {STORAGE_ENV: url.render_as_string(hide_password=False)}
+    with RunProgress(console, study, spec.objective.eval_key, spec.budget.n_trials) as progress:
+        Supervisor(slots, args, env, Path("storage/logs") / name, report=console.print, on_poll=progress.poll).run()
+
+
+def _count_gpus() -> int:
+    import torch
+
+    return torch.cuda.device_count()
 
 
 def _print_summary(study, spec) -> None:

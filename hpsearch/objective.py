@@ -7,6 +7,7 @@ its reason in the `fail_reason` user attribute and the study goes on.
 from __future__ import annotations
 
 import gc
+import os
 import socket
 import tempfile
 import time
@@ -58,7 +59,8 @@ class TrialRunner:
         params = suggest_params(trial, self.spec.search_space)
         # A re-run (of an interrupted trial, or one lost with its worker) keeps the original seed.
         seed = trial.user_attrs.get("seed", self.spec.seed + trial.number)
-        for key, value in {"seed": seed, "host": socket.gethostname(), "device": self.device}.items():
+        where = {"seed": seed, "host": socket.gethostname(), "pid": os.getpid(), "device": self.device}
+        for key, value in where.items():
             trial.set_user_attr(key, value)
         try:
             return self._train(trial, params, seed)

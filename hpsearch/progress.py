@@ -25,7 +25,9 @@ class RunProgress:
         self.metric = metric
         self.n_trials = n_trials
         self.started = time.monotonic()
-        self.n_done_at_start = n_spent(study.get_trials(deepcopy=False))
+        trials = study.get_trials(deepcopy=False)
+        self.n_done_at_start = n_spent(trials)
+        self.reported = {t.number for t in trials if t.state.is_finished()}
         self.bar = Progress(
             TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
             TextColumn("{task.fields[tally]}"), TimeElapsedColumn(), TextColumn("{task.fields[eta]}"),
@@ -42,7 +44,14 @@ class RunProgress:
     def __exit__(self, *exc) -> None:
         self.bar.stop()
 
+    def poll(self) -> None:
+        """Report trials that other processes (supervised workers) finished since the last poll."""
+        for trial in self.study.get_trials(deepcopy=False):
+            if trial.state.is_finished() and trial.number not in self.reported:
+                self.on_trial_end(self.study, trial)
+
     def on_trial_end(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        self.reported.add(trial.number)
         trials = study.get_trials(deepcopy=False)
         done = n_spent(trials)
         tally, eta = self._tally(trials), self._eta(done)

@@ -209,6 +209,26 @@ class BudgetSpec(_Strict):
     """Seconds after which one run starts no new trial."""
 
 
+class HeartbeatSpec(_Strict):
+    """How a trial whose worker died (kill -9, machine lost) is found and re-run."""
+
+    interval: int = Field(default=10, ge=1)
+    """Seconds between a running trial's heartbeats."""
+    grace_period: int = Field(default=60, ge=2)
+    """A running trial silent this long is failed and re-queued with the same parameters."""
+    max_retries: int = Field(default=3, ge=0)
+    """How many times one trial is re-queued after losing its worker."""
+
+    @model_validator(mode="after")
+    def _grace_exceeds_interval(self) -> HeartbeatSpec:
+        if self.grace_period <= self.interval:
+            raise ValueError(
+                f"grace_period ({self.grace_period}s) must exceed interval ({self.interval}s), "
+                "or live trials would be failed"
+            )
+        return self
+
+
 class StudySpec(_Strict):
     model: str = Field(min_length=1)
     """A hub model id, a local directory, or package:PKG[/path] (a model shipped in a package)."""
@@ -220,6 +240,7 @@ class StudySpec(_Strict):
     sampler: SamplerSpec = SamplerSpec()
     pruner: PrunerSpec = PrunerSpec()
     budget: BudgetSpec
+    heartbeat: HeartbeatSpec = HeartbeatSpec()
     seed: int = 0
     """Trial k trains with seed + k, so every trial is reproducible from its record."""
 
@@ -310,5 +331,5 @@ def _describe(error: ValidationError) -> str:
 
 def _known_keys() -> list[str]:
     models = (StudySpec, DatasetSpec, ObjectiveSpec, SamplerSpec, PrunerSpec, BudgetSpec,
-              FloatParam, IntParam, ChoiceParam)
+              HeartbeatSpec, FloatParam, IntParam, ChoiceParam)
     return [field.alias or name for m in models for name, field in m.model_fields.items()]

@@ -6,6 +6,7 @@ The URL is resolved in one place, in this order: the --storage flag, then HPSEAR
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import sqlite3
@@ -21,8 +22,10 @@ DEFAULT_STORAGE = "sqlite:///storage/hpsearch.db"
 STORAGE_ENV = "HPSEARCH_STORAGE"
 ARTIFACTS_ENV = "HPSEARCH_ARTIFACTS"
 SQLITE_BUSY_TIMEOUT_S = 60
-HEARTBEAT_INTERVAL_S = 10
+HEARTBEAT_INTERVAL_S = 10  # until the study's spec is read; see apply_heartbeat
 GRACE_PERIOD_S = 60
+# How long a worker rides out a database outage (restart, failover) before it gives up.
+OUTAGE_TOLERANCE_S = float(os.environ.get("HPSEARCH_OUTAGE_TOLERANCE", "180"))
 
 # The drivers hpsearch installs (extras postgres and mysql), used where a URL names none.
 DEFAULT_DRIVERS = {"postgresql": "postgresql+psycopg", "postgres": "postgresql+psycopg",
@@ -66,7 +69,6 @@ def artifact_dir(url: URL) -> Path:
 def open_storage(url: URL):
     """An RDBStorage with heartbeats, or a StorageError that says what is wrong in one line."""
     import optuna
-    from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
     from sqlalchemy.exc import SQLAlchemyError
 
     engine_kwargs: dict = {}
@@ -77,22 +79,37 @@ def open_storage(url: URL):
     else:
         engine_kwargs["pool_pre_ping"] = True  # a connection dropped by a DB restart is replaced
     try:
-        with warnings.catch_warnings():
-            # Heartbeats have been "experimental" since Optuna 2.8; they are what keeps trials honest.
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return RDBStorage(
-                url.render_as_string(hide_password=False),
-                engine_kwargs=engine_kwargs,
-                heartbeat_interval=HEARTBEAT_INTERVAL_S,
-                grace_period=GRACE_PERIOD_S,
-                heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=3),
-            )
+        return _create_rdb_storage(url, engine_kwargs)
     except (ImportError, ModuleNotFoundError):
         extra = EXTRAS.get(backend)
         fix = f"pip install 'hpsearch[{extra}]'" if extra else "install its SQLAlchemy driver"
         raise StorageError(f"no database driver for {redact(url)}; {fix}") from None
     except (SQLAlchemyError, optuna.exceptions.StorageInternalError) as e:
         raise StorageError(f"cannot open storage {redact(url)}: {_reason(e, url)}") from None
+
+
+def _create_rdb_storage(url: URL, engine_kwargs: dict):
+    import optuna
+    from optuna.storages import RetryHeartbeatStaleTrialCallback
+    from sqlalchemy.exc import IntegrityError
+
+    # Two processes opening a new database at once both create its schema; the loser of that race
+    # hits a duplicate key and finds the schema there when it tries again.
+    for attempt in range(3):
+        try:
+            with warnings.catch_warnings():
+                # Heartbeats have been "experimental" since Optuna 2.8; they keep trials honest.
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return _resilient_storage_class()(
+                    url.render_as_string(hide_password=False),
+                    engine_kwargs=engine_kwargs,
+                    heartbeat_interval=HEARTBEAT_INTERVAL_S,
+                    grace_period=GRACE_PERIOD_S,
+                    heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=3),
+                )
+        except IntegrityError:
+            if attempt == 2:
+                raise
 
 
 def _prepare_sqlite(url: URL) -> None:
@@ -119,3 +136,62 @@ def _reason(error: Exception, url: URL) -> str:
     if password:
         text = text.replace(str(password), "***")
     return text[:300]
+
+
+def apply_heartbeat(storage, heartbeat) -> None:
+    """Use the study's heartbeat settings; RDBStorage reads these attributes at each use."""
+    import optuna
+    from optuna.storages import RetryHeartbeatStaleTrialCallback
+
+    storage.heartbeat_interval = heartbeat.interval
+    storage.grace_period = heartbeat.grace_period
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        callback = RetryHeartbeatStaleTrialCallback(max_retry=heartbeat.max_retries)
+    storage.heartbeat_stale_trial_callback = callback
+    storage.failed_trial_callback = storage.heartbeat_stale_trial_callback
+
+
+def retry_through_outage(function):
+    """Retry `function` with exponential backoff while the database is unreachable.
+
+    A dropped connection is replaced by the pool's pre-ping; what is retried is the call that was
+    under way when the database went away. After OUTAGE_TOLERANCE_S the last error is raised.
+    """
+    import tenacity
+    from optuna.exceptions import StorageInternalError
+    from sqlalchemy.exc import InterfaceError, OperationalError
+
+    return tenacity.retry(
+        retry=tenacity.retry_if_exception_type((StorageInternalError, OperationalError, InterfaceError)),
+        wait=tenacity.wait_exponential(multiplier=0.5, max=10),
+        stop=tenacity.stop_after_delay(OUTAGE_TOLERANCE_S),
+        before_sleep=_log_retry,
+        reraise=True,
+    )(function)
+
+
+def _log_retry(state) -> None:
+    import logging
+
+    error = state.outcome.exception()
+    origin = error.__cause__ or error  # StorageInternalError wraps the SQLAlchemy error
+    origin = getattr(origin, "orig", None) or origin  # which wraps the driver's
+    first_line = (str(origin).strip().splitlines() or [type(origin).__name__])[0][:200]
+    logging.getLogger("hpsearch.storage").warning(
+        "storage unreachable (%s: %s); retrying in %.1fs", type(origin).__name__, first_line,
+        state.next_action.sleep,
+    )
+
+
+@functools.cache
+def _resilient_storage_class():
+    """RDBStorage whose every call, heartbeats included, rides out a database outage."""
+    from optuna.storages import BaseStorage, RDBStorage
+
+    names = [n for n in vars(BaseStorage) if not n.startswith("_") and callable(getattr(BaseStorage, n))]
+    # Optuna's caching layer and heartbeat call these private methods of the RDB storage directly.
+    names += ["record_heartbeat", "_get_stale_trial_ids", "_get_trials", "_create_new_trial",
+              "_get_best_trial_id", "_set_trial_param"]
+    methods = {name: retry_through_outage(getattr(RDBStorage, name)) for name in names if hasattr(RDBStorage, name)}
+    return type("ResilientRDBStorage", (RDBStorage,), methods)

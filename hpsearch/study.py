@@ -16,7 +16,8 @@ from hpsearch.errors import StudyError
 from hpsearch.spec import StudySpec, parse_spec
 
 SPEC_ATTR = "hpsearch_spec"
-MUTABLE_KEYS = ("budget",)
+# Parts of a spec a later run may change: they steer the run, not what the search means.
+MUTABLE_KEYS = ("budget", "heartbeat")
 
 
 def study_exists(storage, name: str) -> bool:
@@ -59,7 +60,8 @@ def open_study(storage, name: str, spec: StudySpec) -> tuple[optuna.Study, list[
     existing = stored_spec(storage, name)
     _refuse_changes(name, existing, spec)
     study = _load(storage, name, spec)
-    changes = diff_specs(existing.to_dict()["budget"], spec.to_dict()["budget"], prefix="budget.")
+    old, new = existing.to_dict(), spec.to_dict()
+    changes = [line for key in MUTABLE_KEYS for line in diff_specs(old[key], new[key], prefix=f"{key}.")]
     if changes:
         study.set_user_attr(SPEC_ATTR, spec.to_dict())
     return study, changes

@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import os
+import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
 
 import optuna
 
-from hpsearch.budget import FAIL_REASON_ATTR, n_spent
+from hpsearch.budget import FAIL_REASON_ATTR, SPENT, START, budget_verdict
 from hpsearch.errors import HpsearchError
 from hpsearch.spec import StudySpec
 
 CACHE_ENV = "HPSEARCH_CACHE"
+THREADS_ENV = "HPSEARCH_THREADS"  # set by the supervisor: this worker's share of the CPU cores
 # The same failure this many times in a row is no search result but a problem to fix first.
 MAX_REPEATED_FAILURES = 3
+POLL_INTERVAL_S = 2.0
 
 
 def cache_dir() -> Path:
@@ -46,6 +49,10 @@ def build_runner(spec: StudySpec, artifact_dir: Path):
     from hpsearch.objective import TrialRunner, describe_device
 
     quiet_libraries()
+    if os.environ.get(THREADS_ENV):
+        import torch
+
+        torch.set_num_threads(int(os.environ[THREADS_ENV]))
     location = resolve_model(spec.model)
     tokenizer = load_tokenizer(location)
     data = prepare_data(spec.dataset, spec.model, tokenizer, cache_dir())
@@ -55,19 +62,41 @@ def build_runner(spec: StudySpec, artifact_dir: Path):
     )
 
 
+def warm_cache(spec: StudySpec) -> None:
+    """Tokenize the data once before workers start, rather than in every worker at once."""
+    from hpsearch.data import prepare_data
+    from hpsearch.location import resolve_model
+    from hpsearch.modeling import load_tokenizer
+
+    quiet_libraries()
+    prepare_data(spec.dataset, spec.model, load_tokenizer(resolve_model(spec.model)), cache_dir())
+
+
 def run_trials(
     study: optuna.Study,
     runner,
     n_trials: int,
     timeout: float | None,
+    lock,
     on_trial_end: Callable[[optuna.Study, optuna.trial.FrozenTrial], None] | None = None,
 ) -> None:
-    """Run trials until `n_trials` count toward the budget study-wide (or `timeout` passes)."""
+    """Run trials until `n_trials` count toward the study's budget, counting every worker's trials.
+
+    A trial starts only under the study lock, and only while the budget has room for it beside the
+    trials other workers are running, so workers together never overshoot. When the remaining
+    slots are all held by running trials, this worker waits: one of them may yet die and need a
+    re-run. `timeout` stops starting new trials.
+    """
     from hpsearch.objective import TrialFailed
 
+    deadline = None if timeout is None else time.monotonic() + timeout
     recent_failures: list[str | None] = []
 
-    def stop_when_spent(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+    def objective(trial: optuna.Trial) -> float:
+        lock.release()  # the trial exists now: others may check the budget again
+        return runner(trial)
+
+    def after_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         if on_trial_end is not None:
             on_trial_end(study, trial)
         recent_failures.append(trial.user_attrs.get(FAIL_REASON_ATTR) if trial.state.name == "FAIL" else None)
@@ -77,13 +106,19 @@ def run_trials(
                 f"{MAX_REPEATED_FAILURES} trials in a row failed with: {last[0]}; fix the cause and "
                 "run again (the failed trials are recorded in the storage)"
             )
-        # Other workers may have finished trials too: recount from the storage.
-        if n_spent(study.get_trials(deepcopy=False)) >= n_trials:
-            study.stop()
 
-    remaining = n_trials - n_spent(study.get_trials(deepcopy=False))
-    if remaining <= 0:
-        return
-    study.optimize(
-        runner, n_trials=remaining, timeout=timeout, catch=(TrialFailed,), callbacks=[stop_when_spent]
-    )
+    while deadline is None or time.monotonic() < deadline:
+        lock.acquire()
+        try:
+            verdict = budget_verdict(study.get_trials(deepcopy=False), n_trials)
+            if verdict == START:
+                study.optimize(objective, n_trials=1, catch=(TrialFailed,), callbacks=[after_trial])
+                continue
+        finally:
+            lock.release()
+        if verdict == SPENT:
+            return
+        # FULL: every free slot is taken by a running trial; see whether one of them died.
+        optuna.storages.fail_stale_trials(study)
+        time.sleep(POLL_INTERVAL_S)
+

@@ -64,6 +64,8 @@ def test_stored_form_round_trips(tiny_spec):
         (lambda s: s["objective"].update(direction="up"), "objective.direction: Input should be 'maximize' or 'minimize'"),
         (lambda s: s.update(sampler={"name": "grid"}), "sampler.name: Input should be 'tpe', 'random', 'gp', 'cmaes' or 'qmc'"),
         (lambda s: s.update(pruner={"name": "hyperband", "evals_per_epoch": 0}), "pruner.evals_per_epoch: Input should be greater than or equal to 1"),
+        (lambda s: s.update(heartbeat={"interval": 10, "grace_period": 5}), "heartbeat: grace_period (5s) must exceed interval (10s)"),
+        (lambda s: s.update(heartbeat={"max_retries": -1}), "heartbeat.max_retries: Input should be greater than or equal to 0"),
         (lambda s: s.update(pruner={"name": "patient"}), "pruner.name: Input should be 'hyperband', 'successive_halving', 'median' or 'none'"),
     ],
 )

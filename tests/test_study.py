@@ -52,6 +52,14 @@ def test_budget_may_change_and_is_recorded(storage, tiny_spec):
     assert stored_spec(storage, "s").budget.n_trials == 5
 
 
+def test_heartbeat_settings_may_change(storage, tiny_spec):
+    open_study(storage, "s", parse_spec(tiny_spec, "t"))
+    tiny_spec["heartbeat"] = {"interval": 5, "grace_period": 30}
+    _, changes = open_study(storage, "s", parse_spec(tiny_spec, "t"))
+    # How lost trials are detected steers the run, not what the search means: it may change.
+    assert changes == ["heartbeat.grace_period: 60 -> 30", "heartbeat.interval: 10 -> 5"]
+
+
 def test_study_not_made_by_hpsearch_is_refused(storage, tiny_spec):
     optuna.create_study(study_name="foreign", storage=storage)
     with pytest.raises(StudyError, match="'foreign' was not created by hpsearch"):
