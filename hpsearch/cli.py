@@ -7,6 +7,7 @@ and the read-only commands start fast.
 from __future__ import annotations
 
 import os
+import socket
 import sys
 import traceback
 from pathlib import Path
@@ -85,17 +86,26 @@ def worker(name: str, storage: str | None, gpus: str | None, workers: int | None
     from hpsearch.check import check_spec
     from hpsearch.storage import open_storage, resolve_storage_url
     from hpsearch.study import stored_spec
+    from hpsearch.supervisor import WORKER_KEY_ENV
 
     url = resolve_storage_url(storage)
     rdb = open_storage(url)
     spec = stored_spec(rdb, name)
     check_spec(spec)  # the model and data must be reachable from this machine too
     spent = n_spent(rdb.get_all_trials(rdb.get_study_id_from_name(name), deepcopy=False))
-    _search(url, rdb, name, spec, spent, gpus, workers, supervised=supervised)
+    # A worker joins others: its supervisor names its slot, else its host and process do.
+    key = os.environ.get(WORKER_KEY_ENV) if supervised else None
+    key = key or f"{socket.gethostname()}:{os.getpid()}"
+    _search(url, rdb, name, spec, spent, gpus, workers, supervised=supervised, worker_key=key)
 
 
-def _search(url, rdb, name: str, spec, spent: int, gpus: str | None, workers: int | None, supervised: bool) -> None:
-    """Run the study's missing trials here: in this process, or in supervised worker processes."""
+def _search(url, rdb, name: str, spec, spent: int, gpus: str | None, workers: int | None, supervised: bool,
+            worker_key: str | None = None) -> None:
+    """Run the study's missing trials here: in this process, or in supervised worker processes.
+
+    `worker_key` names this process among the study's workers (None: the only one); its sampler
+    seed is derived from it, so that workers do not all suggest the same parameters.
+    """
     from hpsearch.storage import apply_heartbeat, artifact_dir, redact
     from hpsearch.study import open_study
 
@@ -110,6 +120,7 @@ def _search(url, rdb, name: str, spec, spent: int, gpus: str | None, workers: in
         return
     apply_heartbeat(rdb, spec.heartbeat)
     in_process = gpus is None and (workers or 1) == 1
+    slots = None if in_process else _plan_slots(gpus, workers)  # a bad --gpus fails before any write
     if in_process:
         from hpsearch.worker import build_runner
 
@@ -120,14 +131,14 @@ def _search(url, rdb, name: str, spec, spent: int, gpus: str | None, workers: in
 
         with console.status("tokenizing the data once for all workers"):
             warm_cache(spec)
-    study, changes = open_study(rdb, name, spec)
+    study, changes = open_study(rdb, name, spec, worker_key)
     for change in changes:
         console.print(f"stored spec updated: {change}")
     try:
         if in_process:
             _run_here(study, runner, url, name, spec, supervised)
         else:
-            _run_supervised(study, url, name, spec, gpus, workers)
+            _run_supervised(study, url, name, spec, slots)
     except KeyboardInterrupt:
         if not supervised:
             console.print("[yellow]interrupted[/]: running trials end FAIL (interrupted) and are re-run "
@@ -158,13 +169,18 @@ def _run_here(study, runner, url, name: str, spec, supervised: bool) -> None:
         run_trials(study, runner, budget, timeout, lock, progress.on_trial_end)
 
 
-def _run_supervised(study, url, name: str, spec, gpus: str | None, workers: int | None) -> None:
+def _plan_slots(gpus: str | None, workers: int | None):
+    from hpsearch.supervisor import plan_slots
+
+    return plan_slots(gpus, workers, _count_gpus() if gpus else 0, os.cpu_count() or 1,
+                      os.environ.get("CUDA_VISIBLE_DEVICES"))
+
+
+def _run_supervised(study, url, name: str, spec, slots) -> None:
     from hpsearch.progress import RunProgress
     from hpsearch.storage import STORAGE_ENV
-    from hpsearch.supervisor import Supervisor, plan_slots
+    from hpsearch.supervisor import Supervisor
 
-    slots = plan_slots(gpus, workers, _count_gpus() if gpus else 0, os.cpu_count() or 1,
-                       os.environ.get("CUDA_VISIBLE_DEVICES"))
     console.print(f"starting {len(slots)} workers: {', '.join(s.label for s in slots)}")
     args = ["worker", "--study", name, "--supervised"]
     # The URL travels in the environment: a command line (with its password) is visible to `ps`.

@@ -53,13 +53,16 @@ def check_resumable(storage, name: str, spec: StudySpec) -> int:
     return n_spent(storage.get_all_trials(storage.get_study_id_from_name(name), deepcopy=False))
 
 
-def open_study(storage, name: str, spec: StudySpec) -> tuple[optuna.Study, list[str]]:
-    """Create the study or resume it; returns it and the changes made to its stored budget."""
+def open_study(storage, name: str, spec: StudySpec, worker_key: str | None = None) -> tuple[optuna.Study, list[str]]:
+    """Create the study or resume it; returns it and the changes made to its stored budget.
+
+    `worker_key` names this worker among several, so that its sampler draws its own suggestions.
+    """
     if not study_exists(storage, name):
-        return _create(storage, name, spec), []
+        return _create(storage, name, spec, worker_key), []
     existing = stored_spec(storage, name)
     _refuse_changes(name, existing, spec)
-    study = _load(storage, name, spec)
+    study = _load(storage, name, spec, worker_key)
     old, new = existing.to_dict(), spec.to_dict()
     changes = [line for key in MUTABLE_KEYS for line in diff_specs(old[key], new[key], prefix=f"{key}.")]
     if changes:
@@ -80,17 +83,17 @@ def _refuse_changes(name: str, existing: StudySpec, spec: StudySpec) -> None:
         )
 
 
-def _load(storage, name: str, spec: StudySpec) -> optuna.Study:
+def _load(storage, name: str, spec: StudySpec, worker_key: str | None) -> optuna.Study:
     return optuna.load_study(
         study_name=name, storage=storage,
-        sampler=make_sampler(spec.sampler), pruner=make_pruner(spec.pruner),
+        sampler=make_sampler(spec.sampler, worker_key), pruner=make_pruner(spec.pruner),
     )
 
 
-def _create(storage, name: str, spec: StudySpec) -> optuna.Study:
+def _create(storage, name: str, spec: StudySpec, worker_key: str | None) -> optuna.Study:
     study = optuna.create_study(
         study_name=name, storage=storage, direction=spec.objective.direction,
-        sampler=make_sampler(spec.sampler), pruner=make_pruner(spec.pruner),
+        sampler=make_sampler(spec.sampler, worker_key), pruner=make_pruner(spec.pruner),
     )
     try:
         study.set_user_attr(SPEC_ATTR, spec.to_dict())

@@ -19,6 +19,7 @@ from pathlib import Path
 from hpsearch.errors import HpsearchError
 
 MAX_RESTARTS = 3
+WORKER_KEY_ENV = "HPSEARCH_WORKER_KEY"  # tells a supervised worker which slot it is
 STOP_GRACE_S = 120  # a worker given Ctrl-C records its trial as interrupted, then exits
 POLL_INTERVAL_S = 1.0
 
@@ -108,7 +109,7 @@ class Supervisor:
         with open(worker.log, "a") as log:
             worker.process = subprocess.Popen(
                 [sys.executable, "-m", "hpsearch.cli", *self.worker_args],
-                env={**os.environ, **self.env, **worker.slot.env}, stdout=log, stderr=subprocess.STDOUT,
+                env={**os.environ, **self.env, **worker.slot.env, WORKER_KEY_ENV: worker.slot.label}, stdout=log, stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL, start_new_session=True,
             )
 

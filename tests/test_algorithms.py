@@ -41,3 +41,15 @@ def test_pruner_is_built_with_its_settings(name):
     assert isinstance(pruner, expected)
     if name == "successive_halving":
         assert pruner._min_resource == 2 and pruner._reduction_factor == 4
+
+
+def test_workers_get_their_own_seeds():
+    def first_draw(worker_key):
+        study = optuna.create_study(sampler=make_sampler(SamplerSpec(name="random", seed=0), worker_key))
+        study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=1)
+        return study.trials[0].params["x"]
+
+    # A lone worker keeps the spec's seed; workers side by side draw different values, each repeatably.
+    assert first_draw(None) == first_draw(None)
+    assert first_draw("cpu0") == first_draw("cpu0")
+    assert len({first_draw(None), first_draw("cpu0"), first_draw("cpu1")}) == 3

@@ -93,3 +93,12 @@ def test_debug_shows_the_traceback(workdir):
     assert result.returncode == 2
     assert "Traceback" in result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith("Error: no spec for study 'nope'")
+
+
+def test_bad_gpus_fails_before_anything_is_written(workdir, tiny_spec):
+    write_spec(workdir, "tiny", tiny_spec)
+    # This machine has no GPU: --gpus all is refused with what to do instead.
+    result = run_hpsearch("run", "--study", "tiny", "--gpus", "all", cwd=workdir)
+    assert_one_line_error(result, 1, "--gpus all: no GPU is visible here; use --workers N to run on CPU")
+    with sqlite3.connect(workdir / "storage" / "hpsearch.db") as db:
+        assert db.execute("select count(*) from studies").fetchone()[0] == 0

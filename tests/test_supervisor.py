@@ -45,3 +45,26 @@ def test_mistakes_are_one_line_errors(gpus, workers, visible, message):
     with pytest.raises(HpsearchError) as caught:
         plan_slots(gpus, workers, visible, n_cores=8)
     assert caught.value.message == message
+
+
+@pytest.mark.slow
+def test_a_worker_that_keeps_crashing_is_restarted_then_given_up(workdir, tiny_spec):
+    from hpsearch.spec import parse_spec
+    from hpsearch.storage import STORAGE_ENV, open_storage, resolve_storage_url
+    from hpsearch.study import open_study
+    from hpsearch.supervisor import MAX_RESTARTS, Supervisor, WorkerSlot
+
+    url = f"sqlite:///{workdir / 'hp.db'}"
+    open_study(open_storage(resolve_storage_url(url)), "crashy", parse_spec(tiny_spec, "t"))
+    # A real worker process that crashes at start-up every time (its thread count is no number).
+    slot = WorkerSlot("cpu0", {"HPSEARCH_THREADS": "lots"})
+    messages: list[str] = []
+    supervisor = Supervisor([slot], ["worker", "--study", "crashy", "--supervised"], {STORAGE_ENV: url},
+                            workdir / "logs", report=messages.append, on_poll=lambda: None)
+    with pytest.raises(HpsearchError) as caught:
+        supervisor.run()
+    # Restarted MAX_RESTARTS times, then given up, with the crash's last line as the reason.
+    restarts = [m for m in messages if "restarting" in m]
+    assert len(restarts) == MAX_RESTARTS
+    assert "invalid literal for int() with base 10: 'lots'" in restarts[0]
+    assert caught.value.message.startswith("1 of 1 workers gave up (cpu0: died 4 times, last with exit code 1")

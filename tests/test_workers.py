@@ -83,8 +83,10 @@ def test_four_workers_complete_exactly_the_budget(variable, workdir, cheap_spec,
     assert "starting 4 workers" in result.stdout
     study = load(url, name)
     assert_budget_exact(study, 8)
-    # The work was shared: trials came from more than one worker process.
+    # The work was shared: trials came from more than one worker process ...
     assert len({t.user_attrs["pid"] for t in study.trials}) >= 2
+    # ... and each worker drew its own suggestions: no two trials tried the same learning rate.
+    assert len({t.params["learning_rate"] for t in study.trials}) == 8
 
 
 def test_sqlite_four_workers_and_a_polling_reader_never_lock(workdir, cheap_spec, study_name):
