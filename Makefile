@@ -7,7 +7,7 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 
-.PHONY: setup study test clean-storage
+.PHONY: setup browser study test clean-storage
 
 $(BIN)/hpsearch: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,7 +26,14 @@ setup: $(BIN)/hpsearch
 study: setup
 	$(BIN)/hpsearch run --study sentiment
 
-test: setup
+# The dashboard tests drive a real headless Chromium (Debian's chromium and chromium-driver).
+browser:
+	@if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium chromium-driver; \
+	fi
+
+test: setup browser
 	$(BIN)/python -m pytest -q
 
 clean-storage:

@@ -6,6 +6,8 @@ and the read-only commands start fast.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import socket
 import sys
@@ -22,6 +24,7 @@ DEBUG_ENV = "HPSEARCH_DEBUG"
 STUDIES_DIR = Path("studies")
 
 console = Console(highlight=False, soft_wrap=True)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -157,16 +160,27 @@ def _search(url, rdb, name: str, spec, spent: int, gpus: str | None, workers: in
 
 def _run_here(study, runner, url, name: str, spec, supervised: bool) -> None:
     from hpsearch.lock import StudyLock
+    from hpsearch.note import NoteWriter, register_worker
     from hpsearch.progress import RunProgress
     from hpsearch.worker import run_trials
 
     lock = StudyLock(url, name)
     budget, timeout = spec.budget.n_trials, spec.budget.timeout
-    if supervised:
-        run_trials(study, runner, budget, timeout, lock)
-        return
-    with RunProgress(console, study, spec.objective.eval_key, budget) as progress:
-        run_trials(study, runner, budget, timeout, lock, progress.on_trial_end)
+    register_worker(study, runner.device, spec.objective.eval_key)
+    note = NoteWriter(study, spec)
+    note(force=True)
+    try:
+        if supervised:
+            run_trials(study, runner, budget, timeout, lock, note)
+            return
+        with RunProgress(console, study, spec.objective.eval_key, budget) as progress:
+            def after_trial(study, trial) -> None:
+                progress.on_trial_end(study, trial)
+                note(study, trial)
+
+            run_trials(study, runner, budget, timeout, lock, after_trial)
+    finally:
+        note(force=True)
 
 
 def _plan_slots(gpus: str | None, workers: int | None):
@@ -177,6 +191,7 @@ def _plan_slots(gpus: str | None, workers: int | None):
 
 
 def _run_supervised(study, url, name: str, spec, slots) -> None:
+    from hpsearch.note import write_note
     from hpsearch.progress import RunProgress
     from hpsearch.storage import STORAGE_ENV
     from hpsearch.supervisor import Supervisor
@@ -187,12 +202,124 @@ def _run_supervised(study, url, name: str, spec, slots) -> None:
     env = {STORAGE_ENV: url.render_as_string(hide_password=False)}
     with RunProgress(console, study, spec.objective.eval_key, spec.budget.n_trials) as progress:
         Supervisor(slots, args, env, Path("storage/logs") / name, report=console.print, on_poll=progress.poll).run()
+    write_note(study, spec)  # the workers' last notes may predate their last trials
 
 
 def _count_gpus() -> int:
     import torch
 
     return torch.cuda.device_count()
+
+
+@cli.command()
+@click.option("--study", "name", metavar="NAME", help="Open this study's page (all studies are browsable).")
+@storage_option
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind; anything but loopback is reachable by others.")
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--server", type=click.Choice(["wsgiref", "gunicorn"]), default="wsgiref", show_default=True,
+              help="gunicorn serves several users at once.")
+def dashboard(name: str | None, storage: str | None, host: str, port: int, server: str) -> None:
+    """Serve optuna-dashboard on the storage, with the best models and trial files browsable."""
+    from hpsearch.artifact import open_artifact_store
+    from hpsearch.dashboard import LOOPBACK, make_app, serve
+    from hpsearch.storage import artifact_dir, open_storage, redact, resolve_storage_url
+    from hpsearch.study import stored_spec
+
+    url = resolve_storage_url(storage)
+    rdb = open_storage(url)
+    page = "dashboard/"
+    if name:
+        stored_spec(rdb, name)  # an unknown study is an error here, not an empty page later
+        page += f"studies/{rdb.get_study_id_from_name(name)}"
+    if host not in LOOPBACK:
+        err_console.print(f"[yellow]warning[/]: binding {host}: anyone who reaches this machine on port "
+                          f"{port} can read and change these studies (the dashboard has no login)")
+    app = make_app(rdb, open_artifact_store(artifact_dir(url)))
+    shown_host = f"[{host}]" if ":" in host else host
+    console.print(f"optuna-dashboard on {redact(url)}: http://{shown_host}:{port}/{page}  (Ctrl-C stops it)")
+    try:
+        serve(app, host, port, server)
+    except OSError as e:
+        raise HpsearchError(f"cannot listen on {host}:{port}: {e.strerror}; pick another --port") from None
+    except KeyboardInterrupt:
+        pass
+
+
+@cli.command()
+@click.option("--study", "name", metavar="NAME", help="One study in detail; default: every study, one line each.")
+@storage_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
+def status(name: str | None, storage: str | None, as_json: bool) -> None:
+    """Trials by state, best value, running trials with their heartbeats, compute spent and saved."""
+    from hpsearch.progress import running_table, studies_table, summary_table
+    from hpsearch.status import all_studies, study_status
+    from hpsearch.storage import open_storage, resolve_storage_url
+    from hpsearch.summary import StudySummary
+
+    rdb = open_storage(resolve_storage_url(storage))
+    data = study_status(rdb, name) if name else all_studies(rdb)
+    if as_json:
+        click.echo(json.dumps(data, indent=2, default=str))
+        return
+    if not name:
+        console.print(studies_table(data) if data else "the storage holds no study")
+        return
+    summary = StudySummary(**{f.name: data[f.name] for f in dataclasses.fields(StudySummary)})
+    console.print(summary_table(summary))
+    console.print(running_table(data["running"]) if data["running"] else "no trial is running")
+
+
+@cli.command()
+@click.option("--study", "name", required=True, metavar="NAME")
+@storage_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def best(name: str, storage: str | None, as_json: bool) -> None:
+    """The best trial: its value, parameters and metrics."""
+    from hpsearch.progress import best_table
+    from hpsearch.status import best_trial
+    from hpsearch.storage import open_storage, resolve_storage_url
+
+    data = best_trial(open_storage(resolve_storage_url(storage)), name)
+    if as_json:
+        click.echo(json.dumps(data, indent=2, default=str))
+    else:
+        console.print(best_table(data))
+
+
+@cli.command()
+@click.option("--study", "name", required=True, metavar="NAME")
+@storage_option
+@click.argument("out_dir", type=click.Path(path_type=Path))
+def export(name: str, storage: str | None, out_dir: Path) -> None:
+    """Write the best model, tokenizer, label names and a model card to OUT_DIR, ready for pipeline()."""
+    from hpsearch.artifact import open_artifact_store
+    from hpsearch.export import export_best_model
+    from hpsearch.storage import artifact_dir, open_storage, resolve_storage_url
+
+    url = resolve_storage_url(storage)
+    best_found = export_best_model(open_storage(url), name, open_artifact_store(artifact_dir(url)), out_dir)
+    console.print(f"exported trial {best_found['number']} ({best_found['metric']} {best_found['value']:.4f}) to {out_dir}")
+    console.print(f'load it with: pipeline("text-classification", model="{out_dir}")')
+
+
+@cli.command()
+@click.option("--study", "name", required=True, metavar="NAME")
+@storage_option
+@click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path), help="Folder for the PNGs and report.html.")
+def report(name: str, storage: str | None, out_dir: Path) -> None:
+    """Plots of the study as PNG files and one self-contained HTML page."""
+    import optuna
+
+    from hpsearch.report import write_report
+    from hpsearch.storage import open_storage, resolve_storage_url
+    from hpsearch.study import stored_spec
+
+    rdb = open_storage(resolve_storage_url(storage))
+    spec = stored_spec(rdb, name)
+    outcome = write_report(optuna.load_study(study_name=name, storage=rdb), spec, out_dir)
+    for plot, result in outcome.items():
+        console.print(f"{plot}: {result}")
+    console.print(f"open {out_dir / 'report.html'} (no network needed)")
 
 
 def _print_summary(study, spec) -> None:

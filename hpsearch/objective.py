@@ -7,6 +7,7 @@ its reason in the `fail_reason` user attribute and the study goes on.
 from __future__ import annotations
 
 import gc
+import json
 import os
 import socket
 import tempfile
@@ -17,6 +18,7 @@ from typing import Any
 
 import optuna
 import torch
+from optuna.artifacts import upload_artifact
 from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
@@ -104,6 +106,7 @@ class TrialRunner:
                 raise TrialFailed(f"{type(e).__name__}: {_first_line(e)}") from None
             finally:
                 _record_cost(trial, trainer, callback, time.monotonic() - started)
+                _upload_metrics(trial, callback, params, seed, self.artifact_store, Path(scratch))
                 if torch.cuda.is_available():
                     gc.collect()
                     torch.cuda.empty_cache()
@@ -138,6 +141,17 @@ def _record_cost(trial: optuna.Trial, trainer: Trainer, callback: OptunaPruningC
     trial.set_user_attr("n_evals", callback.n_evals)
     if callback.last_metrics:
         trial.set_user_attr("metrics", {k: round(v, 6) for k, v in callback.last_metrics.items()})
+
+
+def _upload_metrics(trial, callback: OptunaPruningCallback, params: dict, seed: int, store, scratch: Path) -> None:
+    """Every evaluation of the trial as a JSON file attached to it: browsable in the dashboard."""
+    record = {
+        "trial": trial.number, "params": params, "seed": seed,
+        "n_steps_planned": callback.n_steps_planned, "evaluations": callback.history,
+    }
+    path = scratch / f"metrics-trial-{trial.number}.json"
+    path.write_text(json.dumps(record, indent=2))
+    upload_artifact(artifact_store=store, file_path=str(path), study_or_trial=trial, mimetype="application/json")
 
 
 def _first_line(error: Exception) -> str:

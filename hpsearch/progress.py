@@ -11,6 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from hpsearch.budget import FAIL_REASON_ATTR, count_states, n_spent
+from hpsearch.spec import METRICS
 from hpsearch.summary import StudySummary
 
 STATE_STYLE = {"COMPLETE": "green", "PRUNED": "yellow", "FAIL": "red"}
@@ -127,3 +128,38 @@ def format_seconds(seconds: float) -> str:
         return f"{minutes}m{seconds:02d}s"
     hours, minutes = divmod(minutes, 60)
     return f"{hours}h{minutes:02d}m"
+
+
+def running_table(running: list[dict]) -> Table:
+    table = Table(title="running trials", title_justify="left")
+    for column in ("trial", "host", "pid", "device", "heartbeat", "params"):
+        table.add_column(column)
+    for r in running:
+        age = "-" if r["heartbeat_age_s"] is None else f"{r['heartbeat_age_s']:.0f}s ago"
+        params = " ".join(f"{k}={format_value(v)}" for k, v in r["params"].items())
+        table.add_row(str(r["number"]), str(r["host"]), str(r["pid"]), str(r["device"]), age, params)
+    return table
+
+
+def studies_table(rows: list[dict]) -> Table:
+    table = Table(title="studies", title_justify="left")
+    for column in ("study", "trials", "budget", "metric", "best"):
+        table.add_column(column)
+    for r in rows:
+        states = ", ".join(f"{n} {s.lower()}" for s, n in sorted(r["states"].items())) or "none"
+        best = "-" if r["best_value"] is None else f"{r['best_value']:.4f}"
+        table.add_row(r["name"], states, str(r["n_trials_budget"] or "-"), r["metric"] or "-", best)
+    return table
+
+
+def best_table(best: dict) -> Table:
+    table = Table(title=f"best trial of {best['study']}", show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row(best["metric"], f"{best['value']:.4f} (trial {best['number']}, seed {best['seed']})")
+    for name, value in best["params"].items():
+        table.add_row(f"  {name}", format_value(value))
+    for name in METRICS:  # what the evaluation measured; runtime and throughput figures are noise here
+        if f"eval_{name}" in best["metrics"]:
+            table.add_row(f"eval_{name}", f"{best['metrics'][f'eval_{name}']:.4f}")
+    return table

@@ -28,6 +28,7 @@ class OptunaPruningCallback(TrainerCallback):
         self.pruned = False
         self.divergence: str | None = None
         self.last_metrics: dict[str, float] = {}
+        self.history: list[dict[str, float]] = []  # every evaluation, for the trial's metrics file
 
     def on_train_begin(self, args, state, control, train_dataloader=None, **kwargs):
         self.n_steps_planned = state.max_steps
@@ -54,6 +55,7 @@ class OptunaPruningCallback(TrainerCallback):
         value = float(metrics[self.metric_key])
         self.n_evals += 1
         self.last_metrics = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
+        self.history.append({"evaluation": self.n_evals, "step": state.global_step, **self.last_metrics})
         for key in (self.metric_key, "eval_loss"):
             if not math.isfinite(metrics.get(key, 0.0)):
                 self.divergence = f"{key} became {metrics[key]} at evaluation {self.n_evals}"

@@ -7,6 +7,7 @@ import zipfile
 
 import optuna
 import pytest
+from optuna.artifacts import get_all_artifact_meta
 
 from hpsearch.artifact import BEST_MODEL_ATTR
 from hpsearch.study import SPEC_ATTR
@@ -58,11 +59,18 @@ def test_run_resume_and_extend(workdir, e2e_spec):
     assert stored["search_space"] == {"learning_rate": {"choice": [GOOD_LR, BAD_LR]}}
     assert stored["budget"]["n_trials"] == 3
 
-    # The best model is kept as an artifact file in storage/artifacts, and only it.
+    # The best model is kept as a study artifact in storage/artifacts, and only it; each trial has
+    # its metrics file (one entry per evaluation) beside it.
     pointer = study.user_attrs[BEST_MODEL_ATTR]
     assert pointer["trial"] == 0
     artifact = workdir / "storage" / "artifacts" / pointer["artifact_id"]
-    assert sorted(p.name for p in artifact.parent.iterdir()) == [pointer["artifact_id"]]
+    assert [m.artifact_id for m in get_all_artifact_meta(study)] == [pointer["artifact_id"]]
+    for trial in trials:
+        (meta,) = get_all_artifact_meta(trial, storage=storage)
+        assert meta.filename == f"metrics-trial-{trial.number}.json"
+        record = json.loads((artifact.parent / meta.artifact_id).read_text())
+        assert [e["evaluation"] for e in record["evaluations"]] == list(range(1, trial.user_attrs["n_evals"] + 1))
+    assert len(list(artifact.parent.iterdir())) == 1 + len(trials)
     with zipfile.ZipFile(artifact) as archive:
         assert json.loads(archive.read("config.json"))["id2label"] == {"0": "negative", "1": "neutral", "2": "positive"}
 

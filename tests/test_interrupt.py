@@ -73,3 +73,38 @@ def test_ctrl_c_fails_the_trial_and_resume_reruns_it(workdir, tiny_spec, cache_d
     assert rerun.user_attrs["rerun_of"] == interrupted.number
     assert [t.state.name for t in trials].count("RUNNING") == 0
     assert sum(t.state.name in ("COMPLETE", "PRUNED") for t in trials) == 2
+
+
+def test_ctrl_c_stops_every_supervised_worker_cleanly(workdir, tiny_spec, cache_dir):
+    tiny_spec["dataset"]["max_train_samples"] = 960  # 60 steps: both workers are mid-trial when it lands
+    tiny_spec["budget"]["n_trials"] = 4
+    write_spec(workdir, "stop", tiny_spec)
+    database = workdir / "storage" / "hpsearch.db"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "hpsearch.cli", "run", "--study", "stop", "--workers", "2"],
+        cwd=workdir, env={**os.environ, "HPSEARCH_CACHE": str(cache_dir)},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        assert process.poll() is None, process.communicate()
+        try:
+            with sqlite3.connect(database, timeout=30) as db:
+                running = db.execute("select count(*) from trials where state = 'RUNNING'").fetchone()[0]
+        except sqlite3.OperationalError:
+            running = 0
+        if running == 2:
+            break
+        time.sleep(0.2)
+    time.sleep(2.0)
+    # Ctrl-C reaches the supervisor alone (workers run in their own sessions); it forwards it once.
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=180)
+    assert process.returncode == 130, stdout + stderr
+    study = optuna.load_study(study_name="stop", storage=optuna.storages.RDBStorage(f"sqlite:///{database}"))
+    states = [t.state.name for t in study.trials]
+    # Both running trials ended FAIL 'interrupted', each with a waiting re-run; nothing is RUNNING.
+    interrupted = [t for t in study.trials if t.user_attrs.get(FAIL_REASON_ATTR) == INTERRUPTED]
+    assert len(interrupted) == 2
+    assert "RUNNING" not in states
+    assert states.count("WAITING") == 2
