@@ -84,7 +84,7 @@ def _load_hub_split(name: str, subset: str | None, split: str, label: str, key: 
 
     try:
         dataset = datasets.load_dataset(name, subset, split=split)
-    except Exception as e:  # the hub client raises many types; all mean "cannot get it"
+    except Exception as e:  # noqa: BLE001 - the hub client raises many types; all mean "cannot get it"
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise HpsearchError(
             f"{key}: cannot load hub dataset {name!r} split {split!r}: {reason}; "

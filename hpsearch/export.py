@@ -28,7 +28,7 @@ def export_best_model(storage, name: str, artifact_store, out_dir: Path) -> dict
         archive = Path(scratch) / "model.zip"
         try:
             download_artifact(artifact_store=artifact_store, artifact_id=pointer["artifact_id"], file_path=str(archive))
-        except Exception as e:  # the store raises its own not-found types
+        except Exception as e:  # noqa: BLE001 - each artifact store raises its own not-found type
             raise HpsearchError(
                 f"the best model's file (artifact {pointer['artifact_id']}) is not in the artifact store: "
                 f"{e}; point HPSEARCH_ARTIFACTS at the store the workers wrote to"

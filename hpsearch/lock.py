@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import hashlib
 import threading
+from typing import TYPE_CHECKING
 
 import sqlalchemy
 from filelock import FileLock
 from sqlalchemy.engine import URL
 
 from hpsearch.storage import retry_through_outage
+
+if TYPE_CHECKING:
+    from typing import Self
 
 LOCK_TIMEOUT_S = 300
 
@@ -79,7 +83,7 @@ class StudyLock:
         finally:
             self._connection.close()
 
-    def __enter__(self) -> StudyLock:
+    def __enter__(self) -> Self:
         self.acquire()
         return self
 

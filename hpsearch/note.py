@@ -78,6 +78,7 @@ def render_note(name: str, spec, summary: StudySummary, joined: list[dict], poin
     if summary.best_number is not None:
         params = ", ".join(f"{k}={_short(v)}" for k, v in summary.best_params.items())
         best = f"{summary.best_value:.4f} (trial {summary.best_number}: {params})"
+    model = f"best-model-trial-{pointer['trial']}.zip (study artifact)" if pointer else "-"
     lines = [
         f"# hpsearch study `{name}`",
         f"{summary.direction} `{summary.metric}` · model `{spec.model}` · updated {_now()}",
@@ -89,7 +90,7 @@ def render_note(name: str, spec, summary: StudySummary, joined: list[dict], poin
         f"| best | {best} |",
         f"| compute spent | {summary.train_seconds:.0f} s training, {summary.n_steps} optimizer steps |",
         f"| saved by pruning | ~{summary.seconds_saved:.0f} s, {summary.steps_saved} steps |",
-        f"| best model | {'best-model-trial-%d.zip (study artifact)' % pointer['trial'] if pointer else '-'} |",
+        f"| best model | {model} |",
         "",
         "## Workers",
         "| host | pid | device | joined | " + " | ".join(PACKAGES) + " |",

@@ -92,7 +92,7 @@ class TrialRunner:
                     compute_metrics=make_compute_metrics(len(self.data.label_names)),
                     callbacks=[callback],
                 )
-            except Exception as e:  # TrainingArguments and Trainer refuse bad values in many types
+            except Exception as e:  # noqa: BLE001 - TrainingArguments and Trainer refuse bad values in many types
                 raise TrialFailed(f"invalid parameters: {_first_line(e)}") from None
             # Progress is hpsearch's to show; Trainer's printer would interleave log dicts.
             trainer.remove_callback(PrinterCallback)
@@ -102,7 +102,7 @@ class TrialRunner:
                 trainer.train()
             except torch.OutOfMemoryError:
                 raise TrialFailed(f"out of memory (batch size {args.per_device_train_batch_size})") from None
-            except Exception as e:  # a parameter combination the model or optimizer cannot train with
+            except Exception as e:  # noqa: BLE001 - failures are data: a combination that cannot train
                 raise TrialFailed(f"{type(e).__name__}: {_first_line(e)}") from None
             finally:
                 _record_cost(trial, trainer, callback, time.monotonic() - started)

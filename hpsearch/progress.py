@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -13,6 +14,9 @@ from rich.table import Table
 from hpsearch.budget import FAIL_REASON_ATTR, count_states, n_spent
 from hpsearch.spec import METRICS
 from hpsearch.summary import StudySummary
+
+if TYPE_CHECKING:
+    from typing import Self
 
 STATE_STYLE = {"COMPLETE": "green", "PRUNED": "yellow", "FAIL": "red"}
 
@@ -38,7 +42,7 @@ class RunProgress:
             study.study_name, total=n_trials, completed=self.n_done_at_start, tally="", eta=""
         )
 
-    def __enter__(self) -> RunProgress:
+    def __enter__(self) -> Self:
         self.bar.start()
         return self
 
@@ -120,7 +124,7 @@ def format_value(value) -> str:
 
 
 def format_seconds(seconds: float) -> str:
-    seconds = int(round(seconds))
+    seconds = round(seconds)
     if seconds < 60:
         return f"{seconds}s"
     minutes, seconds = divmod(seconds, 60)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import difflib
 import math
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -99,11 +99,7 @@ def _param_kind(value: Any) -> str | None:
 
 
 Param = Annotated[
-    Union[
-        Annotated[FloatParam, Tag("float")],
-        Annotated[IntParam, Tag("int")],
-        Annotated[ChoiceParam, Tag("choice")],
-    ],
+    Annotated[FloatParam, Tag("float")] | Annotated[IntParam, Tag("int")] | Annotated[ChoiceParam, Tag("choice")],
     Discriminator(
         _param_kind,
         custom_error_type="param_kind",

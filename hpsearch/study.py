@@ -11,6 +11,7 @@ import json
 from typing import Any
 
 import optuna
+
 from hpsearch.algorithms import make_pruner, make_sampler
 from hpsearch.errors import StudyError
 from hpsearch.spec import StudySpec, parse_spec

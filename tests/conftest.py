@@ -69,6 +69,6 @@ def run_hpsearch(*args: str, cwd: Path, env: dict | None = None, timeout: float 
     full_env = {**os.environ, **(env or {})}
     full_env.pop("HPSEARCH_DEBUG", None)
     return subprocess.run(
-        [sys.executable, "-m", "hpsearch.cli", *args],
+        [sys.executable, "-m", "hpsearch.cli", *args], check=False,
         cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout,
     )

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from optuna.trial import TrialState, create_trial
 
-from hpsearch.budget import FAIL_REASON_ATTR, FULL, INTERRUPTED, SPENT, START, budget_verdict, n_spent
+from hpsearch.budget import (
+    FAIL_REASON_ATTR,
+    FULL,
+    INTERRUPTED,
+    SPENT,
+    START,
+    budget_verdict,
+    n_spent,
+)
 
 
 def trial(state: TrialState, reason: str | None = None):

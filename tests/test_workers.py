@@ -109,7 +109,7 @@ def test_sqlite_four_workers_and_a_polling_reader_never_lock(workdir, cheap_spec
                 study = optuna.load_study(study_name=name, storage=url)
                 study.get_trials(deepcopy=False)
                 polls += 1
-            except BaseException as e:  # noqa: BLE001 - any error once the study exists counts
+            except Exception as e:  # noqa: BLE001 - any error once the study exists counts
                 if polls:
                     errors.append(e)
             time.sleep(0.05)
