@@ -119,6 +119,8 @@ def run_trials(
         if verdict == SPENT:
             return
         # FULL: every free slot is taken by a running trial; see whether one of them died.
-        optuna.storages.fail_stale_trials(study)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna.storages.fail_stale_trials(study)
         time.sleep(POLL_INTERVAL_S)
 

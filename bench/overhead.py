@@ -1,0 +1,107 @@
+"""Orchestration overhead: time per trial when the training does nothing, hpsearch against bare Optuna.
+
+Both sides run the same objective: sample the default study's search space and return at once.
+- bare: `optuna.create_study(storage=URL).optimize(objective, n_trials=N)`, what a hand-written loop
+  does (no heartbeat, no budget lock).
+- hpsearch: its worker loop, `run_trials`, on hpsearch's storage (heartbeats, retries through
+  outages), under the study-wide budget lock, with the trial's record (seed, host, pid, device) and
+  the study note, as a real worker runs it.
+
+    python bench/overhead.py [--n-trials 200] [--repeats 3] [--postgres URL]
+
+Prints a Markdown table of the median seconds per trial for each storage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import optuna
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from hpsearch.algorithms import make_sampler
+from hpsearch.lock import StudyLock
+from hpsearch.note import NoteWriter, register_worker
+from hpsearch.search_space import suggest_params
+from hpsearch.spec import load_spec_file
+from hpsearch.storage import apply_heartbeat, open_storage, resolve_storage_url
+from hpsearch.study import open_study
+from hpsearch.worker import run_trials
+
+optuna.logging.set_verbosity(optuna.logging.ERROR)
+
+
+def bare(url: str, spec, n_trials: int) -> float:
+    # The same sampler, built the same way: only the orchestration differs.
+    study = optuna.create_study(storage=url, study_name=f"bare-{uuid.uuid4().hex[:8]}",
+                                sampler=make_sampler(spec.sampler), direction="maximize")
+    started = time.perf_counter()
+    study.optimize(lambda trial: _noop(trial, spec), n_trials=n_trials)
+    seconds = time.perf_counter() - started
+    optuna.delete_study(study_name=study.study_name, storage=url)
+    return seconds / n_trials
+
+
+def hpsearch(url: str, spec, n_trials: int) -> float:
+    parsed = resolve_storage_url(url)
+    storage = open_storage(parsed)
+    name = f"hp-{uuid.uuid4().hex[:8]}"
+    spec = spec.model_copy(update={"budget": spec.budget.model_copy(update={"n_trials": n_trials})})
+    apply_heartbeat(storage, spec.heartbeat)
+    study, _ = open_study(storage, name, spec)
+    register_worker(study, "cpu", spec.objective.eval_key)
+    note = NoteWriter(study, spec)
+
+    def objective(trial: optuna.Trial) -> float:
+        for key, value in {"seed": trial.number, "host": socket.gethostname(), "pid": os.getpid(), "device": "cpu"}.items():
+            trial.set_user_attr(key, value)
+        return _noop(trial, spec)
+
+    started = time.perf_counter()
+    run_trials(study, objective, n_trials, None, StudyLock(parsed, name), note)
+    seconds = time.perf_counter() - started
+    optuna.delete_study(study_name=name, storage=storage)
+    return seconds / n_trials
+
+
+def _noop(trial: optuna.Trial, spec) -> float:
+    suggest_params(trial, spec.search_space)
+    return 0.0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n-trials", type=int, default=200)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--postgres", default=os.environ.get("HPSEARCH_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test"))
+    args = parser.parse_args()
+    spec = load_spec_file(REPO / "studies" / "sentiment.yaml")
+    scratch = Path(tempfile.mkdtemp(prefix="hpsearch-overhead-"))
+    os.environ.setdefault("HPSEARCH_ARTIFACTS", str(scratch / "artifacts"))
+    storages = {"SQLite": f"sqlite:///{scratch / 'bench.db'}",
+                "PostgreSQL": str(resolve_storage_url(args.postgres).render_as_string(hide_password=False))}
+    print(f"{args.n_trials} trials a run, median of {args.repeats} runs\n")
+    print("| storage | bare study.optimize (ms/trial) | hpsearch run_trials (ms/trial) | overhead |")
+    print("| --- | --- | --- | --- |")
+    for label, url in storages.items():
+        bare_times, hp_times = [], []
+        for _ in range(args.repeats):  # interleaved, so drift hits both sides alike
+            bare_times.append(bare(url, spec, args.n_trials))
+            hp_times.append(hpsearch(url, spec, args.n_trials))
+        b, h = statistics.median(bare_times), statistics.median(hp_times)
+        print(f"| {label} | {b * 1000:.1f} | {h * 1000:.1f} | {100 * (h / b - 1):+.1f}% |", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
