@@ -89,13 +89,16 @@ def open_storage(url: URL):
 
 
 def _create_rdb_storage(url: URL, engine_kwargs: dict):
+    import time
+
     import optuna
     from optuna.storages import RetryHeartbeatStaleTrialCallback
-    from sqlalchemy.exc import IntegrityError
+    from sqlalchemy.exc import IntegrityError, OperationalError
 
-    # Two processes opening a new database at once both create its schema; the loser of that race
-    # hits a duplicate key and finds the schema there when it tries again.
-    for attempt in range(3):
+    # Two processes opening a new database at once both create its schema: the loser hits a
+    # duplicate key, a table that "already exists", or SQLite's immediate "database is locked" (a
+    # reader upgrading to a writer is refused without waiting), and finds the schema there next time.
+    for attempt in range(5):
         try:
             with warnings.catch_warnings():
                 # Heartbeats have been "experimental" since Optuna 2.8; they keep trials honest.
@@ -107,9 +110,12 @@ def _create_rdb_storage(url: URL, engine_kwargs: dict):
                     grace_period=GRACE_PERIOD_S,
                     heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=3),
                 )
-        except IntegrityError:
-            if attempt == 2:
+        except (IntegrityError, OperationalError) as e:
+            lost_race = isinstance(e, IntegrityError) or any(
+                sign in str(e) for sign in ("database is locked", "already exists"))
+            if not lost_race or attempt == 4:
                 raise
+            time.sleep(0.2 * (attempt + 1))
 
 
 def _prepare_sqlite(url: URL) -> None:

@@ -8,6 +8,7 @@ is refused, since trials of two different searches would be mixed in one study.
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import optuna
@@ -60,8 +61,11 @@ def open_study(storage, name: str, spec: StudySpec, worker_key: str | None = Non
     `worker_key` names this worker among several, so that its sampler draws its own suggestions.
     """
     if not study_exists(storage, name):
-        return _create(storage, name, spec, worker_key), []
-    existing = stored_spec(storage, name)
+        try:
+            return _create(storage, name, spec, worker_key), []
+        except optuna.exceptions.DuplicatedStudyError:
+            pass  # another process created it a moment ago: resume it like any existing study
+    existing = _wait_for_spec(storage, name)
     _refuse_changes(name, existing, spec)
     study = _load(storage, name, spec, worker_key)
     old, new = existing.to_dict(), spec.to_dict()
@@ -69,6 +73,18 @@ def open_study(storage, name: str, spec: StudySpec, worker_key: str | None = Non
     if changes:
         study.set_user_attr(SPEC_ATTR, spec.to_dict())
     return study, changes
+
+
+def _wait_for_spec(storage, name: str, timeout: float = 10.0) -> StudySpec:
+    """The stored spec; a study created a moment ago by another process gets its spec right after."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return stored_spec(storage, name)
+        except StudyError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
 
 
 def _refuse_changes(name: str, existing: StudySpec, spec: StudySpec) -> None:

@@ -241,3 +241,18 @@ def test_worker_rides_out_a_database_outage(workdir, cheap_spec, study_name):
     assert process.returncode == 0, stdout + stderr
     assert "storage unreachable" in stderr and "retrying in" in stderr
     assert_budget_exact(load(direct, name), 6)
+
+
+def test_two_runs_creating_the_same_study_at_once(workdir, cheap_spec):
+    cheap_spec["budget"]["n_trials"] = 4
+    write_spec(workdir, "twin", cheap_spec)
+    # Two terminals, one command each, on a study that does not exist yet.
+    processes = [
+        subprocess.Popen([sys.executable, "-m", "hpsearch.cli", "run", "--study", "twin"], cwd=workdir,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    outputs = [p.communicate(timeout=600) for p in processes]
+    # Both succeed: one created the study, the other resumed it; together they ran the budget once.
+    assert [p.returncode for p in processes] == [0, 0], outputs
+    assert_budget_exact(load(f"sqlite:///{workdir / 'storage' / 'hpsearch.db'}", "twin"), 4)
