@@ -16,7 +16,7 @@ from pathlib import Path
 from hpsearch.data import check_columns, read_file
 from hpsearch.errors import SpecError
 from hpsearch.location import resolve_data, resolve_model
-from hpsearch.search_space import corner_values, split_params
+from hpsearch.search_space import corner_values, param_ends, split_params
 from hpsearch.spec import MODEL_KNOBS, StudySpec
 
 
@@ -107,6 +107,4 @@ def _declared_values(spec: StudySpec, name: str) -> list:
     if name in spec.training:
         return [spec.training[name]]
     param = spec.search_space.get(name)
-    if param is None:
-        return []
-    return list(getattr(param, "bounds", None) or param.choices)
+    return [] if param is None else param_ends(param)

@@ -18,7 +18,7 @@ import optuna
 import yaml
 
 from hpsearch.artifact import best_model_pointer
-from hpsearch.summary import StudySummary, summarize
+from hpsearch.summary import StudySummary, describe_states, summarize
 
 WORKER_ATTR_PREFIX = "hpsearch:worker:"
 NOTE_INTERVAL_S = 10.0
@@ -73,7 +73,7 @@ def write_note(study: optuna.Study, spec) -> None:
 
 
 def render_note(name: str, spec, summary: StudySummary, joined: list[dict], pointer: dict | None) -> str:
-    states = ", ".join(f"{n} {s.lower()}" for s, n in sorted(summary.states.items())) or "none yet"
+    states = describe_states(summary.states, none="none yet")
     best = "no trial has completed yet"
     if summary.best_number is not None:
         params = ", ".join(f"{k}={_short(v)}" for k, v in summary.best_params.items())

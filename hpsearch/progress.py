@@ -13,7 +13,7 @@ from rich.table import Table
 
 from hpsearch.budget import FAIL_REASON_ATTR, count_states, n_spent
 from hpsearch.spec import METRICS
-from hpsearch.summary import StudySummary
+from hpsearch.summary import StudySummary, describe_states
 
 if TYPE_CHECKING:
     from typing import Self
@@ -100,7 +100,7 @@ def summary_table(summary: StudySummary) -> Table:
     table = Table(title=f"study {summary.name}", show_header=False, title_justify="left")
     table.add_column(style="bold")
     table.add_column()
-    states = ", ".join(f"{n} {s.lower()}" for s, n in sorted(summary.states.items())) or "none"
+    states = describe_states(summary.states)
     table.add_row("trials", f"{summary.n_spent}/{summary.n_trials_budget} spent ({states})")
     if summary.best_number is not None:
         table.add_row(f"best {summary.metric}", f"{summary.best_value:.4f} (trial {summary.best_number}, {summary.direction})")
@@ -150,7 +150,7 @@ def studies_table(rows: list[dict]) -> Table:
     for column in ("study", "trials", "budget", "metric", "best"):
         table.add_column(column)
     for r in rows:
-        states = ", ".join(f"{n} {s.lower()}" for s, n in sorted(r["states"].items())) or "none"
+        states = describe_states(r["states"])
         best = "-" if r["best_value"] is None else f"{r['best_value']:.4f}"
         table.add_row(r["name"], states, str(r["n_trials_budget"] or "-"), r["metric"] or "-", best)
     return table

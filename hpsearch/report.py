@@ -14,7 +14,7 @@ from pathlib import Path
 
 import optuna
 
-from hpsearch.summary import summarize
+from hpsearch.summary import describe_states, summarize
 
 PLOTS = {
     "optimization_history": "Optimization history",
@@ -72,7 +72,7 @@ def _page(study: optuna.Study, spec, outcome: dict[str, str], out_dir: Path) -> 
     summary = summarize(study, spec.objective.eval_key, spec.budget.n_trials)
     rows = [
         ("trials", f"{summary.n_spent}/{summary.n_trials_budget} spent; "
-                   + ", ".join(f"{n} {s.lower()}" for s, n in sorted(summary.states.items()))),
+                   + describe_states(summary.states)),
         (f"best {summary.metric}", "-" if summary.best_value is None else f"{summary.best_value:.4f} (trial {summary.best_number})"),
         *((f"&nbsp;&nbsp;{html.escape(k)}", html.escape(str(v))) for k, v in summary.best_params.items()),
         ("compute spent", f"{summary.train_seconds:.0f} s, {summary.n_steps} optimizer steps"),

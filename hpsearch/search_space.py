@@ -35,14 +35,15 @@ def corner_values(space: dict[str, Param]) -> list[dict[str, Any]]:
     Building TrainingArguments from each of these catches a bad value in the spec before any trial
     runs; a bad combination of otherwise valid values stays a failed trial.
     """
-    low = {name: _ends(param)[0] for name, param in space.items()}
+    low = {name: param_ends(param)[0] for name, param in space.items()}
     corners = [low]
     for name, param in space.items():
-        corners += [{**low, name: value} for value in _ends(param)[1:]]
+        corners += [{**low, name: value} for value in param_ends(param)[1:]]
     return corners
 
 
-def _ends(param: Param) -> list[Any]:
+def param_ends(param: Param) -> list[Any]:
+    """Both ends of a range, or every choice."""
     if isinstance(param, ChoiceParam):
         return list(param.choices)
     return list(param.bounds)

@@ -135,9 +135,15 @@ def _prepare_sqlite(url: URL) -> None:
         raise StorageError(f"cannot open storage {redact(url)}: {e}") from None
 
 
+def _driver_error(error: BaseException) -> BaseException:
+    """The driver's own error: Optuna's StorageInternalError wraps SQLAlchemy's, which wraps it."""
+    if not hasattr(error, "orig") and error.__cause__ is not None:
+        error = error.__cause__
+    return getattr(error, "orig", None) or error
+
+
 def _reason(error: Exception, url: URL) -> str:
-    origin = getattr(error, "orig", None) or error
-    text = " ".join(str(origin).split())
+    text = " ".join(str(_driver_error(error)).split())
     password = url.password
     if password:
         text = text.replace(str(password), "***")
@@ -180,9 +186,7 @@ def retry_through_outage(function):
 def _log_retry(state) -> None:
     import logging
 
-    error = state.outcome.exception()
-    origin = error.__cause__ or error  # StorageInternalError wraps the SQLAlchemy error
-    origin = getattr(origin, "orig", None) or origin  # which wraps the driver's
+    origin = _driver_error(state.outcome.exception())
     first_line = (str(origin).strip().splitlines() or [type(origin).__name__])[0][:200]
     logging.getLogger("hpsearch.storage").warning(
         "storage unreachable (%s: %s); retrying in %.1fs", type(origin).__name__, first_line,

@@ -31,6 +31,11 @@ class StudySummary:
     seconds_saved: float = 0.0
 
 
+def describe_states(states: dict[str, int], none: str = "none") -> str:
+    """'5 complete, 3 pruned', as every view of a study says it."""
+    return ", ".join(f"{n} {s.lower()}" for s, n in sorted(states.items())) or none
+
+
 def summarize(study: optuna.Study, metric: str, n_trials_budget: int) -> StudySummary:
     trials = study.get_trials(deepcopy=False)
     complete = [t for t in trials if t.state == TrialState.COMPLETE]

@@ -18,7 +18,7 @@ from tests.conftest import run_hpsearch, write_spec
 pytestmark = pytest.mark.slow
 
 
-def wait_for_running_trial(database, process, timeout=180.0) -> None:
+def wait_for_running_trial(database, process, n_running: int = 1, timeout: float = 180.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         assert process.poll() is None, process.communicate()
@@ -28,7 +28,7 @@ def wait_for_running_trial(database, process, timeout=180.0) -> None:
                     running = db.execute("select count(*) from trials where state = 'RUNNING'").fetchone()[0]
                 except sqlite3.OperationalError:  # tables not created yet
                     running = 0
-            if running:
+            if running >= n_running:
                 return
         time.sleep(0.2)
     raise AssertionError("no trial started running")
@@ -85,17 +85,7 @@ def test_ctrl_c_stops_every_supervised_worker_cleanly(workdir, tiny_spec, cache_
         cwd=workdir, env={**os.environ, "HPSEARCH_CACHE": str(cache_dir)},
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        assert process.poll() is None, process.communicate()
-        try:
-            with sqlite3.connect(database, timeout=30) as db:
-                running = db.execute("select count(*) from trials where state = 'RUNNING'").fetchone()[0]
-        except sqlite3.OperationalError:
-            running = 0
-        if running == 2:
-            break
-        time.sleep(0.2)
+    wait_for_running_trial(database, process, n_running=2)
     time.sleep(2.0)
     # Ctrl-C reaches the supervisor alone (workers run in their own sessions); it forwards it once.
     process.send_signal(signal.SIGINT)
