@@ -58,7 +58,7 @@ def build_runner(spec: StudySpec, artifact_dir: Path):
     data = prepare_data(spec.dataset, spec.model, tokenizer, cache_dir())
     return TrialRunner(
         spec=spec, data=data, factory=ModelFactory(location, data.label_names), tokenizer=tokenizer,
-        artifact_store=open_artifact_store(artifact_dir), device=describe_device(),
+        artifact_store=open_artifact_store(artifact_dir), device=describe_device(spec.training),
     )
 
 
@@ -86,6 +86,10 @@ def run_trials(
     trials other workers are running, so workers together never overshoot. When the remaining
     slots are all held by running trials, this worker waits: one of them may yet die and need a
     re-run. `timeout` stops starting new trials.
+
+    One `study.optimize` call runs them all, the lock for the next trial taken at the end of the
+    previous one in a callback: an `optimize` call per trial cost its set-up and a new database
+    session every trial.
     """
     from hpsearch.objective import TrialFailed
 
@@ -106,21 +110,30 @@ def run_trials(
                 f"{MAX_REPEATED_FAILURES} trials in a row failed with: {last[0]}; fix the cause and "
                 "run again (the failed trials are recorded in the storage)"
             )
+        if not _take_slot(study, n_trials, lock, deadline):
+            study.stop()
 
+    try:
+        if _take_slot(study, n_trials, lock, deadline):
+            study.optimize(objective, catch=(TrialFailed,), callbacks=[after_trial])
+    finally:
+        lock.release()
+
+
+def _take_slot(study: optuna.Study, n_trials: int, lock, deadline: float | None) -> bool:
+    """Wait until the budget has room for one more trial: True with the lock held, False if it is
+    spent or the deadline has passed."""
     while deadline is None or time.monotonic() < deadline:
         lock.acquire()
-        try:
-            verdict = budget_verdict(study.get_trials(deepcopy=False), n_trials)
-            if verdict == START:
-                study.optimize(objective, n_trials=1, catch=(TrialFailed,), callbacks=[after_trial])
-                continue
-        finally:
-            lock.release()
+        verdict = budget_verdict(study.get_trials(deepcopy=False), n_trials)
+        if verdict == START:
+            return True
+        lock.release()
         if verdict == SPENT:
-            return
+            return False
         # FULL: every free slot is taken by a running trial; see whether one of them died.
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             optuna.storages.fail_stale_trials(study)
         time.sleep(POLL_INTERVAL_S)
-
+    return False

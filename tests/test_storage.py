@@ -80,3 +80,46 @@ def test_real_servers_open(url):
 def test_url_with_bad_port_is_malformed_not_a_crash():
     with pytest.raises(StorageError, match=r"malformed storage URL 'postgresql://alice:\*\*\*@db:port/hp'"):
         resolve_storage_url("postgresql://alice:s3cret@db:port/hp")
+
+
+def _sqlite_study(tmp_path, heartbeat_interval: int):
+    import optuna
+
+    storage = open_storage(resolve_storage_url(f"sqlite:///{tmp_path / 'hp.db'}"))
+    # Set directly: a spec refuses a grace period shorter than the interval, which this test needs.
+    storage.heartbeat_interval, storage.grace_period = heartbeat_interval, 2
+    return storage, optuna.create_study(storage=storage)
+
+
+def test_a_trial_record_is_written_in_one_commit(tmp_path):
+    from sqlalchemy import event
+
+    from hpsearch.storage import set_user_attrs
+
+    storage, study = _sqlite_study(tmp_path, heartbeat_interval=10)
+    trial = study.ask()
+    commits = []
+    event.listen(storage.engine, "commit", lambda connection: commits.append(1))
+    set_user_attrs(trial, {"seed": 3, "host": "h", "pid": 7, "device": "cpu"})
+    # Four attributes, one transaction: Optuna's set_user_attr would commit four times.
+    assert len(commits) == 1
+    assert study.trials[0].user_attrs == {"seed": 3, "host": "h", "pid": 7, "device": "cpu"}
+
+
+def test_stale_trials_are_looked_for_once_per_heartbeat_interval(tmp_path, monkeypatch):
+    import time
+
+    import hpsearch.storage
+
+    storage, study = _sqlite_study(tmp_path, heartbeat_interval=5)
+    trial = study.ask()
+    storage.record_heartbeat(trial._trial_id)
+    time.sleep(3.5)  # past the 2 s grace period (SQLite's clock counts whole seconds): stale
+    clock = [time.monotonic()]
+    monkeypatch.setattr(hpsearch.storage.time, "monotonic", lambda: clock[0])
+    assert storage._get_stale_trial_ids(study._study_id) == [trial._trial_id]
+    # Within one heartbeat interval of a check, another finds nothing new and asks the database nothing.
+    clock[0] += 4.9
+    assert storage._get_stale_trial_ids(study._study_id) == []
+    clock[0] += 0.2
+    assert storage._get_stale_trial_ids(study._study_id) == [trial._trial_id]
