@@ -27,9 +27,11 @@ from hpsearch.budget import FAIL_REASON_ATTR, INTERRUPTED
 from hpsearch.data import PreparedData
 from hpsearch.metrics import make_compute_metrics
 from hpsearch.modeling import ModelFactory
+from hpsearch.precision import auto_precision, precision_name
 from hpsearch.pruning import OptunaPruningCallback
 from hpsearch.search_space import split_params, suggest_params
 from hpsearch.spec import StudySpec
+from hpsearch.storage import set_user_attrs
 
 # TrainingArguments that hpsearch sets itself; a spec may not search or fix them.
 CONTROLLED_ARGS = frozenset({
@@ -39,6 +41,8 @@ CONTROLLED_ARGS = frozenset({
     "greater_is_better", "push_to_hub", "hub_model_id", "run_name", "eval_on_start",
     "remove_unused_columns", "label_names",
 })
+# Not train_sampling_strategy="group_by_length": it made steps 1.5x faster on the default study, but
+# its batches of one length cost 3-6 points of accuracy after an epoch (BENCHMARKS.md).
 DEFAULT_ARGS = {"per_device_eval_batch_size": 64}
 
 
@@ -61,9 +65,7 @@ class TrialRunner:
         params = suggest_params(trial, self.spec.search_space)
         # A re-run (of an interrupted trial, or one lost with its worker) keeps the original seed.
         seed = trial.user_attrs.get("seed", self.spec.seed + trial.number)
-        where = {"seed": seed, "host": socket.gethostname(), "pid": os.getpid(), "device": self.device}
-        for key, value in where.items():
-            trial.set_user_attr(key, value)
+        record_start(trial, seed, self.device)
         try:
             return self._train(trial, params, seed)
         except KeyboardInterrupt:
@@ -121,7 +123,7 @@ class TrialRunner:
 
 def build_training_args(values: dict[str, Any], seed: int, output_dir: Path) -> TrainingArguments:
     return TrainingArguments(
-        **{**DEFAULT_ARGS, **values},
+        **{**DEFAULT_ARGS, **auto_precision(values), **values},
         output_dir=str(output_dir),
         seed=seed,
         # Evaluation and logging are driven by OptunaPruningCallback; nothing is written to disk.
@@ -134,13 +136,19 @@ def build_training_args(values: dict[str, Any], seed: int, output_dir: Path) -> 
     )
 
 
+def record_start(trial: optuna.Trial, seed: int, device: str) -> None:
+    """Where the trial runs and with which seed, in one write."""
+    set_user_attrs(trial, {"seed": seed, "host": socket.gethostname(), "pid": os.getpid(), "device": device})
+
+
 def _record_cost(trial: optuna.Trial, trainer: Trainer, callback: OptunaPruningCallback, seconds: float) -> None:
-    trial.set_user_attr("train_seconds", round(seconds, 3))
-    trial.set_user_attr("n_steps", trainer.state.global_step)
-    trial.set_user_attr("n_steps_planned", callback.n_steps_planned)
-    trial.set_user_attr("n_evals", callback.n_evals)
+    cost = {
+        "train_seconds": round(seconds, 3), "n_steps": trainer.state.global_step,
+        "n_steps_planned": callback.n_steps_planned, "n_evals": callback.n_evals,
+    }
     if callback.last_metrics:
-        trial.set_user_attr("metrics", {k: round(v, 6) for k, v in callback.last_metrics.items()})
+        cost["metrics"] = {k: round(v, 6) for k, v in callback.last_metrics.items()}
+    set_user_attrs(trial, cost)
 
 
 def _upload_metrics(trial, callback: OptunaPruningCallback, params: dict, seed: int, store, scratch: Path) -> None:
@@ -159,8 +167,10 @@ def _first_line(error: Exception) -> str:
     return text.splitlines()[0] if text else type(error).__name__
 
 
-def describe_device() -> str:
+def describe_device(training: dict[str, Any]) -> str:
+    """Where and in what precision this worker's trials train, e.g. "cpu (2 threads, bf16)"."""
+    precision = precision_name({**auto_precision(training), **training})
     if torch.cuda.is_available():
         index = torch.cuda.current_device()
-        return f"cuda:{index} ({torch.cuda.get_device_name(index)})"
-    return f"cpu ({torch.get_num_threads()} threads)"
+        return f"cuda:{index} ({torch.cuda.get_device_name(index)}, {precision})"
+    return f"cpu ({torch.get_num_threads()} threads, {precision})"

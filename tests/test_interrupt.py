@@ -18,6 +18,16 @@ from tests.conftest import run_hpsearch, write_spec
 pytestmark = pytest.mark.slow
 
 
+# `hpsearch` with Python's own Ctrl-C handler, whatever this suite inherited: started in the
+# background (`nohup pytest &`), it ignores SIGINT, a child inherits that, and Python then never
+# raises KeyboardInterrupt.
+HPSEARCH_WITH_CTRL_C = [
+    sys.executable, "-c",
+    ("import runpy, signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+     "runpy.run_module('hpsearch.cli', run_name='__main__', alter_sys=True)"),
+]
+
+
 def wait_for_running_trial(database, process, n_running: int = 1, timeout: float = 180.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -35,13 +45,14 @@ def wait_for_running_trial(database, process, n_running: int = 1, timeout: float
 
 
 def test_ctrl_c_fails_the_trial_and_resume_reruns_it(workdir, tiny_spec, cache_dir):
-    # Long enough a trial (about 40 steps) that the signal lands in the middle of training.
-    tiny_spec["dataset"]["max_train_samples"] = 640
+    # Long enough a trial (about 125 steps, several seconds even in bf16) that the signal lands in
+    # the middle of training.
+    tiny_spec["dataset"]["max_train_samples"] = 2000
     tiny_spec["budget"]["n_trials"] = 2
     write_spec(workdir, "stop", tiny_spec)
     database = workdir / "storage" / "hpsearch.db"
     process = subprocess.Popen(
-        [sys.executable, "-m", "hpsearch.cli", "run", "--study", "stop"],
+        [*HPSEARCH_WITH_CTRL_C, "run", "--study", "stop"],
         cwd=workdir, env={**os.environ, "HPSEARCH_CACHE": str(cache_dir)},
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
@@ -81,7 +92,7 @@ def test_ctrl_c_stops_every_supervised_worker_cleanly(workdir, tiny_spec, cache_
     write_spec(workdir, "stop", tiny_spec)
     database = workdir / "storage" / "hpsearch.db"
     process = subprocess.Popen(
-        [sys.executable, "-m", "hpsearch.cli", "run", "--study", "stop", "--workers", "2"],
+        [*HPSEARCH_WITH_CTRL_C, "run", "--study", "stop", "--workers", "2"],
         cwd=workdir, env={**os.environ, "HPSEARCH_CACHE": str(cache_dir)},
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
