@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import os
+import statistics
 import sys
 import time
 import uuid
@@ -32,7 +33,7 @@ from hpsearch.study import open_study
 from hpsearch.worker import run_trials
 
 
-def work(url: str, name: str, n_trials: int, seconds: float, key: str) -> None:
+def work(url: str, name: str, n_trials: int, seconds: float, key: str, ready) -> None:
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     spec = _spec(n_trials)
     parsed = resolve_storage_url(url)
@@ -45,7 +46,9 @@ def work(url: str, name: str, n_trials: int, seconds: float, key: str) -> None:
         time.sleep(seconds)
         return 0.0
 
-    run_trials(study, objective, n_trials, None, StudyLock(parsed, name))
+    lock = StudyLock(parsed, name)
+    ready.wait()  # every worker starts its first trial together, after all have opened the study
+    run_trials(study, objective, n_trials, None, lock)
 
 
 def _spec(n_trials: int):
@@ -58,7 +61,8 @@ def measure(url: str, n_workers: int, per_worker: int, seconds: float) -> float:
     n_trials = per_worker * n_workers
     storage = open_storage(resolve_storage_url(url))
     open_study(storage, name, _spec(n_trials))  # created once, before the workers race to it
-    processes = [multiprocessing.Process(target=work, args=(url, name, n_trials, seconds, f"w{k}"))
+    ready = multiprocessing.Barrier(n_workers)
+    processes = [multiprocessing.Process(target=work, args=(url, name, n_trials, seconds, f"w{k}", ready))
                  for k in range(n_workers)]
     for p in processes:
         p.start()
@@ -66,7 +70,8 @@ def measure(url: str, n_workers: int, per_worker: int, seconds: float) -> float:
         p.join()
     trials = optuna.load_study(study_name=name, storage=storage).get_trials(deepcopy=False)
     assert n_spent(trials) == n_trials == len(trials), "budget not met exactly"
-    # From the first trial's start to the last one's end: the workers' Python start-up is left out.
+    # From the first trial's start to the last one's end: the workers' start-up (opening the storage
+    # and the study, which they do before meeting at the barrier) is left out.
     wall = (max(t.datetime_complete for t in trials) - min(t.datetime_start for t in trials)).total_seconds()
     optuna.delete_study(study_name=name, storage=storage)
     return n_trials / wall
@@ -78,15 +83,19 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=1.0)
     parser.add_argument("--trials-per-worker", type=int, default=8)
     parser.add_argument("--workers", default="1,2,4,8")
+    parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    print(f"objective sleeps {args.seconds}s; {args.trials_per_worker} trials per worker\n")
-    print("| workers | trials | throughput (trials/s) | speed-up | efficiency |")
-    print("| --- | --- | --- | --- | --- |")
+    print(f"objective sleeps {args.seconds}s; {args.trials_per_worker} trials per worker; "
+          f"median of {args.repeats} runs\n")
+    print("| workers | trials | throughput (trials/s), each run | median | speed-up | efficiency |")
+    print("| --- | --- | --- | --- | --- | --- |")
     base = None
     for n in (int(w) for w in args.workers.split(",")):
-        throughput = measure(args.postgres, n, args.trials_per_worker, args.seconds)
+        runs = [measure(args.postgres, n, args.trials_per_worker, args.seconds) for _ in range(args.repeats)]
+        throughput = statistics.median(runs)
         base = base or throughput
-        print(f"| {n} | {n * args.trials_per_worker} | {throughput:.2f} | {throughput / base:.2f}x | "
+        each = ", ".join(f"{r:.2f}" for r in runs)
+        print(f"| {n} | {n * args.trials_per_worker} | {each} | {throughput:.2f} | {throughput / base:.2f}x | "
               f"{throughput / (n * base):.0%} |", flush=True)
     return 0
 

@@ -1,0 +1,273 @@
+"""Head-to-head: hpsearch against `Trainer.hyperparameter_search(backend="optuna")` and a plain Optuna loop.
+
+One study spec (the default, studies/sentiment.yaml, unless --study names another) is searched three
+ways, back to back on this machine, with the same model, tokenized data, caps, search space, number of
+trials and sampler (the spec's, with its seed):
+
+- hpsearch: `hpsearch run --study SPEC` on a fresh SQLite storage, as a user runs it.
+- hpsearch-workers: the same with `--workers N`, N = this machine's cores: one single-threaded
+  worker process per core, hpsearch's own way to use a CPU machine.
+- hf: `Trainer(model_init=...).hyperparameter_search(backend="optuna", hp_space=..., sampler=...)`, set
+  up as transformers' documentation shows (evaluation each epoch, which is also when it can prune;
+  Optuna's default pruner).
+- optuna: a plain `study.optimize` loop whose objective builds a Trainer, trains, evaluates at the end
+  and returns the metric; no pruning.
+
+Each contender runs in its own Python process, timed from its start to its exit, so each pays its
+own imports and model loading; the tokenized data comes from hpsearch's cache for all three (warmed
+before any timing). The spec's fixed training values (`training:`) and model knobs apply to all three.
+
+    python bench/head_to_head.py [--study studies/sentiment.yaml] [--n-trials N]
+        [--max-train-samples N] [--max-eval-samples N] [--only hpsearch,hpsearch-workers,hf,optuna]
+        [--json out.json]
+
+Prints a Markdown table: wall time, best eval metric, optimizer steps trained, trials by state.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+CONTENDERS = ("hpsearch", "hpsearch-workers", "hf", "optuna")
+
+
+def load_bench_spec(path: Path, n_trials: int | None, max_train: int | None, max_eval: int | None) -> dict:
+    """The spec as a dict, with the bench's overrides of budget and caps."""
+    raw = yaml.safe_load(path.read_text())
+    if n_trials is not None:
+        raw.setdefault("budget", {})["n_trials"] = n_trials
+    for key, value in (("max_train_samples", max_train), ("max_eval_samples", max_eval)):
+        if value is not None:
+            raw["dataset"][key] = value
+    return raw
+
+
+# --- the contenders that are not hpsearch: what a user writes by hand -----------------------------
+
+
+class Shared:
+    """Everything both hand-written contenders take from the spec: data, model path, args, space."""
+
+    def __init__(self, spec):
+        from hpsearch.data import prepare_data
+        from hpsearch.location import resolve_model
+        from hpsearch.modeling import load_config, load_tokenizer
+        from hpsearch.search_space import split_params
+        from hpsearch.worker import cache_dir, quiet_libraries
+
+        quiet_libraries()
+        self.spec = spec
+        location = resolve_model(spec.model)
+        self.model_path = str(location.path) if location.path is not None else location.hub_id
+        self.tokenizer = load_tokenizer(location)
+        self.data = prepare_data(spec.dataset, spec.model, self.tokenizer, cache_dir())
+        self.config = load_config(location, self.data.label_names)
+        self.fixed_args, self.knobs = split_params(spec.training)
+        self.n_steps = 0
+
+    def model(self):
+        from transformers import AutoModelForSequenceClassification
+
+        model = AutoModelForSequenceClassification.from_pretrained(self.model_path, config=self.config)
+        if self.knobs.get("freeze_embeddings"):
+            model.base_model.get_input_embeddings().requires_grad_(False)
+        return model
+
+    def hp_space(self, trial) -> dict:
+        from hpsearch.search_space import suggest_params
+
+        return suggest_params(trial, self.spec.search_space)
+
+    def trainer(self, output_dir: str, args: dict, **kwargs):
+        from transformers import (
+            DataCollatorWithPadding,
+            Trainer,
+            TrainerCallback,
+            TrainingArguments,
+        )
+
+        from hpsearch.metrics import make_compute_metrics
+
+        shared = self
+
+        class CountSteps(TrainerCallback):
+            def on_step_end(self, args, state, control, **kw):
+                shared.n_steps += 1
+
+        training_args = TrainingArguments(
+            output_dir=output_dir, seed=self.spec.seed, save_strategy="no", report_to="none",
+            disable_tqdm=True, **{"per_device_eval_batch_size": 64, **self.fixed_args, **args},
+        )
+        return Trainer(
+            args=training_args, train_dataset=self.data.train, eval_dataset=self.data.eval,
+            processing_class=self.tokenizer, data_collator=DataCollatorWithPadding(self.tokenizer),
+            compute_metrics=make_compute_metrics(len(self.data.label_names)), callbacks=[CountSteps()],
+            **kwargs,
+        )
+
+
+def run_hf(spec, storage: str, output_dir: str) -> dict:
+    from hpsearch.algorithms import make_sampler
+
+    shared = Shared(spec)
+    # eval_strategy="epoch" as in transformers' hyperparameter-search guide; HF reports each evaluation
+    # to the trial and prunes there. warmup_steps=0.0: HF casts each sampled value to the type of the
+    # argument's default, and the default 0 is an int, so a warmup fraction would silently become 0.
+    trainer = shared.trainer(output_dir, {"eval_strategy": "epoch", "logging_strategy": "no", "warmup_steps": 0.0},
+                             model_init=shared.model)
+    metric = spec.objective.eval_key
+    trainer.hyperparameter_search(
+        hp_space=shared.hp_space, compute_objective=lambda metrics: metrics[metric],
+        n_trials=spec.budget.n_trials, direction=spec.objective.direction, backend="optuna",
+        sampler=make_sampler(spec.sampler), storage=storage, study_name="hf",
+    )
+    return {"n_steps": shared.n_steps}
+
+
+def run_optuna(spec, storage: str, output_dir: str) -> dict:
+    import optuna
+
+    from hpsearch.algorithms import make_sampler
+
+    shared = Shared(spec)
+    metric = spec.objective.eval_key
+
+    def objective(trial: optuna.Trial) -> float:
+        trainer = shared.trainer(output_dir, {**shared.hp_space(trial), "eval_strategy": "no"},
+                                 model=shared.model())
+        trainer.train()
+        return trainer.evaluate()[metric]
+
+    study = optuna.create_study(storage=storage, study_name="optuna", direction=spec.objective.direction,
+                                sampler=make_sampler(spec.sampler))
+    study.optimize(objective, n_trials=spec.budget.n_trials)
+    return {"n_steps": shared.n_steps}
+
+
+def contender_main(name: str, spec_path: Path, storage: str, result_path: Path) -> None:
+    from hpsearch.spec import load_spec_file
+
+    spec = load_spec_file(spec_path)
+    with tempfile.TemporaryDirectory(prefix=f"h2h-{name}-") as output_dir:
+        result = {"hf": run_hf, "optuna": run_optuna}[name](spec, storage, output_dir)
+    result_path.write_text(json.dumps(result))
+
+
+# --- the parent: runs each contender in its own process and reads what it stored ------------------
+
+
+def run_contender(name: str, spec_path: Path, scratch: Path) -> dict:
+    storage = f"sqlite:///{scratch / f'{name}.db'}"
+    result_path = scratch / f"{name}.json"
+    env = {**os.environ, "HPSEARCH_ARTIFACTS": str(scratch / "artifacts")}
+    if name.startswith("hpsearch"):
+        command = [sys.executable, "-m", "hpsearch.cli", "run", "--study", str(spec_path),
+                   "--storage", storage, "--study-name", name]
+        if name == "hpsearch-workers":
+            command += ["--workers", str(os.cpu_count() or 1)]
+    else:
+        command = [sys.executable, __file__, "--contender", name, "--study", str(spec_path),
+                   "--storage", storage, "--result", str(result_path)]
+    started = time.perf_counter()
+    completed = subprocess.run(command, env=env, cwd=REPO, capture_output=True, text=True, check=False)
+    seconds = time.perf_counter() - started
+    if completed.returncode != 0:
+        sys.exit(f"{name} failed (exit {completed.returncode}):\n{completed.stdout[-3000:]}\n{completed.stderr[-3000:]}")
+    measured = summarize_storage(storage, name)
+    if not name.startswith("hpsearch"):
+        measured.update(json.loads(result_path.read_text()))
+    return {"contender": name, "seconds": seconds, **measured}
+
+
+def summarize_storage(storage: str, study_name: str) -> dict:
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    study = optuna.load_study(study_name=study_name, storage=storage)
+    trials = study.get_trials(deepcopy=False)
+    states: dict[str, int] = {}
+    for trial in trials:
+        states[trial.state.name] = states.get(trial.state.name, 0) + 1
+    best = study.best_trial
+    summary = {"best_value": best.value, "best_trial": best.number, "best_params": best.params,
+               "first_params": trials[0].params, "states": states}
+    if study_name.startswith("hpsearch"):
+        summary["n_steps"] = sum(t.user_attrs.get("n_steps", 0) for t in trials)
+    return summary
+
+
+def warm_cache(spec_path: Path) -> None:
+    """Tokenize once, before any timing: all three contenders read the same cached data."""
+    from hpsearch.spec import load_spec_file
+    from hpsearch.worker import warm_cache as warm
+
+    warm(load_spec_file(spec_path))
+
+
+def render(results: list[dict], metric: str) -> str:
+    hf = next((r for r in results if r["contender"] == "hf"), None)
+    lines = [
+        f"| contender | wall time | vs HF | best {metric} | optimizer steps | trials |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in results:
+        versus = f"{r['seconds'] / hf['seconds']:.2f}x" if hf else "-"
+        states = ", ".join(f"{n} {s.lower()}" for s, n in sorted(r["states"].items()))
+        lines.append(f"| {r['contender']} | {r['seconds']:.0f} s | {versus} | {r['best_value']:.4f} "
+                     f"(trial {r['best_trial']}) | {r['n_steps']} | {states} |")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--study", type=Path, default=REPO / "studies" / "sentiment.yaml")
+    parser.add_argument("--n-trials", type=int)
+    parser.add_argument("--max-train-samples", type=int)
+    parser.add_argument("--max-eval-samples", type=int)
+    parser.add_argument("--only", default=",".join(CONTENDERS))
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    # Internal: run one hand-written contender in this process.
+    parser.add_argument("--contender", choices=("hf", "optuna"), help=argparse.SUPPRESS)
+    parser.add_argument("--storage", help=argparse.SUPPRESS)
+    parser.add_argument("--result", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.contender:
+        contender_main(args.contender, args.study, args.storage, args.result)
+        return 0
+    chosen = [c.strip() for c in args.only.split(",")]
+    unknown = set(chosen) - set(CONTENDERS)
+    if unknown:
+        parser.error(f"--only: unknown contenders {sorted(unknown)}; pick from {', '.join(CONTENDERS)}")
+    scratch = Path(tempfile.mkdtemp(prefix="hpsearch-h2h-"))
+    raw = load_bench_spec(args.study, args.n_trials, args.max_train_samples, args.max_eval_samples)
+    spec_path = scratch / "spec.yaml"
+    spec_path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    warm_cache(spec_path)
+    results = []
+    for name in chosen:
+        print(f"running {name} ...", file=sys.stderr, flush=True)
+        results.append(run_contender(name, spec_path, scratch))
+        print(json.dumps(results[-1]), file=sys.stderr, flush=True)
+    metric = raw["objective"]["metric"]
+    print(f"{raw['budget']['n_trials']} trials each, {raw['dataset'].get('max_train_samples')} train / "
+          f"{raw['dataset'].get('max_eval_samples')} eval examples, spec {args.study.name}\n")
+    print(render(results, metric))
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,58 @@
+"""Smoke-sized runs of the benchmark scripts: they run end to end and measure what they say.
+
+The figures in BENCHMARKS.md come from full-sized runs of the same scripts; these only keep the
+scripts working (and the head-to-head fair) as the code changes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO
+
+POSTGRES_URL = os.environ.get("HPSEARCH_TEST_POSTGRES")
+
+
+def run_bench(script: str, *args: str, env: dict | None = None, timeout: float = 600) -> str:
+    completed = subprocess.run(
+        [sys.executable, str(REPO / "bench" / script), *args], cwd=REPO, capture_output=True, text=True,
+        timeout=timeout, env={**os.environ, **(env or {})}, check=False,
+    )
+    assert completed.returncode == 0, completed.stdout[-2000:] + completed.stderr[-3000:]
+    return completed.stdout
+
+
+@pytest.mark.slow
+def test_head_to_head_runs_all_contenders_on_equal_terms(tmp_path, cache_dir):
+    out = tmp_path / "h2h.json"
+    stdout = run_bench("head_to_head.py", "--n-trials", "2", "--max-train-samples", "48",
+                       "--max-eval-samples", "24", "--json", str(out), env={"HPSEARCH_CACHE": str(cache_dir)})
+    results = {r["contender"]: r for r in json.loads(out.read_text())}
+    assert set(results) == {"hpsearch", "hpsearch-workers", "hf", "optuna"}
+    for r in results.values():
+        # Each contender ran the budget, trained, and reached an accuracy.
+        assert sum(r["states"].values()) == 2
+        assert r["n_steps"] > 0 and 0.0 <= r["best_value"] <= 1.0 and r["seconds"] > 0
+    # Same sampler and seed: the single-process contenders start from the very same parameters.
+    assert results["hpsearch"]["first_params"] == results["hf"]["first_params"] == results["optuna"]["first_params"]
+    assert "| hf |" in stdout and "| hpsearch-workers |" in stdout
+
+
+def test_overhead_measures_both_loops():
+    stdout = run_bench("overhead.py", "--n-trials", "5", "--repeats", "1", "--postgres", POSTGRES_URL or "")
+    rows = [line for line in stdout.splitlines() if line.startswith(("| SQLite", "| PostgreSQL"))]
+    assert len(rows) == (2 if POSTGRES_URL else 1)
+
+
+def test_scaling_meets_the_budget_exactly():
+    if POSTGRES_URL is None:
+        pytest.skip("set HPSEARCH_TEST_POSTGRES: scaling runs on PostgreSQL")
+    # The script asserts that every run spent its budget exactly, no trial more or less.
+    stdout = run_bench("scaling.py", "--postgres", POSTGRES_URL, "--workers", "1,2", "--trials-per-worker", "2",
+                       "--seconds", "0.05", "--repeats", "1")
+    assert "| 2 | 4 |" in stdout
