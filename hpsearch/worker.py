@@ -123,8 +123,14 @@ def run_trials(
 def _take_slot(study: optuna.Study, n_trials: int, lock, deadline: float | None) -> bool:
     """Wait until the budget has room for one more trial: True with the lock held, False if it is
     spent or the deadline has passed."""
+    from hpsearch.storage import count_trials
+
     while deadline is None or time.monotonic() < deadline:
         lock.acquire()
+        # Each trial, whatever its state, holds at most one slot: while there are fewer trials than
+        # the budget, there is room, and counting them is one query where reading them is several.
+        if count_trials(study) < n_trials:
+            return True
         verdict = budget_verdict(study.get_trials(deepcopy=False), n_trials)
         if verdict == START:
             return True

@@ -123,3 +123,21 @@ def test_stale_trials_are_looked_for_once_per_heartbeat_interval(tmp_path, monke
     assert storage._get_stale_trial_ids(study._study_id) == []
     clock[0] += 0.2
     assert storage._get_stale_trial_ids(study._study_id) == [trial._trial_id]
+
+
+def test_trials_are_counted_in_every_state(tmp_path):
+    import optuna
+
+    from hpsearch.storage import count_trials
+
+    _, study = _sqlite_study(tmp_path, heartbeat_interval=10)
+    study.tell(study.ask(), 1.0)
+    study.tell(study.ask(), state=optuna.trial.TrialState.PRUNED)
+    study.ask()  # running
+    study.enqueue_trial({})  # waiting
+    # One COUNT over the trials table agrees with reading them all.
+    assert count_trials(study) == len(study.trials) == 4
+    # Another storage (in memory) falls back to reading them.
+    memory = optuna.create_study()
+    memory.ask()
+    assert count_trials(memory) == 1
