@@ -39,6 +39,7 @@ def main() -> int:
 
     from head_to_head import Shared
     from transformers import set_seed
+    from transformers.trainer_callback import PrinterCallback
 
     from hpsearch.spec import load_spec_file
 
@@ -54,6 +55,7 @@ def main() -> int:
             set_seed(seed)
             trainer = shared.trainer("/tmp/hpsearch-ablation", {**PARAMS, **extra, "eval_strategy": "no",
                                                                 "logging_strategy": "no"}, model=shared.model())
+            trainer.remove_callback(PrinterCallback)  # its log lines would break the table
             started = time.perf_counter()
             trainer.train()
             seconds = time.perf_counter() - started

@@ -18,7 +18,8 @@ own imports and model loading; the tokenized data comes from hpsearch's cache fo
 before any timing). The spec's fixed training values (`training:`) and model knobs apply to all three.
 
     python bench/head_to_head.py [--study studies/sentiment.yaml] [--n-trials N]
-        [--max-train-samples N] [--max-eval-samples N] [--only hpsearch,hpsearch-workers,hf,optuna]
+        [--max-train-samples N] [--max-eval-samples N] [--sampler-seed N]
+        [--only hpsearch,hpsearch-workers,hf,optuna]
         [--json out.json]
 
 Prints a Markdown table: wall time, best eval metric, optimizer steps trained, trials by state.
@@ -43,9 +44,12 @@ sys.path.insert(0, str(REPO))
 CONTENDERS = ("hpsearch", "hpsearch-workers", "hf", "optuna")
 
 
-def load_bench_spec(path: Path, n_trials: int | None, max_train: int | None, max_eval: int | None) -> dict:
-    """The spec as a dict, with the bench's overrides of budget and caps."""
+def load_bench_spec(path: Path, n_trials: int | None, max_train: int | None, max_eval: int | None,
+                    sampler_seed: int | None = None) -> dict:
+    """The spec as a dict, with the bench's overrides of budget, caps and sampler seed."""
     raw = yaml.safe_load(path.read_text())
+    if sampler_seed is not None:
+        raw.setdefault("sampler", {})["seed"] = sampler_seed
     if n_trials is not None:
         raw.setdefault("budget", {})["n_trials"] = n_trials
     for key, value in (("max_train_samples", max_train), ("max_eval_samples", max_eval)):
@@ -236,6 +240,7 @@ def main() -> int:
     parser.add_argument("--n-trials", type=int)
     parser.add_argument("--max-train-samples", type=int)
     parser.add_argument("--max-eval-samples", type=int)
+    parser.add_argument("--sampler-seed", type=int, help="override the spec's sampler seed, for every contender")
     parser.add_argument("--only", default=",".join(CONTENDERS))
     parser.add_argument("--json", type=Path, help="also write the results here")
     # Internal: run one hand-written contender in this process.
@@ -251,7 +256,8 @@ def main() -> int:
     if unknown:
         parser.error(f"--only: unknown contenders {sorted(unknown)}; pick from {', '.join(CONTENDERS)}")
     scratch = Path(tempfile.mkdtemp(prefix="hpsearch-h2h-"))
-    raw = load_bench_spec(args.study, args.n_trials, args.max_train_samples, args.max_eval_samples)
+    raw = load_bench_spec(args.study, args.n_trials, args.max_train_samples, args.max_eval_samples,
+                          args.sampler_seed)
     spec_path = scratch / "spec.yaml"
     spec_path.write_text(yaml.safe_dump(raw, sort_keys=False))
     warm_cache(spec_path)
@@ -262,7 +268,8 @@ def main() -> int:
         print(json.dumps(results[-1]), file=sys.stderr, flush=True)
     metric = raw["objective"]["metric"]
     print(f"{raw['budget']['n_trials']} trials each, {raw['dataset'].get('max_train_samples')} train / "
-          f"{raw['dataset'].get('max_eval_samples')} eval examples, spec {args.study.name}\n")
+          f"{raw['dataset'].get('max_eval_samples')} eval examples, spec {args.study.name}, "
+          f"sampler seed {raw.get('sampler', {}).get('seed')}\n")
     print(render(results, metric))
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))

@@ -7,9 +7,10 @@ Both sides run the same objective: sample the default study's search space and r
   outages), under the study-wide budget lock, with the trial's record (seed, host, pid, device) and
   the study note, as a real worker runs it.
 
-    python bench/overhead.py [--n-trials 200] [--repeats 3] [--postgres URL]
+    python bench/overhead.py [--n-trials 200] [--repeats 3] [--postgres URL] [--parts]
 
-Prints a Markdown table of the median seconds per trial for each storage.
+Prints a Markdown table of the milliseconds per trial for each storage (each run and the median),
+and with --parts a second one: the cost of each step hpsearch adds, timed alone.
 """
 
 from __future__ import annotations
@@ -81,10 +82,55 @@ def _noop(trial: optuna.Trial, spec) -> float:
     return 0.0
 
 
+def parts(url: str, spec, n_calls: int = 200) -> dict[str, float]:
+    """Milliseconds per call of each step hpsearch's loop adds to Optuna's, on a study of 50 trials."""
+    from optuna.storages._heartbeat import get_heartbeat_thread
+
+    from hpsearch.budget import budget_verdict
+    from hpsearch.storage import count_trials
+
+    parsed = resolve_storage_url(url)
+    storage = open_storage(parsed)
+    apply_heartbeat(storage, spec.heartbeat)
+    name = f"parts-{uuid.uuid4().hex[:8]}"
+    study, _ = open_study(storage, name, spec)
+    for _ in range(50):
+        trial = study.ask()
+        _noop(trial, spec)
+        study.tell(trial, 0.0)
+    lock, trial = StudyLock(parsed, name), study.ask()
+
+    def heartbeat() -> None:
+        with get_heartbeat_thread(trial._trial_id, storage):
+            pass
+
+    steps = {
+        "study lock, taken and released": lambda: (lock.acquire(), lock.release()),
+        "budget check while trials < budget (one COUNT)": lambda: count_trials(study) < 10**6,
+        "budget check near the end (reads the study's trials)": lambda: budget_verdict(study.get_trials(deepcopy=False), 1),
+        "trial record (4 attributes, one commit)": lambda: record_start(trial, 0, "cpu"),
+        "heartbeat thread (first beat written at start)": heartbeat,
+        "stale-trial check (at most once per interval)": lambda: optuna.storages.fail_stale_trials(study),
+    }
+    timings = {}
+    for label, step in steps.items():
+        started = time.perf_counter()
+        for _ in range(n_calls):
+            step()
+        timings[label] = (time.perf_counter() - started) / n_calls * 1000
+    optuna.delete_study(study_name=name, storage=storage)
+    return timings
+
+
+def _runs(seconds: list[float]) -> str:
+    return ", ".join(f"{t * 1000:.1f}" for t in seconds)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n-trials", type=int, default=200)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--parts", action="store_true", help="also time each step hpsearch adds, alone")
     parser.add_argument("--postgres", default=os.environ.get("HPSEARCH_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test"),
                         help="PostgreSQL URL; an empty one measures SQLite only")
     args = parser.parse_args()
@@ -95,7 +141,8 @@ def main() -> int:
     if args.postgres:
         storages["PostgreSQL"] = resolve_storage_url(args.postgres).render_as_string(hide_password=False)
     print(f"{args.n_trials} trials a run, median of {args.repeats} runs\n")
-    print("| storage | bare study.optimize (ms/trial) | hpsearch run_trials (ms/trial) | overhead |")
+    print("| storage | bare study.optimize (ms/trial): runs, median | hpsearch run_trials (ms/trial): runs, "
+          "median | overhead of the medians |")
     print("| --- | --- | --- | --- |")
     for label, url in storages.items():
         bare_times, hp_times = [], []
@@ -103,7 +150,14 @@ def main() -> int:
             bare_times.append(bare(url, spec, args.n_trials))
             hp_times.append(hpsearch(url, spec, args.n_trials))
         b, h = statistics.median(bare_times), statistics.median(hp_times)
-        print(f"| {label} | {b * 1000:.1f} | {h * 1000:.1f} | {100 * (h / b - 1):+.1f}% |", flush=True)
+        print(f"| {label} | {_runs(bare_times)}; {b * 1000:.1f} | {_runs(hp_times)}; {h * 1000:.1f} | "
+              f"{100 * (h / b - 1):+.1f}% |", flush=True)
+    if args.parts:
+        measured = {label: parts(url, spec) for label, url in storages.items()}
+        print("\n| step hpsearch adds (ms per call) | " + " | ".join(measured) + " |")
+        print("| --- |" + " --- |" * len(measured))
+        for step in next(iter(measured.values())):
+            print(f"| {step} | " + " | ".join(f"{m[step]:.2f}" for m in measured.values()) + " |")
     return 0
 
 

@@ -44,9 +44,12 @@ def test_head_to_head_runs_all_contenders_on_equal_terms(tmp_path, cache_dir):
 
 
 def test_overhead_measures_both_loops():
-    stdout = run_bench("overhead.py", "--n-trials", "5", "--repeats", "1", "--postgres", POSTGRES_URL or "")
+    stdout = run_bench("overhead.py", "--n-trials", "5", "--repeats", "1", "--parts", "--postgres", POSTGRES_URL or "")
     rows = [line for line in stdout.splitlines() if line.startswith(("| SQLite", "| PostgreSQL"))]
     assert len(rows) == (2 if POSTGRES_URL else 1)
+    # Each step hpsearch adds is timed alone too, on every storage measured.
+    step_rows = [line for line in stdout.splitlines() if line.startswith(("| study lock", "| heartbeat thread"))]
+    assert len(step_rows) == 2 and all(line.count("|") == len(rows) + 2 for line in step_rows)
 
 
 def test_scaling_meets_the_budget_exactly():
