@@ -227,9 +227,14 @@ def _log_retry(state) -> None:
     )
 
 
+def _backend(study):
+    """The storage under Optuna's caching layer, where hpsearch's own methods live."""
+    return getattr(study._storage, "_backend", study._storage)
+
+
 def count_trials(study) -> int:
     """How many trials the study has, in any state, as cheaply as the storage can say."""
-    backend = getattr(study._storage, "_backend", study._storage)  # under Optuna's cache
+    backend = _backend(study)
     if hasattr(backend, "count_trials"):
         return backend.count_trials(study._study_id)
     return len(study.get_trials(deepcopy=False))
@@ -237,7 +242,7 @@ def count_trials(study) -> int:
 
 def set_user_attrs(trial, attrs: dict) -> None:
     """Several user attributes of a running trial in one transaction where the storage can do it."""
-    backend = getattr(trial.study._storage, "_backend", trial.study._storage)  # under Optuna's cache
+    backend = _backend(trial.study)
     if hasattr(backend, "set_trial_user_attrs"):
         backend.set_trial_user_attrs(trial._trial_id, attrs)
         return
