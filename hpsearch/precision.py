@@ -3,7 +3,7 @@
 A spec that sets `bf16` or `fp16` itself (in `training:` or its search space) gets exactly that.
 Otherwise trials use bf16 on a GPU that supports it (Ampere and later), fp16 on an older GPU, and
 bf16 on a CPU with AMX tiles (Intel Sapphire Rapids and later), where MiniLM's training steps ran
-1.3x and its evaluations 2.3x faster than in fp32 (BENCHMARKS.md). Everywhere else fp32: a CPU
+1.5-1.7x and its evaluations 2.3x faster than in fp32, at the same accuracy (BENCHMARKS.md). Everywhere else fp32: a CPU
 without AMX emulates bf16, slower than fp32. `training: {bf16: false}` turns it off.
 """
 
