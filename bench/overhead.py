@@ -29,15 +29,12 @@ import optuna
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from hpsearch.algorithms import make_pruner, make_sampler
-from hpsearch.lock import StudyLock
-from hpsearch.note import NoteWriter, register_worker
-from hpsearch.objective import record_start
-from hpsearch.search_space import suggest_params
-from hpsearch.spec import load_spec_file
-from hpsearch.storage import apply_heartbeat, open_storage, resolve_storage_url
-from hpsearch.study import open_study
-from hpsearch.worker import run_trials
+from hpsearch.spec import load_spec_file, suggest_params
+from hpsearch.storage import StudyLock, apply_heartbeat, open_storage, resolve_storage_url
+from hpsearch.study import make_pruner, make_sampler, open_study
+from hpsearch.trial import record_start
+from hpsearch.views import NoteWriter, register_worker
+from hpsearch.workers import run_trials
 
 optuna.logging.set_verbosity(optuna.logging.ERROR)
 
@@ -86,8 +83,8 @@ def parts(url: str, spec, n_calls: int = 200) -> dict[str, float]:
     """Milliseconds per call of each step hpsearch's loop adds to Optuna's, on a study of 50 trials."""
     from optuna.storages._heartbeat import get_heartbeat_thread
 
-    from hpsearch.budget import budget_verdict
     from hpsearch.storage import count_trials
+    from hpsearch.study import budget_verdict
 
     parsed = resolve_storage_url(url)
     storage = open_storage(parsed)

@@ -24,13 +24,10 @@ import optuna
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from hpsearch.budget import n_spent
-from hpsearch.lock import StudyLock
-from hpsearch.search_space import suggest_params
-from hpsearch.spec import load_spec_file
-from hpsearch.storage import apply_heartbeat, open_storage, resolve_storage_url
-from hpsearch.study import open_study
-from hpsearch.worker import run_trials
+from hpsearch.spec import load_spec_file, suggest_params
+from hpsearch.storage import StudyLock, apply_heartbeat, open_storage, resolve_storage_url
+from hpsearch.study import n_spent, open_study
+from hpsearch.workers import run_trials
 
 
 def work(url: str, name: str, n_trials: int, seconds: float, key: str, ready) -> None:

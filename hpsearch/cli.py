@@ -1,7 +1,9 @@
 """The `hpsearch` command: the only module that prints or exits.
 
-Heavy libraries (torch, transformers) are imported only by the commands that train, so `--help`
-and the read-only commands start fast.
+Errors become one `Error: ...` line here, at the boundary: an HpsearchError with its exit code, a
+database's refusal with its reason; anything else is a bug, shown with its traceback and exit code
+70 (hpsearch.errors.ExitCode, which supervisors decide on). Heavy libraries (torch, transformers)
+are imported only by the commands that train, so `--help` and the read-only commands start fast.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import click
 from rich.console import Console
 
 from hpsearch import __version__
-from hpsearch.errors import HpsearchError
+from hpsearch.errors import ExitCode, HpsearchError
 
 DEBUG_ENV = "HPSEARCH_DEBUG"
 STUDIES_DIR = Path("studies")
@@ -48,6 +50,15 @@ def storage_option(command):
                         help="Database URL [env HPSEARCH_STORAGE; default sqlite:///storage/hpsearch.db].")(command)
 
 
+def open_storage_flag(flag: str | None, *, must_exist: bool):
+    """The storage a command works on, from --storage, HPSEARCH_STORAGE or the default: (URL,
+    opened storage). `must_exist` for commands that read or join a study: they create no database."""
+    from hpsearch.storage import open_storage, resolve_storage_url
+
+    url = resolve_storage_url(flag)
+    return url, open_storage(url, must_exist=must_exist)
+
+
 @cli.command()
 @click.option("--study", "study_ref", required=True, metavar="NAME|PATH",
               help="A spec name (studies/NAME.yaml) or the path of a spec file.")
@@ -60,9 +71,7 @@ def storage_option(command):
 def run(study_ref: str, storage: str | None, study_name: str | None, n_trials: int | None,
         timeout: float | None, gpus: str | None, workers: int | None) -> None:
     """Create a study from its spec (or resume it) and run trials until its budget is spent."""
-    from hpsearch.check import check_spec
-    from hpsearch.spec import find_spec_file, load_spec_file
-    from hpsearch.storage import open_storage, resolve_storage_url
+    from hpsearch.spec import check_sources, find_spec_file, load_spec_file
     from hpsearch.study import check_resumable
 
     spec_path = find_spec_file(study_ref, STUDIES_DIR)
@@ -71,9 +80,9 @@ def run(study_ref: str, storage: str | None, study_name: str | None, n_trials: i
     if overrides:
         spec = spec.model_copy(update={"budget": spec.budget.model_copy(update=overrides)})
     name = study_name or spec_path.stem
-    check_spec(spec)
-    url = resolve_storage_url(storage)
-    rdb = open_storage(url)
+    check_sources(spec)
+    _check_training_args(spec)
+    url, rdb = open_storage_flag(storage, must_exist=False)
     spent = check_resumable(rdb, name, spec)
     _search(url, rdb, name, spec, spent, gpus, workers, supervised=False)
 
@@ -85,21 +94,26 @@ def run(study_ref: str, storage: str | None, study_name: str | None, n_trials: i
 @click.option("--supervised", is_flag=True, hidden=True, help="Started by a supervisor: print no progress.")
 def worker(name: str, storage: str | None, gpus: str | None, workers: int | None, supervised: bool) -> None:
     """Join an existing study from any machine: its spec comes from the storage."""
-    from hpsearch.budget import n_spent
-    from hpsearch.check import check_spec
-    from hpsearch.storage import open_storage, resolve_storage_url
-    from hpsearch.study import stored_spec
-    from hpsearch.supervisor import WORKER_KEY_ENV
+    from hpsearch.spec import check_sources
+    from hpsearch.study import n_spent, stored_spec
+    from hpsearch.workers import WORKER_KEY_ENV
 
-    url = resolve_storage_url(storage)
-    rdb = open_storage(url)
+    url, rdb = open_storage_flag(storage, must_exist=True)
     spec = stored_spec(rdb, name)
-    check_spec(spec)  # the model and data must be reachable from this machine too
+    check_sources(spec)  # the model and data must be reachable from this machine too
+    _check_training_args(spec)
     spent = n_spent(rdb.get_all_trials(rdb.get_study_id_from_name(name), deepcopy=False))
     # A worker joins others: its supervisor names its slot, else its host and process do.
     key = os.environ.get(WORKER_KEY_ENV) if supervised else None
     key = key or f"{socket.gethostname()}:{os.getpid()}"
     _search(url, rdb, name, spec, spent, gpus, workers, supervised=supervised, worker_key=key)
+
+
+def _check_training_args(spec) -> None:
+    """TrainingArguments accepts every value of the spec (imports transformers: training commands only)."""
+    from hpsearch.trial import check_training_args
+
+    check_training_args(spec)
 
 
 def _search(url, rdb, name: str, spec, spent: int, gpus: str | None, workers: int | None, supervised: bool,
@@ -109,8 +123,8 @@ def _search(url, rdb, name: str, spec, spent: int, gpus: str | None, workers: in
     `worker_key` names this process among the study's workers (None: the only one); its sampler
     seed is derived from it, so that workers do not all suggest the same parameters.
     """
-    from hpsearch.storage import apply_heartbeat, artifact_dir, redact
-    from hpsearch.study import open_study
+    from hpsearch.storage import apply_heartbeat, redact
+    from hpsearch.study import n_spent, open_study
 
     budget = spec.budget.n_trials
     if not supervised:
@@ -125,12 +139,12 @@ def _search(url, rdb, name: str, spec, spent: int, gpus: str | None, workers: in
     in_process = gpus is None and (workers or 1) == 1
     slots = None if in_process else _plan_slots(gpus, workers)  # a bad --gpus fails before any write
     if in_process:
-        from hpsearch.worker import build_runner
+        from hpsearch.workers import build_runner
 
         with console.status("loading model and data (tokenized once, then cached)"):
-            runner = build_runner(spec, artifact_dir(url))
+            runner = build_runner(spec, url, name)
     else:
-        from hpsearch.worker import warm_cache
+        from hpsearch.workers import warm_cache
 
         with console.status("tokenizing the data once for all workers"):
             warm_cache(spec)
@@ -147,22 +161,19 @@ def _search(url, rdb, name: str, spec, spent: int, gpus: str | None, workers: in
             console.print("[yellow]interrupted[/]: running trials end FAIL (interrupted) and are re-run "
                           "when the study resumes")
             _print_summary(study, spec)
-        sys.exit(130)
+        sys.exit(ExitCode.INTERRUPTED)
     if supervised:
         return
     _print_summary(study, spec)
-    from hpsearch.budget import n_spent
-
     left = budget - n_spent(study.get_trials(deepcopy=False))
     if left > 0:
         console.print(f"timeout reached with {left} trials of the budget left; run the same command to resume")
 
 
 def _run_here(study, runner, url, name: str, spec, supervised: bool) -> None:
-    from hpsearch.lock import StudyLock
-    from hpsearch.note import NoteWriter, register_worker
-    from hpsearch.progress import RunProgress
-    from hpsearch.worker import run_trials
+    from hpsearch.storage import StudyLock
+    from hpsearch.views import NoteWriter, RunProgress, register_worker
+    from hpsearch.workers import run_trials
 
     lock = StudyLock(url, name)
     budget, timeout = spec.budget.n_trials, spec.budget.timeout
@@ -184,17 +195,20 @@ def _run_here(study, runner, url, name: str, spec, supervised: bool) -> None:
 
 
 def _plan_slots(gpus: str | None, workers: int | None):
-    from hpsearch.supervisor import plan_slots
+    from hpsearch.workers import plan_slots
 
-    return plan_slots(gpus, workers, _count_gpus() if gpus else 0, os.cpu_count() or 1,
-                      os.environ.get("CUDA_VISIBLE_DEVICES"))
+    n_gpus = 0
+    if gpus:
+        from hpsearch.trial import count_gpus
+
+        n_gpus = count_gpus()
+    return plan_slots(gpus, workers, n_gpus, os.cpu_count() or 1, os.environ.get("CUDA_VISIBLE_DEVICES"))
 
 
 def _run_supervised(study, url, name: str, spec, slots) -> None:
-    from hpsearch.note import write_note
-    from hpsearch.progress import RunProgress
     from hpsearch.storage import STORAGE_ENV
-    from hpsearch.supervisor import Supervisor
+    from hpsearch.views import RunProgress, write_note
+    from hpsearch.workers import Supervisor
 
     console.print(f"starting {len(slots)} workers: {', '.join(s.label for s in slots)}")
     args = ["worker", "--study", name, "--supervised"]
@@ -205,28 +219,21 @@ def _run_supervised(study, url, name: str, spec, slots) -> None:
     write_note(study, spec)  # the workers' last notes may predate their last trials
 
 
-def _count_gpus() -> int:
-    import torch
-
-    return torch.cuda.device_count()
-
-
 @cli.command()
 @click.option("--study", "name", metavar="NAME", help="Open this study's page (all studies are browsable).")
 @storage_option
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind; anything but loopback is reachable by others.")
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(1, 65535))
-@click.option("--server", type=click.Choice(["wsgiref", "gunicorn"]), default="wsgiref", show_default=True,
-              help="gunicorn serves several users at once.")
+@click.option("--server", type=click.Choice(["threaded", "gunicorn"]), default="threaded", show_default=True,
+              help="threaded: the standard library's server, a thread per request; gunicorn: a production server.")
 def dashboard(name: str | None, storage: str | None, host: str, port: int, server: str) -> None:
     """Serve optuna-dashboard on the storage, with the best models and trial files browsable."""
-    from hpsearch.artifact import open_artifact_store
-    from hpsearch.dashboard import LOOPBACK, make_app, serve
-    from hpsearch.storage import artifact_dir, open_storage, redact, resolve_storage_url
+    from hpsearch.storage import artifact_dir, open_artifact_store, redact
     from hpsearch.study import stored_spec
+    from hpsearch.views import LOOPBACK, make_app, serve
 
-    url = resolve_storage_url(storage)
-    rdb = open_storage(url)
+    # With a study named, nothing is created; without, the dashboard may wait for a first run.
+    url, rdb = open_storage_flag(storage, must_exist=name is not None)
     page = "dashboard/"
     if name:
         stored_spec(rdb, name)  # an unknown study is an error here, not an empty page later
@@ -234,7 +241,7 @@ def dashboard(name: str | None, storage: str | None, host: str, port: int, serve
     if host not in LOOPBACK:
         err_console.print(f"[yellow]warning[/]: binding {host}: anyone who reaches this machine on port "
                           f"{port} can read and change these studies (the dashboard has no login)")
-    app = make_app(rdb, open_artifact_store(artifact_dir(url)))
+    app = make_app(rdb, open_artifact_store(artifact_dir(url), create=name is None))
     shown_host = f"[{host}]" if ":" in host else host
     console.print(f"optuna-dashboard on {redact(url)}: http://{shown_host}:{port}/{page}  (Ctrl-C stops it)")
     try:
@@ -251,12 +258,16 @@ def dashboard(name: str | None, storage: str | None, host: str, port: int, serve
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
 def status(name: str | None, storage: str | None, as_json: bool) -> None:
     """Trials by state, best value, running trials with their heartbeats, compute spent and saved."""
-    from hpsearch.progress import running_table, studies_table, summary_table
-    from hpsearch.status import all_studies, study_status
-    from hpsearch.storage import open_storage, resolve_storage_url
-    from hpsearch.summary import StudySummary
+    from hpsearch.study import StudySummary
+    from hpsearch.views import (
+        all_studies,
+        running_table,
+        studies_table,
+        study_status,
+        summary_table,
+    )
 
-    rdb = open_storage(resolve_storage_url(storage))
+    _, rdb = open_storage_flag(storage, must_exist=True)
     data = study_status(rdb, name) if name else all_studies(rdb)
     if as_json:
         click.echo(json.dumps(data, indent=2, default=str))
@@ -275,11 +286,10 @@ def status(name: str | None, storage: str | None, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def best(name: str, storage: str | None, as_json: bool) -> None:
     """The best trial: its value, parameters and metrics."""
-    from hpsearch.progress import best_table
-    from hpsearch.status import best_trial
-    from hpsearch.storage import open_storage, resolve_storage_url
+    from hpsearch.views import best_table, best_trial
 
-    data = best_trial(open_storage(resolve_storage_url(storage)), name)
+    _, rdb = open_storage_flag(storage, must_exist=True)
+    data = best_trial(rdb, name)
     if as_json:
         click.echo(json.dumps(data, indent=2, default=str))
     else:
@@ -292,13 +302,12 @@ def best(name: str, storage: str | None, as_json: bool) -> None:
 @click.argument("out_dir", type=click.Path(path_type=Path))
 def export(name: str, storage: str | None, out_dir: Path) -> None:
     """Write the best model, tokenizer, label names and a model card to OUT_DIR, ready for pipeline()."""
-    from hpsearch.artifact import open_artifact_store
-    from hpsearch.export import export_best_model
-    from hpsearch.storage import artifact_dir, open_storage, resolve_storage_url
+    from hpsearch.storage import artifact_dir, open_artifact_store
+    from hpsearch.views import export_best_model
 
-    url = resolve_storage_url(storage)
-    best_found = export_best_model(open_storage(url), name, open_artifact_store(artifact_dir(url)), out_dir)
-    console.print(f"exported trial {best_found['number']} ({best_found['metric']} {best_found['value']:.4f}) to {out_dir}")
+    url, rdb = open_storage_flag(storage, must_exist=True)
+    exported = export_best_model(rdb, name, open_artifact_store(artifact_dir(url), create=False), out_dir)
+    console.print(f"exported trial {exported['number']} ({exported['metric']} {exported['value']:.4f}) to {out_dir}")
     console.print(f'load it with: pipeline("text-classification", model="{out_dir}")')
 
 
@@ -310,11 +319,10 @@ def report(name: str, storage: str | None, out_dir: Path) -> None:
     """Plots of the study as PNG files and one self-contained HTML page."""
     import optuna
 
-    from hpsearch.report import write_report
-    from hpsearch.storage import open_storage, resolve_storage_url
     from hpsearch.study import stored_spec
+    from hpsearch.views import write_report
 
-    rdb = open_storage(resolve_storage_url(storage))
+    _, rdb = open_storage_flag(storage, must_exist=True)
     spec = stored_spec(rdb, name)
     outcome = write_report(optuna.load_study(study_name=name, storage=rdb), spec, out_dir)
     for plot, result in outcome.items():
@@ -323,9 +331,9 @@ def report(name: str, storage: str | None, out_dir: Path) -> None:
 
 
 def _print_summary(study, spec) -> None:
-    from hpsearch.artifact import best_model_pointer
-    from hpsearch.progress import summary_table
-    from hpsearch.summary import summarize
+    from hpsearch.storage import best_model_pointer
+    from hpsearch.study import summarize
+    from hpsearch.views import summary_table
 
     console.print(summary_table(summarize(study, spec.objective.eval_key, spec.budget.n_trials)))
     pointer = best_model_pointer(study)
@@ -338,18 +346,32 @@ def main() -> None:
     try:
         cli.main(standalone_mode=False)
     except HpsearchError as e:
-        if debug:
-            traceback.print_exc()
-        e.show()
-        sys.exit(e.exit_code)
+        _fail(e.message, e.exit_code, debug)
     except click.exceptions.Abort:
         click.echo("Aborted!", err=True)
-        sys.exit(130)
-    except click.ClickException as e:
+        sys.exit(ExitCode.INTERRUPTED)
+    except click.ClickException as e:  # a usage error: click's own message, exit 2
         e.show()
         sys.exit(e.exit_code)
     except click.exceptions.Exit as e:
         sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        sys.exit(ExitCode.INTERRUPTED)
+    except Exception as e:  # noqa: BLE001 - the boundary: a database's refusal is one line, the rest a bug
+        from hpsearch.storage import describe_storage_error
+
+        refusal = describe_storage_error(e)
+        if refusal is None:
+            traceback.print_exc()
+            sys.exit(ExitCode.CRASH)
+        _fail(refusal, ExitCode.USER_ERROR, debug)
+
+
+def _fail(message: str, code: int, debug: bool) -> None:
+    if debug:
+        traceback.print_exc()
+    click.echo(f"Error: {message}", err=True)
+    sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,8 @@
-"""A loopback TCP proxy whose link can be cut: a real network outage between a worker and a database."""
+"""A loopback TCP proxy whose link can be cut: a real network outage between a worker and a database.
+
+It can also cut at the worst moment for a write: right after the server has committed a transaction
+but before the client hears so (`cut_after_commit`).
+"""
 
 from __future__ import annotations
 
@@ -14,6 +18,8 @@ class CuttableProxy:
         self._connections: list[socket.socket] = []
         self._lock = threading.Lock()
         self._listener: socket.socket | None = None
+        self._armed: bytes | None = None
+        self._fired = threading.Event()
         self.restore()
 
     @staticmethod
@@ -48,6 +54,14 @@ class CuttableProxy:
     def close(self) -> None:
         self.cut()
 
+    def cut_after_commit(self, statement: bytes) -> threading.Event:
+        """On the next connection that sends `statement` and then COMMIT, let the COMMIT through,
+        drop the server's answer, cut every connection and listen again at once: the write landed,
+        the client saw the connection die. The event is set once that has happened."""
+        self._fired = threading.Event()
+        self._armed = statement
+        return self._fired
+
     def _accept(self, listener: socket.socket) -> None:
         while self._up.is_set():
             try:
@@ -61,13 +75,23 @@ class CuttableProxy:
                 continue
             with self._lock:
                 self._connections += [client, upstream]
-            for source, sink in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(source, sink), daemon=True).start()
+            link = {"saw_statement": False, "committing": False}
+            for source, sink, upward in ((client, upstream, True), (upstream, client, False)):
+                threading.Thread(target=self._pipe, args=(source, sink, upward, link), daemon=True).start()
 
-    @staticmethod
-    def _pipe(source: socket.socket, sink: socket.socket) -> None:
+    def _pipe(self, source: socket.socket, sink: socket.socket, upward: bool, link: dict) -> None:
         try:
             while data := source.recv(65536):
+                armed = self._armed
+                if upward and armed is not None:
+                    link["saw_statement"] |= armed in data
+                    link["committing"] |= link["saw_statement"] and b"COMMIT" in data
+                elif not upward and link["committing"] and self._armed is not None:
+                    self._armed = None  # the server answered the COMMIT: that answer is lost
+                    self._fired.set()
+                    self.cut()
+                    self.restore()
+                    return
                 sink.sendall(data)
         except OSError:
             pass

@@ -102,3 +102,111 @@ def test_bad_gpus_fails_before_anything_is_written(workdir, tiny_spec):
     assert_one_line_error(result, 1, "--gpus all: no GPU is visible here; use --workers N to run on CPU")
     with sqlite3.connect(workdir / "storage" / "hpsearch.db") as db:
         assert db.execute("select count(*) from studies").fetchone()[0] == 0
+
+
+# Every subcommand, and what it needs to name a study: (name, arguments before --study NAME).
+SUBCOMMANDS = {
+    "worker": ["worker"],
+    "dashboard": ["dashboard", "--port", "1"],  # never reaches the port: the study is checked first
+    "status": ["status"],
+    "best": ["best"],
+    "export": ["export", "OUT"],
+    "report": ["report", "--out", "OUT"],
+}
+
+
+def storage_state(directory) -> dict:
+    """Everything a command could have written: each file's name, and each database's rows."""
+    state = {}
+    for path in sorted(directory.rglob("*")):
+        if path.name.endswith(("-wal", "-shm")):
+            continue  # SQLite's journal files come and go with connections; their content is in the rows
+        if path.suffix == ".db":
+            with sqlite3.connect(path) as db:
+                state[path.name] = list(db.iterdump())
+        else:
+            state[path.name] = path.is_dir() or path.read_bytes()
+    return state
+
+
+@pytest.fixture(scope="module")
+def storages(tmp_path_factory):
+    """Databases in each state a mistake meets: one with a study, one empty, one with broken specs."""
+    import optuna
+
+    from hpsearch.spec import parse_spec
+    from hpsearch.storage import open_storage, resolve_storage_url
+    from hpsearch.study import SPEC_ATTR, open_study
+    from tests.conftest import TINY_SPEC
+
+    root = tmp_path_factory.mktemp("mistakes")
+    with_study = open_storage(resolve_storage_url(f"sqlite:///{root / 'one.db'}"))
+    open_study(with_study, "other", parse_spec(dict(TINY_SPEC), "t"))
+    open_storage(resolve_storage_url(f"sqlite:///{root / 'empty.db'}"))
+    broken = open_storage(resolve_storage_url(f"sqlite:///{root / 'broken.db'}"))
+    optuna.create_study(study_name="foreign", storage=broken)  # made by plain Optuna: no spec
+    garbled = optuna.create_study(study_name="garbled", storage=broken)
+    garbled.set_user_attr(SPEC_ATTR, {"model": "m", "budget": {"n_trials": "many"}})  # not a valid spec
+    return root
+
+
+MISTAKES = [
+    # (storage file, study, exit code, what the one line says)
+    ("one.db", "nope", 1, "Error: no study 'nope' in the storage; studies there: other"),
+    ("empty.db", "nope", 1, "Error: no study 'nope' in the storage; the storage holds no study"),
+    ("missing.db", "nope", 1, "Error: no storage at "),
+    ("broken.db", "foreign", 1, "Error: study 'foreign' was not created by hpsearch (it has no stored spec)"),
+    ("broken.db", "garbled", 2, "Error: stored spec of study 'garbled': "),
+]
+
+
+@pytest.mark.parametrize("database, study, code, message", MISTAKES, ids=[m[0] + ":" + m[1] for m in MISTAKES])
+def test_every_subcommand_meets_every_mistake_with_one_line(storages, tmp_path, database, study, code, message):
+    from concurrent.futures import ThreadPoolExecutor
+
+    def attempt(command: str):
+        cwd = tmp_path / command
+        cwd.mkdir()
+        args = [str(cwd / "out") if a == "OUT" else a for a in SUBCOMMANDS[command]]
+        return cwd, run_hpsearch(*args, "--study", study, "--storage", f"sqlite:///{storages / database}", cwd=cwd)
+
+    before = storage_state(storages)
+    with ThreadPoolExecutor(max_workers=3) as pool:  # real processes, a few at a time
+        outcomes = dict(zip(SUBCOMMANDS, pool.map(attempt, SUBCOMMANDS)))
+    for command, (cwd, result) in outcomes.items():
+        line = assert_one_line_error(result, code)
+        assert line.startswith(message), f"{command}: {line}"
+        # Nothing written by any of them: no output folder, no stray files ...
+        assert list(cwd.iterdir()) == [], command
+    # ... and no database created or changed.
+    assert storage_state(storages) == before
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"model: caf\xe9\n", "is not UTF-8 text (byte 0xe9 at offset 10); save it as UTF-8 YAML"),
+    (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\xff\xfe", "is not UTF-8 text"),
+    (b"model: x\x00\x00\n", "is a binary file, not YAML text"),
+    (b"", "the spec is empty"),
+    (None, "is a directory; name a .yaml file"),
+], ids=["latin-1", "binary", "nul-bytes", "empty", "directory"])
+def test_run_with_an_unreadable_spec_is_one_line(workdir, content, message):
+    spec = workdir / "studies" / "bad.yaml"
+    if content is None:
+        spec.mkdir()
+    else:
+        spec.write_bytes(content)
+    result = run_hpsearch("run", "--study", str(spec), cwd=workdir)
+    assert message in assert_one_line_error(result, 2)
+    assert not (workdir / "storage").exists()
+
+
+def test_a_directory_as_dataset_source_says_what_a_source_may_be(workdir, tiny_spec):
+    (workdir / "tweets").mkdir()
+    (workdir / "tweets" / "notes.txt").write_text("no data here")
+    tiny_spec["dataset"]["source"] = str(workdir / "tweets")
+    write_spec(workdir, "folder", tiny_spec)
+    result = run_hpsearch("run", "--study", "folder", cwd=workdir)
+    line = assert_one_line_error(result, 2, f"dataset.source: {workdir / 'tweets'} is a directory with no data files in it")
+    assert "a source is a csv/tsv/json/jsonl/parquet file, a folder of such files named by split" in line
+    assert "hub dataset" in line and "cannot load" not in line
+    assert not (workdir / "storage").exists()

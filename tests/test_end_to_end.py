@@ -9,7 +9,7 @@ import optuna
 import pytest
 from optuna.artifacts import get_all_artifact_meta
 
-from hpsearch.artifact import BEST_MODEL_ATTR
+from hpsearch.storage import BEST_MODEL_ATTR
 from hpsearch.study import SPEC_ATTR
 from tests.conftest import run_hpsearch, write_spec
 

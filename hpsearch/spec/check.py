@@ -1,0 +1,71 @@
+"""The checks of a spec that need the file system, run before the storage is touched.
+
+schema.py has checked shapes and values; this checks that the model and data files exist, that the
+columns are there, and that the model knobs fit the model. (Whether TrainingArguments accepts every
+searched and fixed value is checked by `hpsearch.trial.arguments.check_training_args`, which needs
+transformers.)
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from hpsearch.errors import SpecError, first_line
+from hpsearch.spec.location import resolve_data, resolve_model
+from hpsearch.spec.schema import StudySpec
+from hpsearch.spec.search_space import param_ends
+from hpsearch.spec.table import check_columns, read_file
+
+
+def check_sources(spec: StudySpec) -> None:
+    """The model and data the spec names exist and fit together; a SpecError says what does not."""
+    model = resolve_model(spec.model)
+    _check_data(spec)
+    if model.path is not None:
+        _check_knobs(spec, model.path)
+
+
+def _check_data(spec: StudySpec) -> None:
+    dataset = spec.dataset
+    if dataset.eval_source and resolve_data(dataset.source, "dataset.source").loaded_by_datasets:
+        raise SpecError("dataset.eval_source: goes with a file source; for a hub dataset use eval_split")
+    for key in ("source", "eval_source"):
+        reference = getattr(dataset, key)
+        location = resolve_data(reference, f"dataset.{key}") if reference else None
+        if location is None or location.path is None:
+            continue  # a hub dataset or a folder of splits is checked when it is loaded
+        if dataset.eval_split:
+            raise SpecError("dataset.eval_split: names a hub split; for a file use eval_source or eval_fraction")
+        try:
+            head = read_file(location.path, dataset.encoding, n_rows=200)
+        except UnicodeDecodeError:
+            raise SpecError(
+                f"dataset.encoding: {reference} is not {dataset.encoding}; set encoding: to the "
+                "file's encoding (latin-1, say)"
+            ) from None
+        except (ValueError, OSError) as e:
+            raise SpecError(f"dataset.{key}: cannot read {reference}: {first_line(e)}") from None
+        check_columns(head, dataset, reference)
+
+
+def _check_knobs(spec: StudySpec, model_dir: Path) -> None:
+    config = json.loads((model_dir / "config.json").read_text())
+    n_layers = config.get("num_hidden_layers") or config.get("n_layers")
+    for value in _declared_values(spec, "freeze_layers"):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0 or (n_layers and value > n_layers):
+            raise SpecError(f"freeze_layers: {value!r} is not a layer count of this model (0 to {n_layers})")
+    for value in _declared_values(spec, "freeze_embeddings"):
+        if not isinstance(value, bool):
+            raise SpecError(f"freeze_embeddings: {value!r} is not true or false")
+    for value in _declared_values(spec, "dropout"):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+            raise SpecError(f"dropout: {value!r} is not a probability in [0, 1)")
+
+
+def _declared_values(spec: StudySpec, name: str) -> list:
+    """The fixed value of `name`, or the ends of its range, or its choices."""
+    if name in spec.training:
+        return [spec.training[name]]
+    param = spec.search_space.get(name)
+    return [] if param is None else param_ends(param)

@@ -1,0 +1,49 @@
+"""Sampling a trial's parameters from the spec's search space, and splitting them by who uses them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import optuna
+
+from hpsearch.spec.schema import MODEL_KNOBS, ChoiceParam, FloatParam, IntParam, Param
+
+
+def suggest_params(trial: optuna.Trial, space: dict[str, Param]) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    for name, param in space.items():
+        if isinstance(param, FloatParam):
+            params[name] = trial.suggest_float(name, *param.bounds, log=param.log, step=param.step)
+        elif isinstance(param, IntParam):
+            params[name] = trial.suggest_int(name, *param.bounds, log=param.log, step=param.step or 1)
+        elif isinstance(param, ChoiceParam):
+            params[name] = trial.suggest_categorical(name, param.choices)
+        else:  # pragma: no cover - the spec admits only the three kinds
+            raise TypeError(f"unknown parameter kind {type(param).__name__}")
+    return params
+
+
+def split_params(values: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(TrainingArguments fields, model knobs) of a mapping of fixed or sampled values."""
+    knobs = {k: v for k, v in values.items() if k in MODEL_KNOBS}
+    return {k: v for k, v in values.items() if k not in MODEL_KNOBS}, knobs
+
+
+def corner_values(space: dict[str, Param]) -> list[dict[str, Any]]:
+    """Each parameter at each end of its range (each choice), the others at their low end.
+
+    Building TrainingArguments from each of these catches a bad value in the spec before any trial
+    runs; a bad combination of otherwise valid values stays a failed trial.
+    """
+    low = {name: param_ends(param)[0] for name, param in space.items()}
+    corners = [low]
+    for name, param in space.items():
+        corners += [{**low, name: value} for value in param_ends(param)[1:]]
+    return corners
+
+
+def param_ends(param: Param) -> list[Any]:
+    """Both ends of a range, or every choice."""
+    if isinstance(param, ChoiceParam):
+        return list(param.choices)
+    return list(param.bounds)

@@ -1,0 +1,38 @@
+"""Where studies live: the storage URL, Optuna's RDB storage with retries that are safe, the study
+locks, the artifact store and the kept best model. The only part of hpsearch that uses Optuna's
+private API (`study._storage`, `optuna.storages._rdb`); no torch or transformers here."""
+
+from hpsearch.storage.artifacts import (
+    ARTIFACTS_ENV,
+    artifact_dir,
+    open_artifact_store,
+    remove_artifact,
+)
+from hpsearch.storage.best_model import (
+    BEST_MODEL_ATTR,
+    TRIAL_FILE,
+    BestModelKeeper,
+    best_model_pointer,
+    is_better,
+)
+from hpsearch.storage.lock import StudyLock
+from hpsearch.storage.queries import (
+    count_trials,
+    create_study,
+    heartbeat_ages,
+    set_study_system_attr,
+    set_user_attrs,
+    study_system_attrs,
+    trials_of,
+)
+from hpsearch.storage.rdb import apply_heartbeat, open_storage
+from hpsearch.storage.retry import describe_storage_error, is_transient, retry_through_outage
+from hpsearch.storage.url import DEFAULT_STORAGE, STORAGE_ENV, redact, resolve_storage_url
+
+__all__ = [
+    "ARTIFACTS_ENV", "BEST_MODEL_ATTR", "DEFAULT_STORAGE", "STORAGE_ENV", "TRIAL_FILE", "BestModelKeeper",
+    "StudyLock", "apply_heartbeat", "artifact_dir", "best_model_pointer", "count_trials", "create_study",
+    "describe_storage_error", "heartbeat_ages", "is_better", "is_transient", "open_artifact_store",
+    "open_storage", "redact", "remove_artifact", "resolve_storage_url", "retry_through_outage",
+    "set_study_system_attr", "set_user_attrs", "study_system_attrs", "trials_of",
+]

@@ -1,0 +1,94 @@
+"""A lock per study shared by every worker on every machine, so trials start one at a time.
+
+Starting a trial is "check the budget, then create the trial": two workers doing that at once could
+both take the last slot. The lock lives where the workers meet, the database: a PostgreSQL advisory
+lock, a MySQL/MariaDB named lock, or, for SQLite (one machine by nature), a lock file beside the
+database file. It is held only while a trial is being created, milliseconds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from typing import TYPE_CHECKING
+
+import sqlalchemy
+from filelock import FileLock
+from sqlalchemy.engine import URL
+
+from hpsearch.storage.retry import retry_through_outage
+from hpsearch.storage.url import sqlite_path
+
+if TYPE_CHECKING:
+    from typing import Self
+
+LOCK_TIMEOUT_S = 300
+
+
+class StudyLock:
+    def __init__(self, url: URL, study_name: str, purpose: str = "trials"):
+        self._backend = url.get_backend_name()
+        # The trial lock keeps the name it had before purposes existed: old and new workers agree.
+        scope = study_name if purpose == "trials" else f"{study_name}:{purpose}"
+        digest = hashlib.sha256(f"hpsearch:{scope}".encode()).digest()
+        self._key = int.from_bytes(digest[:8], "big", signed=True)  # pg advisory locks take a bigint
+        self._name = f"hpsearch-{digest.hex()[:40]}"  # MySQL lock names are at most 64 characters
+        self._held = threading.Event()
+        if self._backend == "sqlite":
+            suffix = ".lock" if purpose == "trials" else f".{purpose}.lock"
+            self._file_lock = FileLock(f"{sqlite_path(url) or ':memory:'}{suffix}")
+        else:
+            # One connection kept for the lock: a session-level lock belongs to its connection.
+            self._engine = sqlalchemy.create_engine(url, pool_size=1, max_overflow=0, pool_pre_ping=True)
+
+    @property
+    def held(self) -> bool:
+        return self._held.is_set()
+
+    @retry_through_outage
+    def acquire(self) -> None:
+        if self._backend == "sqlite":
+            self._file_lock.acquire(timeout=LOCK_TIMEOUT_S)
+        else:
+            self._connection = self._engine.connect()
+            try:
+                self._take_server_lock()
+            except BaseException:
+                self._connection.close()
+                raise
+        self._held.set()
+
+    def _take_server_lock(self) -> None:
+        if self._backend == "postgresql":
+            self._connection.execute(sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": self._key})
+            return
+        got = self._connection.execute(
+            sqlalchemy.text("SELECT GET_LOCK(:n, :t)"), {"n": self._name, "t": LOCK_TIMEOUT_S}
+        ).scalar()
+        if got != 1:
+            raise TimeoutError(f"no lock on the study after {LOCK_TIMEOUT_S}s")
+
+    def release(self) -> None:
+        if not self.held:
+            return
+        self._held.clear()
+        if self._backend == "sqlite":
+            self._file_lock.release()
+            return
+        try:
+            if self._backend == "postgresql":
+                self._connection.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:k)"), {"k": self._key})
+            else:
+                self._connection.execute(sqlalchemy.text("SELECT RELEASE_LOCK(:n)"), {"n": self._name})
+        except sqlalchemy.exc.SQLAlchemyError:
+            # Drop the session: the server frees a dead session's locks, so none outlives this.
+            self._connection.invalidate()
+        finally:
+            self._connection.close()
+
+    def __enter__(self) -> Self:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()

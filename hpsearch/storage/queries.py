@@ -1,0 +1,90 @@
+"""What hpsearch reads and writes beyond Optuna's public API, in one place.
+
+The rest of hpsearch never touches `study._storage`, a trial's `_trial_id` or `optuna.storages._rdb`:
+it calls these, so an Optuna upgrade that moves them breaks one module.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import optuna
+from optuna.study import StudyDirection
+from optuna.trial import FrozenTrial
+
+
+def _backend(study: optuna.Study):
+    """The storage under Optuna's caching layer, where hpsearch's own methods live."""
+    return getattr(study._storage, "_backend", study._storage)
+
+
+def create_study(storage, name: str, direction: str, user_attrs: dict[str, Any]) -> None:
+    """A new study with its user attributes, in one transaction where the storage can do that.
+
+    Raises optuna's DuplicatedStudyError when a study of that name exists.
+    """
+    directions = [StudyDirection.MAXIMIZE if direction == "maximize" else StudyDirection.MINIMIZE]
+    if hasattr(storage, "create_study_with_user_attrs"):
+        storage.create_study_with_user_attrs(name, directions, user_attrs)
+        return
+    study_id = storage.create_new_study(directions, name)
+    for key, value in user_attrs.items():
+        storage.set_study_user_attr(study_id, key, value)
+
+
+def count_trials(study: optuna.Study) -> int:
+    """How many trials the study has, in any state, as cheaply as the storage can say."""
+    backend = _backend(study)
+    if hasattr(backend, "count_trials"):
+        return backend.count_trials(study._study_id)
+    return len(study.get_trials(deepcopy=False))
+
+
+def set_user_attrs(trial: optuna.Trial, attrs: dict) -> None:
+    """Several user attributes of a running trial in one transaction where the storage can do it."""
+    backend = _backend(trial.study)
+    if hasattr(backend, "set_trial_user_attrs"):
+        backend.set_trial_user_attrs(trial._trial_id, attrs)
+        return
+    for key, value in attrs.items():
+        trial.set_user_attr(key, value)
+
+
+def study_system_attrs(study: optuna.Study) -> dict[str, Any]:
+    return study._storage.get_study_system_attrs(study._study_id)
+
+
+def set_study_system_attr(study: optuna.Study, key: str, value: Any) -> None:
+    """System attributes hold what the dashboard keeps out of the user's view (artifact metadata,
+    the workers that joined)."""
+    study._storage.set_study_system_attr(study._study_id, key, value)
+
+
+def fresh_user_attrs(study: optuna.Study) -> dict[str, Any]:
+    """The study's user attributes as the database holds them now (never a cached copy)."""
+    return _backend(study).get_study_user_attrs(study._study_id)
+
+
+def trials_of(storage, study: optuna.study.FrozenStudy) -> list[FrozenTrial]:
+    return storage.get_all_trials(study._study_id, deepcopy=False)
+
+
+def heartbeat_ages(storage, trials: list[FrozenTrial]) -> dict[int, float]:
+    """Seconds since each running trial's last heartbeat, by trial number, on the database's clock
+    (the one that wrote the heartbeats)."""
+    ids = {t._trial_id: t.number for t in trials}
+    if not ids or not hasattr(storage, "scoped_session"):
+        return {}
+    import sqlalchemy
+    from optuna.storages._rdb.models import TrialHeartbeatModel
+
+    session = storage.scoped_session()
+    try:
+        now = session.execute(sqlalchemy.select(sqlalchemy.func.now())).scalar()
+        rows = session.execute(
+            sqlalchemy.select(TrialHeartbeatModel.trial_id, TrialHeartbeatModel.heartbeat)
+            .where(TrialHeartbeatModel.trial_id.in_(list(ids)))
+        ).all()
+    finally:
+        session.close()
+    return {ids[trial_id]: round((now - beat).total_seconds(), 1) for trial_id, beat in rows}

@@ -1,0 +1,78 @@
+"""The TrainingArguments of a trial: what hpsearch sets itself, the defaults, and the spec's values
+checked against transformers before any trial runs."""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from transformers import TrainingArguments
+
+from hpsearch.errors import SpecError, first_line
+from hpsearch.spec import MODEL_KNOBS, StudySpec, corner_values, split_params
+from hpsearch.trial.precision import auto_precision
+
+# TrainingArguments that hpsearch sets itself; a spec may not search or fix them.
+CONTROLLED_ARGS = frozenset({
+    "output_dir", "eval_strategy", "eval_steps", "save_strategy", "save_steps", "save_total_limit",
+    "logging_strategy", "logging_steps", "logging_dir", "logging_nan_inf_filter", "report_to",
+    "disable_tqdm", "seed", "do_train", "do_eval", "load_best_model_at_end", "metric_for_best_model",
+    "greater_is_better", "push_to_hub", "hub_model_id", "run_name", "eval_on_start",
+    "remove_unused_columns", "label_names",
+})
+# Not train_sampling_strategy="group_by_length": it made steps 1.5x faster on the default study, but
+# its batches of one length cost 3-6 points of accuracy after an epoch (BENCHMARKS.md).
+DEFAULT_ARGS = {"per_device_eval_batch_size": 64}
+
+
+def build_training_args(values: dict[str, Any], seed: int, output_dir: Path) -> TrainingArguments:
+    return TrainingArguments(
+        **{**DEFAULT_ARGS, **auto_precision(values), **values},
+        output_dir=str(output_dir),
+        seed=seed,
+        # Evaluation and logging are driven by OptunaPruningCallback; nothing is written to disk.
+        eval_strategy="no",
+        logging_strategy="no",
+        save_strategy="no",
+        report_to="none",
+        disable_tqdm=True,
+        logging_nan_inf_filter=False,
+    )
+
+
+def check_training_args(spec: StudySpec) -> None:
+    """Every searched or fixed name is a TrainingArguments field or a model knob, and every value is
+    one TrainingArguments accepts at each end of its range; a SpecError says which is not."""
+    fields = {f.name for f in dataclasses.fields(TrainingArguments) if f.init}
+    for section, names in (("search_space", spec.search_space), ("training", spec.training)):
+        for name in names:
+            if name in MODEL_KNOBS:
+                continue
+            if name in CONTROLLED_ARGS:
+                raise SpecError(f"{section}.{name}: hpsearch sets this training argument itself; remove it")
+            if name not in fields:
+                close = difflib.get_close_matches(name, [*fields, *MODEL_KNOBS], n=1)
+                hint = f" (did you mean {close[0]}?)" if close else ""
+                raise SpecError(
+                    f"{section}.{name}: not a TrainingArguments field nor a model knob "
+                    f"({', '.join(MODEL_KNOBS)}){hint}"
+                )
+    fixed, _ = split_params(spec.training)
+    with tempfile.TemporaryDirectory() as scratch:
+        _try_args(fixed, Path(scratch), "training")
+        for corner in corner_values(spec.search_space):
+            searched, _ = split_params(corner)
+            _try_args({**fixed, **searched}, Path(scratch), "search_space", searched)
+
+
+def _try_args(values: dict, scratch: Path, section: str, searched: dict | None = None) -> None:
+    try:
+        build_training_args(values, seed=0, output_dir=scratch)
+    except (ValueError, TypeError) as e:
+        where = section if not searched else f"{section} (at {', '.join(f'{k}={v}' for k, v in searched.items())})"
+        raise SpecError(f"{where}: {first_line(e)}") from None
+
+

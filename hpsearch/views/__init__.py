@@ -1,0 +1,25 @@
+"""What people see of a study: the console's progress and tables, `status` and `best`, the note in
+optuna-dashboard, the report, the export and the dashboard itself. Reads the storage only through
+hpsearch.storage and hpsearch.study; no torch or transformers here."""
+
+from hpsearch.views.dashboard import LOOPBACK, SERVERS, make_app, serve
+from hpsearch.views.export import export_best_model, model_card
+from hpsearch.views.note import NoteWriter, register_worker, render_note, write_note
+from hpsearch.views.progress import RunProgress, describe_trial
+from hpsearch.views.report import write_report
+from hpsearch.views.status import all_studies, best_trial, describe_trial_record, study_status
+from hpsearch.views.tables import (
+    best_table,
+    format_seconds,
+    format_value,
+    running_table,
+    studies_table,
+    summary_table,
+)
+
+__all__ = [
+    "LOOPBACK", "SERVERS", "NoteWriter", "RunProgress", "all_studies", "best_table", "best_trial",
+    "describe_trial", "describe_trial_record", "export_best_model", "format_seconds", "format_value",
+    "make_app", "model_card", "register_worker", "render_note", "running_table", "serve", "studies_table",
+    "study_status", "summary_table", "write_note", "write_report",
+]

@@ -1,0 +1,111 @@
+"""The study's note in optuna-dashboard: its spec, the workers that joined it, the search's summary.
+
+Each worker records itself (host, device, package versions) in a study system attribute when it
+starts, and rewrites the note as trials finish, at most every NOTE_INTERVAL_S, so the dashboard
+shows a current picture without a write per trial.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import socket
+import time
+from importlib import metadata
+
+import optuna
+import yaml
+
+from hpsearch.storage import best_model_pointer, set_study_system_attr, study_system_attrs
+from hpsearch.study import StudySummary, describe_states, summarize
+
+WORKER_ATTR_PREFIX = "hpsearch:worker:"
+NOTE_INTERVAL_S = 10.0
+PACKAGES = ("hpsearch", "torch", "transformers", "optuna", "datasets")
+
+
+def package_versions() -> dict[str, str]:
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "-"
+    return versions
+
+
+def register_worker(study: optuna.Study, device: str, metric: str) -> None:
+    from optuna_dashboard import set_objective_names
+
+    set_objective_names(study, [metric])  # the dashboard says "eval_accuracy", not "Objective 0"
+    key = f"{WORKER_ATTR_PREFIX}{socket.gethostname()}:{os.getpid()}"
+    record = {
+        "host": socket.gethostname(), "pid": os.getpid(), "device": device,
+        "joined": _now(), "versions": package_versions(),
+    }
+    set_study_system_attr(study, key, record)
+
+
+def workers(study: optuna.Study) -> list[dict]:
+    attrs = study_system_attrs(study)
+    return sorted((v for k, v in attrs.items() if k.startswith(WORKER_ATTR_PREFIX)), key=lambda w: w["joined"])
+
+
+class NoteWriter:
+    """Rewrites the note after a trial ends, unless it was rewritten less than NOTE_INTERVAL_S ago."""
+
+    def __init__(self, study: optuna.Study, spec, interval: float = NOTE_INTERVAL_S):
+        self.study, self.spec, self.interval = study, spec, interval
+        self.last = float("-inf")
+
+    def __call__(self, study: optuna.Study | None = None, trial=None, force: bool = False) -> None:
+        if force or time.monotonic() - self.last >= self.interval:
+            write_note(self.study, self.spec)
+            self.last = time.monotonic()
+
+
+def write_note(study: optuna.Study, spec) -> None:
+    from optuna_dashboard import save_note
+
+    summary = summarize(study, spec.objective.eval_key, spec.budget.n_trials)
+    save_note(study, render_note(study.study_name, spec, summary, workers(study), best_model_pointer(study)))
+
+
+def render_note(name: str, spec, summary: StudySummary, joined: list[dict], pointer: dict | None) -> str:
+    states = describe_states(summary.states, none="none yet")
+    best = "no trial has completed yet"
+    if summary.best_number is not None:
+        params = ", ".join(f"{k}={_short(v)}" for k, v in summary.best_params.items())
+        best = f"{summary.best_value:.4f} (trial {summary.best_number}: {params})"
+    model = f"best-model-trial-{pointer['trial']}.zip (study artifact)" if pointer else "-"
+    lines = [
+        f"# hpsearch study `{name}`",
+        f"{summary.direction} `{summary.metric}` · model `{spec.model}` · updated {_now()}",
+        "",
+        "## Summary",
+        "| | |",
+        "| --- | --- |",
+        f"| trials | {summary.n_spent}/{summary.n_trials_budget} spent ({states}) |",
+        f"| best | {best} |",
+        f"| compute spent | {summary.train_seconds:.0f} s training, {summary.n_steps} optimizer steps |",
+        f"| saved by pruning | ~{summary.seconds_saved:.0f} s, {summary.steps_saved} steps |",
+        f"| best model | {model} |",
+        "",
+        "## Workers",
+        "| host | pid | device | joined | " + " | ".join(PACKAGES) + " |",
+        "| --- | --- | --- | --- | " + " | ".join("---" for _ in PACKAGES) + " |",
+    ]
+    for w in joined:
+        versions = " | ".join(w.get("versions", {}).get(p, "-") for p in PACKAGES)
+        lines.append(f"| {w['host']} | {w['pid']} | {w['device']} | {w['joined']} | {versions} |")
+    lines += ["", "## Spec", "```yaml", yaml.safe_dump(spec.to_dict(), sort_keys=False).rstrip(), "```"]
+    return "\n".join(lines)
+
+
+def _short(value) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else json.dumps(value) if not isinstance(value, str) else value
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")

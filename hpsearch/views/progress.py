@@ -1,0 +1,94 @@
+"""What a person watches during `hpsearch run`: a live bar and one line per finished trial."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from hpsearch.study import FAIL_REASON_ATTR, count_states, n_spent
+from hpsearch.views.tables import format_seconds, format_value
+
+if TYPE_CHECKING:
+    from typing import Self
+
+STATE_STYLE = {"COMPLETE": "green", "PRUNED": "yellow", "FAIL": "red"}
+
+
+class RunProgress:
+    """A study-wide progress bar, fed by the optimize callback after every trial."""
+
+    def __init__(self, console: Console, study: optuna.Study, metric: str, n_trials: int):
+        self.console = console
+        self.study = study
+        self.metric = metric
+        self.n_trials = n_trials
+        self.started = time.monotonic()
+        trials = study.get_trials(deepcopy=False)
+        self.n_done_at_start = n_spent(trials)
+        self.reported = {t.number for t in trials if t.state.is_finished()}
+        self.bar = Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.fields[tally]}"), TimeElapsedColumn(), TextColumn("{task.fields[eta]}"),
+            console=console, transient=True,
+        )
+        self.task = self.bar.add_task(
+            study.study_name, total=n_trials, completed=self.n_done_at_start, tally="", eta=""
+        )
+
+    def __enter__(self) -> Self:
+        self.bar.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.bar.stop()
+
+    def poll(self) -> None:
+        """Report trials that other processes (supervised workers) finished since the last poll."""
+        for trial in self.study.get_trials(deepcopy=False):
+            if trial.state.is_finished() and trial.number not in self.reported:
+                self.on_trial_end(self.study, trial)
+
+    def on_trial_end(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        self.reported.add(trial.number)
+        trials = study.get_trials(deepcopy=False)
+        done = n_spent(trials)
+        tally, eta = self._tally(trials), self._eta(done)
+        self.bar.update(self.task, completed=done, tally=tally, eta=eta)
+        line = f"{describe_trial(trial, self.metric)}  [dim]{done}/{self.n_trials}  {tally}  {eta}[/]"
+        self.console.print(line, soft_wrap=True)
+
+    def _tally(self, trials: list[FrozenTrial]) -> str:
+        states = count_states(trials)
+        best = ""
+        if states.get("COMPLETE"):
+            best = f", best {self.study.best_value:.4f}"
+        return f"{states.get('COMPLETE', 0)} complete, {states.get('PRUNED', 0)} pruned, {states.get('FAIL', 0)} failed{best}"
+
+    def _eta(self, done: int) -> str:
+        finished_here = done - self.n_done_at_start
+        if finished_here <= 0 or done >= self.n_trials:
+            return ""
+        per_trial = (time.monotonic() - self.started) / finished_here
+        return f"~{format_seconds(per_trial * (self.n_trials - done))} left"
+
+
+def describe_trial(trial: FrozenTrial, metric: str) -> str:
+    state = trial.state.name
+    style = STATE_STYLE.get(state, "white")
+    seconds = trial.user_attrs.get("train_seconds")
+    took = f" {format_seconds(seconds)}" if seconds is not None else ""
+    params = " ".join(f"{k}={format_value(v)}" for k, v in trial.params.items())
+    if trial.state == TrialState.COMPLETE:
+        outcome = f"{metric}={trial.value:.4f}"
+    elif trial.state == TrialState.PRUNED:
+        last = trial.intermediate_values.get(max(trial.intermediate_values, default=0))
+        at = f" at eval {trial.user_attrs.get('n_evals', '?')}"
+        outcome = f"{metric}={last:.4f}{at}" if last is not None else at.strip()
+    else:
+        outcome = trial.user_attrs.get(FAIL_REASON_ATTR, "lost (worker died)")
+    return f"trial {trial.number:>3} [{style}]{state:<8}[/] {outcome}{took}  [dim]{params}[/]"

@@ -1,0 +1,76 @@
+"""Read-only views of a storage for `hpsearch status` and `hpsearch best`; no torch, no transformers.
+
+Trials are read once per study; running trials get their heartbeat age from the heartbeat table,
+measured against the database's own clock (the one that wrote the heartbeats).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from hpsearch.errors import StudyError
+from hpsearch.storage import best_model_pointer, heartbeat_ages, trials_of
+from hpsearch.study import SPEC_ATTR, count_states, stored_spec, summarize
+
+
+def study_status(storage, name: str) -> dict[str, Any]:
+    spec = stored_spec(storage, name)
+    study = optuna.load_study(study_name=name, storage=storage)
+    summary = summarize(study, spec.objective.eval_key, spec.budget.n_trials)
+    running = [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))]
+    ages = heartbeat_ages(storage, running)
+    return {
+        **dataclasses.asdict(summary),
+        "running": [
+            {
+                "number": t.number, "host": t.user_attrs.get("host"), "pid": t.user_attrs.get("pid"),
+                "device": t.user_attrs.get("device"), "params": t.params,
+                "heartbeat_age_s": ages.get(t.number),
+            }
+            for t in running
+        ],
+        "best_model": best_model_pointer(study),
+    }
+
+
+def all_studies(storage) -> list[dict[str, Any]]:
+    """One line per study in the storage, hpsearch's or not."""
+    rows = []
+    for frozen in storage.get_all_studies():
+        attrs = frozen.user_attrs
+        spec = attrs.get(SPEC_ATTR)
+        trials = trials_of(storage, frozen)
+        values = [t.value for t in trials if t.state == TrialState.COMPLETE and t.values and len(t.values) == 1]
+        maximize = frozen.directions[0] == optuna.study.StudyDirection.MAXIMIZE
+        best = (max if maximize else min)(values) if values else None
+        rows.append({
+            "name": frozen.study_name,
+            "metric": f"eval_{spec['objective']['metric']}" if spec else None,
+            "n_trials_budget": spec["budget"]["n_trials"] if spec else None,
+            "states": dict(count_states(trials)),
+            "best_value": best,
+        })
+    return rows
+
+
+def best_trial(storage, name: str) -> dict[str, Any]:
+    spec = stored_spec(storage, name)
+    study = optuna.load_study(study_name=name, storage=storage)
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if not complete:
+        raise StudyError(f"study {name!r} has no complete trial yet; run it first (hpsearch run --study {name})")
+    return describe_trial_record(study, spec, study.best_trial)
+
+
+def describe_trial_record(study: optuna.Study, spec, trial: FrozenTrial) -> dict[str, Any]:
+    """What `best` shows and export's model card states about one trial."""
+    return {
+        "study": study.study_name, "number": trial.number, "metric": spec.objective.eval_key,
+        "value": trial.value, "params": trial.params, "metrics": trial.user_attrs.get("metrics", {}),
+        "seed": trial.user_attrs.get("seed"), "train_seconds": trial.user_attrs.get("train_seconds"),
+        "best_model": best_model_pointer(study),
+    }

@@ -1,0 +1,82 @@
+"""The tables and numbers a person reads: a study's summary, its running trials, every study, the
+best trial; seconds and values formatted as every view shows them."""
+
+from __future__ import annotations
+
+from rich.table import Table
+
+from hpsearch.spec import METRICS
+from hpsearch.study import StudySummary, describe_states
+
+
+def summary_table(summary: StudySummary) -> Table:
+    table = Table(title=f"study {summary.name}", show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column()
+    states = describe_states(summary.states)
+    table.add_row("trials", f"{summary.n_spent}/{summary.n_trials_budget} spent ({states})")
+    if summary.best_number is not None:
+        table.add_row(f"best {summary.metric}", f"{summary.best_value:.4f} (trial {summary.best_number}, {summary.direction})")
+        for name, value in summary.best_params.items():
+            table.add_row(f"  {name}", format_value(value))
+    else:
+        table.add_row("best", "no trial has completed yet")
+    table.add_row("compute spent", f"{format_seconds(summary.train_seconds)} training, {summary.n_steps} optimizer steps")
+    saved_share = summary.steps_saved / max(summary.steps_saved + summary.n_steps, 1)
+    table.add_row(
+        "saved by pruning",
+        f"~{format_seconds(summary.seconds_saved)}, {summary.steps_saved} steps ({saved_share:.0%} of the unpruned total)",
+    )
+    return table
+
+
+def format_value(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    return str(value)
+
+
+def format_seconds(seconds: float) -> str:
+    seconds = round(seconds)
+    if seconds < 60:
+        return f"{seconds}s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes}m{seconds:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"
+
+
+def running_table(running: list[dict]) -> Table:
+    table = Table(title="running trials", title_justify="left")
+    for column in ("trial", "host", "pid", "device", "heartbeat", "params"):
+        table.add_column(column)
+    for r in running:
+        age = "-" if r["heartbeat_age_s"] is None else f"{r['heartbeat_age_s']:.0f}s ago"
+        params = " ".join(f"{k}={format_value(v)}" for k, v in r["params"].items())
+        table.add_row(str(r["number"]), str(r["host"]), str(r["pid"]), str(r["device"]), age, params)
+    return table
+
+
+def studies_table(rows: list[dict]) -> Table:
+    table = Table(title="studies", title_justify="left")
+    for column in ("study", "trials", "budget", "metric", "best"):
+        table.add_column(column)
+    for r in rows:
+        states = describe_states(r["states"])
+        best = "-" if r["best_value"] is None else f"{r['best_value']:.4f}"
+        table.add_row(r["name"], states, str(r["n_trials_budget"] or "-"), r["metric"] or "-", best)
+    return table
+
+
+def best_table(best: dict) -> Table:
+    table = Table(title=f"best trial of {best['study']}", show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row(best["metric"], f"{best['value']:.4f} (trial {best['number']}, seed {best['seed']})")
+    for name, value in best["params"].items():
+        table.add_row(f"  {name}", format_value(value))
+    for name in METRICS:  # what the evaluation measured; runtime and throughput figures are noise here
+        if f"eval_{name}" in best["metrics"]:
+            table.add_row(f"eval_{name}", f"{best['metrics'][f'eval_{name}']:.4f}")
+    return table

@@ -1,0 +1,72 @@
+"""What a worker process does once, before its first trial: quiet the libraries, take its share of
+the CPU cores, load the tokenizer, the tokenized data (cached on disk) and the pretrained weights."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import optuna
+from sqlalchemy.engine import URL
+
+from hpsearch.spec import StudySpec
+
+CACHE_ENV = "HPSEARCH_CACHE"
+THREADS_ENV = "HPSEARCH_THREADS"  # set by the supervisor: this worker's share of the CPU cores
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get(CACHE_ENV, "storage/cache"))
+
+
+def quiet_libraries() -> None:
+    """hpsearch shows one line per trial; the libraries' own logs and bars would bury it."""
+    import datasets
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()  # "Loading weights", "Writing model shards"
+    datasets.disable_progress_bars()
+    datasets.logging.set_verbosity_error()
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", message=".*pin_memory.*")
+
+
+def build_runner(spec: StudySpec, url: URL, study_name: str):
+    """Tokenizer, tokenized data (from the disk cache), pretrained weights: once per process."""
+    from hpsearch.spec import resolve_model
+    from hpsearch.storage import BestModelKeeper, StudyLock, artifact_dir, open_artifact_store
+    from hpsearch.trial import (
+        ModelFactory,
+        TrialRunner,
+        describe_device,
+        load_tokenizer,
+        prepare_data,
+    )
+
+    quiet_libraries()
+    if os.environ.get(THREADS_ENV):
+        import torch
+
+        torch.set_num_threads(int(os.environ[THREADS_ENV]))
+    location = resolve_model(spec.model)
+    tokenizer = load_tokenizer(location)
+    data = prepare_data(spec.dataset, spec.model, tokenizer, cache_dir())
+    store = open_artifact_store(artifact_dir(url))
+    return TrialRunner(
+        spec=spec, data=data, factory=ModelFactory(location, data.label_names), tokenizer=tokenizer,
+        artifact_store=store, best_model=BestModelKeeper(store, StudyLock(url, study_name, "best-model")),
+        device=describe_device(spec.training),
+    )
+
+
+def warm_cache(spec: StudySpec) -> None:
+    """Tokenize the data once before workers start, rather than in every worker at once."""
+    from hpsearch.spec import resolve_model
+    from hpsearch.trial import load_tokenizer, prepare_data
+
+    quiet_libraries()
+    prepare_data(spec.dataset, spec.model, load_tokenizer(resolve_model(spec.model)), cache_dir())

@@ -1,0 +1,96 @@
+"""Spec parsing: every shape or value mistake is rejected with one line naming the key."""
+
+from __future__ import annotations
+
+import pytest
+
+from hpsearch.errors import SpecError
+from hpsearch.spec import FloatParam, StudySpec, load_spec_file, parse_spec
+from tests.conftest import REPO
+
+
+def reject(spec: dict) -> str:
+    with pytest.raises(SpecError) as caught:
+        parse_spec(spec, "test.yaml")
+    message = caught.value.message
+    # A rejection is one line that says where it came from.
+    assert "\n" not in message
+    assert message.startswith("test.yaml: ")
+    return message
+
+
+def test_default_study_spec_is_valid():
+    spec = load_spec_file(REPO / "studies" / "sentiment.yaml")
+    # The shipped default searches the learning rate on a log scale, for accuracy.
+    assert spec.objective.eval_key == "eval_accuracy"
+    assert spec.objective.direction == "maximize"
+    assert isinstance(spec.search_space["learning_rate"], FloatParam)
+    assert spec.search_space["learning_rate"].log
+
+
+def test_stored_form_round_trips(tiny_spec):
+    spec = parse_spec(tiny_spec, "t")
+    # What is stored with the study parses back to the same spec.
+    assert StudySpec.model_validate(spec.to_dict()) == spec
+    assert spec.to_dict()["search_space"]["learning_rate"] == {"float": [1e-5, 3e-4], "log": True, "step": None}
+
+
+@pytest.mark.parametrize(
+    "mutate, expected",
+    [
+        (lambda s: s.update(modle="x"), "modle: unknown key"),
+        (lambda s: s["dataset"].update(max_train_sample=10), "dataset.max_train_sample: unknown key (did you mean max_train_samples?)"),
+        (lambda s: s.pop("model"), "model: missing"),
+        (lambda s: s.pop("budget"), "budget: missing"),
+        (lambda s: s["budget"].update(n_trials=0), "budget.n_trials: Input should be greater than or equal to 1"),
+        (lambda s: s["budget"].update(n_trials="many"), "budget.n_trials: Input should be a valid integer"),
+        (lambda s: s["dataset"].update(max_length="long"), "dataset.max_length"),
+        (lambda s: s["dataset"].update(eval_fraction=1.5), "dataset.eval_fraction: Input should be less than 1"),
+        (lambda s: s["dataset"].update(eval_split="validation", eval_fraction=0.2), "give one of eval_split, eval_source, eval_fraction"),
+        (lambda s: s["search_space"].update(learning_rate={"float": [1e-3, 1e-5]}), "search_space.learning_rate: range [0.001, 1e-05] is inverted"),
+        (lambda s: s["search_space"].update(learning_rate={"float": [1e-3, 1e-3]}), "search_space.learning_rate: range [0.001, 0.001] is empty"),
+        (lambda s: s["search_space"].update(weight_decay={"float": [0.0, 0.1], "log": True}), "search_space.weight_decay: log: true needs low > 0"),
+        (lambda s: s["search_space"].update(num_train_epochs={"int": [1, 3], "step": 0}), "search_space.num_train_epochs.step: Input should be greater than 0"),
+        (lambda s: s["search_space"].update(num_train_epochs={"int": [1.5, 3]}), "search_space.num_train_epochs"),
+        (lambda s: s["search_space"].update(per_device_train_batch_size={"choice": []}), "search_space.per_device_train_batch_size.choice: List should have at least 1 item"),
+        (lambda s: s["search_space"].update(per_device_train_batch_size={"choice": [8, 8]}), "choices must be distinct"),
+        (lambda s: s["search_space"].update(seed={"range": [1, 2]}), "search_space.seed: a parameter needs exactly one of float"),
+        (lambda s: s["search_space"].update(x={"float": [0, 1], "int": [0, 1]}), "search_space.x: a parameter needs exactly one of"),
+        (lambda s: s["search_space"].update(learning_rate={"float": [1e-5, 1e-3], "bins": 3}), "search_space.learning_rate.bins: unknown key"),
+        (lambda s: s.update(search_space={}), "search_space: Dictionary should have at least 1 item"),
+        (lambda s: s["training"].update(learning_rate=1e-4), "learning_rate is both searched and fixed"),
+        (lambda s: s["objective"].update(metric="bleu"), "objective.metric: unknown metric 'bleu'; the evaluation returns accuracy, f1_macro"),
+        (lambda s: s["objective"].update(metric="loss", direction="maximize"), "direction maximize for loss would search for the worst model; use direction: minimize"),
+        (lambda s: s["objective"].update(direction="up"), "objective.direction: Input should be 'maximize' or 'minimize'"),
+        (lambda s: s.update(sampler={"name": "grid"}), "sampler.name: Input should be 'tpe', 'random', 'gp', 'cmaes' or 'qmc'"),
+        (lambda s: s.update(pruner={"name": "hyperband", "evals_per_epoch": 0}), "pruner.evals_per_epoch: Input should be greater than or equal to 1"),
+        (lambda s: s.update(heartbeat={"interval": 10, "grace_period": 5}), "heartbeat: grace_period (5s) must exceed interval (10s)"),
+        (lambda s: s.update(heartbeat={"max_retries": -1}), "heartbeat.max_retries: Input should be greater than or equal to 0"),
+        (lambda s: s.update(pruner={"name": "patient"}), "pruner.name: Input should be 'hyperband', 'successive_halving', 'median' or 'none'"),
+        # A setting its sampler or pruner would ignore is refused with the rule.
+        (lambda s: s.update(sampler={"name": "random", "n_startup_trials": 5}), "sampler: the random sampler takes no n_startup_trials (only tpe and gp and cmaes do); remove it, or use name: tpe or gp or cmaes"),
+        (lambda s: s.update(sampler={"name": "qmc", "n_startup_trials": 5}), "sampler: the qmc sampler takes no n_startup_trials"),
+        (lambda s: s.update(pruner={"name": "median", "min_resource": 2}), "pruner: the median pruner takes no min_resource (only hyperband and successive_halving do); remove it, or use name: hyperband or successive_halving"),
+        (lambda s: s.update(pruner={"name": "median", "reduction_factor": 3}), "pruner: the median pruner takes no reduction_factor"),
+        (lambda s: s.update(pruner={"name": "hyperband", "n_warmup_steps": 2}), "pruner: the hyperband pruner takes no n_warmup_steps (only median does); remove it, or use name: median"),
+        (lambda s: s.update(pruner={"name": "successive_halving", "n_startup_trials": 2}), "pruner: the successive_halving pruner takes no n_startup_trials"),
+        (lambda s: s.update(pruner={"name": "none", "min_resource": 1}), "pruner: the none pruner takes no min_resource"),
+    ],
+)
+def test_rejects_mistakes_naming_the_key(tiny_spec, mutate, expected):
+    mutate(tiny_spec)
+    assert expected in reject(tiny_spec)
+
+
+def test_metric_accepts_eval_prefix_and_infers_direction(tiny_spec):
+    tiny_spec["objective"] = {"metric": "eval_loss"}
+    spec = parse_spec(tiny_spec, "t")
+    # eval_loss and loss are the same metric; a loss is minimized unless told otherwise.
+    assert spec.objective.metric == "loss"
+    assert spec.objective.direction == "minimize"
+
+
+def test_scientific_notation_without_dot_is_a_number(tiny_spec):
+    # YAML 1.1 reads 1e-5 as a string; a user writes it anyway and means a number.
+    tiny_spec["search_space"]["learning_rate"] = {"float": ["1e-5", "3e-4"], "log": True}
+    assert parse_spec(tiny_spec, "t").search_space["learning_rate"].bounds == (1e-5, 3e-4)

@@ -1,0 +1,135 @@
+"""Retries only where a retry is safe: outages are ridden out, permanent errors fail at once, and a
+write whose commit landed but whose answer was lost is never repeated.
+
+The server tests run when HPSEARCH_TEST_POSTGRES / HPSEARCH_TEST_MYSQL are set (.ci/run sets both);
+then a server that does not answer fails the test rather than skipping it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+import uuid
+
+import optuna
+import pytest
+from optuna.exceptions import StorageInternalError
+from sqlalchemy import exc
+from sqlalchemy.engine import make_url
+
+from hpsearch.storage import describe_storage_error, is_transient, open_storage, resolve_storage_url
+from tests.tcp_proxy import CuttableProxy
+
+SERVERS = ["HPSEARCH_TEST_POSTGRES", "HPSEARCH_TEST_MYSQL"]
+
+
+def server_url(variable: str) -> str:
+    url = os.environ.get(variable)
+    if not url:
+        pytest.skip(f"{variable} is not set")
+    return resolve_storage_url(url).render_as_string(hide_password=False)
+
+
+def wrapped(driver_error: Exception, kind=exc.OperationalError) -> StorageInternalError:
+    """An error as Optuna raises it: its StorageInternalError from SQLAlchemy's, from the driver's."""
+    try:
+        try:
+            raise kind("SELECT 1", {}, driver_error)
+        except exc.SQLAlchemyError as e:
+            raise StorageInternalError("An exception is raised during the commit.") from e
+    except StorageInternalError as e:
+        return e
+
+
+def test_connection_failures_are_transient_and_data_errors_are_not():
+    # A server gone, a connection dropped: worth riding out.
+    assert is_transient(wrapped(ConnectionRefusedError("connection refused")))
+    assert is_transient(exc.InterfaceError("SELECT 1", {}, Exception("connection already closed")))
+    assert is_transient(wrapped(sqlite3.OperationalError("database is locked")))
+    # Invalid data, a missing table, a broken constraint: the same error again after any wait.
+    assert not is_transient(wrapped(Exception("value too long for type character varying(512)"), exc.DataError))
+    assert not is_transient(wrapped(sqlite3.OperationalError("no such table: trials")))
+    assert not is_transient(wrapped(Exception("duplicate key"), exc.IntegrityError))
+    assert not is_transient(ValueError("not a database error at all"))
+
+
+@pytest.fixture
+def study_on(request):
+    """A fresh study on the named server, deleted afterwards: (url, name)."""
+    url = server_url(request.param)
+    name = f"test-{uuid.uuid4().hex[:10]}"
+    optuna.create_study(study_name=name, storage=open_storage(resolve_storage_url(url)), direction="maximize")
+    yield url, name
+    optuna.delete_study(study_name=name, storage=open_storage(resolve_storage_url(url)))
+
+
+@pytest.mark.parametrize("study_on", SERVERS, indirect=True, ids=["postgresql", "mysql"])
+def test_a_permanent_error_fails_at_once_with_its_reason(study_on, caplog):
+    url, name = study_on
+    storage = open_storage(resolve_storage_url(url))
+    trial = optuna.load_study(study_name=name, storage=storage).ask()
+    # Attribute keys are VARCHAR(512): the server refuses this one, now and every time.
+    with caplog.at_level(logging.WARNING, logger="hpsearch.storage"), pytest.raises(StorageInternalError) as caught:
+        storage.set_trial_user_attr(trial._trial_id, "k" * 600, 1)
+    # Not retried: no "storage unreachable" wait, and the reason shown is the server's own.
+    assert [r for r in caplog.records if "unreachable" in r.getMessage()] == []
+    reason = describe_storage_error(caught.value)
+    assert reason.startswith("the storage refused a write or read: ")
+    assert "too long" in reason.lower()
+
+
+@pytest.mark.parametrize("study_on", SERVERS, indirect=True, ids=["postgresql", "mysql"])
+def test_a_commit_whose_answer_is_lost_is_not_repeated(study_on):
+    url, name = study_on
+    server = make_url(url)
+    proxy = CuttableProxy(server.host or "127.0.0.1", server.port or (5432 if "postgres" in url else 3306))
+    try:
+        via_proxy = open_storage(resolve_storage_url(
+            server.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)))
+        direct = open_storage(resolve_storage_url(url))
+        study = optuna.load_study(study_name=name, storage=via_proxy)
+        study_id = direct.get_study_id_from_name(name)
+
+        # The trial is created on the server; the client sees its connection die instead of "done".
+        cut = proxy.cut_after_commit(b"INSERT INTO trials (")
+        trial = study.ask()
+        assert cut.is_set()
+        # The retry found the trial it had made rather than making a second one.
+        (stored,) = direct.get_all_trials(study_id)
+        assert stored.number == trial.number == 0
+
+        # Finishing it, with that answer lost too: recorded once, no UpdateFinishedTrialError.
+        cut = proxy.cut_after_commit(b"UPDATE trials SET state")
+        study.tell(trial, 0.5)
+        assert cut.is_set()
+        (stored,) = direct.get_all_trials(study_id)
+        assert stored.state == optuna.trial.TrialState.COMPLETE and stored.value == 0.5
+    finally:
+        proxy.close()
+
+
+@pytest.mark.parametrize("study_on", SERVERS[:1], indirect=True, ids=["postgresql"])
+def test_a_study_whose_creation_answer_is_lost_is_created_once_with_its_attributes(study_on):
+    from hpsearch.storage import create_study
+
+    url, _ = study_on
+    server = make_url(url)
+    proxy = CuttableProxy(server.host or "127.0.0.1", server.port or 5432)
+    name = f"test-{uuid.uuid4().hex[:10]}"
+    try:
+        via_proxy = open_storage(resolve_storage_url(
+            server.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)))
+        cut = proxy.cut_after_commit(b"INSERT INTO studies (")
+        create_study(via_proxy, name, "maximize", {"hpsearch_spec": {"model": "m"}})
+        assert cut.is_set()
+        # Created once, spec and all, and the retry knew the study as its own (no DuplicatedStudyError).
+        direct = open_storage(resolve_storage_url(url))
+        assert [s.study_name for s in direct.get_all_studies()].count(name) == 1
+        assert direct.get_study_user_attrs(direct.get_study_id_from_name(name)) == {"hpsearch_spec": {"model": "m"}}
+        # Another process creating it afterwards is told it exists.
+        with pytest.raises(optuna.exceptions.DuplicatedStudyError):
+            create_study(direct, name, "maximize", {})
+    finally:
+        proxy.close()
+        optuna.delete_study(study_name=name, storage=open_storage(resolve_storage_url(url)))

@@ -1,0 +1,32 @@
+"""The precision trials train in: the spec's when it says, else bf16 where the hardware runs it fast."""
+
+from __future__ import annotations
+
+import torch
+
+from hpsearch.trial import build_training_args, describe_device
+from hpsearch.trial.precision import _cpu_has_amx, auto_precision
+
+
+def test_a_spec_that_names_a_precision_gets_exactly_that(tmp_path):
+    # Either key, true or false, switches the automatic choice off.
+    assert auto_precision({"bf16": False}) == {}
+    assert auto_precision({"fp16": True, "learning_rate": 1e-4}) == {}
+    args = build_training_args({"bf16": False}, seed=0, output_dir=tmp_path)
+    assert not args.bf16 and not args.fp16
+
+
+def test_automatic_precision_follows_the_hardware(tmp_path):
+    chosen = auto_precision({"learning_rate": 1e-4})
+    if torch.cuda.is_available():
+        expected = {"bf16": True} if torch.cuda.is_bf16_supported() else {"fp16": True}
+    elif _cpu_has_amx():
+        expected = {"bf16": True, "use_cpu": True}  # AMX tiles: bf16 is faster than fp32
+    else:
+        expected = {}  # bf16 would be emulated, slower than fp32
+    assert chosen == expected
+    # TrainingArguments accept the choice on this machine, and the worker says what it trains in.
+    args = build_training_args({}, seed=0, output_dir=tmp_path)
+    assert args.bf16 == expected.get("bf16", False)
+    assert describe_device({}).endswith(f"{'bf16' if args.bf16 else 'fp16' if args.fp16 else 'fp32'})")
+    assert describe_device({"bf16": False}).endswith("fp32)") or torch.cuda.is_available()
