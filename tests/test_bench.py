@@ -59,3 +59,29 @@ def test_scaling_meets_the_budget_exactly():
     stdout = run_bench("scaling.py", "--postgres", POSTGRES_URL, "--workers", "1,2", "--trials-per-worker", "2",
                        "--seconds", "0.05", "--repeats", "1")
     assert "| 2 | 4 |" in stdout
+
+
+@pytest.mark.slow
+def test_gpu_bench_runs_what_a_cpu_can_and_says_what_it_skipped(tmp_path, cache_dir):
+    out = tmp_path / "gpu.md"
+    stdout = run_bench("gpu.py", "--smoke", "--out", str(out), env={"HPSEARCH_CACHE": str(cache_dir)}, timeout=300)
+    text = out.read_text()
+    # The section, the command that produced it (less --out) and the table, also printed.
+    assert text.startswith("## GPU (bench/gpu.py)") and "python bench/gpu.py --smoke\n" in text
+    assert "| part | figure | value | check |" in stdout
+    rows: dict[str, list[list[str]]] = {}
+    for line in text.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if line.startswith("| ") and cells[0][:2] in ("a.", "b.", "c.", "d."):
+            rows.setdefault(cells[0][0], []).append(cells)
+    assert sorted(rows) == ["a", "b", "c", "d"]
+    # a: the default study ran on the CPU workers, every check passed.
+    device = next(cells for cells in rows["a"] if cells[1] == "device")
+    assert device[2].startswith("cpu (") and device[3] == "pass"
+    assert all(cells[3] in ("pass", "") for cells in rows["a"]) and rows["a"][0][3] == "pass"
+    # b and c: skipped, saying why.
+    assert rows["b"][0][3].startswith("skipped:") and "no GPU" in rows["b"][0][3]
+    assert rows["c"][0][3].startswith("skipped:") and "RAM" in rows["c"][0][3]
+    # d: two positive step times, fp32 and bf16.
+    steps = {cells[1]: float(cells[2].split(" ms/step")[0]) for cells in rows["d"] if "step time" in cells[1]}
+    assert sorted(steps) == ["bf16 step time", "fp32 step time"] and all(ms > 0 for ms in steps.values())

@@ -134,8 +134,3 @@ def _upload_metrics(trial, callback: OptunaPruningCallback, params: dict, seed: 
     path = scratch / f"metrics-trial-{trial.number}.json"
     path.write_text(json.dumps(record, indent=2))
     upload_artifact(artifact_store=store, file_path=str(path), study_or_trial=trial, mimetype="application/json")
-
-
-def _first_line(error: Exception) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__

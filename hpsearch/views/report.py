@@ -14,6 +14,7 @@ from pathlib import Path
 
 import optuna
 
+from hpsearch.errors import first_line
 from hpsearch.study import describe_states, summarize
 
 PLOTS = {
@@ -54,7 +55,7 @@ def write_report(study: optuna.Study, spec, out_dir: Path) -> dict[str, str]:
                 figure.set_size_inches(max(figure.get_size_inches()[0], 8), max(figure.get_size_inches()[1], 5))
                 figure.tight_layout()
         except (ValueError, RuntimeError) as e:  # e.g. importances need two complete trials
-            outcome[name] = f"not drawn: {str(e).splitlines()[0]}"
+            outcome[name] = f"not drawn: {first_line(e)}"
             continue
         figure.savefig(out_dir / f"{name}.png", dpi=100)
         plt.close(figure)

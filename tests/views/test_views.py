@@ -319,3 +319,23 @@ def test_dashboard_warns_when_bound_beyond_loopback(tmp_path):
         _, stderr = process.communicate(timeout=30)
     assert "warning: binding 0.0.0.0: anyone who reaches this machine" in stderr
     assert os.path.exists(tmp_path / "w.db")
+
+
+def test_the_default_dashboard_server_answers_beside_a_stalled_request(tmp_path):
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "hpsearch.cli", "dashboard", "--port", str(port), "--storage", f"sqlite:///{tmp_path / 'd.db'}"],
+        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for(f"http://127.0.0.1:{port}/api/studies")
+        with socket.create_connection(("127.0.0.1", port)) as stalled:
+            # Half a request, never finished: it holds a handler as a slow client or a stuck page does.
+            stalled.sendall(b"GET /api/studies HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+            time.sleep(0.5)
+            # Another user is still served (a server of one request at a time would wait forever here).
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=15) as response:
+                assert json.loads(response.read())["study_summaries"] == []
+    finally:
+        process.terminate()
+        process.wait(timeout=30)

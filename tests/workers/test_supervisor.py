@@ -1,50 +1,12 @@
-"""Assigning workers to GPUs and cores: a pure function, tested without a GPU."""
+"""The supervisor decides on a worker's exit code: restart a crash, give up on a mistake."""
 
 from __future__ import annotations
 
 import pytest
 
-from hpsearch.errors import HpsearchError
-from hpsearch.workers import plan_slots
-
-
-def test_one_worker_per_gpu_pinned():
-    slots = plan_slots("all", None, n_visible_gpus=4, n_cores=16)
-    # Each worker sees exactly one GPU and gets a quarter of the cores.
-    assert [s.env["CUDA_VISIBLE_DEVICES"] for s in slots] == ["0", "1", "2", "3"]
-    assert {s.env["HPSEARCH_THREADS"] for s in slots} == {"4"}
-    assert [s.label for s in plan_slots("0,2,3", None, 4, 16)] == ["gpu0", "gpu2", "gpu3"]
-
-
-def test_gpu_indexes_follow_the_parents_visible_devices():
-    # The parent itself sees physical GPUs 4, 5, 6: its GPU 1 is physical 5.
-    slots = plan_slots("1,2", None, n_visible_gpus=3, n_cores=8, visible_devices="4,5,6")
-    assert [s.env["CUDA_VISIBLE_DEVICES"] for s in slots] == ["5", "6"]
-
-
-def test_cpu_workers_split_the_cores_and_hide_gpus():
-    slots = plan_slots(None, 3, n_visible_gpus=2, n_cores=8)
-    assert len(slots) == 3
-    assert all(s.env["CUDA_VISIBLE_DEVICES"] == "" for s in slots)
-    assert {s.env["HPSEARCH_THREADS"] for s in slots} == {"2"}
-    # More workers than cores: each still gets one thread.
-    assert {s.env["HPSEARCH_THREADS"] for s in plan_slots(None, 4, 0, 2)} == {"1"}
-
-
-@pytest.mark.parametrize(
-    "gpus, workers, visible, message",
-    [
-        ("all", 2, 4, "give --gpus or --workers, not both"),
-        ("all", None, 0, "--gpus all: no GPU is visible here; use --workers N to run on CPU"),
-        ("0,x", None, 4, "--gpus: expected all or GPU indexes like 0,2,3, got '0,x'"),
-        ("1,1", None, 4, "--gpus: 1,1 names a GPU twice"),
-        ("0,4", None, 4, "--gpus: no GPU 4; this machine shows 4 (0 to 3)"),
-    ],
-)
-def test_mistakes_are_one_line_errors(gpus, workers, visible, message):
-    with pytest.raises(HpsearchError) as caught:
-        plan_slots(gpus, workers, visible, n_cores=8)
-    assert caught.value.message == message
+from hpsearch.errors import ExitCode, HpsearchError
+from hpsearch.workers import decide
+from hpsearch.workers.supervisor import DONE, GIVE_UP, RESTART
 
 
 @pytest.mark.slow
@@ -67,4 +29,30 @@ def test_a_worker_that_keeps_crashing_is_restarted_then_given_up(workdir, tiny_s
     restarts = [m for m in messages if "restarting" in m]
     assert len(restarts) == MAX_RESTARTS
     assert "invalid literal for int() with base 10: 'lots'" in restarts[0]
-    assert caught.value.message.startswith("1 of 1 workers gave up (cpu0: died 4 times, last with exit code 1")
+    # A crash exits 70 (ExitCode.CRASH), whatever its log says last.
+    assert caught.value.message.startswith("1 of 1 workers gave up (cpu0: died 4 times, last with exit code 70")
+
+
+def test_the_exit_code_alone_decides():
+    # Done; a mistake or an interrupt would repeat: give up; a crash or a signal may not: restart.
+    assert decide(ExitCode.OK) == DONE
+    assert decide(ExitCode.USER_ERROR) == decide(ExitCode.SPEC_ERROR) == decide(ExitCode.INTERRUPTED) == GIVE_UP
+    assert decide(ExitCode.CRASH) == decide(-9) == decide(-11) == decide(137) == RESTART
+
+
+@pytest.mark.slow
+def test_a_worker_with_a_mistake_is_given_up_at_once(workdir):
+    from hpsearch.storage import STORAGE_ENV, open_storage, resolve_storage_url
+    from hpsearch.workers import Supervisor, WorkerSlot
+
+    url = f"sqlite:///{workdir / 'hp.db'}"
+    open_storage(resolve_storage_url(url))
+    messages: list[str] = []
+    # A real worker process asked to join a study that is not there: exit code 1, a user error.
+    supervisor = Supervisor([WorkerSlot("cpu0", {})], ["worker", "--study", "nope", "--supervised"],
+                            {STORAGE_ENV: url}, workdir / "logs", report=messages.append, on_poll=lambda: None)
+    with pytest.raises(HpsearchError) as caught:
+        supervisor.run()
+    # Not restarted: the same mistake would end the same way.
+    assert [m for m in messages if "restarting" in m] == []
+    assert caught.value.message.startswith("1 of 1 workers gave up (cpu0: exit code 1 (Error: no study 'nope'")
