@@ -1,0 +1,101 @@
+"""`status` and `best`: the right numbers, one-line errors, 10,000 trials without torch."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from hpsearch.spec import parse_spec
+from hpsearch.storage import open_storage, resolve_storage_url
+from hpsearch.study import open_study
+from tests.conftest import TINY_SPEC, run_hpsearch
+from tests.views.conftest import make_synthetic_study
+
+
+def test_status_and_best_give_the_right_numbers(tmp_path):
+    make_synthetic_study(tmp_path / "s.db", "synthetic")
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    status = run_hpsearch("status", "--study", "synthetic", "--storage", url, "--json", cwd=tmp_path)
+    assert status.returncode == 0, status.stderr
+    data = json.loads(status.stdout)
+    # 2 complete + 1 pruned + 1 failed-with-reason count; the running one does not yet.
+    assert data["n_spent"] == 4 and data["n_trials_budget"] == 6
+    assert data["states"] == {"COMPLETE": 2, "PRUNED": 1, "FAIL": 1, "RUNNING": 1}
+    assert data["best_value"] == 0.72 and data["best_number"] == 1
+    assert data["best_params"] == {"learning_rate": 2e-4}
+    assert data["train_seconds"] == 26.0 and data["n_steps"] == 24
+    # The pruned trial stopped 9 steps short, at 1 s per step.
+    assert data["steps_saved"] == 9 and data["seconds_saved"] == pytest.approx(9.0)
+    (running,) = data["running"]
+    assert running["host"] == "gpu-box" and running["device"] == "cuda:0 (H100)"
+    assert 0 <= running["heartbeat_age_s"] < 60
+
+    best = run_hpsearch("best", "--study", "synthetic", "--storage", url, "--json", cwd=tmp_path)
+    data = json.loads(best.stdout)
+    assert (data["number"], data["value"], data["seed"]) == (1, 0.72, 1)
+    assert data["metrics"] == {"eval_accuracy": 0.72, "eval_loss": 0.7}
+
+    # Without --json: tables for a person; every study listed when none is named.
+    assert "gpu-box" in run_hpsearch("status", "--study", "synthetic", "--storage", url, cwd=tmp_path).stdout
+    listing = run_hpsearch("status", "--storage", url, cwd=tmp_path)
+    assert "synthetic" in listing.stdout and "0.7200" in listing.stdout
+
+
+def test_views_of_unknown_or_empty_studies_are_one_line_errors(tmp_path):
+    url = f"sqlite:///{tmp_path / 'e.db'}"
+    # A read-only command does not create the database it was pointed at.
+    missing = run_hpsearch("best", "--study", "nope", "--storage", url, cwd=tmp_path)
+    assert missing.returncode == 1 and missing.stderr.startswith(f"Error: no storage at {tmp_path / 'e.db'}; run ")
+    assert not (tmp_path / "e.db").exists()
+    storage = open_storage(resolve_storage_url(url))
+    unknown = run_hpsearch("best", "--study", "nope", "--storage", url, cwd=tmp_path)
+    assert unknown.returncode == 1 and unknown.stderr.strip() == "Error: no study 'nope' in the storage; the storage holds no study"
+    open_study(storage, "empty", parse_spec(json.loads(json.dumps(TINY_SPEC)), "t"))
+    for args in (["best"], ["export", str(tmp_path / "out")]):
+        result = run_hpsearch(*args, "--study", "empty", "--storage", url, cwd=tmp_path)
+        assert result.returncode == 1 and result.stderr.startswith("Error: study 'empty' has no ")
+        assert "Traceback" not in result.stderr
+
+
+def bulk_copy_trials(database: Path, n: int) -> None:
+    """Clone the study's first trial n times in one transaction: 10,000 trials in about a second."""
+    with sqlite3.connect(database) as db:
+        (template,) = db.execute("select trial_id, study_id, state from trials where number = 0").fetchall()
+        trial_id, study_id, state = template
+        start = db.execute("select max(number) from trials").fetchone()[0] + 1
+        first_id = db.execute("select max(trial_id) from trials").fetchone()[0] + 1
+        now = datetime.datetime.now().isoformat(" ")
+        ids = range(first_id, first_id + n)
+        db.executemany("insert into trials values (?, ?, ?, ?, ?, ?)",
+                       [(i, start + k, study_id, state, now, now) for k, i in enumerate(ids)])
+        for table, columns in (("trial_values", "objective, value, value_type"),
+                               ("trial_params", "param_name, param_value, distribution_json"),
+                               ("trial_user_attributes", "key, value_json"),
+                               ("trial_intermediate_values", "step, intermediate_value, intermediate_value_type")):
+            rows = db.execute(f"select {columns} from {table} where trial_id = ?", (trial_id,)).fetchall()
+            marks = ", ".join("?" for _ in range(len(rows[0]) + 1)) if rows else ""
+            db.executemany(f"insert into {table} (trial_id, {columns}) values ({marks})",
+                           [(i, *row) for i in ids for row in rows])
+
+
+def test_status_of_10000_trials_without_torch(tmp_path):
+    make_synthetic_study(tmp_path / "big.db", "big")
+    bulk_copy_trials(tmp_path / "big.db", 10_000)
+    code = (
+        "import sys, json\n"
+        "from hpsearch.cli import cli\n"
+        f"cli.main(['status', '--study', 'big', '--storage', 'sqlite:///{tmp_path / 'big.db'}', '--json'], standalone_mode=False)\n"
+        "print('HEAVY', [m for m in ('torch', 'transformers') if m in sys.modules], file=sys.stderr)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    # 10,000 copies of the first (complete) trial plus the five of the synthetic study.
+    assert data["states"]["COMPLETE"] == 10_002
+    assert "HEAVY []" in result.stderr
