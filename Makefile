@@ -7,7 +7,7 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 
-.PHONY: setup browser study test clean-storage
+.PHONY: setup browser study test test-floors clean-storage
 
 $(BIN)/hpsearch: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,19 @@ browser:
 
 test: setup browser
 	$(BIN)/python -m pytest -q
+
+# The floors in pyproject.toml, verified: a second venv with every direct dependency at exactly its
+# floor (uv's lowest-direct resolution, pinned by tools/floors.py), then the whole suite.
+FLOORS := .venv-floors
+test-floors: browser
+	rm -rf $(FLOORS)
+	$(PYTHON) -m venv $(FLOORS)
+	$(FLOORS)/bin/pip install -q --upgrade pip uv
+	$(FLOORS)/bin/pip install -q torch==2.13.0
+	$(PYTHON) tools/floors.py pyproject.toml > $(FLOORS)/floors.txt
+	$(FLOORS)/bin/uv pip install -q --python $(FLOORS)/bin/python --resolution lowest-direct \
+		-c $(FLOORS)/floors.txt -e ".[test,postgres,mysql]"
+	$(FLOORS)/bin/python -m pytest -q
 
 clean-storage:
 	rm -rf storage/hpsearch.db* storage/artifacts storage/cache

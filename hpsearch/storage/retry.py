@@ -1,13 +1,13 @@
 """Retries through a database outage, and only through one.
 
 A connection-level failure (the server restarting, a network cut, a dropped connection, a lock
-that timed out) is retried with backoff for up to OUTAGE_TOLERANCE_S. Anything else (a value too
-long for its column, invalid data, a missing table) is permanent: it is raised at once, with the
+that timed out) is retried with backoff for up to OUTAGE_TOLERANCE_S. Anything else (a number out
+of its column's range, invalid data, a missing table) is permanent: it is raised at once, with the
 driver's own reason. Optuna wraps both kinds in the same StorageInternalError, so the decision is
 made on the SQLAlchemy error underneath it.
 
 Only writes that are safe to repeat may be wrapped here: a write whose commit may have landed
-before its acknowledgement was lost must check before it re-does (see rdb.py).
+before its acknowledgement was lost must check before it re-does (see resilient.py).
 """
 
 from __future__ import annotations
