@@ -303,12 +303,13 @@ def best(name: str, storage: str | None, as_json: bool) -> None:
 def export(name: str, storage: str | None, out_dir: Path) -> None:
     """Write the best model, tokenizer, label names and a model card to OUT_DIR, ready for pipeline()."""
     from hpsearch.storage import artifact_dir, open_artifact_store
+    from hpsearch.tasks import get_task
     from hpsearch.views import export_best_model
 
     url, rdb = open_storage_flag(storage, must_exist=True)
     exported = export_best_model(rdb, name, open_artifact_store(artifact_dir(url), create=False), out_dir)
     console.print(f"exported trial {exported['number']} ({exported['metric']} {exported['value']:.4f}) to {out_dir}")
-    console.print(f'load it with: pipeline("text-classification", model="{out_dir}")')
+    console.print(f"load it with:\n{get_task(exported['task']).usage(out_dir)}")
 
 
 @cli.command()
@@ -335,7 +336,7 @@ def _print_summary(study, spec) -> None:
     from hpsearch.study import summarize
     from hpsearch.views import summary_table
 
-    console.print(summary_table(summarize(study, spec.objective.eval_key, spec.budget.n_trials)))
+    console.print(summary_table(summarize(study, spec)))
     pointer = best_model_pointer(study)
     if pointer:
         console.print(f"best model: artifact {pointer['artifact_id']} of trial {pointer['trial']}")

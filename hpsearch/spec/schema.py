@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import difflib
 import math
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Union
 
 from pydantic import (
     BaseModel,
@@ -23,11 +23,13 @@ from pydantic import (
 )
 
 from hpsearch.errors import SpecError
+from hpsearch.tasks import DEFAULT_TASK, TASK_KEY, TASKS, Task
 
-# What one evaluation returns (see hpsearch/trial/metrics.py), without the "eval_" prefix Trainer adds.
-METRICS = ("accuracy", "f1_macro", "f1_weighted", "precision_macro", "recall_macro", "loss")
 # Knobs applied to the model rather than to TrainingArguments (see hpsearch/trial/model.py).
 MODEL_KNOBS = ("dropout", "freeze_embeddings", "freeze_layers")
+# Settings of the model's generation config, used when evaluation generates (seq2seq); searchable
+# like training arguments, which `Trainer.hyperparameter_search` cannot do (transformers#33755).
+GENERATION_SETTINGS = ("num_beams", "max_new_tokens", "length_penalty", "no_repeat_ngram_size")
 
 
 class _Strict(BaseModel):
@@ -108,67 +110,32 @@ Param = Annotated[
 ]
 
 
-class DatasetSpec(_Strict):
-    source: str = Field(min_length=1)
-    """A hub dataset name, a local csv/tsv/json/jsonl/parquet file, or package:PKG/path/in/it."""
-    subset: str | None = None
-    """The hub dataset's configuration name (e.g. `sst2` of `glue`)."""
-    split: str = "train"
-    """The hub split to train on."""
-    eval_split: str | None = None
-    """A named hub split to evaluate on, instead of eval_fraction."""
-    eval_source: str | None = None
-    """A separate local or package file to evaluate on, instead of eval_fraction."""
-    eval_fraction: float | None = Field(default=None, gt=0, lt=1)
-    encoding: str = "utf-8"
-    text: str = "text"
-    text_pair: str | None = None
-    label: str = "label"
-    max_train_samples: int | None = Field(default=None, ge=1)
-    max_eval_samples: int | None = Field(default=None, ge=1)
-    max_length: int = Field(default=128, ge=8, le=8192)
-    seed: int = 0
-    """Seeds the train/eval split and the caps."""
+def _dataset_task(value: Any) -> str | None:
+    """The task whose schema the dataset section follows (StudySpec copies it in)."""
+    if isinstance(value, dict):
+        return value.get(TASK_KEY)
+    return getattr(value, TASK_KEY, None)
 
-    @model_validator(mode="after")
-    def _one_eval_set(self) -> DatasetSpec:
-        given = [k for k in ("eval_split", "eval_source", "eval_fraction") if getattr(self, k)]
-        if len(given) > 1:
-            raise ValueError(f"give one of eval_split, eval_source, eval_fraction, not {given}")
-        return self
 
-    @property
-    def resolved_eval_fraction(self) -> float | None:
-        if self.eval_split or self.eval_source:
-            return None
-        return self.eval_fraction or 0.1
+DatasetSpec = Annotated[
+    Union[tuple(Annotated[task.Dataset, Tag(name)] for name, task in TASKS.items())],  # noqa: UP007
+    Discriminator(
+        _dataset_task,
+        custom_error_type="dataset_kind",
+        custom_error_message="expected a mapping of keys (source:, ...)",
+    ),
+]
 
 
 class ObjectiveSpec(_Strict):
     metric: str
+    """A metric the task's evaluation returns (see hpsearch/tasks/); "eval_" may prefix it."""
     direction: Literal["maximize", "minimize"] | None = None
 
     @field_validator("metric")
     @classmethod
-    def _known_metric(cls, metric: str) -> str:
-        name = metric.removeprefix("eval_")
-        if name not in METRICS:
-            raise ValueError(
-                f"unknown metric {metric!r}; the evaluation returns {', '.join(METRICS)}"
-            )
-        return name
-
-    @model_validator(mode="after")
-    def _sensible_direction(self) -> ObjectiveSpec:
-        natural = "minimize" if self.metric == "loss" else "maximize"
-        if self.direction is None:
-            object.__setattr__(self, "direction", natural)
-        elif self.direction != natural:
-            raise ValueError(
-                f"direction {self.direction} for {self.metric} would search for the worst model; "
-                f"use direction: {natural}"
-            )
-        return self
+    def _without_prefix(cls, metric: str) -> str:
+        return metric.removeprefix("eval_")
 
     @property
     def eval_key(self) -> str:
@@ -248,10 +215,13 @@ class HeartbeatSpec(_Strict):
 
 
 class StudySpec(_Strict):
+    task: Literal[tuple(TASKS)] = DEFAULT_TASK
+    """The kind of fine-tuning; it decides the dataset keys, the metrics and the model class."""
     model: str = Field(min_length=1)
     """A hub model id, a local directory, or package:PKG[/path] (a model shipped in a package)."""
     dataset: DatasetSpec
-    objective: ObjectiveSpec
+    objective: ObjectiveSpec | None = None
+    """Default: the task's default metric (accuracy, f1, rougeL, loss)."""
     search_space: dict[str, Param] = Field(min_length=1)
     training: dict[str, Any] = Field(default_factory=dict)
     """Fixed TrainingArguments fields and model knobs, the same in every trial."""
@@ -262,6 +232,14 @@ class StudySpec(_Strict):
     seed: int = 0
     """Trial k trains with seed + k, so every trial is reproducible from its record."""
 
+    @model_validator(mode="before")
+    @classmethod
+    def _dataset_follows_the_task(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("dataset"), dict):
+            task = data.get("task", DEFAULT_TASK)
+            data = {**data, "dataset": {**data["dataset"], TASK_KEY: task}}
+        return data
+
     @model_validator(mode="after")
     def _no_param_twice(self) -> StudySpec:
         both = sorted(set(self.search_space) & set(self.training))
@@ -271,6 +249,48 @@ class StudySpec(_Strict):
                 "search_space: or training:"
             )
         return self
+
+    @model_validator(mode="after")
+    def _objective_of_the_task(self) -> StudySpec:
+        task = TASKS[self.task]
+        if self.objective is None:
+            object.__setattr__(self, "objective", ObjectiveSpec(metric=task.default_metric))
+        metric = self.objective.metric
+        if metric not in task.metrics:
+            elsewhere = [name for name, t in TASKS.items() if metric in t.metrics]
+            hint = f" ({metric} is a metric of task: {' and '.join(elsewhere)})" if elsewhere else ""
+            raise ValueError(
+                f"objective.metric: unknown metric {metric!r}; the evaluation returns "
+                f"{', '.join(task.metrics)}{hint}"
+            )
+        natural = task.metrics[metric]
+        if self.objective.direction is None:
+            object.__setattr__(self.objective, "direction", natural)
+        elif self.objective.direction != natural:
+            raise ValueError(
+                f"objective: direction {self.objective.direction} for {metric} would search for the "
+                f"worst model; use direction: {natural}"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _generation_only_where_it_runs(self) -> StudySpec:
+        if TASKS[self.task].generates:
+            return self
+        for section, names in (("search_space", self.search_space), ("training", self.training)):
+            declared = [n for n in names if n in GENERATION_SETTINGS]
+            if declared:
+                generating = " and ".join(name for name, t in TASKS.items() if t.generates)
+                raise ValueError(
+                    f"{section}.{declared[0]}: a generation setting, but the {self.task} task does not "
+                    f"generate when it evaluates ({generating} does); remove it"
+                )
+        return self
+
+    @property
+    def task_spec(self) -> Task:
+        """The task's implementation (hpsearch.tasks)."""
+        return TASKS[self.task]
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON-safe form stored with the study; `StudySpec.model_validate` reads it back."""
@@ -291,27 +311,41 @@ def _describe(error: ValidationError) -> str:
     """One line for the first problem, naming the key and how to fix it."""
     first = error.errors()[0]
     parts = [str(part) for part in first["loc"]]
-    # search_space.<name>.<union tag>.<field>: the tag repeats what the user wrote; drop it.
+    # search_space.<name>.<union tag>.<field> and dataset.<task>.<field>: the tag repeats what the
+    # user wrote (the parameter's kind, the spec's task); drop it.
     if parts[:1] == ["search_space"] and len(parts) > 2 and parts[2] in ("float", "int", "choice"):
         del parts[2]
+    task = None
+    if parts[:1] == ["dataset"] and len(parts) > 1 and parts[1] in TASKS:
+        task = parts.pop(1)
     loc = ".".join(parts)
     if first["type"] == "extra_forbidden":
-        key = str(first["loc"][-1])
-        close = difflib.get_close_matches(key, _known_keys(), n=1)
-        hint = f" (did you mean {close[0]}?)" if close else "; see README.md for the keys a spec takes"
-        message = f"unknown key{hint}"
+        message = _unknown_key(str(first["loc"][-1]), task)
     elif first["type"] == "missing":
         message = "missing; this key is required"
     else:
         message = first["msg"].removeprefix("Value error, ")
-        if first["type"] not in ("value_error", "param_kind") and "input" in first:
+        if first["type"] not in ("value_error", "param_kind", "dataset_kind") and "input" in first:
             message += f", got {first['input']!r}"
     more = len(error.errors()) - 1
     suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
     return f"{loc}: {message}{suffix}" if loc else f"{message}{suffix}"
 
 
-def _known_keys() -> list[str]:
-    models = (StudySpec, DatasetSpec, ObjectiveSpec, SamplerSpec, PrunerSpec, BudgetSpec,
-              HeartbeatSpec, FloatParam, IntParam, ChoiceParam)
-    return [field.alias or name for m in models for name, field in m.model_fields.items()]
+def _unknown_key(key: str, task: str | None) -> str:
+    if task is not None:
+        # A key of another task's dataset: say which task takes it.
+        takers = [name for name, t in TASKS.items() if name != task and key in t.Dataset.model_fields]
+        if takers and key not in TASKS[task].Dataset.model_fields:
+            return (f"the {task} task takes no {key} ({' and '.join(takers)} "
+                    f"{'does' if len(takers) == 1 else 'do'}); remove it, or set task: {takers[0]}")
+    close = difflib.get_close_matches(key, _known_keys(task), n=1)
+    hint = f" (did you mean {close[0]}?)" if close else "; see README.md for the keys a spec takes"
+    return f"unknown key{hint}"
+
+
+def _known_keys(task: str | None = None) -> list[str]:
+    models = [StudySpec, ObjectiveSpec, SamplerSpec, PrunerSpec, BudgetSpec, HeartbeatSpec,
+              FloatParam, IntParam, ChoiceParam]
+    models += [TASKS[task].Dataset] if task else [t.Dataset for t in TASKS.values()]
+    return [field.alias or name for m in models for name, field in m.model_fields.items() if name != TASK_KEY or m is StudySpec]

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import optuna
 
-from hpsearch.spec.schema import MODEL_KNOBS, ChoiceParam, FloatParam, IntParam, Param
+from hpsearch.spec.schema import (
+    GENERATION_SETTINGS,
+    MODEL_KNOBS,
+    ChoiceParam,
+    FloatParam,
+    IntParam,
+    Param,
+)
 
 
 def suggest_params(trial: optuna.Trial, space: dict[str, Param]) -> dict[str, Any]:
@@ -23,10 +30,23 @@ def suggest_params(trial: optuna.Trial, space: dict[str, Param]) -> dict[str, An
     return params
 
 
-def split_params(values: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(TrainingArguments fields, model knobs) of a mapping of fixed or sampled values."""
-    knobs = {k: v for k, v in values.items() if k in MODEL_KNOBS}
-    return {k: v for k, v in values.items() if k not in MODEL_KNOBS}, knobs
+class Settings(NamedTuple):
+    """Fixed or sampled values, split by what they set."""
+
+    arguments: dict[str, Any]
+    """TrainingArguments fields."""
+    knobs: dict[str, Any]
+    """Model knobs (MODEL_KNOBS)."""
+    generation: dict[str, Any]
+    """Generation settings (GENERATION_SETTINGS)."""
+
+
+def split_params(values: dict[str, Any]) -> Settings:
+    return Settings(
+        arguments={k: v for k, v in values.items() if k not in MODEL_KNOBS and k not in GENERATION_SETTINGS},
+        knobs={k: v for k, v in values.items() if k in MODEL_KNOBS},
+        generation={k: v for k, v in values.items() if k in GENERATION_SETTINGS},
+    )
 
 
 def corner_values(space: dict[str, Param]) -> list[dict[str, Any]]:

@@ -17,6 +17,7 @@ from hpsearch.study.budget import count_states, n_spent
 @dataclass(frozen=True)
 class StudySummary:
     name: str
+    task: str
     metric: str
     direction: str
     n_trials_budget: int
@@ -36,7 +37,8 @@ def describe_states(states: dict[str, int], none: str = "none") -> str:
     return ", ".join(f"{n} {s.lower()}" for s, n in sorted(states.items())) or none
 
 
-def summarize(study: optuna.Study, metric: str, n_trials_budget: int) -> StudySummary:
+def summarize(study: optuna.Study, spec) -> StudySummary:
+    """The summary of `study`, searched by `spec` (its task, metric and budget)."""
     trials = study.get_trials(deepcopy=False)
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     best = None
@@ -46,9 +48,10 @@ def summarize(study: optuna.Study, metric: str, n_trials_budget: int) -> StudySu
     steps_saved, seconds_saved = _saved_by_pruning(trials)
     return StudySummary(
         name=study.study_name,
-        metric=metric,
+        task=spec.task,
+        metric=spec.objective.eval_key,
         direction=study.direction.name.lower(),
-        n_trials_budget=n_trials_budget,
+        n_trials_budget=spec.budget.n_trials,
         n_spent=n_spent(trials),
         states=dict(count_states(trials)),
         best_number=best.number if best else None,

@@ -9,16 +9,16 @@ from hpsearch.trial.arguments import (
     check_training_args,
 )
 from hpsearch.trial.callback import OptunaPruningCallback
+from hpsearch.trial.classes import transformers_class
 from hpsearch.trial.data import PreparedData, cache_key, prepare_data
 from hpsearch.trial.device import count_gpus, describe_device
-from hpsearch.trial.metrics import classification_metrics, make_compute_metrics
 from hpsearch.trial.model import ModelFactory, load_config, load_tokenizer
 from hpsearch.trial.precision import auto_precision, precision_name
 from hpsearch.trial.runner import TrialRunner, record_start
 
 __all__ = [
     "CONTROLLED_ARGS", "DEFAULT_ARGS", "ModelFactory", "OptunaPruningCallback", "PreparedData", "TrialRunner",
-    "auto_precision", "build_training_args", "cache_key", "check_training_args", "classification_metrics",
-    "count_gpus", "describe_device", "load_config", "load_tokenizer", "make_compute_metrics", "precision_name",
-    "prepare_data", "record_start",
+    "auto_precision", "build_training_args", "cache_key", "check_training_args", "count_gpus",
+    "describe_device", "load_config", "load_tokenizer", "precision_name", "prepare_data", "record_start",
+    "transformers_class",
 ]

@@ -12,7 +12,9 @@ from typing import Any
 from transformers import TrainingArguments
 
 from hpsearch.errors import SpecError, first_line
-from hpsearch.spec import MODEL_KNOBS, StudySpec, corner_values, split_params
+from hpsearch.spec import GENERATION_SETTINGS, MODEL_KNOBS, StudySpec, corner_values, split_params
+from hpsearch.tasks import DEFAULT_TASK, TASKS, Task
+from hpsearch.trial.classes import transformers_class
 from hpsearch.trial.precision import auto_precision
 
 # TrainingArguments that hpsearch sets itself; a spec may not search or fix them.
@@ -22,15 +24,19 @@ CONTROLLED_ARGS = frozenset({
     "disable_tqdm", "seed", "do_train", "do_eval", "load_best_model_at_end", "metric_for_best_model",
     "greater_is_better", "push_to_hub", "hub_model_id", "run_name", "eval_on_start",
     "remove_unused_columns", "label_names",
+    # Seq2seq evaluation generates with the spec's generation settings (num_beams, max_new_tokens, ...).
+    "predict_with_generate", "generation_config", "generation_max_length", "generation_num_beams",
 })
 # Not train_sampling_strategy="group_by_length": it made steps 1.5x faster on the default study, but
 # its batches of one length cost 3-6 points of accuracy after an epoch (BENCHMARKS.md).
 DEFAULT_ARGS = {"per_device_eval_batch_size": 64}
 
 
-def build_training_args(values: dict[str, Any], seed: int, output_dir: Path) -> TrainingArguments:
-    return TrainingArguments(
-        **{**DEFAULT_ARGS, **auto_precision(values), **values},
+def build_training_args(values: dict[str, Any], seed: int, output_dir: Path,
+                        task: Task = TASKS[DEFAULT_TASK]) -> TrainingArguments:
+    """The task's TrainingArguments class with the spec's values, hpsearch's defaults and its own."""
+    return transformers_class(task.arguments_class)(
+        **{**DEFAULT_ARGS, **auto_precision(values), **values, **task.arguments},
         output_dir=str(output_dir),
         seed=seed,
         # Evaluation and logging are driven by OptunaPruningCallback; nothing is written to disk.
@@ -46,31 +52,35 @@ def build_training_args(values: dict[str, Any], seed: int, output_dir: Path) -> 
 def check_training_args(spec: StudySpec) -> None:
     """Every searched or fixed name is a TrainingArguments field or a model knob, and every value is
     one TrainingArguments accepts at each end of its range; a SpecError says which is not."""
-    fields = {f.name for f in dataclasses.fields(TrainingArguments) if f.init}
+    task = spec.task_spec
+    arguments_class = transformers_class(task.arguments_class)
+    fields = {f.name for f in dataclasses.fields(arguments_class) if f.init}
+    others = [*MODEL_KNOBS, *GENERATION_SETTINGS] if task.generates else list(MODEL_KNOBS)
     for section, names in (("search_space", spec.search_space), ("training", spec.training)):
         for name in names:
-            if name in MODEL_KNOBS:
+            if name in others:
                 continue
             if name in CONTROLLED_ARGS:
-                raise SpecError(f"{section}.{name}: hpsearch sets this training argument itself; remove it")
+                fix = "; search or fix the generation settings instead" if name.startswith(("generation", "predict")) else ""
+                raise SpecError(f"{section}.{name}: hpsearch sets this training argument itself; remove it{fix}")
             if name not in fields:
-                close = difflib.get_close_matches(name, [*fields, *MODEL_KNOBS], n=1)
+                close = difflib.get_close_matches(name, [*fields, *others], n=1)
                 hint = f" (did you mean {close[0]}?)" if close else ""
                 raise SpecError(
-                    f"{section}.{name}: not a TrainingArguments field nor a model knob "
-                    f"({', '.join(MODEL_KNOBS)}){hint}"
+                    f"{section}.{name}: not a {task.arguments_class} field nor a model knob "
+                    f"({', '.join(MODEL_KNOBS)}){' nor a generation setting' if task.generates else ''}{hint}"
                 )
-    fixed, _ = split_params(spec.training)
+    fixed = split_params(spec.training).arguments
     with tempfile.TemporaryDirectory() as scratch:
-        _try_args(fixed, Path(scratch), "training")
+        _try_args(fixed, Path(scratch), "training", task)
         for corner in corner_values(spec.search_space):
-            searched, _ = split_params(corner)
-            _try_args({**fixed, **searched}, Path(scratch), "search_space", searched)
+            searched = split_params(corner).arguments
+            _try_args({**fixed, **searched}, Path(scratch), "search_space", task, searched)
 
 
-def _try_args(values: dict, scratch: Path, section: str, searched: dict | None = None) -> None:
+def _try_args(values: dict, scratch: Path, section: str, task: Task, searched: dict | None = None) -> None:
     try:
-        build_training_args(values, seed=0, output_dir=scratch)
+        build_training_args(values, seed=0, output_dir=scratch, task=task)
     except (ValueError, TypeError) as e:
         where = section if not searched else f"{section} (at {', '.join(f'{k}={v}' for k, v in searched.items())})"
         raise SpecError(f"{where}: {first_line(e)}") from None

@@ -8,6 +8,7 @@ step keeps the pruner's rungs comparable between trials of different batch sizes
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import optuna
 from transformers import TrainerCallback
@@ -18,10 +19,13 @@ class TrialDiverged(Exception):
 
 
 class OptunaPruningCallback(TrainerCallback):
-    def __init__(self, trial: optuna.Trial, metric_key: str, evals_per_epoch: int):
+    def __init__(self, trial: optuna.Trial, metric_key: str, evals_per_epoch: int,
+                 derive_metrics: Callable[[dict], dict] | None = None):
         self.trial = trial
         self.metric_key = metric_key
         self.evals_per_epoch = evals_per_epoch
+        # The task's metrics computed from Trainer's own (perplexity from the eval loss).
+        self.derive_metrics = derive_metrics
         self.eval_steps: set[int] = set()
         self.n_evals = 0
         self.n_steps_planned = 0
@@ -49,7 +53,9 @@ class OptunaPruningCallback(TrainerCallback):
             control.should_training_stop = True
 
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):
-        metrics = metrics or {}
+        metrics = metrics if metrics is not None else {}
+        if self.derive_metrics is not None:
+            metrics.update(self.derive_metrics(metrics))  # the dict Trainer.evaluate returns, too
         if self.metric_key not in metrics:
             raise KeyError(f"evaluation returned no {self.metric_key}; it returned {sorted(metrics)}")
         value = float(metrics[self.metric_key])

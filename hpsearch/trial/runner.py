@@ -19,7 +19,7 @@ from typing import Any
 import optuna
 import torch
 from optuna.artifacts import upload_artifact
-from transformers import DataCollatorWithPadding, Trainer
+from transformers import Trainer
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 from hpsearch.errors import TrialFailed, first_line
@@ -28,8 +28,8 @@ from hpsearch.storage import BestModelKeeper, set_user_attrs
 from hpsearch.study import FAIL_REASON_ATTR, INTERRUPTED
 from hpsearch.trial.arguments import build_training_args
 from hpsearch.trial.callback import OptunaPruningCallback
+from hpsearch.trial.classes import transformers_class
 from hpsearch.trial.data import PreparedData
-from hpsearch.trial.metrics import make_compute_metrics
 from hpsearch.trial.model import ModelFactory
 
 
@@ -61,21 +61,23 @@ class TrialRunner:
             raise
 
     def _train(self, trial: optuna.Trial, params: dict[str, Any], seed: int) -> float:
-        arg_values, knobs = split_params({**self.spec.training, **params})
+        task = self.spec.task_spec
+        settings = split_params({**self.spec.training, **params})
         callback = OptunaPruningCallback(
-            trial, self.spec.objective.eval_key, self.spec.pruner.evals_per_epoch
+            trial, self.spec.objective.eval_key, self.spec.pruner.evals_per_epoch, task.derive_metrics
         )
         with tempfile.TemporaryDirectory(prefix="hpsearch-trial-") as scratch:
             try:
-                args = build_training_args(arg_values, seed, Path(scratch))
-                trainer = Trainer(
-                    model=self.factory.build(seed, knobs),
+                args = build_training_args(settings.arguments, seed, Path(scratch), task)
+                model = self.factory.build(seed, settings.knobs, settings.generation)
+                trainer = transformers_class(task.trainer_class)(
+                    model=model,
                     args=args,
                     train_dataset=self.data.train,
                     eval_dataset=self.data.eval,
                     processing_class=self.tokenizer,
-                    data_collator=DataCollatorWithPadding(self.tokenizer),
-                    compute_metrics=make_compute_metrics(len(self.data.label_names)),
+                    data_collator=transformers_class(task.collator_class)(self.tokenizer, **task.collator_kwargs(model)),
+                    compute_metrics=task.compute_metrics(self.spec.dataset, self.tokenizer, self.data.label_names),
                     callbacks=[callback],
                 )
             except Exception as e:  # noqa: BLE001 - TrainingArguments and Trainer refuse bad values in many types

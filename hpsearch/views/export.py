@@ -68,23 +68,26 @@ def _trial_held(model_dir: Path, pointer: dict) -> int:
 
 
 def model_card(name: str, spec, best: dict) -> str:
+    task = spec.task_spec
     params = "\n".join(f"| {k} | {v} |" for k, v in best["params"].items())
     fixed = "\n".join(f"| {k} | {v} |" for k, v in spec.training.items()) or "| (none) | |"
     metrics = "\n".join(f"| {k} | {v:.4f} |" for k, v in sorted(best["metrics"].items()) if isinstance(v, float))
+    tag = f"pipeline_tag: {task.pipeline_task}\n" if task.pipeline_task else ""
     return f"""---
 library_name: transformers
-pipeline_tag: text-classification
+{tag}tags:
+- hpsearch
+- {spec.task}
 ---
 # {name}: best model of an hpsearch study
 
-Fine-tuned from `{spec.model}` on `{spec.dataset.source}` (text column `{spec.dataset.text}`,
-label column `{spec.dataset.label}`), the best of {spec.budget.n_trials} trials searched by hpsearch
+A {spec.task} model fine-tuned from `{spec.model}` on `{spec.dataset.source}`
+({task.describe_data(spec.dataset)}), the best of {spec.budget.n_trials} trials searched by hpsearch
 for {spec.objective.direction} `{best['metric']}`: **{best['value']:.4f}** (trial {best['number']},
 seed {best['seed']}).
 
 ```python
-from transformers import pipeline
-classify = pipeline("text-classification", model="path/to/this/directory")
+{task.usage("path/to/this/directory")}
 ```
 
 ## Hyperparameters (searched)

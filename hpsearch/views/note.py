@@ -68,7 +68,7 @@ class NoteWriter:
 def write_note(study: optuna.Study, spec) -> None:
     from optuna_dashboard import save_note
 
-    summary = summarize(study, spec.objective.eval_key, spec.budget.n_trials)
+    summary = summarize(study, spec)
     save_note(study, render_note(study.study_name, spec, summary, workers(study), best_model_pointer(study)))
 
 
@@ -81,7 +81,7 @@ def render_note(name: str, spec, summary: StudySummary, joined: list[dict], poin
     model = f"best-model-trial-{pointer['trial']}.zip (study artifact)" if pointer else "-"
     lines = [
         f"# hpsearch study `{name}`",
-        f"{summary.direction} `{summary.metric}` · model `{spec.model}` · updated {_now()}",
+        f"task `{spec.task}` · {summary.direction} `{summary.metric}` · model `{spec.model}` · updated {_now()}",
         "",
         "## Summary",
         "| | |",

@@ -70,12 +70,18 @@ def _figure_of(axes):
 
 
 def _page(study: optuna.Study, spec, outcome: dict[str, str], out_dir: Path) -> str:
-    summary = summarize(study, spec.objective.eval_key, spec.budget.n_trials)
+    summary = summarize(study, spec)
+    best = summary.best_number
+    metrics = study.get_trials(deepcopy=False)[best].user_attrs.get("metrics", {}) if best is not None else {}
+    # Every metric the task's evaluation returned for the best trial, not only the objective.
+    measured = [(f"&nbsp;&nbsp;eval_{html.escape(m)}", f"{metrics[f'eval_{m}']:.4f}")
+                for m in spec.task_spec.metrics if f"eval_{m}" in metrics and f"eval_{m}" != summary.metric]
     rows = [
         ("trials", f"{summary.n_spent}/{summary.n_trials_budget} spent; "
                    + describe_states(summary.states)),
         (f"best {summary.metric}", "-" if summary.best_value is None else f"{summary.best_value:.4f} (trial {summary.best_number})"),
         *((f"&nbsp;&nbsp;{html.escape(k)}", html.escape(str(v))) for k, v in summary.best_params.items()),
+        *measured,
         ("compute spent", f"{summary.train_seconds:.0f} s, {summary.n_steps} optimizer steps"),
         ("saved by pruning", f"~{summary.seconds_saved:.0f} s, {summary.steps_saved} steps"),
     ]
@@ -97,7 +103,7 @@ table {{ border-collapse: collapse; }} th, td {{ text-align: left; padding: .2re
 img {{ max-width: 100%; }} .missing {{ color: #a60; }}
 </style></head><body>
 <h1>Study {html.escape(study.study_name)}</h1>
-<p>{html.escape(summary.direction)} {html.escape(summary.metric)} &middot; model {html.escape(spec.model)}</p>
+<p>task {html.escape(spec.task)} &middot; {html.escape(summary.direction)} {html.escape(summary.metric)} &middot; model {html.escape(spec.model)}</p>
 <table>{table}</table>
 {"".join(sections)}
 </body></html>

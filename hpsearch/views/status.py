@@ -15,12 +15,13 @@ from optuna.trial import FrozenTrial, TrialState
 from hpsearch.errors import StudyError
 from hpsearch.storage import best_model_pointer, heartbeat_ages, trials_of
 from hpsearch.study import SPEC_ATTR, count_states, stored_spec, summarize
+from hpsearch.tasks import DEFAULT_TASK
 
 
 def study_status(storage, name: str) -> dict[str, Any]:
     spec = stored_spec(storage, name)
     study = optuna.load_study(study_name=name, storage=storage)
-    summary = summarize(study, spec.objective.eval_key, spec.budget.n_trials)
+    summary = summarize(study, spec)
     running = [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))]
     ages = heartbeat_ages(storage, running)
     return {
@@ -49,12 +50,18 @@ def all_studies(storage) -> list[dict[str, Any]]:
         best = (max if maximize else min)(values) if values else None
         rows.append({
             "name": frozen.study_name,
+            "task": parse_task(spec),
             "metric": f"eval_{spec['objective']['metric']}" if spec else None,
             "n_trials_budget": spec["budget"]["n_trials"] if spec else None,
             "states": dict(count_states(trials)),
             "best_value": best,
         })
     return rows
+
+
+def parse_task(spec: dict | None) -> str | None:
+    """The task of a stored spec, read without validating it all (a spec stored before tasks has none)."""
+    return None if spec is None else spec.get("task", DEFAULT_TASK)
 
 
 def best_trial(storage, name: str) -> dict[str, Any]:
@@ -69,7 +76,7 @@ def best_trial(storage, name: str) -> dict[str, Any]:
 def describe_trial_record(study: optuna.Study, spec, trial: FrozenTrial) -> dict[str, Any]:
     """What `best` shows and export's model card states about one trial."""
     return {
-        "study": study.study_name, "number": trial.number, "metric": spec.objective.eval_key,
+        "study": study.study_name, "task": spec.task, "number": trial.number, "metric": spec.objective.eval_key,
         "value": trial.value, "params": trial.params, "metrics": trial.user_attrs.get("metrics", {}),
         "seed": trial.user_attrs.get("seed"), "train_seconds": trial.user_attrs.get("train_seconds"),
         "best_model": best_model_pointer(study),

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from rich.table import Table
 
-from hpsearch.spec import METRICS
 from hpsearch.study import StudySummary, describe_states
+from hpsearch.tasks import get_task
 
 
 def summary_table(summary: StudySummary) -> Table:
@@ -14,6 +14,7 @@ def summary_table(summary: StudySummary) -> Table:
     table.add_column(style="bold")
     table.add_column()
     states = describe_states(summary.states)
+    table.add_row("task", summary.task)
     table.add_row("trials", f"{summary.n_spent}/{summary.n_trials_budget} spent ({states})")
     if summary.best_number is not None:
         table.add_row(f"best {summary.metric}", f"{summary.best_value:.4f} (trial {summary.best_number}, {summary.direction})")
@@ -60,12 +61,12 @@ def running_table(running: list[dict]) -> Table:
 
 def studies_table(rows: list[dict]) -> Table:
     table = Table(title="studies", title_justify="left")
-    for column in ("study", "trials", "budget", "metric", "best"):
+    for column in ("study", "task", "trials", "budget", "metric", "best"):
         table.add_column(column)
     for r in rows:
         states = describe_states(r["states"])
         best = "-" if r["best_value"] is None else f"{r['best_value']:.4f}"
-        table.add_row(r["name"], states, str(r["n_trials_budget"] or "-"), r["metric"] or "-", best)
+        table.add_row(r["name"], r["task"] or "-", states, str(r["n_trials_budget"] or "-"), r["metric"] or "-", best)
     return table
 
 
@@ -73,10 +74,11 @@ def best_table(best: dict) -> Table:
     table = Table(title=f"best trial of {best['study']}", show_header=False, title_justify="left")
     table.add_column(style="bold")
     table.add_column()
+    table.add_row("task", best["task"])
     table.add_row(best["metric"], f"{best['value']:.4f} (trial {best['number']}, seed {best['seed']})")
     for name, value in best["params"].items():
         table.add_row(f"  {name}", format_value(value))
-    for name in METRICS:  # what the evaluation measured; runtime and throughput figures are noise here
+    for name in get_task(best["task"]).metrics:  # what evaluation measured; runtimes are noise here
         if f"eval_{name}" in best["metrics"]:
             table.add_row(f"eval_{name}", f"{best['metrics'][f'eval_{name}']:.4f}")
     return table

@@ -39,13 +39,7 @@ def build_runner(spec: StudySpec, url: URL, study_name: str):
     """Tokenizer, tokenized data (from the disk cache), pretrained weights: once per process."""
     from hpsearch.spec import resolve_model
     from hpsearch.storage import BestModelKeeper, StudyLock, artifact_dir, open_artifact_store
-    from hpsearch.trial import (
-        ModelFactory,
-        TrialRunner,
-        describe_device,
-        load_tokenizer,
-        prepare_data,
-    )
+    from hpsearch.trial import ModelFactory, TrialRunner, describe_device
 
     quiet_libraries()
     if os.environ.get(THREADS_ENV):
@@ -53,20 +47,32 @@ def build_runner(spec: StudySpec, url: URL, study_name: str):
 
         torch.set_num_threads(int(os.environ[THREADS_ENV]))
     location = resolve_model(spec.model)
-    tokenizer = load_tokenizer(location)
-    data = prepare_data(spec.dataset, spec.model, tokenizer, cache_dir())
+    tokenizer, data = load_data(spec, location)
     store = open_artifact_store(artifact_dir(url))
+    factory = ModelFactory(location, spec.task_spec, data.label_names, tokenizer)
     return TrialRunner(
-        spec=spec, data=data, factory=ModelFactory(location, data.label_names), tokenizer=tokenizer,
+        spec=spec, data=data, factory=factory, tokenizer=tokenizer,
         artifact_store=store, best_model=BestModelKeeper(store, StudyLock(url, study_name, "best-model")),
         device=describe_device(spec.training),
     )
 
 
+def load_data(spec: StudySpec, location):
+    """The tokenizer, fitted to the task, and the data as model inputs (from the disk cache);
+    refuses an objective the data cannot give (entity F1 of tags that mark no entity)."""
+    from hpsearch.trial import load_tokenizer, prepare_data
+
+    task = spec.task_spec
+    tokenizer = load_tokenizer(location)
+    task.prepare_tokenizer(tokenizer)
+    data = prepare_data(spec.dataset, spec.model, tokenizer, cache_dir())
+    task.check_metric(spec.objective.metric, data.label_names)
+    return tokenizer, data
+
+
 def warm_cache(spec: StudySpec) -> None:
     """Tokenize the data once before workers start, rather than in every worker at once."""
     from hpsearch.spec import resolve_model
-    from hpsearch.trial import load_tokenizer, prepare_data
 
     quiet_libraries()
-    prepare_data(spec.dataset, spec.model, load_tokenizer(resolve_model(spec.model)), cache_dir())
+    load_data(spec, resolve_model(spec.model))

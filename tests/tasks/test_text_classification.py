@@ -1,11 +1,11 @@
-"""The evaluation metrics against values worked out by hand."""
+"""The text-classification task: its metrics against values worked out by hand."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from hpsearch.trial import classification_metrics
+from hpsearch.tasks.text_classification import classification_metrics
 
 
 def test_metrics_match_hand_computed_values():

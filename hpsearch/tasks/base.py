@@ -1,0 +1,153 @@
+"""What every task shares: the dataset keys common to all, and the interface a task implements.
+
+A task describes one kind of fine-tuning: the dataset keys a spec may give it, the metrics its
+evaluation returns, how rows become model inputs, which transformers classes train it and which
+`pipeline()` serves the result. It names transformers classes rather than importing them, so the
+spec layer and the read-only commands can read a task without importing torch or transformers;
+hpsearch.trial resolves the names (`trial/classes.py`) when it trains.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+# The sub-word positions that neither the loss nor the metrics look at (PyTorch's ignore_index).
+IGNORED = -100
+# The dataset key through which a spec's top-level `task:` reaches the dataset section's schema.
+TASK_KEY = "task"
+
+
+class DatasetBase(BaseModel):
+    """The dataset keys of every task: where the data is, how it is split and capped."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    task: str = Field(exclude=True, repr=False)
+    """Copied from the spec's top-level `task:` (it picks this schema); not written back."""
+    source: str = Field(min_length=1)
+    """A hub dataset name, a local data file, a folder of split files, or package:PKG/path/in/it."""
+    subset: str | None = None
+    """The hub dataset's configuration name (e.g. `sst2` of `glue`)."""
+    split: str = "train"
+    """The hub split to train on."""
+    eval_split: str | None = None
+    """A named hub split to evaluate on, instead of eval_fraction."""
+    eval_source: str | None = None
+    """A separate local or package file to evaluate on, instead of eval_fraction."""
+    eval_fraction: float | None = Field(default=None, gt=0, lt=1)
+    encoding: str = "utf-8"
+    max_train_samples: int | None = Field(default=None, ge=1)
+    max_eval_samples: int | None = Field(default=None, ge=1)
+    max_length: int = Field(default=128, ge=8, le=32768)
+    """Tokens of model input kept per example (the rest is cut off)."""
+    seed: int = 0
+    """Seeds the train/eval split and the caps."""
+
+    @model_validator(mode="after")
+    def _one_eval_set(self):
+        given = [k for k in ("eval_split", "eval_source", "eval_fraction") if getattr(self, k)]
+        if len(given) > 1:
+            raise ValueError(f"give one of eval_split, eval_source, eval_fraction, not {given}")
+        return self
+
+    @property
+    def resolved_eval_fraction(self) -> float | None:
+        if self.eval_split or self.eval_source:
+            return None
+        return self.eval_fraction or 0.1
+
+
+@dataclass(frozen=True)
+class Labels:
+    """The label (or tag) names a model predicts, and each raw value of the data's id."""
+
+    names: list[str]
+    ids: dict[Any, int]
+
+
+Direction = Literal["maximize", "minimize"]
+
+
+class Task:
+    """One kind of fine-tuning. Subclasses set the class attributes and override what differs."""
+
+    name: ClassVar[str]
+    Dataset: ClassVar[type[DatasetBase]]
+    metrics: ClassVar[dict[str, Direction]]
+    """What `objective.metric` may name (Trainer's names without "eval_"), each with the direction
+    that means better."""
+    default_metric: ClassVar[str]
+    model_class: ClassVar[str]
+    """The transformers Auto class that fine-tunes it."""
+    collator_class: ClassVar[str]
+    trainer_class: ClassVar[str] = "Trainer"
+    arguments_class: ClassVar[str] = "TrainingArguments"
+    arguments: ClassVar[dict[str, Any]] = {}
+    """Training arguments hpsearch sets for this task (a spec may not)."""
+    pipeline_task: ClassVar[str | None]
+    """What `transformers.pipeline()` serves the exported model as (None: no pipeline serves it)."""
+    generates: ClassVar[bool] = False
+    """Evaluation generates text, so the spec's generation settings apply."""
+    file_readers: ClassVar[dict[str, Callable[..., pd.DataFrame]]] = {}
+    """Data file formats of this task alone, by suffix, besides csv/tsv/json/jsonl/parquet."""
+
+    # --- the data --------------------------------------------------------------------------------
+
+    def columns(self, dataset: DatasetBase) -> dict[str, str]:
+        """The columns it reads, keyed by the spec key that names each ("dataset.text": "text")."""
+        raise NotImplementedError
+
+    def check_frame(self, frame: pd.DataFrame, dataset: DatasetBase, origin: str) -> None:
+        """The columns hold what this task trains on; raises SpecError naming `origin`'s column."""
+
+    def known_labels(self, features: Any, dataset: DatasetBase) -> list[str] | None:
+        """Label names a hub dataset's features carry (a ClassLabel), if this task has labels."""
+        return None
+
+    def labels(self, train: pd.DataFrame, evaluation: pd.DataFrame, dataset: DatasetBase,
+               known: list[str] | None) -> Labels | None:
+        """The label set from the training rows (None for a task without labels); raises
+        HpsearchError if the eval rows have labels training lacks."""
+        return None
+
+    def encode(self, batch: dict[str, list], dataset: DatasetBase, tokenizer, labels: Labels | None) -> dict[str, list]:
+        """A batch of rows (column -> values) as model inputs: input_ids, attention_mask, labels, ..."""
+        raise NotImplementedError
+
+    # --- the model and its evaluation ------------------------------------------------------------
+
+    def prepare_tokenizer(self, tokenizer) -> None:
+        """Fit the tokenizer to the task before anything is tokenized (a pad token, say)."""
+
+    def collator_kwargs(self, model) -> dict[str, Any]:
+        """Arguments of `collator_class` besides the tokenizer."""
+        return {}
+
+    def check_metric(self, metric: str, labels: list[str] | None) -> None:
+        """The objective's metric means something for this data; raises HpsearchError if not."""
+
+    def compute_metrics(self, dataset: DatasetBase, tokenizer, labels: list[str] | None) -> Callable | None:
+        """Trainer's `compute_metrics` (None: Trainer's eval loss is all, and no logits are kept)."""
+        return None
+
+    def derive_metrics(self, metrics: dict[str, float]) -> dict[str, float]:
+        """Metrics computed from Trainer's own (perplexity from the loss), keyed like them."""
+        return {}
+
+    # --- what people read ------------------------------------------------------------------------
+
+    def describe_data(self, dataset: DatasetBase) -> str:
+        """The columns trained on, for the model card."""
+        return ", ".join(f"{key.removeprefix('dataset.')} column `{column}`"
+                         for key, column in self.columns(dataset).items())
+
+    def usage(self, model_dir: Path | str) -> str:
+        """Python that loads the exported model and uses it."""
+        return (f'from transformers import pipeline\n'
+                f'model = pipeline("{self.pipeline_task}", model="{model_dir}")')
