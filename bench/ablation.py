@@ -7,7 +7,7 @@ defaults: bf16 where the hardware runs it fast, random batches.
 
     python bench/ablation.py [--seeds 0,1] [--study studies/sentiment.yaml]
 
-Prints a Markdown table: seconds for the epoch and eval accuracy per seed.
+Prints a Markdown table: seconds for the epoch and the spec's eval metric per seed.
 """
 
 from __future__ import annotations
@@ -46,7 +46,8 @@ def main() -> int:
     spec = load_spec_file(args.study)
     seeds = [int(s) for s in args.seeds.split(",")]
     print(f"one epoch, parameters {PARAMS}\n")
-    print("| variant | " + " | ".join(f"seed {s}: seconds, accuracy" for s in seeds) + " |")
+    metric = spec.objective.eval_key
+    print("| variant | " + " | ".join(f"seed {s}: seconds, {metric}" for s in seeds) + " |")
     print("| --- | " + " | ".join("---" for _ in seeds) + " |")
     for label, extra in VARIANTS.items():
         cells = []
@@ -59,8 +60,8 @@ def main() -> int:
             started = time.perf_counter()
             trainer.train()
             seconds = time.perf_counter() - started
-            accuracy = trainer.evaluate()[spec.objective.eval_key]
-            cells.append(f"{seconds:.1f} s, {accuracy:.3f}")
+            value = shared.metrics(trainer.evaluate())[metric]
+            cells.append(f"{seconds:.1f} s, {value:.3f}")
         print(f"| {label} | " + " | ".join(cells) + " |", flush=True)
     return 0
 

@@ -340,6 +340,7 @@ def default_study_spec(study: Path, plan: Plan) -> dict:
 
 
 def part_a(raw: dict, plan: Plan, scratch: Path, sampler: GpuSampler) -> list[Row]:
+    from hpsearch.spec import parse_spec
     from hpsearch.study import summarize
 
     spec_path = scratch / "default-study.yaml"
@@ -357,7 +358,7 @@ def part_a(raw: dict, plan: Plan, scratch: Path, sampler: GpuSampler) -> list[Ro
     if code != 0:
         return rows
     study, trials = load_trials(storage, name)
-    summary = summarize(study, raw["objective"]["metric"], plan.n_trials)
+    summary = summarize(study, parse_spec(raw, "default study"))
     states = ", ".join(f"{n} {s.lower()}" for s, n in sorted(summary.states.items()))
     left = [t.number for t in trials if t.state.name in ("RUNNING", "WAITING")]
     budget_ok = summary.n_spent == plan.n_trials and not left
@@ -522,8 +523,8 @@ def part_d(raw: dict, plan: Plan, scratch: Path) -> list[Row]:
     location = resolve_model(spec.model)
     tokenizer = load_tokenizer(location)
     data = prepare_data(spec.dataset, spec.model, tokenizer, cache_dir())
-    factory = ModelFactory(location, data.label_names)
-    _, knobs = split_params(spec.training)
+    factory = ModelFactory(location, spec.task_spec, data.label_names, tokenizer)
+    knobs = split_params(spec.training).knobs
     times: dict[str, list[float]] = {label: [] for label in variants}
     for _ in range(plan.step_repeats):
         for label, values in variants.items():

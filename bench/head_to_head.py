@@ -12,6 +12,8 @@ trials and sampler (the spec's, with its seed):
   Optuna's default pruner).
 - optuna: a plain `study.optimize` loop whose objective builds a Trainer, trains, evaluates at the end
   and returns the metric; no pruning.
+- plain: no search at all: one fine-tune with default settings (learning rate 5e-5, batch 16, one
+  epoch), the reference a search has to beat.
 
 Each contender runs in its own Python process, timed from its start to its exit, so each pays its
 own imports and model loading; the tokenized data comes from hpsearch's cache for all three (warmed
@@ -19,7 +21,7 @@ before any timing). The spec's fixed training values (`training:`) and model kno
 
     python bench/head_to_head.py [--study studies/sentiment.yaml] [--n-trials N]
         [--max-train-samples N] [--max-eval-samples N] [--sampler-seed N]
-        [--only hpsearch,hpsearch-workers,hf,optuna]
+        [--only hpsearch,hpsearch-workers,hf,optuna,plain]
         [--json out.json]
 
 Prints a Markdown table: wall time, best eval metric, optimizer steps trained, trials by state.
@@ -41,7 +43,9 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-CONTENDERS = ("hpsearch", "hpsearch-workers", "hf", "optuna")
+CONTENDERS = ("hpsearch", "hpsearch-workers", "hf", "optuna", "plain")
+# One fine-tune with default settings: transformers' learning rate, one epoch, batch 16.
+PLAIN_SETTINGS = {"learning_rate": 5e-5, "num_train_epochs": 1, "per_device_train_batch_size": 16}
 
 
 def load_bench_spec(path: Path, n_trials: int | None, max_train: int | None, max_eval: int | None,
@@ -62,29 +66,33 @@ def load_bench_spec(path: Path, n_trials: int | None, max_train: int | None, max
 
 
 class Shared:
-    """Everything both hand-written contenders take from the spec: data, model path, args, space."""
+    """Everything both hand-written contenders take from the spec: data, model path, args, space,
+    and the task's model class, collator, Trainer and metrics (as hpsearch's trials use them)."""
 
     def __init__(self, spec):
         from hpsearch.spec import resolve_model, split_params
-        from hpsearch.trial import load_config, load_tokenizer, prepare_data
-        from hpsearch.workers import cache_dir, quiet_libraries
+        from hpsearch.trial import load_config
+        from hpsearch.workers import load_data, quiet_libraries
 
         quiet_libraries()
         self.spec = spec
+        self.task = spec.task_spec
         location = resolve_model(spec.model)
         self.model_path = str(location.path) if location.path is not None else location.hub_id
-        self.tokenizer = load_tokenizer(location)
-        self.data = prepare_data(spec.dataset, spec.model, self.tokenizer, cache_dir())
+        self.tokenizer, self.data = load_data(spec, location)
         self.config = load_config(location, self.data.label_names)
-        self.fixed_args, self.knobs = split_params(spec.training)
+        fixed = split_params(spec.training)
+        self.fixed_args, self.knobs, self.generation = fixed.arguments, fixed.knobs, fixed.generation
         self.n_steps = 0
 
     def model(self):
-        from transformers import AutoModelForSequenceClassification
+        from hpsearch.trial import transformers_class
 
-        model = AutoModelForSequenceClassification.from_pretrained(self.model_path, config=self.config)
+        model = transformers_class(self.task.model_class).from_pretrained(self.model_path, config=self.config)
         if self.knobs.get("freeze_embeddings"):
             model.base_model.get_input_embeddings().requires_grad_(False)
+        for name, value in self.generation.items():  # fixed ones only: HF cannot search these
+            setattr(model.generation_config, name, value)
         return model
 
     def hp_space(self, trial) -> dict:
@@ -92,15 +100,14 @@ class Shared:
 
         return suggest_params(trial, self.spec.search_space)
 
-    def trainer(self, output_dir: str, args: dict, **kwargs):
-        from transformers import (
-            DataCollatorWithPadding,
-            Trainer,
-            TrainerCallback,
-            TrainingArguments,
-        )
+    def metrics(self, metrics: dict) -> dict:
+        """Trainer's metrics and the task's derived ones (perplexity), as hpsearch reports them."""
+        return {**metrics, **self.task.derive_metrics(metrics)}
 
-        from hpsearch.trial import make_compute_metrics
+    def trainer(self, output_dir: str, args: dict, **kwargs):
+        from transformers import TrainerCallback
+
+        from hpsearch.trial import transformers_class
 
         shared = self
 
@@ -108,15 +115,18 @@ class Shared:
             def on_step_end(self, args, state, control, **kw):
                 shared.n_steps += 1
 
-        training_args = TrainingArguments(
+        training_args = transformers_class(self.task.arguments_class)(
             output_dir=output_dir, seed=self.spec.seed, save_strategy="no", report_to="none",
-            disable_tqdm=True, **{"per_device_eval_batch_size": 64, **self.fixed_args, **args},
+            disable_tqdm=True, **{"per_device_eval_batch_size": 64, **self.fixed_args, **args, **self.task.arguments},
         )
-        return Trainer(
+        model = kwargs.get("model")
+        collator_kwargs = self.task.collator_kwargs(model) if model is not None else {}
+        return transformers_class(self.task.trainer_class)(
             args=training_args, train_dataset=self.data.train, eval_dataset=self.data.eval,
-            processing_class=self.tokenizer, data_collator=DataCollatorWithPadding(self.tokenizer),
-            compute_metrics=make_compute_metrics(len(self.data.label_names)), callbacks=[CountSteps()],
-            **kwargs,
+            processing_class=self.tokenizer,
+            data_collator=transformers_class(self.task.collator_class)(self.tokenizer, **collator_kwargs),
+            compute_metrics=self.task.compute_metrics(self.spec.dataset, self.tokenizer, self.data.label_names),
+            callbacks=[CountSteps()], **kwargs,
         )
 
 
@@ -131,7 +141,7 @@ def run_hf(spec, storage: str, output_dir: str) -> dict:
                              model_init=shared.model)
     metric = spec.objective.eval_key
     trainer.hyperparameter_search(
-        hp_space=shared.hp_space, compute_objective=lambda metrics: metrics[metric],
+        hp_space=shared.hp_space, compute_objective=lambda metrics: shared.metrics(metrics)[metric],
         n_trials=spec.budget.n_trials, direction=spec.objective.direction, backend="optuna",
         sampler=make_sampler(spec.sampler), storage=storage, study_name="hf",
     )
@@ -150,11 +160,27 @@ def run_optuna(spec, storage: str, output_dir: str) -> dict:
         trainer = shared.trainer(output_dir, {**shared.hp_space(trial), "eval_strategy": "no"},
                                  model=shared.model())
         trainer.train()
-        return trainer.evaluate()[metric]
+        return shared.metrics(trainer.evaluate())[metric]
 
     study = optuna.create_study(storage=storage, study_name="optuna", direction=spec.objective.direction,
                                 sampler=make_sampler(spec.sampler))
     study.optimize(objective, n_trials=spec.budget.n_trials)
+    return {"n_steps": shared.n_steps}
+
+
+def run_plain(spec, storage: str, output_dir: str) -> dict:
+    import optuna
+
+    shared = Shared(spec)
+    metric = spec.objective.eval_key
+
+    def objective(trial: optuna.Trial) -> float:
+        trainer = shared.trainer(output_dir, {**PLAIN_SETTINGS, "eval_strategy": "no"}, model=shared.model())
+        trainer.train()
+        return shared.metrics(trainer.evaluate())[metric]
+
+    study = optuna.create_study(storage=storage, study_name="plain", direction=spec.objective.direction)
+    study.optimize(objective, n_trials=1)
     return {"n_steps": shared.n_steps}
 
 
@@ -163,7 +189,7 @@ def contender_main(name: str, spec_path: Path, storage: str, result_path: Path) 
 
     spec = load_spec_file(spec_path)
     with tempfile.TemporaryDirectory(prefix=f"h2h-{name}-") as output_dir:
-        result = {"hf": run_hf, "optuna": run_optuna}[name](spec, storage, output_dir)
+        result = {"hf": run_hf, "optuna": run_optuna, "plain": run_plain}[name](spec, storage, output_dir)
     result_path.write_text(json.dumps(result))
 
 
@@ -242,7 +268,7 @@ def main() -> int:
     parser.add_argument("--only", default=",".join(CONTENDERS))
     parser.add_argument("--json", type=Path, help="also write the results here")
     # Internal: run one hand-written contender in this process.
-    parser.add_argument("--contender", choices=("hf", "optuna"), help=argparse.SUPPRESS)
+    parser.add_argument("--contender", choices=("hf", "optuna", "plain"), help=argparse.SUPPRESS)
     parser.add_argument("--storage", help=argparse.SUPPRESS)
     parser.add_argument("--result", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -264,7 +290,9 @@ def main() -> int:
         print(f"running {name} ...", file=sys.stderr, flush=True)
         results.append(run_contender(name, spec_path, scratch))
         print(json.dumps(results[-1]), file=sys.stderr, flush=True)
-    metric = raw["objective"]["metric"]
+    from hpsearch.spec import load_spec_file
+
+    metric = load_spec_file(spec_path).objective.eval_key
     print(f"{raw['budget']['n_trials']} trials each, {raw['dataset'].get('max_train_samples')} train / "
           f"{raw['dataset'].get('max_eval_samples')} eval examples, spec {args.study.name}, "
           f"sampler seed {raw.get('sampler', {}).get('seed')}\n")

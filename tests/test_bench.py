@@ -33,14 +33,28 @@ def test_head_to_head_runs_all_contenders_on_equal_terms(tmp_path, cache_dir):
     stdout = run_bench("head_to_head.py", "--n-trials", "2", "--max-train-samples", "48",
                        "--max-eval-samples", "24", "--json", str(out), env={"HPSEARCH_CACHE": str(cache_dir)})
     results = {r["contender"]: r for r in json.loads(out.read_text())}
-    assert set(results) == {"hpsearch", "hpsearch-workers", "hf", "optuna"}
-    for r in results.values():
-        # Each contender ran the budget, trained, and reached an accuracy.
-        assert sum(r["states"].values()) == 2
+    assert set(results) == {"hpsearch", "hpsearch-workers", "hf", "optuna", "plain"}
+    for name, r in results.items():
+        # Each contender ran the budget (the plain fine-tune: one), trained, and reached an accuracy.
+        assert sum(r["states"].values()) == (1 if name == "plain" else 2)
         assert r["n_steps"] > 0 and 0.0 <= r["best_value"] <= 1.0 and r["seconds"] > 0
     # Same sampler and seed: the single-process contenders start from the very same parameters.
     assert results["hpsearch"]["first_params"] == results["hf"]["first_params"] == results["optuna"]["first_params"]
     assert "| hf |" in stdout and "| hpsearch-workers |" in stdout
+
+
+@pytest.mark.slow
+def test_head_to_head_runs_the_ner_study_against_hf(tmp_path, cache_dir):
+    out = tmp_path / "h2h.json"
+    stdout = run_bench("head_to_head.py", "--study", str(REPO / "studies" / "ner.yaml"), "--only", "hpsearch,hf,plain",
+                       "--n-trials", "2", "--max-train-samples", "48", "--max-eval-samples", "24", "--json", str(out),
+                       env={"HPSEARCH_CACHE": str(cache_dir)})
+    results = {r["contender"]: r for r in json.loads(out.read_text())}
+    # The same task and data on both sides: entity F1 from the same metrics, the same first trial.
+    assert set(results) == {"hpsearch", "hf", "plain"}
+    assert results["hpsearch"]["first_params"] == results["hf"]["first_params"]
+    assert all(0.0 <= r["best_value"] <= 1.0 and r["n_steps"] > 0 for r in results.values())
+    assert "best eval_f1" in stdout
 
 
 def test_overhead_measures_both_loops():

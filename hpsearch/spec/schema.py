@@ -236,6 +236,8 @@ class StudySpec(_Strict):
     @classmethod
     def _dataset_follows_the_task(cls, data: Any) -> Any:
         if isinstance(data, dict) and isinstance(data.get("dataset"), dict):
+            if TASK_KEY in data["dataset"]:
+                raise ValueError(f"dataset.{TASK_KEY}: the task goes at the top of the spec (task: ...), not under dataset:")
             task = data.get("task", DEFAULT_TASK)
             data = {**data, "dataset": {**data["dataset"], TASK_KEY: task}}
         return data

@@ -26,6 +26,8 @@ class StudySummary:
     best_number: int | None = None
     best_value: float | None = None
     best_params: dict[str, Any] = field(default_factory=dict)
+    best_metrics: dict[str, float] = field(default_factory=dict)
+    """The best trial's last evaluation, the task's metrics only (eval_f1, eval_loss, ...)."""
     train_seconds: float = 0.0
     n_steps: int = 0
     steps_saved: int = 0
@@ -57,11 +59,17 @@ def summarize(study: optuna.Study, spec) -> StudySummary:
         best_number=best.number if best else None,
         best_value=best.value if best else None,
         best_params=dict(best.params) if best else {},
+        best_metrics=_task_metrics(best, spec) if best else {},
         train_seconds=sum(t.user_attrs.get("train_seconds", 0.0) for t in trials),
         n_steps=sum(t.user_attrs.get("n_steps", 0) for t in trials),
         steps_saved=steps_saved,
         seconds_saved=seconds_saved,
     )
+
+
+def _task_metrics(trial: FrozenTrial, spec) -> dict[str, float]:
+    measured = trial.user_attrs.get("metrics", {})
+    return {f"eval_{m}": measured[f"eval_{m}"] for m in spec.task_spec.metrics if f"eval_{m}" in measured}
 
 
 def _saved_by_pruning(trials: list[FrozenTrial]) -> tuple[int, float]:

@@ -127,6 +127,8 @@ class TokenClassification(Task):
         return TagMetrics(labels, dataset.tag_scheme)
 
     def describe_data(self, dataset: TokenClassificationData) -> str:
+        if dataset.source.endswith(SUFFIXES):
+            return f"CoNLL columns: the token first, the tag in column {dataset.tag_column}"
         return f"tokens column `{dataset.tokens}`, tags column `{dataset.tags}`"
 
     def usage(self, model_dir) -> str:

@@ -68,6 +68,8 @@ class OptunaPruningCallback(TrainerCallback):
                 control.should_training_stop = True
                 return
         self.trial.report(value, step=self.n_evals)
-        if self.trial.should_prune():
+        # At the final evaluation the training is done: pruning would save nothing and only discard
+        # a finished model, so the trial completes whatever the pruner says.
+        if state.global_step < state.max_steps and self.trial.should_prune():
             self.pruned = True
             control.should_training_stop = True

@@ -2,9 +2,11 @@
 
 A spec that sets `bf16` or `fp16` itself (in `training:` or its search space) gets exactly that.
 Otherwise trials use bf16 on a GPU that supports it (Ampere and later), fp16 on an older GPU, and
-bf16 on a CPU with AMX tiles (Intel Sapphire Rapids and later), where MiniLM's training steps ran
-1.5-1.7x and its evaluations 2.3x faster than in fp32, at the same accuracy (BENCHMARKS.md). Everywhere else fp32: a CPU
-without AMX emulates bf16, slower than fp32. `training: {bf16: false}` turns it off.
+bf16 on a CPU with bf16 instructions: AMX tiles (Intel Sapphire Rapids and later), where MiniLM's
+training steps ran 1.5-1.7x and its evaluations 2.3x faster than in fp32 at the same accuracy, or
+AVX512-BF16 (AMD Zen 4, Intel Cooper Lake), where its steps ran 1.7x faster (BENCHMARKS.md).
+Everywhere else fp32: a CPU without them emulates bf16, slower than fp32. `training: {bf16: false}`
+turns it off.
 """
 
 from __future__ import annotations
@@ -28,16 +30,21 @@ def _hardware_precision() -> dict[str, Any]:
 
     if torch.cuda.is_available():
         return {"bf16": True} if torch.cuda.is_bf16_supported() else {"fp16": True}
-    if _cpu_has_amx():
+    if cpu_has_bf16():
         # TrainingArguments accepts bf16 without a GPU only when told that the CPU is meant.
         return {"bf16": True, "use_cpu": True}
     return {}
 
 
-def _cpu_has_amx() -> bool:
+def cpu_has_bf16() -> bool:
+    """True if this CPU computes in bf16 natively: AMX tiles or AVX512-BF16 instructions."""
+    return _probe("_is_amx_tile_supported") or _probe("_is_avx512_bf16_supported")
+
+
+def _probe(name: str) -> bool:
     import torch
 
-    probe = getattr(torch.cpu, "_is_amx_tile_supported", None)  # private, so probed with care
+    probe = getattr(torch.cpu, name, None)  # private, so probed with care
     try:
         return bool(probe()) if probe is not None else False
     except Exception:  # noqa: BLE001 - any failure of a probe means "not known to be there"

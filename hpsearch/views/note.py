@@ -88,6 +88,7 @@ def render_note(name: str, spec, summary: StudySummary, joined: list[dict], poin
         "| --- | --- |",
         f"| trials | {summary.n_spent}/{summary.n_trials_budget} spent ({states}) |",
         f"| best | {best} |",
+        f"| best trial's metrics | {_metrics(summary.best_metrics)} |",
         f"| compute spent | {summary.train_seconds:.0f} s training, {summary.n_steps} optimizer steps |",
         f"| saved by pruning | ~{summary.seconds_saved:.0f} s, {summary.steps_saved} steps |",
         f"| best model | {model} |",
@@ -101,6 +102,10 @@ def render_note(name: str, spec, summary: StudySummary, joined: list[dict], poin
         lines.append(f"| {w['host']} | {w['pid']} | {w['device']} | {w['joined']} | {versions} |")
     lines += ["", "## Spec", "```yaml", yaml.safe_dump(spec.to_dict(), sort_keys=False).rstrip(), "```"]
     return "\n".join(lines)
+
+
+def _metrics(metrics: dict[str, float]) -> str:
+    return ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()) or "-"
 
 
 def _short(value) -> str:

@@ -71,11 +71,8 @@ def _figure_of(axes):
 
 def _page(study: optuna.Study, spec, outcome: dict[str, str], out_dir: Path) -> str:
     summary = summarize(study, spec)
-    best = summary.best_number
-    metrics = study.get_trials(deepcopy=False)[best].user_attrs.get("metrics", {}) if best is not None else {}
     # Every metric the task's evaluation returned for the best trial, not only the objective.
-    measured = [(f"&nbsp;&nbsp;eval_{html.escape(m)}", f"{metrics[f'eval_{m}']:.4f}")
-                for m in spec.task_spec.metrics if f"eval_{m}" in metrics and f"eval_{m}" != summary.metric]
+    measured = [(f"&nbsp;&nbsp;{html.escape(k)}", f"{v:.4f}") for k, v in summary.best_metrics.items() if k != summary.metric]
     rows = [
         ("trials", f"{summary.n_spent}/{summary.n_trials_budget} spent; "
                    + describe_states(summary.states)),

@@ -20,6 +20,9 @@ def summary_table(summary: StudySummary) -> Table:
         table.add_row(f"best {summary.metric}", f"{summary.best_value:.4f} (trial {summary.best_number}, {summary.direction})")
         for name, value in summary.best_params.items():
             table.add_row(f"  {name}", format_value(value))
+        others = {k: v for k, v in summary.best_metrics.items() if k != summary.metric}
+        if others:
+            table.add_row("  its metrics", ", ".join(f"{k.removeprefix('eval_')} {v:.4f}" for k, v in others.items()))
     else:
         table.add_row("best", "no trial has completed yet")
     table.add_row("compute spent", f"{format_seconds(summary.train_seconds)} training, {summary.n_steps} optimizer steps")

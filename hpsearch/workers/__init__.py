@@ -8,6 +8,7 @@ from hpsearch.workers.startup import (
     THREADS_ENV,
     build_runner,
     cache_dir,
+    load_data,
     quiet_libraries,
     warm_cache,
 )
@@ -15,6 +16,6 @@ from hpsearch.workers.supervisor import MAX_RESTARTS, WORKER_KEY_ENV, Supervisor
 
 __all__ = [
     "CACHE_ENV", "MAX_REPEATED_FAILURES", "MAX_RESTARTS", "THREADS_ENV", "WORKER_KEY_ENV", "Supervisor",
-    "WorkerSlot", "build_runner", "cache_dir", "decide", "plan_slots", "quiet_libraries", "run_trials",
+    "WorkerSlot", "build_runner", "cache_dir", "decide", "load_data", "plan_slots", "quiet_libraries", "run_trials",
     "warm_cache",
 ]

@@ -23,9 +23,11 @@ def cache_dir() -> Path:
 def quiet_libraries() -> None:
     """hpsearch shows one line per trial; the libraries' own logs and bars would bury it."""
     import datasets
+    import huggingface_hub
     import transformers
 
     transformers.logging.set_verbosity_error()
+    huggingface_hub.utils.logging.set_verbosity_error()  # "... thrown while requesting HEAD" offline
     transformers.utils.logging.disable_progress_bar()  # "Loading weights", "Writing model shards"
     datasets.disable_progress_bars()
     datasets.logging.set_verbosity_error()

@@ -94,3 +94,48 @@ def test_scientific_notation_without_dot_is_a_number(tiny_spec):
     # YAML 1.1 reads 1e-5 as a string; a user writes it anyway and means a number.
     tiny_spec["search_space"]["learning_rate"] = {"float": ["1e-5", "3e-4"], "log": True}
     assert parse_spec(tiny_spec, "t").search_space["learning_rate"].bounds == (1e-5, 3e-4)
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "studies").glob("*.yaml")), ids=lambda p: p.stem)
+def test_every_shipped_study_parses_and_round_trips(path):
+    spec = load_spec_file(path)
+    stored = spec.to_dict()
+    # The task is stored at the top, and the dataset section holds only that task's keys.
+    assert stored["task"] == spec.task and "task" not in stored["dataset"]
+    assert set(stored["dataset"]) <= set(spec.task_spec.Dataset.model_fields)
+    assert StudySpec.model_validate(stored) == spec
+
+
+def test_a_spec_stored_before_tasks_existed_resumes_as_text_classification(tiny_spec):
+    # Studies created before `task:` existed have no such key: they are classification studies,
+    # and their stored spec compares equal to the same spec written today.
+    old = parse_spec(tiny_spec, "old").to_dict()
+    del old["task"]
+    assert parse_spec(old, "stored").to_dict() == parse_spec(tiny_spec, "new").to_dict()
+
+
+def test_each_task_has_its_default_objective(tiny_spec):
+    defaults = {"text-classification": ("accuracy", "maximize"), "token-classification": ("f1", "maximize"),
+                "seq2seq": ("rougeL", "maximize"), "causal-lm": ("loss", "minimize")}
+    for task, expected in defaults.items():
+        spec = {**tiny_spec, "task": task, "dataset": {"source": "x.jsonl"}}
+        spec.pop("objective")
+        parsed = parse_spec(spec, "t")
+        assert (parsed.objective.metric, parsed.objective.direction) == expected
+
+
+@pytest.mark.parametrize(
+    "mutate, expected",
+    [
+        (lambda s: s.update(task="ner"), "task: Input should be 'text-classification', 'token-classification', 'seq2seq' or 'causal-lm'"),
+        (lambda s: s["dataset"].update(tags="ner_tags"), "dataset.tags: the text-classification task takes no tags (token-classification does); remove it, or set task: token-classification"),
+        (lambda s: s["dataset"].update(prompt="q"), "dataset.prompt: the text-classification task takes no prompt (causal-lm does)"),
+        (lambda s: s.update(dataset="data.csv"), "dataset: expected a mapping of keys (source:, ...)"),
+        (lambda s: s["dataset"].update(task="seq2seq"), "dataset.task: the task goes at the top of the spec (task: ...), not under dataset:"),
+        (lambda s: s["search_space"].update(num_beams={"choice": [1, 4]}), "search_space.num_beams: a generation setting, but the text-classification task does not generate when it evaluates (seq2seq does); remove it"),
+        (lambda s: s.update(objective={"metric": "rougeL"}), "objective.metric: unknown metric 'rougeL'; the evaluation returns accuracy, f1_macro, f1_weighted, precision_macro, recall_macro, loss (rougeL is a metric of task: seq2seq)"),
+    ],
+)
+def test_task_mistakes_name_the_key(tiny_spec, mutate, expected):
+    mutate(tiny_spec)
+    assert expected in reject(tiny_spec)

@@ -39,7 +39,15 @@ def tweets(n: int = 5000) -> tuple[str, ...]:
 
 def tiny_tokenizer():
     """A BERT-style WordPiece tokenizer trained on tweets; a text ends with [SEP], its eos token."""
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    from tokenizers import (
+        Tokenizer,
+        decoders,
+        models,
+        normalizers,
+        pre_tokenizers,
+        processors,
+        trainers,
+    )
     from transformers import PreTrainedTokenizerFast
 
     specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]"]

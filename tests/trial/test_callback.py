@@ -73,3 +73,21 @@ def test_nan_loss_stops_training_as_divergence(tmp_path):
     callback.on_log(args, state, control, logs={"loss": math.nan})
     assert control.should_training_stop
     assert callback.divergence == "training loss became nan at step 2"
+
+
+def test_the_final_evaluation_never_prunes(tmp_path):
+    study = optuna.create_study(
+        direction="maximize", pruner=optuna.pruners.MedianPruner(n_startup_trials=1, n_warmup_steps=2)
+    )
+    good = study.ask()
+    good.report(0.9, step=1)
+    good.report(0.9, step=2)
+    study.tell(good, 0.9)
+    worse = study.ask()
+    callback = OptunaPruningCallback(worse, "eval_accuracy", evals_per_epoch=2)
+    args, state = begin(callback, tmp_path, max_steps=8, steps_per_epoch=8)
+    evaluate(callback, args, state, 0.2, step=4)  # within the pruner's warm-up
+    control = evaluate(callback, args, state, 0.1, step=8)
+    # Below the median at its last evaluation, but trained to the end: kept as a complete trial.
+    assert worse.should_prune() and not control.should_training_stop and not callback.pruned
+    assert callback.n_evals == 2

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from hpsearch.trial import build_training_args, describe_device
-from hpsearch.trial.precision import _cpu_has_amx, auto_precision
+from hpsearch.trial.precision import auto_precision, cpu_has_bf16
 
 
 def test_a_spec_that_names_a_precision_gets_exactly_that(tmp_path):
@@ -20,8 +20,8 @@ def test_automatic_precision_follows_the_hardware(tmp_path):
     chosen = auto_precision({"learning_rate": 1e-4})
     if torch.cuda.is_available():
         expected = {"bf16": True} if torch.cuda.is_bf16_supported() else {"fp16": True}
-    elif _cpu_has_amx():
-        expected = {"bf16": True, "use_cpu": True}  # AMX tiles: bf16 is faster than fp32
+    elif cpu_has_bf16():
+        expected = {"bf16": True, "use_cpu": True}  # AMX tiles or AVX512-BF16: bf16 is faster than fp32
     else:
         expected = {}  # bf16 would be emulated, slower than fp32
     assert chosen == expected

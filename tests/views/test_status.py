@@ -99,3 +99,41 @@ def test_status_of_10000_trials_without_torch(tmp_path):
     # 10,000 copies of the first (complete) trial plus the five of the synthetic study.
     assert data["states"]["COMPLETE"] == 10_002
     assert "HEAVY []" in result.stderr
+
+
+def test_every_view_names_the_task_and_its_metrics(tmp_path):
+    from hpsearch.study import stored_spec
+    from hpsearch.views import model_card, render_note, write_report
+    from hpsearch.views.note import workers
+    from tests.views.conftest import NER_SPEC
+
+    tagged = ({"eval_f1": 0.61, "eval_precision": 0.6, "eval_recall": 0.62, "eval_accuracy": 0.9, "eval_loss": 0.3},
+              {"eval_f1": 0.72, "eval_precision": 0.7, "eval_recall": 0.74, "eval_accuracy": 0.93, "eval_loss": 0.2})
+    study = make_synthetic_study(tmp_path / "s.db", "tags", NER_SPEC, tagged)
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    status = json.loads(run_hpsearch("status", "--study", "tags", "--storage", url, "--json", cwd=tmp_path).stdout)
+    assert status["task"] == "token-classification" and status["metric"] == "eval_f1"
+    assert status["best_metrics"] == tagged[1]
+    table = run_hpsearch("status", "--study", "tags", "--storage", url, cwd=tmp_path).stdout
+    assert "token-classification" in table and "precision 0.7000, recall 0.7400" in table
+    listing = run_hpsearch("status", "--storage", url, "--json", cwd=tmp_path)
+    assert json.loads(listing.stdout)[0]["task"] == "token-classification"
+    # `best` shows the task's own metrics (entity scores), not classification's.
+    best = run_hpsearch("best", "--study", "tags", "--storage", url, cwd=tmp_path).stdout
+    assert "token-classification" in best
+    assert all(f"eval_{m}" in best for m in ("precision", "recall", "accuracy")) and "f1_macro" not in best
+    record = json.loads(run_hpsearch("best", "--study", "tags", "--storage", url, "--json", cwd=tmp_path).stdout)
+
+    spec = stored_spec(open_storage(resolve_storage_url(url)), "tags")
+    from hpsearch.study import summarize
+
+    note = render_note("tags", spec, summarize(study, spec), workers(study), None)
+    assert "task `token-classification`" in note and "`eval_f1`" in note
+    assert "| best trial's metrics | eval_f1 0.7200, eval_precision 0.7000, eval_recall 0.7400" in note
+    card = model_card("tags", spec, record)
+    # The card says how the task's pipeline loads it, and what the data's columns were.
+    assert "pipeline_tag: token-classification" in card and 'aggregation_strategy="simple"' in card
+    assert "CoNLL columns" in card and "| eval_precision | 0.7000 |" in card
+    write_report(study, spec, tmp_path / "report")
+    page = (tmp_path / "report" / "report.html").read_text()
+    assert "task token-classification" in page and "eval_recall" in page
