@@ -72,3 +72,38 @@ def run_hpsearch(*args: str, cwd: Path, env: dict | None = None, timeout: float 
         [sys.executable, "-m", "hpsearch.cli", *args], check=False,
         cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout,
     )
+
+
+BAD_LR = 1e-7  # a learning rate at which nothing is learned in a few dozen steps
+
+
+def good_and_bad_search(good_lr: float, seed: int = 11, **more_space) -> dict:
+    """Spec sections of a 3-trial search that proves pruning: the random sampler with `seed` draws
+    the learning rates GOOD, BAD, BAD (checked in each test), and the median pruner stops each BAD
+    trial at the first of its two evaluations."""
+    return {
+        "search_space": {"learning_rate": {"choice": [good_lr, BAD_LR]}, **more_space},
+        "training": {"num_train_epochs": 1, "per_device_train_batch_size": 16},
+        "sampler": {"name": "random", "seed": seed},
+        "pruner": {"name": "median", "evals_per_epoch": 2, "n_startup_trials": 1, "n_warmup_steps": 0},
+        "budget": {"n_trials": 3},
+    }
+
+
+def run_study(workdir: Path, name: str, spec: dict):
+    """`hpsearch run` on `spec` as studies/NAME.yaml; the CLI's output and the study it stored."""
+    import optuna
+
+    write_spec(workdir, name, spec)
+    result = run_hpsearch("run", "--study", name, cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    storage = optuna.storages.RDBStorage(f"sqlite:///{workdir / 'storage' / 'hpsearch.db'}")
+    return result, optuna.load_study(study_name=name, storage=storage)
+
+
+def assert_good_trial_kept_bad_ones_pruned(trials, good_lr: float) -> None:
+    # GOOD completes; each BAD one is pruned at its first evaluation: one intermediate value per
+    # evaluation, two for the complete trial.
+    assert [t.params["learning_rate"] for t in trials] == [good_lr, BAD_LR, BAD_LR]
+    assert [t.state.name for t in trials] == ["COMPLETE", "PRUNED", "PRUNED"]
+    assert [len(t.intermediate_values) for t in trials] == [2, 1, 1]

