@@ -33,8 +33,9 @@ class Seq2SeqData(DatasetBase):
 class Seq2Seq(Task):
     name = "seq2seq"
     Dataset = Seq2SeqData
-    metrics: ClassVar[dict[str, Direction]] = {"rouge1": "maximize", "rouge2": "maximize", "rougeL": "maximize", "bleu": "maximize",
-               "loss": "minimize"}
+    metrics: ClassVar[dict[str, Direction]] = {
+        "rougeL": "maximize", "rouge1": "maximize", "rouge2": "maximize", "bleu": "maximize", "loss": "minimize",
+    }
     default_metric = "rougeL"
     model_class = "AutoModelForSeq2SeqLM"
     collator_class = "DataCollatorForSeq2Seq"

@@ -49,8 +49,9 @@ def _read(path, dataset: TokenClassificationData, key: str) -> pd.DataFrame:
 class TokenClassification(Task):
     name = "token-classification"
     Dataset = TokenClassificationData
-    metrics: ClassVar[dict[str, Direction]] = {"f1": "maximize", "precision": "maximize", "recall": "maximize", "accuracy": "maximize",
-               "loss": "minimize"}
+    metrics: ClassVar[dict[str, Direction]] = {
+        "f1": "maximize", "precision": "maximize", "recall": "maximize", "accuracy": "maximize", "loss": "minimize",
+    }
     default_metric = "f1"
     model_class = "AutoModelForTokenClassification"
     collator_class = "DataCollatorForTokenClassification"
@@ -86,8 +87,9 @@ class TokenClassification(Task):
         else:
             seen = {tag for tags in train[dataset.tags] for tag in tags}
             # "O" first, then by entity type, B- before I-: the order people read a tag set in.
-            names = sorted(map(str, seen), key=lambda t: (t != "O", t[2:], t))
-            labels = Labels(names, {name: i for i, name in enumerate(names)})
+            names = sorted({str(tag) for tag in seen}, key=lambda t: (t != "O", t[2:], t))
+            index = {name: i for i, name in enumerate(names)}
+            labels = Labels(names, {tag: index[str(tag)] for tag in seen})
             unseen = {str(tag) for tags in evaluation[dataset.tags] for tag in tags} - set(names)
             if unseen:
                 raise HpsearchError(

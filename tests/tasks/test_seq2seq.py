@@ -77,7 +77,7 @@ def s2s_spec(model_dir) -> dict:
         (lambda s: s["search_space"].update(length_penalty={"choice": ["long", 1.0]}), "length_penalty: 'long' is not a number"),
         (lambda s: s["training"].update(max_new_tokens=1.5), "max_new_tokens: 1.5 is not an integer"),
         (lambda s: s["dataset"].update(target="summary"), "dataset.target: no column 'summary'"),
-        (lambda s: s.update(objective={"metric": "accuracy"}), "objective.metric: unknown metric 'accuracy'; the evaluation returns rouge1, rouge2, rougeL, bleu, loss"),
+        (lambda s: s.update(objective={"metric": "accuracy"}), "objective.metric: unknown metric 'accuracy'; the evaluation returns rougeL, rouge1, rouge2, bleu, loss"),
     ],
 )
 def test_spec_mistakes_for_seq2seq(tiny_bart, mutate, fragment):

@@ -127,6 +127,16 @@ def test_tag_sets_are_checked():
     TASK.check_metric("accuracy", ["NN", "VB"])
 
 
+def test_integer_tags_without_names_become_their_own_names(tokenizer):
+    # A jsonl file of integer tags and no ClassLabel to name them: the integers are the names.
+    dataset = TokenClassificationData(source="x.jsonl")
+    rows = frame([["a", "b"], ["c"]], [[0, 2], [1]])
+    labels = TASK.labels(rows, rows, dataset, None)
+    assert labels.names == ["0", "1", "2"]
+    encoded = TASK.encode({"tokens": [["a", "b"]], "ner_tags": [[0, 2]]}, dataset, tokenizer, labels)
+    assert encoded["labels"][0] == [IGNORED, 0, 2, IGNORED]
+
+
 def test_rows_must_hold_one_tag_per_token():
     dataset = TokenClassificationData(source="x.jsonl")
     with pytest.raises(SpecError, match="dataset.tags: row 1 of data.jsonl has 2 tokens but 1 tags"):
@@ -149,6 +159,26 @@ def test_the_shipped_wnut16_file_becomes_aligned_inputs(tmp_path, tokenizer):
     row = data.train[0]
     assert len(row["labels"]) == len(row["input_ids"]) <= 64
     assert row["labels"][0] == row["labels"][-1] == IGNORED
+
+
+def test_a_hub_style_dataset_names_its_integer_tags(tmp_path, tokenizer):
+    from datasets import ClassLabel, Dataset, Features, List, Value
+
+    from hpsearch.trial import prepare_data
+
+    # A folder of split files laid out as a hub dataset is, the tags a sequence of ClassLabel.
+    features = Features({"tokens": List(Value("string")), "ner_tags": List(ClassLabel(names=NAMES))})
+    folder = tmp_path / "wnut"
+    folder.mkdir()
+    for split, n in (("train", 12), ("validation", 4)):
+        rows = {"tokens": [["Bob", "is", "in", "New", "York"]] * n, "ner_tags": [[B_PER, O, O, B_LOC, I_LOC]] * n}
+        Dataset.from_dict(rows, features=features).to_parquet(str(folder / f"{split}.parquet"))
+    dataset = TokenClassificationData(source=str(folder), eval_split="validation")
+    data = prepare_data(dataset, MODEL, tokenizer, tmp_path / "cache")
+    # The integer tags keep the names the dataset declares, in its order.
+    assert data.label_names == NAMES
+    assert (len(data.train), len(data.eval)) == (12, 4)
+    assert data.train[0]["labels"] == [IGNORED, B_PER, O, O, B_LOC, I_LOC, IGNORED]
 
 
 def test_the_default_ner_study_is_valid_and_offline():
