@@ -41,6 +41,11 @@ class CuttableProxy:
     def cut(self) -> None:
         """Drop every open connection and refuse new ones, as a database restart does."""
         self._up.clear()
+        try:
+            # Wakes the accept() under way, so the port is free for restore() at once.
+            self._listener.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
         self._listener.close()
         with self._lock:
             for connection in self._connections:

@@ -41,6 +41,13 @@ def is_transient(error: BaseException) -> bool:
     cause = error
     if not isinstance(cause, exc.SQLAlchemyError) and isinstance(error.__cause__, exc.SQLAlchemyError):
         cause = error.__cause__  # Optuna's StorageInternalError ... from e
+    if isinstance(cause, exc.PendingRollbackError):
+        # The aftermath of an earlier failure on the same connection, raised while handling it:
+        # Optuna's _get_trials catches OperationalError (meaning "too many IN values") and queries
+        # again on the connection that just died. It is as transient as the failure before it; the
+        # retry gets a fresh session, since Optuna rolls back and closes this one.
+        earlier = cause.__context__
+        return earlier is not None and earlier is not cause and is_transient(earlier)
     if isinstance(cause, exc.DBAPIError) and cause.connection_invalidated:
         return True
     if isinstance(cause, (exc.DisconnectionError, exc.TimeoutError, exc.InterfaceError)):

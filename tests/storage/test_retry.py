@@ -54,6 +54,21 @@ def test_connection_failures_are_transient_and_data_errors_are_not():
     assert not is_transient(ValueError("not a database error at all"))
 
 
+def test_a_pending_rollback_is_as_transient_as_the_failure_before_it():
+    def raised_while_handling(earlier: Exception) -> exc.PendingRollbackError:
+        try:
+            try:
+                raise earlier
+            except Exception:
+                raise exc.PendingRollbackError("Can't reconnect until invalid transaction is rolled back")
+        except exc.PendingRollbackError as e:
+            return e
+
+    assert is_transient(raised_while_handling(exc.InterfaceError("SELECT 1", {}, Exception("closed"))))
+    assert not is_transient(raised_while_handling(ValueError("a bug, not an outage")))
+    assert not is_transient(exc.PendingRollbackError("rolled back with no failure before it"))
+
+
 @pytest.fixture
 def study_on(request):
     """A fresh study on the named server, deleted afterwards: (url, name)."""
@@ -134,3 +149,43 @@ def test_a_study_whose_creation_answer_is_lost_is_created_once_with_its_attribut
     finally:
         proxy.close()
         optuna.delete_study(study_name=name, storage=open_storage(resolve_storage_url(url)))
+
+
+@pytest.mark.parametrize("study_on", SERVERS[:1], indirect=True, ids=["postgresql"])
+def test_a_cut_between_the_queries_of_a_read_is_ridden_out(study_on, caplog):
+    """Optuna's trial read catches OperationalError (for "too many IN values") and queries again on
+    the connection that just died, which raises PendingRollbackError: that too is an outage."""
+    import threading
+
+    from sqlalchemy import event
+
+    url, name = study_on
+    server = make_url(url)
+    proxy = CuttableProxy(server.host or "127.0.0.1", server.port or 5432)
+    try:
+        storage = open_storage(resolve_storage_url(
+            server.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)))
+        study = optuna.load_study(study_name=name, storage=storage)
+        study.tell(study.ask(), 0.5)
+        armed = threading.Event()
+        armed.set()
+
+        @event.listens_for(storage.engine, "before_cursor_execute")
+        def cut_before_the_trials_query(conn, cursor, statement, *args):
+            # The study has been looked up on this connection; the database vanishes before the
+            # trials are read, and comes back a second later.
+            if armed.is_set() and "FROM trials" in statement and "ORDER BY trials.trial_id" in statement:
+                armed.clear()
+                proxy.cut()
+                threading.Timer(1.0, proxy.restore).start()
+
+        with caplog.at_level(logging.WARNING):
+            trials = storage.get_all_trials(study._study_id)
+        assert [t.value for t in trials] == [0.5]
+        # The cut came where it was meant to: Optuna fell back to its second query, which failed,
+        # and the read was retried until the database was back.
+        messages = [r.getMessage() for r in caplog.records]
+        assert any("Falling back to a slower alternative" in m for m in messages)
+        assert any("storage unreachable" in m for m in messages)
+    finally:
+        proxy.close()
