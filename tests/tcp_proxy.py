@@ -40,7 +40,8 @@ class CuttableProxy:
 
     def cut(self) -> None:
         """Drop every open connection and refuse new ones, as a database restart does."""
-        self._up.clear()
+        with self._lock:
+            self._up.clear()
         try:
             # Wakes the accept() under way, so the port is free for restore() at once.
             self._listener.shutdown(socket.SHUT_RDWR)
@@ -79,6 +80,10 @@ class CuttableProxy:
                 client.close()
                 continue
             with self._lock:
+                if not self._up.is_set():  # cut while this link was being made: it never was
+                    client.close()
+                    upstream.close()
+                    continue
                 self._connections += [client, upstream]
             link = {"saw_statement": False, "committing": False}
             for source, sink, upward in ((client, upstream, True), (upstream, client, False)):

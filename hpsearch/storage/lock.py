@@ -23,6 +23,11 @@ if TYPE_CHECKING:
     from typing import Self
 
 LOCK_TIMEOUT_S = 300
+# Longest a holder may keep the lock without a word to the server: its session is then ended and
+# the lock freed. A worker whose link died while it held the lock (a network partition, a machine
+# lost) leaves a session the server may believe alive for hours (TCP keepalive); without this every
+# other worker would wait on it. The lock is held for milliseconds; the margin is for a busy server.
+LOCK_HOLD_LIMIT_S = 120
 
 
 class StudyLock:
@@ -60,8 +65,18 @@ class StudyLock:
 
     def _take_server_lock(self) -> None:
         if self._backend == "postgresql":
+            # The session holds the lock "idle in transaction": the server ends it after the hold
+            # limit. lock_timeout bounds the wait, as GET_LOCK's timeout does on MySQL. (Both are
+            # undone with the transaction at release: the pooled connection keeps no setting.)
+            self._connection.execute(sqlalchemy.text(
+                "SELECT set_config('idle_in_transaction_session_timeout', :hold, false), "
+                "set_config('lock_timeout', :wait, false)"
+            ), {"hold": f"{LOCK_HOLD_LIMIT_S * 1000:.0f}", "wait": f"{LOCK_TIMEOUT_S * 1000:.0f}"})
             self._connection.execute(sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": self._key})
             return
+        # MySQL frees a named lock when its session ends; wait_timeout ends a silent session. An idle
+        # pooled lock connection is ended too, and replaced by the pool's pre-ping.
+        self._connection.execute(sqlalchemy.text(f"SET SESSION wait_timeout = {int(LOCK_HOLD_LIMIT_S)}"))
         got = self._connection.execute(
             sqlalchemy.text("SELECT GET_LOCK(:n, :t)"), {"n": self._name, "t": LOCK_TIMEOUT_S}
         ).scalar()
