@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import signal
 import socket
 import sys
 import traceback
@@ -103,6 +104,11 @@ def worker(name: str, storage: str | None, gpus: str | None, workers: int | None
     check_sources(spec)  # the model and data must be reachable from this machine too
     _check_training_args(spec)
     spent = n_spent(rdb.get_all_trials(rdb.get_study_id_from_name(name), deepcopy=False))
+    if supervised:
+        # The supervisor stops its workers with SIGINT. A process started with SIGINT ignored (under
+        # nohup, as a background job) passes that on, and Python would then never raise
+        # KeyboardInterrupt: the trial would not end as 'interrupted' and the worker would not stop.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     # A worker joins others: its supervisor names its slot, else its host and process do.
     key = os.environ.get(WORKER_KEY_ENV) if supervised else None
     key = key or f"{socket.gethostname()}:{os.getpid()}"
@@ -258,7 +264,7 @@ def dashboard(name: str | None, storage: str | None, host: str, port: int, serve
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
 def status(name: str | None, storage: str | None, as_json: bool) -> None:
     """Trials by state, best value, running trials with their heartbeats, compute spent and saved."""
-    from hpsearch.study import StudySummary
+    from hpsearch.study import Confidence, StudySummary
     from hpsearch.views import (
         all_studies,
         running_table,
@@ -276,6 +282,8 @@ def status(name: str | None, storage: str | None, as_json: bool) -> None:
         console.print(studies_table(data) if data else "the storage holds no study")
         return
     summary = StudySummary(**{f.name: data[f.name] for f in dataclasses.fields(StudySummary)})
+    if summary.best_confidence is not None:  # back from the dict the JSON view shows
+        summary = dataclasses.replace(summary, best_confidence=Confidence(**summary.best_confidence))
     console.print(summary_table(summary))
     console.print(running_table(data["running"]) if data["running"] else "no trial is running")
 
