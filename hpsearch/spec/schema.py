@@ -165,17 +165,29 @@ class SamplerSpec(_Strict):
         return self
 
 
+# The pruning defaults, chosen from the anytime curves and the pruning replay (BENCHMARKS.md).
+DEFAULT_FIRST_RUNG = 0.5  # epochs
+DEFAULT_MIN_TRIALS = 4
+
+
 class PrunerSpec(_Strict):
     name: Literal["hyperband", "successive_halving", "median", "none"] = "hyperband"
     evals_per_epoch: int = Field(default=4, ge=1, le=100)
     """Evaluations per epoch: the rungs the pruner acts on."""
+    first_rung: float | None = Field(default=None, gt=0, le=100)
+    """Epochs a trial trains before it can first be pruned (default 0.5). Earlier, learning rates
+    still warming up look alike and the eval set's noise decides (BENCHMARKS.md)."""
+    min_trials: int | None = Field(default=None, ge=0)
+    """Trials that complete before any trial is pruned (default 4). The pruner still records their
+    evaluations, so the first pruned trial is measured against them, not against one other trial."""
     min_resource: int | None = Field(default=None, ge=1)
-    """hyperband / successive_halving: evaluations before the first pruning decision."""
+    """hyperband / successive_halving: evaluations before the first pruning decision (instead of
+    first_rung)."""
     reduction_factor: int | None = Field(default=None, ge=2)
     n_startup_trials: int | None = Field(default=None, ge=0)
-    """median: trials that complete before any pruning."""
+    """median: Optuna's name for min_trials (trials that complete before any pruning)."""
     n_warmup_steps: int | None = Field(default=None, ge=0)
-    """median: evaluations of a trial before it can be pruned."""
+    """median: evaluations of a trial before it can be pruned (instead of first_rung)."""
 
     @model_validator(mode="after")
     def _settings_taken(self) -> PrunerSpec:
@@ -184,7 +196,32 @@ class PrunerSpec(_Strict):
             "min_resource": halving, "reduction_factor": halving,
             "n_startup_trials": median, "n_warmup_steps": median,
         })
+        # (None, not "left out": a stored spec comes back with every key, unset ones as None.)
+        for exact in ("min_resource", "n_warmup_steps"):
+            if self.first_rung is not None and getattr(self, exact) is not None:
+                raise ValueError(f"the pruner takes first_rung (in epochs) or {exact} (in evaluations), "
+                                 "not both; remove one")
+        if self.min_trials is not None and self.n_startup_trials is not None:
+            raise ValueError("min_trials and n_startup_trials say the same for the median pruner; remove one")
         return self
+
+    @property
+    def first_rung_evals(self) -> int:
+        """The evaluation at which a trial can first be pruned (1 = the first)."""
+        if self.min_resource is not None:
+            return self.min_resource
+        if self.n_warmup_steps is not None:
+            return self.n_warmup_steps + 1
+        epochs = DEFAULT_FIRST_RUNG if self.first_rung is None else self.first_rung
+        # A hair below the product, so that 0.5 epoch at 2 evaluations per epoch is evaluation 1.
+        return max(1, math.ceil(epochs * self.evals_per_epoch - 1e-9))
+
+    @property
+    def trials_before_pruning(self) -> int:
+        for said in (self.min_trials, self.n_startup_trials):
+            if said is not None:
+                return said
+        return DEFAULT_MIN_TRIALS
 
 
 class BudgetSpec(_Strict):

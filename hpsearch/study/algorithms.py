@@ -34,16 +34,54 @@ def worker_seed(seed: int, worker_key: str) -> int:
 
 
 def make_pruner(spec: PrunerSpec) -> optuna.pruners.BasePruner:
-    halving = {k: v for k, v in (("min_resource", spec.min_resource),
-                                 ("reduction_factor", spec.reduction_factor)) if v is not None}
-    if spec.name == "hyperband":
-        return optuna.pruners.HyperbandPruner(**halving)
-    if spec.name == "successive_halving":
-        return optuna.pruners.SuccessiveHalvingPruner(**halving)
-    if spec.name == "median":
-        median = {k: v for k, v in (("n_startup_trials", spec.n_startup_trials),
-                                    ("n_warmup_steps", spec.n_warmup_steps)) if v is not None}
-        return optuna.pruners.MedianPruner(**median)
     if spec.name == "none":
         return optuna.pruners.NopPruner()
+    first, after = spec.first_rung_evals, {"min_trials": spec.trials_before_pruning}
+    if spec.name in ("hyperband", "successive_halving"):
+        if spec.reduction_factor is not None:
+            after["reduction_factor"] = spec.reduction_factor
+        cls = HyperbandPruner if spec.name == "hyperband" else SuccessiveHalvingPruner
+        return cls(min_resource=first, **after)
+    if spec.name == "median":
+        # Its own start-up count is min_trials under Optuna's name (trials_before_pruning reads
+        # either): one count, ours.
+        return MedianPruner(n_startup_trials=0, n_warmup_steps=first - 1, **after)
     raise ValueError(f"unknown pruner {spec.name!r}")  # pragma: no cover - the spec admits no other
+
+
+class _AfterMinTrials:
+    """Prunes nothing until `min_trials` trials of the study have completed, then as the pruner does.
+
+    The pruner is asked at every evaluation all the same: successive halving records each trial's
+    value at each rung as it is asked, so the trials of the warm-up become the competitors of the
+    first trials it prunes. Without them a trial is compared with the one or two trials of its
+    bracket that reached the rung before it, and must beat them all (Optuna's rule for the first
+    `reduction_factor - 1` trials of a rung): a coin toss on a noisy early evaluation.
+    A subclass, not a wrapper: Optuna's samplers look for a HyperbandPruner by type, to sample
+    from the trials of a trial's own bracket.
+    """
+
+    def __init__(self, *args, min_trials: int, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.min_trials = min_trials
+        self._warmed_up = min_trials == 0
+
+    def prune(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
+        if not super().prune(study, trial):
+            return False
+        if not self._warmed_up:
+            complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+            self._warmed_up = len(complete) >= self.min_trials
+        return self._warmed_up
+
+
+class HyperbandPruner(_AfterMinTrials, optuna.pruners.HyperbandPruner):
+    pass
+
+
+class SuccessiveHalvingPruner(_AfterMinTrials, optuna.pruners.SuccessiveHalvingPruner):
+    pass
+
+
+class MedianPruner(_AfterMinTrials, optuna.pruners.MedianPruner):
+    pass

@@ -18,6 +18,17 @@ class TrialDiverged(Exception):
     """The training loss or the metric stopped being a finite number."""
 
 
+def evaluation_steps(max_steps: int, batches_per_epoch: int, accumulation: int, evals_per_epoch: int) -> list[int]:
+    """The optimizer steps after which a trial evaluates: `evals_per_epoch` per epoch, evenly
+    spaced, the last on the final step. Evaluation k falls at k / evals_per_epoch of an epoch (to
+    the nearest step), whatever the batch size and accumulation: the rungs of every trial sit at the
+    same fraction of the data seen."""
+    # As Trainer counts them: a last, partial accumulation still makes an optimizer step.
+    steps_per_epoch = max(1, math.ceil(batches_per_epoch / accumulation))
+    n_evals = max(1, min(math.ceil(evals_per_epoch * max_steps / steps_per_epoch), max_steps))
+    return [round(k * max_steps / n_evals) for k in range(1, n_evals + 1)]
+
+
 class OptunaPruningCallback(TrainerCallback):
     def __init__(self, trial: optuna.Trial, metric_key: str, evals_per_epoch: int,
                  derive_metrics: Callable[[dict], dict] | None = None):
@@ -36,10 +47,8 @@ class OptunaPruningCallback(TrainerCallback):
 
     def on_train_begin(self, args, state, control, train_dataloader=None, **kwargs):
         self.n_steps_planned = state.max_steps
-        steps_per_epoch = max(1, len(train_dataloader) // args.gradient_accumulation_steps)
-        n_evals = math.ceil(self.evals_per_epoch * state.max_steps / steps_per_epoch)
-        n_evals = max(1, min(n_evals, state.max_steps))
-        self.eval_steps = {round(k * state.max_steps / n_evals) for k in range(1, n_evals + 1)}
+        self.eval_steps = set(evaluation_steps(
+            state.max_steps, len(train_dataloader), args.gradient_accumulation_steps, self.evals_per_epoch))
 
     def on_step_end(self, args, state, control, **kwargs):
         if state.global_step in self.eval_steps:

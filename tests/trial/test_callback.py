@@ -5,9 +5,12 @@ from __future__ import annotations
 import math
 
 import optuna
+import pytest
 from transformers import TrainerControl, TrainerState, TrainingArguments
 
+from hpsearch.spec import PrunerSpec
 from hpsearch.trial import OptunaPruningCallback
+from hpsearch.trial.callback import evaluation_steps
 
 
 def begin(callback, tmp_path, max_steps, steps_per_epoch, epochs=1.0):
@@ -91,3 +94,47 @@ def test_the_final_evaluation_never_prunes(tmp_path):
     # Below the median at its last evaluation, but trained to the end: kept as a complete trial.
     assert worse.should_prune() and not control.should_training_stop and not callback.pruned
     assert callback.n_evals == 2
+
+
+@pytest.mark.parametrize("evals_per_epoch", [1, 2, 3, 4])
+@pytest.mark.parametrize("accumulation", [1, 2, 3, 4])
+@pytest.mark.parametrize("batch_size", [8, 16, 32])
+def test_rungs_sit_at_the_same_fraction_of_an_epoch_for_every_batch_size(batch_size, accumulation, evals_per_epoch):
+    for n_examples in (100, 999, 2000):
+        batches = math.ceil(n_examples / batch_size)
+        steps_per_epoch = math.ceil(batches / accumulation)  # Trainer's count
+        for epochs in (1, 2, 3):
+            max_steps = steps_per_epoch * epochs
+            steps = evaluation_steps(max_steps, batches, accumulation, evals_per_epoch)
+            assert steps == sorted(set(steps)) and steps[-1] == max_steps
+            if steps_per_epoch >= evals_per_epoch:
+                # Evaluation k comes after k / evals_per_epoch of an epoch, to the nearest step...
+                assert len(steps) == evals_per_epoch * epochs
+                for k, step in enumerate(steps, start=1):
+                    assert abs(step - k * steps_per_epoch / evals_per_epoch) <= 0.5
+                # ...so the first rung a pruner may act on is never before first_rung epochs, less
+                # half a step.
+                first = PrunerSpec(evals_per_epoch=evals_per_epoch).first_rung_evals
+                assert steps[first - 1] >= 0.5 * steps_per_epoch - 0.5
+            else:
+                assert steps == list(range(1, max_steps + 1))  # fewer steps than evaluations: each
+
+
+def test_the_schedule_matches_a_real_trainer_with_a_partial_accumulation(tmp_path):
+    """63 batches, accumulation 4: Trainer makes 16 optimizer steps an epoch, the last from 3 batches."""
+    import torch
+    from transformers import BertConfig, BertForSequenceClassification, Trainer
+
+    torch.manual_seed(0)
+    model = BertForSequenceClassification(BertConfig(
+        vocab_size=50, hidden_size=8, num_hidden_layers=1, num_attention_heads=1, intermediate_size=8))
+    data = [{"input_ids": torch.randint(0, 50, (6,)), "labels": torch.tensor(i % 2)} for i in range(63)]
+    study = optuna.create_study(direction="minimize")
+    callback = OptunaPruningCallback(study.ask(), "eval_loss", evals_per_epoch=2)
+    args = TrainingArguments(output_dir=str(tmp_path), per_device_train_batch_size=1, gradient_accumulation_steps=4,
+                             num_train_epochs=2, report_to="none", save_strategy="no", use_cpu=True,
+                             disable_tqdm=True)
+    Trainer(model=model, args=args, train_dataset=data, eval_dataset=data[:4], callbacks=[callback]).train()
+    assert callback.n_steps_planned == 32
+    assert sorted(callback.eval_steps) == [8, 16, 24, 32]  # half-epochs of 16 steps
+    assert [h["step"] for h in callback.history] == [8, 16, 24, 32]
