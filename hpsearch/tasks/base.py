@@ -94,6 +94,9 @@ class Task:
     """What `transformers.pipeline()` serves the exported model as (None: no pipeline serves it)."""
     generates: ClassVar[bool] = False
     """Evaluation generates text, so the spec's generation settings apply."""
+    interval_rounds: ClassVar[int] = 200
+    """Bootstrap resamples of the eval set for the objective's confidence interval (0: none, where
+    scoring a resample is too slow to repeat)."""
     file_readers: ClassVar[dict[str, Callable[..., pd.DataFrame]]] = {}
     """Data file formats of this task alone, by suffix, besides csv/tsv/json/jsonl/parquet."""
 

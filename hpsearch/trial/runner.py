@@ -25,11 +25,12 @@ from transformers.trainer_callback import PrinterCallback, ProgressCallback
 from hpsearch.errors import TrialFailed, first_line
 from hpsearch.spec import StudySpec, split_params, suggest_params
 from hpsearch.storage import BestModelKeeper, set_user_attrs
-from hpsearch.study import FAIL_REASON_ATTR, INTERRUPTED
+from hpsearch.study import EVAL_EXAMPLES_ATTR, FAIL_REASON_ATTR, INTERRUPTED, INTERVAL_ATTR
 from hpsearch.trial.arguments import build_training_args
 from hpsearch.trial.callback import OptunaPruningCallback
 from hpsearch.trial.classes import transformers_class
 from hpsearch.trial.data import PreparedData
+from hpsearch.trial.interval import RememberLastEvaluation, bootstrap_interval
 from hpsearch.trial.model import ModelFactory
 
 
@@ -66,6 +67,8 @@ class TrialRunner:
         callback = OptunaPruningCallback(
             trial, self.spec.objective.eval_key, self.spec.pruner.evals_per_epoch, task.derive_metrics
         )
+        compute_metrics = task.compute_metrics(self.spec.dataset, self.tokenizer, self.data.label_names)
+        scored = RememberLastEvaluation(compute_metrics) if compute_metrics is not None else None
         with tempfile.TemporaryDirectory(prefix="hpsearch-trial-") as scratch:
             try:
                 args = build_training_args(settings.arguments, seed, Path(scratch), task)
@@ -77,7 +80,7 @@ class TrialRunner:
                     eval_dataset=self.data.eval,
                     processing_class=self.tokenizer,
                     data_collator=transformers_class(task.collator_class)(self.tokenizer, **task.collator_kwargs(model)),
-                    compute_metrics=task.compute_metrics(self.spec.dataset, self.tokenizer, self.data.label_names),
+                    compute_metrics=scored,
                     callbacks=[callback],
                 )
             except Exception as e:  # noqa: BLE001 - TrainingArguments and Trainer refuse bad values in many types
@@ -93,7 +96,8 @@ class TrialRunner:
             except Exception as e:  # noqa: BLE001 - failures are data: a combination that cannot train
                 raise TrialFailed(f"{type(e).__name__}: {first_line(e)}") from None
             finally:
-                _record_cost(trial, trainer, callback, time.monotonic() - started)
+                _record_cost(trial, trainer, callback, time.monotonic() - started,
+                             self._interval(scored, callback, trainer))
                 _upload_metrics(trial, callback, params, seed, self.artifact_store, Path(scratch))
                 if torch.cuda.is_available():
                     gc.collect()
@@ -111,16 +115,32 @@ class TrialRunner:
         self.best_model.offer(trial.study, trial.number, value, save)
         return value
 
+    def _interval(self, scored: RememberLastEvaluation | None, callback: OptunaPruningCallback,
+                  trainer: Trainer) -> dict[str, Any]:
+        """The objective's bootstrap interval over the final evaluation, for a trial trained to its
+        end (a pruned trial's model is not kept: its interval would tell nobody anything)."""
+        task, metric = self.spec.task_spec, self.spec.objective.metric
+        finished = (trainer.state.global_step == callback.n_steps_planned and not callback.pruned
+                    and not callback.divergence and callback.n_evals > 0)
+        if not finished or scored is None or scored.last is None or task.interval_rounds == 0:
+            return {}
+        try:
+            low, high = bootstrap_interval(scored.compute, scored.last, metric, rounds=task.interval_rounds)
+        except KeyError:  # a metric Trainer computes (the loss), not the task's compute_metrics
+            return {}
+        return {INTERVAL_ATTR: [round(low, 6), round(high, 6)], EVAL_EXAMPLES_ATTR: len(self.data.eval)}
+
 
 def record_start(trial: optuna.Trial, seed: int, device: str) -> None:
     """Where the trial runs and with which seed, in one write."""
     set_user_attrs(trial, {"seed": seed, "host": socket.gethostname(), "pid": os.getpid(), "device": device})
 
 
-def _record_cost(trial: optuna.Trial, trainer: Trainer, callback: OptunaPruningCallback, seconds: float) -> None:
+def _record_cost(trial: optuna.Trial, trainer: Trainer, callback: OptunaPruningCallback, seconds: float,
+                 interval: dict[str, Any]) -> None:
     cost = {
         "train_seconds": round(seconds, 3), "n_steps": trainer.state.global_step,
-        "n_steps_planned": callback.n_steps_planned, "n_evals": callback.n_evals,
+        "n_steps_planned": callback.n_steps_planned, "n_evals": callback.n_evals, **interval,
     }
     if callback.last_metrics:
         cost["metrics"] = {k: round(v, 6) for k, v in callback.last_metrics.items()}

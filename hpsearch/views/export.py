@@ -17,7 +17,7 @@ from optuna.artifacts import download_artifact
 
 from hpsearch.errors import HpsearchError, StudyError
 from hpsearch.storage import TRIAL_FILE, best_model_pointer
-from hpsearch.study import stored_spec
+from hpsearch.study import Confidence, stored_spec
 from hpsearch.views.status import describe_trial_record
 
 
@@ -73,6 +73,7 @@ def model_card(name: str, spec, best: dict) -> str:
     fixed = "\n".join(f"| {k} | {v} |" for k, v in spec.training.items()) or "| (none) | |"
     metrics = "\n".join(f"| {k} | {v:.4f} |" for k, v in sorted(best["metrics"].items()) if isinstance(v, float))
     tag = f"pipeline_tag: {task.pipeline_task}\n" if task.pipeline_task else ""
+    sureness = f"; {Confidence(**best['confidence']).describe()}" if best.get("confidence") else ""
     return f"""---
 library_name: transformers
 {tag}tags:
@@ -84,7 +85,7 @@ library_name: transformers
 A {spec.task} model fine-tuned from `{spec.model}` on `{spec.dataset.source}`
 ({task.describe_data(spec.dataset)}), the best of {spec.budget.n_trials} trials searched by hpsearch
 for {spec.objective.direction} `{best['metric']}`: **{best['value']:.4f}** (trial {best['number']},
-seed {best['seed']}).
+seed {best['seed']}){sureness}.
 
 ```python
 {task.usage("path/to/this/directory")}

@@ -77,6 +77,7 @@ def _page(study: optuna.Study, spec, outcome: dict[str, str], out_dir: Path) -> 
         ("trials", f"{summary.n_spent}/{summary.n_trials_budget} spent; "
                    + describe_states(summary.states)),
         (f"best {summary.metric}", "-" if summary.best_value is None else f"{summary.best_value:.4f} (trial {summary.best_number})"),
+        *([("&nbsp;&nbsp;how sure", html.escape(summary.best_confidence.describe()))] if summary.best_confidence else []),
         *((f"&nbsp;&nbsp;{html.escape(k)}", html.escape(str(v))) for k, v in summary.best_params.items()),
         *measured,
         ("compute spent", f"{summary.train_seconds:.0f} s, {summary.n_steps} optimizer steps"),

@@ -14,7 +14,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from hpsearch.errors import StudyError
 from hpsearch.storage import best_model_pointer, heartbeat_ages, trials_of
-from hpsearch.study import SPEC_ATTR, count_states, stored_spec, summarize
+from hpsearch.study import SPEC_ATTR, confidence_of, count_states, stored_spec, summarize
 from hpsearch.tasks import DEFAULT_TASK
 
 
@@ -75,9 +75,11 @@ def best_trial(storage, name: str) -> dict[str, Any]:
 
 def describe_trial_record(study: optuna.Study, spec, trial: FrozenTrial) -> dict[str, Any]:
     """What `best` shows and export's model card states about one trial."""
+    confidence = confidence_of(trial, study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
     return {
         "study": study.study_name, "task": spec.task, "number": trial.number, "metric": spec.objective.eval_key,
         "value": trial.value, "params": trial.params, "metrics": trial.user_attrs.get("metrics", {}),
+        "confidence": None if confidence is None else dataclasses.asdict(confidence),
         "seed": trial.user_attrs.get("seed"), "train_seconds": trial.user_attrs.get("train_seconds"),
         "best_model": best_model_pointer(study),
     }

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from rich.table import Table
 
-from hpsearch.study import StudySummary, describe_states
+from hpsearch.study import Confidence, StudySummary, describe_states
 from hpsearch.tasks import get_task
 
 
@@ -18,6 +18,8 @@ def summary_table(summary: StudySummary) -> Table:
     table.add_row("trials", f"{summary.n_spent}/{summary.n_trials_budget} spent ({states})")
     if summary.best_number is not None:
         table.add_row(f"best {summary.metric}", f"{summary.best_value:.4f} (trial {summary.best_number}, {summary.direction})")
+        if summary.best_confidence is not None:
+            table.add_row("  how sure", summary.best_confidence.describe())
         for name, value in summary.best_params.items():
             table.add_row(f"  {name}", format_value(value))
         others = {k: v for k, v in summary.best_metrics.items() if k != summary.metric}
@@ -79,6 +81,8 @@ def best_table(best: dict) -> Table:
     table.add_column()
     table.add_row("task", best["task"])
     table.add_row(best["metric"], f"{best['value']:.4f} (trial {best['number']}, seed {best['seed']})")
+    if best.get("confidence"):
+        table.add_row("  how sure", Confidence(**best["confidence"]).describe())
     for name, value in best["params"].items():
         table.add_row(f"  {name}", format_value(value))
     for name in get_task(best["task"]).metrics:  # what evaluation measured; runtimes are noise here

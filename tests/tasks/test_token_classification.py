@@ -262,6 +262,11 @@ def test_a_ner_search_end_to_end(workdir):
     metrics = trials[0].user_attrs["metrics"]
     assert {"eval_f1", "eval_precision", "eval_recall", "eval_accuracy", "eval_loss"} <= set(metrics)
     assert metrics["eval_f1"] > 0.5  # people and places are easy to learn in one epoch
+    # The complete trial knows how sure its value is (40 sentences); the pruned ones say nothing.
+    low, high = trials[0].user_attrs["objective_interval"]
+    assert 0.0 <= low <= trials[0].value <= high <= 1.0
+    assert trials[0].user_attrs["eval_examples"] == 40
+    assert all("objective_interval" not in t.user_attrs for t in trials[1:])
 
     # The kept model names the real tags.
     pointer = study.user_attrs[BEST_MODEL_ATTR]
@@ -277,6 +282,7 @@ def test_a_ner_search_end_to_end(workdir):
     assert 'aggregation_strategy="simple"' in exported.stdout
     card = (workdir / "out" / "README.md").read_text()
     assert "pipeline_tag: token-classification" in card and "eval_f1" in card
+    assert "95% CI" in card and "over 40 eval examples" in card
 
     from transformers import pipeline
 

@@ -70,7 +70,9 @@ def make_synthetic_study(path: Path, name: str, spec: dict | None = None, metric
         ))
 
     add(TrialState.COMPLETE, 0.61, 1e-4, train_seconds=10.0, n_steps=10, n_steps_planned=10, metrics=first)
-    add(TrialState.COMPLETE, 0.72, 2e-4, train_seconds=12.0, n_steps=10, n_steps_planned=10, metrics=second, seed=1)
+    # Its 95% interval over 50 eval examples holds trial 0's value too: the two are tied.
+    add(TrialState.COMPLETE, 0.72, 2e-4, train_seconds=12.0, n_steps=10, n_steps_planned=10, metrics=second, seed=1,
+        objective_interval=[0.6, 0.84], eval_examples=50)
     add(TrialState.PRUNED, None, 1e-5, train_seconds=3.0, n_steps=3, n_steps_planned=12)
     add(TrialState.FAIL, None, 3e-4, fail_reason="out of memory (batch size 64)", train_seconds=1.0, n_steps=1)
     running = study.ask({"learning_rate": distributions["learning_rate"]})

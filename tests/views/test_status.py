@@ -32,6 +32,8 @@ def test_status_and_best_give_the_right_numbers(tmp_path):
     assert data["train_seconds"] == 26.0 and data["n_steps"] == 24
     # The pruned trial stopped 9 steps short, at 1 s per step.
     assert data["steps_saved"] == 9 and data["seconds_saved"] == pytest.approx(9.0)
+    # How sure the best is: its interval over the eval set, and trial 0 (0.61) inside it.
+    assert data["best_confidence"] == {"low": 0.6, "high": 0.84, "eval_examples": 50, "tied": [0]}
     (running,) = data["running"]
     assert running["host"] == "gpu-box" and running["device"] == "cuda:0 (H100)"
     assert 0 <= running["heartbeat_age_s"] < 60
@@ -40,9 +42,14 @@ def test_status_and_best_give_the_right_numbers(tmp_path):
     data = json.loads(best.stdout)
     assert (data["number"], data["value"], data["seed"]) == (1, 0.72, 1)
     assert data["metrics"] == {"eval_accuracy": 0.72, "eval_loss": 0.7}
+    assert data["confidence"]["tied"] == [0]
 
     # Without --json: tables for a person; every study listed when none is named.
-    assert "gpu-box" in run_hpsearch("status", "--study", "synthetic", "--storage", url, cwd=tmp_path).stdout
+    sure = "95% CI 0.6000-0.8400 over 50 eval examples; statistically tied with trial 0"
+    wide = {"COLUMNS": "200"}  # one line per table row
+    table = run_hpsearch("status", "--study", "synthetic", "--storage", url, cwd=tmp_path, env=wide).stdout
+    assert "gpu-box" in table and sure in table
+    assert sure in run_hpsearch("best", "--study", "synthetic", "--storage", url, cwd=tmp_path, env=wide).stdout
     listing = run_hpsearch("status", "--storage", url, cwd=tmp_path)
     assert "synthetic" in listing.stdout and "0.7200" in listing.stdout
 
