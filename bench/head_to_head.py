@@ -14,6 +14,12 @@ trials and sampler (the spec's, with its seed):
   and returns the metric; no pruning.
 - plain: no search at all: one fine-tune with default settings (learning rate 5e-5, batch 16, one
   epoch), the reference a search has to beat.
+- hpsearch-timed: hpsearch with no trial limit and `--timeout` equal to HF's wall time in the same
+  run (so it runs after hf): the same compute as HF, spent on as many trials as it fits.
+
+Every contender's anytime curve (best so far against wall time and optimizer steps, bench/curves.py)
+is recorded; with `--seeds 0,1,2` the whole comparison runs once per sampler seed and the curves'
+figures are summarized over the seeds (median and range).
 
 Each contender runs in its own Python process, timed from its start to its exit, so each pays its
 own imports and model loading; the tokenized data comes from hpsearch's cache for all three (warmed
@@ -21,8 +27,8 @@ before any timing). The spec's fixed training values (`training:`) and model kno
 
     python bench/head_to_head.py [--study studies/sentiment.yaml] [--n-trials N]
         [--max-train-samples N] [--max-eval-samples N] [--sampler-seed N]
-        [--only hpsearch,hpsearch-workers,hf,optuna,plain]
-        [--json out.json]
+        [--only hpsearch,hpsearch-workers,hf,optuna,plain,hpsearch-timed] [--seeds 0,1,2]
+        [--json out.json] [--png curves.png]
 
 Prints a Markdown table: wall time, best eval metric, optimizer steps trained, trials by state.
 """
@@ -42,8 +48,11 @@ import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
 
-CONTENDERS = ("hpsearch", "hpsearch-workers", "hf", "optuna", "plain")
+CONTENDERS = ("hpsearch", "hpsearch-workers", "hf", "optuna", "plain", "hpsearch-timed")
+DEFAULT_CONTENDERS = CONTENDERS[:5]
+UNLIMITED_TRIALS = 10_000  # hpsearch-timed: the timeout, not the trial count, ends the run
 # One fine-tune with default settings: transformers' learning rate, one epoch, batch 16.
 PLAIN_SETTINGS = {"learning_rate": 5e-5, "num_train_epochs": 1, "per_device_train_batch_size": 16}
 
@@ -84,6 +93,12 @@ class Shared:
         fixed = split_params(spec.training)
         self.fixed_args, self.knobs, self.generation = fixed.arguments, fixed.knobs, fixed.generation
         self.n_steps = 0
+        self.trial_first_steps: list[int] = []  # self.n_steps when each trial began, in order
+
+    def steps_summary(self) -> dict:
+        """Steps in all, and per trial (trials run one after another, each begins a training)."""
+        ends = self.trial_first_steps[1:] + [self.n_steps]
+        return {"n_steps": self.n_steps, "trial_steps": [b - a for a, b in zip(self.trial_first_steps, ends)]}
 
     def model(self):
         from hpsearch.trial import transformers_class
@@ -112,6 +127,9 @@ class Shared:
         shared = self
 
         class CountSteps(TrainerCallback):
+            def on_train_begin(self, args, state, control, **kw):
+                shared.trial_first_steps.append(shared.n_steps)
+
             def on_step_end(self, args, state, control, **kw):
                 shared.n_steps += 1
 
@@ -145,7 +163,7 @@ def run_hf(spec, storage: str, output_dir: str) -> dict:
         n_trials=spec.budget.n_trials, direction=spec.objective.direction, backend="optuna",
         sampler=make_sampler(spec.sampler), storage=storage, study_name="hf",
     )
-    return {"n_steps": shared.n_steps}
+    return shared.steps_summary()
 
 
 def run_optuna(spec, storage: str, output_dir: str) -> dict:
@@ -165,7 +183,7 @@ def run_optuna(spec, storage: str, output_dir: str) -> dict:
     study = optuna.create_study(storage=storage, study_name="optuna", direction=spec.objective.direction,
                                 sampler=make_sampler(spec.sampler))
     study.optimize(objective, n_trials=spec.budget.n_trials)
-    return {"n_steps": shared.n_steps}
+    return shared.steps_summary()
 
 
 def run_plain(spec, storage: str, output_dir: str) -> dict:
@@ -181,7 +199,7 @@ def run_plain(spec, storage: str, output_dir: str) -> dict:
 
     study = optuna.create_study(storage=storage, study_name="plain", direction=spec.objective.direction)
     study.optimize(objective, n_trials=1)
-    return {"n_steps": shared.n_steps}
+    return shared.steps_summary()
 
 
 def contender_main(name: str, spec_path: Path, storage: str, result_path: Path) -> None:
@@ -196,7 +214,7 @@ def contender_main(name: str, spec_path: Path, storage: str, result_path: Path) 
 # --- the parent: runs each contender in its own process and reads what it stored ------------------
 
 
-def run_contender(name: str, spec_path: Path, scratch: Path) -> dict:
+def run_contender(name: str, spec_path: Path, scratch: Path, timeout: float | None = None) -> dict:
     storage = f"sqlite:///{scratch / f'{name}.db'}"
     result_path = scratch / f"{name}.json"
     env = {**os.environ, "HPSEARCH_ARTIFACTS": str(scratch / "artifacts")}
@@ -205,22 +223,27 @@ def run_contender(name: str, spec_path: Path, scratch: Path) -> dict:
                    "--storage", storage, "--study-name", name]
         if name == "hpsearch-workers":
             command += ["--workers", str(os.cpu_count() or 1)]
+        if name == "hpsearch-timed":
+            command += ["--timeout", f"{timeout:.0f}", "--n-trials", str(UNLIMITED_TRIALS)]
     else:
         command = [sys.executable, __file__, "--contender", name, "--study", str(spec_path),
                    "--storage", storage, "--result", str(result_path)]
+    started_at = time.time()
     started = time.perf_counter()
     completed = subprocess.run(command, env=env, cwd=REPO, capture_output=True, text=True, check=False)
     seconds = time.perf_counter() - started
     if completed.returncode != 0:
         sys.exit(f"{name} failed (exit {completed.returncode}):\n{completed.stdout[-3000:]}\n{completed.stderr[-3000:]}")
-    measured = summarize_storage(storage, name)
-    if not name.startswith("hpsearch"):
-        measured.update(json.loads(result_path.read_text()))
+    stepped = None if name.startswith("hpsearch") else json.loads(result_path.read_text())
+    measured = summarize_storage(storage, name, started_at, stepped)
     return {"contender": name, "seconds": seconds, **measured}
 
 
-def summarize_storage(storage: str, study_name: str) -> dict:
+def summarize_storage(storage: str, study_name: str, started_at: float, stepped: dict | None) -> dict:
+    """What the contender's storage holds: best, states, steps and the anytime curve. hpsearch's
+    trials record their steps; the hand-written contenders' steps come in `stepped`."""
     import optuna
+    from curves import anytime_curve
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     study = optuna.load_study(study_name=study_name, storage=storage)
@@ -229,11 +252,13 @@ def summarize_storage(storage: str, study_name: str) -> dict:
     for trial in trials:
         states[trial.state.name] = states.get(trial.state.name, 0) + 1
     best = study.best_trial
-    summary = {"best_value": best.value, "best_trial": best.number, "best_params": best.params,
-               "first_params": trials[0].params, "states": states}
-    if study_name.startswith("hpsearch"):
-        summary["n_steps"] = sum(t.user_attrs.get("n_steps", 0) for t in trials)
-    return summary
+    steps = ([t.user_attrs.get("n_steps", 0) for t in trials] if stepped is None
+             else stepped["trial_steps"] + [0] * (len(trials) - len(stepped["trial_steps"])))
+    finished = [{"finished_at": t.datetime_complete.timestamp() if t.datetime_complete else None,
+                 "steps": n, "state": t.state.name, "value": t.value} for t, n in zip(trials, steps)]
+    return {"best_value": best.value, "best_trial": best.number, "best_params": best.params,
+            "first_params": trials[0].params, "states": states, "n_steps": sum(steps),
+            "curve": anytime_curve(finished, started_at, study.direction == optuna.study.StudyDirection.MAXIMIZE)}
 
 
 def warm_cache(spec_path: Path) -> None:
@@ -265,8 +290,10 @@ def main() -> int:
     parser.add_argument("--max-train-samples", type=int)
     parser.add_argument("--max-eval-samples", type=int)
     parser.add_argument("--sampler-seed", type=int, help="override the spec's sampler seed, for every contender")
-    parser.add_argument("--only", default=",".join(CONTENDERS))
-    parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--seeds", help="run the whole comparison once per sampler seed, e.g. 0,1,2")
+    parser.add_argument("--only", default=",".join(DEFAULT_CONTENDERS))
+    parser.add_argument("--json", type=Path, help="also write the results here (bench/curves.py reads it)")
+    parser.add_argument("--png", type=Path, help="write the anytime curves here")
     # Internal: run one hand-written contender in this process.
     parser.add_argument("--contender", choices=("hf", "optuna", "plain"), help=argparse.SUPPRESS)
     parser.add_argument("--storage", help=argparse.SUPPRESS)
@@ -279,26 +306,41 @@ def main() -> int:
     unknown = set(chosen) - set(CONTENDERS)
     if unknown:
         parser.error(f"--only: unknown contenders {sorted(unknown)}; pick from {', '.join(CONTENDERS)}")
-    scratch = Path(tempfile.mkdtemp(prefix="hpsearch-h2h-"))
-    raw = load_bench_spec(args.study, args.n_trials, args.max_train_samples, args.max_eval_samples,
-                          args.sampler_seed)
-    spec_path = scratch / "spec.yaml"
-    spec_path.write_text(yaml.safe_dump(raw, sort_keys=False))
-    warm_cache(spec_path)
-    results = []
-    for name in chosen:
-        print(f"running {name} ...", file=sys.stderr, flush=True)
-        results.append(run_contender(name, spec_path, scratch))
-        print(json.dumps(results[-1]), file=sys.stderr, flush=True)
+    if "hpsearch-timed" in chosen and ("hf" not in chosen or chosen.index("hf") > chosen.index("hpsearch-timed")):
+        parser.error("--only: hpsearch-timed runs for HF's wall time, so hf must come before it")
+    seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else [args.sampler_seed]
+    from curves import plot, render_table, seed_figures
+
     from hpsearch.spec import load_spec_file
 
-    metric = load_spec_file(spec_path).objective.eval_key
-    print(f"{raw['budget']['n_trials']} trials each, {raw['dataset'].get('max_train_samples')} train / "
-          f"{raw['dataset'].get('max_eval_samples')} eval examples, spec {args.study.name}, "
-          f"sampler seed {raw.get('sampler', {}).get('seed')}\n")
-    print(render(results, metric))
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=2))
+    runs_by_seed, metric, direction = {}, None, "maximize"
+    for seed in seeds:
+        scratch = Path(tempfile.mkdtemp(prefix="hpsearch-h2h-"))
+        raw = load_bench_spec(args.study, args.n_trials, args.max_train_samples, args.max_eval_samples, seed)
+        spec_path = scratch / "spec.yaml"
+        spec_path.write_text(yaml.safe_dump(raw, sort_keys=False))
+        warm_cache(spec_path)
+        spec = load_spec_file(spec_path)
+        metric, direction = spec.objective.eval_key, spec.objective.direction
+        results = []
+        for name in chosen:
+            print(f"seed {seed}: running {name} ...", file=sys.stderr, flush=True)
+            hf = next((r for r in results if r["contender"] == "hf"), None)
+            results.append(run_contender(name, spec_path, scratch, timeout=hf and hf["seconds"]))
+            print(json.dumps({k: v for k, v in results[-1].items() if k != "curve"}), file=sys.stderr, flush=True)
+        print(f"{raw['budget']['n_trials']} trials each, {raw['dataset'].get('max_train_samples')} train / "
+              f"{raw['dataset'].get('max_eval_samples')} eval examples, spec {args.study.name}, "
+              f"sampler seed {raw.get('sampler', {}).get('seed')}\n")
+        print(render(results, metric) + "\n")
+        runs_by_seed[str(raw.get("sampler", {}).get("seed"))] = {r["contender"]: r for r in results}
+        if args.json:  # after every seed: a long run interrupted keeps what it measured
+            saved = {"metric": metric, "direction": direction, "runs": runs_by_seed} if args.seeds else results
+            args.json.write_text(json.dumps(saved, indent=2))
+    if "hf" in chosen:
+        maximize = direction == "maximize"
+        print(render_table({s: seed_figures(runs, maximize) for s, runs in runs_by_seed.items()}, metric))
+        if args.png:
+            plot(runs_by_seed, metric, args.png)
     return 0
 
 

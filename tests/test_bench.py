@@ -57,6 +57,26 @@ def test_head_to_head_runs_the_ner_study_against_hf(tmp_path, cache_dir):
     assert "best eval_f1" in stdout
 
 
+@pytest.mark.slow
+def test_head_to_head_records_anytime_curves_over_seeds(tmp_path, cache_dir):
+    out, png = tmp_path / "curves.json", tmp_path / "curves.png"
+    stdout = run_bench("head_to_head.py", "--seeds", "0,1", "--only", "hf,hpsearch-timed", "--n-trials", "2",
+                       "--max-train-samples", "32", "--max-eval-samples", "16", "--json", str(out), "--png", str(png),
+                       env={"HPSEARCH_CACHE": str(cache_dir)})
+    saved = json.loads(out.read_text())
+    assert set(saved["runs"]) == {"0", "1"} and saved["metric"] == "eval_accuracy"
+    for runs in saved["runs"].values():
+        hf, timed = runs["hf"], runs["hpsearch-timed"]
+        # One point per finished trial, time and steps only growing; HF's steps add up per trial.
+        assert len(hf["curve"]) == 2 and hf["curve"][-1]["steps"] == hf["n_steps"]
+        for curve in (hf["curve"], timed["curve"]):
+            assert [p["seconds"] for p in curve] == sorted(p["seconds"] for p in curve)
+            assert [p["steps"] for p in curve] == sorted(p["steps"] for p in curve)
+        # With HF's wall time and no trial limit, hpsearch ran past HF's two trials.
+        assert len(timed["curve"]) > 2
+    assert "time to HF's final best" in stdout and png.stat().st_size > 10_000
+
+
 def test_overhead_measures_both_loops():
     stdout = run_bench("overhead.py", "--n-trials", "5", "--repeats", "1", "--parts", "--postgres", POSTGRES_URL or "")
     rows = [line for line in stdout.splitlines() if line.startswith(("| SQLite", "| PostgreSQL"))]

@@ -59,7 +59,7 @@ def test_a_pending_rollback_is_as_transient_as_the_failure_before_it():
         try:
             try:
                 raise earlier
-            except Exception:
+            except (exc.InterfaceError, ValueError):
                 raise exc.PendingRollbackError("Can't reconnect until invalid transaction is rolled back")
         except exc.PendingRollbackError as e:
             return e
