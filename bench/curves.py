@@ -132,17 +132,20 @@ def plot(runs_by_seed: dict[str, dict[str, dict]], metric: str, path: Path) -> N
     figure.savefig(path, dpi=110)
 
 
+def report(runs_by_seed: dict[str, dict[str, dict]], metric: str, maximize: bool, png: Path | None) -> str:
+    """The table of the figures over the seeds; the plot too, when `png` names a file."""
+    if png:
+        plot(runs_by_seed, metric, png)
+    return render_table({seed: seed_figures(runs, maximize) for seed, runs in runs_by_seed.items()}, metric)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", type=Path, help="the JSON head_to_head.py --seeds ... --json wrote")
     parser.add_argument("--png", type=Path, help="write the plot here")
     args = parser.parse_args()
     saved = json.loads(args.runs.read_text())
-    runs_by_seed, metric = saved["runs"], saved["metric"]
-    maximize = saved.get("direction", "maximize") == "maximize"
-    print(render_table({seed: seed_figures(runs, maximize) for seed, runs in runs_by_seed.items()}, metric))
-    if args.png:
-        plot(runs_by_seed, metric, args.png)
+    print(report(saved["runs"], saved["metric"], saved.get("direction", "maximize") == "maximize", args.png))
     return 0
 
 

@@ -309,7 +309,7 @@ def main() -> int:
     if "hpsearch-timed" in chosen and ("hf" not in chosen or chosen.index("hf") > chosen.index("hpsearch-timed")):
         parser.error("--only: hpsearch-timed runs for HF's wall time, so hf must come before it")
     seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else [args.sampler_seed]
-    from curves import plot, render_table, seed_figures
+    from curves import report
 
     from hpsearch.spec import load_spec_file
 
@@ -337,10 +337,7 @@ def main() -> int:
             saved = {"metric": metric, "direction": direction, "runs": runs_by_seed} if args.seeds else results
             args.json.write_text(json.dumps(saved, indent=2))
     if "hf" in chosen:
-        maximize = direction == "maximize"
-        print(render_table({s: seed_figures(runs, maximize) for s, runs in runs_by_seed.items()}, metric))
-        if args.png:
-            plot(runs_by_seed, metric, args.png)
+        print(report(runs_by_seed, metric, direction == "maximize", args.png))
     return 0
 
 

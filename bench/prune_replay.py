@@ -76,6 +76,7 @@ def replay(trials: list[dict], name: str, evals_per_epoch: int, first_rung: floa
     from hpsearch.spec import PrunerSpec
     from hpsearch.study import make_pruner
 
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "study created" line per setting
     maximize = trials[0]["direction"] == "maximize"
     pruner = make_pruner(PrunerSpec(name=name, evals_per_epoch=evals_per_epoch, first_rung=first_rung,
                                     min_trials=min_trials))
@@ -99,23 +100,24 @@ def replay(trials: list[dict], name: str, evals_per_epoch: int, first_rung: floa
             kept.append(recorded["value"])
         else:
             study.tell(trial, state=optuna.trial.TrialState.PRUNED)
-            pruned.append(recorded["number"])
+            pruned.append((recorded["number"], stopped_at))
             steps_saved += round(recorded["steps"] * (1 - stopped_at / len(coarse)))
     total = sum(t["steps"] for t in trials)
     return {"pruner": name, "evals_per_epoch": evals_per_epoch, "first_rung": round(first_rung, 3),
             "min_trials": min_trials, "pruned": len(pruned), "steps_saved": steps_saved,
-            "steps_saved_share": steps_saved / total, "top3_pruned": len(top3 & set(pruned)),
+            "steps_saved_share": steps_saved / total, "top3_pruned": len(top3 & {number for number, _ in pruned}), "pruned_at": pruned,
             "kept_best": (max if maximize else min)(kept), "true_best": ranked[0]["value"]}
 
 
 def render(rows: list[dict], n_trials: int) -> str:
     header = ("| pruner | evals per epoch | first rung (epochs) | min_trials | pruned | steps saved | "
-              "top-3 trials pruned | best kept (best of all) |")
-    lines = [header, "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+              "top-3 trials pruned | best kept (best of all) | trials pruned (at evaluation) |")
+    lines = [header, "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in rows:
         lines.append(f"| {r['pruner']} | {r['evals_per_epoch']} | {r['first_rung']:.2f} | {r['min_trials']} | "
                      f"{r['pruned']} of {n_trials} | {r['steps_saved_share']:.0%} | {r['top3_pruned']} | "
-                     f"{r['kept_best']:.4f} ({r['true_best']:.4f}) |")
+                     f"{r['kept_best']:.4f} ({r['true_best']:.4f}) | "
+                     f"{', '.join(f'{n} ({at})' for n, at in r['pruned_at']) or '-'} |")
     return "\n".join(lines)
 
 
