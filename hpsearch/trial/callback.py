@@ -30,9 +30,9 @@ def evaluation_steps(max_steps: int, batches_per_epoch: int, accumulation: int, 
 
 
 class OptunaPruningCallback(TrainerCallback):
-    def __init__(self, trial: optuna.Trial, metric_key: str, evals_per_epoch: int,
+    def __init__(self, trial: optuna.Trial | None, metric_key: str, evals_per_epoch: int,
                  derive_metrics: Callable[[dict], dict] | None = None):
-        self.trial = trial
+        self.trial = trial  # None: nothing reported, nothing pruned (a final training)
         self.metric_key = metric_key
         self.evals_per_epoch = evals_per_epoch
         # The task's metrics computed from Trainer's own (perplexity from the eval loss).
@@ -76,6 +76,8 @@ class OptunaPruningCallback(TrainerCallback):
                 self.divergence = f"{key} became {metrics[key]} at evaluation {self.n_evals}"
                 control.should_training_stop = True
                 return
+        if self.trial is None:
+            return
         self.trial.report(value, step=self.n_evals)
         # At the final evaluation the training is done: pruning would save nothing and only discard
         # a finished model, so the trial completes whatever the pruner says.

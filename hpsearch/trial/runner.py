@@ -6,31 +6,25 @@ its reason in the `fail_reason` user attribute and the study goes on.
 
 from __future__ import annotations
 
-import gc
 import json
 import os
 import socket
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import optuna
-import torch
 from optuna.artifacts import upload_artifact
-from transformers import Trainer
-from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
-from hpsearch.errors import TrialFailed, first_line
-from hpsearch.spec import StudySpec, split_params, suggest_params
+from hpsearch.errors import TrialFailed
+from hpsearch.spec import StudySpec, suggest_params
 from hpsearch.storage import BestModelKeeper, set_user_attrs
 from hpsearch.study import EVAL_EXAMPLES_ATTR, FAIL_REASON_ATTR, INTERRUPTED, INTERVAL_ATTR
-from hpsearch.trial.arguments import build_training_args
 from hpsearch.trial.callback import OptunaPruningCallback
-from hpsearch.trial.classes import transformers_class
 from hpsearch.trial.data import PreparedData
-from hpsearch.trial.interval import RememberLastEvaluation, bootstrap_interval
+from hpsearch.trial.fit import Fitting, start_fit
+from hpsearch.trial.interval import bootstrap_interval
 from hpsearch.trial.model import ModelFactory
 
 
@@ -62,67 +56,28 @@ class TrialRunner:
             raise
 
     def _train(self, trial: optuna.Trial, params: dict[str, Any], seed: int) -> float:
-        task = self.spec.task_spec
-        settings = split_params({**self.spec.training, **params})
-        callback = OptunaPruningCallback(
-            trial, self.spec.objective.eval_key, self.spec.pruner.evals_per_epoch, task.derive_metrics
-        )
-        compute_metrics = task.compute_metrics(self.spec.dataset, self.tokenizer, self.data.label_names)
-        scored = RememberLastEvaluation(compute_metrics) if compute_metrics is not None else None
         with tempfile.TemporaryDirectory(prefix="hpsearch-trial-") as scratch:
+            fitting = start_fit(self.spec, self.data, self.factory, self.tokenizer,
+                                {**self.spec.training, **params}, seed, Path(scratch), trial)
             try:
-                args = build_training_args(settings.arguments, seed, Path(scratch), task)
-                model = self.factory.build(seed, settings.knobs, settings.generation)
-                trainer = transformers_class(task.trainer_class)(
-                    model=model,
-                    args=args,
-                    train_dataset=self.data.train,
-                    eval_dataset=self.data.eval,
-                    processing_class=self.tokenizer,
-                    data_collator=transformers_class(task.collator_class)(self.tokenizer, **task.collator_kwargs(model)),
-                    compute_metrics=scored,
-                    callbacks=[callback],
-                )
-            except Exception as e:  # noqa: BLE001 - TrainingArguments and Trainer refuse bad values in many types
-                raise TrialFailed(f"invalid parameters: {first_line(e)}") from None
-            # Progress is hpsearch's to show; Trainer's printer would interleave log dicts.
-            trainer.remove_callback(PrinterCallback)
-            trainer.remove_callback(ProgressCallback)
-            started = time.monotonic()
-            try:
-                trainer.train()
-            except torch.OutOfMemoryError:
-                raise TrialFailed(f"out of memory (batch size {args.per_device_train_batch_size})") from None
-            except Exception as e:  # noqa: BLE001 - failures are data: a combination that cannot train
-                raise TrialFailed(f"{type(e).__name__}: {first_line(e)}") from None
+                fitting.train()
             finally:
-                _record_cost(trial, trainer, callback, time.monotonic() - started,
-                             self._interval(scored, callback, trainer))
-                _upload_metrics(trial, callback, params, seed, self.artifact_store, Path(scratch))
-                if torch.cuda.is_available():
-                    gc.collect()
-                    torch.cuda.empty_cache()
+                _record_cost(trial, fitting, self._interval(fitting))
+                _upload_metrics(trial, fitting.callback, params, seed, self.artifact_store, Path(scratch))
+        callback = fitting.callback
         if callback.divergence:
             raise TrialFailed(callback.divergence)
         if callback.pruned:
             raise optuna.TrialPruned(f"pruned at evaluation {callback.n_evals}")
         value = callback.last_metrics[self.spec.objective.eval_key]
-
-        def save(directory: Path) -> None:
-            trainer.model.save_pretrained(directory)
-            self.tokenizer.save_pretrained(directory)
-
-        self.best_model.offer(trial.study, trial.number, value, save)
+        self.best_model.offer(trial.study, trial.number, value, fitting.save)
         return value
 
-    def _interval(self, scored: RememberLastEvaluation | None, callback: OptunaPruningCallback,
-                  trainer: Trainer) -> dict[str, Any]:
+    def _interval(self, fitting: Fitting) -> dict[str, Any]:
         """The objective's bootstrap interval over the final evaluation, for a trial trained to its
         end (a pruned trial's model is not kept: its interval would tell nobody anything)."""
-        task, metric = self.spec.task_spec, self.spec.objective.metric
-        finished = (trainer.state.global_step == callback.n_steps_planned and not callback.pruned
-                    and not callback.divergence and callback.n_evals > 0)
-        if not finished or scored is None or scored.last is None or task.interval_rounds == 0:
+        task, metric, scored = self.spec.task_spec, self.spec.objective.metric, fitting.scored
+        if not fitting.finished or scored is None or scored.last is None or task.interval_rounds == 0:
             return {}
         try:
             low, high = bootstrap_interval(scored.compute, scored.last, metric, rounds=task.interval_rounds)
@@ -136,11 +91,12 @@ def record_start(trial: optuna.Trial, seed: int, device: str) -> None:
     set_user_attrs(trial, {"seed": seed, "host": socket.gethostname(), "pid": os.getpid(), "device": device})
 
 
-def _record_cost(trial: optuna.Trial, trainer: Trainer, callback: OptunaPruningCallback, seconds: float,
-                 interval: dict[str, Any]) -> None:
+def _record_cost(trial: optuna.Trial, fitting: Fitting, interval: dict[str, Any]) -> None:
+    callback = fitting.callback
     cost = {
-        "train_seconds": round(seconds, 3), "n_steps": trainer.state.global_step,
+        "train_seconds": round(fitting.seconds, 3), "n_steps": fitting.trainer.state.global_step,
         "n_steps_planned": callback.n_steps_planned, "n_evals": callback.n_evals, **interval,
+        **fitting.extras,
     }
     if callback.last_metrics:
         cost["metrics"] = {k: round(v, 6) for k, v in callback.last_metrics.items()}
