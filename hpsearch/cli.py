@@ -307,15 +307,24 @@ def best(name: str, storage: str | None, as_json: bool) -> None:
 @cli.command()
 @click.option("--study", "name", required=True, metavar="NAME")
 @storage_option
+@click.option("--adapter", "adapter_only", is_flag=True,
+              help="Of a LoRA study: write the adapter and head alone (megabytes), not merged weights.")
 @click.argument("out_dir", type=click.Path(path_type=Path))
-def export(name: str, storage: str | None, out_dir: Path) -> None:
+def export(name: str, storage: str | None, adapter_only: bool, out_dir: Path) -> None:
     """Write the best model, tokenizer, label names and a model card to OUT_DIR, ready for pipeline()."""
     from hpsearch.storage import artifact_dir, open_artifact_store
     from hpsearch.tasks import get_task
     from hpsearch.views import export_best_model
 
+    def finish(model_dir: Path, spec) -> None:
+        # A LoRA adapter is merged into the pretrained weights (torch and peft: imported only here).
+        if (model_dir / "adapter_config.json").is_file() or adapter_only:
+            from hpsearch.trial.lora import make_deployable
+
+            make_deployable(model_dir, spec, adapter_only)
+
     url, rdb = open_storage_flag(storage, must_exist=True)
-    exported = export_best_model(rdb, name, open_artifact_store(artifact_dir(url), create=False), out_dir)
+    exported = export_best_model(rdb, name, open_artifact_store(artifact_dir(url), create=False), out_dir, finish)
     console.print(f"exported trial {exported['number']} ({exported['metric']} {exported['value']:.4f}) to {out_dir}")
     console.print(f"load it with:\n{get_task(exported['task']).usage(out_dir)}")
 

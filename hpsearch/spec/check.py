@@ -74,6 +74,22 @@ def _check_knobs(spec: StudySpec, model_dir: Path) -> None:
     for value in _declared_values(spec, "freeze_embeddings"):
         if not isinstance(value, bool):
             raise SpecError(f"freeze_embeddings: {value!r} is not true or false")
+    for value in _declared_values(spec, "layer_lr_decay"):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1:
+            raise SpecError(f"layer_lr_decay: {value!r} is not a factor in (0, 1] (each layer's rate is the "
+                            "rate of the layer above times it)")
+        if not n_layers:
+            raise SpecError("layer_lr_decay: the model's config names no layer count (num_hidden_layers)")
+    frozen = max((v for v in _declared_values(spec, "freeze_layers") if isinstance(v, int)), default=0)
+    for value in _declared_values(spec, "gradual_unfreezing"):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise SpecError(f"gradual_unfreezing: {value!r} is not a number of evaluations of at least 1 "
+                            "(one more layer trains after each such number of evaluations)")
+        if not n_layers:
+            raise SpecError("gradual_unfreezing: the model's config names no layer count (num_hidden_layers)")
+        if n_layers and frozen >= n_layers:
+            raise SpecError(f"gradual_unfreezing: freeze_layers {frozen} freezes all {n_layers} layers; "
+                            "nothing is left to unfreeze")
     for value in _declared_values(spec, "dropout"):
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
             raise SpecError(f"dropout: {value!r} is not a probability in [0, 1)")

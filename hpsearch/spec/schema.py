@@ -25,8 +25,11 @@ from pydantic import (
 from hpsearch.errors import SpecError
 from hpsearch.tasks import DEFAULT_TASK, TASK_KEY, TASKS, Task
 
-# Knobs applied to the model rather than to TrainingArguments (see hpsearch/trial/model.py).
-MODEL_KNOBS = ("dropout", "freeze_embeddings", "freeze_layers")
+# Knobs applied to the model rather than to TrainingArguments (see hpsearch/trial/model.py and
+# hpsearch/trial/layers.py): its dropout, the layers it trains, and their learning rates.
+MODEL_KNOBS = ("dropout", "freeze_embeddings", "freeze_layers", "layer_lr_decay", "gradual_unfreezing")
+# The prefix of a searched `peft:` value among a trial's parameters ("peft.r").
+PEFT_PREFIX = "peft."
 # Settings of the model's generation config, used when evaluation generates (seq2seq); searchable
 # like training arguments, which `Trainer.hyperparameter_search` cannot do (transformers#33755).
 GENERATION_SETTINGS = ("num_beams", "max_new_tokens", "length_penalty", "no_repeat_ngram_size")
@@ -131,6 +134,9 @@ class ObjectiveSpec(_Strict):
     metric: str
     """A metric the task's evaluation returns (see hpsearch/tasks/); "eval_" may prefix it."""
     direction: Literal["maximize", "minimize"] | None = None
+    value: Literal["last", "best"] = "last"
+    """A trial's value: its last evaluation, or its best one (then its kept model is the weights
+    of that evaluation, held in memory, never written as checkpoints)."""
 
     @field_validator("metric")
     @classmethod
@@ -224,6 +230,84 @@ class PrunerSpec(_Strict):
         return DEFAULT_MIN_TRIALS
 
 
+# A peft value is fixed (r: 8) or searched with the syntax of any parameter (r: {int: [4, 32]}).
+Searchable = Union[Param, bool, int, float, str, list[str]]  # noqa: UP007
+
+
+class PeftSpec(_Strict):
+    """LoRA adapters through PEFT: the pretrained weights stay frozen, low-rank updates of the
+    target modules and the task's new head train. Each value is fixed or searched."""
+
+    method: Literal["lora"] = "lora"
+    r: Searchable = 8
+    """The adapters' rank."""
+    alpha: Searchable = 16
+    """The adapters' scale numerator (an update is scaled by alpha / r)."""
+    dropout: Searchable = 0.1
+    """Dropout on the adapters' input."""
+    target_modules: Searchable | None = None
+    """Module names (or "all-linear") that get adapters; default: PEFT's choice for the model's
+    architecture (query and value for BERT), else every linear layer."""
+    bias: Searchable = "none"
+    """Which biases train: none, all or lora_only."""
+
+    @model_validator(mode="after")
+    def _values_in_range(self) -> PeftSpec:
+        rules = {
+            "r": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1, "an integer of at least 1"),
+            "alpha": (lambda v: _is_number(v) and v > 0, "a number above 0"),
+            "dropout": (lambda v: _is_number(v) and 0 <= v < 1, "a probability in [0, 1)"),
+            "bias": (lambda v: v in ("none", "all", "lora_only"), "one of none, all, lora_only"),
+            "target_modules": (lambda v: v is None or (isinstance(v, str) and v != "")
+                               or (isinstance(v, list) and v and all(isinstance(m, str) for m in v)),
+                               'module names ([query, value]) or "all-linear"'),
+        }
+        for name, (valid, expected) in rules.items():
+            value = getattr(self, name)
+            for candidate in (_ends(value) if _is_param(value) else [value]):
+                if not valid(candidate):
+                    raise ValueError(f"peft.{name}: {candidate!r} is not {expected}")
+        return self
+
+    def searched(self) -> dict[str, Any]:
+        """The searched values as search-space parameters, named peft.<key>."""
+        return {f"{PEFT_PREFIX}{name}": getattr(self, name) for name in type(self).model_fields
+                if _is_param(getattr(self, name))}
+
+    def resolve(self, params: dict[str, Any]) -> dict[str, Any]:
+        """The LoRA settings of a trial: the fixed values, and `params`' peft.<key> for the searched."""
+        values = {}
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            values[name] = params[f"{PEFT_PREFIX}{name}"] if _is_param(value) else value
+        if isinstance(values["target_modules"], str) and values["target_modules"] != "all-linear":
+            # A choice among module sets is written "query,value".
+            values["target_modules"] = [m.strip() for m in values["target_modules"].split(",")]
+        return values
+
+
+def _is_param(value: Any) -> bool:
+    return isinstance(value, (FloatParam, IntParam, ChoiceParam))
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _ends(param: Any) -> list[Any]:
+    return list(param.choices) if isinstance(param, ChoiceParam) else list(param.bounds)
+
+
+class EarlyStoppingSpec(_Strict):
+    """Stop a trial whose objective has not improved for `patience` evaluations. It ends COMPLETE:
+    the trial stopped itself, the pruner did not stop it."""
+
+    patience: int = Field(ge=1)
+    """Evaluations without an improvement before the trial stops."""
+    min_delta: float = Field(default=0.0, ge=0)
+    """An improvement smaller than this does not count."""
+
+
 class BudgetSpec(_Strict):
     n_trials: int = Field(ge=1)
     """Study-wide number of trials, across all runs and workers."""
@@ -266,6 +350,9 @@ class StudySpec(_Strict):
     pruner: PrunerSpec = PrunerSpec()
     budget: BudgetSpec
     heartbeat: HeartbeatSpec = HeartbeatSpec()
+    peft: PeftSpec | None = None
+    """LoRA adapters instead of full fine-tuning (PyPI peft)."""
+    early_stopping: EarlyStoppingSpec | None = None
     seed: int = 0
     """Trial k trains with seed + k, so every trial is reproducible from its record."""
 
@@ -326,6 +413,24 @@ class StudySpec(_Strict):
                 )
         return self
 
+    @model_validator(mode="after")
+    def _peft_trains_no_full_layers(self) -> StudySpec:
+        if self.peft is None:
+            return self
+        for section, names in (("search_space", self.search_space), ("training", self.training)):
+            for knob in ("freeze_embeddings", "freeze_layers", "gradual_unfreezing"):
+                if knob in names:
+                    raise ValueError(
+                        f"{section}.{knob}: with peft: every pretrained weight is frozen already and only "
+                        "the adapters and the head train; remove it (or the peft: section)"
+                    )
+        return self
+
+    @property
+    def searched_params(self) -> dict[str, Any]:
+        """Every searched parameter: the search space's and the peft section's (peft.r, ...)."""
+        return {**self.search_space, **(self.peft.searched() if self.peft else {})}
+
     @property
     def task_spec(self) -> Task:
         """The task's implementation (hpsearch.tasks)."""
@@ -368,6 +473,8 @@ def _describe(error: ValidationError) -> str:
             message += f", got {first['input']!r}"
     more = len(error.errors()) - 1
     suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
+    if loc and message.startswith(f"{loc}."):  # the message names the key itself (peft.r: ...)
+        return f"{message}{suffix}"
     return f"{loc}: {message}{suffix}" if loc else f"{message}{suffix}"
 
 
@@ -385,6 +492,6 @@ def _unknown_key(key: str, task: str | None) -> str:
 
 def _known_keys(task: str | None = None) -> list[str]:
     models = [StudySpec, ObjectiveSpec, SamplerSpec, PrunerSpec, BudgetSpec, HeartbeatSpec,
-              FloatParam, IntParam, ChoiceParam]
+              PeftSpec, EarlyStoppingSpec, FloatParam, IntParam, ChoiceParam]
     models += [TASKS[task].Dataset] if task else [t.Dataset for t in TASKS.values()]
     return [field.alias or name for m in models for name, field in m.model_fields.items() if name != TASK_KEY or m is StudySpec]

@@ -9,6 +9,7 @@ import optuna
 from hpsearch.spec.schema import (
     GENERATION_SETTINGS,
     MODEL_KNOBS,
+    PEFT_PREFIX,
     ChoiceParam,
     FloatParam,
     IntParam,
@@ -39,13 +40,19 @@ class Settings(NamedTuple):
     """Model knobs (MODEL_KNOBS)."""
     generation: dict[str, Any]
     """Generation settings (GENERATION_SETTINGS)."""
+    peft: dict[str, Any]
+    """Searched peft values (peft.r, ...); PeftSpec.resolve adds the fixed ones."""
 
 
 def split_params(values: dict[str, Any]) -> Settings:
+    def others(k: str) -> bool:
+        return k in MODEL_KNOBS or k in GENERATION_SETTINGS or k.startswith(PEFT_PREFIX)
+
     return Settings(
-        arguments={k: v for k, v in values.items() if k not in MODEL_KNOBS and k not in GENERATION_SETTINGS},
+        arguments={k: v for k, v in values.items() if not others(k)},
         knobs={k: v for k, v in values.items() if k in MODEL_KNOBS},
         generation={k: v for k, v in values.items() if k in GENERATION_SETTINGS},
+        peft={k: v for k, v in values.items() if k.startswith(PEFT_PREFIX)},
     )
 
 

@@ -23,8 +23,11 @@ from hpsearch.study.open import (
     study_exists,
 )
 from hpsearch.study.summary import (
+    EARLY_STEPS_SAVED_ATTR,
+    EFFECTIVE_BATCH_ATTR,
     EVAL_EXAMPLES_ATTR,
     INTERVAL_ATTR,
+    STOPPED_EARLY_ATTR,
     Confidence,
     StudySummary,
     confidence_of,
@@ -33,6 +36,8 @@ from hpsearch.study.summary import (
 )
 
 __all__ = [
+    "EARLY_STEPS_SAVED_ATTR",
+    "EFFECTIVE_BATCH_ATTR",
     "EVAL_EXAMPLES_ATTR",
     "FAIL_REASON_ATTR",
     "FULL",
@@ -42,6 +47,7 @@ __all__ = [
     "SPEC_ATTR",
     "SPENT",
     "START",
+    "STOPPED_EARLY_ATTR",
     "Confidence",
     "StudySummary",
     "budget_verdict",

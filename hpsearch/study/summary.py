@@ -15,6 +15,9 @@ from hpsearch.study.budget import count_states, n_spent
 
 INTERVAL_ATTR = "objective_interval"  # trial user attribute: [low, high], the objective's 95% interval
 EVAL_EXAMPLES_ATTR = "eval_examples"  # trial user attribute: the eval set's size behind it
+EFFECTIVE_BATCH_ATTR = "effective_batch_size"  # trial user attribute: examples per optimizer step
+STOPPED_EARLY_ATTR = "stopped_early"  # trial user attribute: true if early stopping ended it
+EARLY_STEPS_SAVED_ATTR = "early_stopping_steps_saved"  # trial user attribute: steps it did not train
 
 
 @dataclass(frozen=True)
@@ -65,10 +68,18 @@ class StudySummary:
     best_metrics: dict[str, float] = field(default_factory=dict)
     """The best trial's last evaluation, the task's metrics only (eval_f1, eval_loss, ...)."""
     best_confidence: Confidence | None = None
+    best_effective_batch_size: int | None = None
+    """Examples per optimizer step of the best trial: batch size x accumulation x devices."""
+    effective_batch_sizes: tuple[int, ...] = ()
+    """Every effective batch size the study's trials trained with."""
     train_seconds: float = 0.0
     n_steps: int = 0
     steps_saved: int = 0
     seconds_saved: float = 0.0
+    stopped_early: tuple[int, ...] = ()
+    """Trials that early stopping ended (COMPLETE, not pruned)."""
+    early_stopping_steps_saved: int = 0
+    early_stopping_seconds_saved: float = 0.0
 
 
 def describe_states(states: dict[str, int], none: str = "none") -> str:
@@ -85,6 +96,7 @@ def summarize(study: optuna.Study, spec) -> StudySummary:
         pick = max if study.direction == optuna.study.StudyDirection.MAXIMIZE else min
         best = pick(complete, key=lambda t: t.value)
     steps_saved, seconds_saved = _saved_by_pruning(trials)
+    stopped = [t for t in trials if t.state == TrialState.COMPLETE and t.user_attrs.get(STOPPED_EARLY_ATTR)]
     return StudySummary(
         name=study.study_name,
         task=spec.task,
@@ -98,16 +110,29 @@ def summarize(study: optuna.Study, spec) -> StudySummary:
         best_params=dict(best.params) if best else {},
         best_metrics=_task_metrics(best, spec) if best else {},
         best_confidence=confidence_of(best, complete) if best else None,
+        best_effective_batch_size=best.user_attrs.get(EFFECTIVE_BATCH_ATTR) if best else None,
+        effective_batch_sizes=tuple(sorted({t.user_attrs[EFFECTIVE_BATCH_ATTR] for t in trials
+                                           if EFFECTIVE_BATCH_ATTR in t.user_attrs})),
         train_seconds=sum(t.user_attrs.get("train_seconds", 0.0) for t in trials),
         n_steps=sum(t.user_attrs.get("n_steps", 0) for t in trials),
         steps_saved=steps_saved,
         seconds_saved=seconds_saved,
+        stopped_early=tuple(t.number for t in stopped),
+        early_stopping_steps_saved=sum(t.user_attrs.get(EARLY_STEPS_SAVED_ATTR, 0) for t in stopped),
+        early_stopping_seconds_saved=sum(_seconds_for(t, t.user_attrs.get(EARLY_STEPS_SAVED_ATTR, 0))
+                                         for t in stopped),
     )
 
 
 def _task_metrics(trial: FrozenTrial, spec) -> dict[str, float]:
     measured = trial.user_attrs.get("metrics", {})
     return {f"eval_{m}": measured[f"eval_{m}"] for m in spec.task_spec.metrics if f"eval_{m}" in measured}
+
+
+def _seconds_for(trial: FrozenTrial, steps: int) -> float:
+    """What `steps` more steps would have cost at the trial's own pace."""
+    done = trial.user_attrs.get("n_steps", 0)
+    return steps * trial.user_attrs.get("train_seconds", 0.0) / done if done > 0 else 0.0
 
 
 def _saved_by_pruning(trials: list[FrozenTrial]) -> tuple[int, float]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import gc
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,11 +19,15 @@ from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 from hpsearch.errors import TrialFailed, first_line
 from hpsearch.spec import StudySpec, split_params
+from hpsearch.study import EARLY_STEPS_SAVED_ATTR, EFFECTIVE_BATCH_ATTR, STOPPED_EARLY_ATTR
 from hpsearch.trial.arguments import build_training_args
+from hpsearch.trial.best_evaluation import BestEvaluation
 from hpsearch.trial.callback import OptunaPruningCallback
 from hpsearch.trial.classes import transformers_class
 from hpsearch.trial.data import PreparedData
 from hpsearch.trial.interval import RememberLastEvaluation
+from hpsearch.trial.layers import GradualUnfreezing, layerwise_groups
+from hpsearch.trial.lora import is_adapter, save_adapter
 from hpsearch.trial.model import ModelFactory
 
 
@@ -33,10 +37,13 @@ class Fitting:
 
     trainer: Trainer
     callback: OptunaPruningCallback
+    best: BestEvaluation
     scored: RememberLastEvaluation | None
     tokenizer: Any
+    value_of: str = "last"
+    """objective.value: the trial's value is its last evaluation or its best one."""
+    unfreezing: GradualUnfreezing | None = None
     seconds: float = 0.0
-    extras: dict[str, Any] = field(default_factory=dict)
 
     @property
     def model(self):
@@ -44,10 +51,50 @@ class Fitting:
 
     @property
     def finished(self) -> bool:
-        """Trained to its last planned step, not pruned nor diverged."""
+        """Trained to its last planned step (or stopped early), not pruned nor diverged."""
         callback = self.callback
-        return (self.trainer.state.global_step == callback.n_steps_planned and not callback.pruned
-                and not callback.divergence and callback.n_evals > 0)
+        ended = self.trainer.state.global_step == callback.n_steps_planned or self.best.stopped_early
+        return ended and not callback.pruned and not callback.divergence and callback.n_evals > 0
+
+    @property
+    def value(self) -> float:
+        """The objective of the trial: its last evaluation's, or its best one's."""
+        if self.value_of == "best":
+            return self.best.best_value
+        return self.callback.last_metrics[self.callback.metric_key]
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        """The metrics of the evaluation that gives the value."""
+        return self.best.best_metrics if self.value_of == "best" else self.callback.last_metrics
+
+    @property
+    def prediction(self):
+        """The eval set's predictions behind the value (for its bootstrap interval), or None."""
+        if self.scored is None:
+            return None
+        return self.best.best_prediction if self.value_of == "best" else self.scored.last
+
+    @property
+    def record(self) -> dict[str, Any]:
+        """What the trial records of its training beyond steps and time: the effective batch size,
+        early stopping, the best evaluation, the unfreezing schedule."""
+        args, state = self.trainer.args, self.trainer.state
+        record: dict[str, Any] = {
+            EFFECTIVE_BATCH_ATTR: args.per_device_train_batch_size * args.gradient_accumulation_steps
+            * max(1, args.world_size),
+        }
+        if self.best.patience is not None or self.value_of == "best":
+            record["best_evaluation"] = self.best.best_evaluation
+        if self.best.stopped_early:
+            record[STOPPED_EARLY_ATTR] = True
+            record[EARLY_STEPS_SAVED_ATTR] = self.callback.n_steps_planned - state.global_step
+        if self.unfreezing is not None:
+            record["unfrozen_at_evaluations"] = self.unfreezing.unfrozen_at
+        if is_adapter(self.model):
+            trainable = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
+            record["trainable_parameters"] = trainable
+        return record
 
     def train(self) -> None:
         """Train; a failure to train (out of memory, an exception inside Trainer) is TrialFailed."""
@@ -65,9 +112,18 @@ class Fitting:
                 gc.collect()
                 torch.cuda.empty_cache()
 
+    def keep_best_weights(self) -> None:
+        """With value: best, put the best evaluation's weights back before the model is saved."""
+        if self.value_of == "best":
+            self.best.restore(self.model)
+
     def save(self, directory: Path) -> None:
-        """The trained model and its tokenizer, as `from_pretrained` reads them."""
-        self.model.save_pretrained(directory)
+        """The trained model and its tokenizer, as `from_pretrained` reads them; of a LoRA model,
+        the adapter and the head alone (views/export merges them into the pretrained weights)."""
+        if is_adapter(self.model):
+            save_adapter(self.model, directory)
+        else:
+            self.model.save_pretrained(directory)
         self.tokenizer.save_pretrained(directory)
 
 
@@ -84,7 +140,19 @@ def start_fit(spec: StudySpec, data: PreparedData, factory: ModelFactory, tokeni
     scored = RememberLastEvaluation(compute_metrics) if compute_metrics is not None else None
     try:
         args = build_training_args(settings.arguments, seed, scratch, task)
-        model = factory.build(seed, settings.knobs, settings.generation)
+        lora = spec.peft.resolve(settings.peft) if spec.peft is not None else None
+        model = factory.build(seed, settings.knobs, settings.generation, lora)
+        unfreezing = (GradualUnfreezing(model, settings.knobs["gradual_unfreezing"])
+                      if settings.knobs.get("gradual_unfreezing") else None)
+        trained = {name for name, p in model.named_parameters()
+                   if p.requires_grad or (unfreezing is not None and id(p) in unfreezing.managed)}
+        stopping = spec.early_stopping
+        best = BestEvaluation(
+            callback, maximize=spec.objective.direction == "maximize",
+            patience=stopping.patience if stopping else None, min_delta=stopping.min_delta if stopping else 0.0,
+            kept_weights=trained if spec.objective.value == "best" else None, scored=scored,
+        )
+        extra = [best] + ([unfreezing] if unfreezing is not None else [])
         trainer = transformers_class(task.trainer_class)(
             model=model,
             args=args,
@@ -93,11 +161,25 @@ def start_fit(spec: StudySpec, data: PreparedData, factory: ModelFactory, tokeni
             processing_class=tokenizer,
             data_collator=transformers_class(task.collator_class)(tokenizer, **task.collator_kwargs(model)),
             compute_metrics=scored,
-            callbacks=[callback, *callbacks],
+            callbacks=[callback, *extra, *callbacks],
         )
+        if unfreezing is not None or "layer_lr_decay" in settings.knobs:
+            _set_layerwise_optimizer(trainer, settings.knobs.get("layer_lr_decay", 1.0), trained)
     except Exception as e:  # noqa: BLE001 - TrainingArguments and Trainer refuse bad values in many types
         raise TrialFailed(f"invalid parameters: {first_line(e)}") from None
     # Progress is hpsearch's to show; Trainer's printer would interleave log dicts.
     trainer.remove_callback(PrinterCallback)
     trainer.remove_callback(ProgressCallback)
-    return Fitting(trainer=trainer, callback=callback, scored=scored, tokenizer=tokenizer)
+    return Fitting(trainer=trainer, callback=callback, best=best, scored=scored, tokenizer=tokenizer,
+                   value_of=spec.objective.value, unfreezing=unfreezing)
+
+
+def _set_layerwise_optimizer(trainer: Trainer, decay: float, trained: set[str]) -> None:
+    """Trainer's own optimizer (args.optim, its betas and epsilon), given parameter groups of
+    per-layer learning rates, and the parameters gradual unfreezing frees later (Trainer's default
+    groups hold only those that train from the start)."""
+    args, model = trainer.args, trainer.model
+    optimizer_cls, kwargs = Trainer.get_optimizer_cls_and_kwargs(args, model)
+    groups = layerwise_groups(model, args.learning_rate, decay, args.weight_decay,
+                              set(trainer.get_decay_parameter_names(model)), trained)
+    trainer.optimizer_cls_and_kwargs = (optimizer_cls, {**kwargs, "params": groups})

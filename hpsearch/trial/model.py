@@ -43,10 +43,14 @@ def load_config(location: Location, label_names: list[str] | None = None):
     return config
 
 
+def source_of(location: Location) -> str:
+    """What from_pretrained is given: the local directory, or the hub id."""
+    return str(location.path) if location.path is not None else location.hub_id
+
+
 def _from_pretrained(auto_class, location: Location, **kwargs):
-    source = str(location.path) if location.path is not None else location.hub_id
     try:
-        return auto_class.from_pretrained(source, **kwargs)
+        return auto_class.from_pretrained(source_of(location), **kwargs)
     except OSError as e:
         raise HpsearchError(
             f"model: cannot load {location.reference!r}: {first_line(e)}; without a network, point model: "
@@ -70,9 +74,15 @@ class ModelFactory:
         fresh = set(info["missing_keys"]) | {key for key, *_ in info["mismatched_keys"]}
         # Only the weights the checkpoint really holds; a new head is initialised per trial.
         self.pretrained_state = {k: v for k, v in pretrained.state_dict().items() if k not in fresh}
+        # The modules the checkpoint does not hold (the new head): under LoRA they train fully.
+        self.fresh_modules = sorted({key.rsplit(".", 1)[0] for key in fresh})
+        self.task = task
         self.generation_config = getattr(pretrained, "generation_config", None)
 
-    def build(self, seed: int, knobs: dict[str, Any], generation: dict[str, Any] | None = None):
+    def build(self, seed: int, knobs: dict[str, Any], generation: dict[str, Any] | None = None,
+              lora: dict[str, Any] | None = None):
+        """A fresh model for one trial: its seed, model knobs, generation settings and, with
+        `lora` (PeftSpec.resolve), LoRA adapters."""
         from transformers import set_seed
 
         config = copy.deepcopy(self.config)
@@ -91,6 +101,10 @@ class ModelFactory:
             model.base_model.get_input_embeddings().requires_grad_(False)
         if knobs.get("freeze_layers"):
             freeze_layers(model, knobs["freeze_layers"])
+        if lora is not None:
+            from hpsearch.trial.lora import add_adapters
+
+            model = add_adapters(model, lora, self.task, self.fresh_modules)
         return model
 
 
@@ -108,15 +122,21 @@ def count_layers(config) -> int | None:
     return getattr(config, "num_hidden_layers", None) or getattr(config, "n_layers", None)
 
 
-def freeze_layers(model, n_layers: int) -> None:
-    """Freeze the embeddings and the first `n_layers` transformer layers (no gradient, less compute)."""
+def find_layers(model):
+    """The model's stack of transformer layers (a ModuleList of the config's layer count), or None."""
     import torch
 
     total = count_layers(model.config)
-    layers = next(
+    return next(
         (m for m in model.base_model.modules() if isinstance(m, torch.nn.ModuleList) and len(m) == total),
         None,
     )
+
+
+def freeze_layers(model, n_layers: int) -> None:
+    """Freeze the embeddings and the first `n_layers` transformer layers (no gradient, less compute)."""
+    total = count_layers(model.config)
+    layers = find_layers(model)
     if layers is None or not 0 <= n_layers <= total:
         raise ValueError(f"freeze_layers: {n_layers} is not possible for a model of {total} layers")
     embeddings = getattr(model.base_model, "embeddings", None)

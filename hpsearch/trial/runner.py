@@ -41,7 +41,7 @@ class TrialRunner:
     device: str
 
     def __call__(self, trial: optuna.Trial) -> float:
-        params = suggest_params(trial, self.spec.search_space)
+        params = suggest_params(trial, self.spec.searched_params)
         # A re-run (of an interrupted trial, or one lost with its worker) keeps the original seed.
         seed = trial.user_attrs.get("seed", self.spec.seed + trial.number)
         record_start(trial, seed, self.device)
@@ -69,7 +69,8 @@ class TrialRunner:
             raise TrialFailed(callback.divergence)
         if callback.pruned:
             raise optuna.TrialPruned(f"pruned at evaluation {callback.n_evals}")
-        value = callback.last_metrics[self.spec.objective.eval_key]
+        value = fitting.value
+        fitting.keep_best_weights()
         self.best_model.offer(trial.study, trial.number, value, fitting.save)
         return value
 
@@ -77,10 +78,11 @@ class TrialRunner:
         """The objective's bootstrap interval over the final evaluation, for a trial trained to its
         end (a pruned trial's model is not kept: its interval would tell nobody anything)."""
         task, metric, scored = self.spec.task_spec, self.spec.objective.metric, fitting.scored
-        if not fitting.finished or scored is None or scored.last is None or task.interval_rounds == 0:
+        prediction = fitting.prediction
+        if not fitting.finished or prediction is None or task.interval_rounds == 0:
             return {}
         try:
-            low, high = bootstrap_interval(scored.compute, scored.last, metric, rounds=task.interval_rounds)
+            low, high = bootstrap_interval(scored.compute, prediction, metric, rounds=task.interval_rounds)
         except KeyError:  # a metric Trainer computes (the loss), not the task's compute_metrics
             return {}
         return {INTERVAL_ATTR: [round(low, 6), round(high, 6)], EVAL_EXAMPLES_ATTR: len(self.data.eval)}
@@ -96,10 +98,10 @@ def _record_cost(trial: optuna.Trial, fitting: Fitting, interval: dict[str, Any]
     cost = {
         "train_seconds": round(fitting.seconds, 3), "n_steps": fitting.trainer.state.global_step,
         "n_steps_planned": callback.n_steps_planned, "n_evals": callback.n_evals, **interval,
-        **fitting.extras,
+        **fitting.record,
     }
-    if callback.last_metrics:
-        cost["metrics"] = {k: round(v, 6) for k, v in callback.last_metrics.items()}
+    if fitting.metrics:
+        cost["metrics"] = {k: round(v, 6) for k, v in fitting.metrics.items()}
     set_user_attrs(trial, cost)
 
 

@@ -91,6 +91,12 @@ def render_note(name: str, spec, summary: StudySummary, joined: list[dict], poin
         f"| best trial's metrics | {_metrics(summary.best_metrics)} |",
         f"| compute spent | {summary.train_seconds:.0f} s training, {summary.n_steps} optimizer steps |",
         f"| saved by pruning | ~{summary.seconds_saved:.0f} s, {summary.steps_saved} steps |",
+        *([(f"| stopped early | trials {', '.join(map(str, summary.stopped_early))}: "
+           f"~{summary.early_stopping_seconds_saved:.0f} s, {summary.early_stopping_steps_saved} steps saved |")]
+          if summary.stopped_early else []),
+        *([(f"| effective batch | {summary.best_effective_batch_size} (best trial); "
+           f"{', '.join(map(str, summary.effective_batch_sizes))} across trials |")]
+          if summary.best_effective_batch_size is not None else []),
         f"| best model | {model} |",
         "",
         "## Workers",

@@ -82,6 +82,13 @@ def _page(study: optuna.Study, spec, outcome: dict[str, str], out_dir: Path) -> 
         *measured,
         ("compute spent", f"{summary.train_seconds:.0f} s, {summary.n_steps} optimizer steps"),
         ("saved by pruning", f"~{summary.seconds_saved:.0f} s, {summary.steps_saved} steps"),
+        *([("effective batch", (f"{summary.best_effective_batch_size} examples per optimizer step (best trial); "
+                               f"{', '.join(map(str, summary.effective_batch_sizes))} across trials"))]
+          if summary.best_effective_batch_size is not None else []),
+        *([("stopped early", (f"trials {', '.join(map(str, summary.stopped_early))}: "
+                             f"~{summary.early_stopping_seconds_saved:.0f} s, "
+                             f"{summary.early_stopping_steps_saved} steps saved"))]
+          if summary.stopped_early else []),
     ]
     table = "\n".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in rows)
     sections = []

@@ -25,14 +25,25 @@ def summary_table(summary: StudySummary) -> Table:
         others = {k: v for k, v in summary.best_metrics.items() if k != summary.metric}
         if others:
             table.add_row("  its metrics", ", ".join(f"{k.removeprefix('eval_')} {v:.4f}" for k, v in others.items()))
+        if summary.best_effective_batch_size is not None:
+            table.add_row("  effective batch", f"{summary.best_effective_batch_size} examples per optimizer step "
+                          "(batch size x accumulation x devices)")
     else:
         table.add_row("best", "no trial has completed yet")
+    if len(summary.effective_batch_sizes) > 1:
+        table.add_row("effective batches", ", ".join(map(str, summary.effective_batch_sizes)) + " across trials "
+                      "(every rung at the same share of an epoch)")
     table.add_row("compute spent", f"{format_seconds(summary.train_seconds)} training, {summary.n_steps} optimizer steps")
     saved_share = summary.steps_saved / max(summary.steps_saved + summary.n_steps, 1)
     table.add_row(
         "saved by pruning",
         f"~{format_seconds(summary.seconds_saved)}, {summary.steps_saved} steps ({saved_share:.0%} of the unpruned total)",
     )
+    if summary.stopped_early:
+        numbers = ", ".join(map(str, summary.stopped_early))
+        table.add_row("stopped early", f"trial{'s' if len(summary.stopped_early) > 1 else ''} {numbers}: "
+                      f"~{format_seconds(summary.early_stopping_seconds_saved)}, "
+                      f"{summary.early_stopping_steps_saved} steps saved")
     return table
 
 

@@ -139,3 +139,48 @@ def test_each_task_has_its_default_objective(tiny_spec):
 def test_task_mistakes_name_the_key(tiny_spec, mutate, expected):
     mutate(tiny_spec)
     assert expected in reject(tiny_spec)
+
+
+def test_peft_values_are_fixed_or_searched_and_round_trip(tiny_spec):
+    tiny_spec["peft"] = {"r": {"int": [4, 32], "log": True}, "alpha": 32,
+                         "target_modules": {"choice": ["query,value", "all-linear"]}}
+    spec = parse_spec(tiny_spec, "test.yaml")
+    # The searched values join the search space as peft.<key>; the fixed ones stay in the section.
+    assert set(spec.searched_params) == {"learning_rate", "per_device_train_batch_size", "peft.r",
+                                         "peft.target_modules"}
+    assert spec.peft.resolve({"peft.r": 8, "peft.target_modules": "query,value"}) == {
+        "method": "lora", "r": 8, "alpha": 32, "dropout": 0.1, "target_modules": ["query", "value"], "bias": "none"}
+    assert StudySpec.model_validate(spec.to_dict()) == spec
+
+
+def test_early_stopping_and_the_value_of_a_trial(tiny_spec):
+    tiny_spec["early_stopping"] = {"patience": 2}
+    tiny_spec["objective"]["value"] = "best"
+    spec = parse_spec(tiny_spec, "test.yaml")
+    assert (spec.early_stopping.patience, spec.early_stopping.min_delta, spec.objective.value) == (2, 0.0, "best")
+    # The defaults: no early stopping, a trial's value is its last evaluation.
+    plain = parse_spec({k: v for k, v in tiny_spec.items() if k != "early_stopping"} | {"objective": {"metric": "accuracy"}}, "t")
+    assert plain.early_stopping is None and plain.objective.value == "last"
+
+
+@pytest.mark.parametrize(
+    "mutate, expected",
+    [
+        (lambda s: s.update(peft={"r": 0}), "peft.r: 0 is not an integer of at least 1"),
+        (lambda s: s.update(peft={"r": {"int": [0, 8]}}), "peft.r: 0 is not an integer of at least 1"),
+        (lambda s: s.update(peft={"alpha": -1}), "peft.alpha: -1 is not a number above 0"),
+        (lambda s: s.update(peft={"dropout": {"float": [0.0, 1.0]}}), "peft.dropout: 1.0 is not a probability in [0, 1)"),
+        (lambda s: s.update(peft={"bias": "some"}), "peft.bias: 'some' is not one of none, all, lora_only"),
+        (lambda s: s.update(peft={"target_modules": []}), "peft.target_modules: [] is not module names"),
+        (lambda s: s.update(peft={"rank": 8}), "peft.rank: unknown key"),
+        (lambda s: s.update(peft={"method": "ia3"}), "peft.method: Input should be 'lora'"),
+        (lambda s: s.update(early_stopping={"patience": 0}), "early_stopping.patience: Input should be greater than or equal to 1"),
+        (lambda s: s.update(early_stopping={"min_delta": 0.1}), "early_stopping.patience: missing"),
+        (lambda s: s["objective"].update(value="mean"), "objective.value: Input should be 'last' or 'best'"),
+        (lambda s: (s.update(peft={}), s["training"].update(freeze_embeddings=True)),
+         "training.freeze_embeddings: with peft: every pretrained weight is frozen already"),
+    ],
+)
+def test_technique_mistakes_name_the_key(tiny_spec, mutate, expected):
+    mutate(tiny_spec)
+    assert reject(tiny_spec).startswith(f"test.yaml: {expected}")

@@ -42,11 +42,13 @@ def test_samples_stay_in_their_ranges(tiny_spec):
 
 
 def test_split_separates_model_knobs():
-    arguments, knobs, generation = split_params(
-        {"learning_rate": 1e-4, "dropout": 0.2, "freeze_layers": 2, "num_beams": 4})
+    arguments, knobs, generation, peft = split_params(
+        {"learning_rate": 1e-4, "dropout": 0.2, "freeze_layers": 2, "num_beams": 4, "layer_lr_decay": 0.9,
+         "gradual_unfreezing": 2, "peft.r": 8})
     assert arguments == {"learning_rate": 1e-4}
-    assert knobs == {"dropout": 0.2, "freeze_layers": 2}
+    assert knobs == {"dropout": 0.2, "freeze_layers": 2, "layer_lr_decay": 0.9, "gradual_unfreezing": 2}
     assert generation == {"num_beams": 4}
+    assert peft == {"peft.r": 8}
 
 
 def test_corners_cover_each_end(tiny_spec):

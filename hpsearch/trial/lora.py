@@ -1,0 +1,116 @@
+"""LoRA adapters through PEFT: added to a trial's model, saved alone, merged back for deployment.
+
+The pretrained weights stay frozen; low-rank updates of the target modules train, and so do the
+modules the checkpoint does not hold (a classifier's or tagger's new head), fully. What is kept of
+a trial is the adapter and that head (megabytes); `merge_adapter` folds them into the pretrained
+weights for a model that `pipeline()` loads with no PEFT installed.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from hpsearch.errors import HpsearchError, first_line
+from hpsearch.tasks import Task
+
+ADAPTER_CONFIG = "adapter_config.json"
+ADAPTER_FILES = (ADAPTER_CONFIG, "adapter_model.safetensors", "adapter_model.bin")
+# PEFT's task types, by hpsearch task (the model class PEFT wraps and how it saves the head).
+PEFT_TASK_TYPES = {
+    "AutoModelForSequenceClassification": "SEQ_CLS",
+    "AutoModelForTokenClassification": "TOKEN_CLS",
+    "AutoModelForSeq2SeqLM": "SEQ_2_SEQ_LM",
+    "AutoModelForCausalLM": "CAUSAL_LM",
+}
+
+
+def add_adapters(model, lora: dict[str, Any], task: Task, fresh_modules: list[str]):
+    """`model` wrapped with LoRA adapters as `lora` (PeftSpec.resolve) says; the fresh modules
+    (the new head) train fully and are saved with the adapter."""
+    from peft import LoraConfig, get_peft_model
+
+    target = lora["target_modules"] if lora["target_modules"] is not None else default_targets(model)
+    config = LoraConfig(
+        task_type=PEFT_TASK_TYPES[task.model_class], r=lora["r"], lora_alpha=lora["alpha"],
+        lora_dropout=lora["dropout"], target_modules=target, bias=lora["bias"],
+        modules_to_save=fresh_modules or None,
+    )
+    try:
+        return get_peft_model(model, config)
+    except ValueError as e:  # target modules the model does not have
+        raise ValueError(f"peft.target_modules: {first_line(e)}") from None
+
+
+def default_targets(model) -> list[str] | str:
+    """PEFT's target modules for the architecture (query and value for BERT); every linear layer
+    for one PEFT has no default for."""
+    from peft.utils import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as DEFAULTS
+
+    return DEFAULTS.get(model.config.model_type, "all-linear")
+
+
+def is_adapter(model) -> bool:
+    from peft import PeftModel
+
+    return isinstance(model, PeftModel)
+
+
+def trained_modules(model) -> list[str]:
+    """The module names LoRA adapted, for the model card."""
+    config = model.peft_config["default"]
+    return sorted(config.target_modules) if not isinstance(config.target_modules, str) else [config.target_modules]
+
+
+def save_adapter(model, directory: Path) -> None:
+    """The adapter and the fully trained head (PEFT's files), and the base model's config (its
+    label names), without the pretrained weights."""
+    model.save_pretrained(directory)
+    model.get_base_model().config.save_pretrained(directory)
+
+
+def make_deployable(model_dir: Path, spec, adapter_only: bool) -> None:
+    """Turn an exported best model into what the user ships, in place: a LoRA adapter merged into
+    the pretrained weights (or, with `adapter_only`, left as the adapter alone)."""
+    from hpsearch.spec import resolve_model
+
+    adapter = (model_dir / ADAPTER_CONFIG).is_file()
+    if adapter_only and not adapter:
+        raise HpsearchError("--adapter: the best model is a full fine-tune, not a LoRA adapter (the study has "
+                            "no peft: section); export it without --adapter")
+    if not adapter or adapter_only:
+        return
+    merged = model_dir / ".merged"
+    merge_adapter(model_dir, resolve_model(spec.model), spec.task_spec, merged)
+    for name in ADAPTER_FILES:
+        (model_dir / name).unlink(missing_ok=True)
+    for path in merged.iterdir():
+        path.replace(model_dir / path.name)
+    merged.rmdir()
+
+
+def merge_adapter(adapter_dir: Path, base_location, task: Task, out_dir: Path) -> None:
+    """Write into `out_dir` the pretrained model of `base_location` with the adapter of
+    `adapter_dir` merged in: plain transformers weights, loadable without PEFT."""
+    from peft import PeftModel
+    from transformers import AutoConfig
+
+    from hpsearch.trial.classes import transformers_class
+    from hpsearch.trial.model import source_of
+
+    auto_class = transformers_class(task.model_class)
+    config = AutoConfig.from_pretrained(adapter_dir)  # the label names the trial trained with
+    try:
+        base = auto_class.from_pretrained(source_of(base_location), config=config)
+        merged = PeftModel.from_pretrained(base, adapter_dir).merge_and_unload()
+    except (OSError, ValueError) as e:
+        raise HpsearchError(f"cannot merge the adapter into {base_location.reference}: {first_line(e)}") from None
+    merged.save_pretrained(out_dir)
+
+
+def adapter_settings(adapter_dir: Path) -> dict[str, Any]:
+    """The rank, alpha and target modules of a saved adapter, for the model card."""
+    config = json.loads((adapter_dir / ADAPTER_CONFIG).read_text())
+    return {key: config.get(key) for key in ("r", "lora_alpha", "lora_dropout", "target_modules", "bias",
+                                             "modules_to_save")}
