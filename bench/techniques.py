@@ -18,6 +18,7 @@ size, best eval metric, trials by state and what early stopping saved.
 
     python bench/techniques.py [--study studies/sentiment.yaml] [--n-trials N]
         [--only full,lora,layer-decay,unfreezing,early-stop] [--json out.json]
+        [--max-train-samples N --max-eval-samples N]   # smaller caps: a smoke run
 """
 
 from __future__ import annotations
@@ -119,12 +120,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--study", type=Path, default=REPO / "studies" / "sentiment.yaml")
     parser.add_argument("--n-trials", type=int)
+    parser.add_argument("--max-train-samples", type=int, help="Smaller caps, for a smoke run.")
+    parser.add_argument("--max-eval-samples", type=int)
     parser.add_argument("--only", default=",".join(VARIANTS))
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     base = yaml.safe_load(args.study.read_text())
     if args.n_trials:
         base["budget"]["n_trials"] = args.n_trials
+    for cap in ("max_train_samples", "max_eval_samples"):
+        if getattr(args, cap):
+            base["dataset"][cap] = getattr(args, cap)
+    study_file = Path(tempfile.mkstemp(suffix=".yaml")[1])
+    study_file.write_text(yaml.safe_dump(base, sort_keys=False))
     variants = [v for v in args.only.split(",") if v]
     unknown = set(variants) - set(VARIANTS)
     if unknown:
@@ -135,7 +143,7 @@ def main() -> None:
         # Tokenize once, untimed: every variant then reads the same cache.
         subprocess.run([sys.executable, "-c", "from hpsearch.spec import parse_spec; from hpsearch.workers import "
                         "warm_cache; import sys, yaml; warm_cache(parse_spec(yaml.safe_load(open(sys.argv[1])), 'b'))",
-                        str(args.study)], env={**os.environ, "HPSEARCH_CACHE": str(cache)}, check=True)
+                        str(study_file)], env={**os.environ, "HPSEARCH_CACHE": str(cache)}, check=True)
         for variant in variants:
             started = time.strftime("%H:%M:%S")
             row = run_variant(variant_spec(base, variant), variant, workdir, cache)

@@ -119,3 +119,19 @@ def test_gpu_bench_runs_what_a_cpu_can_and_says_what_it_skipped(tmp_path, cache_
     # d: two positive step times, fp32 and bf16.
     steps = {cells[1]: float(cells[2].split(" ms/step")[0]) for cells in rows["d"] if "step time" in cells[1]}
     assert sorted(steps) == ["bf16 step time", "fp32 step time"] and all(ms > 0 for ms in steps.values())
+
+
+@pytest.mark.slow
+def test_techniques_runs_every_variant_of_the_default_study(tmp_path):
+    out = tmp_path / "techniques.json"
+    run_bench("techniques.py", "--n-trials", "1", "--max-train-samples", "48", "--max-eval-samples", "24",
+              "--json", str(out))
+    rows = {r["variant"]: r for r in json.loads(out.read_text())}
+    assert set(rows) == {"full", "lora", "layer-decay", "unfreezing", "early-stop"}
+    for row in rows.values():
+        # Each variant ran its one trial, trained and kept a model; memory was measured.
+        assert sum(row["states"].values()) == 1 and row["n_steps"] > 0 and row["peak_rss_mb"] > 100
+        assert 0.0 <= row["best"] <= 1.0
+    # LoRA keeps megabytes (the adapter, the head and the tokenizer), a full fine-tune the whole model.
+    assert rows["lora"]["model_artifact_mb"] < 3 < 50 < rows["full"]["model_artifact_mb"]
+    assert rows["lora"]["best_trial_trainable_parameters"] > 0

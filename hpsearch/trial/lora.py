@@ -39,8 +39,40 @@ def add_adapters(model, lora: dict[str, Any], task: Task, fresh_modules: list[st
     )
     try:
         return get_peft_model(model, config)
-    except ValueError as e:  # target modules the model does not have
-        raise ValueError(f"peft.target_modules: {first_line(e)}") from None
+    except ValueError:  # target modules the model does not have
+        raise ValueError(
+            f"peft.target_modules: {target} matches no module of this {model.config.model_type} model; its "
+            f"linear layers are named {', '.join(linear_names(model))} (or use all-linear)"
+        ) from None
+
+
+def linear_names(model) -> list[str]:
+    import torch
+
+    return sorted({name.rsplit(".", 1)[-1] for name, module in model.named_modules()
+                   if isinstance(module, torch.nn.Linear)})
+
+
+def check_adapters(factory, spec) -> None:
+    """Every target_modules the spec fixes or searches exists in the model: a SpecError before
+    any trial, rather than every trial failing."""
+    from hpsearch.errors import SpecError
+    from hpsearch.spec import ChoiceParam
+
+    declared = spec.peft.target_modules
+    for candidate in declared.choices if isinstance(declared, ChoiceParam) else [declared]:
+        lora = spec.peft.resolve({f"peft.{k}": v for k, v in _low_ends(spec.peft).items()} |
+                                 {"peft.target_modules": candidate})
+        try:
+            factory.build(seed=0, knobs={}, lora=lora)
+        except ValueError as e:
+            raise SpecError(first_line(e)) from None
+
+
+def _low_ends(peft_spec) -> dict[str, Any]:
+    from hpsearch.spec import param_ends
+
+    return {name.removeprefix("peft."): param_ends(param)[0] for name, param in peft_spec.searched().items()}
 
 
 def default_targets(model) -> list[str] | str:

@@ -14,7 +14,15 @@ from optuna.trial import FrozenTrial, TrialState
 
 from hpsearch.errors import StudyError
 from hpsearch.storage import best_model_pointer, heartbeat_ages, trials_of
-from hpsearch.study import SPEC_ATTR, confidence_of, count_states, stored_spec, summarize
+from hpsearch.study import (
+    EFFECTIVE_BATCH_ATTR,
+    SPEC_ATTR,
+    STOPPED_EARLY_ATTR,
+    confidence_of,
+    count_states,
+    stored_spec,
+    summarize,
+)
 from hpsearch.tasks import DEFAULT_TASK
 
 
@@ -81,5 +89,7 @@ def describe_trial_record(study: optuna.Study, spec, trial: FrozenTrial) -> dict
         "value": trial.value, "params": trial.params, "metrics": trial.user_attrs.get("metrics", {}),
         "confidence": None if confidence is None else dataclasses.asdict(confidence),
         "seed": trial.user_attrs.get("seed"), "train_seconds": trial.user_attrs.get("train_seconds"),
+        "effective_batch_size": trial.user_attrs.get(EFFECTIVE_BATCH_ATTR),
+        "stopped_early": bool(trial.user_attrs.get(STOPPED_EARLY_ATTR)),
         "best_model": best_model_pointer(study),
     }

@@ -96,6 +96,10 @@ def best_table(best: dict) -> Table:
         table.add_row("  how sure", Confidence(**best["confidence"]).describe())
     for name, value in best["params"].items():
         table.add_row(f"  {name}", format_value(value))
+    if best.get("effective_batch_size"):
+        table.add_row("  effective batch", str(best["effective_batch_size"]))
+    if best.get("stopped_early"):
+        table.add_row("  stopped early", "yes (early_stopping ended it; it completed)")
     for name in get_task(best["task"]).metrics:  # what evaluation measured; runtimes are noise here
         if f"eval_{name}" in best["metrics"]:
             table.add_row(f"eval_{name}", f"{best['metrics'][f'eval_{name}']:.4f}")

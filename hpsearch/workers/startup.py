@@ -52,6 +52,10 @@ def build_runner(spec: StudySpec, url: URL, study_name: str):
     tokenizer, data = load_data(spec, location)
     store = open_artifact_store(artifact_dir(url))
     factory = ModelFactory(location, spec.task_spec, data.label_names, tokenizer)
+    if spec.peft is not None:
+        from hpsearch.trial.lora import check_adapters
+
+        check_adapters(factory, spec)
     return TrialRunner(
         spec=spec, data=data, factory=factory, tokenizer=tokenizer,
         artifact_store=store, best_model=BestModelKeeper(store, StudyLock(url, study_name, "best-model")),

@@ -116,3 +116,19 @@ def test_adapter_export_of_a_full_fine_tune_is_refused(workdir):
         ("Error: --adapter: the best model is a full fine-tune, not a LoRA adapter (the study has no peft: "
         "section); export it without --adapter")]
     assert not (workdir / "out").exists() or not any((workdir / "out").iterdir())
+
+
+def test_target_modules_the_model_lacks_are_refused_before_any_trial(workdir):
+    from tests.conftest import write_spec
+
+    spec = lora_spec()
+    spec["peft"]["target_modules"] = {"choice": ["query,value", "q_proj,v_proj"]}
+    write_spec(workdir, "bad", spec)
+    result = run_hpsearch("run", "--study", "bad", cwd=workdir)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "Error: peft.target_modules: ['q_proj', 'v_proj'] matches no module of this bert model; its linear "
+        "layers are named classifier, dense, key, query, value (or use all-linear)"]
+    # Nothing ran: the study was never created.
+    status = run_hpsearch("status", cwd=workdir)
+    assert "the storage holds no study" in status.stdout
