@@ -12,13 +12,15 @@ from hpsearch.trial.callback import OptunaPruningCallback
 from hpsearch.trial.classes import transformers_class
 from hpsearch.trial.data import PreparedData, cache_key, prepare_data
 from hpsearch.trial.device import count_gpus, describe_device
+from hpsearch.trial.load import CACHE_ENV, Loaded, cache_dir, load_data, load_for_training, quiet_libraries
 from hpsearch.trial.model import ModelFactory, load_config, load_tokenizer
 from hpsearch.trial.precision import auto_precision, precision_name
 from hpsearch.trial.runner import TrialRunner, record_start
 
 __all__ = [
-    "CONTROLLED_ARGS", "DEFAULT_ARGS", "ModelFactory", "OptunaPruningCallback", "PreparedData", "TrialRunner",
-    "auto_precision", "build_training_args", "cache_key", "check_training_args", "count_gpus",
-    "describe_device", "load_config", "load_tokenizer", "precision_name", "prepare_data", "record_start",
+    "CACHE_ENV", "CONTROLLED_ARGS", "DEFAULT_ARGS", "Loaded", "ModelFactory", "OptunaPruningCallback",
+    "PreparedData", "TrialRunner", "auto_precision", "build_training_args", "cache_dir",
+    "cache_key", "check_training_args", "count_gpus", "describe_device", "load_config", "load_data",
+    "load_for_training", "load_tokenizer", "precision_name", "prepare_data", "quiet_libraries", "record_start",
     "transformers_class",
 ]

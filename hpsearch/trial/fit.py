@@ -23,7 +23,7 @@ from hpsearch.trial.arguments import build_training_args
 from hpsearch.trial.callback import OptunaPruningCallback
 from hpsearch.trial.classes import transformers_class
 from hpsearch.trial.data import PreparedData
-from hpsearch.trial.interval import RememberLastEvaluation
+from hpsearch.trial.interval import RememberLastEvaluation, bootstrap_interval
 from hpsearch.trial.model import ModelFactory
 
 
@@ -64,6 +64,18 @@ class Fitting:
             if torch.cuda.is_available():
                 gc.collect()
                 torch.cuda.empty_cache()
+
+    def interval(self, spec: StudySpec) -> tuple[float, float] | None:
+        """The objective's 95% bootstrap interval over the last evaluation, for a fitting trained to
+        its end; None for a pruned one (its model is not kept) or an objective the task's metrics
+        do not compute (the loss, which Trainer does)."""
+        task, scored = spec.task_spec, self.scored
+        if not self.finished or scored is None or scored.last is None or task.interval_rounds == 0:
+            return None
+        try:
+            return bootstrap_interval(scored.compute, scored.last, spec.objective.metric, rounds=task.interval_rounds)
+        except KeyError:
+            return None
 
     def save(self, directory: Path) -> None:
         """The trained model and its tokenizer, as `from_pretrained` reads them."""
