@@ -267,6 +267,7 @@ def status(name: str | None, storage: str | None, as_json: bool) -> None:
     from hpsearch.study import Confidence, StudySummary
     from hpsearch.views import (
         all_studies,
+        final_trainings_table,
         running_table,
         studies_table,
         study_status,
@@ -286,6 +287,8 @@ def status(name: str | None, storage: str | None, as_json: bool) -> None:
         summary = dataclasses.replace(summary, best_confidence=Confidence(**summary.best_confidence))
     console.print(summary_table(summary))
     console.print(running_table(data["running"]) if data["running"] else "no trial is running")
+    if data["final_trainings"]:
+        console.print(final_trainings_table(data["final_trainings"]))
 
 
 @cli.command()

@@ -14,7 +14,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from hpsearch.errors import StudyError
 from hpsearch.storage import best_model_pointer, heartbeat_ages, trials_of
-from hpsearch.study import SPEC_ATTR, confidence_of, count_states, stored_spec, summarize
+from hpsearch.study import SPEC_ATTR, confidence_of, count_states, final_trainings, stored_spec, summarize
 from hpsearch.tasks import DEFAULT_TASK
 
 
@@ -35,6 +35,7 @@ def study_status(storage, name: str) -> dict[str, Any]:
             for t in running
         ],
         "best_model": best_model_pointer(study),
+        "final_trainings": final_trainings(study),
     }
 
 
