@@ -431,8 +431,7 @@ def absurd_batch_size(raw_default: dict) -> tuple[int, int, object]:
     """The training set's size (the absurd batch), its tokens as one padded batch, and the model's
     config; tokenizes the data into the cache the worker reads."""
     from hpsearch.spec import parse_spec, resolve_model
-    from hpsearch.trial import load_config, load_tokenizer, prepare_data
-    from hpsearch.workers import cache_dir
+    from hpsearch.trial import cache_dir, load_config, load_tokenizer, prepare_data
 
     spec = parse_spec(oom_spec(raw_default, OOM_NORMAL_BATCH + 1), "out-of-memory spec")
     location = resolve_model(spec.model)
@@ -499,11 +498,12 @@ def part_d(raw: dict, plan: Plan, scratch: Path) -> list[Row]:
     from hpsearch.trial import (
         ModelFactory,
         auto_precision,
+        cache_dir,
         load_tokenizer,
         precision_name,
         prepare_data,
+        quiet_libraries,
     )
-    from hpsearch.workers import cache_dir, quiet_libraries
 
     quiet_libraries()
     if not plan.gpu:
@@ -649,7 +649,7 @@ def main() -> int:
     os.environ.setdefault("HPSEARCH_CACHE", str(REPO / "storage" / "cache"))
     import torch
 
-    from hpsearch.workers import quiet_libraries
+    from hpsearch.trial import quiet_libraries
 
     quiet_libraries()
     plan = make_plan(args, gpu=torch.cuda.is_available())

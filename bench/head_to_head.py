@@ -80,8 +80,7 @@ class Shared:
 
     def __init__(self, spec):
         from hpsearch.spec import resolve_model, split_params
-        from hpsearch.trial import load_config
-        from hpsearch.workers import load_data, quiet_libraries
+        from hpsearch.trial import load_config, load_data, quiet_libraries
 
         quiet_libraries()
         self.spec = spec

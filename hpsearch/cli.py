@@ -267,6 +267,7 @@ def status(name: str | None, storage: str | None, as_json: bool) -> None:
     from hpsearch.study import Confidence, StudySummary
     from hpsearch.views import (
         all_studies,
+        final_trainings_table,
         running_table,
         studies_table,
         study_status,
@@ -286,6 +287,8 @@ def status(name: str | None, storage: str | None, as_json: bool) -> None:
         summary = dataclasses.replace(summary, best_confidence=Confidence(**summary.best_confidence))
     console.print(summary_table(summary))
     console.print(running_table(data["running"]) if data["running"] else "no trial is running")
+    if data["final_trainings"]:
+        console.print(final_trainings_table(data["final_trainings"]))
 
 
 @cli.command()
@@ -327,6 +330,75 @@ def export(name: str, storage: str | None, adapter_only: bool, out_dir: Path) ->
     exported = export_best_model(rdb, name, open_artifact_store(artifact_dir(url), create=False), out_dir, finish)
     console.print(f"exported trial {exported['number']} ({exported['metric']} {exported['value']:.4f}) to {out_dir}")
     console.print(f"load it with:\n{get_task(exported['task']).usage(out_dir)}")
+
+
+@cli.command()
+@click.option("--study", "name", required=True, metavar="NAME", help="The study's name in the storage.")
+@storage_option
+@click.option("--trial", "number", type=click.IntRange(min=0), metavar="N",
+              help="Train trial N's configuration (a COMPLETE or PRUNED trial) [default: the best trial].")
+@click.option("--full-data", is_flag=True,
+              help="Train on all the training data, without dataset.max_train_samples (the eval set stays the search's).")
+@click.option("--epochs", type=click.FloatRange(min=0, min_open=True), metavar="E",
+              help="Train for E epochs instead of the trial's num_train_epochs.")
+@click.argument("out_dir", type=click.Path(path_type=Path))
+def train(name: str, storage: str | None, number: int | None, full_data: bool, epochs: float | None,
+          out_dir: Path) -> None:
+    """Train a trial's configuration and seed again (on all the data with --full-data), evaluate it and
+    write the model, tokenizer, label names and a model card to OUT_DIR, ready for pipeline()."""
+    import optuna
+
+    from hpsearch.spec import check_sources
+    from hpsearch.storage import StudyLock
+    from hpsearch.study import FINAL_LOCK_PURPOSE, plan_final_training, record_final_training, stored_spec
+    from hpsearch.tasks import get_task
+    from hpsearch.views import check_new_directory, describe_epochs, write_note
+
+    url, rdb = open_storage_flag(storage, must_exist=True)
+    spec = stored_spec(rdb, name)
+    study = optuna.load_study(study_name=name, storage=rdb)
+    plan = plan_final_training(study, spec, number, full_data=full_data, epochs=epochs)
+    check_new_directory(out_dir)  # before minutes of training, not after
+    check_sources(plan.spec)  # the model and data must be reachable from this machine
+    _check_training_args(plan.spec)
+    record = _train_final(study, spec, plan, out_dir)
+    # Recorded once the directory is complete: a failed training leaves neither.
+    record_final_training(study, StudyLock(url, name, FINAL_LOCK_PURPOSE), record)
+    write_note(study, spec)
+    recorded = "" if plan.trial_value is None else f" (the trial recorded {plan.trial_value:.4f})"
+    console.print(f"trained trial {plan.trial} on {record['n_train_examples']} examples for "
+                  f"{describe_epochs(record['epochs'])}: {record['metric']} {record['value']:.4f}{recorded}; "
+                  f"wrote {out_dir}")
+    console.print(f"load it with:\n{get_task(spec.task).usage(out_dir)}")
+
+
+FINAL_RECORD_FILE = "hpsearch-final-training.json"
+
+
+def _train_final(study, spec, plan, out_dir: Path) -> dict:
+    """Train `plan` with a live display of its steps and evaluations; the model, its card and its
+    record in OUT_DIR, all or nothing. Returns the record."""
+    import datetime
+
+    from hpsearch.trial import final_record, load_for_training, quiet_libraries, train_final
+    from hpsearch.views import TrainingProgress, final_model_card, staged_directory
+
+    quiet_libraries()
+    with console.status("loading model and data (tokenized once, then cached)"):
+        loaded = load_for_training(plan.spec)
+    data = "all the training data" if plan.full_data else "the search's data"
+    console.print(f"training trial {plan.trial}'s configuration (seed {plan.seed}) on {data}: "
+                  f"{len(loaded.data.train)} training examples, {len(loaded.data.eval)} eval examples")
+    with staged_directory(out_dir) as staging:
+        with TrainingProgress(console, f"trial {plan.trial}", spec.objective.eval_key, plan.trial_value) as progress:
+            result = train_final(plan, loaded, staging, progress)
+        record = final_record(
+            plan, result, out_dir=str(out_dir.resolve()), host=socket.gethostname(),
+            finished_at=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"),
+        )
+        (staging / "README.md").write_text(final_model_card(study, spec, plan, record))
+        (staging / FINAL_RECORD_FILE).write_text(json.dumps(record, indent=2))
+    return record
 
 
 @cli.command()

@@ -1,6 +1,7 @@
 """Where studies live: the storage URL, Optuna's RDB storage with retries that are safe, the study
-locks, the artifact store and the kept best model. The only part of hpsearch that uses Optuna's
-private API (`study._storage`, `optuna.storages._rdb`); no torch or transformers here."""
+locks, the artifact store, the kept best model and the study's lists appended to under a lock. The
+only part of hpsearch that uses Optuna's private API (`study._storage`, `optuna.storages._rdb`); no
+torch or transformers here."""
 
 from hpsearch.storage.artifacts import (
     ARTIFACTS_ENV,
@@ -26,13 +27,15 @@ from hpsearch.storage.queries import (
     trials_of,
 )
 from hpsearch.storage.rdb import apply_heartbeat, open_storage
+from hpsearch.storage.record import append_study_user_attr, study_user_attr_list
 from hpsearch.storage.retry import describe_storage_error, is_transient, retry_through_outage
 from hpsearch.storage.url import DEFAULT_STORAGE, STORAGE_ENV, redact, resolve_storage_url
 
 __all__ = [
     "ARTIFACTS_ENV", "BEST_MODEL_ATTR", "DEFAULT_STORAGE", "STORAGE_ENV", "TRIAL_FILE", "BestModelKeeper",
-    "StudyLock", "apply_heartbeat", "artifact_dir", "best_model_pointer", "count_trials", "create_study",
+    "StudyLock", "append_study_user_attr", "apply_heartbeat", "artifact_dir", "best_model_pointer", "count_trials",
+    "create_study",
     "describe_storage_error", "heartbeat_ages", "is_better", "is_transient", "open_artifact_store",
     "open_storage", "redact", "remove_artifact", "resolve_storage_url", "retry_through_outage",
-    "set_study_system_attr", "set_user_attrs", "study_system_attrs", "trials_of",
+    "set_study_system_attr", "set_user_attrs", "study_system_attrs", "study_user_attr_list", "trials_of",
 ]

@@ -1,5 +1,5 @@
 """A study: created or resumed from its spec (a changed spec refused), its sampler and pruner, its
-study-wide budget and its summary. No torch or transformers here."""
+study-wide budget, its summary and its final trainings. No torch or transformers here."""
 
 from hpsearch.study.algorithms import make_pruner, make_sampler, worker_seed
 from hpsearch.study.budget import (
@@ -12,6 +12,15 @@ from hpsearch.study.budget import (
     count_states,
     counts_toward_budget,
     n_spent,
+)
+from hpsearch.study.final import (
+    FINAL_LOCK_PURPOSE,
+    FINAL_TRAININGS_ATTR,
+    FinalPlan,
+    choose_trial,
+    final_trainings,
+    plan_final_training,
+    record_final_training,
 )
 from hpsearch.study.open import (
     MUTABLE_KEYS,
@@ -40,6 +49,8 @@ __all__ = [
     "EFFECTIVE_BATCH_ATTR",
     "EVAL_EXAMPLES_ATTR",
     "FAIL_REASON_ATTR",
+    "FINAL_LOCK_PURPOSE",
+    "FINAL_TRAININGS_ATTR",
     "FULL",
     "INTERRUPTED",
     "INTERVAL_ATTR",
@@ -49,18 +60,23 @@ __all__ = [
     "START",
     "STOPPED_EARLY_ATTR",
     "Confidence",
+    "FinalPlan",
     "StudySummary",
     "budget_verdict",
     "check_resumable",
+    "choose_trial",
     "confidence_of",
     "count_states",
     "counts_toward_budget",
     "describe_states",
     "diff_specs",
+    "final_trainings",
     "make_pruner",
     "make_sampler",
     "n_spent",
     "open_study",
+    "plan_final_training",
+    "record_final_training",
     "stored_spec",
     "study_exists",
     "summarize",

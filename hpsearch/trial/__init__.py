@@ -1,6 +1,6 @@
 """One trial: its training arguments and precision, the model and the tokenized data it trains on,
-the Trainer callback that evaluates, reports and prunes, and the runner that ties them together.
-Imports torch and transformers."""
+the Trainer callback that evaluates, reports and prunes, the runner that ties them together for a
+search trial, and the final training of a chosen trial. Imports torch and transformers."""
 
 from hpsearch.trial.arguments import (
     CONTROLLED_ARGS,
@@ -12,13 +12,16 @@ from hpsearch.trial.callback import OptunaPruningCallback
 from hpsearch.trial.classes import transformers_class
 from hpsearch.trial.data import PreparedData, cache_key, prepare_data
 from hpsearch.trial.device import count_gpus, describe_device
+from hpsearch.trial.final import FinalResult, ProgressReporter, final_record, train_final
+from hpsearch.trial.load import CACHE_ENV, Loaded, cache_dir, load_data, load_for_training, quiet_libraries
 from hpsearch.trial.model import ModelFactory, load_config, load_tokenizer
 from hpsearch.trial.precision import auto_precision, precision_name
 from hpsearch.trial.runner import TrialRunner, record_start
 
 __all__ = [
-    "CONTROLLED_ARGS", "DEFAULT_ARGS", "ModelFactory", "OptunaPruningCallback", "PreparedData", "TrialRunner",
-    "auto_precision", "build_training_args", "cache_key", "check_training_args", "count_gpus",
-    "describe_device", "load_config", "load_tokenizer", "precision_name", "prepare_data", "record_start",
-    "transformers_class",
+    "CACHE_ENV", "CONTROLLED_ARGS", "DEFAULT_ARGS", "FinalResult", "Loaded", "ModelFactory", "OptunaPruningCallback",
+    "PreparedData", "ProgressReporter", "TrialRunner", "auto_precision", "build_training_args", "cache_dir",
+    "cache_key", "check_training_args", "count_gpus", "describe_device", "final_record", "load_config", "load_data",
+    "load_for_training", "load_tokenizer", "precision_name", "prepare_data", "quiet_libraries", "record_start",
+    "train_final", "transformers_class",
 ]

@@ -25,7 +25,7 @@ from hpsearch.trial.best_evaluation import BestEvaluation
 from hpsearch.trial.callback import OptunaPruningCallback
 from hpsearch.trial.classes import transformers_class
 from hpsearch.trial.data import PreparedData
-from hpsearch.trial.interval import RememberLastEvaluation
+from hpsearch.trial.interval import RememberLastEvaluation, bootstrap_interval
 from hpsearch.trial.layers import GradualUnfreezing, layerwise_groups
 from hpsearch.trial.lora import is_adapter, save_adapter
 from hpsearch.trial.model import ModelFactory
@@ -117,6 +117,19 @@ class Fitting:
         if self.value_of == "best":
             self.best.restore(self.model)
 
+    def interval(self, spec: StudySpec) -> tuple[float, float] | None:
+        """The objective's 95% bootstrap interval over the evaluation that gives the value, for a fitting trained to
+        its end; None for a pruned one (its model is not kept) or an objective the task's metrics
+        do not compute (the loss, which Trainer does)."""
+        task, scored = spec.task_spec, self.scored
+        prediction = self.prediction
+        if not self.finished or prediction is None or task.interval_rounds == 0:
+            return None
+        try:
+            return bootstrap_interval(scored.compute, prediction, spec.objective.metric, rounds=task.interval_rounds)
+        except KeyError:
+            return None
+
     def save(self, directory: Path) -> None:
         """The trained model and its tokenizer, as `from_pretrained` reads them; of a LoRA model,
         the adapter and the head alone (views/export merges them into the pretrained weights)."""
@@ -124,6 +137,13 @@ class Fitting:
             save_adapter(self.model, directory)
         else:
             self.model.save_pretrained(directory)
+        self.tokenizer.save_pretrained(directory)
+
+    def save_deployable(self, directory: Path) -> None:
+        """The model as `pipeline()` loads it: a LoRA model's adapters merged into its weights
+        (which ends this fitting's use of the adapters)."""
+        model = self.model.merge_and_unload() if is_adapter(self.model) else self.model
+        model.save_pretrained(directory)
         self.tokenizer.save_pretrained(directory)
 
 

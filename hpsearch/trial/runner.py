@@ -24,7 +24,6 @@ from hpsearch.study import EVAL_EXAMPLES_ATTR, FAIL_REASON_ATTR, INTERRUPTED, IN
 from hpsearch.trial.callback import OptunaPruningCallback
 from hpsearch.trial.data import PreparedData
 from hpsearch.trial.fit import Fitting, start_fit
-from hpsearch.trial.interval import bootstrap_interval
 from hpsearch.trial.model import ModelFactory
 
 
@@ -77,14 +76,10 @@ class TrialRunner:
     def _interval(self, fitting: Fitting) -> dict[str, Any]:
         """The objective's bootstrap interval over the final evaluation, for a trial trained to its
         end (a pruned trial's model is not kept: its interval would tell nobody anything)."""
-        task, metric, scored = self.spec.task_spec, self.spec.objective.metric, fitting.scored
-        prediction = fitting.prediction
-        if not fitting.finished or prediction is None or task.interval_rounds == 0:
+        interval = fitting.interval(self.spec)
+        if interval is None:
             return {}
-        try:
-            low, high = bootstrap_interval(scored.compute, prediction, metric, rounds=task.interval_rounds)
-        except KeyError:  # a metric Trainer computes (the loss), not the task's compute_metrics
-            return {}
+        low, high = interval
         return {INTERVAL_ATTR: [round(low, 6), round(high, 6)], EVAL_EXAMPLES_ATTR: len(self.data.eval)}
 
 

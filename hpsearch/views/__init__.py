@@ -3,13 +3,22 @@ optuna-dashboard, the report, the export and the dashboard itself. Reads the sto
 hpsearch.storage and hpsearch.study; no torch or transformers here."""
 
 from hpsearch.views.dashboard import LOOPBACK, SERVERS, make_app, serve
-from hpsearch.views.export import export_best_model, model_card
+from hpsearch.views.export import (
+    check_new_directory,
+    describe_epochs,
+    export_best_model,
+    final_model_card,
+    model_card,
+    staged_directory,
+)
 from hpsearch.views.note import NoteWriter, register_worker, render_note, write_note
-from hpsearch.views.progress import RunProgress, describe_trial
+from hpsearch.views.progress import RunProgress, TrainingProgress, describe_trial
 from hpsearch.views.report import write_report
 from hpsearch.views.status import all_studies, best_trial, describe_trial_record, study_status
 from hpsearch.views.tables import (
     best_table,
+    describe_final_data,
+    final_trainings_table,
     format_seconds,
     format_value,
     running_table,
@@ -18,8 +27,9 @@ from hpsearch.views.tables import (
 )
 
 __all__ = [
-    "LOOPBACK", "SERVERS", "NoteWriter", "RunProgress", "all_studies", "best_table", "best_trial",
-    "describe_trial", "describe_trial_record", "export_best_model", "format_seconds", "format_value",
-    "make_app", "model_card", "register_worker", "render_note", "running_table", "serve", "studies_table",
-    "study_status", "summary_table", "write_note", "write_report",
+    "LOOPBACK", "SERVERS", "NoteWriter", "RunProgress", "TrainingProgress", "all_studies", "best_table", "best_trial",
+    "check_new_directory", "describe_epochs", "describe_final_data", "describe_trial", "describe_trial_record", "export_best_model",
+    "final_model_card", "final_trainings_table", "format_seconds", "format_value", "make_app", "model_card", "register_worker",
+    "render_note", "running_table", "serve", "staged_directory", "studies_table", "study_status", "summary_table",
+    "write_note", "write_report",
 ]

@@ -7,10 +7,12 @@ TRIAL_FILE, which must be the one the study's best-model pointer names.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tempfile
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +36,7 @@ def export_best_model(storage, name: str, artifact_store, out_dir: Path,
     pointer = best_model_pointer(study)
     if pointer is None:
         raise StudyError(f"study {name!r} has no best model yet; run it first (hpsearch run --study {name})")
-    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
-        raise HpsearchError(f"{out_dir} exists and is not an empty directory; name a new one")
+    check_new_directory(out_dir)
     with tempfile.TemporaryDirectory(prefix="hpsearch-export-") as scratch:
         archive = Path(scratch) / "model.zip"
         try:
@@ -56,12 +57,35 @@ def export_best_model(storage, name: str, artifact_store, out_dir: Path,
         if finish is not None:
             finish(staging, spec)
         form = "adapter" if (staging / ADAPTER_CONFIG).is_file() else "merged" if adapter else "full"
-        (staging / "README.md").write_text(model_card(name, spec, record, adapter, form))
+        (staging / "README.md").write_text(model_card(name, spec, record, adapter=adapter, form=form))
         out_dir.parent.mkdir(parents=True, exist_ok=True)
         if out_dir.exists():
             out_dir.rmdir()
         shutil.move(str(staging), out_dir)
     return record
+
+
+def check_new_directory(out_dir: Path) -> None:
+    """`out_dir` does not exist, or is an empty directory: a model is never written over another."""
+    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
+        raise HpsearchError(f"{out_dir} exists and is not an empty directory; name a new one")
+
+
+@contextmanager
+def staged_directory(out_dir: Path) -> Iterator[Path]:
+    """A staging directory beside `out_dir` (new or empty) that becomes it, by a rename, when the
+    block ends; a block that raises leaves nothing, neither `out_dir` nor the staging directory."""
+    check_new_directory(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.staging-", dir=out_dir.parent))
+    try:
+        yield staging
+        check_new_directory(out_dir)  # something may have been written there in the meantime
+        if out_dir.exists():
+            out_dir.rmdir()
+        os.rename(staging, out_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def _trial_held(model_dir: Path, pointer: dict) -> int:
@@ -106,25 +130,41 @@ def _describe_adapter(spec, adapter: dict[str, Any] | None, form: str) -> str:
             'model = PeftModel.from_pretrained(base, "path/to/this/directory").merge_and_unload()\n```\n')
 
 
-def model_card(name: str, spec, best: dict, adapter: dict[str, Any] | None = None, form: str = "full") -> str:
+def model_card(name: str, spec, best: dict, final: dict | None = None, adapter: dict[str, Any] | None = None,
+               form: str = "full") -> str:
+    """The README.md of an exported model: trial `best`'s (describe_trial_record), or, with `final`
+    (a final training's record, trial.final_record, plus its "fixed" values), that training's;
+    `adapter` (read_adapter_settings) and `form` (full, merged, adapter) describe a LoRA model."""
     task = spec.task_spec
     params = "\n".join(f"| {k} | {v} |" for k, v in best["params"].items())
-    fixed = "\n".join(f"| {k} | {v} |" for k, v in spec.training.items()) or "| (none) | |"
-    metrics = "\n".join(f"| {k} | {v:.4f} |" for k, v in sorted(best["metrics"].items()) if isinstance(v, float))
+    fixed_values = spec.training if final is None else final.get("fixed", spec.training)
+    fixed = "\n".join(f"| {k} | {v} |" for k, v in fixed_values.items()) or "| (none) | |"
+    measured = best["metrics"] if final is None else final["metrics"]
     tag = f"pipeline_tag: {task.pipeline_task}\n" if task.pipeline_task else ""
     sureness = f"; {Confidence(**best['confidence']).describe()}" if best.get("confidence") else ""
+    if final is None:
+        title = "best model of an hpsearch study"
+        about = f"""A {spec.task} model fine-tuned from `{spec.model}` on `{spec.dataset.source}`
+({task.describe_data(spec.dataset)}), the best of {spec.budget.n_trials} trials searched by hpsearch
+for {spec.objective.direction} `{best['metric']}`: **{best['value']:.4f}** (trial {best['number']},
+seed {best['seed']}){sureness}."""
+        which = "its best evaluation" if spec.objective.value == "best" else "last evaluation"
+        measured_title = f"Evaluation metrics of this trial ({which})"
+    else:
+        title = f"final training of trial {final['trial']} of an hpsearch study"
+        about = _describe_final_training(spec, final, sureness)
+        measured = {k: v for k, v in measured.items() if k.removeprefix("eval_") in task.metrics}
+        measured_title = "Evaluation metrics of this training (last evaluation)"
+    metrics = "\n".join(f"| {k} | {v:.4f} |" for k, v in sorted(measured.items()) if isinstance(v, float))
     return f"""---
 library_name: transformers
 {tag}tags:
 - hpsearch
 - {spec.task}
 ---
-# {name}: best model of an hpsearch study
+# {name}: {title}
 
-A {spec.task} model fine-tuned from `{spec.model}` on `{spec.dataset.source}`
-({task.describe_data(spec.dataset)}), the best of {spec.budget.n_trials} trials searched by hpsearch
-for {spec.objective.direction} `{best['metric']}`: **{best['value']:.4f}** (trial {best['number']},
-seed {best['seed']}){sureness}.
+{about}
 
 ```python
 {task.usage("path/to/this/directory")}
@@ -140,8 +180,53 @@ seed {best['seed']}){sureness}.
 | --- | --- |
 {fixed}
 
-## Evaluation metrics of this trial ({"its best evaluation" if spec.objective.value == "best" else "last evaluation"})
+## {measured_title}
 | metric | value |
 | --- | --- |
 {metrics}
 {_describe_adapter(spec, adapter, form)}"""
+
+
+def final_model_card(study: optuna.Study, spec, plan, record: dict) -> str:
+    """The card of a final training (`record`, trial.final_record) of `plan` (study.FinalPlan) in
+    `study`, searched by `spec`: the trial's parameters and confidence, the training's data and metrics."""
+    trial = describe_trial_record(study, spec, study.trials[plan.trial])
+    return model_card(study.study_name, plan.spec, trial, {**record, "fixed": plan.fixed})
+
+
+def _describe_final_training(spec, final: dict, sureness: str) -> str:
+    task = spec.task_spec
+    return (
+        f"A {spec.task} model fine-tuned from `{spec.model}` on `{spec.dataset.source}`\n"
+        f"({task.describe_data(spec.dataset)}) by `hpsearch train`: the configuration and seed ({final['seed']})\n"
+        f"of trial {final['trial']}, one of {spec.budget.n_trials} trials searched for {spec.objective.direction} "
+        f"`{final['metric']}`, trained again\n"
+        f"on {_describe_rows(spec, final)} for {describe_epochs(final['epochs'])} ({final['n_steps']} optimizer "
+        f"steps).\nOn the search's eval set ({final['n_eval_examples']} examples) it reached "
+        f"**{final['value']:.4f}**{_describe_interval(final)};\n"
+        f"the trial recorded {_describe_trial_value(final)}{sureness}."
+    )
+
+
+def describe_epochs(epochs: float) -> str:
+    return f"{epochs:g} epoch{'' if epochs == 1 else 's'}"
+
+
+def _describe_rows(spec, final: dict) -> str:
+    """'all 270 training examples' or '64 training examples (the search's max_train_samples)'."""
+    rows = f"{final['n_train_examples']} training examples"
+    if final["full_data"]:
+        return f"all {rows} (the search's cap of max_train_samples dropped)"
+    cap = spec.dataset.max_train_samples
+    return f"{rows} (the search's data, max_train_samples {cap})" if cap else f"{rows} (all, as in the search)"
+
+
+def _describe_interval(final: dict) -> str:
+    interval = final.get("interval")
+    return f" (95% CI {interval[0]:.4f}-{interval[1]:.4f})" if interval else ""
+
+
+def _describe_trial_value(final: dict) -> str:
+    if final.get("trial_value") is None:
+        return "no value"
+    return f"{final['trial_value']:.4f} ({final['value'] - final['trial_value']:+.4f} here)"

@@ -1,4 +1,5 @@
-"""The study's note in optuna-dashboard: its spec, the workers that joined it, the search's summary.
+"""The study's note in optuna-dashboard: its spec, the workers that joined it, the search's summary,
+and the final trainings made from it (hpsearch train).
 
 Each worker records itself (host, device, package versions) in a study system attribute when it
 starts, and rewrites the note as trials finish, at most every NOTE_INTERVAL_S, so the dashboard
@@ -18,7 +19,8 @@ import optuna
 import yaml
 
 from hpsearch.storage import best_model_pointer, set_study_system_attr, study_system_attrs
-from hpsearch.study import StudySummary, describe_states, summarize
+from hpsearch.study import StudySummary, describe_states, final_trainings, summarize
+from hpsearch.views.tables import describe_final_data
 
 WORKER_ATTR_PREFIX = "hpsearch:worker:"
 NOTE_INTERVAL_S = 10.0
@@ -69,10 +71,13 @@ def write_note(study: optuna.Study, spec) -> None:
     from optuna_dashboard import save_note
 
     summary = summarize(study, spec)
-    save_note(study, render_note(study.study_name, spec, summary, workers(study), best_model_pointer(study)))
+    save_note(study, render_note(study.study_name, spec, summary, workers(study), best_model_pointer(study),
+                                 final_trainings(study)))
 
 
-def render_note(name: str, spec, summary: StudySummary, joined: list[dict], pointer: dict | None) -> str:
+def render_note(name: str, spec, summary: StudySummary, joined: list[dict], pointer: dict | None,
+                trained: list[dict] = ()) -> str:
+    """The note's Markdown; `trained`: the study's final trainings (hpsearch train), oldest first."""
     states = describe_states(summary.states, none="none yet")
     best = "no trial has completed yet"
     if summary.best_number is not None:
@@ -106,8 +111,19 @@ def render_note(name: str, spec, summary: StudySummary, joined: list[dict], poin
     for w in joined:
         versions = " | ".join(w.get("versions", {}).get(p, "-") for p in PACKAGES)
         lines.append(f"| {w['host']} | {w['pid']} | {w['device']} | {w['joined']} | {versions} |")
+    if trained:
+        lines += ["", "## Final trainings (hpsearch train)",
+                  "| trial | data | epochs | " + f"{summary.metric} | trial's | directory | host | finished |",
+                  "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+        lines += [f"| {t['trial']} | {describe_final_data(t)} | {t['epochs']:g} | {t['value']:.4f} | "
+                  f"{_value(t.get('trial_value'))} | `{t['out_dir']}` | {t['host']} | {t['finished_at']} |"
+                  for t in trained]
     lines += ["", "## Spec", "```yaml", yaml.safe_dump(spec.to_dict(), sort_keys=False).rstrip(), "```"]
     return "\n".join(lines)
+
+
+def _value(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
 
 
 def _metrics(metrics: dict[str, float]) -> str:

@@ -1,4 +1,5 @@
-"""What a person watches during `hpsearch run`: a live bar and one line per finished trial."""
+"""What a person watches during `hpsearch run` (a live bar and one line per finished trial) and
+during `hpsearch train` (a live bar of optimizer steps and one line per evaluation)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,14 @@ from typing import TYPE_CHECKING
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 from hpsearch.study import FAIL_REASON_ATTR, count_states, n_spent
 from hpsearch.views.tables import format_seconds, format_value
@@ -75,6 +83,50 @@ class RunProgress:
             return ""
         per_trial = (time.monotonic() - self.started) / finished_here
         return f"~{format_seconds(per_trial * (self.n_trials - done))} left"
+
+
+class TrainingProgress:
+    """A bar of optimizer steps done and planned, with elapsed time and time left, and one line per
+    evaluation; called with (step, steps planned, an evaluation's metrics or None) by the final
+    training's progress callback. `trial_value`: what the trial recorded, shown at the last evaluation."""
+
+    def __init__(self, console: Console, description: str, metric: str, trial_value: float | None = None):
+        self.console = console
+        self.metric = metric
+        self.trial_value = trial_value
+        self.started: float | None = None
+        self.n_evals = 0
+        self.bar = Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("steps"),
+            TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[latest]}"),
+            console=console, transient=True,
+        )
+        self.task = self.bar.add_task(description, total=None, latest="")
+
+    def __enter__(self) -> Self:
+        self.bar.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.bar.stop()
+
+    def __call__(self, step: int, n_steps: int, metrics: dict[str, float] | None) -> None:
+        if self.started is None:
+            self.started = time.monotonic()
+        self.bar.update(self.task, completed=step, total=n_steps)
+        if metrics is None:
+            return
+        self.n_evals += 1
+        value = metrics.get(self.metric)
+        shown = f"{self.metric}={value:.4f}" if value is not None else f"no {self.metric}"
+        self.bar.update(self.task, latest=shown)
+        elapsed = time.monotonic() - self.started
+        left = f", ~{format_seconds(elapsed * (n_steps - step) / step)} left" if 0 < step < n_steps else ""
+        recorded = ""
+        if step >= n_steps and self.trial_value is not None and value is not None:
+            recorded = f"  (the trial recorded {self.trial_value:.4f}: {value - self.trial_value:+.4f})"
+        self.console.print(f"evaluation {self.n_evals} at step {step}/{n_steps}: {shown}{recorded}  "
+                           f"[dim]{format_seconds(elapsed)} elapsed{left}[/]")
 
 
 def describe_trial(trial: FrozenTrial, metric: str) -> str:

@@ -20,6 +20,7 @@ from hpsearch.study import (
     STOPPED_EARLY_ATTR,
     confidence_of,
     count_states,
+    final_trainings,
     stored_spec,
     summarize,
 )
@@ -43,6 +44,7 @@ def study_status(storage, name: str) -> dict[str, Any]:
             for t in running
         ],
         "best_model": best_model_pointer(study),
+        "final_trainings": final_trainings(study),
     }
 
 

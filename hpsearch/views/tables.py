@@ -86,6 +86,23 @@ def studies_table(rows: list[dict]) -> Table:
     return table
 
 
+def describe_final_data(record: dict) -> str:
+    """'270 rows (full data)' or '64 rows (as searched)': what a final training trained on."""
+    return f"{record['n_train_examples']} rows ({'full data' if record['full_data'] else 'as searched'})"
+
+
+def final_trainings_table(trained: list[dict]) -> Table:
+    """The study's final trainings (hpsearch train): what each trained on, reached and wrote."""
+    table = Table(title="final trainings", title_justify="left")
+    for column in ("trial", "data", "epochs", "metric", "trial's", "directory", "host", "finished"):
+        table.add_column(column)
+    for t in trained:
+        recorded = "-" if t.get("trial_value") is None else f"{t['trial_value']:.4f}"
+        table.add_row(str(t["trial"]), describe_final_data(t), f"{t['epochs']:g}", f"{t['metric']} {t['value']:.4f}", recorded,
+                      str(t["out_dir"]), str(t["host"]), str(t["finished_at"]))
+    return table
+
+
 def best_table(best: dict) -> Table:
     table = Table(title=f"best trial of {best['study']}", show_header=False, title_justify="left")
     table.add_column(style="bold")
