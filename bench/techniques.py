@@ -141,8 +141,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="hpsearch-techniques-") as scratch:
         workdir, cache = Path(scratch), Path(scratch) / "cache"
         # Tokenize once, untimed: every variant then reads the same cache.
-        subprocess.run([sys.executable, "-c", "from hpsearch.spec import parse_spec; from hpsearch.workers import "
-                        "warm_cache; import sys, yaml; warm_cache(parse_spec(yaml.safe_load(open(sys.argv[1])), 'b'))",
+        subprocess.run([sys.executable, "-c", ("from hpsearch.spec import parse_spec; from hpsearch.workers import "
+                        "warm_cache; import sys, yaml; warm_cache(parse_spec(yaml.safe_load(open(sys.argv[1])), 'b'))"),
                         str(study_file)], env={**os.environ, "HPSEARCH_CACHE": str(cache)}, check=True)
         for variant in variants:
             started = time.strftime("%H:%M:%S")

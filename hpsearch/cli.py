@@ -350,7 +350,12 @@ def train(name: str, storage: str | None, number: int | None, full_data: bool, e
 
     from hpsearch.spec import check_sources
     from hpsearch.storage import StudyLock
-    from hpsearch.study import FINAL_LOCK_PURPOSE, plan_final_training, record_final_training, stored_spec
+    from hpsearch.study import (
+        FINAL_LOCK_PURPOSE,
+        plan_final_training,
+        record_final_training,
+        stored_spec,
+    )
     from hpsearch.tasks import get_task
     from hpsearch.views import check_new_directory, describe_epochs, write_note
 

@@ -133,5 +133,5 @@ def test_techniques_runs_every_variant_of_the_default_study(tmp_path):
         assert sum(row["states"].values()) == 1 and row["n_steps"] > 0 and row["peak_rss_mb"] > 100
         assert 0.0 <= row["best"] <= 1.0
     # LoRA keeps megabytes (the adapter, the head and the tokenizer), a full fine-tune the whole model.
-    assert rows["lora"]["model_artifact_mb"] < 3 < 50 < rows["full"]["model_artifact_mb"]
+    assert rows["lora"]["model_artifact_mb"] < 3 and rows["full"]["model_artifact_mb"] > 50
     assert rows["lora"]["best_trial_trainable_parameters"] > 0

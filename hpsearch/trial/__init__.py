@@ -13,7 +13,14 @@ from hpsearch.trial.classes import transformers_class
 from hpsearch.trial.data import PreparedData, cache_key, prepare_data
 from hpsearch.trial.device import count_gpus, describe_device
 from hpsearch.trial.final import FinalResult, ProgressReporter, final_record, train_final
-from hpsearch.trial.load import CACHE_ENV, Loaded, cache_dir, load_data, load_for_training, quiet_libraries
+from hpsearch.trial.load import (
+    CACHE_ENV,
+    Loaded,
+    cache_dir,
+    load_data,
+    load_for_training,
+    quiet_libraries,
+)
 from hpsearch.trial.model import ModelFactory, load_config, load_tokenizer
 from hpsearch.trial.precision import auto_precision, precision_name
 from hpsearch.trial.runner import TrialRunner, record_start

@@ -17,7 +17,13 @@ def build_runner(spec: StudySpec, url: URL, study_name: str):
     """Tokenizer, tokenized data (from the disk cache), pretrained weights: once per process."""
     from hpsearch.spec import resolve_model
     from hpsearch.storage import BestModelKeeper, StudyLock, artifact_dir, open_artifact_store
-    from hpsearch.trial import ModelFactory, TrialRunner, describe_device, load_data, quiet_libraries
+    from hpsearch.trial import (
+        ModelFactory,
+        TrialRunner,
+        describe_device,
+        load_data,
+        quiet_libraries,
+    )
 
     quiet_libraries()
     if os.environ.get(THREADS_ENV):

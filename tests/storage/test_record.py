@@ -13,7 +13,12 @@ import time
 
 import optuna
 
-from hpsearch.storage import append_study_user_attr, open_storage, resolve_storage_url, study_user_attr_list
+from hpsearch.storage import (
+    append_study_user_attr,
+    open_storage,
+    resolve_storage_url,
+    study_user_attr_list,
+)
 
 N_PROCESSES, N_ITEMS = 2, 25
 

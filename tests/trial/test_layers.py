@@ -12,8 +12,8 @@ from hpsearch.errors import SpecError
 from hpsearch.spec import check_sources, parse_spec, resolve_model
 from hpsearch.trial.fit import start_fit
 from hpsearch.trial.layers import parameter_depths
-from hpsearch.trial.model import ModelFactory
 from hpsearch.trial.load import load_data
+from hpsearch.trial.model import ModelFactory
 from tests.conftest import TINY_SPEC
 
 N_LAYERS = 6  # MiniLM-L6

@@ -127,8 +127,21 @@ def test_target_modules_the_model_lacks_are_refused_before_any_trial(workdir):
     result = run_hpsearch("run", "--study", "bad", cwd=workdir)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        "Error: peft.target_modules: ['q_proj', 'v_proj'] matches no module of this bert model; its linear "
-        "layers are named classifier, dense, key, query, value (or use all-linear)"]
+        ("Error: peft.target_modules: ['q_proj', 'v_proj'] matches no module of this bert model; its linear "
+        "layers are named classifier, dense, key, query, value (or use all-linear)")]
     # Nothing ran: the study was never created.
     status = run_hpsearch("status", cwd=workdir)
     assert "the storage holds no study" in status.stdout
+
+
+def test_a_final_training_of_a_lora_trial_writes_merged_weights(lora_study, tmp_path, cache_dir):
+    workdir, _, _ = lora_study
+    out = tmp_path / "final"
+    result = run_hpsearch("train", "--study", "lora", str(out), cwd=workdir, env={"HPSEARCH_CACHE": str(cache_dir)})
+    assert result.returncode == 0, result.stderr
+    # Plain weights, no adapter files: pipeline() loads it without PEFT.
+    assert (out / "model.safetensors").is_file() and not (out / "adapter_config.json").exists()
+    from transformers import pipeline
+
+    (prediction,) = pipeline("text-classification", model=str(out))("what a lovely day")
+    assert prediction["label"] in {"negative", "neutral", "positive"}

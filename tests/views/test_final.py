@@ -5,7 +5,13 @@ from __future__ import annotations
 import json
 
 from hpsearch.storage import StudyLock, open_storage, resolve_storage_url
-from hpsearch.study import FINAL_LOCK_PURPOSE, plan_final_training, record_final_training, stored_spec, summarize
+from hpsearch.study import (
+    FINAL_LOCK_PURPOSE,
+    plan_final_training,
+    record_final_training,
+    stored_spec,
+    summarize,
+)
 from hpsearch.views import final_model_card, render_note
 from hpsearch.views.note import workers
 from tests.conftest import run_hpsearch
