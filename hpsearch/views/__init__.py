@@ -3,7 +3,7 @@ optuna-dashboard, the report, the export and the dashboard itself. Reads the sto
 hpsearch.storage and hpsearch.study; no torch or transformers here."""
 
 from hpsearch.views.dashboard import LOOPBACK, SERVERS, make_app, serve
-from hpsearch.views.export import export_best_model, model_card
+from hpsearch.views.export import check_new_directory, export_best_model, model_card
 from hpsearch.views.note import NoteWriter, register_worker, render_note, write_note
 from hpsearch.views.progress import RunProgress, describe_trial
 from hpsearch.views.report import write_report
@@ -19,6 +19,7 @@ from hpsearch.views.tables import (
 
 __all__ = [
     "LOOPBACK", "SERVERS", "NoteWriter", "RunProgress", "all_studies", "best_table", "best_trial",
+    "check_new_directory",
     "describe_trial", "describe_trial_record", "export_best_model", "format_seconds", "format_value",
     "make_app", "model_card", "register_worker", "render_note", "running_table", "serve", "studies_table",
     "study_status", "summary_table", "write_note", "write_report",

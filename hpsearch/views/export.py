@@ -29,8 +29,7 @@ def export_best_model(storage, name: str, artifact_store, out_dir: Path) -> dict
     pointer = best_model_pointer(study)
     if pointer is None:
         raise StudyError(f"study {name!r} has no best model yet; run it first (hpsearch run --study {name})")
-    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
-        raise HpsearchError(f"{out_dir} exists and is not an empty directory; name a new one")
+    check_new_directory(out_dir)
     with tempfile.TemporaryDirectory(prefix="hpsearch-export-") as scratch:
         archive = Path(scratch) / "model.zip"
         try:
@@ -53,6 +52,12 @@ def export_best_model(storage, name: str, artifact_store, out_dir: Path) -> dict
             out_dir.rmdir()
         shutil.move(str(staging), out_dir)
     return record
+
+
+def check_new_directory(out_dir: Path) -> None:
+    """An export goes into a new or empty directory, never over another one."""
+    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
+        raise HpsearchError(f"{out_dir} exists and is not an empty directory; name a new one")
 
 
 def _trial_held(model_dir: Path, pointer: dict) -> int:
