@@ -10,6 +10,7 @@ from hpsearch.deploy.onnx import ONNX_DIR, ONNX_FILE
 from hpsearch.deploy.quantize import INT8_DIR, WEIGHTS_FILE
 from hpsearch.tasks import Task
 
+
 def describe_conditions(n_threads: int, n_latency: int, n_eval: int) -> str:
     return (f"latency: one forward pass at batch 1 (tokenizing excluded), median of {n_latency} eval "
             f"examples, {n_threads} CPU threads; metric: the study's eval set ({n_eval} examples)")
