@@ -312,10 +312,19 @@ def best(name: str, storage: str | None, as_json: bool) -> None:
 @storage_option
 @click.option("--adapter", "adapter_only", is_flag=True,
               help="Of a LoRA study: write the adapter and head alone (megabytes), not merged weights.")
+@click.option("--quantize", type=click.Choice(["int8"]),
+              help="Also write OUT_DIR/int8/: the linear layers dynamically quantized to int8 (classifiers).")
+@click.option("--onnx", is_flag=True, help="Also write OUT_DIR/onnx/: the model as ONNX, for ONNX Runtime (classifiers).")
 @click.argument("out_dir", type=click.Path(path_type=Path))
-def export(name: str, storage: str | None, adapter_only: bool, out_dir: Path) -> None:
-    """Write the best model, tokenizer, label names and a model card to OUT_DIR, ready for pipeline()."""
+def export(name: str, storage: str | None, adapter_only: bool, quantize: str | None, onnx: bool, out_dir: Path) -> None:
+    """Write the best model, tokenizer, label names and a model card to OUT_DIR, ready for pipeline().
+
+    A LoRA study's adapter is merged into the weights (--adapter: written alone). With --quantize
+    int8 and/or --onnx, also its deployable forms, each measured against the fp32 model (file size,
+    CPU latency per example, the objective on the study's eval set) in the card.
+    """
     from hpsearch.storage import artifact_dir, open_artifact_store
+    from hpsearch.study import stored_spec
     from hpsearch.tasks import get_task
     from hpsearch.views import export_best_model
 
@@ -327,9 +336,51 @@ def export(name: str, storage: str | None, adapter_only: bool, out_dir: Path) ->
             make_deployable(model_dir, spec, adapter_only)
 
     url, rdb = open_storage_flag(storage, must_exist=True)
-    exported = export_best_model(rdb, name, open_artifact_store(artifact_dir(url), create=False), out_dir, finish)
+    deployable = bool(quantize or onnx)
+    if deployable and adapter_only:
+        raise HpsearchError("--adapter writes the LoRA adapter alone; --quantize and --onnx convert the merged "
+                            "model: export one or the other")
+    if deployable:
+        from hpsearch.deploy import check_deployable
+
+        # An unknown study, a task without these forms or a missing package: one line, nothing written.
+        spec = stored_spec(rdb, name)
+        check_deployable(spec, name, onnx=onnx)
+    store = open_artifact_store(artifact_dir(url), create=False)
+    if deployable:
+        from hpsearch.deploy import export_deployable
+        from hpsearch.trial import cache_dir, quiet_libraries
+
+        quiet_libraries()
+        with console.status("exporting, then measuring each form on the study's eval set"):
+            exported, result = export_deployable(rdb, name, store, out_dir, quantize=quantize, onnx=onnx,
+                                                 cache_dir=cache_dir(), finish=finish)
+    else:
+        exported = export_best_model(rdb, name, store, out_dir, finish)
     console.print(f"exported trial {exported['number']} ({exported['metric']} {exported['value']:.4f}) to {out_dir}")
-    console.print(f"load it with:\n{get_task(exported['task']).usage(out_dir)}")
+    task = get_task(exported["task"])
+    console.print(f"load it with:\n{task.usage(out_dir)}", markup=False)
+    if deployable:
+        _print_deployment(task, out_dir, result)
+
+
+def _print_deployment(task, out_dir: Path, result: dict) -> None:
+    from hpsearch.deploy import (
+        INT8_DIR,
+        ONNX_DIR,
+        Measurement,
+        deployment_table,
+        usage_int8,
+        usage_onnx,
+    )
+
+    measurements = [Measurement(**m) for m in result["forms"]]
+    console.print(deployment_table(measurements, result["conditions"]))
+    forms = {m.form for m in measurements}
+    if "int8" in forms:
+        console.print(f"load the int8 form with:\n{usage_int8(task, out_dir / INT8_DIR)}", markup=False)
+    if "onnx" in forms:
+        console.print(f"run the ONNX form with:\n{usage_onnx(task, out_dir / ONNX_DIR)}", markup=False)
 
 
 @cli.command()

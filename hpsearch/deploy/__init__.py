@@ -1,0 +1,22 @@
+"""Deployable forms of an exported model: int8 (dynamic quantization of its linear layers) and ONNX
+(run by ONNX Runtime), each measured against the fp32 model for file size, CPU latency per example
+and the study's objective on its eval set. Importing it is cheap: torch, transformers and
+onnxruntime are imported by the functions that use them."""
+
+from hpsearch.deploy.card import deployment_table, usage_int8, usage_onnx
+from hpsearch.deploy.export import (
+    DEPLOYABLE_TASKS,
+    QUANTIZATIONS,
+    RESULT_FILE,
+    check_deployable,
+    export_deployable,
+)
+from hpsearch.deploy.measure import Measurement
+from hpsearch.deploy.onnx import ONNX_DIR, ONNX_FILE, load_onnx, run_onnx, save_onnx
+from hpsearch.deploy.quantize import INT8_DIR, WEIGHTS_FILE, load_int8, quantize_int8, save_int8
+
+__all__ = [
+    "DEPLOYABLE_TASKS", "INT8_DIR", "ONNX_DIR", "ONNX_FILE", "QUANTIZATIONS", "RESULT_FILE", "WEIGHTS_FILE",
+    "Measurement", "check_deployable", "deployment_table", "export_deployable", "load_int8", "load_onnx",
+    "quantize_int8", "run_onnx", "save_int8", "save_onnx", "usage_int8", "usage_onnx",
+]
