@@ -145,3 +145,18 @@ def test_a_final_training_of_a_lora_trial_writes_merged_weights(lora_study, tmp_
 
     (prediction,) = pipeline("text-classification", model=str(out))("what a lovely day")
     assert prediction["label"] in {"negative", "neutral", "positive"}
+
+
+def test_a_lora_model_exports_merged_to_int8_and_onnx(lora_study, tmp_path, cache_dir):
+    workdir, _, _ = lora_study
+    out = tmp_path / "deploy"
+    result = run_hpsearch("export", "--study", "lora", "--quantize", "int8", "--onnx", str(out), cwd=workdir,
+                          env={"HPSEARCH_CACHE": str(cache_dir)})
+    assert result.returncode == 0, result.stderr
+    # The forms are built from the merged weights: every one is measured, none holds an adapter.
+    forms = {m["form"] for m in json.loads((out / "deployment.json").read_text())["forms"]}
+    assert forms == {"pytorch fp32", "int8", "onnx"}
+    assert (out / "int8" / "model_int8.pt").is_file() and (out / "onnx" / "model.onnx").is_file()
+    assert not any(out.rglob("adapter_config.json"))
+    refused = run_hpsearch("export", "--study", "lora", "--adapter", "--onnx", str(tmp_path / "x"), cwd=workdir)
+    assert refused.returncode == 1 and refused.stderr.startswith("Error: --adapter writes the LoRA adapter alone")
