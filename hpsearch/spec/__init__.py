@@ -7,16 +7,13 @@ from hpsearch.spec.location import Location, resolve_data, resolve_model
 from hpsearch.spec.schema import (
     GENERATION_SETTINGS,
     MODEL_KNOBS,
-    PEFT_PREFIX,
     BudgetSpec,
     ChoiceParam,
     DatasetSpec,
-    EarlyStoppingSpec,
     FloatParam,
     HeartbeatSpec,
     IntParam,
     ObjectiveSpec,
-    PeftSpec,
     PrunerSpec,
     SamplerSpec,
     StudySpec,
@@ -29,6 +26,7 @@ from hpsearch.spec.search_space import (
     split_params,
     suggest_params,
 )
+from hpsearch.spec.techniques import PEFT_PREFIX, EarlyStoppingSpec, PeftSpec
 
 __all__ = [
     "GENERATION_SETTINGS",

@@ -13,7 +13,6 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import (
     BaseModel,
-    ConfigDict,
     Discriminator,
     Field,
     Tag,
@@ -23,94 +22,16 @@ from pydantic import (
 )
 
 from hpsearch.errors import SpecError
+from hpsearch.spec.param import ChoiceParam, FloatParam, IntParam, Param, StrictModel
+from hpsearch.spec.techniques import EarlyStoppingSpec, PeftSpec
 from hpsearch.tasks import DEFAULT_TASK, TASK_KEY, TASKS, Task
 
 # Knobs applied to the model rather than to TrainingArguments (see hpsearch/trial/model.py and
 # hpsearch/trial/layers.py): its dropout, the layers it trains, and their learning rates.
 MODEL_KNOBS = ("dropout", "freeze_embeddings", "freeze_layers", "layer_lr_decay", "gradual_unfreezing")
-# The prefix of a searched `peft:` value among a trial's parameters ("peft.r").
-PEFT_PREFIX = "peft."
 # Settings of the model's generation config, used when evaluation generates (seq2seq); searchable
 # like training arguments, which `Trainer.hyperparameter_search` cannot do (transformers#33755).
 GENERATION_SETTINGS = ("num_beams", "max_new_tokens", "length_penalty", "no_repeat_ngram_size")
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
-
-class FloatParam(_Strict):
-    bounds: tuple[float, float] = Field(alias="float")
-    log: bool = False
-    step: float | None = Field(default=None, gt=0)
-
-    @model_validator(mode="after")
-    def _check(self) -> FloatParam:
-        low, high = self.bounds
-        if not (math.isfinite(low) and math.isfinite(high)):
-            raise ValueError(f"bounds must be finite numbers, got [{low}, {high}]")
-        _check_range(low, high, self.log, self.step)
-        return self
-
-
-class IntParam(_Strict):
-    bounds: tuple[int, int] = Field(alias="int")
-    log: bool = False
-    step: int | None = Field(default=None, gt=0)
-
-    @model_validator(mode="after")
-    def _check(self) -> IntParam:
-        _check_range(*self.bounds, self.log, self.step)
-        return self
-
-
-class ChoiceParam(_Strict):
-    choices: list[bool | int | float | str | None] = Field(alias="choice", min_length=1)
-
-    @field_validator("choices")
-    @classmethod
-    def _unique(cls, choices: list) -> list:
-        if len({repr(c) for c in choices}) != len(choices):
-            raise ValueError(f"choices must be distinct, got {choices}")
-        return choices
-
-
-def _check_range(low: float, high: float, log: bool, step: float | None) -> None:
-    if low >= high:
-        what = "empty" if low == high else "inverted"
-        raise ValueError(
-            f"range [{low}, {high}] is {what}: low must be below high "
-            "(for a fixed value, put it under training: instead)"
-        )
-    if log and low <= 0:
-        raise ValueError(f"log: true needs low > 0, got low={low}")
-    if log and step is not None:
-        raise ValueError("log and step cannot be combined; drop one of them")
-
-
-def _param_kind(value: Any) -> str | None:
-    # Validation passes the raw mapping; serialization passes the parsed model.
-    for kind, model in (("float", FloatParam), ("int", IntParam), ("choice", ChoiceParam)):
-        if isinstance(value, model):
-            return kind
-    if isinstance(value, dict):
-        kinds = [k for k in ("float", "int", "choice") if k in value]
-        if len(kinds) == 1:
-            return kinds[0]
-    return None
-
-
-Param = Annotated[
-    Annotated[FloatParam, Tag("float")] | Annotated[IntParam, Tag("int")] | Annotated[ChoiceParam, Tag("choice")],
-    Discriminator(
-        _param_kind,
-        custom_error_type="param_kind",
-        custom_error_message=(
-            "a parameter needs exactly one of float: [low, high], int: [low, high] "
-            "or choice: [values]"
-        ),
-    ),
-]
 
 
 def _dataset_task(value: Any) -> str | None:
@@ -130,7 +51,7 @@ DatasetSpec = Annotated[
 ]
 
 
-class ObjectiveSpec(_Strict):
+class ObjectiveSpec(StrictModel):
     metric: str
     """A metric the task's evaluation returns (see hpsearch/tasks/); "eval_" may prefix it."""
     direction: Literal["maximize", "minimize"] | None = None
@@ -159,7 +80,7 @@ def _refuse_settings_not_taken(section: str, spec: BaseModel, takers: dict[str, 
             )
 
 
-class SamplerSpec(_Strict):
+class SamplerSpec(StrictModel):
     name: Literal["tpe", "random", "gp", "cmaes", "qmc"] = "tpe"
     seed: int | None = 0
     n_startup_trials: int | None = Field(default=None, ge=0)
@@ -176,7 +97,7 @@ DEFAULT_FIRST_RUNG = 0.5  # epochs
 DEFAULT_MIN_TRIALS = 4
 
 
-class PrunerSpec(_Strict):
+class PrunerSpec(StrictModel):
     name: Literal["hyperband", "successive_halving", "median", "none"] = "hyperband"
     evals_per_epoch: int = Field(default=4, ge=1, le=100)
     """Evaluations per epoch: the rungs the pruner acts on."""
@@ -230,92 +151,14 @@ class PrunerSpec(_Strict):
         return DEFAULT_MIN_TRIALS
 
 
-# A peft value is fixed (r: 8) or searched with the syntax of any parameter (r: {int: [4, 32]}).
-Searchable = Union[Param, bool, int, float, str, list[str]]  # noqa: UP007
-
-
-class PeftSpec(_Strict):
-    """LoRA adapters through PEFT: the pretrained weights stay frozen, low-rank updates of the
-    target modules and the task's new head train. Each value is fixed or searched."""
-
-    method: Literal["lora"] = "lora"
-    r: Searchable = 8
-    """The adapters' rank."""
-    alpha: Searchable = 16
-    """The adapters' scale numerator (an update is scaled by alpha / r)."""
-    dropout: Searchable = 0.1
-    """Dropout on the adapters' input."""
-    target_modules: Searchable | None = None
-    """Module names (or "all-linear") that get adapters; default: PEFT's choice for the model's
-    architecture (query and value for BERT), else every linear layer."""
-    bias: Searchable = "none"
-    """Which biases train: none, all or lora_only."""
-
-    @model_validator(mode="after")
-    def _values_in_range(self) -> PeftSpec:
-        rules = {
-            "r": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1, "an integer of at least 1"),
-            "alpha": (lambda v: _is_number(v) and v > 0, "a number above 0"),
-            "dropout": (lambda v: _is_number(v) and 0 <= v < 1, "a probability in [0, 1)"),
-            "bias": (lambda v: v in ("none", "all", "lora_only"), "one of none, all, lora_only"),
-            "target_modules": (lambda v: v is None or (isinstance(v, str) and v != "")
-                               or (isinstance(v, list) and v and all(isinstance(m, str) for m in v)),
-                               'module names ([query, value]) or "all-linear"'),
-        }
-        for name, (valid, expected) in rules.items():
-            value = getattr(self, name)
-            for candidate in (_ends(value) if _is_param(value) else [value]):
-                if not valid(candidate):
-                    raise ValueError(f"peft.{name}: {candidate!r} is not {expected}")
-        return self
-
-    def searched(self) -> dict[str, Any]:
-        """The searched values as search-space parameters, named peft.<key>."""
-        return {f"{PEFT_PREFIX}{name}": getattr(self, name) for name in type(self).model_fields
-                if _is_param(getattr(self, name))}
-
-    def resolve(self, params: dict[str, Any]) -> dict[str, Any]:
-        """The LoRA settings of a trial: the fixed values, and `params`' peft.<key> for the searched."""
-        values = {}
-        for name in type(self).model_fields:
-            value = getattr(self, name)
-            values[name] = params[f"{PEFT_PREFIX}{name}"] if _is_param(value) else value
-        if isinstance(values["target_modules"], str) and values["target_modules"] != "all-linear":
-            # A choice among module sets is written "query,value".
-            values["target_modules"] = [m.strip() for m in values["target_modules"].split(",")]
-        return values
-
-
-def _is_param(value: Any) -> bool:
-    return isinstance(value, (FloatParam, IntParam, ChoiceParam))
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _ends(param: Any) -> list[Any]:
-    return list(param.choices) if isinstance(param, ChoiceParam) else list(param.bounds)
-
-
-class EarlyStoppingSpec(_Strict):
-    """Stop a trial whose objective has not improved for `patience` evaluations. It ends COMPLETE:
-    the trial stopped itself, the pruner did not stop it."""
-
-    patience: int = Field(ge=1)
-    """Evaluations without an improvement before the trial stops."""
-    min_delta: float = Field(default=0.0, ge=0)
-    """An improvement smaller than this does not count."""
-
-
-class BudgetSpec(_Strict):
+class BudgetSpec(StrictModel):
     n_trials: int = Field(ge=1)
     """Study-wide number of trials, across all runs and workers."""
     timeout: float | None = Field(default=None, gt=0)
     """Seconds after which one run starts no new trial."""
 
 
-class HeartbeatSpec(_Strict):
+class HeartbeatSpec(StrictModel):
     """How a trial whose worker died (kill -9, machine lost) is found and re-run."""
 
     interval: int = Field(default=10, ge=1)
@@ -335,7 +178,7 @@ class HeartbeatSpec(_Strict):
         return self
 
 
-class StudySpec(_Strict):
+class StudySpec(StrictModel):
     task: Literal[tuple(TASKS)] = DEFAULT_TASK
     """The kind of fine-tuning; it decides the dataset keys, the metrics and the model class."""
     model: str = Field(min_length=1)

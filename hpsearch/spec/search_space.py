@@ -6,15 +6,16 @@ from typing import Any, NamedTuple
 
 import optuna
 
+from hpsearch.spec.param import param_ends
 from hpsearch.spec.schema import (
     GENERATION_SETTINGS,
     MODEL_KNOBS,
-    PEFT_PREFIX,
     ChoiceParam,
     FloatParam,
     IntParam,
     Param,
 )
+from hpsearch.spec.techniques import PEFT_PREFIX
 
 
 def suggest_params(trial: optuna.Trial, space: dict[str, Param]) -> dict[str, Any]:
@@ -67,10 +68,3 @@ def corner_values(space: dict[str, Param]) -> list[dict[str, Any]]:
     for name, param in space.items():
         corners += [{**low, name: value} for value in param_ends(param)[1:]]
     return corners
-
-
-def param_ends(param: Param) -> list[Any]:
-    """Both ends of a range, or every choice."""
-    if isinstance(param, ChoiceParam):
-        return list(param.choices)
-    return list(param.bounds)
