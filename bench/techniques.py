@@ -66,8 +66,6 @@ def variant_spec(base: dict, variant: str) -> dict:
 
 
 def run_variant(spec: dict, variant: str, workdir: Path, cache: Path) -> dict:
-    import optuna
-
     path = workdir / f"{variant}.yaml"
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
     db = workdir / f"{variant}.db"
@@ -77,12 +75,18 @@ def run_variant(spec: dict, variant: str, workdir: Path, cache: Path) -> dict:
                                          capture_output=True, text=True).stdout)
     if measured["rc"] != 0:
         raise SystemExit(f"{variant}: hpsearch run exited {measured['rc']}")
+    return summarize_variant(variant, db, workdir / f"{variant}-artifacts", measured)
+
+
+def summarize_variant(variant: str, db: Path, artifacts: Path, measured: dict) -> dict:
+    """The figures of one variant's study (`measured`: the run's wall seconds and peak memory)."""
+    import optuna
+
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.load_study(study_name=variant, storage=f"sqlite:///{db}")
     trials = study.trials
     complete = [t for t in trials if t.state.name == "COMPLETE"]
     ended = [t for t in complete if t.user_attrs.get("n_steps") == t.user_attrs.get("n_steps_planned")]
-    artifacts = workdir / f"{variant}-artifacts"
     pointer = study.user_attrs.get("hpsearch_best_model")
     states: dict[str, int] = {}
     for t in trials:
