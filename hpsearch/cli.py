@@ -326,11 +326,11 @@ def export(name: str, storage: str | None, adapter_only: bool, quantize: str | N
     from hpsearch.storage import artifact_dir, open_artifact_store
     from hpsearch.study import stored_spec
     from hpsearch.tasks import get_task
-    from hpsearch.views import export_best_model
+    from hpsearch.views import ADAPTER_CONFIG, export_best_model
 
     def finish(model_dir: Path, spec) -> None:
         # A LoRA adapter is merged into the pretrained weights (torch and peft: imported only here).
-        if (model_dir / "adapter_config.json").is_file() or adapter_only:
+        if (model_dir / ADAPTER_CONFIG).is_file() or adapter_only:
             from hpsearch.trial.lora import make_deployable
 
             make_deployable(model_dir, spec, adapter_only)

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import shutil
-import tempfile
 from dataclasses import asdict
 from pathlib import Path
 
@@ -30,7 +28,7 @@ from hpsearch.deploy.quantize import INT8_DIR, load_int8, save_int8
 from hpsearch.errors import HpsearchError
 from hpsearch.spec import StudySpec
 from hpsearch.study import stored_spec
-from hpsearch.views import check_new_directory, export_best_model
+from hpsearch.views import export_best_model, staged_directory
 
 # Tasks whose model maps tokens to logits that the task's own metrics score; a generating model
 # (seq2seq, causal-lm) would need its decoding loop exported and measured too.
@@ -62,18 +60,9 @@ def export_deployable(storage, name: str, artifact_store, out_dir: Path, *, quan
     check_deployable(spec, name, onnx=onnx)
     if quantize is not None and quantize not in QUANTIZATIONS:
         raise HpsearchError(f"quantize: {quantize!r} is not one of {', '.join(QUANTIZATIONS)}")
-    check_new_directory(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
-    try:
-        staging = scratch / "export"
+    with staged_directory(out_dir) as staging:
         record = export_best_model(storage, name, artifact_store, staging, finish)  # (a LoRA adapter merged)
         result = build_forms(spec, staging, quantize=quantize, onnx=onnx, cache_dir=cache_dir)
-        if out_dir.exists():
-            out_dir.rmdir()  # empty, as checked
-        staging.rename(out_dir)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
     return record, result
 
 

@@ -71,8 +71,8 @@ class GradualUnfreezing(TrainerCallback):
         layers = layer_stack(model, "gradual_unfreezing")
         candidates = [*reversed(list(layers)), embeddings_of(model)]
         # Only what trains today is frozen here, and freed later; the spec's frozen weights stay so.
-        self.groups = [[p for p in group.parameters() if p.requires_grad] for group in candidates]
-        self.groups = [group for group in self.groups if group]
+        trained = ([p for p in group.parameters() if p.requires_grad] for group in candidates)
+        self.groups = [group for group in trained if group]
         for group in self.groups:
             for parameter in group:
                 parameter.requires_grad_(False)

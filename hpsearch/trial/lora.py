@@ -8,7 +8,6 @@ weights for a model that `pipeline()` loads with no PEFT installed.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -57,22 +56,17 @@ def check_adapters(factory, spec) -> None:
     """Every target_modules the spec fixes or searches exists in the model: a SpecError before
     any trial, rather than every trial failing."""
     from hpsearch.errors import SpecError
-    from hpsearch.spec import ChoiceParam
+    from hpsearch.spec import PEFT_PREFIX, ChoiceParam, param_ends
 
     declared = spec.peft.target_modules
+    # The other searched values at their low ends: only the modules decide whether PEFT finds them.
+    low = {name: param_ends(param)[0] for name, param in spec.peft.searched().items()}
     for candidate in declared.choices if isinstance(declared, ChoiceParam) else [declared]:
-        lora = spec.peft.resolve({f"peft.{k}": v for k, v in _low_ends(spec.peft).items()} |
-                                 {"peft.target_modules": candidate})
+        lora = spec.peft.resolve({**low, f"{PEFT_PREFIX}target_modules": candidate})
         try:
             factory.build(seed=0, knobs={}, lora=lora)
         except ValueError as e:
             raise SpecError(first_line(e)) from None
-
-
-def _low_ends(peft_spec) -> dict[str, Any]:
-    from hpsearch.spec import param_ends
-
-    return {name.removeprefix("peft."): param_ends(param)[0] for name, param in peft_spec.searched().items()}
 
 
 def default_targets(model) -> list[str] | str:
@@ -87,12 +81,6 @@ def is_adapter(model) -> bool:
     from peft import PeftModel
 
     return isinstance(model, PeftModel)
-
-
-def trained_modules(model) -> list[str]:
-    """The module names LoRA adapted, for the model card."""
-    config = model.peft_config["default"]
-    return sorted(config.target_modules) if not isinstance(config.target_modules, str) else [config.target_modules]
 
 
 def save_adapter(model, directory: Path) -> None:
@@ -139,10 +127,3 @@ def merge_adapter(adapter_dir: Path, base_location, task: Task, out_dir: Path) -
     except (OSError, ValueError) as e:
         raise HpsearchError(f"cannot merge the adapter into {base_location.reference}: {first_line(e)}") from None
     merged.save_pretrained(out_dir)
-
-
-def adapter_settings(adapter_dir: Path) -> dict[str, Any]:
-    """The rank, alpha and target modules of a saved adapter, for the model card."""
-    config = json.loads((adapter_dir / ADAPTER_CONFIG).read_text())
-    return {key: config.get(key) for key in ("r", "lora_alpha", "lora_dropout", "target_modules", "bias",
-                                             "modules_to_save")}

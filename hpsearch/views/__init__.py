@@ -4,6 +4,7 @@ hpsearch.storage and hpsearch.study; no torch or transformers here."""
 
 from hpsearch.views.dashboard import LOOPBACK, SERVERS, make_app, serve
 from hpsearch.views.export import (
+    ADAPTER_CONFIG,
     check_new_directory,
     describe_epochs,
     export_best_model,
@@ -27,6 +28,7 @@ from hpsearch.views.tables import (
 )
 
 __all__ = [
+    "ADAPTER_CONFIG",
     "LOOPBACK", "SERVERS", "NoteWriter", "RunProgress", "TrainingProgress", "all_studies", "best_table", "best_trial",
     "check_new_directory", "describe_epochs", "describe_final_data", "describe_trial", "describe_trial_record", "export_best_model",
     "final_model_card", "final_trainings_table", "format_seconds", "format_value", "make_app", "model_card", "register_worker",
