@@ -72,20 +72,49 @@ def open_storage_flag(flag: str | None, *, must_exist: bool):
 def run(study_ref: str, storage: str | None, study_name: str | None, n_trials: int | None,
         timeout: float | None, gpus: str | None, workers: int | None) -> None:
     """Create a study from its spec (or resume it) and run trials until its budget is spent."""
-    from hpsearch.spec import check_sources, find_spec_file, load_spec_file
     from hpsearch.study import check_resumable
+
+    spec, name = _load_run_spec(study_ref, study_name, n_trials, timeout)
+    url, rdb = open_storage_flag(storage, must_exist=False)
+    spent = check_resumable(rdb, name, spec)
+    _search(url, rdb, name, spec, spent, gpus, workers, supervised=False)
+
+
+@cli.command()
+@click.option("--study", "study_ref", required=True, metavar="NAME|PATH",
+              help="A spec name (studies/NAME.yaml) or the path of a spec file.")
+@storage_option
+@click.option("--study-name", metavar="NAME", help="Name of the study in the storage [default: the spec's file name].")
+@click.option("--n-trials", type=click.IntRange(min=1), help="Study-wide trial budget; overrides budget.n_trials.")
+def create(study_ref: str, storage: str | None, study_name: str | None, n_trials: int | None) -> None:
+    """Create a study from its spec (or check an existing one) and run no trial: for workers started
+    elsewhere (SLURM, Kubernetes) to join with `hpsearch worker`."""
+    from hpsearch.storage import redact
+    from hpsearch.study import n_spent, open_study
+
+    spec, name = _load_run_spec(study_ref, study_name, n_trials, None)
+    url, rdb = open_storage_flag(storage, must_exist=False)
+    study, changes = open_study(rdb, name, spec)
+    for change in changes:
+        console.print(f"stored spec updated: {change}")
+    spent = n_spent(study.get_trials(deepcopy=False))
+    console.print(f"study [bold]{name}[/] in {redact(url)}: {spent}/{spec.budget.n_trials} trials spent; "
+                  f"workers join it with: hpsearch worker --study {name}")
+
+
+def _load_run_spec(study_ref: str, study_name: str | None, n_trials: int | None, timeout: float | None):
+    """The spec a `run` or `create` names, with the budget flags applied and checked before any write:
+    (spec, the study's name in the storage)."""
+    from hpsearch.spec import check_sources, find_spec_file, load_spec_file
 
     spec_path = find_spec_file(study_ref, STUDIES_DIR)
     spec = load_spec_file(spec_path)
     overrides = {k: v for k, v in (("n_trials", n_trials), ("timeout", timeout)) if v is not None}
     if overrides:
         spec = spec.model_copy(update={"budget": spec.budget.model_copy(update=overrides)})
-    name = study_name or spec_path.stem
     check_sources(spec)
     _check_training_args(spec)
-    url, rdb = open_storage_flag(storage, must_exist=False)
-    spent = check_resumable(rdb, name, spec)
-    _search(url, rdb, name, spec, spent, gpus, workers, supervised=False)
+    return spec, study_name or spec_path.stem
 
 
 @cli.command()

@@ -210,3 +210,23 @@ def test_a_directory_as_dataset_source_says_what_a_source_may_be(workdir, tiny_s
     assert "a source is a csv/tsv/json/jsonl/parquet file, a folder of such files named by split" in line
     assert "hub dataset" in line and "cannot load" not in line
     assert not (workdir / "storage").exists()
+
+
+def test_create_makes_the_study_for_workers_to_join_and_runs_no_trial(workdir, tiny_spec):
+    from hpsearch.storage import open_storage, resolve_storage_url
+    from hpsearch.study import stored_spec
+    from tests.conftest import write_spec
+
+    write_spec(workdir, "tiny", tiny_spec)
+    result = run_hpsearch("create", "--study", "tiny", "--n-trials", "5", cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    assert "0/5 trials spent; workers join it with: hpsearch worker --study tiny" in result.stdout
+    storage = open_storage(resolve_storage_url("sqlite:///storage/hpsearch.db"), must_exist=True)
+    assert stored_spec(storage, "tiny").budget.n_trials == 5
+    assert storage.get_all_trials(storage.get_study_id_from_name("tiny")) == []
+    # Again, with the same spec: nothing changes; with another, refused as `run` refuses it.
+    assert run_hpsearch("create", "--study", "tiny", "--n-trials", "5", cwd=workdir).returncode == 0
+    tiny_spec["dataset"]["max_length"] = 16
+    write_spec(workdir, "tiny", tiny_spec)
+    line = assert_one_line_error(run_hpsearch("create", "--study", "tiny", cwd=workdir), 1)
+    assert "created from a different spec (dataset.max_length: 32 -> 16)" in line

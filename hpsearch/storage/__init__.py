@@ -29,10 +29,17 @@ from hpsearch.storage.queries import (
 from hpsearch.storage.rdb import apply_heartbeat, open_storage
 from hpsearch.storage.record import append_study_user_attr, study_user_attr_list
 from hpsearch.storage.retry import describe_storage_error, is_transient, retry_through_outage
-from hpsearch.storage.url import DEFAULT_STORAGE, STORAGE_ENV, redact, resolve_storage_url
+from hpsearch.storage.url import (
+    DEFAULT_STORAGE,
+    PASSWORD_ENV,
+    PASSWORD_FILE_ENV,
+    STORAGE_ENV,
+    redact,
+    resolve_storage_url,
+)
 
 __all__ = [
-    "ARTIFACTS_ENV", "BEST_MODEL_ATTR", "DEFAULT_STORAGE", "STORAGE_ENV", "TRIAL_FILE", "BestModelKeeper",
+    "ARTIFACTS_ENV", "BEST_MODEL_ATTR", "DEFAULT_STORAGE", "PASSWORD_ENV", "PASSWORD_FILE_ENV", "STORAGE_ENV", "TRIAL_FILE", "BestModelKeeper",
     "StudyLock", "append_study_user_attr", "apply_heartbeat", "artifact_dir", "best_model_pointer", "count_trials",
     "create_study",
     "describe_storage_error", "heartbeat_ages", "is_better", "is_transient", "open_artifact_store",

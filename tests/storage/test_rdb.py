@@ -141,3 +141,59 @@ def test_trials_are_counted_in_every_state(tmp_path):
     memory = optuna.create_study()
     memory.ask()
     assert count_trials(memory) == 1
+
+
+def test_password_from_a_file_or_the_environment(monkeypatch, tmp_path):
+    monkeypatch.delenv("HPSEARCH_STORAGE_PASSWORD", raising=False)
+    secret = tmp_path / "password"
+    secret.write_text("s3cret\n")
+    monkeypatch.setenv("HPSEARCH_STORAGE_PASSWORD_FILE", str(secret))
+    url = resolve_storage_url("postgresql://alice@db:5432/hp")
+    assert url.password == "s3cret" and "s3cret" not in redact(url)
+    monkeypatch.delenv("HPSEARCH_STORAGE_PASSWORD_FILE")
+    monkeypatch.setenv("HPSEARCH_STORAGE_PASSWORD", "from-env")
+    assert resolve_storage_url("postgresql://alice@db:5432/hp").password == "from-env"
+
+
+@pytest.mark.parametrize("setup, message", [
+    ({"HPSEARCH_STORAGE_PASSWORD_FILE": "{missing}"}, "cannot read it"),
+    ({"HPSEARCH_STORAGE_PASSWORD_FILE": "{empty}"}, "the file is empty; write the password on its first line"),
+    ({"HPSEARCH_STORAGE_PASSWORD_FILE": "{good}", "HPSEARCH_STORAGE_PASSWORD": "x"}, "keep one of them"),
+], ids=["missing", "empty", "both"])
+def test_password_apart_mistakes_are_one_line(monkeypatch, tmp_path, setup, message):
+    monkeypatch.delenv("HPSEARCH_STORAGE_PASSWORD", raising=False)
+    (tmp_path / "empty").write_text("")
+    (tmp_path / "good").write_text("pw")
+    for key, value in setup.items():
+        monkeypatch.setenv(key, value.format(missing=tmp_path / "nope", empty=tmp_path / "empty", good=tmp_path / "good"))
+    with pytest.raises(StorageError, match=message):
+        resolve_storage_url("postgresql://alice@db:5432/hp")
+
+
+def test_a_url_with_a_password_and_a_password_apart_is_refused(monkeypatch):
+    monkeypatch.setenv("HPSEARCH_STORAGE_PASSWORD", "other")
+    with pytest.raises(StorageError, match=r"postgresql\+psycopg://alice:\*\*\*@db/hp holds a password"):
+        resolve_storage_url("postgresql://alice:s3cret@db/hp")
+
+
+def test_a_password_file_reaches_a_real_server(monkeypatch, tmp_path):
+    # MariaDB checks passwords (PostgreSQL here trusts every local connection).
+    if MYSQL_URL is None:
+        pytest.skip("set HPSEARCH_TEST_MYSQL to test against MariaDB")
+    import sqlalchemy
+
+    admin = sqlalchemy.create_engine(resolve_storage_url(MYSQL_URL))
+    with admin.begin() as connection:
+        connection.execute(sqlalchemy.text("CREATE USER IF NOT EXISTS 'hp_pw'@'%' IDENTIFIED BY 'file-s3cret'"))
+        connection.execute(sqlalchemy.text("GRANT ALL ON test.* TO 'hp_pw'@'%'"))
+    base = resolve_storage_url(MYSQL_URL)
+    user_url = base.set(username="hp_pw", password=None).render_as_string(hide_password=False)
+    secret = tmp_path / "password"
+    secret.write_text("file-s3cret\n")
+    monkeypatch.setenv("HPSEARCH_STORAGE_PASSWORD_FILE", str(secret))
+    storage = open_storage(resolve_storage_url(user_url))
+    assert storage.get_all_studies() is not None
+    secret.write_text("wrong\n")
+    with pytest.raises(StorageError, match="hp_pw") as refused:
+        open_storage(resolve_storage_url(user_url))
+    assert "wrong" not in str(refused.value)
