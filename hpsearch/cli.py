@@ -40,6 +40,9 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 
 def worker_options(command):
+    command = click.option("--gpus-per-trial", type=click.IntRange(min=1, max=64), metavar="N",
+                           help="Train each trial as N data-parallel processes (DDP), one per GPU; "
+                                "overrides resources.gpus_per_trial.")(command)
     command = click.option("--workers", type=click.IntRange(min=1), metavar="N",
                            help="Run N worker processes on CPU, splitting the cores between them.")(command)
     return click.option("--gpus", metavar="all|0,2,3",
@@ -70,14 +73,14 @@ def open_storage_flag(flag: str | None, *, must_exist: bool):
               help="Start no new trial after this many seconds; overrides budget.timeout.")
 @worker_options
 def run(study_ref: str, storage: str | None, study_name: str | None, n_trials: int | None,
-        timeout: float | None, gpus: str | None, workers: int | None) -> None:
+        timeout: float | None, gpus: str | None, workers: int | None, gpus_per_trial: int | None) -> None:
     """Create a study from its spec (or resume it) and run trials until its budget is spent."""
     from hpsearch.study import check_resumable
 
     spec, name = _load_run_spec(study_ref, study_name, n_trials, timeout)
     url, rdb = open_storage_flag(storage, must_exist=False)
     spent = check_resumable(rdb, name, spec)
-    _search(url, rdb, name, spec, spent, gpus, workers, supervised=False)
+    _search(url, rdb, name, spec, spent, gpus, workers, gpus_per_trial, supervised=False)
 
 
 @cli.command()
@@ -122,7 +125,8 @@ def _load_run_spec(study_ref: str, study_name: str | None, n_trials: int | None,
 @storage_option
 @worker_options
 @click.option("--supervised", is_flag=True, hidden=True, help="Started by a supervisor: print no progress.")
-def worker(name: str, storage: str | None, gpus: str | None, workers: int | None, supervised: bool) -> None:
+def worker(name: str, storage: str | None, gpus: str | None, workers: int | None, gpus_per_trial: int | None,
+           supervised: bool) -> None:
     """Join an existing study from any machine: its spec comes from the storage."""
     from hpsearch.spec import check_sources
     from hpsearch.study import n_spent, stored_spec
@@ -141,7 +145,7 @@ def worker(name: str, storage: str | None, gpus: str | None, workers: int | None
     # A worker joins others: its supervisor names its slot, else its host and process do.
     key = os.environ.get(WORKER_KEY_ENV) if supervised else None
     key = key or f"{socket.gethostname()}:{os.getpid()}"
-    _search(url, rdb, name, spec, spent, gpus, workers, supervised=supervised, worker_key=key)
+    _search(url, rdb, name, spec, spent, gpus, workers, gpus_per_trial, supervised=supervised, worker_key=key)
 
 
 def _check_training_args(spec) -> None:
@@ -151,13 +155,15 @@ def _check_training_args(spec) -> None:
     check_training_args(spec)
 
 
-def _search(url, rdb, name: str, spec, spent: int, gpus: str | None, workers: int | None, supervised: bool,
-            worker_key: str | None = None) -> None:
-    """Run the study's missing trials here: in this process, or in supervised worker processes.
+def _search(url, rdb, name: str, spec, spent: int, gpus: str | None, workers: int | None,
+            gpus_per_trial: int | None, supervised: bool, worker_key: str | None = None) -> None:
+    """Run the study's missing trials here: in this process, in a group of rank processes (one per
+    device of a trial), or in supervised worker processes.
 
     `worker_key` names this process among the study's workers (None: the only one); its sampler
     seed is derived from it, so that workers do not all suggest the same parameters.
     """
+    from hpsearch.spec import check_trial_group
     from hpsearch.storage import apply_heartbeat, redact
     from hpsearch.study import n_spent, open_study
 
@@ -171,9 +177,15 @@ def _search(url, rdb, name: str, spec, spent: int, gpus: str | None, workers: in
             console.print(f"study {name!r} has spent its budget of {budget} trials; raise it with --n-trials to run more")
         return
     apply_heartbeat(rdb, spec.heartbeat)
+    per_trial = gpus_per_trial or spec.resources.gpus_per_trial
+    check_trial_group(spec, per_trial)
     in_process = gpus is None and (workers or 1) == 1
-    slots = None if in_process else _plan_slots(gpus, workers)  # a bad --gpus fails before any write
-    if in_process:
+    # A bad --gpus or --gpus-per-trial fails before any write.
+    slots = None if in_process else _plan_slots(gpus, workers, per_trial)
+    in_group = in_process and per_trial is not None
+    if in_group:
+        _pin_group_devices(per_trial)
+    if in_process and not in_group:
         from hpsearch.workers import build_runner
 
         with console.status("loading model and data (tokenized once, then cached)"):
@@ -187,10 +199,12 @@ def _search(url, rdb, name: str, spec, spent: int, gpus: str | None, workers: in
     for change in changes:
         console.print(f"stored spec updated: {change}")
     try:
-        if in_process:
+        if in_group:
+            _run_group(study, url, name, spec, per_trial, worker_key, supervised)
+        elif in_process:
             _run_here(study, runner, url, name, spec, supervised)
         else:
-            _run_supervised(study, url, name, spec, slots)
+            _run_supervised(study, url, name, spec, slots, per_trial)
     except KeyboardInterrupt:
         if not supervised:
             console.print("[yellow]interrupted[/]: running trials end FAIL (interrupted) and are re-run "
@@ -205,13 +219,15 @@ def _search(url, rdb, name: str, spec, spent: int, gpus: str | None, workers: in
         console.print(f"timeout reached with {left} trials of the budget left; run the same command to resume")
 
 
-def _run_here(study, runner, url, name: str, spec, supervised: bool) -> None:
+def _run_here(study, runner, url, name: str, spec, supervised: bool, timeout: float | None = None) -> None:
+    """The worker loop in this process; `timeout` (default: the spec's) stops starting trials."""
     from hpsearch.storage import StudyLock
     from hpsearch.views import NoteWriter, RunProgress, register_worker
     from hpsearch.workers import run_trials
 
     lock = StudyLock(url, name)
-    budget, timeout = spec.budget.n_trials, spec.budget.timeout
+    budget = spec.budget.n_trials
+    timeout = spec.budget.timeout if timeout is None else timeout
     register_worker(study, runner.device, spec.objective.eval_key)
     note = NoteWriter(study, spec)
     note(force=True)
@@ -229,7 +245,7 @@ def _run_here(study, runner, url, name: str, spec, supervised: bool) -> None:
         note(force=True)
 
 
-def _plan_slots(gpus: str | None, workers: int | None):
+def _plan_slots(gpus: str | None, workers: int | None, per_trial: int | None):
     from hpsearch.workers import plan_slots
 
     n_gpus = 0
@@ -237,16 +253,80 @@ def _plan_slots(gpus: str | None, workers: int | None):
         from hpsearch.trial import count_gpus
 
         n_gpus = count_gpus()
-    return plan_slots(gpus, workers, n_gpus, os.cpu_count() or 1, os.environ.get("CUDA_VISIBLE_DEVICES"))
+    return plan_slots(gpus, workers, n_gpus, os.cpu_count() or 1, os.environ.get("CUDA_VISIBLE_DEVICES"), per_trial)
 
 
-def _run_supervised(study, url, name: str, spec, slots) -> None:
+def _pin_group_devices(per_trial: int) -> None:
+    """The devices this process's trial group trains on: its first `per_trial` GPUs, or the CPU
+    cores split between the ranks on a machine without GPUs."""
+    from hpsearch.trial import count_gpus
+    from hpsearch.workers import THREADS_ENV
+
+    n_gpus = count_gpus()
+    if n_gpus == 0:
+        threads = os.environ.get(THREADS_ENV) or str(max(1, (os.cpu_count() or 1) // per_trial))
+        os.environ.update({THREADS_ENV: threads, "OMP_NUM_THREADS": threads})
+        return
+    if n_gpus < per_trial:
+        raise HpsearchError(f"--gpus-per-trial {per_trial}: this machine shows {n_gpus} GPU"
+                            f"{'s' if n_gpus > 1 else ''}; ask for at most {n_gpus}")
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    physical = visible.split(",") if visible else [str(i) for i in range(n_gpus)]
+    os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(physical[:per_trial])
+    if n_gpus > per_trial:
+        console.print(f"training on GPUs {','.join(physical[:per_trial])} of {n_gpus}; "
+                      f"--gpus all --gpus-per-trial {per_trial} runs a group on each {per_trial}")
+
+
+def _run_group(study, url, name: str, spec, per_trial: int, worker_key: str | None, supervised: bool) -> None:
+    """This worker's trials, each on `per_trial` rank processes (hpsearch.workers.group)."""
+    from hpsearch.workers import run_group
+
+    rank_args = ["--study", name, *(["--supervised"] if supervised else []),
+                 *(["--worker-key", worker_key] if worker_key else [])]
+    key = worker_key or f"{socket.gethostname()}:{os.getpid()}"  # the group's name in its trials' records
+    run_group(study, per_trial, key, rank_args, url.render_as_string(hide_password=False), spec.budget.timeout,
+              report=console.print)
+
+
+@cli.command("trial-rank", hidden=True)
+@click.option("--study", "name", required=True, metavar="NAME")
+@click.option("--timeout", type=float, help="Start no new trial after this many seconds (the group's deadline).")
+@click.option("--supervised", is_flag=True, help="Print no progress.")
+@click.option("--worker-key", help="The worker's name among the study's: its sampler seed.")
+def trial_rank(name: str, timeout: float | None, supervised: bool, worker_key: str | None) -> None:
+    """One process of a trial group, started by a worker with --gpus-per-trial (never by hand)."""
+    from hpsearch.study import stored_spec
+    from hpsearch.trial.distributed import GroupBroken
+    from hpsearch.workers import run_rank
+
+    # The agent forwards the worker's Ctrl-C, and a terminal sends its own: one interrupt, once.
+    signal.signal(signal.SIGINT, _interrupt_once)
+    url, rdb = open_storage_flag(None, must_exist=True)
+    spec = stored_spec(rdb, name)
+
+    def lead(study, runner) -> None:
+        _run_here(study, runner, url, name, spec, supervised, timeout)
+
+    try:
+        run_rank(spec, url, rdb, name, worker_key, lead)
+    except GroupBroken as e:
+        err_console.print(f"Error: {e}")
+        sys.exit(ExitCode.CRASH)
+
+
+def _interrupt_once(signum, frame) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    raise KeyboardInterrupt
+
+
+def _run_supervised(study, url, name: str, spec, slots, per_trial: int | None = None) -> None:
     from hpsearch.storage import STORAGE_ENV
     from hpsearch.views import RunProgress, write_note
     from hpsearch.workers import Supervisor
 
     console.print(f"starting {len(slots)} workers: {', '.join(s.label for s in slots)}")
-    args = ["worker", "--study", name, "--supervised"]
+    args = ["worker", "--study", name, "--supervised", *(["--gpus-per-trial", str(per_trial)] if per_trial else [])]
     # The URL travels in the environment: a command line (with its password) is visible to `ps`.
     env = {STORAGE_ENV: url.render_as_string(hide_password=False)}
     with RunProgress(console, study, spec.objective.eval_key, spec.budget.n_trials) as progress:

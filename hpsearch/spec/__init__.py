@@ -1,7 +1,7 @@
 """The study file: its schema, where its model and data live, its search space, and the checks run
 before anything is written. No torch or transformers here."""
 
-from hpsearch.spec.check import check_sources
+from hpsearch.spec.check import check_sources, check_trial_group
 from hpsearch.spec.file import SPEC_SUFFIXES, find_spec_file, load_spec_file
 from hpsearch.spec.location import Location, resolve_data, resolve_model
 from hpsearch.spec.schema import (
@@ -47,7 +47,7 @@ __all__ = [
     "SamplerSpec",
     "Settings",
     "StudySpec",
-    "check_sources",
+    "check_sources", "check_trial_group",
     "corner_values",
     "find_spec_file",
     "load_spec_file",

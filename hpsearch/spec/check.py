@@ -95,6 +95,14 @@ def _check_knobs(spec: StudySpec, model_dir: Path) -> None:
             raise SpecError(f"dropout: {value!r} is not a probability in [0, 1)")
 
 
+def check_trial_group(spec: StudySpec, gpus_per_trial: int | None) -> None:
+    """What a trial trained by several processes cannot do: change which weights train as it goes
+    (DistributedDataParallel syncs the gradients of the weights that trained when it was built)."""
+    if gpus_per_trial is not None and _declared_values(spec, "gradual_unfreezing"):
+        raise SpecError(f"gradual_unfreezing cannot train on --gpus-per-trial {gpus_per_trial} (DDP syncs "
+                        "only the weights that train from the start); remove one of them")
+
+
 def _declared_values(spec: StudySpec, name: str) -> list:
     """The fixed value of `name`, or the ends of its range, or its choices."""
     if name in spec.training:

@@ -178,6 +178,16 @@ class HeartbeatSpec(StrictModel):
         return self
 
 
+class ResourcesSpec(StrictModel):
+    """What one trial trains on."""
+
+    gpus_per_trial: int | None = Field(default=None, ge=1, le=64)
+    """Devices per trial: each worker trains its trials as this many data-parallel processes (DDP,
+    one per GPU; gloo processes on a machine without GPUs). None: one process per worker. Each
+    process takes per_device_train_batch_size examples a step, so the effective batch is this many
+    times larger (every trial records its effective_batch_size)."""
+
+
 class StudySpec(StrictModel):
     task: Literal[tuple(TASKS)] = DEFAULT_TASK
     """The kind of fine-tuning; it decides the dataset keys, the metrics and the model class."""
@@ -193,6 +203,7 @@ class StudySpec(StrictModel):
     pruner: PrunerSpec = PrunerSpec()
     budget: BudgetSpec
     heartbeat: HeartbeatSpec = HeartbeatSpec()
+    resources: ResourcesSpec = ResourcesSpec()
     peft: PeftSpec | None = None
     """LoRA adapters instead of full fine-tuning (PyPI peft)."""
     early_stopping: EarlyStoppingSpec | None = None

@@ -20,6 +20,7 @@ from hpsearch.storage.lock import StudyLock
 from hpsearch.storage.queries import (
     count_trials,
     create_study,
+    fail_running_trials,
     heartbeat_ages,
     set_study_system_attr,
     set_user_attrs,
@@ -42,7 +43,7 @@ __all__ = [
     "ARTIFACTS_ENV", "BEST_MODEL_ATTR", "DEFAULT_STORAGE", "PASSWORD_ENV", "PASSWORD_FILE_ENV", "STORAGE_ENV", "TRIAL_FILE", "BestModelKeeper",
     "StudyLock", "append_study_user_attr", "apply_heartbeat", "artifact_dir", "best_model_pointer", "count_trials",
     "create_study",
-    "describe_storage_error", "heartbeat_ages", "is_better", "is_transient", "open_artifact_store",
+    "describe_storage_error", "fail_running_trials", "heartbeat_ages", "is_better", "is_transient", "open_artifact_store",
     "open_storage", "redact", "remove_artifact", "resolve_storage_url", "retry_through_outage",
     "set_study_system_attr", "set_user_attrs", "study_system_attrs", "study_user_attr_list", "trials_of",
 ]

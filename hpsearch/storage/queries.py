@@ -88,3 +88,25 @@ def heartbeat_ages(storage, trials: list[FrozenTrial]) -> dict[int, float]:
     finally:
         session.close()
     return {ids[trial_id]: round((now - beat).total_seconds(), 1) for trial_id, beat in rows}
+
+
+def fail_running_trials(study: optuna.Study, attr: str, value: Any, reasons: dict[str, Any]) -> list[int]:
+    """Fail the study's RUNNING trials whose user attribute `attr` is `value`, recording `reasons`
+    (user attributes) first: trials whose processes can no longer end them themselves (a rank of a
+    multi-process trial died). Returns their numbers; a trial that ended meanwhile is left alone."""
+    from optuna.exceptions import UpdateFinishedTrialError
+    from optuna.trial import TrialState
+
+    failed = []
+    storage = study._storage
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if trial.user_attrs.get(attr) != value:
+            continue
+        try:
+            for key, reason in reasons.items():
+                storage.set_trial_user_attr(trial._trial_id, key, reason)
+            storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+        except UpdateFinishedTrialError:
+            continue  # it finished, or the stale-trial check failed it, a moment ago
+        failed.append(trial.number)
+    return failed

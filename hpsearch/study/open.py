@@ -21,7 +21,7 @@ from hpsearch.study.budget import n_spent
 
 SPEC_ATTR = "hpsearch_spec"
 # Parts of a spec a later run may change: they steer the run, not what the search means.
-MUTABLE_KEYS = ("budget", "heartbeat")
+MUTABLE_KEYS = ("budget", "heartbeat", "resources")
 
 
 def study_exists(storage, name: str) -> bool:

@@ -15,6 +15,7 @@ from hpsearch.errors import SpecError, first_line
 from hpsearch.spec import GENERATION_SETTINGS, MODEL_KNOBS, StudySpec, corner_values, split_params
 from hpsearch.tasks import DEFAULT_TASK, TASKS, Task
 from hpsearch.trial.classes import transformers_class
+from hpsearch.trial.distributed import group_arguments
 from hpsearch.trial.precision import auto_precision
 
 # TrainingArguments that hpsearch sets itself; a spec may not search or fix them.
@@ -36,7 +37,7 @@ def build_training_args(values: dict[str, Any], seed: int, output_dir: Path,
                         task: Task = TASKS[DEFAULT_TASK]) -> TrainingArguments:
     """The task's TrainingArguments class with the spec's values, hpsearch's defaults and its own."""
     return transformers_class(task.arguments_class)(
-        **{**DEFAULT_ARGS, **auto_precision(values), **values, **task.arguments},
+        **{**DEFAULT_ARGS, **auto_precision(values), **values, **task.arguments, **group_arguments()},
         output_dir=str(output_dir),
         seed=seed,
         # Evaluation and logging are driven by OptunaPruningCallback; nothing is written to disk.

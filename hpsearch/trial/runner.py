@@ -23,6 +23,16 @@ from hpsearch.storage import BestModelKeeper, set_user_attrs
 from hpsearch.study import EVAL_EXAMPLES_ATTR, FAIL_REASON_ATTR, INTERRUPTED, INTERVAL_ATTR
 from hpsearch.trial.callback import OptunaPruningCallback
 from hpsearch.trial.data import PreparedData
+from hpsearch.trial.distributed import (
+    GROUP_ATTR,
+    RANKS_ATTR,
+    FollowingTrial,
+    Group,
+    GroupBroken,
+    LeadingTrial,
+    disagreement,
+    rank_outcome,
+)
 from hpsearch.trial.fit import Fitting, start_fit
 from hpsearch.trial.model import ModelFactory
 
@@ -39,11 +49,19 @@ class TrialRunner:
     best_model: BestModelKeeper
     device: str
 
+    group: Group | None = None
+    """The trial group this process is a rank of (gpus_per_trial), or None: it trains alone."""
+
     def __call__(self, trial: optuna.Trial) -> float:
         params = suggest_params(trial, self.spec.searched_params)
         # A re-run (of an interrupted trial, or one lost with its worker) keeps the original seed.
         seed = trial.user_attrs.get("seed", self.spec.seed + trial.number)
-        record_start(trial, seed, self.device)
+        group_record = {}
+        if self.group is not None:
+            self.group.share((params, seed))
+            group_record = {GROUP_ATTR: self.group.key, "rank_pids": self.group.gather(os.getpid()),
+                            "world_size": self.group.size}
+        record_start(trial, seed, self.device, group_record)
         try:
             return self._train(trial, params, seed)
         except KeyboardInterrupt:
@@ -54,21 +72,52 @@ class TrialRunner:
             trial.set_user_attr(FAIL_REASON_ATTR, str(e))
             raise
 
-    def _train(self, trial: optuna.Trial, params: dict[str, Any], seed: int) -> float:
-        with tempfile.TemporaryDirectory(prefix="hpsearch-trial-") as scratch:
-            fitting = start_fit(self.spec, self.data, self.factory, self.tokenizer,
-                                {**self.spec.training, **params}, seed, Path(scratch), trial)
+    def follow(self) -> None:
+        """On a rank other than 0: train each configuration rank 0 sends, until it sends none."""
+        while (message := self.group.share()) is not None:
+            params, seed = message
+            self.group.gather(os.getpid())
             try:
-                fitting.train()
+                self._train(None, params, seed)
+            except (TrialFailed, optuna.TrialPruned):
+                pass  # rank 0 records how the trial ended
+
+    def _train(self, trial: optuna.Trial | None, params: dict[str, Any], seed: int) -> float:
+        """Train one configuration; `trial` is None on a rank other than 0 (which records nothing)."""
+        group = self.group
+        reporter = trial if group is None else LeadingTrial(trial, group) if trial is not None else FollowingTrial(group)
+        with tempfile.TemporaryDirectory(prefix="hpsearch-trial-") as scratch:
+            fitting, error = None, None
+            try:
+                fitting = start_fit(self.spec, self.data, self.factory, self.tokenizer,
+                                    {**self.spec.training, **params}, seed, Path(scratch), reporter)
+            except TrialFailed as e:
+                error = str(e)
+            if group is not None:
+                error = group.first_error(error)  # one rank's refusal is every rank's
+            if error is not None:
+                raise TrialFailed(error)
+            try:
+                _train_in(fitting, group)
             finally:
-                _record_cost(trial, fitting, self._interval(fitting))
-                _upload_metrics(trial, fitting.callback, params, seed, self.artifact_store, Path(scratch))
+                if trial is not None:
+                    _record_cost(trial, fitting, self._interval(fitting))
+                    _upload_metrics(trial, fitting.callback, params, seed, self.artifact_store, Path(scratch))
+        if group is not None:
+            outcomes = group.gather(rank_outcome(group, params, seed, fitting))
+            if trial is not None:
+                set_user_attrs(trial, {RANKS_ATTR: outcomes})
+            problem = disagreement(outcomes)
+            if problem:
+                raise TrialFailed(problem)
         callback = fitting.callback
         if callback.divergence:
             raise TrialFailed(callback.divergence)
         if callback.pruned:
             raise optuna.TrialPruned(f"pruned at evaluation {callback.n_evals}")
         value = fitting.value
+        if trial is None:
+            return value
         fitting.keep_best_weights()
         self.best_model.offer(trial.study, trial.number, value, fitting.save)
         return value
@@ -83,9 +132,20 @@ class TrialRunner:
         return {INTERVAL_ATTR: [round(low, 6), round(high, 6)], EVAL_EXAMPLES_ATTR: len(self.data.eval)}
 
 
-def record_start(trial: optuna.Trial, seed: int, device: str) -> None:
+def record_start(trial: optuna.Trial, seed: int, device: str, extra: dict[str, Any] | None = None) -> None:
     """Where the trial runs and with which seed, in one write."""
-    set_user_attrs(trial, {"seed": seed, "host": socket.gethostname(), "pid": os.getpid(), "device": device})
+    set_user_attrs(trial, {"seed": seed, "host": socket.gethostname(), "pid": os.getpid(), "device": device,
+                           **(extra or {})})
+
+
+def _train_in(fitting: Fitting, group: Group | None) -> None:
+    """Train; in a group, a rank that fails breaks the group (its peers wait in a collective)."""
+    try:
+        fitting.train()
+    except TrialFailed as e:
+        if group is None:
+            raise
+        raise GroupBroken(f"rank {group.rank} of {group.size}: {e}") from None
 
 
 def _record_cost(trial: optuna.Trial, fitting: Fitting, interval: dict[str, Any]) -> None:

@@ -1,12 +1,14 @@
 """Workers: the loop that runs a study's trials in one process, what a worker process prepares once,
-and the supervisor of local worker processes (one per GPU or N on CPU)."""
+the supervisor of local worker processes (one per GPU or N on CPU), and the trial groups of a worker
+whose trials train on several devices."""
 
+from hpsearch.workers.group import REASON_DIR_ENV, culprit, run_group, run_rank
 from hpsearch.workers.loop import MAX_REPEATED_FAILURES, run_trials
 from hpsearch.workers.slots import WorkerSlot, plan_slots
 from hpsearch.workers.startup import THREADS_ENV, build_runner, warm_cache
 from hpsearch.workers.supervisor import MAX_RESTARTS, WORKER_KEY_ENV, Supervisor, decide
 
 __all__ = [
-    "MAX_REPEATED_FAILURES", "MAX_RESTARTS", "THREADS_ENV", "WORKER_KEY_ENV", "Supervisor",
-    "WorkerSlot", "build_runner", "decide", "plan_slots", "run_trials", "warm_cache",
+    "MAX_REPEATED_FAILURES", "MAX_RESTARTS", "REASON_DIR_ENV", "THREADS_ENV", "WORKER_KEY_ENV", "Supervisor",
+    "WorkerSlot", "build_runner", "culprit", "decide", "plan_slots", "run_group", "run_rank", "run_trials", "warm_cache",
 ]

@@ -1,4 +1,5 @@
-"""Which workers run where: one per GPU, pinned with CUDA_VISIBLE_DEVICES, or N on the CPU cores.
+"""Which workers run where: one per GPU (or per group of GPUs, for trials on several), pinned with
+CUDA_VISIBLE_DEVICES, or N on the CPU cores.
 
 A pure function of what the machine shows, tested without a GPU.
 """
@@ -18,17 +19,19 @@ class WorkerSlot:
 
 
 def plan_slots(gpus: str | None, n_workers: int | None, n_visible_gpus: int, n_cores: int,
-               visible_devices: str | None = None) -> list[WorkerSlot]:
-    """One slot per GPU named in `gpus` ("all" or "0,2,3"), or `n_workers` CPU slots.
+               visible_devices: str | None = None, gpus_per_trial: int | None = None) -> list[WorkerSlot]:
+    """One slot per GPU named in `gpus` ("all" or "0,2,3"), or `n_workers` CPU slots; with
+    `gpus_per_trial` N, one slot per N GPUs named (in their order), or N CPU processes per slot.
 
     `visible_devices` is the parent's own CUDA_VISIBLE_DEVICES: GPU i then means its i-th entry.
-    Each slot gets an equal share of the CPU cores for its torch threads.
+    Each process gets an equal share of the CPU cores for its torch threads.
     """
+    per_trial = gpus_per_trial or 1
     if gpus is not None and n_workers is not None:
         raise HpsearchError("give --gpus or --workers, not both")
     if gpus is None:
         n = n_workers or 1
-        threads = str(max(1, n_cores // n))
+        threads = str(max(1, n_cores // (n * per_trial)))
         return [WorkerSlot(f"cpu{k}", {"CUDA_VISIBLE_DEVICES": "", THREADS_ENV: threads,
                                        "OMP_NUM_THREADS": threads}) for k in range(n)]
     if n_visible_gpus == 0:
@@ -47,7 +50,14 @@ def plan_slots(gpus: str | None, n_workers: int | None, n_visible_gpus: int, n_c
             raise HpsearchError(
                 f"--gpus: no GPU {wrong[0]}; this machine shows {n_visible_gpus} (0 to {n_visible_gpus - 1})"
             )
+    if len(indexes) % per_trial:
+        raise HpsearchError(
+            f"--gpus {gpus} gives {len(indexes)} GPUs, which --gpus-per-trial {per_trial} cannot split "
+            f"evenly; name a multiple of {per_trial}, e.g. --gpus {','.join(map(str, range(per_trial)))}"
+        )
     physical = visible_devices.split(",") if visible_devices else [str(i) for i in range(n_visible_gpus)]
     threads = str(max(1, n_cores // len(indexes)))
-    return [WorkerSlot(f"gpu{i}", {"CUDA_VISIBLE_DEVICES": physical[i], THREADS_ENV: threads,
-                                   "OMP_NUM_THREADS": threads}) for i in indexes]
+    groups = [indexes[k:k + per_trial] for k in range(0, len(indexes), per_trial)]
+    return [WorkerSlot("gpu" + "-".join(map(str, group)),
+                       {"CUDA_VISIBLE_DEVICES": ",".join(physical[i] for i in group), THREADS_ENV: threads,
+                        "OMP_NUM_THREADS": threads}) for group in groups]

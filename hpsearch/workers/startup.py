@@ -13,8 +13,9 @@ from hpsearch.spec import StudySpec
 THREADS_ENV = "HPSEARCH_THREADS"  # set by the supervisor: this worker's share of the CPU cores
 
 
-def build_runner(spec: StudySpec, url: URL, study_name: str):
-    """Tokenizer, tokenized data (from the disk cache), pretrained weights: once per process."""
+def build_runner(spec: StudySpec, url: URL, study_name: str, group=None):
+    """Tokenizer, tokenized data (from the disk cache), pretrained weights: once per process.
+    `group`: the trial group (hpsearch.trial.distributed) this process is a rank of, if any."""
     from hpsearch.spec import resolve_model
     from hpsearch.storage import BestModelKeeper, StudyLock, artifact_dir, open_artifact_store
     from hpsearch.trial import (
@@ -41,7 +42,7 @@ def build_runner(spec: StudySpec, url: URL, study_name: str):
     return TrialRunner(
         spec=spec, data=data, factory=factory, tokenizer=tokenizer,
         artifact_store=store, best_model=BestModelKeeper(store, StudyLock(url, study_name, "best-model")),
-        device=describe_device(spec.training),
+        device=describe_device(spec.training, group.size if group is not None else 1), group=group,
     )
 
 
