@@ -17,6 +17,10 @@ c. A trial that runs out of memory: a study whose first trial (enqueued) trains 
 d. bf16 vs fp32: the same optimizer steps (MiniLM, batch 32, max_length 128) timed in fp32 and in
    the precision hpsearch chooses by itself (bf16), after a few warm-up steps, with
    torch.cuda.synchronize() around the timed span; best of two interleaved runs each.
+e. A trial group: 2 trials of (a)'s study with `--gpus-per-trial N` (N = 2 with two GPUs or more,
+   else 1: the DDP path on one GPU: the elastic agent, rank 0's broadcasts, the ranks' agreement).
+   Checked from the storage: every trial trained on N ranks that agree on their parameters, steps
+   and value; its seconds per optimizer step are set beside (a)'s single-process trials.
 
 It prints one Markdown table (part, figure, value, check) under a line naming the date and the
 machine, appends both with the command that produced them to BENCHMARKS.md (section
@@ -24,7 +28,7 @@ machine, appends both with the command that produced them to BENCHMARKS.md (sect
 
 Without CUDA (or with --smoke) it runs what makes sense on a CPU, at smoke size (64 train / 32 eval
 examples, max_length 32, 2 trials): (a) with `--workers 2` instead of `--gpus all`, checking the
-trials ran on cpu; (b) and (c) are reported as skipped with the reason; (d) times a few steps in
+trials ran on cpu; (e) with 2 gloo ranks on the CPU; (b) and (c) are reported as skipped with the reason; (d) times a few steps in
 fp32 and in bf16 with the threads of one worker (bf16 is hpsearch's choice only on a CPU with AMX;
 without AMX it is emulated, slowly, and hpsearch keeps fp32). A smoke run appends only where --out
 says: its figures are no benchmark.
@@ -104,6 +108,7 @@ sys.path.insert(0, str(REPO))
 HEADING = "## GPU (bench/gpu.py)"
 PASS = "pass"
 PART_A, PART_B, PART_C, PART_D = "a. default study", "b. GPU utilisation", "c. out of memory", "d. bf16 vs fp32"
+PART_E = "e. trial group"
 SAMPLE_INTERVAL_S = 0.5
 OOM_NORMAL_BATCH = 32
 OOM_STEPS = 30  # the normal trial after the OOM one only has to show that training works again
@@ -403,6 +408,45 @@ def processes(n: int) -> str:
 # --- c. out of memory ------------------------------------------------------------------------------
 
 
+# --- e. a trial group -------------------------------------------------------------------------------
+
+
+def part_e(raw: dict, plan: Plan, scratch: Path, single: list) -> list[Row]:
+    """2 trials, each on a group of ranks; `single` are (a)'s trials, for the time per step."""
+    import torch
+
+    n_ranks = 2 if not plan.gpu or torch.cuda.device_count() >= 2 else 1
+    spec = {**raw, "budget": {"n_trials": 2}}
+    spec_path = scratch / "group-study.yaml"
+    spec_path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    storage, name = f"sqlite:///{scratch / 'group.db'}", "gpu-group"
+    print(f"e: hpsearch run --gpus-per-trial {n_ranks}, 2 trials ...", file=sys.stderr, flush=True)
+    code, seconds, last = run_cli(["run", "--study", str(spec_path), "--study-name", name, "--storage", storage,
+                                   "--gpus-per-trial", str(n_ranks)], scratch, "part-e.log", timeout=400)
+    rows = [Row(PART_E, f"hpsearch run --gpus-per-trial {n_ranks}", f"2 trials: exit {code} in {seconds:.0f} s",
+                PASS if code == 0 else f"FAIL: exit {code}: {last}")]
+    if code != 0:
+        return rows
+    _, trials = load_trials(storage, name)
+    problems = []
+    for trial in trials:
+        ranks = trial.user_attrs.get("ranks", [])
+        same = len({(str(r["params"]), r["steps"], r["value"]) for r in ranks}) == 1
+        if trial.state.name != "COMPLETE" or len(ranks) != n_ranks or not same:
+            problems.append(f"trial {trial.number}: {trial.state.name}, {len(ranks)} ranks, agree={same}")
+    devices = sorted({t.user_attrs.get("device", "") for t in trials})
+    rows.append(Row(PART_E, "ranks", f"{n_ranks} per trial on {'; '.join(devices)}",
+                    PASS if not problems else "FAIL: " + "; ".join(problems)))
+    rows.append(Row(PART_E, "seconds per optimizer step",
+                    f"{_per_step(trials):.3f} on the group against {_per_step(single):.3f} in (a)'s single process"))
+    return rows
+
+
+def _per_step(trials) -> float:
+    done = [t for t in trials if t.user_attrs.get("n_steps")]
+    return sum(t.user_attrs["train_seconds"] for t in done) / max(1, sum(t.user_attrs["n_steps"] for t in done))
+
+
 def oom_spec(raw_default: dict, absurd_batch: int) -> dict:
     """The default study's model and data, every training example allowed, and a choice of batch
     size between a normal one and one that is the whole training set."""
@@ -660,8 +704,10 @@ def main() -> int:
         scratch = Path(tmp)
         rows = part_a(raw, plan, scratch, sampler)
         rows += utilisation_rows(sampler, plan)  # before (c), which samples afresh
+        single = load_trials(f"sqlite:///{scratch / 'gpu.db'}", "gpu-default")[1] if rows[0].check == PASS else []
         rows += part_c(raw, plan, scratch, sampler)
         rows += part_d(raw, plan, scratch)
+        rows += part_e(raw, plan, scratch, single)
     table = render(machine, rows)
     print(table)
     out = args.out or (REPO / "BENCHMARKS.md" if plan.gpu else None)

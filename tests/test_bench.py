@@ -106,9 +106,9 @@ def test_gpu_bench_runs_what_a_cpu_can_and_says_what_it_skipped(tmp_path, cache_
     rows: dict[str, list[list[str]]] = {}
     for line in text.splitlines():
         cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
-        if line.startswith("| ") and cells[0][:2] in ("a.", "b.", "c.", "d."):
+        if line.startswith("| ") and cells[0][:2] in ("a.", "b.", "c.", "d.", "e."):
             rows.setdefault(cells[0][0], []).append(cells)
-    assert sorted(rows) == ["a", "b", "c", "d"]
+    assert sorted(rows) == ["a", "b", "c", "d", "e"]
     # a: the default study ran on the CPU workers, every check passed.
     device = next(cells for cells in rows["a"] if cells[1] == "device")
     assert device[2].startswith("cpu (") and device[3] == "pass"
@@ -119,6 +119,8 @@ def test_gpu_bench_runs_what_a_cpu_can_and_says_what_it_skipped(tmp_path, cache_
     # d: two positive step times, fp32 and bf16.
     steps = {cells[1]: float(cells[2].split(" ms/step")[0]) for cells in rows["d"] if "step time" in cells[1]}
     assert sorted(steps) == ["bf16 step time", "fp32 step time"] and all(ms > 0 for ms in steps.values())
+    # e: two gloo ranks per trial on the CPU, agreeing.
+    assert rows["e"][0][3] == "pass" and rows["e"][1][3] == "pass" and rows["e"][1][2].startswith("2 per trial on 2 x cpu")
 
 
 @pytest.mark.slow

@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import time
+import uuid
 
 import optuna
 import pytest
@@ -25,6 +26,7 @@ from hpsearch.study import FAIL_REASON_ATTR, INTERRUPTED
 from hpsearch.workers import culprit
 from tests.conftest import TINY_SPEC, good_and_bad_search, run_hpsearch, run_study, write_spec
 from tests.workers.test_interrupt import HPSEARCH_WITH_CTRL_C
+from tests.workers.test_shared_study import load, server_url
 
 pytestmark = pytest.mark.slow
 
@@ -117,6 +119,36 @@ def test_a_killed_rank_fails_its_trial_at_once_and_a_new_group_goes_on(workdir, 
     assert trials[2].state.name == "WAITING" and trials[2].user_attrs["rerun_of"] == 1
     assert trials[2].user_attrs["seed"] == trials[1].user_attrs["seed"]
     assert not any(alive(pid) for pid in second.user_attrs["rank_pids"])
+
+
+@pytest.fixture
+def postgres_study():
+    """The PostgreSQL URL and a fresh study name (the server outlives test runs); deleted after."""
+    url, name = server_url("HPSEARCH_TEST_POSTGRES"), f"test-{uuid.uuid4().hex[:10]}"
+    yield url, name
+    try:
+        optuna.delete_study(study_name=name, storage=url.replace("postgresql://", "postgresql+psycopg://"))
+    except KeyError:
+        pass
+
+
+def test_supervised_trial_groups_join_a_study_on_postgresql(workdir, tiny_spec, postgres_study):
+    # What a multi-GPU host runs (`worker --gpus all --gpus-per-trial 2`), on CPU: two supervised
+    # workers, each a group of two ranks, on one PostgreSQL study created by `hpsearch create`.
+    url, name = postgres_study
+    tiny_spec["budget"]["n_trials"] = 3
+    write_spec(workdir, "groups", tiny_spec)
+    created = run_hpsearch("create", "--study", "groups", "--study-name", name, "--storage", url, cwd=workdir)
+    assert created.returncode == 0, created.stderr
+    joined = run_hpsearch("worker", "--study", name, "--storage", url, "--workers", "2", "--gpus-per-trial", "2",
+                          cwd=workdir)
+    assert joined.returncode == 0, joined.stdout + joined.stderr
+    trials = load(url, name).trials
+    assert [t.state.name for t in trials] == ["COMPLETE"] * 3
+    groups = {t.user_attrs["group"] for t in trials}
+    assert groups <= {"cpu0", "cpu1"} and all(t.user_attrs["world_size"] == 2 for t in trials)
+    for trial in trials:
+        assert trial.user_attrs["ranks"][0]["params"] == trial.user_attrs["ranks"][1]["params"] == trial.params
 
 
 def test_gradual_unfreezing_is_refused_on_a_trial_group(workdir, tiny_spec):
