@@ -5,7 +5,7 @@ from __future__ import annotations
 import optuna
 import pytest
 
-from hpsearch.errors import StudyError
+from hpsearch.errors import SpecError, StudyError
 from hpsearch.spec import parse_spec
 from hpsearch.storage import open_storage, resolve_storage_url
 from hpsearch.study import check_resumable, open_study, stored_spec
@@ -58,6 +58,17 @@ def test_heartbeat_settings_may_change(storage, tiny_spec):
     _, changes = open_study(storage, "s", parse_spec(tiny_spec, "t"))
     # How lost trials are detected steers the run, not what the search means: it may change.
     assert changes == ["heartbeat.grace_period: 60 -> 30", "heartbeat.interval: 10 -> 5"]
+
+
+def test_gpus_per_trial_may_change_and_a_stored_spec_without_it_reads_as_none(storage, tiny_spec):
+    open_study(storage, "s", parse_spec(tiny_spec, "t"))
+    assert stored_spec(storage, "s").resources.gpus_per_trial is None
+    tiny_spec["resources"] = {"gpus_per_trial": 2}
+    _, changes = open_study(storage, "s", parse_spec(tiny_spec, "t"))
+    # Where trials train steers the run (each trial records its world size and effective batch).
+    assert changes == ["resources.gpus_per_trial: null -> 2"]
+    with pytest.raises(SpecError, match="gpus_per_trial"):
+        parse_spec({**tiny_spec, "resources": {"gpus_per_trial": 0}}, "t")
 
 
 def test_study_not_made_by_hpsearch_is_refused(storage, tiny_spec):
