@@ -120,6 +120,22 @@ def test_a_killed_rank_fails_its_trial_at_once_and_a_new_group_goes_on(workdir, 
     assert trials[2].user_attrs["seed"] == trials[1].user_attrs["seed"]
     assert not any(alive(pid) for pid in second.user_attrs["rank_pids"])
 
+    # A worker killed outright takes its ranks with it: none is left holding a device.
+    process = subprocess.Popen([*HPSEARCH_WITH_CTRL_C, "run", "--study", "kill", "--gpus-per-trial", "2"],
+                               cwd=workdir, env={**os.environ, "HPSEARCH_CACHE": str(cache_dir)},
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        third = wait_for_group_trial(workdir, process, number=2)
+        process.kill()
+        process.wait()
+        deadline = time.monotonic() + 30
+        while any(alive(pid) for pid in third.user_attrs["rank_pids"]) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not any(alive(pid) for pid in third.user_attrs["rank_pids"])
+    finally:
+        if process.poll() is None:
+            process.kill()
+
 
 @pytest.fixture
 def postgres_study():
@@ -185,12 +201,12 @@ def test_the_failure_blamed_is_the_cause_not_its_consequences(tmp_path, failures
 
 
 def wait_for_group_trial(workdir, process, number: int, timeout: float = 240.0):
-    """Trial `number` once its group has recorded the ranks' processes."""
+    """Trial `number` once its group has recorded the ranks' processes and it is running."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         assert process.poll() is None, process.communicate()
         trials = study_trials(workdir, "kill")
-        if len(trials) > number and "rank_pids" in trials[number].user_attrs:
+        if len(trials) > number and "rank_pids" in trials[number].user_attrs and trials[number].state.name == "RUNNING":
             return trials[number]
         time.sleep(0.3)
     raise AssertionError(f"trial {number} did not start on a group")
