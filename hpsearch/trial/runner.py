@@ -2,6 +2,9 @@
 
 A trial that cannot train (bad parameter combination, out of memory, NaN) is data: it ends FAIL with
 its reason in the `fail_reason` user attribute and the study goes on.
+
+In a trial group (several ranks per trial, hpsearch.trial.distributed) rank 0 runs the trial as
+above and sends each configuration to the other ranks, which train it alongside (`follow`).
 """
 
 from __future__ import annotations
