@@ -298,21 +298,24 @@ def trial_rank(name: str, timeout: float | None, supervised: bool, worker_key: s
     """One process of a trial group, started by a worker with --gpus-per-trial (never by hand)."""
     from hpsearch.study import stored_spec
     from hpsearch.trial.distributed import GroupBroken
-    from hpsearch.workers import run_rank
+    from hpsearch.workers import run_rank, write_rank_reason
 
     # The agent forwards the worker's Ctrl-C, and a terminal sends its own: one interrupt, once.
     signal.signal(signal.SIGINT, _interrupt_once)
-    url, rdb = open_storage_flag(None, must_exist=True)
-    spec = stored_spec(rdb, name)
-
-    def lead(study, runner) -> None:
-        _run_here(study, runner, url, name, spec, supervised, timeout)
-
     try:
+        url, rdb = open_storage_flag(None, must_exist=True)
+        spec = stored_spec(rdb, name)
+
+        def lead(study, runner) -> None:
+            _run_here(study, runner, url, name, spec, supervised, timeout)
+
         run_rank(spec, url, rdb, name, worker_key, lead)
     except GroupBroken as e:
         err_console.print(f"Error: {e}")
         sys.exit(ExitCode.CRASH)
+    except HpsearchError as e:
+        write_rank_reason(e.message)  # the worker's own error line names it
+        raise
 
 
 def _interrupt_once(signum, frame) -> None:

@@ -41,7 +41,8 @@ def resolve_storage_url(flag: str | None) -> URL:
         url = url.set(drivername=DEFAULT_DRIVERS[url.drivername])
     password = _password_apart()
     if password is not None:
-        if url.password is not None:
+        # The same password twice is no conflict: a worker's children get the URL it resolved.
+        if url.password is not None and url.password != password:
             raise StorageError(
                 f"the storage URL {redact(url)} holds a password and {PASSWORD_FILE_ENV} or {PASSWORD_ENV} "
                 "gives another; keep one of them"

@@ -2,7 +2,7 @@
 the supervisor of local worker processes (one per GPU or N on CPU), and the trial groups of a worker
 whose trials train on several devices."""
 
-from hpsearch.workers.group import REASON_DIR_ENV, culprit, run_group, run_rank
+from hpsearch.workers.group import REASON_DIR_ENV, culprit, run_group, run_rank, write_rank_reason
 from hpsearch.workers.loop import MAX_REPEATED_FAILURES, run_trials
 from hpsearch.workers.slots import WorkerSlot, plan_slots
 from hpsearch.workers.startup import THREADS_ENV, build_runner, warm_cache
@@ -11,4 +11,5 @@ from hpsearch.workers.supervisor import MAX_RESTARTS, WORKER_KEY_ENV, Supervisor
 __all__ = [
     "MAX_REPEATED_FAILURES", "MAX_RESTARTS", "REASON_DIR_ENV", "THREADS_ENV", "WORKER_KEY_ENV", "Supervisor",
     "WorkerSlot", "build_runner", "culprit", "decide", "plan_slots", "run_group", "run_rank", "run_trials", "warm_cache",
+    "write_rank_reason",
 ]

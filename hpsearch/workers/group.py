@@ -115,10 +115,10 @@ def culprit(failures: dict, reasons: Path, n_ranks: int) -> tuple[int, int, str]
     return rank, exitcode, reason
 
 
-def write_rank_reason(rank: int, reason: str) -> None:
+def write_rank_reason(reason: str) -> None:
     """This rank's one-line reason for failing, for the launcher to record (see `culprit`)."""
-    directory = os.environ.get(REASON_DIR_ENV)
-    if directory:
+    directory, rank = os.environ.get(REASON_DIR_ENV), os.environ.get("RANK")
+    if directory and rank is not None:
         Path(directory, f"rank-{rank}.txt").write_text(reason.splitlines()[0] if reason else "")
 
 
@@ -145,7 +145,7 @@ def run_rank(spec, url, storage, name: str, worker_key: str | None, run_leader: 
                 group.share(None)  # rank 0 gives up: the others stop with it
                 raise
             group.share(None)  # the budget is spent or the deadline passed
-    except (GroupBroken, HpsearchError) as e:
-        write_rank_reason(group.rank, str(e))
+    except GroupBroken as e:
+        write_rank_reason(str(e))
         raise
     leave_group()

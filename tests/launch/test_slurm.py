@@ -240,6 +240,24 @@ def test_an_array_of_two_workers_completes_the_budget(slurm_node, postgres, stud
 
 
 @pytest.mark.slow
+def test_a_worker_of_several_devices_trains_each_trial_on_a_group(slurm_node, postgres, study_name, workdir,
+                                                                   cheap_spec):
+    # What `--gres=gpu:2` starts (the script passes --gpus-per-trial 2), on CPU: one task whose
+    # worker trains each trial as two gloo ranks.
+    url, _, _ = postgres
+    env = {**job_env(postgres, study_name), "HPSEARCH_GPUS_PER_TRIAL": "2"}
+    cheap_spec["budget"]["n_trials"] = 2
+    write_spec(workdir, "pair", cheap_spec)
+    assert run_hpsearch("create", "--study", "pair", "--study-name", study_name, cwd=workdir, env=env).returncode == 0
+    records = wait_for(submit("--cpus-per-task=2", cwd=workdir, env=env), workdir)
+    logs = "".join(p.read_text() for p in workdir.glob("hpsearch-*.out"))
+    assert [(r["JobState"], r["ExitCode"]) for r in records] == [("COMPLETED", "0:0")], logs
+    trials = load(url, study_name).trials
+    assert [t.state.name for t in trials] == ["COMPLETE"] * 2
+    assert all(t.user_attrs["world_size"] == 2 and len(t.user_attrs["ranks"]) == 2 for t in trials)
+
+
+@pytest.mark.slow
 def test_sigint_from_slurm_interrupts_the_trial_and_a_later_job_reruns_it(
         slurm_node, postgres, study_name, workdir, cheap_spec):
     url, _, _ = postgres

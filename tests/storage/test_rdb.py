@@ -174,6 +174,8 @@ def test_a_url_with_a_password_and_a_password_apart_is_refused(monkeypatch):
     monkeypatch.setenv("HPSEARCH_STORAGE_PASSWORD", "other")
     with pytest.raises(StorageError, match=r"postgresql\+psycopg://alice:\*\*\*@db/hp holds a password"):
         resolve_storage_url("postgresql://alice:s3cret@db/hp")
+    # The same password twice is the URL a worker resolved, handed to its child processes.
+    assert resolve_storage_url("postgresql://alice:other@db/hp").password == "other"
 
 
 def test_a_password_file_reaches_a_real_server(monkeypatch, tmp_path):

@@ -156,8 +156,10 @@ def test_supervised_trial_groups_join_a_study_on_postgresql(workdir, tiny_spec, 
     write_spec(workdir, "groups", tiny_spec)
     created = run_hpsearch("create", "--study", "groups", "--study-name", name, "--storage", url, cwd=workdir)
     assert created.returncode == 0, created.stderr
+    # The password apart from the URL: the supervisor hands its resolved URL on, and the workers
+    # and ranks, which inherit the variable too, must not see a conflict in it.
     joined = run_hpsearch("worker", "--study", name, "--storage", url, "--workers", "2", "--gpus-per-trial", "2",
-                          cwd=workdir)
+                          cwd=workdir, env={"HPSEARCH_STORAGE_PASSWORD": "pw-apart"})
     assert joined.returncode == 0, joined.stdout + joined.stderr
     trials = load(url, name).trials
     assert [t.state.name for t in trials] == ["COMPLETE"] * 3
