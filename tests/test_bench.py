@@ -86,13 +86,25 @@ def test_overhead_measures_both_loops():
     assert len(step_rows) == 2 and all(line.count("|") == len(rows) + 2 for line in step_rows)
 
 
-def test_scaling_meets_the_budget_exactly():
+def test_scaling_meets_the_budget_exactly_and_measures_the_database(tmp_path):
     if POSTGRES_URL is None:
         pytest.skip("set HPSEARCH_TEST_POSTGRES: scaling runs on PostgreSQL")
     # The script asserts that every run spent its budget exactly, no trial more or less.
+    out = tmp_path / "scaling.json"
     stdout = run_bench("scaling.py", "--postgres", POSTGRES_URL, "--workers", "1,2", "--trials-per-worker", "2",
-                       "--seconds", "0.05", "--repeats", "1")
+                       "--seconds", "0.05", "--repeats", "1", "--running", "3", "--json", str(out))
     assert "| 2 | 4 |" in stdout
+    figures = json.loads(out.read_text())
+    for run in figures["runs"]:
+        # Each worker holds its own sessions; every trial reads and writes; the lock was taken
+        # once per trial at least; the server is on this machine, so its CPU is measured.
+        assert run["peak_sessions"] >= run["workers"]
+        assert run["statements_per_trial"] > 10 and run["transactions_per_trial"] > 1
+        assert run["statement_kinds_per_trial"]["INSERT trials"] == 1.0
+        assert run["lock_hold_ms_median"] > 0 and 0 < run["lock_busy"] < 1
+        assert run["db_cores"] > 0
+    assert [(row["running"], row["cache"]) for row in figures["hold_with_running"]] == [
+        (3, "Optuna's _CachedStorage"), (3, "StudyCache")]
 
 
 @pytest.mark.slow

@@ -16,6 +16,7 @@ from hpsearch.storage.best_model import (
     best_model_pointer,
     is_better,
 )
+from hpsearch.storage.cache import StudyCache, cached
 from hpsearch.storage.lock import StudyLock
 from hpsearch.storage.queries import (
     count_trials,
@@ -41,7 +42,7 @@ from hpsearch.storage.url import (
 
 __all__ = [
     "ARTIFACTS_ENV", "BEST_MODEL_ATTR", "DEFAULT_STORAGE", "PASSWORD_ENV", "PASSWORD_FILE_ENV", "STORAGE_ENV", "TRIAL_FILE", "BestModelKeeper",
-    "StudyLock", "append_study_user_attr", "apply_heartbeat", "artifact_dir", "best_model_pointer", "count_trials",
+    "StudyCache", "StudyLock", "append_study_user_attr", "apply_heartbeat", "artifact_dir", "best_model_pointer", "cached", "count_trials",
     "create_study",
     "describe_storage_error", "fail_running_trials", "heartbeat_ages", "is_better", "is_transient", "open_artifact_store",
     "open_storage", "redact", "remove_artifact", "resolve_storage_url", "retry_through_outage",

@@ -15,7 +15,7 @@ import optuna
 
 from hpsearch.errors import StudyError
 from hpsearch.spec import StudySpec, parse_spec
-from hpsearch.storage import create_study
+from hpsearch.storage import cached, create_study
 from hpsearch.study.algorithms import make_pruner, make_sampler
 from hpsearch.study.budget import n_spent
 
@@ -91,7 +91,7 @@ def _refuse_changes(name: str, existing: StudySpec, spec: StudySpec) -> None:
 
 def _load(storage, name: str, spec: StudySpec, worker_key: str | None) -> optuna.Study:
     return optuna.load_study(
-        study_name=name, storage=storage,
+        study_name=name, storage=cached(storage),
         sampler=make_sampler(spec.sampler, worker_key), pruner=make_pruner(spec.pruner),
     )
 
