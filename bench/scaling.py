@@ -45,12 +45,14 @@ from pathlib import Path
 
 import optuna
 import sqlalchemy
+from optuna.distributions import FloatDistribution
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+import hpsearch.study.open as opening
 from hpsearch.spec import load_spec_file, suggest_params
-from hpsearch.storage import StudyLock, apply_heartbeat, open_storage, resolve_storage_url
+from hpsearch.storage import StudyLock, apply_heartbeat, cached, open_storage, resolve_storage_url
 from hpsearch.study import n_spent, open_study
 from hpsearch.workers import run_trials
 
@@ -265,12 +267,19 @@ def measure(url: str, server: str, n_workers: int, per_worker: int, seconds: flo
 
 def hold_with_running(url: str, n_running: int, optuna_cache: bool) -> dict:
     """One worker's 10 trials (no sleep) while n_running other trials are RUNNING in the study."""
-    from optuna.distributions import FloatDistribution
-
-    import hpsearch.study.open as opening
-    from hpsearch.storage import cached
-
+    # open_study puts the study behind hpsearch's StudyCache; for Optuna's own cache it is told
+    # to leave the storage as it is (load_study then wraps it in _CachedStorage).
     opening.cached = (lambda storage: storage) if optuna_cache else cached
+    try:
+        lock, reads = _ten_trials_beside_running(url, n_running)
+    finally:
+        opening.cached = cached
+    return {"running": n_running, "cache": "Optuna's _CachedStorage" if optuna_cache else "StudyCache",
+            "lock_hold_ms_median": 1000 * statistics.median(lock.holds),
+            "read_ms_median": 1000 * statistics.median(reads)}
+
+
+def _ten_trials_beside_running(url: str, n_running: int) -> tuple[TimedLock, list[float]]:
     spec = _spec(n_running + 1000)
     parsed = resolve_storage_url(url)
     storage = open_storage(parsed)
@@ -299,10 +308,7 @@ def hold_with_running(url: str, n_running: int, optuna_cache: bool) -> dict:
     run_trials(study, objective, n_running + 1000, None, lock)
     optuna.delete_study(study_name=name, storage=storage)
     storage.engine.dispose()
-    opening.cached = cached
-    return {"running": n_running, "cache": "Optuna's _CachedStorage" if optuna_cache else "StudyCache",
-            "lock_hold_ms_median": 1000 * statistics.median(lock.holds),
-            "read_ms_median": 1000 * statistics.median(reads)}
+    return lock, reads
 
 
 def _p95(values: list[float]) -> float:
