@@ -68,7 +68,8 @@ model = pipeline("{task.pipeline_task}", model=load_int8("{model_dir}"), tokeniz
 import torch
 from transformers import AutoConfig, {task.model_class}
 model = {task.model_class}.from_config(AutoConfig.from_pretrained("{model_dir}")).eval()
-model = torch.ao.quantization.quantize_dynamic(model, {{torch.nn.Linear}}, dtype=torch.qint8)
+quantization = torch.ao.quantization
+model = quantization.quantize_dynamic(model, {{torch.nn.Linear: quantization.per_channel_dynamic_qconfig}}, dtype=torch.qint8)
 model.load_state_dict(torch.load("{model_dir}/{WEIGHTS_FILE}", weights_only=True))'''
 
 
