@@ -1,0 +1,304 @@
+"""The commands that run a study's trials: `run`, `create`, `worker`, and `trial-rank` (one process
+of a trial group, started by a worker); here a worker runs in this process, in a group of rank
+processes, or as supervised worker processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sys
+from pathlib import Path
+
+import click
+
+from hpsearch.cli.app import (
+    STUDIES_DIR,
+    check_training_args,
+    cli,
+    console,
+    err_console,
+    open_storage_flag,
+    storage_option,
+    worker_options,
+)
+from hpsearch.errors import ExitCode, HpsearchError
+
+
+@cli.command()
+@click.option("--study", "study_ref", required=True, metavar="NAME|PATH",
+              help="A spec name (studies/NAME.yaml) or the path of a spec file.")
+@storage_option
+@click.option("--study-name", metavar="NAME", help="Name of the study in the storage [default: the spec's file name].")
+@click.option("--n-trials", type=click.IntRange(min=1), help="Study-wide trial budget; overrides budget.n_trials.")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
+              help="Start no new trial after this many seconds; overrides budget.timeout.")
+@worker_options
+def run(study_ref: str, storage: str | None, study_name: str | None, n_trials: int | None,
+        timeout: float | None, gpus: str | None, workers: int | None, gpus_per_trial: int | None) -> None:
+    """Create a study from its spec (or resume it) and run trials until its budget is spent."""
+    from hpsearch.study import check_resumable
+
+    spec, name = _load_run_spec(study_ref, study_name, n_trials, timeout)
+    url, rdb = open_storage_flag(storage, must_exist=False)
+    spent = check_resumable(rdb, name, spec)
+    _search(url, rdb, name, spec, spent, gpus, workers, gpus_per_trial, supervised=False)
+
+
+@cli.command()
+@click.option("--study", "study_ref", required=True, metavar="NAME|PATH",
+              help="A spec name (studies/NAME.yaml) or the path of a spec file.")
+@storage_option
+@click.option("--study-name", metavar="NAME", help="Name of the study in the storage [default: the spec's file name].")
+@click.option("--n-trials", type=click.IntRange(min=1), help="Study-wide trial budget; overrides budget.n_trials.")
+def create(study_ref: str, storage: str | None, study_name: str | None, n_trials: int | None) -> None:
+    """Create a study from its spec (or check an existing one) and run no trial: for workers started
+    elsewhere (SLURM, Kubernetes) to join with `hpsearch worker`."""
+    from hpsearch.storage import redact
+    from hpsearch.study import n_spent, open_study
+
+    spec, name = _load_run_spec(study_ref, study_name, n_trials, None)
+    url, rdb = open_storage_flag(storage, must_exist=False)
+    study, changes = open_study(rdb, name, spec)
+    for change in changes:
+        console.print(f"stored spec updated: {change}")
+    spent = n_spent(study.get_trials(deepcopy=False))
+    console.print(f"study [bold]{name}[/] in {redact(url)}: {spent}/{spec.budget.n_trials} trials spent; "
+                  f"workers join it with: hpsearch worker --study {name}")
+
+
+def _load_run_spec(study_ref: str, study_name: str | None, n_trials: int | None, timeout: float | None):
+    """The spec a `run` or `create` names, with the budget flags applied and checked before any write:
+    (spec, the study's name in the storage)."""
+    from hpsearch.spec import check_sources, find_spec_file, load_spec_file
+
+    spec_path = find_spec_file(study_ref, STUDIES_DIR)
+    spec = load_spec_file(spec_path)
+    overrides = {k: v for k, v in (("n_trials", n_trials), ("timeout", timeout)) if v is not None}
+    if overrides:
+        spec = spec.model_copy(update={"budget": spec.budget.model_copy(update=overrides)})
+    check_sources(spec)
+    check_training_args(spec)
+    return spec, study_name or spec_path.stem
+
+
+@cli.command()
+@click.option("--study", "name", required=True, metavar="NAME", help="The study's name in the storage.")
+@storage_option
+@worker_options
+@click.option("--supervised", is_flag=True, hidden=True, help="Started by a supervisor: print no progress.")
+def worker(name: str, storage: str | None, gpus: str | None, workers: int | None, gpus_per_trial: int | None,
+           supervised: bool) -> None:
+    """Join an existing study from any machine: its spec comes from the storage."""
+    from hpsearch.spec import check_sources
+    from hpsearch.study import n_spent, stored_spec
+    from hpsearch.workers import WORKER_KEY_ENV
+
+    url, rdb = open_storage_flag(storage, must_exist=True)
+    spec = stored_spec(rdb, name)
+    check_sources(spec)  # the model and data must be reachable from this machine too
+    check_training_args(spec)
+    spent = n_spent(rdb.get_all_trials(rdb.get_study_id_from_name(name), deepcopy=False))
+    if supervised:
+        # The supervisor stops its workers with SIGINT. A process started with SIGINT ignored (under
+        # nohup, as a background job) passes that on, and Python would then never raise
+        # KeyboardInterrupt: the trial would not end as 'interrupted' and the worker would not stop.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    # A worker joins others: its supervisor names its slot, else its host and process do.
+    key = os.environ.get(WORKER_KEY_ENV) if supervised else None
+    key = key or f"{socket.gethostname()}:{os.getpid()}"
+    _search(url, rdb, name, spec, spent, gpus, workers, gpus_per_trial, supervised=supervised, worker_key=key)
+
+
+def _search(url, rdb, name: str, spec, spent: int, gpus: str | None, workers: int | None,
+            gpus_per_trial: int | None, supervised: bool, worker_key: str | None = None) -> None:
+    """Run the study's missing trials here: in this process, in a group of rank processes (one per
+    device of a trial), or in supervised worker processes.
+
+    `worker_key` names this process among the study's workers (None: the only one); its sampler
+    seed is derived from it, so that workers do not all suggest the same parameters.
+    """
+    from hpsearch.spec import check_trial_group
+    from hpsearch.storage import apply_heartbeat, redact
+    from hpsearch.study import n_spent, open_study
+
+    budget = spec.budget.n_trials
+    if not supervised:
+        console.print(f"study [bold]{name}[/] in {redact(url)}: {spent}/{budget} trials spent")
+    if spent >= budget:
+        study, _ = open_study(rdb, name, spec)
+        if not supervised:
+            _print_summary(study, spec)
+            console.print(f"study {name!r} has spent its budget of {budget} trials; raise it with --n-trials to run more")
+        return
+    apply_heartbeat(rdb, spec.heartbeat)
+    per_trial = gpus_per_trial or spec.resources.gpus_per_trial
+    check_trial_group(spec, per_trial)
+    in_process = gpus is None and (workers or 1) == 1
+    # A bad --gpus or --gpus-per-trial fails before any write.
+    slots = None if in_process else _plan_slots(gpus, workers, per_trial)
+    in_group = in_process and per_trial is not None
+    if in_group:
+        _pin_group_devices(per_trial)
+    if in_process and not in_group:
+        from hpsearch.workers import build_runner
+
+        with console.status("loading model and data (tokenized once, then cached)"):
+            runner = build_runner(spec, url, name)
+    else:
+        from hpsearch.workers import warm_cache
+
+        with console.status("tokenizing the data once for all workers"):
+            warm_cache(spec)
+    study, changes = open_study(rdb, name, spec, worker_key)
+    for change in changes:
+        console.print(f"stored spec updated: {change}")
+    try:
+        if in_group:
+            _run_group(study, url, name, spec, per_trial, worker_key, supervised)
+        elif in_process:
+            _run_here(study, runner, url, name, spec, supervised)
+        else:
+            _run_supervised(study, url, name, spec, slots, per_trial)
+    except KeyboardInterrupt:
+        if not supervised:
+            console.print("[yellow]interrupted[/]: running trials end FAIL (interrupted) and are re-run "
+                          "when the study resumes")
+            _print_summary(study, spec)
+        sys.exit(ExitCode.INTERRUPTED)
+    if supervised:
+        return
+    _print_summary(study, spec)
+    left = budget - n_spent(study.get_trials(deepcopy=False))
+    if left > 0:
+        console.print(f"timeout reached with {left} trials of the budget left; run the same command to resume")
+
+
+def _run_here(study, runner, url, name: str, spec, supervised: bool, timeout: float | None = None) -> None:
+    """The worker loop in this process; `timeout` (default: the spec's) stops starting trials."""
+    from hpsearch.storage import StudyLock
+    from hpsearch.views import NoteWriter, RunProgress, register_worker
+    from hpsearch.workers import run_trials
+
+    lock = StudyLock(url, name)
+    budget = spec.budget.n_trials
+    timeout = spec.budget.timeout if timeout is None else timeout
+    register_worker(study, runner.device, spec.objective.eval_key)
+    note = NoteWriter(study, spec)
+    note(force=True)
+    try:
+        if supervised:
+            run_trials(study, runner, budget, timeout, lock, note)
+            return
+        with RunProgress(console, study, spec.objective.eval_key, budget) as progress:
+            def after_trial(study, trial) -> None:
+                progress.on_trial_end(study, trial)
+                note(study, trial)
+
+            run_trials(study, runner, budget, timeout, lock, after_trial)
+    finally:
+        note(force=True)
+
+
+def _plan_slots(gpus: str | None, workers: int | None, per_trial: int | None):
+    from hpsearch.workers import plan_slots
+
+    n_gpus = 0
+    if gpus:
+        from hpsearch.trial import count_gpus
+
+        n_gpus = count_gpus()
+    return plan_slots(gpus, workers, n_gpus, os.cpu_count() or 1, os.environ.get("CUDA_VISIBLE_DEVICES"), per_trial)
+
+
+def _pin_group_devices(per_trial: int) -> None:
+    """The devices this process's trial group trains on: its first `per_trial` GPUs, or the CPU
+    cores split between the ranks on a machine without GPUs."""
+    from hpsearch.trial import count_gpus
+    from hpsearch.workers import THREADS_ENV
+
+    n_gpus = count_gpus()
+    if n_gpus == 0:
+        threads = os.environ.get(THREADS_ENV) or str(max(1, (os.cpu_count() or 1) // per_trial))
+        os.environ.update({THREADS_ENV: threads, "OMP_NUM_THREADS": threads})
+        return
+    if n_gpus < per_trial:
+        raise HpsearchError(f"--gpus-per-trial {per_trial}: this machine shows {n_gpus} GPU"
+                            f"{'s' if n_gpus > 1 else ''}; ask for at most {n_gpus}")
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    physical = visible.split(",") if visible else [str(i) for i in range(n_gpus)]
+    os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(physical[:per_trial])
+    if n_gpus > per_trial:
+        console.print(f"training on GPUs {','.join(physical[:per_trial])} of {n_gpus}; "
+                      f"--gpus all --gpus-per-trial {per_trial} runs a group on each {per_trial}")
+
+
+def _run_group(study, url, name: str, spec, per_trial: int, worker_key: str | None, supervised: bool) -> None:
+    """This worker's trials, each on `per_trial` rank processes (hpsearch.workers.group)."""
+    from hpsearch.workers import run_group
+
+    rank_args = ["--study", name, *(["--supervised"] if supervised else []),
+                 *(["--worker-key", worker_key] if worker_key else [])]
+    key = worker_key or f"{socket.gethostname()}:{os.getpid()}"  # the group's name in its trials' records
+    run_group(study, per_trial, key, rank_args, url.render_as_string(hide_password=False), spec.budget.timeout,
+              report=console.print)
+
+
+@cli.command("trial-rank", hidden=True)
+@click.option("--study", "name", required=True, metavar="NAME")
+@click.option("--timeout", type=float, help="Start no new trial after this many seconds (the group's deadline).")
+@click.option("--supervised", is_flag=True, help="Print no progress.")
+@click.option("--worker-key", help="The worker's name among the study's: its sampler seed.")
+def trial_rank(name: str, timeout: float | None, supervised: bool, worker_key: str | None) -> None:
+    """One process of a trial group, started by a worker with --gpus-per-trial (never by hand)."""
+    from hpsearch.study import stored_spec
+    from hpsearch.trial.distributed import GroupBroken
+    from hpsearch.workers import run_rank, write_rank_reason
+
+    # The agent forwards the worker's Ctrl-C, and a terminal sends its own: one interrupt, once.
+    signal.signal(signal.SIGINT, _interrupt_once)
+    try:
+        url, rdb = open_storage_flag(None, must_exist=True)
+        spec = stored_spec(rdb, name)
+
+        def lead(study, runner) -> None:
+            _run_here(study, runner, url, name, spec, supervised, timeout)
+
+        run_rank(spec, url, rdb, name, worker_key, lead)
+    except GroupBroken as e:
+        err_console.print(f"Error: {e}")
+        sys.exit(ExitCode.CRASH)
+    except HpsearchError as e:
+        write_rank_reason(e.message)  # the worker's own error line names it
+        raise
+
+
+def _interrupt_once(signum, frame) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    raise KeyboardInterrupt
+
+
+def _run_supervised(study, url, name: str, spec, slots, per_trial: int | None = None) -> None:
+    from hpsearch.storage import STORAGE_ENV
+    from hpsearch.views import RunProgress, write_note
+    from hpsearch.workers import Supervisor
+
+    console.print(f"starting {len(slots)} workers: {', '.join(s.label for s in slots)}")
+    args = ["worker", "--study", name, "--supervised", *(["--gpus-per-trial", str(per_trial)] if per_trial else [])]
+    # The URL travels in the environment: a command line (with its password) is visible to `ps`.
+    env = {STORAGE_ENV: url.render_as_string(hide_password=False)}
+    with RunProgress(console, study, spec.objective.eval_key, spec.budget.n_trials) as progress:
+        Supervisor(slots, args, env, Path("storage/logs") / name, report=console.print, on_poll=progress.poll).run()
+    write_note(study, spec)  # the workers' last notes may predate their last trials
+
+
+def _print_summary(study, spec) -> None:
+    from hpsearch.storage import best_model_pointer
+    from hpsearch.study import summarize
+    from hpsearch.views import summary_table
+
+    console.print(summary_table(summarize(study, spec)))
+    pointer = best_model_pointer(study)
+    if pointer:
+        console.print(f"best model: artifact {pointer['artifact_id']} of trial {pointer['trial']}")
+
