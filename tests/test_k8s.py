@@ -2,12 +2,12 @@
 schemas (kubernetes-validate ships them: offline), and what the schemas cannot see: the workers are
 an Indexed Job of `hpsearch worker` that hpsearch's own CLI parses, the storage URL comes from the
 Secret and from nowhere else, a mistake fails the Job while a crash is retried, the dashboard's
-Service reaches its pods, the shared volume holds the paths the image names. The two scripts in the
-worker pods (SIGTERM forwarded as SIGINT, the wait for the study) run here for real."""
+Service reaches its pods, the shared volume holds the paths the image names. The wait for the study
+runs here for real, and so does a worker pod's stop: SIGTERM to `hpsearch worker` as the PID 1 of
+its own PID namespace, as in a container."""
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import os
 import re
@@ -91,14 +91,11 @@ def parse_hpsearch(args: list[str]) -> tuple[str, dict]:
 
 
 def hpsearch_args(container_: dict) -> list[str]:
-    """What a container runs `hpsearch` with: the image's entrypoint is `hpsearch`; the worker's
-    Python wrapper and the init container's shell loop take it after their script."""
+    """What a container runs `hpsearch` with: the image's entrypoint is `hpsearch`; the init
+    container's shell loop takes it after its script."""
     command, args = container_.get("command"), container_.get("args", [])
     if command is None:
         return list(args)
-    if command == ["python", "-c"]:
-        assert args[1] == "hpsearch", args[1:]
-        return args[2:]
     if command == ["sh", "-c"]:
         assert 'hpsearch "$@"' in args[0]
         return args[2:]  # args[1] is the script's $0
@@ -452,69 +449,6 @@ def test_workers_and_dashboard_share_the_volume_at_the_images_paths(workload):
 
 # --- the scripts in the worker pods, run for real ----------------------------------------------------
 
-def wrapper_script() -> str:
-    return container(worker_job(GPU_JOB), "worker")["args"][0]
-
-
-# A stand-in for `hpsearch worker`: says it is ready, then counts the SIGINTs it gets in a second
-# after the first, as KeyboardInterrupt (the way hpsearch records an interrupted trial).
-FAKE_WORKER = """
-import sys, time
-try:
-    print("ready", flush=True)
-    time.sleep(60)
-except KeyboardInterrupt:
-    n = 1
-    deadline = time.monotonic() + 1.0
-    while time.monotonic() < deadline:
-        try:
-            time.sleep(0.05)
-        except KeyboardInterrupt:
-            n += 1
-    print(f"interrupted {n}", flush=True)
-    sys.exit(130)
-"""
-
-
-@contextlib.contextmanager
-def sigint_ignored():
-    """Processes started inside begin with SIGINT ignored, as a background job's do."""
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
-
-def start_wrapped(*child: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-c", wrapper_script(), *child], stdout=subprocess.PIPE, text=True)
-
-
-def test_sigterm_reaches_the_worker_as_one_sigint_and_its_exit_code_comes_back():
-    with sigint_ignored():
-        process = start_wrapped(sys.executable, "-c", FAKE_WORKER)
-    assert process.stdout.readline().strip() == "ready"
-    # Kubernetes sends SIGTERM (a second one here, as an impatient user might): the worker gets one
-    # SIGINT, even though the wrapper itself started with SIGINT ignored, and its 130 is the pod's.
-    process.send_signal(signal.SIGTERM)
-    time.sleep(0.2)
-    process.send_signal(signal.SIGTERM)
-    out, _ = process.communicate(timeout=30)
-    assert out.strip() == "interrupted 1"
-    assert process.returncode == 130
-
-
-@pytest.mark.parametrize(("child", "code"), [
-    ("import sys; sys.exit(2)", 2),  # a spec mistake: the podFailurePolicy must see 2
-    ("import sys; sys.exit(0)", 0),
-    ("import os, signal; os.kill(os.getpid(), signal.SIGKILL)", 128 + 9),  # as a shell reports it
-])
-def test_the_wrapper_passes_the_workers_exit_code_on(child, code):
-    process = start_wrapped(sys.executable, "-c", child)
-    process.communicate(timeout=30)
-    assert process.returncode == code
-
-
 def run_wait_for_study(tmp_path: Path, succeed_on: int | None) -> tuple[subprocess.CompletedProcess, list[str]]:
     """The init container's script with a fake `hpsearch` (fails until call `succeed_on`) and a
     `sleep` that returns at once, on PATH."""
@@ -573,23 +507,25 @@ def test_sigterm_to_a_real_worker_pod_records_its_trial_as_interrupted(workdir, 
     created = run_hpsearch("create", "--study", "stop", cwd=workdir)
     assert created.returncode == 0, created.stderr
     database = workdir / "storage" / "hpsearch.db"
-    # The pod's command, with this Python's hpsearch for the image's.
-    with sigint_ignored():
-        process = subprocess.Popen(
-            [sys.executable, "-c", wrapper_script(), sys.executable, "-m", "hpsearch.cli", "worker", "--study", "stop"],
-            cwd=workdir, env={**os.environ, "HPSEARCH_CACHE": str(cache_dir)},
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )
+    # The pod's command, with this Python's hpsearch for the image's, as the PID 1 of a new PID
+    # namespace: the kernel spares that process every signal it has no handler for, as in a container.
+    pod = subprocess.Popen(
+        ["unshare", "--pid", "--fork", sys.executable, "-m", "hpsearch.cli", "worker", "--study", "stop"],
+        cwd=workdir, env={**os.environ, "HPSEARCH_CACHE": str(cache_dir)},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
     deadline = time.monotonic() + 180
     while running_trials(database) == 0:
-        assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+        assert pod.poll() is None and time.monotonic() < deadline, pod.communicate()
         time.sleep(0.2)
     time.sleep(2.0)  # into the training loop
-    process.send_signal(signal.SIGTERM)
-    _, stderr = process.communicate(timeout=120)
+    # The kubelet signals the container's PID 1: unshare's child, not unshare.
+    init = int(Path(f"/proc/{pod.pid}/task/{pod.pid}/children").read_text().split()[0])
+    os.kill(init, signal.SIGTERM)
+    _, stderr = pod.communicate(timeout=120)
     # The pod ends with 130 (not counted by the podFailurePolicy); its trial is FAIL 'interrupted'
     # with a copy waiting for the other workers, not RUNNING until its heartbeat goes stale.
-    assert process.returncode == 130, stderr
+    assert pod.returncode == 130, stderr
     study = optuna.load_study(study_name="stop", storage=optuna.storages.RDBStorage(f"sqlite:///{database}"))
     assert [t.state.name for t in study.trials] == ["FAIL", "WAITING"]
     assert study.trials[0].user_attrs[FAIL_REASON_ATTR] == INTERRUPTED

@@ -99,11 +99,6 @@ def worker(name: str, storage: str | None, gpus: str | None, workers: int | None
     check_sources(spec)  # the model and data must be reachable from this machine too
     check_training_args(spec)
     spent = n_spent(rdb.get_all_trials(rdb.get_study_id_from_name(name), deepcopy=False))
-    if supervised:
-        # The supervisor stops its workers with SIGINT. A process started with SIGINT ignored (under
-        # nohup, as a background job) passes that on, and Python would then never raise
-        # KeyboardInterrupt: the trial would not end as 'interrupted' and the worker would not stop.
-        signal.signal(signal.SIGINT, signal.default_int_handler)
     # A worker joins others: its supervisor names its slot, else its host and process do.
     key = os.environ.get(WORKER_KEY_ENV) if supervised else None
     key = key or f"{socket.gethostname()}:{os.getpid()}"
@@ -122,6 +117,17 @@ def _search(url, rdb, name: str, spec, spent: int, gpus: str | None, workers: in
     from hpsearch.storage import apply_heartbeat, redact
     from hpsearch.study import n_spent, open_study
 
+    if supervised:
+        # The supervisor stops its workers with SIGINT. A process started with SIGINT ignored (under
+        # nohup, as a background job) passes that on, and Python would then never raise
+        # KeyboardInterrupt: the trial would not end as 'interrupted' and the worker would not stop.
+        # One interrupt, once: a SIGTERM sent to every process of a job (SLURM's scancel signals the
+        # whole step) and the supervisor's SIGINT that follows must not cut the recording short.
+        _interrupt_once(signal.SIGINT, signal.SIGTERM)
+    else:
+        # SIGTERM stops a search as Ctrl-C does; a second Ctrl-C still interrupts the first's
+        # recording (a user's way out), a second SIGTERM does not.
+        _interrupt_once(signal.SIGTERM)
     budget = spec.budget.n_trials
     if not supervised:
         console.print(f"study [bold]{name}[/] in {redact(url)}: {spent}/{budget} trials spent")
@@ -256,7 +262,9 @@ def trial_rank(name: str, timeout: float | None, supervised: bool, worker_key: s
     from hpsearch.workers import run_rank, write_rank_reason
 
     # The agent forwards the worker's Ctrl-C, and a terminal sends its own: one interrupt, once.
-    signal.signal(signal.SIGINT, _interrupt_once)
+    # SIGTERM keeps its default: the agent stops the surviving ranks of a broken group with it, and
+    # their trial is failed with the culprit's reason, not recorded as interrupted and queued again.
+    _interrupt_once(signal.SIGINT)
     try:
         url, rdb = open_storage_flag(None, must_exist=True)
         spec = stored_spec(rdb, name)
@@ -273,9 +281,17 @@ def trial_rank(name: str, timeout: float | None, supervised: bool, worker_key: s
         raise
 
 
-def _interrupt_once(signum, frame) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    raise KeyboardInterrupt
+def _interrupt_once(*signals: signal.Signals) -> None:
+    """Make the first of `signals` this process gets raise KeyboardInterrupt, as Ctrl-C does, and
+    every later one be ignored: the running trial is then recorded as interrupted and queued again
+    (SIGTERM is how `kill`, systemd, Docker, Kubernetes and SLURM's scancel stop a process)."""
+    def interrupt(signum, frame) -> None:
+        for ignored in signals:
+            signal.signal(ignored, signal.SIG_IGN)
+        raise KeyboardInterrupt
+
+    for each in signals:
+        signal.signal(each, interrupt)
 
 
 def _run_supervised(study, url, name: str, spec, slots, per_trial: int | None = None) -> None:

@@ -29,7 +29,7 @@ import optuna
 
 from hpsearch.errors import ExitCode, HpsearchError
 from hpsearch.storage import STORAGE_ENV, fail_running_trials
-from hpsearch.study import FAIL_REASON_ATTR
+from hpsearch.study import FAIL_REASON_ATTR, INTERRUPTED
 
 REASON_DIR_ENV = "HPSEARCH_GROUP_REASONS"  # where each rank writes why it failed
 # The same group failure this many times in a row needs fixing, not another group.
@@ -44,12 +44,9 @@ _STOPPED_BY_AGENT = (-signal.SIGTERM, -signal.SIGINT)
 def run_group(study: optuna.Study, n_ranks: int, key: str, rank_args: list[str], url: str,
               timeout: float | None, report: Callable[[str], None]) -> None:
     """Start groups of `n_ranks` ranks (`hpsearch trial-rank RANK_ARGS`) until one ends the study's
-    budget, the deadline, or a repeated failure; Ctrl-C (SIGINT) reaches every rank once."""
+    budget, the deadline, or a repeated failure; Ctrl-C (SIGINT) reaches every rank once, and
+    SIGTERM stops the group as Ctrl-C does (its trial recorded as interrupted, queued again)."""
     from torch.distributed.elastic.multiprocessing.api import SignalException
-    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
-    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
-
-    from hpsearch.trial.distributed import GROUP_ATTR, GROUP_KEY_ENV
 
     # hpsearch says what failed, in one line: the agent's own warnings repeat it at length, and
     # DDP's C++ warnings (find_unused_parameters, which Trainer sets for models with unused weights)
@@ -57,6 +54,27 @@ def run_group(study: optuna.Study, n_ranks: int, key: str, rank_args: list[str],
     logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)
     os.environ.setdefault("TORCH_CPP_LOG_LEVEL", "ERROR")
     deadline = None if timeout is None else time.monotonic() + timeout
+    try:
+        _run_groups(study, n_ranks, key, rank_args, url, deadline, report)
+    except SignalException as e:
+        # The agent's handlers, which stay installed after a group ends, raise this wherever a
+        # signal finds the process; the agent stopped the ranks with the same signal.
+        if e.sigval == signal.SIGTERM:
+            # Stopped on request, as by Ctrl-C; rank 0 died of SIGTERM before it could record it.
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)  # once, as everywhere else
+            _requeue_interrupted(study, key)
+        if e.sigval in (signal.SIGINT, signal.SIGTERM):
+            raise KeyboardInterrupt from None
+        raise HpsearchError(f"stopped by {signal.Signals(e.sigval).name}") from None
+
+
+def _run_groups(study, n_ranks: int, key: str, rank_args: list[str], url: str, deadline: float | None,
+                report: Callable[[str], None]) -> None:
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+
+    from hpsearch.trial.distributed import GROUP_ATTR, GROUP_KEY_ENV
+
     recent: list[str] = []
     while deadline is None or time.monotonic() < deadline:
         config = LaunchConfig(
@@ -72,10 +90,6 @@ def run_group(study: optuna.Study, n_ranks: int, key: str, rank_args: list[str],
             try:
                 elastic_launch(config, sys.executable)("-m", "hpsearch.cli", "trial-rank", *args)
                 return
-            except SignalException as e:
-                if e.sigval == signal.SIGINT:
-                    raise KeyboardInterrupt from None
-                raise HpsearchError(f"stopped by {signal.Signals(e.sigval).name}") from None
             except ChildFailedError as e:
                 rank, exitcode, reason = culprit(e.failures, Path(reasons), n_ranks)
         if exitcode == ExitCode.INTERRUPTED:
@@ -89,6 +103,19 @@ def run_group(study: optuna.Study, n_ranks: int, key: str, rank_args: list[str],
         if len(recent) >= MAX_REPEATED_GROUP_FAILURES and len(set(recent[-MAX_REPEATED_GROUP_FAILURES:])) == 1:
             raise HpsearchError(f"{MAX_REPEATED_GROUP_FAILURES} trial groups in a row failed with: {reason}; "
                                 "fix the cause and run again")
+
+
+def _requeue_interrupted(study: optuna.Study, key: str) -> None:
+    """Record this group's running trial as interrupted and queue it again (same parameters and
+    seed), as rank 0 does on Ctrl-C."""
+    from optuna.trial import TrialState
+
+    from hpsearch.trial.distributed import GROUP_ATTR
+
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if trial.user_attrs.get(GROUP_ATTR) == key:
+            study.enqueue_trial(trial.params, user_attrs={"seed": trial.user_attrs.get("seed"), "rerun_of": trial.number})
+    fail_running_trials(study, GROUP_ATTR, key, {FAIL_REASON_ATTR: INTERRUPTED})
 
 
 def culprit(failures: dict, reasons: Path, n_ranks: int) -> tuple[int, int, str]:

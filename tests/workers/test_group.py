@@ -4,7 +4,7 @@ started by torch's elastic agent, training one configuration with DDP.
 What must hold: both ranks train the parameters rank 0 sampled; a pruned trial stops on both at
 the same evaluation; a complete trial's value is every rank's metric; a killed rank fails its trial
 with its reason (long before the heartbeat's grace period would) and a new group goes on; Ctrl-C
-leaves no rank behind.
+and SIGTERM leave no rank behind and the trial recorded as interrupted.
 """
 
 from __future__ import annotations
@@ -121,12 +121,32 @@ def test_a_killed_rank_fails_its_trial_at_once_and_a_new_group_goes_on(workdir, 
     assert trials[2].user_attrs["seed"] == trials[1].user_attrs["seed"]
     assert not any(alive(pid) for pid in second.user_attrs["rank_pids"])
 
+    # SIGTERM (scancel, a pod's deletion) stops a group as Ctrl-C does, though the agent stops its
+    # ranks with SIGTERM, before rank 0 can record the trial: the launcher records it instead.
+    process = subprocess.Popen([*HPSEARCH_WITH_CTRL_C, "run", "--study", "kill", "--gpus-per-trial", "2"],
+                               cwd=workdir, env={**os.environ, "HPSEARCH_CACHE": str(cache_dir)},
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        rerun = wait_for_group_trial(workdir, process, number=2)
+        time.sleep(2.0)
+        process.send_signal(signal.SIGTERM)
+        stdout, stderr = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 130, stdout + stderr
+    trials = study_of(workdir, "kill").trials
+    assert trials[2].state.name == "FAIL" and trials[2].user_attrs[FAIL_REASON_ATTR] == INTERRUPTED
+    assert trials[3].state.name == "WAITING" and trials[3].user_attrs["rerun_of"] == 2
+    assert trials[3].user_attrs["seed"] == trials[2].user_attrs["seed"] and trials[3].params == trials[2].params
+    assert not any(alive(pid) for pid in rerun.user_attrs["rank_pids"])
+
     # A worker killed outright takes its ranks with it: none is left holding a device.
     process = subprocess.Popen([*HPSEARCH_WITH_CTRL_C, "run", "--study", "kill", "--gpus-per-trial", "2"],
                                cwd=workdir, env={**os.environ, "HPSEARCH_CACHE": str(cache_dir)},
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        third = wait_for_group_trial(workdir, process, number=2)
+        third = wait_for_group_trial(workdir, process, number=3)
         process.kill()
         process.wait()
         deadline = time.monotonic() + 30

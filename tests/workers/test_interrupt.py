@@ -1,4 +1,5 @@
-"""Ctrl-C on a real `hpsearch run`: the running trial ends FAIL 'interrupted' and is re-run on resume."""
+"""Ctrl-C on a real `hpsearch run`: the running trial ends FAIL 'interrupted' and is re-run on resume.
+SIGTERM (kill, systemd, Docker, Kubernetes, SLURM's scancel) stops a run the same way."""
 
 from __future__ import annotations
 
@@ -86,7 +87,29 @@ def test_ctrl_c_fails_the_trial_and_resume_reruns_it(workdir, tiny_spec, cache_d
     assert sum(t.state.name in ("COMPLETE", "PRUNED") for t in trials) == 2
 
 
-def test_ctrl_c_stops_every_supervised_worker_cleanly(workdir, tiny_spec, cache_dir):
+def test_sigterm_stops_a_run_as_ctrl_c_does(workdir, tiny_spec, cache_dir):
+    tiny_spec["dataset"]["max_train_samples"] = 2000
+    write_spec(workdir, "stop", tiny_spec)
+    database = workdir / "storage" / "hpsearch.db"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "hpsearch.cli", "run", "--study", "stop"],
+        cwd=workdir, env={**os.environ, "HPSEARCH_CACHE": str(cache_dir)},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    wait_for_running_trial(database, process)
+    time.sleep(2.0)
+    process.send_signal(signal.SIGTERM)
+    stdout, stderr = process.communicate(timeout=120)
+    # Not killed by it (-15): stopped as on Ctrl-C, its trial recorded and queued again.
+    assert process.returncode == 130, stderr
+    assert "re-run when the study resumes" in stdout and "Traceback" not in stderr
+    study = optuna.load_study(study_name="stop", storage=optuna.storages.RDBStorage(f"sqlite:///{database}"))
+    assert [t.state.name for t in study.trials] == ["FAIL", "WAITING"]
+    assert study.trials[0].user_attrs[FAIL_REASON_ATTR] == INTERRUPTED
+
+
+@pytest.mark.parametrize("stop", ["ctrl-c", "scancel"])
+def test_ctrl_c_stops_every_supervised_worker_cleanly(workdir, tiny_spec, cache_dir, stop):
     tiny_spec["dataset"]["max_train_samples"] = 960  # 60 steps: both workers are mid-trial when it lands
     tiny_spec["budget"]["n_trials"] = 4
     write_spec(workdir, "stop", tiny_spec)
@@ -98,8 +121,17 @@ def test_ctrl_c_stops_every_supervised_worker_cleanly(workdir, tiny_spec, cache_
     )
     wait_for_running_trial(database, process, n_running=2)
     time.sleep(2.0)
-    # Ctrl-C reaches the supervisor alone (workers run in their own sessions); it forwards it once.
-    process.send_signal(signal.SIGINT)
+    storage = optuna.storages.RDBStorage(f"sqlite:///{database}")
+    workers = [t.user_attrs["pid"] for t in optuna.load_study(study_name="stop", storage=storage).trials
+               if t.state.name == "RUNNING"]
+    if stop == "ctrl-c":
+        # Ctrl-C reaches the supervisor alone (workers run in their own sessions); it forwards it once.
+        process.send_signal(signal.SIGINT)
+    else:
+        # scancel signals every process of the job step at once: each worker gets SIGTERM, then the
+        # supervisor's SIGINT, and records its trial once all the same.
+        for pid in [process.pid, *workers]:
+            os.kill(pid, signal.SIGTERM)
     stdout, stderr = process.communicate(timeout=180)
     assert process.returncode == 130, stdout + stderr
     study = optuna.load_study(study_name="stop", storage=optuna.storages.RDBStorage(f"sqlite:///{database}"))
@@ -109,3 +141,17 @@ def test_ctrl_c_stops_every_supervised_worker_cleanly(workdir, tiny_spec, cache_
     assert len(interrupted) == 2
     assert "RUNNING" not in states
     assert states.count("WAITING") == 2
+    # No worker outlives its supervisor.
+    deadline = time.monotonic() + 10
+    while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(alive(pid) for pid in workers)
+
+
+def alive(pid: int) -> bool:
+    """The process exists and is not a zombie (exited, not yet reaped by its parent)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
