@@ -138,7 +138,8 @@ def test_a_killed_rank_fails_its_trial_at_once_and_a_new_group_goes_on(workdir, 
     trials = study_of(workdir, "kill").trials
     assert trials[2].state.name == "FAIL" and trials[2].user_attrs[FAIL_REASON_ATTR] == INTERRUPTED
     assert trials[3].state.name == "WAITING" and trials[3].user_attrs["rerun_of"] == 2
-    assert trials[3].user_attrs["seed"] == trials[2].user_attrs["seed"] and trials[3].params == trials[2].params
+    assert trials[3].user_attrs["seed"] == trials[2].user_attrs["seed"]
+    assert trials[3].system_attrs["fixed_params"] == trials[2].params  # what it will be run with
     assert not any(alive(pid) for pid in rerun.user_attrs["rank_pids"])
 
     # A worker killed outright takes its ranks with it: none is left holding a device.

@@ -46,9 +46,9 @@ def wait_for_running_trial(database, process, n_running: int = 1, timeout: float
 
 
 def test_ctrl_c_fails_the_trial_and_resume_reruns_it(workdir, tiny_spec, cache_dir):
-    # Long enough a trial (about 125 steps, several seconds even in bf16) that the signal lands in
-    # the middle of training.
-    tiny_spec["dataset"]["max_train_samples"] = 2000
+    # Long enough a trial (25-50 steps, several seconds even in bf16) that the signal lands in the
+    # middle of training; the resume trains two of them.
+    tiny_spec["dataset"]["max_train_samples"] = 800
     tiny_spec["budget"]["n_trials"] = 2
     write_spec(workdir, "stop", tiny_spec)
     database = workdir / "storage" / "hpsearch.db"
@@ -88,7 +88,7 @@ def test_ctrl_c_fails_the_trial_and_resume_reruns_it(workdir, tiny_spec, cache_d
 
 
 def test_sigterm_stops_a_run_as_ctrl_c_does(workdir, tiny_spec, cache_dir):
-    tiny_spec["dataset"]["max_train_samples"] = 2000
+    tiny_spec["dataset"]["max_train_samples"] = 800
     write_spec(workdir, "stop", tiny_spec)
     database = workdir / "storage" / "hpsearch.db"
     process = subprocess.Popen(
