@@ -247,7 +247,7 @@ def _run_group(study, url, name: str, spec, per_trial: int, worker_key: str | No
                  *(["--worker-key", worker_key] if worker_key else [])]
     key = worker_key or f"{socket.gethostname()}:{os.getpid()}"  # the group's name in its trials' records
     run_group(study, per_trial, key, rank_args, url.render_as_string(hide_password=False), spec.budget.timeout,
-              report=console.print)
+              report=lambda line: console.print(line, markup=False))  # a rank's reason is not markup
 
 
 @cli.command("trial-rank", hidden=True)
@@ -274,7 +274,7 @@ def trial_rank(name: str, timeout: float | None, supervised: bool, worker_key: s
 
         run_rank(spec, url, rdb, name, worker_key, lead)
     except GroupBroken as e:
-        err_console.print(f"Error: {e}")
+        err_console.print(f"Error: {e}", markup=False)  # gloo's messages hold "[/path/pair.cc:537]"
         sys.exit(ExitCode.CRASH)
     except HpsearchError as e:
         write_rank_reason(e.message)  # the worker's own error line names it

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -134,7 +135,8 @@ def describe_trial(trial: FrozenTrial, metric: str) -> str:
     style = STATE_STYLE.get(state, "white")
     seconds = trial.user_attrs.get("train_seconds")
     took = f" {format_seconds(seconds)}" if seconds is not None else ""
-    params = " ".join(f"{k}={format_value(v)}" for k, v in trial.params.items())
+    # Reasons and values are text, not markup: a gloo error names its source file in brackets.
+    params = escape(" ".join(f"{k}={format_value(v)}" for k, v in trial.params.items()))
     if trial.state == TrialState.COMPLETE:
         outcome = f"{metric}={trial.value:.4f}"
     elif trial.state == TrialState.PRUNED:
@@ -142,5 +144,5 @@ def describe_trial(trial: FrozenTrial, metric: str) -> str:
         at = f" at eval {trial.user_attrs.get('n_evals', '?')}"
         outcome = f"{metric}={last:.4f}{at}" if last is not None else at.strip()
     else:
-        outcome = trial.user_attrs.get(FAIL_REASON_ATTR, "lost (worker died)")
+        outcome = escape(trial.user_attrs.get(FAIL_REASON_ATTR, "lost (worker died)"))
     return f"trial {trial.number:>3} [{style}]{state:<8}[/] {outcome}{took}  [dim]{params}[/]"
