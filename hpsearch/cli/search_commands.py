@@ -17,7 +17,6 @@ from hpsearch.cli.app import (
     check_training_args,
     cli,
     console,
-    err_console,
     open_storage_flag,
     storage_option,
     worker_options,
@@ -274,7 +273,8 @@ def trial_rank(name: str, timeout: float | None, supervised: bool, worker_key: s
 
         run_rank(spec, url, rdb, name, worker_key, lead)
     except GroupBroken as e:
-        err_console.print(f"Error: {e}", markup=False)  # gloo's messages hold "[/path/pair.cc:537]"
+        # The error boundary's plain line (app._fail), not rich markup: gloo's messages hold "[/path/pair.cc:537]".
+        click.echo(f"Error: {e}", err=True)
         sys.exit(ExitCode.CRASH)
     except HpsearchError as e:
         write_rank_reason(e.message)  # the worker's own error line names it
