@@ -21,18 +21,29 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "bench"))
 sys.path.insert(0, str(REPO))
 
-PARAMS = {"learning_rate": 1.6e-4, "per_device_train_batch_size": 32, "num_train_epochs": 1,
-          "weight_decay": 0.046, "warmup_steps": 0.156}
+PARAMS = {
+    "learning_rate": 1.6e-4,
+    "per_device_train_batch_size": 32,
+    "num_train_epochs": 1,
+    "weight_decay": 0.046,
+    "warmup_steps": 0.156,
+}
 VARIANTS = {
     "fp32, random batches": {},
     "bf16, random batches": {"bf16": True, "use_cpu": True},
     "fp32, group_by_length": {"train_sampling_strategy": "group_by_length"},
-    "bf16, group_by_length": {"bf16": True, "use_cpu": True, "train_sampling_strategy": "group_by_length"},
+    "bf16, group_by_length": {
+        "bf16": True,
+        "use_cpu": True,
+        "train_sampling_strategy": "group_by_length",
+    },
 }
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--study", type=Path, default=REPO / "studies" / "sentiment.yaml")
     parser.add_argument("--seeds", default="0,1")
     args = parser.parse_args()
@@ -54,8 +65,11 @@ def main() -> int:
         for seed in seeds:
             shared = Shared(spec.model_copy(update={"seed": seed}))
             set_seed(seed)
-            trainer = shared.trainer("/tmp/hpsearch-ablation", {**PARAMS, **extra, "eval_strategy": "no",
-                                                                "logging_strategy": "no"}, model=shared.model())
+            trainer = shared.trainer(
+                "/tmp/hpsearch-ablation",
+                {**PARAMS, **extra, "eval_strategy": "no", "logging_strategy": "no"},
+                model=shared.model(),
+            )
             trainer.remove_callback(PrinterCallback)  # its log lines would break the table
             started = time.perf_counter()
             trainer.train()

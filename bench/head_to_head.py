@@ -57,8 +57,13 @@ UNLIMITED_TRIALS = 10_000  # hpsearch-timed: the timeout, not the trial count, e
 PLAIN_SETTINGS = {"learning_rate": 5e-5, "num_train_epochs": 1, "per_device_train_batch_size": 16}
 
 
-def load_bench_spec(path: Path, n_trials: int | None, max_train: int | None, max_eval: int | None,
-                    sampler_seed: int | None = None) -> dict:
+def load_bench_spec(
+    path: Path,
+    n_trials: int | None,
+    max_train: int | None,
+    max_eval: int | None,
+    sampler_seed: int | None = None,
+) -> dict:
     """The spec as a dict, with the bench's overrides of budget, caps and sampler seed."""
     raw = yaml.safe_load(path.read_text())
     if sampler_seed is not None:
@@ -90,19 +95,28 @@ class Shared:
         self.tokenizer, self.data = load_data(spec, location)
         self.config = load_config(location, self.data.label_names)
         fixed = split_params(spec.training)
-        self.fixed_args, self.knobs, self.generation = fixed.arguments, fixed.knobs, fixed.generation
+        self.fixed_args, self.knobs, self.generation = (
+            fixed.arguments,
+            fixed.knobs,
+            fixed.generation,
+        )
         self.n_steps = 0
         self.trial_first_steps: list[int] = []  # self.n_steps when each trial began, in order
 
     def steps_summary(self) -> dict:
         """Steps in all, and per trial (trials run one after another, each begins a training)."""
         ends = self.trial_first_steps[1:] + [self.n_steps]
-        return {"n_steps": self.n_steps, "trial_steps": [b - a for a, b in zip(self.trial_first_steps, ends)]}
+        return {
+            "n_steps": self.n_steps,
+            "trial_steps": [b - a for a, b in zip(self.trial_first_steps, ends)],
+        }
 
     def model(self):
         from hpsearch.trial import transformers_class
 
-        model = transformers_class(self.task.model_class).from_pretrained(self.model_path, config=self.config)
+        model = transformers_class(self.task.model_class).from_pretrained(
+            self.model_path, config=self.config
+        )
         if self.knobs.get("freeze_embeddings"):
             model.base_model.get_input_embeddings().requires_grad_(False)
         for name, value in self.generation.items():  # fixed ones only: HF cannot search these
@@ -133,17 +147,28 @@ class Shared:
                 shared.n_steps += 1
 
         training_args = transformers_class(self.task.arguments_class)(
-            output_dir=output_dir, seed=self.spec.seed, save_strategy="no", report_to="none",
-            disable_tqdm=True, **{"per_device_eval_batch_size": 64, **self.fixed_args, **args, **self.task.arguments},
+            output_dir=output_dir,
+            seed=self.spec.seed,
+            save_strategy="no",
+            report_to="none",
+            disable_tqdm=True,
+            **{"per_device_eval_batch_size": 64, **self.fixed_args, **args, **self.task.arguments},
         )
         model = kwargs.get("model")
         collator_kwargs = self.task.collator_kwargs(model) if model is not None else {}
         return transformers_class(self.task.trainer_class)(
-            args=training_args, train_dataset=self.data.train, eval_dataset=self.data.eval,
+            args=training_args,
+            train_dataset=self.data.train,
+            eval_dataset=self.data.eval,
             processing_class=self.tokenizer,
-            data_collator=transformers_class(self.task.collator_class)(self.tokenizer, **collator_kwargs),
-            compute_metrics=self.task.compute_metrics(self.spec.dataset, self.tokenizer, self.data.label_names),
-            callbacks=[CountSteps()], **kwargs,
+            data_collator=transformers_class(self.task.collator_class)(
+                self.tokenizer, **collator_kwargs
+            ),
+            compute_metrics=self.task.compute_metrics(
+                self.spec.dataset, self.tokenizer, self.data.label_names
+            ),
+            callbacks=[CountSteps()],
+            **kwargs,
         )
 
 
@@ -154,13 +179,21 @@ def run_hf(spec, storage: str, output_dir: str) -> dict:
     # eval_strategy="epoch" as in transformers' hyperparameter-search guide; HF reports each evaluation
     # to the trial and prunes there. warmup_steps=0.0: HF casts each sampled value to the type of the
     # argument's default, and the default 0 is an int, so a warmup fraction would silently become 0.
-    trainer = shared.trainer(output_dir, {"eval_strategy": "epoch", "logging_strategy": "no", "warmup_steps": 0.0},
-                             model_init=shared.model)
+    trainer = shared.trainer(
+        output_dir,
+        {"eval_strategy": "epoch", "logging_strategy": "no", "warmup_steps": 0.0},
+        model_init=shared.model,
+    )
     metric = spec.objective.eval_key
     trainer.hyperparameter_search(
-        hp_space=shared.hp_space, compute_objective=lambda metrics: shared.metrics(metrics)[metric],
-        n_trials=spec.budget.n_trials, direction=spec.objective.direction, backend="optuna",
-        sampler=make_sampler(spec.sampler), storage=storage, study_name="hf",
+        hp_space=shared.hp_space,
+        compute_objective=lambda metrics: shared.metrics(metrics)[metric],
+        n_trials=spec.budget.n_trials,
+        direction=spec.objective.direction,
+        backend="optuna",
+        sampler=make_sampler(spec.sampler),
+        storage=storage,
+        study_name="hf",
     )
     return shared.steps_summary()
 
@@ -174,13 +207,18 @@ def run_optuna(spec, storage: str, output_dir: str) -> dict:
     metric = spec.objective.eval_key
 
     def objective(trial: optuna.Trial) -> float:
-        trainer = shared.trainer(output_dir, {**shared.hp_space(trial), "eval_strategy": "no"},
-                                 model=shared.model())
+        trainer = shared.trainer(
+            output_dir, {**shared.hp_space(trial), "eval_strategy": "no"}, model=shared.model()
+        )
         trainer.train()
         return shared.metrics(trainer.evaluate())[metric]
 
-    study = optuna.create_study(storage=storage, study_name="optuna", direction=spec.objective.direction,
-                                sampler=make_sampler(spec.sampler))
+    study = optuna.create_study(
+        storage=storage,
+        study_name="optuna",
+        direction=spec.objective.direction,
+        sampler=make_sampler(spec.sampler),
+    )
     study.optimize(objective, n_trials=spec.budget.n_trials)
     return shared.steps_summary()
 
@@ -192,11 +230,15 @@ def run_plain(spec, storage: str, output_dir: str) -> dict:
     metric = spec.objective.eval_key
 
     def objective(trial: optuna.Trial) -> float:
-        trainer = shared.trainer(output_dir, {**PLAIN_SETTINGS, "eval_strategy": "no"}, model=shared.model())
+        trainer = shared.trainer(
+            output_dir, {**PLAIN_SETTINGS, "eval_strategy": "no"}, model=shared.model()
+        )
         trainer.train()
         return shared.metrics(trainer.evaluate())[metric]
 
-    study = optuna.create_study(storage=storage, study_name="plain", direction=spec.objective.direction)
+    study = optuna.create_study(
+        storage=storage, study_name="plain", direction=spec.objective.direction
+    )
     study.optimize(objective, n_trials=1)
     return shared.steps_summary()
 
@@ -206,7 +248,9 @@ def contender_main(name: str, spec_path: Path, storage: str, result_path: Path) 
 
     spec = load_spec_file(spec_path)
     with tempfile.TemporaryDirectory(prefix=f"h2h-{name}-") as output_dir:
-        result = {"hf": run_hf, "optuna": run_optuna, "plain": run_plain}[name](spec, storage, output_dir)
+        result = {"hf": run_hf, "optuna": run_optuna, "plain": run_plain}[name](
+            spec, storage, output_dir
+        )
     result_path.write_text(json.dumps(result))
 
 
@@ -218,27 +262,53 @@ def run_contender(name: str, spec_path: Path, scratch: Path, timeout: float | No
     result_path = scratch / f"{name}.json"
     env = {**os.environ, "HPSEARCH_ARTIFACTS": str(scratch / "artifacts")}
     if name.startswith("hpsearch"):
-        command = [sys.executable, "-m", "hpsearch.cli", "run", "--study", str(spec_path),
-                   "--storage", storage, "--study-name", name]
+        command = [
+            sys.executable,
+            "-m",
+            "hpsearch.cli",
+            "run",
+            "--study",
+            str(spec_path),
+            "--storage",
+            storage,
+            "--study-name",
+            name,
+        ]
         if name == "hpsearch-workers":
             command += ["--workers", str(os.cpu_count() or 1)]
         if name == "hpsearch-timed":
             command += ["--timeout", f"{timeout:.0f}", "--n-trials", str(UNLIMITED_TRIALS)]
     else:
-        command = [sys.executable, __file__, "--contender", name, "--study", str(spec_path),
-                   "--storage", storage, "--result", str(result_path)]
+        command = [
+            sys.executable,
+            __file__,
+            "--contender",
+            name,
+            "--study",
+            str(spec_path),
+            "--storage",
+            storage,
+            "--result",
+            str(result_path),
+        ]
     started_at = time.time()
     started = time.perf_counter()
-    completed = subprocess.run(command, env=env, cwd=REPO, capture_output=True, text=True, check=False)
+    completed = subprocess.run(
+        command, env=env, cwd=REPO, capture_output=True, text=True, check=False
+    )
     seconds = time.perf_counter() - started
     if completed.returncode != 0:
-        sys.exit(f"{name} failed (exit {completed.returncode}):\n{completed.stdout[-3000:]}\n{completed.stderr[-3000:]}")
+        sys.exit(
+            f"{name} failed (exit {completed.returncode}):\n{completed.stdout[-3000:]}\n{completed.stderr[-3000:]}"
+        )
     stepped = None if name.startswith("hpsearch") else json.loads(result_path.read_text())
     measured = summarize_storage(storage, name, started_at, stepped)
     return {"contender": name, "seconds": seconds, **measured}
 
 
-def summarize_storage(storage: str, study_name: str, started_at: float, stepped: dict | None) -> dict:
+def summarize_storage(
+    storage: str, study_name: str, started_at: float, stepped: dict | None
+) -> dict:
     """What the contender's storage holds: best, states, steps and the anytime curve. hpsearch's
     trials record their steps; the hand-written contenders' steps come in `stepped`."""
     import optuna
@@ -251,13 +321,31 @@ def summarize_storage(storage: str, study_name: str, started_at: float, stepped:
     for trial in trials:
         states[trial.state.name] = states.get(trial.state.name, 0) + 1
     best = study.best_trial
-    steps = ([t.user_attrs.get("n_steps", 0) for t in trials] if stepped is None
-             else stepped["trial_steps"] + [0] * (len(trials) - len(stepped["trial_steps"])))
-    finished = [{"finished_at": t.datetime_complete.timestamp() if t.datetime_complete else None,
-                 "steps": n, "state": t.state.name, "value": t.value} for t, n in zip(trials, steps)]
-    return {"best_value": best.value, "best_trial": best.number, "best_params": best.params,
-            "first_params": trials[0].params, "states": states, "n_steps": sum(steps),
-            "curve": anytime_curve(finished, started_at, study.direction == optuna.study.StudyDirection.MAXIMIZE)}
+    steps = (
+        [t.user_attrs.get("n_steps", 0) for t in trials]
+        if stepped is None
+        else stepped["trial_steps"] + [0] * (len(trials) - len(stepped["trial_steps"]))
+    )
+    finished = [
+        {
+            "finished_at": t.datetime_complete.timestamp() if t.datetime_complete else None,
+            "steps": n,
+            "state": t.state.name,
+            "value": t.value,
+        }
+        for t, n in zip(trials, steps)
+    ]
+    return {
+        "best_value": best.value,
+        "best_trial": best.number,
+        "best_params": best.params,
+        "first_params": trials[0].params,
+        "states": states,
+        "n_steps": sum(steps),
+        "curve": anytime_curve(
+            finished, started_at, study.direction == optuna.study.StudyDirection.MAXIMIZE
+        ),
+    }
 
 
 def warm_cache(spec_path: Path) -> None:
@@ -277,21 +365,31 @@ def render(results: list[dict], metric: str) -> str:
     for r in results:
         versus = f"{r['seconds'] / hf['seconds']:.2f}x" if hf else "-"
         states = ", ".join(f"{n} {s.lower()}" for s, n in sorted(r["states"].items()))
-        lines.append(f"| {r['contender']} | {r['seconds']:.0f} s | {versus} | {r['best_value']:.4f} "
-                     f"(trial {r['best_trial']}) | {r['n_steps']} | {states} |")
+        lines.append(
+            f"| {r['contender']} | {r['seconds']:.0f} s | {versus} | {r['best_value']:.4f} "
+            f"(trial {r['best_trial']}) | {r['n_steps']} | {states} |"
+        )
     return "\n".join(lines)
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--study", type=Path, default=REPO / "studies" / "sentiment.yaml")
     parser.add_argument("--n-trials", type=int)
     parser.add_argument("--max-train-samples", type=int)
     parser.add_argument("--max-eval-samples", type=int)
-    parser.add_argument("--sampler-seed", type=int, help="override the spec's sampler seed, for every contender")
-    parser.add_argument("--seeds", help="run the whole comparison once per sampler seed, e.g. 0,1,2")
+    parser.add_argument(
+        "--sampler-seed", type=int, help="override the spec's sampler seed, for every contender"
+    )
+    parser.add_argument(
+        "--seeds", help="run the whole comparison once per sampler seed, e.g. 0,1,2"
+    )
     parser.add_argument("--only", default=",".join(DEFAULT_CONTENDERS))
-    parser.add_argument("--json", type=Path, help="also write the results here (bench/curves.py reads it)")
+    parser.add_argument(
+        "--json", type=Path, help="also write the results here (bench/curves.py reads it)"
+    )
     parser.add_argument("--png", type=Path, help="write the anytime curves here")
     # Internal: run one hand-written contender in this process.
     parser.add_argument("--contender", choices=("hf", "optuna", "plain"), help=argparse.SUPPRESS)
@@ -304,8 +402,12 @@ def main() -> int:
     chosen = [c.strip() for c in args.only.split(",")]
     unknown = set(chosen) - set(CONTENDERS)
     if unknown:
-        parser.error(f"--only: unknown contenders {sorted(unknown)}; pick from {', '.join(CONTENDERS)}")
-    if "hpsearch-timed" in chosen and ("hf" not in chosen or chosen.index("hf") > chosen.index("hpsearch-timed")):
+        parser.error(
+            f"--only: unknown contenders {sorted(unknown)}; pick from {', '.join(CONTENDERS)}"
+        )
+    if "hpsearch-timed" in chosen and (
+        "hf" not in chosen or chosen.index("hf") > chosen.index("hpsearch-timed")
+    ):
         parser.error("--only: hpsearch-timed runs for HF's wall time, so hf must come before it")
     seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else [args.sampler_seed]
     from curves import report
@@ -315,7 +417,9 @@ def main() -> int:
     runs_by_seed, metric, direction = {}, None, "maximize"
     for seed in seeds:
         scratch = Path(tempfile.mkdtemp(prefix="hpsearch-h2h-"))
-        raw = load_bench_spec(args.study, args.n_trials, args.max_train_samples, args.max_eval_samples, seed)
+        raw = load_bench_spec(
+            args.study, args.n_trials, args.max_train_samples, args.max_eval_samples, seed
+        )
         spec_path = scratch / "spec.yaml"
         spec_path.write_text(yaml.safe_dump(raw, sort_keys=False))
         warm_cache(spec_path)
@@ -326,14 +430,24 @@ def main() -> int:
             print(f"seed {seed}: running {name} ...", file=sys.stderr, flush=True)
             hf = next((r for r in results if r["contender"] == "hf"), None)
             results.append(run_contender(name, spec_path, scratch, timeout=hf and hf["seconds"]))
-            print(json.dumps({k: v for k, v in results[-1].items() if k != "curve"}), file=sys.stderr, flush=True)
-        print(f"{raw['budget']['n_trials']} trials each, {raw['dataset'].get('max_train_samples')} train / "
-              f"{raw['dataset'].get('max_eval_samples')} eval examples, spec {args.study.name}, "
-              f"sampler seed {raw.get('sampler', {}).get('seed')}\n")
+            print(
+                json.dumps({k: v for k, v in results[-1].items() if k != "curve"}),
+                file=sys.stderr,
+                flush=True,
+            )
+        print(
+            f"{raw['budget']['n_trials']} trials each, {raw['dataset'].get('max_train_samples')} train / "
+            f"{raw['dataset'].get('max_eval_samples')} eval examples, spec {args.study.name}, "
+            f"sampler seed {raw.get('sampler', {}).get('seed')}\n"
+        )
         print(render(results, metric) + "\n")
         runs_by_seed[str(raw.get("sampler", {}).get("seed"))] = {r["contender"]: r for r in results}
         if args.json:  # after every seed: a long run interrupted keeps what it measured
-            saved = {"metric": metric, "direction": direction, "runs": runs_by_seed} if args.seeds else results
+            saved = (
+                {"metric": metric, "direction": direction, "runs": runs_by_seed}
+                if args.seeds
+                else results
+            )
             args.json.write_text(json.dumps(saved, indent=2))
     if "hf" in chosen:
         print(report(runs_by_seed, metric, direction == "maximize", args.png))

@@ -43,9 +43,13 @@ def bare(url: str, spec, n_trials: int) -> float:
     # The same sampler and pruner, built the same way: only the orchestration differs. (Hyperband
     # alone costs ~3 study look-ups per trial, so a bare loop with Optuna's default pruner would
     # not be comparable.)
-    study = optuna.create_study(storage=url, study_name=f"bare-{uuid.uuid4().hex[:8]}",
-                                sampler=make_sampler(spec.sampler), pruner=make_pruner(spec.pruner),
-                                direction="maximize")
+    study = optuna.create_study(
+        storage=url,
+        study_name=f"bare-{uuid.uuid4().hex[:8]}",
+        sampler=make_sampler(spec.sampler),
+        pruner=make_pruner(spec.pruner),
+        direction="maximize",
+    )
     started = time.perf_counter()
     study.optimize(lambda trial: _noop(trial, spec), n_trials=n_trials)
     seconds = time.perf_counter() - started
@@ -64,7 +68,9 @@ def hpsearch(url: str, spec, n_trials: int) -> float:
     note = NoteWriter(study, spec)
 
     def objective(trial: optuna.Trial) -> float:
-        record_start(trial, spec.seed + trial.number, "cpu")  # the trial's record, as TrialRunner writes it
+        record_start(
+            trial, spec.seed + trial.number, "cpu"
+        )  # the trial's record, as TrialRunner writes it
         return _noop(trial, spec)
 
     started = time.perf_counter()
@@ -104,10 +110,14 @@ def parts(url: str, spec, n_calls: int = 200) -> dict[str, float]:
     steps = {
         "study lock, taken and released": lambda: (lock.acquire(), lock.release()),
         "budget check while trials < budget (one COUNT)": lambda: count_trials(study) < 10**6,
-        "budget check near the end (reads the study's trials)": lambda: budget_verdict(study.get_trials(deepcopy=False), 1),
+        "budget check near the end (reads the study's trials)": lambda: budget_verdict(
+            study.get_trials(deepcopy=False), 1
+        ),
         "trial record (4 attributes, one commit)": lambda: record_start(trial, 0, "cpu"),
         "heartbeat thread (first beat written at start)": heartbeat,
-        "stale-trial check (at most once per interval)": lambda: optuna.storages.fail_stale_trials(study),
+        "stale-trial check (at most once per interval)": lambda: optuna.storages.fail_stale_trials(
+            study
+        ),
     }
     timings = {}
     for label, step in steps.items():
@@ -124,22 +134,35 @@ def _runs(seconds: list[float]) -> str:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--n-trials", type=int, default=200)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--parts", action="store_true", help="also time each step hpsearch adds, alone")
-    parser.add_argument("--postgres", default=os.environ.get("HPSEARCH_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test"),
-                        help="PostgreSQL URL; an empty one measures SQLite only")
+    parser.add_argument(
+        "--parts", action="store_true", help="also time each step hpsearch adds, alone"
+    )
+    parser.add_argument(
+        "--postgres",
+        default=os.environ.get(
+            "HPSEARCH_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+        ),
+        help="PostgreSQL URL; an empty one measures SQLite only",
+    )
     args = parser.parse_args()
     spec = load_spec_file(REPO / "studies" / "sentiment.yaml")
     scratch = Path(tempfile.mkdtemp(prefix="hpsearch-overhead-"))
     os.environ.setdefault("HPSEARCH_ARTIFACTS", str(scratch / "artifacts"))
     storages = {"SQLite": f"sqlite:///{scratch / 'bench.db'}"}
     if args.postgres:
-        storages["PostgreSQL"] = resolve_storage_url(args.postgres).render_as_string(hide_password=False)
+        storages["PostgreSQL"] = resolve_storage_url(args.postgres).render_as_string(
+            hide_password=False
+        )
     print(f"{args.n_trials} trials a run, median of {args.repeats} runs\n")
-    print("| storage | bare study.optimize (ms/trial): runs, median | hpsearch run_trials (ms/trial): runs, "
-          "median | overhead of the medians |")
+    print(
+        "| storage | bare study.optimize (ms/trial): runs, median | hpsearch run_trials (ms/trial): runs, "
+        "median | overhead of the medians |"
+    )
     print("| --- | --- | --- | --- |")
     for label, url in storages.items():
         bare_times, hp_times = [], []
@@ -147,8 +170,11 @@ def main() -> int:
             bare_times.append(bare(url, spec, args.n_trials))
             hp_times.append(hpsearch(url, spec, args.n_trials))
         b, h = statistics.median(bare_times), statistics.median(hp_times)
-        print(f"| {label} | {_runs(bare_times)}; {b * 1000:.1f} | {_runs(hp_times)}; {h * 1000:.1f} | "
-              f"{100 * (h / b - 1):+.1f}% |", flush=True)
+        print(
+            f"| {label} | {_runs(bare_times)}; {b * 1000:.1f} | {_runs(hp_times)}; {h * 1000:.1f} | "
+            f"{100 * (h / b - 1):+.1f}% |",
+            flush=True,
+        )
     if args.parts:
         measured = {label: parts(url, spec) for label, url in storages.items()}
         print("\n| step hpsearch adds (ms per call) | " + " | ".join(measured) + " |")

@@ -124,8 +124,14 @@ def work(url: str, name: str, n_trials: int, seconds: float, key: str, ready, re
     counts = count_statements()
     cpu = time.process_time()
     run_trials(study, objective, n_trials, None, lock)
-    results.put({"cpu_s": time.process_time() - cpu, "counts": dict(counts),
-                 "lock_waits": lock.waits, "lock_holds": lock.holds})
+    results.put(
+        {
+            "cpu_s": time.process_time() - cpu,
+            "counts": dict(counts),
+            "lock_waits": lock.waits,
+            "lock_holds": lock.holds,
+        }
+    )
 
 
 def _spec(n_trials: int):
@@ -155,7 +161,9 @@ class ServerMeter:
         self._engine.dispose()
 
     def _sample(self) -> None:
-        query = sqlalchemy.text("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()")
+        query = sqlalchemy.text(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+        )
         with self._engine.connect() as connection:
             while not self._stop.is_set():
                 sessions = connection.execute(query).scalar() - 1  # less this meter's own
@@ -178,8 +186,12 @@ class ServerMeter:
 
     def window(self, start: float, end: float) -> dict:
         inside = [s for s in self.samples if start <= s[0] <= end] or self.samples[-1:]
-        first = max((s for s in self.samples if s[0] <= start), default=self.samples[0], key=lambda s: s[0])
-        last = min((s for s in self.samples if s[0] >= end), default=self.samples[-1], key=lambda s: s[0])
+        first = max(
+            (s for s in self.samples if s[0] <= start), default=self.samples[0], key=lambda s: s[0]
+        )
+        last = min(
+            (s for s in self.samples if s[0] >= end), default=self.samples[-1], key=lambda s: s[0]
+        )
         span = last[0] - first[0]
         busy = last[3][0] - first[3][0]
         out = {"peak_sessions": max(s[1] for s in inside), "machine_busy_cores": busy / TICK / span}
@@ -195,7 +207,7 @@ def _stat(pid: int) -> list[int] | None:
     except OSError:
         return None
     # Fields after the command name (which may hold spaces): state is [0], ppid [1], utime [11].
-    rest = text[text.rindex(")") + 2:].split()
+    rest = text[text.rindex(")") + 2 :].split()
     return [0, *map(int, rest[1:])]
 
 
@@ -227,8 +239,12 @@ def measure(url: str, server: str, n_workers: int, per_worker: int, seconds: flo
     storage.engine.dispose()  # its sessions would count as the workers'
     ready = multiprocessing.Barrier(n_workers)
     results = multiprocessing.Queue()
-    processes = [multiprocessing.Process(target=work, args=(url, name, n_trials, seconds, f"w{k}", ready, results))
-                 for k in range(n_workers)]
+    processes = [
+        multiprocessing.Process(
+            target=work, args=(url, name, n_trials, seconds, f"w{k}", ready, results)
+        )
+        for k in range(n_workers)
+    ]
     with ServerMeter(server) as meter:
         for p in processes:
             p.start()
@@ -253,13 +269,20 @@ def measure(url: str, server: str, n_workers: int, per_worker: int, seconds: flo
     waits = [w for r in reports for w in r["lock_waits"]]
     holds = [h for r in reports for h in r["lock_holds"]]
     return {
-        "workers": n_workers, "trials": n_trials, "wall_s": wall, "throughput": n_trials / wall,
+        "workers": n_workers,
+        "trials": n_trials,
+        "wall_s": wall,
+        "throughput": n_trials / wall,
         "worker_cores": sum(r["cpu_s"] for r in reports) / wall,
         "statements_per_trial": counts["statements"] / n_trials,
         "transactions_per_trial": counts["transactions"] / n_trials,
-        "statement_kinds_per_trial": {k[5:]: v / n_trials for k, v in counts.most_common() if k.startswith("sql: ")},
-        "lock_wait_ms_median": 1000 * statistics.median(waits), "lock_wait_ms_p95": 1000 * _p95(waits),
-        "lock_hold_ms_median": 1000 * statistics.median(holds), "lock_hold_ms_p95": 1000 * _p95(holds),
+        "statement_kinds_per_trial": {
+            k[5:]: v / n_trials for k, v in counts.most_common() if k.startswith("sql: ")
+        },
+        "lock_wait_ms_median": 1000 * statistics.median(waits),
+        "lock_wait_ms_p95": 1000 * _p95(waits),
+        "lock_hold_ms_median": 1000 * statistics.median(holds),
+        "lock_hold_ms_p95": 1000 * _p95(holds),
         "lock_busy": sum(holds) / wall,
         **meter.window(start, end),
     }
@@ -274,9 +297,12 @@ def hold_with_running(url: str, n_running: int, optuna_cache: bool) -> dict:
         lock, reads = _ten_trials_beside_running(url, n_running)
     finally:
         opening.cached = cached
-    return {"running": n_running, "cache": "Optuna's _CachedStorage" if optuna_cache else "StudyCache",
-            "lock_hold_ms_median": 1000 * statistics.median(lock.holds),
-            "read_ms_median": 1000 * statistics.median(reads)}
+    return {
+        "running": n_running,
+        "cache": "Optuna's _CachedStorage" if optuna_cache else "StudyCache",
+        "lock_hold_ms_median": 1000 * statistics.median(lock.holds),
+        "read_ms_median": 1000 * statistics.median(reads),
+    }
 
 
 def _ten_trials_beside_running(url: str, n_running: int) -> tuple[TimedLock, list[float]]:
@@ -316,55 +342,100 @@ def _p95(values: list[float]) -> float:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--postgres", default=os.environ.get("HPSEARCH_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test"))
-    parser.add_argument("--server", help="a direct URL to the same server, for the measurements (default: --postgres)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--postgres",
+        default=os.environ.get(
+            "HPSEARCH_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test"
+        ),
+    )
+    parser.add_argument(
+        "--server",
+        help="a direct URL to the same server, for the measurements (default: --postgres)",
+    )
     parser.add_argument("--seconds", type=float, default=1.0)
     parser.add_argument("--trials-per-worker", type=int, default=8)
-    parser.add_argument("--workers", default="1,2,4,8,16,32", help="worker counts; an empty string skips")
+    parser.add_argument(
+        "--workers", default="1,2,4,8,16,32", help="worker counts; an empty string skips"
+    )
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--running", help="e.g. 0,100,300: the lock's hold with that many trials running")
+    parser.add_argument(
+        "--running", help="e.g. 0,100,300: the lock's hold with that many trials running"
+    )
     parser.add_argument("--json", type=Path, help="also write every run's figures here")
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     server = args.server or args.postgres
-    print(f"objective sleeps {args.seconds}s; {args.trials_per_worker} trials per worker; "
-          f"median of {args.repeats} runs; {os.cpu_count()} cores\n")
-    print("| workers | trials | throughput (trials/s), each run | median | speed-up | efficiency | "
-          "DB cores (share of busy CPU) | worker cores | peak sessions (per worker) | statements / "
-          "transactions per trial | lock wait median / p95 (ms) | lock hold median / p95 (ms) | lock busy |")
+    print(
+        f"objective sleeps {args.seconds}s; {args.trials_per_worker} trials per worker; "
+        f"median of {args.repeats} runs; {os.cpu_count()} cores\n"
+    )
+    print(
+        "| workers | trials | throughput (trials/s), each run | median | speed-up | efficiency | "
+        "DB cores (share of busy CPU) | worker cores | peak sessions (per worker) | statements / "
+        "transactions per trial | lock wait median / p95 (ms) | lock hold median / p95 (ms) | lock busy |"
+    )
     print("| --- " * 13 + "|")
     base = None
     every: list[dict] = []
     for n in (int(w) for w in args.workers.split(",") if w):
-        runs = [measure(args.postgres, server, n, args.trials_per_worker, args.seconds) for _ in range(args.repeats)]
+        runs = [
+            measure(args.postgres, server, n, args.trials_per_worker, args.seconds)
+            for _ in range(args.repeats)
+        ]
         every.extend(runs)
         mid = sorted(runs, key=lambda r: r["throughput"])[len(runs) // 2]  # the median run, whole
         base = base or mid["throughput"]
         each = ", ".join(f"{r['throughput']:.2f}" for r in runs)
-        db = (f"{mid['db_cores']:.2f} ({mid['db_share_of_busy']:.0%})" if "db_cores" in mid else "n/a (remote)")
-        print(f"| {n} | {mid['trials']} | {each} | {mid['throughput']:.2f} | {mid['throughput'] / base:.2f}x | "
-              f"{mid['throughput'] / (n * base):.0%} | {db} | {mid['worker_cores']:.2f} | "
-              f"{mid['peak_sessions']} ({mid['peak_sessions'] / n:.1f}) | "
-              f"{mid['statements_per_trial']:.1f} / {mid['transactions_per_trial']:.1f} | "
-              f"{mid['lock_wait_ms_median']:.1f} / {mid['lock_wait_ms_p95']:.1f} | "
-              f"{mid['lock_hold_ms_median']:.1f} / {mid['lock_hold_ms_p95']:.1f} | {mid['lock_busy']:.0%} |", flush=True)
+        db = (
+            f"{mid['db_cores']:.2f} ({mid['db_share_of_busy']:.0%})"
+            if "db_cores" in mid
+            else "n/a (remote)"
+        )
+        print(
+            f"| {n} | {mid['trials']} | {each} | {mid['throughput']:.2f} | {mid['throughput'] / base:.2f}x | "
+            f"{mid['throughput'] / (n * base):.0%} | {db} | {mid['worker_cores']:.2f} | "
+            f"{mid['peak_sessions']} ({mid['peak_sessions'] / n:.1f}) | "
+            f"{mid['statements_per_trial']:.1f} / {mid['transactions_per_trial']:.1f} | "
+            f"{mid['lock_wait_ms_median']:.1f} / {mid['lock_wait_ms_p95']:.1f} | "
+            f"{mid['lock_hold_ms_median']:.1f} / {mid['lock_hold_ms_p95']:.1f} | {mid['lock_busy']:.0%} |",
+            flush=True,
+        )
     kinds = every[0]["statement_kinds_per_trial"] if every else {}
     if kinds:
-        print("\nstatements per trial by kind (first run, " + f"{every[0]['workers']} worker(s)): " +
-              ", ".join(f"{k} {v:.1f}" for k, v in kinds.items()))
+        print(
+            "\nstatements per trial by kind (first run, "
+            + f"{every[0]['workers']} worker(s)): "
+            + ", ".join(f"{k} {v:.1f}" for k, v in kinds.items())
+        )
     holds = []
     if args.running:
-        print("\n| other trials running | study cache | lock hold, median (ms) | one read of the study, median (ms) |")
+        print(
+            "\n| other trials running | study cache | lock hold, median (ms) | one read of the study, median (ms) |"
+        )
         print("| --- | --- | --- | --- |")
         for n in (int(r) for r in args.running.split(",")):
             for optuna_cache in (True, False):
                 row = hold_with_running(args.postgres, n, optuna_cache)
                 holds.append(row)
-                print(f"| {n} | {row['cache']} | {row['lock_hold_ms_median']:.1f} | {row['read_ms_median']:.1f} |", flush=True)
+                print(
+                    f"| {n} | {row['cache']} | {row['lock_hold_ms_median']:.1f} | {row['read_ms_median']:.1f} |",
+                    flush=True,
+                )
     if args.json:
-        args.json.write_text(json.dumps({"seconds": args.seconds, "trials_per_worker": args.trials_per_worker,
-                                         "runs": every, "hold_with_running": holds}, indent=1))
+        args.json.write_text(
+            json.dumps(
+                {
+                    "seconds": args.seconds,
+                    "trials_per_worker": args.trials_per_worker,
+                    "runs": every,
+                    "hold_with_running": holds,
+                },
+                indent=1,
+            )
+        )
     return 0
 
 

@@ -69,10 +69,30 @@ def run_variant(spec: dict, variant: str, workdir: Path, cache: Path) -> dict:
     path = workdir / f"{variant}.yaml"
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
     db = workdir / f"{variant}.db"
-    env = {**os.environ, "HPSEARCH_CACHE": str(cache), "HPSEARCH_ARTIFACTS": str(workdir / f"{variant}-artifacts")}
-    command = [sys.executable, "-m", "hpsearch.cli", "run", "--study", str(path), "--storage", f"sqlite:///{db}"]
-    measured = json.loads(subprocess.run([sys.executable, "-c", WRAPPER, *command], env=env, check=True,
-                                         capture_output=True, text=True).stdout)
+    env = {
+        **os.environ,
+        "HPSEARCH_CACHE": str(cache),
+        "HPSEARCH_ARTIFACTS": str(workdir / f"{variant}-artifacts"),
+    }
+    command = [
+        sys.executable,
+        "-m",
+        "hpsearch.cli",
+        "run",
+        "--study",
+        str(path),
+        "--storage",
+        f"sqlite:///{db}",
+    ]
+    measured = json.loads(
+        subprocess.run(
+            [sys.executable, "-c", WRAPPER, *command],
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+    )
     if measured["rc"] != 0:
         raise SystemExit(f"{variant}: hpsearch run exited {measured['rc']}")
     return summarize_variant(variant, db, workdir / f"{variant}-artifacts", measured)
@@ -86,7 +106,9 @@ def summarize_variant(variant: str, db: Path, artifacts: Path, measured: dict) -
     study = optuna.load_study(study_name=variant, storage=f"sqlite:///{db}")
     trials = study.trials
     complete = [t for t in trials if t.state.name == "COMPLETE"]
-    ended = [t for t in complete if t.user_attrs.get("n_steps") == t.user_attrs.get("n_steps_planned")]
+    ended = [
+        t for t in complete if t.user_attrs.get("n_steps") == t.user_attrs.get("n_steps_planned")
+    ]
     pointer = study.user_attrs.get("hpsearch_best_model")
     states: dict[str, int] = {}
     for t in trials:
@@ -95,28 +117,41 @@ def summarize_variant(variant: str, db: Path, artifacts: Path, measured: dict) -
         "variant": variant,
         "wall_seconds": round(measured["seconds"], 1),
         "peak_rss_mb": round(measured["peak_rss_mb"]),
-        "seconds_per_full_trial": round(sum(t.user_attrs["train_seconds"] for t in ended) / len(ended), 1)
-        if ended else None,
+        "seconds_per_full_trial": round(
+            sum(t.user_attrs["train_seconds"] for t in ended) / len(ended), 1
+        )
+        if ended
+        else None,
         "n_steps": sum(t.user_attrs.get("n_steps", 0) for t in trials),
         "best": round(study.best_value, 4) if complete else None,
         "best_params": study.best_params if complete else {},
-        "best_trial_trainable_parameters": study.best_trial.user_attrs.get("trainable_parameters") if complete else None,
-        "model_artifact_mb": round((artifacts / pointer["artifact_id"]).stat().st_size / 1e6, 1) if pointer else None,
+        "best_trial_trainable_parameters": study.best_trial.user_attrs.get("trainable_parameters")
+        if complete
+        else None,
+        "model_artifact_mb": round((artifacts / pointer["artifact_id"]).stat().st_size / 1e6, 1)
+        if pointer
+        else None,
         "states": states,
         "stopped_early": sum(1 for t in complete if t.user_attrs.get("stopped_early")),
-        "early_stopping_steps_saved": sum(t.user_attrs.get("early_stopping_steps_saved", 0) for t in complete),
+        "early_stopping_steps_saved": sum(
+            t.user_attrs.get("early_stopping_steps_saved", 0) for t in complete
+        ),
     }
 
 
 def table(rows: list[dict], metric: str) -> str:
-    lines = [f"| variant | wall | s per full trial | steps | peak RSS | best-model file | best {metric} | trials |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines = [
+        f"| variant | wall | s per full trial | steps | peak RSS | best-model file | best {metric} | trials |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
     for r in rows:
         states = ", ".join(f"{n} {s}" for s, n in sorted(r["states"].items()))
         if r["stopped_early"]:
             states += f"; {r['stopped_early']} stopped early ({r['early_stopping_steps_saved']} steps saved)"
-        lines.append(f"| {r['variant']} | {r['wall_seconds']:.0f} s | {r['seconds_per_full_trial']} | {r['n_steps']} | "
-                     f"{r['peak_rss_mb']} MB | {r['model_artifact_mb']} MB | {r['best']} | {states} |")
+        lines.append(
+            f"| {r['variant']} | {r['wall_seconds']:.0f} s | {r['seconds_per_full_trial']} | {r['n_steps']} | "
+            f"{r['peak_rss_mb']} MB | {r['model_artifact_mb']} MB | {r['best']} | {states} |"
+        )
     return "\n".join(lines)
 
 
@@ -140,14 +175,26 @@ def main() -> None:
     variants = [v for v in args.only.split(",") if v]
     unknown = set(variants) - set(VARIANTS)
     if unknown:
-        raise SystemExit(f"--only: unknown variant(s) {', '.join(sorted(unknown))}; pick from {', '.join(VARIANTS)}")
+        raise SystemExit(
+            f"--only: unknown variant(s) {', '.join(sorted(unknown))}; pick from {', '.join(VARIANTS)}"
+        )
     rows = []
     with tempfile.TemporaryDirectory(prefix="hpsearch-techniques-") as scratch:
         workdir, cache = Path(scratch), Path(scratch) / "cache"
         # Tokenize once, untimed: every variant then reads the same cache.
-        subprocess.run([sys.executable, "-c", ("from hpsearch.spec import parse_spec; from hpsearch.workers import "
-                        "warm_cache; import sys, yaml; warm_cache(parse_spec(yaml.safe_load(open(sys.argv[1])), 'b'))"),
-                        str(study_file)], env={**os.environ, "HPSEARCH_CACHE": str(cache)}, check=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                (
+                    "from hpsearch.spec import parse_spec; from hpsearch.workers import "
+                    "warm_cache; import sys, yaml; warm_cache(parse_spec(yaml.safe_load(open(sys.argv[1])), 'b'))"
+                ),
+                str(study_file),
+            ],
+            env={**os.environ, "HPSEARCH_CACHE": str(cache)},
+            check=True,
+        )
         for variant in variants:
             started = time.strftime("%H:%M:%S")
             row = run_variant(variant_spec(base, variant), variant, workdir, cache)

@@ -64,13 +64,20 @@ def write_spec(directory: Path, name: str, spec: dict) -> Path:
     return path
 
 
-def run_hpsearch(*args: str, cwd: Path, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+def run_hpsearch(
+    *args: str, cwd: Path, env: dict | None = None, timeout: float = 600
+) -> subprocess.CompletedProcess:
     """The installed CLI as a user runs it: a real process, its exit code and output."""
     full_env = {**os.environ, **(env or {})}
     full_env.pop("HPSEARCH_DEBUG", None)
     return subprocess.run(
-        [sys.executable, "-m", "hpsearch.cli", *args], check=False,
-        cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout,
+        [sys.executable, "-m", "hpsearch.cli", *args],
+        check=False,
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 
@@ -85,7 +92,12 @@ def good_and_bad_search(good_lr: float, seed: int = 11, **more_space) -> dict:
         "search_space": {"learning_rate": {"choice": [good_lr, BAD_LR]}, **more_space},
         "training": {"num_train_epochs": 1, "per_device_train_batch_size": 16},
         "sampler": {"name": "random", "seed": seed},
-        "pruner": {"name": "median", "evals_per_epoch": 2, "n_startup_trials": 1, "n_warmup_steps": 0},
+        "pruner": {
+            "name": "median",
+            "evals_per_epoch": 2,
+            "n_startup_trials": 1,
+            "n_warmup_steps": 0,
+        },
         "budget": {"n_trials": 3},
     }
 

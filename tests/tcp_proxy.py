@@ -87,7 +87,9 @@ class CuttableProxy:
                 self._connections += [client, upstream]
             link = {"saw_statement": False, "committing": False}
             for source, sink, upward in ((client, upstream, True), (upstream, client, False)):
-                threading.Thread(target=self._pipe, args=(source, sink, upward, link), daemon=True).start()
+                threading.Thread(
+                    target=self._pipe, args=(source, sink, upward, link), daemon=True
+                ).start()
 
     def _pipe(self, source: socket.socket, sink: socket.socket, upward: bool, link: dict) -> None:
         try:

@@ -19,12 +19,25 @@ PACKAGE = REPO / "hpsearch"
 # Optuna's private attributes of a study or trial, and of its storage's caching layer.
 PRIVATE_ATTRIBUTES = {"_storage", "_study_id", "_trial_id", "_backend"}
 # What prints to or leaves the terminal; views render into the console the CLI hands them.
-PRINTING = {("print",), ("sys", "exit"), ("exit",), ("quit",), ("os", "_exit"), ("click", "echo"),
-            ("click", "secho"), ("Console",), ("rich", "console", "Console")}
+PRINTING = {
+    ("print",),
+    ("sys", "exit"),
+    ("exit",),
+    ("quit",),
+    ("os", "_exit"),
+    ("click", "echo"),
+    ("click", "secho"),
+    ("Console",),
+    ("rich", "console", "Console"),
+}
 
 
 def modules(outside: str) -> list[Path]:
-    return [p for p in sorted(PACKAGE.rglob("*.py")) if not p.relative_to(PACKAGE).as_posix().startswith(outside)]
+    return [
+        p
+        for p in sorted(PACKAGE.rglob("*.py"))
+        if not p.relative_to(PACKAGE).as_posix().startswith(outside)
+    ]
 
 
 def dotted(node: ast.AST) -> tuple[str, ...]:
@@ -42,8 +55,11 @@ def private_uses(path: Path) -> list[str]:
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Attribute) and node.attr in PRIVATE_ATTRIBUTES:
             found.append(f"{path.name}:{node.lineno} .{node.attr}")
-        names = [node.module or ""] if isinstance(node, ast.ImportFrom) else (
-            [a.name for a in node.names] if isinstance(node, ast.Import) else [])
+        names = (
+            [node.module or ""]
+            if isinstance(node, ast.ImportFrom)
+            else ([a.name for a in node.names] if isinstance(node, ast.Import) else [])
+        )
         for name in names:
             if name.startswith("optuna") and any(part.startswith("_") for part in name.split(".")):
                 found.append(f"{path.name}:{node.lineno} import {name}")
@@ -63,7 +79,9 @@ def test_only_the_cli_prints_or_exits():
     for path in modules(outside="cli/"):
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Call) and dotted(node.func) in PRINTING:
-                offenders.append(f"{path.relative_to(PACKAGE)}:{node.lineno} {'.'.join(dotted(node.func))}")
+                offenders.append(
+                    f"{path.relative_to(PACKAGE)}:{node.lineno} {'.'.join(dotted(node.func))}"
+                )
     assert offenders == []
 
 
@@ -78,7 +96,9 @@ def test_the_errors_module_does_not_depend_on_click():
 def test_import_contracts_are_kept():
     lint_imports = shutil.which("lint-imports", path=str(Path(sys.executable).parent))
     assert lint_imports, "import-linter is a test dependency: pip install -e '.[test]'"
-    result = subprocess.run([lint_imports, "--no-cache"], cwd=REPO, capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        [lint_imports, "--no-cache"], cwd=REPO, capture_output=True, text=True, check=False
+    )
     # Both contracts (layers; no torch/transformers in spec, storage, study, views) are kept.
     assert result.returncode == 0, result.stdout[-3000:]
     assert "2 kept, 0 broken" in result.stdout
@@ -87,8 +107,17 @@ def test_import_contracts_are_kept():
 def test_every_subpackage_names_its_public_api():
     for init in sorted(PACKAGE.glob("*/__init__.py")):
         tree = ast.parse(init.read_text())
-        exported = next((n for n in tree.body if isinstance(n, ast.Assign)
-                         and any(getattr(t, "id", None) == "__all__" for t in n.targets)), None)
+        exported = next(
+            (
+                n
+                for n in tree.body
+                if isinstance(n, ast.Assign)
+                and any(getattr(t, "id", None) == "__all__" for t in n.targets)
+            ),
+            None,
+        )
         # Each subpackage says what it offers; the rest of hpsearch imports those names.
         assert exported is not None, f"{init.parent.name}/__init__.py has no __all__"
-        assert ast.get_docstring(tree), f"{init.parent.name}/__init__.py says nothing of what it holds"
+        assert ast.get_docstring(tree), (
+            f"{init.parent.name}/__init__.py says nothing of what it holds"
+        )

@@ -20,8 +20,13 @@ POSTGRES_URL = os.environ.get("HPSEARCH_TEST_POSTGRES")
 
 def run_bench(script: str, *args: str, env: dict | None = None, timeout: float = 600) -> str:
     completed = subprocess.run(
-        [sys.executable, str(REPO / "bench" / script), *args], cwd=REPO, capture_output=True, text=True,
-        timeout=timeout, env={**os.environ, **(env or {})}, check=False,
+        [sys.executable, str(REPO / "bench" / script), *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+        check=False,
     )
     assert completed.returncode == 0, completed.stdout[-2000:] + completed.stderr[-3000:]
     return completed.stdout
@@ -30,8 +35,18 @@ def run_bench(script: str, *args: str, env: dict | None = None, timeout: float =
 @pytest.mark.slow
 def test_head_to_head_runs_all_contenders_on_equal_terms(tmp_path, cache_dir):
     out = tmp_path / "h2h.json"
-    stdout = run_bench("head_to_head.py", "--n-trials", "2", "--max-train-samples", "48",
-                       "--max-eval-samples", "24", "--json", str(out), env={"HPSEARCH_CACHE": str(cache_dir)})
+    stdout = run_bench(
+        "head_to_head.py",
+        "--n-trials",
+        "2",
+        "--max-train-samples",
+        "48",
+        "--max-eval-samples",
+        "24",
+        "--json",
+        str(out),
+        env={"HPSEARCH_CACHE": str(cache_dir)},
+    )
     results = {r["contender"]: r for r in json.loads(out.read_text())}
     assert set(results) == {"hpsearch", "hpsearch-workers", "hf", "optuna", "plain"}
     for name, r in results.items():
@@ -39,16 +54,33 @@ def test_head_to_head_runs_all_contenders_on_equal_terms(tmp_path, cache_dir):
         assert sum(r["states"].values()) == (1 if name == "plain" else 2)
         assert r["n_steps"] > 0 and 0.0 <= r["best_value"] <= 1.0 and r["seconds"] > 0
     # Same sampler and seed: the single-process contenders start from the very same parameters.
-    assert results["hpsearch"]["first_params"] == results["hf"]["first_params"] == results["optuna"]["first_params"]
+    assert (
+        results["hpsearch"]["first_params"]
+        == results["hf"]["first_params"]
+        == results["optuna"]["first_params"]
+    )
     assert "| hf |" in stdout and "| hpsearch-workers |" in stdout
 
 
 @pytest.mark.slow
 def test_head_to_head_runs_the_ner_study_against_hf(tmp_path, cache_dir):
     out = tmp_path / "h2h.json"
-    stdout = run_bench("head_to_head.py", "--study", str(REPO / "studies" / "ner.yaml"), "--only", "hpsearch,hf",
-                       "--n-trials", "2", "--max-train-samples", "32", "--max-eval-samples", "16", "--json", str(out),
-                       env={"HPSEARCH_CACHE": str(cache_dir)})
+    stdout = run_bench(
+        "head_to_head.py",
+        "--study",
+        str(REPO / "studies" / "ner.yaml"),
+        "--only",
+        "hpsearch,hf",
+        "--n-trials",
+        "2",
+        "--max-train-samples",
+        "32",
+        "--max-eval-samples",
+        "16",
+        "--json",
+        str(out),
+        env={"HPSEARCH_CACHE": str(cache_dir)},
+    )
     results = {r["contender"]: r for r in json.loads(out.read_text())}
     # The same task and data on both sides: entity F1 from the same metrics, the same first trial.
     assert set(results) == {"hpsearch", "hf"}
@@ -60,9 +92,24 @@ def test_head_to_head_runs_the_ner_study_against_hf(tmp_path, cache_dir):
 @pytest.mark.slow
 def test_head_to_head_records_anytime_curves_over_seeds(tmp_path, cache_dir):
     out, png = tmp_path / "curves.json", tmp_path / "curves.png"
-    stdout = run_bench("head_to_head.py", "--seeds", "0,1", "--only", "hf,hpsearch-timed", "--n-trials", "2",
-                       "--max-train-samples", "32", "--max-eval-samples", "16", "--json", str(out), "--png", str(png),
-                       env={"HPSEARCH_CACHE": str(cache_dir)})
+    stdout = run_bench(
+        "head_to_head.py",
+        "--seeds",
+        "0,1",
+        "--only",
+        "hf,hpsearch-timed",
+        "--n-trials",
+        "2",
+        "--max-train-samples",
+        "32",
+        "--max-eval-samples",
+        "16",
+        "--json",
+        str(out),
+        "--png",
+        str(png),
+        env={"HPSEARCH_CACHE": str(cache_dir)},
+    )
     saved = json.loads(out.read_text())
     assert set(saved["runs"]) == {"0", "1"} and saved["metric"] == "eval_accuracy"
     for runs in saved["runs"].values():
@@ -78,11 +125,24 @@ def test_head_to_head_records_anytime_curves_over_seeds(tmp_path, cache_dir):
 
 
 def test_overhead_measures_both_loops():
-    stdout = run_bench("overhead.py", "--n-trials", "5", "--repeats", "1", "--parts", "--postgres", POSTGRES_URL or "")
+    stdout = run_bench(
+        "overhead.py",
+        "--n-trials",
+        "5",
+        "--repeats",
+        "1",
+        "--parts",
+        "--postgres",
+        POSTGRES_URL or "",
+    )
     rows = [line for line in stdout.splitlines() if line.startswith(("| SQLite", "| PostgreSQL"))]
     assert len(rows) == (2 if POSTGRES_URL else 1)
     # Each step hpsearch adds is timed alone too, on every storage measured.
-    step_rows = [line for line in stdout.splitlines() if line.startswith(("| study lock", "| heartbeat thread"))]
+    step_rows = [
+        line
+        for line in stdout.splitlines()
+        if line.startswith(("| study lock", "| heartbeat thread"))
+    ]
     assert len(step_rows) == 2 and all(line.count("|") == len(rows) + 2 for line in step_rows)
 
 
@@ -91,8 +151,23 @@ def test_scaling_meets_the_budget_exactly_and_measures_the_database(tmp_path):
         pytest.skip("set HPSEARCH_TEST_POSTGRES: scaling runs on PostgreSQL")
     # The script asserts that every run spent its budget exactly, no trial more or less.
     out = tmp_path / "scaling.json"
-    stdout = run_bench("scaling.py", "--postgres", POSTGRES_URL, "--workers", "1,2", "--trials-per-worker", "2",
-                       "--seconds", "0.05", "--repeats", "1", "--running", "3", "--json", str(out))
+    stdout = run_bench(
+        "scaling.py",
+        "--postgres",
+        POSTGRES_URL,
+        "--workers",
+        "1,2",
+        "--trials-per-worker",
+        "2",
+        "--seconds",
+        "0.05",
+        "--repeats",
+        "1",
+        "--running",
+        "3",
+        "--json",
+        str(out),
+    )
     assert "| 2 | 4 |" in stdout
     figures = json.loads(out.read_text())
     for run in figures["runs"]:
@@ -105,13 +180,17 @@ def test_scaling_meets_the_budget_exactly_and_measures_the_database(tmp_path):
         assert run["lock_hold_ms_median"] > 0 and 0 < run["lock_busy"] < 1
         assert run.get("db_cores", 1) > 0
     assert [(row["running"], row["cache"]) for row in figures["hold_with_running"]] == [
-        (3, "Optuna's _CachedStorage"), (3, "StudyCache")]
+        (3, "Optuna's _CachedStorage"),
+        (3, "StudyCache"),
+    ]
 
 
 @pytest.mark.slow
 def test_gpu_bench_runs_what_a_cpu_can_and_says_what_it_skipped(tmp_path, cache_dir):
     out = tmp_path / "gpu.md"
-    stdout = run_bench("gpu.py", "--smoke", "--out", str(out), env={"HPSEARCH_CACHE": str(cache_dir)}, timeout=300)
+    stdout = run_bench(
+        "gpu.py", "--smoke", "--out", str(out), env={"HPSEARCH_CACHE": str(cache_dir)}, timeout=300
+    )
     text = out.read_text()
     # The section, the command that produced it (less --out) and the table, also printed.
     assert text.startswith("## GPU (bench/gpu.py)") and "python bench/gpu.py --smoke\n" in text
@@ -130,10 +209,20 @@ def test_gpu_bench_runs_what_a_cpu_can_and_says_what_it_skipped(tmp_path, cache_
     assert rows["b"][0][3].startswith("skipped:") and "no GPU" in rows["b"][0][3]
     assert rows["c"][0][3].startswith("skipped:") and "RAM" in rows["c"][0][3]
     # d: two positive step times, fp32 and bf16.
-    steps = {cells[1]: float(cells[2].split(" ms/step")[0]) for cells in rows["d"] if "step time" in cells[1]}
-    assert sorted(steps) == ["bf16 step time", "fp32 step time"] and all(ms > 0 for ms in steps.values())
+    steps = {
+        cells[1]: float(cells[2].split(" ms/step")[0])
+        for cells in rows["d"]
+        if "step time" in cells[1]
+    }
+    assert sorted(steps) == ["bf16 step time", "fp32 step time"] and all(
+        ms > 0 for ms in steps.values()
+    )
     # e: two gloo ranks per trial on the CPU, agreeing.
-    assert rows["e"][0][3] == "pass" and rows["e"][1][3] == "pass" and rows["e"][1][2].startswith("2 per trial on 2 x cpu")
+    assert (
+        rows["e"][0][3] == "pass"
+        and rows["e"][1][3] == "pass"
+        and rows["e"][1][2].startswith("2 per trial on 2 x cpu")
+    )
 
 
 @pytest.mark.slow
@@ -141,8 +230,19 @@ def test_techniques_measures_full_fine_tuning_and_lora(tmp_path):
     out = tmp_path / "techniques.json"
     # Two of the five variants, to keep CI short; each variant is a spec change (variant_spec) that
     # the techniques' own tests cover.
-    run_bench("techniques.py", "--n-trials", "1", "--max-train-samples", "48", "--max-eval-samples", "24",
-              "--only", "full,lora", "--json", str(out))
+    run_bench(
+        "techniques.py",
+        "--n-trials",
+        "1",
+        "--max-train-samples",
+        "48",
+        "--max-eval-samples",
+        "24",
+        "--only",
+        "full,lora",
+        "--json",
+        str(out),
+    )
     rows = {r["variant"]: r for r in json.loads(out.read_text())}
     assert set(rows) == {"full", "lora"}
     for row in rows.values():

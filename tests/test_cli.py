@@ -30,7 +30,9 @@ def test_help_does_not_import_torch_or_transformers():
         "heavy = [m for m in ('torch', 'transformers') if m in sys.modules]\n"
         "print('HEAVY', heavy)"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
     assert "HEAVY []" in result.stdout
     assert "run" in result.stdout
 
@@ -46,7 +48,9 @@ def test_invalid_spec_exits_2_and_writes_nothing(workdir, tiny_spec):
     tiny_spec["search_space"]["learning_rate"] = {"float": [1e-3, 1e-5]}
     write_spec(workdir, "bad", tiny_spec)
     result = run_hpsearch("run", "--study", "bad", cwd=workdir)
-    assert_one_line_error(result, 2, "studies/bad.yaml: search_space.learning_rate: range [0.001, 1e-05] is inverted")
+    assert_one_line_error(
+        result, 2, "studies/bad.yaml: search_space.learning_rate: range [0.001, 1e-05] is inverted"
+    )
     assert not (workdir / "storage").exists()
 
 
@@ -54,14 +58,19 @@ def test_missing_data_column_exits_2(workdir, tiny_spec):
     tiny_spec["dataset"]["text"] = "tweet"
     write_spec(workdir, "bad", tiny_spec)
     result = run_hpsearch("run", "--study", "bad", cwd=workdir)
-    assert_one_line_error(result, 2, "dataset.text: no column 'tweet'", "its columns are sentiment, confidence, text")
+    assert_one_line_error(
+        result, 2, "dataset.text: no column 'tweet'", "its columns are sentiment, confidence, text"
+    )
 
 
 @pytest.mark.parametrize(
     "url, fragments",
     [
         ("nonsense", ["malformed storage URL 'nonsense'"]),
-        ("postgresql://bob:hunter2@127.0.0.1:1/x", ["cannot open storage postgresql+psycopg://bob:***@127.0.0.1:1/x"]),
+        (
+            "postgresql://bob:hunter2@127.0.0.1:1/x",
+            ["cannot open storage postgresql+psycopg://bob:***@127.0.0.1:1/x"],
+        ),
     ],
 )
 def test_bad_storage_url(workdir, tiny_spec, url, fragments):
@@ -82,7 +91,9 @@ def test_hub_dataset_without_network_is_one_line(workdir, tiny_spec):
     tiny_spec["dataset"] = {"source": "someone/tweets-that-do-not-exist", "label": "label"}
     write_spec(workdir, "hub", tiny_spec)
     result = run_hpsearch("run", "--study", "hub", cwd=workdir, env={"HF_HUB_OFFLINE": "1"})
-    assert_one_line_error(result, 1, "dataset.source: cannot load hub dataset 'someone/tweets-that-do-not-exist'")
+    assert_one_line_error(
+        result, 1, "dataset.source: cannot load hub dataset 'someone/tweets-that-do-not-exist'"
+    )
     # The failure came before the study was created: the storage holds no study.
     with sqlite3.connect(workdir / "storage" / "hpsearch.db") as db:
         assert db.execute("select count(*) from studies").fetchone()[0] == 0
@@ -99,7 +110,9 @@ def test_bad_gpus_fails_before_anything_is_written(workdir, tiny_spec):
     write_spec(workdir, "tiny", tiny_spec)
     # This machine has no GPU: --gpus all is refused with what to do instead.
     result = run_hpsearch("run", "--study", "tiny", "--gpus", "all", cwd=workdir)
-    assert_one_line_error(result, 1, "--gpus all: no GPU is visible here; use --workers N to run on CPU")
+    assert_one_line_error(
+        result, 1, "--gpus all: no GPU is visible here; use --workers N to run on CPU"
+    )
     with sqlite3.connect(workdir / "storage" / "hpsearch.db") as db:
         assert db.execute("select count(*) from studies").fetchone()[0] == 0
 
@@ -146,7 +159,9 @@ def storages(tmp_path_factory):
     broken = open_storage(resolve_storage_url(f"sqlite:///{root / 'broken.db'}"))
     optuna.create_study(study_name="foreign", storage=broken)  # made by plain Optuna: no spec
     garbled = optuna.create_study(study_name="garbled", storage=broken)
-    garbled.set_user_attr(SPEC_ATTR, {"model": "m", "budget": {"n_trials": "many"}})  # not a valid spec
+    garbled.set_user_attr(
+        SPEC_ATTR, {"model": "m", "budget": {"n_trials": "many"}}
+    )  # not a valid spec
     return root
 
 
@@ -155,20 +170,31 @@ MISTAKES = [
     ("one.db", "nope", 1, "Error: no study 'nope' in the storage; studies there: other"),
     ("empty.db", "nope", 1, "Error: no study 'nope' in the storage; the storage holds no study"),
     ("missing.db", "nope", 1, "Error: no storage at "),
-    ("broken.db", "foreign", 1, "Error: study 'foreign' was not created by hpsearch (it has no stored spec)"),
+    (
+        "broken.db",
+        "foreign",
+        1,
+        "Error: study 'foreign' was not created by hpsearch (it has no stored spec)",
+    ),
     ("broken.db", "garbled", 2, "Error: stored spec of study 'garbled': "),
 ]
 
 
-@pytest.mark.parametrize("database, study, code, message", MISTAKES, ids=[m[0] + ":" + m[1] for m in MISTAKES])
-def test_every_subcommand_meets_every_mistake_with_one_line(storages, tmp_path, database, study, code, message):
+@pytest.mark.parametrize(
+    "database, study, code, message", MISTAKES, ids=[m[0] + ":" + m[1] for m in MISTAKES]
+)
+def test_every_subcommand_meets_every_mistake_with_one_line(
+    storages, tmp_path, database, study, code, message
+):
     from concurrent.futures import ThreadPoolExecutor
 
     def attempt(command: str):
         cwd = tmp_path / command
         cwd.mkdir()
         args = [str(cwd / "out") if a == "OUT" else a for a in SUBCOMMANDS[command]]
-        return cwd, run_hpsearch(*args, "--study", study, "--storage", f"sqlite:///{storages / database}", cwd=cwd)
+        return cwd, run_hpsearch(
+            *args, "--study", study, "--storage", f"sqlite:///{storages / database}", cwd=cwd
+        )
 
     before = storage_state(storages)
     with ThreadPoolExecutor(max_workers=3) as pool:  # real processes, a few at a time
@@ -182,13 +208,17 @@ def test_every_subcommand_meets_every_mistake_with_one_line(storages, tmp_path, 
     assert storage_state(storages) == before
 
 
-@pytest.mark.parametrize("content, message", [
-    (b"model: caf\xe9\n", "is not UTF-8 text (byte 0xe9 at offset 10); save it as UTF-8 YAML"),
-    (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\xff\xfe", "is not UTF-8 text"),
-    (b"model: x\x00\x00\n", "is a binary file, not YAML text"),
-    (b"", "the spec is empty"),
-    (None, "is a directory; name a .yaml file"),
-], ids=["latin-1", "binary", "nul-bytes", "empty", "directory"])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"model: caf\xe9\n", "is not UTF-8 text (byte 0xe9 at offset 10); save it as UTF-8 YAML"),
+        (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\xff\xfe", "is not UTF-8 text"),
+        (b"model: x\x00\x00\n", "is a binary file, not YAML text"),
+        (b"", "the spec is empty"),
+        (None, "is a directory; name a .yaml file"),
+    ],
+    ids=["latin-1", "binary", "nul-bytes", "empty", "directory"],
+)
 def test_run_with_an_unreadable_spec_is_one_line(workdir, content, message):
     spec = workdir / "studies" / "bad.yaml"
     if content is None:
@@ -206,8 +236,13 @@ def test_a_directory_as_dataset_source_says_what_a_source_may_be(workdir, tiny_s
     tiny_spec["dataset"]["source"] = str(workdir / "tweets")
     write_spec(workdir, "folder", tiny_spec)
     result = run_hpsearch("run", "--study", "folder", cwd=workdir)
-    line = assert_one_line_error(result, 2, f"dataset.source: {workdir / 'tweets'} is a directory with no data files in it")
-    assert "a source is a csv/tsv/json/jsonl/parquet file, a folder of such files named by split" in line
+    line = assert_one_line_error(
+        result, 2, f"dataset.source: {workdir / 'tweets'} is a directory with no data files in it"
+    )
+    assert (
+        "a source is a csv/tsv/json/jsonl/parquet file, a folder of such files named by split"
+        in line
+    )
     assert "hub dataset" in line and "cannot load" not in line
     assert not (workdir / "storage").exists()
 

@@ -22,7 +22,9 @@ def test_dashboard_serves_the_same_storage_and_artifacts():
     dashboard = compose()["services"]["dashboard"]
     assert dashboard["entrypoint"] == ["optuna-dashboard"]
     storage, *flags = dashboard["command"]
-    assert storage.startswith("postgresql+psycopg://hpsearch:") and storage.endswith("@postgres:5432/hpsearch")
+    assert storage.startswith("postgresql+psycopg://hpsearch:") and storage.endswith(
+        "@postgres:5432/hpsearch"
+    )
     assert "--artifact-dir=/shared/artifacts" in flags and "--server=gunicorn" in flags
     # Published on the host's loopback only.
     assert dashboard["ports"] == ["127.0.0.1:8080:8080"]
@@ -47,4 +49,4 @@ def test_workers_join_the_study_and_gpu_workers_reserve_the_gpus():
 def test_dockerfile_installs_the_entrypoint():
     dockerfile = (REPO / "Dockerfile").read_text()
     assert 'ENTRYPOINT ["hpsearch"]' in dockerfile
-    assert '.[postgres,mysql]' in dockerfile
+    assert ".[postgres,mysql]" in dockerfile

@@ -14,18 +14,25 @@ from curves import anytime_curve, best_at, render_table, seed_figures, time_to_r
 START = 1_000.0
 
 
-def trial(finished: float | None, steps: int, state: str = "COMPLETE", value: float | None = None) -> dict:
-    return {"finished_at": None if finished is None else START + finished, "steps": steps, "state": state, "value": value}
+def trial(
+    finished: float | None, steps: int, state: str = "COMPLETE", value: float | None = None
+) -> dict:
+    return {
+        "finished_at": None if finished is None else START + finished,
+        "steps": steps,
+        "state": state,
+        "value": value,
+    }
 
 
 def test_the_curve_is_the_best_complete_value_so_far_in_finishing_order():
     trials = [
         trial(30, 100, value=0.70),
-        trial(10, 40, "PRUNED", value=None),      # finished first: steps and time, no value
-        trial(55, 100, value=0.65),               # worse: the best stays
+        trial(10, 40, "PRUNED", value=None),  # finished first: steps and time, no value
+        trial(55, 100, value=0.65),  # worse: the best stays
         trial(80, 120, value=0.74),
         trial(95, 20, "FAIL"),
-        trial(None, 0, "RUNNING"),                # not finished: not on the curve
+        trial(None, 0, "RUNNING"),  # not finished: not on the curve
     ]
     curve = anytime_curve(trials, START)
     assert [p["seconds"] for p in curve] == [10, 30, 55, 80, 95]
@@ -34,7 +41,11 @@ def test_the_curve_is_the_best_complete_value_so_far_in_finishing_order():
 
 
 def test_minimizing_keeps_the_lowest():
-    curve = anytime_curve([trial(1, 5, value=2.0), trial(2, 5, value=3.0), trial(3, 5, value=1.5)], START, maximize=False)
+    curve = anytime_curve(
+        [trial(1, 5, value=2.0), trial(2, 5, value=3.0), trial(3, 5, value=1.5)],
+        START,
+        maximize=False,
+    )
     assert [p["best"] for p in curve] == [2.0, 2.0, 1.5]
 
 
@@ -52,9 +63,18 @@ def test_figures_against_hf_and_the_summary_over_seeds():
         return {"seconds": seconds, "best_value": max(v for _, v in points), "curve": curve}
 
     by_seed = {
-        "0": seed_figures({"hf": run(400, [(100, 0.70), (400, 0.72)]), "hpsearch-timed": run(420, [(50, 0.73), (410, 0.75)])}),
-        "1": seed_figures({"hf": run(500, [(250, 0.74)]), "hpsearch-timed": run(510, [(90, 0.71), (300, 0.74)])}),
-        "2": seed_figures({"hf": run(450, [(450, 0.73)]), "hpsearch-timed": run(460, [(200, 0.72)])}),
+        "0": seed_figures(
+            {
+                "hf": run(400, [(100, 0.70), (400, 0.72)]),
+                "hpsearch-timed": run(420, [(50, 0.73), (410, 0.75)]),
+            }
+        ),
+        "1": seed_figures(
+            {"hf": run(500, [(250, 0.74)]), "hpsearch-timed": run(510, [(90, 0.71), (300, 0.74)])}
+        ),
+        "2": seed_figures(
+            {"hf": run(450, [(450, 0.73)]), "hpsearch-timed": run(460, [(200, 0.72)])}
+        ),
     }
     seed0 = by_seed["0"]["hpsearch-timed"]
     assert seed0["reach_seconds"] == 50 and seed0["reach_fraction"] == pytest.approx(0.125)

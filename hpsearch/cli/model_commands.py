@@ -16,13 +16,31 @@ from hpsearch.errors import HpsearchError
 @cli.command()
 @click.option("--study", "name", required=True, metavar="NAME")
 @storage_option
-@click.option("--adapter", "adapter_only", is_flag=True,
-              help="Of a LoRA study: write the adapter and head alone (megabytes), not merged weights.")
-@click.option("--quantize", type=click.Choice(["int8"]),
-              help="Also write OUT_DIR/int8/: the linear layers dynamically quantized to int8 (classifiers).")
-@click.option("--onnx", is_flag=True, help="Also write OUT_DIR/onnx/: the model as ONNX, for ONNX Runtime (classifiers).")
+@click.option(
+    "--adapter",
+    "adapter_only",
+    is_flag=True,
+    help="Of a LoRA study: write the adapter and head alone (megabytes), not merged weights.",
+)
+@click.option(
+    "--quantize",
+    type=click.Choice(["int8"]),
+    help="Also write OUT_DIR/int8/: the linear layers dynamically quantized to int8 (classifiers).",
+)
+@click.option(
+    "--onnx",
+    is_flag=True,
+    help="Also write OUT_DIR/onnx/: the model as ONNX, for ONNX Runtime (classifiers).",
+)
 @click.argument("out_dir", type=click.Path(path_type=Path))
-def export(name: str, storage: str | None, adapter_only: bool, quantize: str | None, onnx: bool, out_dir: Path) -> None:
+def export(
+    name: str,
+    storage: str | None,
+    adapter_only: bool,
+    quantize: str | None,
+    onnx: bool,
+    out_dir: Path,
+) -> None:
     """Write the best model, tokenizer, label names and a model card to OUT_DIR, ready for pipeline().
 
     A LoRA study's adapter is merged into the weights (--adapter: written alone). With --quantize
@@ -44,8 +62,10 @@ def export(name: str, storage: str | None, adapter_only: bool, quantize: str | N
     url, rdb = open_storage_flag(storage, must_exist=True)
     deployable = bool(quantize or onnx)
     if deployable and adapter_only:
-        raise HpsearchError("--adapter writes the LoRA adapter alone; --quantize and --onnx convert the merged "
-                            "model: export one or the other")
+        raise HpsearchError(
+            "--adapter writes the LoRA adapter alone; --quantize and --onnx convert the merged "
+            "model: export one or the other"
+        )
     if deployable:
         from hpsearch.deploy import check_deployable
 
@@ -59,11 +79,21 @@ def export(name: str, storage: str | None, adapter_only: bool, quantize: str | N
 
         quiet_libraries()
         with console.status("exporting, then measuring each form on the study's eval set"):
-            exported, result = export_deployable(rdb, name, store, out_dir, quantize=quantize, onnx=onnx,
-                                                 cache_dir=cache_dir(), finish=finish)
+            exported, result = export_deployable(
+                rdb,
+                name,
+                store,
+                out_dir,
+                quantize=quantize,
+                onnx=onnx,
+                cache_dir=cache_dir(),
+                finish=finish,
+            )
     else:
         exported = export_best_model(rdb, name, store, out_dir, finish)
-    console.print(f"exported trial {exported['number']} ({exported['metric']} {exported['value']:.4f}) to {out_dir}")
+    console.print(
+        f"exported trial {exported['number']} ({exported['metric']} {exported['value']:.4f}) to {out_dir}"
+    )
     task = get_task(exported["task"])
     console.print(f"load it with:\n{task.usage(out_dir)}", markup=False)
     if deployable:
@@ -84,23 +114,47 @@ def _print_deployment(task, out_dir: Path, result: dict) -> None:
     console.print(deployment_table(measurements, result["conditions"]))
     forms = {m.form for m in measurements}
     if "int8" in forms:
-        console.print(f"load the int8 form with:\n{usage_int8(task, out_dir / INT8_DIR)}", markup=False)
+        console.print(
+            f"load the int8 form with:\n{usage_int8(task, out_dir / INT8_DIR)}", markup=False
+        )
     if "onnx" in forms:
-        console.print(f"run the ONNX form with:\n{usage_onnx(task, out_dir / ONNX_DIR)}", markup=False)
+        console.print(
+            f"run the ONNX form with:\n{usage_onnx(task, out_dir / ONNX_DIR)}", markup=False
+        )
 
 
 @cli.command()
-@click.option("--study", "name", required=True, metavar="NAME", help="The study's name in the storage.")
+@click.option(
+    "--study", "name", required=True, metavar="NAME", help="The study's name in the storage."
+)
 @storage_option
-@click.option("--trial", "number", type=click.IntRange(min=0), metavar="N",
-              help="Train trial N's configuration (a COMPLETE or PRUNED trial) [default: the best trial].")
-@click.option("--full-data", is_flag=True,
-              help="Train on all the training data, without dataset.max_train_samples (the eval set stays the search's).")
-@click.option("--epochs", type=click.FloatRange(min=0, min_open=True), metavar="E",
-              help="Train for E epochs instead of the trial's num_train_epochs.")
+@click.option(
+    "--trial",
+    "number",
+    type=click.IntRange(min=0),
+    metavar="N",
+    help="Train trial N's configuration (a COMPLETE or PRUNED trial) [default: the best trial].",
+)
+@click.option(
+    "--full-data",
+    is_flag=True,
+    help="Train on all the training data, without dataset.max_train_samples (the eval set stays the search's).",
+)
+@click.option(
+    "--epochs",
+    type=click.FloatRange(min=0, min_open=True),
+    metavar="E",
+    help="Train for E epochs instead of the trial's num_train_epochs.",
+)
 @click.argument("out_dir", type=click.Path(path_type=Path))
-def train(name: str, storage: str | None, number: int | None, full_data: bool, epochs: float | None,
-          out_dir: Path) -> None:
+def train(
+    name: str,
+    storage: str | None,
+    number: int | None,
+    full_data: bool,
+    epochs: float | None,
+    out_dir: Path,
+) -> None:
     """Train a trial's configuration and seed again (on all the data with --full-data), evaluate it and
     write the model, tokenizer, label names and a model card to OUT_DIR, ready for pipeline()."""
     import optuna
@@ -128,9 +182,11 @@ def train(name: str, storage: str | None, number: int | None, full_data: bool, e
     record_final_training(study, StudyLock(url, name, FINAL_LOCK_PURPOSE), record)
     write_note(study, spec)
     recorded = "" if plan.trial_value is None else f" (the trial recorded {plan.trial_value:.4f})"
-    console.print(f"trained trial {plan.trial} on {record['n_train_examples']} examples for "
-                  f"{describe_epochs(record['epochs'])}: {record['metric']} {record['value']:.4f}{recorded}; "
-                  f"wrote {out_dir}")
+    console.print(
+        f"trained trial {plan.trial} on {record['n_train_examples']} examples for "
+        f"{describe_epochs(record['epochs'])}: {record['metric']} {record['value']:.4f}{recorded}; "
+        f"wrote {out_dir}"
+    )
     console.print(f"load it with:\n{get_task(spec.task).usage(out_dir)}")
 
 
@@ -149,17 +205,24 @@ def _train_final(study, spec, plan, out_dir: Path) -> dict:
     with console.status("loading model and data (tokenized once, then cached)"):
         loaded = load_for_training(plan.spec)
     data = "all the training data" if plan.full_data else "the search's data"
-    console.print(f"training trial {plan.trial}'s configuration (seed {plan.seed}) on {data}: "
-                  f"{len(loaded.data.train)} training examples, {len(loaded.data.eval)} eval examples")
+    console.print(
+        f"training trial {plan.trial}'s configuration (seed {plan.seed}) on {data}: "
+        f"{len(loaded.data.train)} training examples, {len(loaded.data.eval)} eval examples"
+    )
     with staged_directory(out_dir) as staging:
-        with TrainingProgress(console, f"trial {plan.trial}", spec.objective.eval_key, plan.trial_value) as progress:
+        with TrainingProgress(
+            console, f"trial {plan.trial}", spec.objective.eval_key, plan.trial_value
+        ) as progress:
             result = train_final(plan, loaded, staging, progress)
         record = final_record(
-            plan, result, out_dir=str(out_dir.resolve()), host=socket.gethostname(),
-            finished_at=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"),
+            plan,
+            result,
+            out_dir=str(out_dir.resolve()),
+            host=socket.gethostname(),
+            finished_at=datetime.datetime.now(datetime.timezone.utc).strftime(
+                "%Y-%m-%d %H:%M:%S UTC"
+            ),
         )
         (staging / "README.md").write_text(final_model_card(study, spec, plan, record))
         (staging / FINAL_RECORD_FILE).write_text(json.dumps(record, indent=2))
     return record
-
-

@@ -25,16 +25,41 @@ from hpsearch.errors import ExitCode, HpsearchError
 
 
 @cli.command()
-@click.option("--study", "study_ref", required=True, metavar="NAME|PATH",
-              help="A spec name (studies/NAME.yaml) or the path of a spec file.")
+@click.option(
+    "--study",
+    "study_ref",
+    required=True,
+    metavar="NAME|PATH",
+    help="A spec name (studies/NAME.yaml) or the path of a spec file.",
+)
 @storage_option
-@click.option("--study-name", metavar="NAME", help="Name of the study in the storage [default: the spec's file name].")
-@click.option("--n-trials", type=click.IntRange(min=1), help="Study-wide trial budget; overrides budget.n_trials.")
-@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
-              help="Start no new trial after this many seconds; overrides budget.timeout.")
+@click.option(
+    "--study-name",
+    metavar="NAME",
+    help="Name of the study in the storage [default: the spec's file name].",
+)
+@click.option(
+    "--n-trials",
+    type=click.IntRange(min=1),
+    help="Study-wide trial budget; overrides budget.n_trials.",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    metavar="SECONDS",
+    help="Start no new trial after this many seconds; overrides budget.timeout.",
+)
 @worker_options
-def run(study_ref: str, storage: str | None, study_name: str | None, n_trials: int | None,
-        timeout: float | None, gpus: str | None, workers: int | None, gpus_per_trial: int | None) -> None:
+def run(
+    study_ref: str,
+    storage: str | None,
+    study_name: str | None,
+    n_trials: int | None,
+    timeout: float | None,
+    gpus: str | None,
+    workers: int | None,
+    gpus_per_trial: int | None,
+) -> None:
     """Create a study from its spec (or resume it) and run trials until its budget is spent."""
     from hpsearch.study import check_resumable
 
@@ -45,12 +70,27 @@ def run(study_ref: str, storage: str | None, study_name: str | None, n_trials: i
 
 
 @cli.command()
-@click.option("--study", "study_ref", required=True, metavar="NAME|PATH",
-              help="A spec name (studies/NAME.yaml) or the path of a spec file.")
+@click.option(
+    "--study",
+    "study_ref",
+    required=True,
+    metavar="NAME|PATH",
+    help="A spec name (studies/NAME.yaml) or the path of a spec file.",
+)
 @storage_option
-@click.option("--study-name", metavar="NAME", help="Name of the study in the storage [default: the spec's file name].")
-@click.option("--n-trials", type=click.IntRange(min=1), help="Study-wide trial budget; overrides budget.n_trials.")
-def create(study_ref: str, storage: str | None, study_name: str | None, n_trials: int | None) -> None:
+@click.option(
+    "--study-name",
+    metavar="NAME",
+    help="Name of the study in the storage [default: the spec's file name].",
+)
+@click.option(
+    "--n-trials",
+    type=click.IntRange(min=1),
+    help="Study-wide trial budget; overrides budget.n_trials.",
+)
+def create(
+    study_ref: str, storage: str | None, study_name: str | None, n_trials: int | None
+) -> None:
     """Create a study from its spec (or check an existing one) and run no trial: for workers started
     elsewhere (SLURM, Kubernetes) to join with `hpsearch worker`."""
     from hpsearch.storage import redact
@@ -62,11 +102,15 @@ def create(study_ref: str, storage: str | None, study_name: str | None, n_trials
     for change in changes:
         console.print(f"stored spec updated: {change}")
     spent = n_spent(study.get_trials(deepcopy=False))
-    console.print(f"study [bold]{name}[/] in {redact(url)}: {spent}/{spec.budget.n_trials} trials spent; "
-                  f"workers join it with: hpsearch worker --study {name}")
+    console.print(
+        f"study [bold]{name}[/] in {redact(url)}: {spent}/{spec.budget.n_trials} trials spent; "
+        f"workers join it with: hpsearch worker --study {name}"
+    )
 
 
-def _load_run_spec(study_ref: str, study_name: str | None, n_trials: int | None, timeout: float | None):
+def _load_run_spec(
+    study_ref: str, study_name: str | None, n_trials: int | None, timeout: float | None
+):
     """The spec a `run` or `create` names, with the budget flags applied and checked before any write:
     (spec, the study's name in the storage)."""
     from hpsearch.spec import check_sources, find_spec_file, load_spec_file
@@ -82,12 +126,22 @@ def _load_run_spec(study_ref: str, study_name: str | None, n_trials: int | None,
 
 
 @cli.command()
-@click.option("--study", "name", required=True, metavar="NAME", help="The study's name in the storage.")
+@click.option(
+    "--study", "name", required=True, metavar="NAME", help="The study's name in the storage."
+)
 @storage_option
 @worker_options
-@click.option("--supervised", is_flag=True, hidden=True, help="Started by a supervisor: print no progress.")
-def worker(name: str, storage: str | None, gpus: str | None, workers: int | None, gpus_per_trial: int | None,
-           supervised: bool) -> None:
+@click.option(
+    "--supervised", is_flag=True, hidden=True, help="Started by a supervisor: print no progress."
+)
+def worker(
+    name: str,
+    storage: str | None,
+    gpus: str | None,
+    workers: int | None,
+    gpus_per_trial: int | None,
+    supervised: bool,
+) -> None:
     """Join an existing study from any machine: its spec comes from the storage."""
     from hpsearch.spec import check_sources
     from hpsearch.study import n_spent, stored_spec
@@ -101,11 +155,32 @@ def worker(name: str, storage: str | None, gpus: str | None, workers: int | None
     # A worker joins others: its supervisor names its slot, else its host and process do.
     key = os.environ.get(WORKER_KEY_ENV) if supervised else None
     key = key or f"{socket.gethostname()}:{os.getpid()}"
-    _search(url, rdb, name, spec, spent, gpus, workers, gpus_per_trial, supervised=supervised, worker_key=key)
+    _search(
+        url,
+        rdb,
+        name,
+        spec,
+        spent,
+        gpus,
+        workers,
+        gpus_per_trial,
+        supervised=supervised,
+        worker_key=key,
+    )
 
 
-def _search(url, rdb, name: str, spec, spent: int, gpus: str | None, workers: int | None,
-            gpus_per_trial: int | None, supervised: bool, worker_key: str | None = None) -> None:
+def _search(
+    url,
+    rdb,
+    name: str,
+    spec,
+    spent: int,
+    gpus: str | None,
+    workers: int | None,
+    gpus_per_trial: int | None,
+    supervised: bool,
+    worker_key: str | None = None,
+) -> None:
     """Run the study's missing trials here: in this process, in a group of rank processes (one per
     device of a trial), or in supervised worker processes.
 
@@ -134,7 +209,9 @@ def _search(url, rdb, name: str, spec, spent: int, gpus: str | None, workers: in
         study, _ = open_study(rdb, name, spec)
         if not supervised:
             _print_summary(study, spec)
-            console.print(f"study {name!r} has spent its budget of {budget} trials; raise it with --n-trials to run more")
+            console.print(
+                f"study {name!r} has spent its budget of {budget} trials; raise it with --n-trials to run more"
+            )
         return
     apply_heartbeat(rdb, spec.heartbeat)
     per_trial = gpus_per_trial or spec.resources.gpus_per_trial
@@ -167,8 +244,10 @@ def _search(url, rdb, name: str, spec, spent: int, gpus: str | None, workers: in
             _run_supervised(study, url, name, spec, slots, per_trial)
     except KeyboardInterrupt:
         if not supervised:
-            console.print("[yellow]interrupted[/]: running trials end FAIL (interrupted) and are re-run "
-                          "when the study resumes")
+            console.print(
+                "[yellow]interrupted[/]: running trials end FAIL (interrupted) and are re-run "
+                "when the study resumes"
+            )
             _print_summary(study, spec)
         sys.exit(ExitCode.INTERRUPTED)
     if supervised:
@@ -176,10 +255,14 @@ def _search(url, rdb, name: str, spec, spent: int, gpus: str | None, workers: in
     _print_summary(study, spec)
     left = budget - n_spent(study.get_trials(deepcopy=False))
     if left > 0:
-        console.print(f"timeout reached with {left} trials of the budget left; run the same command to resume")
+        console.print(
+            f"timeout reached with {left} trials of the budget left; run the same command to resume"
+        )
 
 
-def _run_here(study, runner, url, name: str, spec, supervised: bool, timeout: float | None = None) -> None:
+def _run_here(
+    study, runner, url, name: str, spec, supervised: bool, timeout: float | None = None
+) -> None:
     """The worker loop in this process; `timeout` (default: the spec's) stops starting trials."""
     from hpsearch.storage import StudyLock
     from hpsearch.views import NoteWriter, RunProgress, register_worker
@@ -196,6 +279,7 @@ def _run_here(study, runner, url, name: str, spec, supervised: bool, timeout: fl
             run_trials(study, runner, budget, timeout, lock, note)
             return
         with RunProgress(console, study, spec.objective.eval_key, budget) as progress:
+
             def after_trial(study, trial) -> None:
                 progress.on_trial_end(study, trial)
                 note(study, trial)
@@ -213,7 +297,14 @@ def _plan_slots(gpus: str | None, workers: int | None, per_trial: int | None):
         from hpsearch.trial import count_gpus
 
         n_gpus = count_gpus()
-    return plan_slots(gpus, workers, n_gpus, os.cpu_count() or 1, os.environ.get("CUDA_VISIBLE_DEVICES"), per_trial)
+    return plan_slots(
+        gpus,
+        workers,
+        n_gpus,
+        os.cpu_count() or 1,
+        os.environ.get("CUDA_VISIBLE_DEVICES"),
+        per_trial,
+    )
 
 
 def _pin_group_devices(per_trial: int) -> None:
@@ -228,30 +319,53 @@ def _pin_group_devices(per_trial: int) -> None:
         os.environ.update({THREADS_ENV: threads, "OMP_NUM_THREADS": threads})
         return
     if n_gpus < per_trial:
-        raise HpsearchError(f"--gpus-per-trial {per_trial}: this machine shows {n_gpus} GPU"
-                            f"{'s' if n_gpus > 1 else ''}; ask for at most {n_gpus}")
+        raise HpsearchError(
+            f"--gpus-per-trial {per_trial}: this machine shows {n_gpus} GPU"
+            f"{'s' if n_gpus > 1 else ''}; ask for at most {n_gpus}"
+        )
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     physical = visible.split(",") if visible else [str(i) for i in range(n_gpus)]
     os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(physical[:per_trial])
     if n_gpus > per_trial:
-        console.print(f"training on GPUs {','.join(physical[:per_trial])} of {n_gpus}; "
-                      f"--gpus all --gpus-per-trial {per_trial} runs a group on each {per_trial}")
+        console.print(
+            f"training on GPUs {','.join(physical[:per_trial])} of {n_gpus}; "
+            f"--gpus all --gpus-per-trial {per_trial} runs a group on each {per_trial}"
+        )
 
 
-def _run_group(study, url, name: str, spec, per_trial: int, worker_key: str | None, supervised: bool) -> None:
+def _run_group(
+    study, url, name: str, spec, per_trial: int, worker_key: str | None, supervised: bool
+) -> None:
     """This worker's trials, each on `per_trial` rank processes (hpsearch.workers.group)."""
     from hpsearch.workers import run_group
 
-    rank_args = ["--study", name, *(["--supervised"] if supervised else []),
-                 *(["--worker-key", worker_key] if worker_key else [])]
-    key = worker_key or f"{socket.gethostname()}:{os.getpid()}"  # the group's name in its trials' records
-    run_group(study, per_trial, key, rank_args, url.render_as_string(hide_password=False), spec.budget.timeout,
-              report=lambda line: console.print(line, markup=False))  # a rank's reason is not markup
+    rank_args = [
+        "--study",
+        name,
+        *(["--supervised"] if supervised else []),
+        *(["--worker-key", worker_key] if worker_key else []),
+    ]
+    key = (
+        worker_key or f"{socket.gethostname()}:{os.getpid()}"
+    )  # the group's name in its trials' records
+    run_group(
+        study,
+        per_trial,
+        key,
+        rank_args,
+        url.render_as_string(hide_password=False),
+        spec.budget.timeout,
+        report=lambda line: console.print(line, markup=False),
+    )  # a rank's reason is not markup
 
 
 @cli.command("trial-rank", hidden=True)
 @click.option("--study", "name", required=True, metavar="NAME")
-@click.option("--timeout", type=float, help="Start no new trial after this many seconds (the group's deadline).")
+@click.option(
+    "--timeout",
+    type=float,
+    help="Start no new trial after this many seconds (the group's deadline).",
+)
 @click.option("--supervised", is_flag=True, help="Print no progress.")
 @click.option("--worker-key", help="The worker's name among the study's: its sampler seed.")
 def trial_rank(name: str, timeout: float | None, supervised: bool, worker_key: str | None) -> None:
@@ -285,6 +399,7 @@ def _interrupt_once(*signals: signal.Signals) -> None:
     """Make the first of `signals` this process gets raise KeyboardInterrupt, as Ctrl-C does, and
     every later one be ignored: the running trial is then recorded as interrupted and queued again
     (SIGTERM is how `kill`, systemd, Docker, Kubernetes and SLURM's scancel stop a process)."""
+
     def interrupt(signum, frame) -> None:
         for ignored in signals:
             signal.signal(ignored, signal.SIG_IGN)
@@ -300,11 +415,24 @@ def _run_supervised(study, url, name: str, spec, slots, per_trial: int | None = 
     from hpsearch.workers import Supervisor
 
     console.print(f"starting {len(slots)} workers: {', '.join(s.label for s in slots)}")
-    args = ["worker", "--study", name, "--supervised", *(["--gpus-per-trial", str(per_trial)] if per_trial else [])]
+    args = [
+        "worker",
+        "--study",
+        name,
+        "--supervised",
+        *(["--gpus-per-trial", str(per_trial)] if per_trial else []),
+    ]
     # The URL travels in the environment: a command line (with its password) is visible to `ps`.
     env = {STORAGE_ENV: url.render_as_string(hide_password=False)}
     with RunProgress(console, study, spec.objective.eval_key, spec.budget.n_trials) as progress:
-        Supervisor(slots, args, env, Path("storage/logs") / name, report=console.print, on_poll=progress.poll).run()
+        Supervisor(
+            slots,
+            args,
+            env,
+            Path("storage/logs") / name,
+            report=console.print,
+            on_poll=progress.poll,
+        ).run()
     write_note(study, spec)  # the workers' last notes may predate their last trials
 
 
@@ -317,4 +445,3 @@ def _print_summary(study, spec) -> None:
     pointer = best_model_pointer(study)
     if pointer:
         console.print(f"best model: artifact {pointer['artifact_id']} of trial {pointer['trial']}")
-

@@ -13,12 +13,24 @@ from hpsearch.errors import HpsearchError
 
 
 @cli.command()
-@click.option("--study", "name", metavar="NAME", help="Open this study's page (all studies are browsable).")
+@click.option(
+    "--study", "name", metavar="NAME", help="Open this study's page (all studies are browsable)."
+)
 @storage_option
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind; anything but loopback is reachable by others.")
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to bind; anything but loopback is reachable by others.",
+)
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(1, 65535))
-@click.option("--server", type=click.Choice(["threaded", "gunicorn"]), default="threaded", show_default=True,
-              help="threaded: the standard library's server, a thread per request; gunicorn: a production server.")
+@click.option(
+    "--server",
+    type=click.Choice(["threaded", "gunicorn"]),
+    default="threaded",
+    show_default=True,
+    help="threaded: the standard library's server, a thread per request; gunicorn: a production server.",
+)
 def dashboard(name: str | None, storage: str | None, host: str, port: int, server: str) -> None:
     """Serve optuna-dashboard on the storage, with the best models and trial files browsable."""
     from hpsearch.storage import artifact_dir, open_artifact_store, redact
@@ -32,21 +44,32 @@ def dashboard(name: str | None, storage: str | None, host: str, port: int, serve
         stored_spec(rdb, name)  # an unknown study is an error here, not an empty page later
         page += f"studies/{rdb.get_study_id_from_name(name)}"
     if host not in LOOPBACK:
-        err_console.print(f"[yellow]warning[/]: binding {host}: anyone who reaches this machine on port "
-                          f"{port} can read and change these studies (the dashboard has no login)")
+        err_console.print(
+            f"[yellow]warning[/]: binding {host}: anyone who reaches this machine on port "
+            f"{port} can read and change these studies (the dashboard has no login)"
+        )
     app = make_app(rdb, open_artifact_store(artifact_dir(url), create=name is None))
     shown_host = f"[{host}]" if ":" in host else host
-    console.print(f"optuna-dashboard on {redact(url)}: http://{shown_host}:{port}/{page}  (Ctrl-C stops it)")
+    console.print(
+        f"optuna-dashboard on {redact(url)}: http://{shown_host}:{port}/{page}  (Ctrl-C stops it)"
+    )
     try:
         serve(app, host, port, server)
     except OSError as e:
-        raise HpsearchError(f"cannot listen on {host}:{port}: {e.strerror}; pick another --port") from None
+        raise HpsearchError(
+            f"cannot listen on {host}:{port}: {e.strerror}; pick another --port"
+        ) from None
     except KeyboardInterrupt:
         pass
 
 
 @cli.command()
-@click.option("--study", "name", metavar="NAME", help="One study in detail; default: every study, one line each.")
+@click.option(
+    "--study",
+    "name",
+    metavar="NAME",
+    help="One study in detail; default: every study, one line each.",
+)
 @storage_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
 def status(name: str | None, storage: str | None, as_json: bool) -> None:
@@ -71,7 +94,9 @@ def status(name: str | None, storage: str | None, as_json: bool) -> None:
         return
     summary = StudySummary(**{f.name: data[f.name] for f in dataclasses.fields(StudySummary)})
     if summary.best_confidence is not None:  # back from the dict the JSON view shows
-        summary = dataclasses.replace(summary, best_confidence=Confidence(**summary.best_confidence))
+        summary = dataclasses.replace(
+            summary, best_confidence=Confidence(**summary.best_confidence)
+        )
     console.print(summary_table(summary))
     console.print(running_table(data["running"]) if data["running"] else "no trial is running")
     if data["final_trainings"]:
@@ -97,7 +122,13 @@ def best(name: str, storage: str | None, as_json: bool) -> None:
 @cli.command()
 @click.option("--study", "name", required=True, metavar="NAME")
 @storage_option
-@click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path), help="Folder for the PNGs and report.html.")
+@click.option(
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Folder for the PNGs and report.html.",
+)
 def report(name: str, storage: str | None, out_dir: Path) -> None:
     """Plots of the study as PNG files and one self-contained HTML page."""
     import optuna
@@ -111,5 +142,3 @@ def report(name: str, storage: str | None, out_dir: Path) -> None:
     for plot, result in outcome.items():
         console.print(f"{plot}: {result}")
     console.print(f"open {out_dir / 'report.html'} (no network needed)")
-
-

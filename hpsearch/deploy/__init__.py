@@ -16,7 +16,23 @@ from hpsearch.deploy.onnx import ONNX_DIR, ONNX_FILE, load_onnx, run_onnx, save_
 from hpsearch.deploy.quantize import INT8_DIR, WEIGHTS_FILE, load_int8, quantize_int8, save_int8
 
 __all__ = [
-    "DEPLOYABLE_TASKS", "INT8_DIR", "ONNX_DIR", "ONNX_FILE", "QUANTIZATIONS", "RESULT_FILE", "WEIGHTS_FILE",
-    "Measurement", "check_deployable", "deployment_table", "export_deployable", "load_int8", "load_onnx",
-    "quantize_int8", "run_onnx", "save_int8", "save_onnx", "usage_int8", "usage_onnx",
+    "DEPLOYABLE_TASKS",
+    "INT8_DIR",
+    "ONNX_DIR",
+    "ONNX_FILE",
+    "QUANTIZATIONS",
+    "RESULT_FILE",
+    "WEIGHTS_FILE",
+    "Measurement",
+    "check_deployable",
+    "deployment_table",
+    "export_deployable",
+    "load_int8",
+    "load_onnx",
+    "quantize_int8",
+    "run_onnx",
+    "save_int8",
+    "save_onnx",
+    "usage_int8",
+    "usage_onnx",
 ]

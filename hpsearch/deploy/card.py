@@ -12,8 +12,10 @@ from hpsearch.tasks import Task
 
 
 def describe_conditions(n_threads: int, n_latency: int, n_eval: int) -> str:
-    return (f"latency: one forward pass at batch 1 (tokenizing excluded), median of {n_latency} eval "
-            f"examples, {n_threads} CPU threads; metric: the study's eval set ({n_eval} examples)")
+    return (
+        f"latency: one forward pass at batch 1 (tokenizing excluded), median of {n_latency} eval "
+        f"examples, {n_threads} CPU threads; metric: the study's eval set ({n_eval} examples)"
+    )
 
 
 def columns(metric: str) -> tuple[str, ...]:
@@ -26,7 +28,9 @@ def format_row(m: Measurement, baseline: Measurement) -> tuple[str, ...]:
 
 
 def deployment_table(measurements: list[Measurement], conditions: str) -> Table:
-    table = Table(title="deployable forms", caption=conditions, title_justify="left", caption_justify="left")
+    table = Table(
+        title="deployable forms", caption=conditions, title_justify="left", caption_justify="left"
+    )
     for column in columns(measurements[0].metric):
         table.add_column(column, no_wrap=True)
     for m in measurements:
@@ -37,14 +41,18 @@ def deployment_table(measurements: list[Measurement], conditions: str) -> Table:
 def deployment_section(measurements: list[Measurement], conditions: str, task: Task) -> str:
     """Markdown for the model card: the table, then how to load each form beyond fp32."""
     names = ("form", "file", *columns(measurements[0].metric)[1:])
-    rows = "\n".join("| " + " | ".join((m.form, f"`{m.path}`", *format_row(m, measurements[0])[1:])) + " |"
-                     for m in measurements)
+    rows = "\n".join(
+        "| " + " | ".join((m.form, f"`{m.path}`", *format_row(m, measurements[0])[1:])) + " |"
+        for m in measurements
+    )
     forms = {m.form for m in measurements}
     usage = ""
     if "int8" in forms:
-        usage += (f"\n### int8 (`{INT8_DIR}/`)\n\nThe linear layers dynamically quantized (int8 weights, activations "
-                  "quantized per batch); the embeddings stay fp32.\n\n"
-                  f"```python\n{usage_int8(task, f'path/to/this/directory/{INT8_DIR}')}\n```\n")
+        usage += (
+            f"\n### int8 (`{INT8_DIR}/`)\n\nThe linear layers dynamically quantized (int8 weights, activations "
+            "quantized per batch); the embeddings stay fp32.\n\n"
+            f"```python\n{usage_int8(task, f'path/to/this/directory/{INT8_DIR}')}\n```\n"
+        )
     if "onnx" in forms:
         usage += f"\n### ONNX (`{ONNX_DIR}/`)\n\n```python\n{usage_onnx(task, f'path/to/this/directory/{ONNX_DIR}')}\n```\n"
     return f"""
@@ -76,8 +84,11 @@ model.load_state_dict(torch.load("{model_dir}/{WEIGHTS_FILE}", weights_only=True
 def usage_onnx(task: Task, model_dir: str) -> str:
     """Running the ONNX form with ONNX Runtime alone (no torch)."""
     per_token = task.name == "token-classification"
-    read = ("[[config.id2label[int(i)] for i in row] for row in logits.argmax(-1)]  # a tag per token"
-            if per_token else "[config.id2label[int(i)] for i in logits.argmax(-1)]")
+    read = (
+        "[[config.id2label[int(i)] for i in row] for row in logits.argmax(-1)]  # a tag per token"
+        if per_token
+        else "[config.id2label[int(i)] for i in logits.argmax(-1)]"
+    )
     return f'''import onnxruntime
 from transformers import AutoConfig, AutoTokenizer
 session = onnxruntime.InferenceSession("{model_dir}/{ONNX_FILE}", providers=["CPUExecutionProvider"])

@@ -38,8 +38,13 @@ def load_eval_set(spec: StudySpec, model_dir: Path, cache_dir: Path) -> EvalSet:
     collate = transformers_class(task.collator_class)(tokenizer, return_tensors="np")
     rows = data.eval
     n = len(rows)
-    batches = [collate([rows[i] for i in range(start, min(start + EVAL_BATCH, n))]) for start in range(0, n, EVAL_BATCH)]
+    batches = [
+        collate([rows[i] for i in range(start, min(start + EVAL_BATCH, n))])
+        for start in range(0, n, EVAL_BATCH)
+    ]
     # The cached eval set is sorted by length: evenly spaced picks cover short and long texts alike.
     picks = np.unique(np.linspace(0, n - 1, min(N_LATENCY_EXAMPLES, n)).round().astype(int))
     singles = [collate([rows[int(i)]]) for i in picks]
-    return EvalSet(tokenizer, data.label_names, [dict(b) for b in batches], [dict(s) for s in singles], n)
+    return EvalSet(
+        tokenizer, data.label_names, [dict(b) for b in batches], [dict(s) for s in singles], n
+    )

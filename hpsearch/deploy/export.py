@@ -35,7 +35,11 @@ from hpsearch.views import export_best_model, staged_directory
 DEPLOYABLE_TASKS = ("text-classification", "token-classification")
 QUANTIZATIONS = ("int8",)
 RESULT_FILE = "deployment.json"
-ONNX_PACKAGES = ("onnx", "onnxscript", "onnxruntime")  # the model format, torch's exporter, the runtime
+ONNX_PACKAGES = (
+    "onnx",
+    "onnxscript",
+    "onnxruntime",
+)  # the model format, torch's exporter, the runtime
 
 
 def check_deployable(spec: StudySpec, name: str, *, onnx: bool) -> None:
@@ -50,8 +54,17 @@ def check_deployable(spec: StudySpec, name: str, *, onnx: bool) -> None:
         raise HpsearchError(f"--onnx needs {', '.join(missing)}: pip install 'hpsearch[deploy]'")
 
 
-def export_deployable(storage, name: str, artifact_store, out_dir: Path, *, quantize: str | None, onnx: bool,
-                      cache_dir: Path, finish=None) -> tuple[dict, dict]:
+def export_deployable(
+    storage,
+    name: str,
+    artifact_store,
+    out_dir: Path,
+    *,
+    quantize: str | None,
+    onnx: bool,
+    cache_dir: Path,
+    finish=None,
+) -> tuple[dict, dict]:
     """Export the study's best model to `out_dir` with its int8 (`quantize="int8"`) and/or ONNX forms,
     measure each against the fp32 model and add them to the card; returns the trial's record and
     what deployment.json holds. Built beside `out_dir` and moved there once complete: a failure
@@ -61,12 +74,16 @@ def export_deployable(storage, name: str, artifact_store, out_dir: Path, *, quan
     if quantize is not None and quantize not in QUANTIZATIONS:
         raise HpsearchError(f"quantize: {quantize!r} is not one of {', '.join(QUANTIZATIONS)}")
     with staged_directory(out_dir) as staging:
-        record = export_best_model(storage, name, artifact_store, staging, finish)  # (a LoRA adapter merged)
+        record = export_best_model(
+            storage, name, artifact_store, staging, finish
+        )  # (a LoRA adapter merged)
         result = build_forms(spec, staging, quantize=quantize, onnx=onnx, cache_dir=cache_dir)
     return record, result
 
 
-def build_forms(spec: StudySpec, model_dir: Path, *, quantize: str | None, onnx: bool, cache_dir: Path) -> dict:
+def build_forms(
+    spec: StudySpec, model_dir: Path, *, quantize: str | None, onnx: bool, cache_dir: Path
+) -> dict:
     """Write the requested forms of the exported fp32 model in `model_dir`, measure all of them,
     and record the measurements in its card and in deployment.json."""
     import torch
@@ -83,20 +100,38 @@ def build_forms(spec: StudySpec, model_dir: Path, *, quantize: str | None, onnx:
     if quantize == "int8":
         saved = save_int8(model, eval_set.tokenizer, model_dir / INT8_DIR)
         # What is measured is the model as a user loads it back, not the one in memory.
-        forms.append(("int8", [saved], torch_predict(load_int8(model_dir / INT8_DIR), eval_set.tokenizer)))
+        forms.append(
+            ("int8", [saved], torch_predict(load_int8(model_dir / INT8_DIR), eval_set.tokenizer))
+        )
     if onnx:
         saved = save_onnx(model, eval_set.tokenizer, model_dir / ONNX_DIR)
         session = load_onnx(model_dir / ONNX_DIR, n_threads=n_threads)
         forms.append(("onnx", [saved], lambda batch: run_onnx(session, batch)))
     compute_metrics = task.compute_metrics(spec.dataset, eval_set.tokenizer, eval_set.label_names)
     latencies = measure_latencies([predict for _, _, predict in forms], eval_set.singles)
-    measurements = [measure(form, files, predict, latency, model_dir, eval_set, compute_metrics, spec.objective.metric)
-                    for (form, files, predict), latency in zip(forms, latencies)]
+    measurements = [
+        measure(
+            form,
+            files,
+            predict,
+            latency,
+            model_dir,
+            eval_set,
+            compute_metrics,
+            spec.objective.metric,
+        )
+        for (form, files, predict), latency in zip(forms, latencies)
+    ]
     conditions = describe_conditions(n_threads, len(eval_set.singles), eval_set.n_examples)
     card = model_dir / "README.md"
     card.write_text(card.read_text() + deployment_section(measurements, conditions, task))
-    result = {"conditions": conditions, "threads": n_threads, "eval_examples": eval_set.n_examples,
-              "latency_examples": len(eval_set.singles), "forms": [asdict(m) for m in measurements]}
+    result = {
+        "conditions": conditions,
+        "threads": n_threads,
+        "eval_examples": eval_set.n_examples,
+        "latency_examples": len(eval_set.singles),
+        "forms": [asdict(m) for m in measurements],
+    }
     (model_dir / RESULT_FILE).write_text(json.dumps(result, indent=2))
     return result
 
@@ -105,8 +140,10 @@ def check_labels(config, label_names: list[str] | None) -> None:
     """The eval set's labels are the model's, in its order (else its metric would mean nothing)."""
     model_names = [config.id2label[i] for i in range(config.num_labels)]
     if label_names is not None and model_names != list(label_names):
-        raise HpsearchError(f"the eval set's labels {label_names} are not the model's {model_names}; "
-                            "was the study's data changed since it ran?")
+        raise HpsearchError(
+            f"the eval set's labels {label_names} are not the model's {model_names}; "
+            "was the study's data changed since it ran?"
+        )
 
 
 def torch_predict(model, tokenizer):
@@ -123,12 +160,24 @@ def torch_predict(model, tokenizer):
     return predict
 
 
-def measure(form: str, files: list[Path], predict, latency_ms: float, model_dir: Path, eval_set: EvalSet,
-            compute_metrics, metric: str) -> Measurement:
+def measure(
+    form: str,
+    files: list[Path],
+    predict,
+    latency_ms: float,
+    model_dir: Path,
+    eval_set: EvalSet,
+    compute_metrics,
+    metric: str,
+) -> Measurement:
     logits, labels = predict_eval_set(predict, eval_set.batches)
     metrics = score(logits, labels, compute_metrics)
     return Measurement(
-        form=form, path=", ".join(str(f.relative_to(model_dir)) for f in files),
-        size_mb=sum(measure_size(f) for f in files), latency_ms=latency_ms,
-        metric=metric, value=metrics[metric], metrics=metrics,
+        form=form,
+        path=", ".join(str(f.relative_to(model_dir)) for f in files),
+        size_mb=sum(measure_size(f) for f in files),
+        latency_ms=latency_ms,
+        metric=metric,
+        value=metrics[metric],
+        metrics=metrics,
     )

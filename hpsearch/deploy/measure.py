@@ -72,7 +72,10 @@ def predict_eval_set(predict: Predict, batches: list[dict]) -> tuple[np.ndarray,
     if logits[0].ndim == 3:
         width = max(piece.shape[1] for piece in logits)
         logits = [np.pad(piece, ((0, 0), (0, width - piece.shape[1]), (0, 0))) for piece in logits]
-        labels = [np.pad(piece, ((0, 0), (0, width - piece.shape[1])), constant_values=IGNORED) for piece in labels]
+        labels = [
+            np.pad(piece, ((0, 0), (0, width - piece.shape[1])), constant_values=IGNORED)
+            for piece in labels
+        ]
     return np.concatenate(logits), np.concatenate(labels)
 
 

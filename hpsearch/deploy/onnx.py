@@ -38,11 +38,21 @@ def save_onnx(model, tokenizer, target: Path) -> Path:
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=r".*axis name: .* will not be used")
-            warnings.filterwarnings("ignore", category=FutureWarning)  # torch's own pytree deprecations
+            warnings.filterwarnings(
+                "ignore", category=FutureWarning
+            )  # torch's own pytree deprecations
             torch.onnx.export(
-                model, (), str(path), kwargs=example, input_names=list(example), output_names=[OUTPUT],
+                model,
+                (),
+                str(path),
+                kwargs=example,
+                input_names=list(example),
+                output_names=[OUTPUT],
                 dynamic_shapes={name: {0: batch, 1: sequence} for name in example},
-                dynamo=True, external_data=False, verbose=False, report=False,
+                dynamo=True,
+                external_data=False,
+                verbose=False,
+                report=False,
             )
     finally:
         torch_onnx_log.setLevel(level)
@@ -60,7 +70,9 @@ def load_onnx(directory: Path | str, n_threads: int | None = None):
     if n_threads is not None:
         options.intra_op_num_threads = n_threads
         options.inter_op_num_threads = 1
-    return onnxruntime.InferenceSession(str(Path(directory) / ONNX_FILE), options, providers=["CPUExecutionProvider"])
+    return onnxruntime.InferenceSession(
+        str(Path(directory) / ONNX_FILE), options, providers=["CPUExecutionProvider"]
+    )
 
 
 def run_onnx(session, batch: dict) -> np.ndarray:

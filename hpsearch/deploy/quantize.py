@@ -29,11 +29,20 @@ def quantize_int8(model):
     with warnings.catch_warnings():
         # torch 2.13 deprecates torch.ao.quantization and quantized tensors in favour of torchao,
         # which is not installed here; the eager API still works and is what a user has at hand.
-        warnings.filterwarnings("ignore", message=r".*torch\.ao\.quantization is deprecated", category=DeprecationWarning)
-        warnings.filterwarnings("ignore", message=r".*quantized tensor creation functions.*deprecated", category=UserWarning)
+        warnings.filterwarnings(
+            "ignore",
+            message=r".*torch\.ao\.quantization is deprecated",
+            category=DeprecationWarning,
+        )
+        warnings.filterwarnings(
+            "ignore",
+            message=r".*quantized tensor creation functions.*deprecated",
+            category=UserWarning,
+        )
         quantization = torch.ao.quantization
-        return quantization.quantize_dynamic(model, {torch.nn.Linear: quantization.per_channel_dynamic_qconfig},
-                                             dtype=torch.qint8)
+        return quantization.quantize_dynamic(
+            model, {torch.nn.Linear: quantization.per_channel_dynamic_qconfig}, dtype=torch.qint8
+        )
 
 
 def save_int8(model, tokenizer, target: Path) -> Path:
@@ -63,7 +72,9 @@ def load_int8(directory: Path | str):
     model = quantize_int8(model_class(config).eval())
     with warnings.catch_warnings():
         # Loading packed int8 weights goes through torch's deprecated TypedStorage; harmless here.
-        warnings.filterwarnings("ignore", message=r".*TypedStorage is deprecated", category=UserWarning)
+        warnings.filterwarnings(
+            "ignore", message=r".*TypedStorage is deprecated", category=UserWarning
+        )
         state = torch.load(directory / WEIGHTS_FILE, weights_only=True)
     model.load_state_dict(state)
     return model

@@ -15,7 +15,13 @@ from hpsearch.errors import SpecError
 from hpsearch.tasks import TASKS
 
 PACKAGE_PREFIX = "package:"
-DATA_SUFFIXES = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
+DATA_SUFFIXES = {
+    ".csv": "csv",
+    ".tsv": "csv",
+    ".json": "json",
+    ".jsonl": "json",
+    ".parquet": "parquet",
+}
 
 
 SOURCE_KINDS = (
@@ -50,7 +56,9 @@ class Location:
 def package_dir(name: str, key: str) -> Path:
     spec = importlib.util.find_spec(name) if name.isidentifier() else None
     if spec is None or not spec.submodule_search_locations:
-        raise SpecError(f"{key}: no installed package {name!r}; install it (pip install {name.replace('_', '-')})")
+        raise SpecError(
+            f"{key}: no installed package {name!r}; install it (pip install {name.replace('_', '-')})"
+        )
     return Path(next(iter(spec.submodule_search_locations)))
 
 
@@ -78,7 +86,9 @@ def resolve_model(reference: str, key: str = "model") -> Location:
     local = Path(reference).expanduser()
     if local.is_dir():
         if not (local / "config.json").is_file():
-            raise SpecError(f"{key}: directory {reference} has no config.json; point it at a saved model")
+            raise SpecError(
+                f"{key}: directory {reference} has no config.json; point it at a saved model"
+            )
         return Location(reference, path=local)
     if _looks_like_path(reference):
         raise SpecError(f"{key}: directory {reference} does not exist")
@@ -125,7 +135,9 @@ def resolve_data(reference: str, key: str, task_suffixes: Iterable[str] = ()) ->
         # A folder of split files (train.csv, validation.parquet, ...): `datasets` loads it the way it
         # loads a hub dataset, named splits and all.
         if not any(p.suffix in DATA_SUFFIXES for p in local.rglob("*") if p.is_file()):
-            raise SpecError(f"{key}: {reference} is a directory with no data files in it; a source is {SOURCE_KINDS}")
+            raise SpecError(
+                f"{key}: {reference} is a directory with no data files in it; a source is {SOURCE_KINDS}"
+            )
         return Location(reference, folder=local)
     if _looks_like_path(reference, suffixes):
         raise SpecError(f"{key}: file {reference} does not exist")

@@ -84,7 +84,9 @@ def _param_kind(value: Any) -> str | None:
 
 
 Param = Annotated[
-    Annotated[FloatParam, Tag("float")] | Annotated[IntParam, Tag("int")] | Annotated[ChoiceParam, Tag("choice")],
+    Annotated[FloatParam, Tag("float")]
+    | Annotated[IntParam, Tag("int")]
+    | Annotated[ChoiceParam, Tag("choice")],
     Discriminator(
         _param_kind,
         custom_error_type="param_kind",

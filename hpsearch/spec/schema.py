@@ -28,7 +28,13 @@ from hpsearch.tasks import DEFAULT_TASK, TASK_KEY, TASKS, Task
 
 # Knobs applied to the model rather than to TrainingArguments (see hpsearch/trial/model.py and
 # hpsearch/trial/layers.py): its dropout, the layers it trains, and their learning rates.
-MODEL_KNOBS = ("dropout", "freeze_embeddings", "freeze_layers", "layer_lr_decay", "gradual_unfreezing")
+MODEL_KNOBS = (
+    "dropout",
+    "freeze_embeddings",
+    "freeze_layers",
+    "layer_lr_decay",
+    "gradual_unfreezing",
+)
 # Settings of the model's generation config, used when evaluation generates (seq2seq); searchable
 # like training arguments, which `Trainer.hyperparameter_search` cannot do (transformers#33755).
 GENERATION_SETTINGS = ("num_beams", "max_new_tokens", "length_penalty", "no_repeat_ngram_size")
@@ -70,7 +76,9 @@ class ObjectiveSpec(StrictModel):
         return f"eval_{self.metric}"
 
 
-def _refuse_settings_not_taken(section: str, spec: BaseModel, takers: dict[str, tuple[str, ...]]) -> None:
+def _refuse_settings_not_taken(
+    section: str, spec: BaseModel, takers: dict[str, tuple[str, ...]]
+) -> None:
     """A setting the chosen algorithm ignores is a mistake: say which algorithms take it."""
     for setting, names in takers.items():
         if getattr(spec, setting) is not None and spec.name not in names:
@@ -119,17 +127,27 @@ class PrunerSpec(StrictModel):
     @model_validator(mode="after")
     def _settings_taken(self) -> PrunerSpec:
         halving, median = ("hyperband", "successive_halving"), ("median",)
-        _refuse_settings_not_taken("pruner", self, {
-            "min_resource": halving, "reduction_factor": halving,
-            "n_startup_trials": median, "n_warmup_steps": median,
-        })
+        _refuse_settings_not_taken(
+            "pruner",
+            self,
+            {
+                "min_resource": halving,
+                "reduction_factor": halving,
+                "n_startup_trials": median,
+                "n_warmup_steps": median,
+            },
+        )
         # (None, not "left out": a stored spec comes back with every key, unset ones as None.)
         for exact in ("min_resource", "n_warmup_steps"):
             if self.first_rung is not None and getattr(self, exact) is not None:
-                raise ValueError(f"the pruner takes first_rung (in epochs) or {exact} (in evaluations), "
-                                 "not both; remove one")
+                raise ValueError(
+                    f"the pruner takes first_rung (in epochs) or {exact} (in evaluations), "
+                    "not both; remove one"
+                )
         if self.min_trials is not None and self.n_startup_trials is not None:
-            raise ValueError("min_trials and n_startup_trials say the same for the median pruner; remove one")
+            raise ValueError(
+                "min_trials and n_startup_trials say the same for the median pruner; remove one"
+            )
         return self
 
     @property
@@ -215,7 +233,9 @@ class StudySpec(StrictModel):
     def _dataset_follows_the_task(cls, data: Any) -> Any:
         if isinstance(data, dict) and isinstance(data.get("dataset"), dict):
             if TASK_KEY in data["dataset"]:
-                raise ValueError(f"dataset.{TASK_KEY}: the task goes at the top of the spec (task: ...), not under dataset:")
+                raise ValueError(
+                    f"dataset.{TASK_KEY}: the task goes at the top of the spec (task: ...), not under dataset:"
+                )
             task = data.get("task", DEFAULT_TASK)
             data = {**data, "dataset": {**data["dataset"], TASK_KEY: task}}
         return data
@@ -238,7 +258,9 @@ class StudySpec(StrictModel):
         metric = self.objective.metric
         if metric not in task.metrics:
             elsewhere = [name for name, t in TASKS.items() if metric in t.metrics]
-            hint = f" ({metric} is a metric of task: {' and '.join(elsewhere)})" if elsewhere else ""
+            hint = (
+                f" ({metric} is a metric of task: {' and '.join(elsewhere)})" if elsewhere else ""
+            )
             raise ValueError(
                 f"objective.metric: unknown metric {metric!r}; the evaluation returns "
                 f"{', '.join(task.metrics)}{hint}"
@@ -298,7 +320,9 @@ class StudySpec(StrictModel):
 def parse_spec(data: Any, origin: str) -> StudySpec:
     """Validate a spec mapping; `origin` names where it came from in error messages."""
     if not isinstance(data, dict):
-        raise SpecError(f"{origin}: expected a mapping of keys (model:, dataset:, ...), got {type(data).__name__}")
+        raise SpecError(
+            f"{origin}: expected a mapping of keys (model:, dataset:, ...), got {type(data).__name__}"
+        )
     try:
         return StudySpec.model_validate(data)
     except ValidationError as e:
@@ -335,17 +359,37 @@ def _describe(error: ValidationError) -> str:
 def _unknown_key(key: str, task: str | None) -> str:
     if task is not None:
         # A key of another task's dataset: say which task takes it.
-        takers = [name for name, t in TASKS.items() if name != task and key in t.Dataset.model_fields]
+        takers = [
+            name for name, t in TASKS.items() if name != task and key in t.Dataset.model_fields
+        ]
         if takers and key not in TASKS[task].Dataset.model_fields:
-            return (f"the {task} task takes no {key} ({' and '.join(takers)} "
-                    f"{'does' if len(takers) == 1 else 'do'}); remove it, or set task: {takers[0]}")
+            return (
+                f"the {task} task takes no {key} ({' and '.join(takers)} "
+                f"{'does' if len(takers) == 1 else 'do'}); remove it, or set task: {takers[0]}"
+            )
     close = difflib.get_close_matches(key, _known_keys(task), n=1)
     hint = f" (did you mean {close[0]}?)" if close else "; see README.md for the keys a spec takes"
     return f"unknown key{hint}"
 
 
 def _known_keys(task: str | None = None) -> list[str]:
-    models = [StudySpec, ObjectiveSpec, SamplerSpec, PrunerSpec, BudgetSpec, HeartbeatSpec,
-              PeftSpec, EarlyStoppingSpec, FloatParam, IntParam, ChoiceParam]
+    models = [
+        StudySpec,
+        ObjectiveSpec,
+        SamplerSpec,
+        PrunerSpec,
+        BudgetSpec,
+        HeartbeatSpec,
+        PeftSpec,
+        EarlyStoppingSpec,
+        FloatParam,
+        IntParam,
+        ChoiceParam,
+    ]
     models += [TASKS[task].Dataset] if task else [t.Dataset for t in TASKS.values()]
-    return [field.alias or name for m in models for name, field in m.model_fields.items() if name != TASK_KEY or m is StudySpec]
+    return [
+        field.alias or name
+        for m in models
+        for name, field in m.model_fields.items()
+        if name != TASK_KEY or m is StudySpec
+    ]

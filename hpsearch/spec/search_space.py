@@ -24,7 +24,9 @@ def suggest_params(trial: optuna.Trial, space: dict[str, Param]) -> dict[str, An
         if isinstance(param, FloatParam):
             params[name] = trial.suggest_float(name, *param.bounds, log=param.log, step=param.step)
         elif isinstance(param, IntParam):
-            params[name] = trial.suggest_int(name, *param.bounds, log=param.log, step=param.step or 1)
+            params[name] = trial.suggest_int(
+                name, *param.bounds, log=param.log, step=param.step or 1
+            )
         elif isinstance(param, ChoiceParam):
             params[name] = trial.suggest_categorical(name, param.choices)
         else:  # pragma: no cover - the spec admits only the three kinds

@@ -15,7 +15,9 @@ from hpsearch.spec.location import DATA_SUFFIXES
 from hpsearch.tasks import TASKS, DatasetBase
 
 
-def read_file(path: Path, dataset: DatasetBase, key: str, n_rows: int | None = None) -> pd.DataFrame:
+def read_file(
+    path: Path, dataset: DatasetBase, key: str, n_rows: int | None = None
+) -> pd.DataFrame:
     """A data file as a DataFrame (its first `n_rows` when given), read as the dataset's task reads it."""
     task_reader = TASKS[dataset.task].file_readers.get(path.suffix)
     if task_reader is not None:
@@ -27,7 +29,9 @@ def read_file(path: Path, dataset: DatasetBase, key: str, n_rows: int | None = N
         return pd.read_csv(path, sep=sep, encoding=dataset.encoding, nrows=n_rows)
     if kind == "json":
         lines = path.suffix == ".jsonl"
-        frame = pd.read_json(path, lines=lines, encoding=dataset.encoding, nrows=n_rows if lines else None)
+        frame = pd.read_json(
+            path, lines=lines, encoding=dataset.encoding, nrows=n_rows if lines else None
+        )
         return frame if n_rows is None else frame.head(n_rows)
     frame = pd.read_parquet(path)
     return frame if n_rows is None else frame.head(n_rows)

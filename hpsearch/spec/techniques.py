@@ -38,25 +38,36 @@ class PeftSpec(StrictModel):
     @model_validator(mode="after")
     def _values_in_range(self) -> PeftSpec:
         rules = {
-            "r": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1, "an integer of at least 1"),
+            "r": (
+                lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1,
+                "an integer of at least 1",
+            ),
             "alpha": (lambda v: _is_number(v) and v > 0, "a number above 0"),
             "dropout": (lambda v: _is_number(v) and 0 <= v < 1, "a probability in [0, 1)"),
             "bias": (lambda v: v in ("none", "all", "lora_only"), "one of none, all, lora_only"),
-            "target_modules": (lambda v: v is None or (isinstance(v, str) and v != "")
-                               or (isinstance(v, list) and v and all(isinstance(m, str) for m in v)),
-                               'module names ([query, value]) or "all-linear"'),
+            "target_modules": (
+                lambda v: (
+                    v is None
+                    or (isinstance(v, str) and v != "")
+                    or (isinstance(v, list) and v and all(isinstance(m, str) for m in v))
+                ),
+                'module names ([query, value]) or "all-linear"',
+            ),
         }
         for name, (valid, expected) in rules.items():
             value = getattr(self, name)
-            for candidate in (param_ends(value) if is_param(value) else [value]):
+            for candidate in param_ends(value) if is_param(value) else [value]:
                 if not valid(candidate):
                     raise ValueError(f"peft.{name}: {candidate!r} is not {expected}")
         return self
 
     def searched(self) -> dict[str, Any]:
         """The searched values as search-space parameters, named peft.<key>."""
-        return {f"{PEFT_PREFIX}{name}": getattr(self, name) for name in type(self).model_fields
-                if is_param(getattr(self, name))}
+        return {
+            f"{PEFT_PREFIX}{name}": getattr(self, name)
+            for name in type(self).model_fields
+            if is_param(getattr(self, name))
+        }
 
     def resolve(self, params: dict[str, Any]) -> dict[str, Any]:
         """The LoRA settings of a trial: the fixed values, and `params`' peft.<key> for the searched."""

@@ -50,7 +50,9 @@ class BestModelKeeper:
         self.store = store
         self.lock = lock
 
-    def offer(self, study: optuna.Study, trial_number: int, value: float, save: Callable[[Path], None]) -> bool:
+    def offer(
+        self, study: optuna.Study, trial_number: int, value: float, save: Callable[[Path], None]
+    ) -> bool:
         """Keep trial `trial_number`'s model (written into a directory by `save`) if it beats the
         kept one; True if it did."""
         current = best_model_pointer(study)
@@ -61,7 +63,10 @@ class BestModelKeeper:
             current = best_model_pointer(study)
             kept = current is None or is_better(value, current["value"], study.direction)
             if kept:
-                study.set_user_attr(BEST_MODEL_ATTR, {"trial": trial_number, "value": value, "artifact_id": artifact_id})
+                study.set_user_attr(
+                    BEST_MODEL_ATTR,
+                    {"trial": trial_number, "value": value, "artifact_id": artifact_id},
+                )
                 loser = current["artifact_id"] if current else None
             else:
                 loser = artifact_id  # another worker kept a better model while this one was saved
@@ -69,7 +74,9 @@ class BestModelKeeper:
                 remove_artifact(study, loser, self.store)
         return kept
 
-    def _upload(self, study: optuna.Study, trial_number: int, value: float, save: Callable[[Path], None]) -> str:
+    def _upload(
+        self, study: optuna.Study, trial_number: int, value: float, save: Callable[[Path], None]
+    ) -> str:
         with tempfile.TemporaryDirectory(prefix="hpsearch-model-") as tmp:
             model_dir = Path(tmp) / "model"
             save(model_dir)
@@ -82,5 +89,8 @@ class BestModelKeeper:
                 for path in sorted(model_dir.rglob("*")):
                     zf.write(path, path.relative_to(model_dir))
             return upload_artifact(
-                artifact_store=self.store, file_path=str(archive), study_or_trial=study, mimetype="application/zip"
+                artifact_store=self.store,
+                file_path=str(archive),
+                study_or_trial=study,
+                mimetype="application/zip",
             )

@@ -36,7 +36,9 @@ class StudyLock:
         # The trial lock keeps the name it had before purposes existed: old and new workers agree.
         scope = study_name if purpose == "trials" else f"{study_name}:{purpose}"
         digest = hashlib.sha256(f"hpsearch:{scope}".encode()).digest()
-        self._key = int.from_bytes(digest[:8], "big", signed=True)  # pg advisory locks take a bigint
+        self._key = int.from_bytes(
+            digest[:8], "big", signed=True
+        )  # pg advisory locks take a bigint
         self._name = f"hpsearch-{digest.hex()[:40]}"  # MySQL lock names are at most 64 characters
         self._held = threading.Event()
         if self._backend == "sqlite":
@@ -44,7 +46,9 @@ class StudyLock:
             self._file_lock = FileLock(f"{sqlite_path(url) or ':memory:'}{suffix}")
         else:
             # One connection kept for the lock: a session-level lock belongs to its connection.
-            self._engine = sqlalchemy.create_engine(url, pool_size=1, max_overflow=0, pool_pre_ping=True)
+            self._engine = sqlalchemy.create_engine(
+                url, pool_size=1, max_overflow=0, pool_pre_ping=True
+            )
 
     @property
     def held(self) -> bool:
@@ -68,15 +72,22 @@ class StudyLock:
             # The session holds the lock "idle in transaction": the server ends it after the hold
             # limit. lock_timeout bounds the wait, as GET_LOCK's timeout does on MySQL. (Both are
             # undone with the transaction at release: the pooled connection keeps no setting.)
-            self._connection.execute(sqlalchemy.text(
-                "SELECT set_config('idle_in_transaction_session_timeout', :hold, false), "
-                "set_config('lock_timeout', :wait, false)"
-            ), {"hold": f"{LOCK_HOLD_LIMIT_S * 1000:.0f}", "wait": f"{LOCK_TIMEOUT_S * 1000:.0f}"})
-            self._connection.execute(sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": self._key})
+            self._connection.execute(
+                sqlalchemy.text(
+                    "SELECT set_config('idle_in_transaction_session_timeout', :hold, false), "
+                    "set_config('lock_timeout', :wait, false)"
+                ),
+                {"hold": f"{LOCK_HOLD_LIMIT_S * 1000:.0f}", "wait": f"{LOCK_TIMEOUT_S * 1000:.0f}"},
+            )
+            self._connection.execute(
+                sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": self._key}
+            )
             return
         # MySQL frees a named lock when its session ends; wait_timeout ends a silent session. An idle
         # pooled lock connection is ended too, and replaced by the pool's pre-ping.
-        self._connection.execute(sqlalchemy.text(f"SET SESSION wait_timeout = {int(LOCK_HOLD_LIMIT_S)}"))
+        self._connection.execute(
+            sqlalchemy.text(f"SET SESSION wait_timeout = {int(LOCK_HOLD_LIMIT_S)}")
+        )
         got = self._connection.execute(
             sqlalchemy.text("SELECT GET_LOCK(:n, :t)"), {"n": self._name, "t": LOCK_TIMEOUT_S}
         ).scalar()
@@ -92,9 +103,13 @@ class StudyLock:
             return
         try:
             if self._backend == "postgresql":
-                self._connection.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:k)"), {"k": self._key})
+                self._connection.execute(
+                    sqlalchemy.text("SELECT pg_advisory_unlock(:k)"), {"k": self._key}
+                )
             else:
-                self._connection.execute(sqlalchemy.text("SELECT RELEASE_LOCK(:n)"), {"n": self._name})
+                self._connection.execute(
+                    sqlalchemy.text("SELECT RELEASE_LOCK(:n)"), {"n": self._name}
+                )
         except sqlalchemy.exc.SQLAlchemyError:
             # Drop the session: the server frees a dead session's locks, so none outlives this.
             self._connection.invalidate()

@@ -82,15 +82,18 @@ def heartbeat_ages(storage, trials: list[FrozenTrial]) -> dict[int, float]:
     try:
         now = session.execute(sqlalchemy.select(sqlalchemy.func.now())).scalar()
         rows = session.execute(
-            sqlalchemy.select(TrialHeartbeatModel.trial_id, TrialHeartbeatModel.heartbeat)
-            .where(TrialHeartbeatModel.trial_id.in_(list(ids)))
+            sqlalchemy.select(TrialHeartbeatModel.trial_id, TrialHeartbeatModel.heartbeat).where(
+                TrialHeartbeatModel.trial_id.in_(list(ids))
+            )
         ).all()
     finally:
         session.close()
     return {ids[trial_id]: round((now - beat).total_seconds(), 1) for trial_id, beat in rows}
 
 
-def fail_running_trials(study: optuna.Study, attr: str, value: Any, reasons: dict[str, Any]) -> list[int]:
+def fail_running_trials(
+    study: optuna.Study, attr: str, value: Any, reasons: dict[str, Any]
+) -> list[int]:
     """Fail the study's RUNNING trials whose user attribute `attr` is `value`, recording `reasons`
     (user attributes) first: trials whose processes can no longer end them themselves (a rank of a
     multi-process trial died). Returns their numbers; a trial that ended meanwhile is left alone."""

@@ -84,7 +84,8 @@ def _create_rdb_storage(url: URL, engine_kwargs: dict):
                 )
         except (IntegrityError, OperationalError) as e:
             lost_race = isinstance(e, IntegrityError) or any(
-                sign in str(e) for sign in ("database is locked", "already exists"))
+                sign in str(e) for sign in ("database is locked", "already exists")
+            )
             if not lost_race or attempt == 4:
                 raise
             time.sleep(0.2 * (attempt + 1))
@@ -96,7 +97,9 @@ def _prepare_sqlite(url: URL) -> None:
         return
     path = Path(sqlite_path(url))
     if path.is_dir():
-        raise StorageError(f"storage {redact(url)} is a directory; name a file, e.g. {path}/hpsearch.db")
+        raise StorageError(
+            f"storage {redact(url)} is a directory; name a file, e.g. {path}/hpsearch.db"
+        )
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with sqlite3.connect(path, timeout=SQLITE_BUSY_TIMEOUT_S) as connection:

@@ -45,19 +45,32 @@ def resilient_storage_class():
     from optuna.trial import FrozenTrial, TrialState
     from sqlalchemy.exc import IntegrityError
 
-    names = [n for n in vars(BaseStorage) if not n.startswith("_") and callable(getattr(BaseStorage, n))]
+    names = [
+        n for n in vars(BaseStorage) if not n.startswith("_") and callable(getattr(BaseStorage, n))
+    ]
     # Optuna's caching layer and heartbeat call these private methods of the RDB storage directly.
-    names += ["record_heartbeat", "_get_stale_trial_ids", "_get_trials", "_get_best_trial_id", "_set_trial_param"]
+    names += [
+        "record_heartbeat",
+        "_get_stale_trial_ids",
+        "_get_trials",
+        "_get_best_trial_id",
+        "_set_trial_param",
+    ]
     methods = {
         name: retry_through_outage(getattr(RDBStorage, name))
-        for name in names if hasattr(RDBStorage, name) and name not in NOT_BLINDLY_RETRIED
+        for name in names
+        if hasattr(RDBStorage, name) and name not in NOT_BLINDLY_RETRIED
     }
     retrying_storage = type("RetryingRDBStorage", (RDBStorage,), methods)
 
     def token_row(session, model, owner_column, owner_id: int, key: str, token: str):
-        return session.query(model).filter(
-            owner_column == owner_id, model.key == key, model.value_json == json.dumps(token)
-        ).one_or_none()
+        return (
+            session.query(model)
+            .filter(
+                owner_column == owner_id, model.key == key, model.value_json == json.dumps(token)
+            )
+            .one_or_none()
+        )
 
     class ResilientRDBStorage(retrying_storage):
         def __init__(self, *args, **kwargs):
@@ -66,10 +79,14 @@ def resilient_storage_class():
 
         def create_new_study(self, directions, study_name: str | None = None) -> int:
             if study_name is None:
-                return super().create_new_study(directions, study_name)  # a fresh unique name: no clash
+                return super().create_new_study(
+                    directions, study_name
+                )  # a fresh unique name: no clash
             return self.create_study_with_user_attrs(study_name, directions, {})
 
-        def create_study_with_user_attrs(self, study_name: str, directions, user_attrs: dict) -> int:
+        def create_study_with_user_attrs(
+            self, study_name: str, directions, user_attrs: dict
+        ) -> int:
             """A new study and its user attributes in one transaction: nobody sees it without them."""
             token = uuid.uuid4().hex
 
@@ -78,21 +95,32 @@ def resilient_storage_class():
                     if not first:
                         existing = models.StudyModel.find_by_name(study_name, session)
                         if existing is not None:
-                            mine = token_row(session, models.StudySystemAttributeModel,
-                                             models.StudySystemAttributeModel.study_id, existing.study_id,
-                                             STUDY_TOKEN_ATTR, token)
+                            mine = token_row(
+                                session,
+                                models.StudySystemAttributeModel,
+                                models.StudySystemAttributeModel.study_id,
+                                existing.study_id,
+                                STUDY_TOKEN_ATTR,
+                                token,
+                            )
                             if mine is not None:
                                 return existing.study_id
                             raise DuplicatedStudyError(f"study {study_name!r} already exists")
-                    study = models.StudyModel(study_name=study_name, directions=[
-                        models.StudyDirectionModel(objective=k, direction=d) for k, d in enumerate(directions)
-                    ])
+                    study = models.StudyModel(
+                        study_name=study_name,
+                        directions=[
+                            models.StudyDirectionModel(objective=k, direction=d)
+                            for k, d in enumerate(directions)
+                        ],
+                    )
                     session.add(study)
                     session.flush()
                     attrs = [(models.StudyUserAttributeModel, k, v) for k, v in user_attrs.items()]
                     attrs.append((models.StudySystemAttributeModel, STUDY_TOKEN_ATTR, token))
                     for model, key, value in attrs:
-                        session.add(model(study_id=study.study_id, key=key, value_json=json.dumps(value)))
+                        session.add(
+                            model(study_id=study.study_id, key=key, value_json=json.dumps(value))
+                        )
                     return study.study_id
 
             try:
@@ -100,12 +128,26 @@ def resilient_storage_class():
             except IntegrityError:
                 raise DuplicatedStudyError(f"study {study_name!r} already exists") from None
 
-        def _create_new_trial(self, study_id: int, template_trial: FrozenTrial | None = None) -> FrozenTrial:
+        def _create_new_trial(
+            self, study_id: int, template_trial: FrozenTrial | None = None
+        ) -> FrozenTrial:
             token = uuid.uuid4().hex
-            template = copy.deepcopy(template_trial) if template_trial is not None else FrozenTrial(
-                number=-1, state=TrialState.RUNNING, value=None, datetime_start=datetime.datetime.now(),
-                datetime_complete=None, params={}, distributions={}, user_attrs={}, system_attrs={},
-                intermediate_values={}, trial_id=-1,
+            template = (
+                copy.deepcopy(template_trial)
+                if template_trial is not None
+                else FrozenTrial(
+                    number=-1,
+                    state=TrialState.RUNNING,
+                    value=None,
+                    datetime_start=datetime.datetime.now(),
+                    datetime_complete=None,
+                    params={},
+                    distributions={},
+                    user_attrs={},
+                    system_attrs={},
+                    intermediate_values={},
+                    trial_id=-1,
+                )
             )
             template.system_attrs[TRIAL_TOKEN_ATTR] = token
 
@@ -116,11 +158,16 @@ def resilient_storage_class():
                     models.StudyModel.find_or_raise_by_id(study_id, session, for_update=True)
                     trial = None
                     if not first:
-                        trial = session.query(models.TrialModel).join(models.TrialSystemAttributeModel).filter(
-                            models.TrialModel.study_id == study_id,
-                            models.TrialSystemAttributeModel.key == TRIAL_TOKEN_ATTR,
-                            models.TrialSystemAttributeModel.value_json == json.dumps(token),
-                        ).one_or_none()
+                        trial = (
+                            session.query(models.TrialModel)
+                            .join(models.TrialSystemAttributeModel)
+                            .filter(
+                                models.TrialModel.study_id == study_id,
+                                models.TrialSystemAttributeModel.key == TRIAL_TOKEN_ATTR,
+                                models.TrialSystemAttributeModel.value_json == json.dumps(token),
+                            )
+                            .one_or_none()
+                        )
                     if trial is None:
                         trial = self._get_prepared_new_trial(study_id, template, session)
                     frozen = copy.deepcopy(template)
@@ -136,20 +183,37 @@ def resilient_storage_class():
             def attempt(first: bool) -> bool:
                 try:
                     with _create_scoped_session(self.scoped_session) as session:
-                        trial = models.TrialModel.find_or_raise_by_id(trial_id, session, for_update=True)
-                        if not first and token_row(session, models.TrialSystemAttributeModel,
-                                                   models.TrialSystemAttributeModel.trial_id, trial_id,
-                                                   STATE_TOKEN_ATTR, token) is not None:
+                        trial = models.TrialModel.find_or_raise_by_id(
+                            trial_id, session, for_update=True
+                        )
+                        if (
+                            not first
+                            and token_row(
+                                session,
+                                models.TrialSystemAttributeModel,
+                                models.TrialSystemAttributeModel.trial_id,
+                                trial_id,
+                                STATE_TOKEN_ATTR,
+                                token,
+                            )
+                            is not None
+                        ):
                             return True  # the earlier attempt landed; only its answer was lost
                         # As RDBStorage.set_trial_state_values, plus the token.
                         self.check_trial_is_updatable(trial_id, trial.state)
                         if values is not None:
                             for objective, value in enumerate(values):
-                                self._set_trial_value_without_commit(session, trial, objective, value)
+                                self._set_trial_value_without_commit(
+                                    session, trial, objective, value
+                                )
                         if state == TrialState.RUNNING and trial.state != TrialState.WAITING:
                             return False
                         self._set_trial_attr_without_commit(
-                            session, models.TrialSystemAttributeModel, trial_id, STATE_TOKEN_ATTR, token
+                            session,
+                            models.TrialSystemAttributeModel,
+                            trial_id,
+                            STATE_TOKEN_ATTR,
+                            token,
                         )
                         trial.state = state
                         if state == TrialState.RUNNING:
@@ -168,8 +232,11 @@ def resilient_storage_class():
             from sqlalchemy import func
 
             with _create_scoped_session(self.scoped_session) as session:
-                return session.query(func.count(models.TrialModel.trial_id)).filter(
-                    models.TrialModel.study_id == study_id).scalar()
+                return (
+                    session.query(func.count(models.TrialModel.trial_id))
+                    .filter(models.TrialModel.study_id == study_id)
+                    .scalar()
+                )
 
         @retry_through_outage
         def set_trial_user_attrs(self, trial_id: int, attrs: dict) -> None:
@@ -183,7 +250,9 @@ def resilient_storage_class():
             # A trial goes stale only after a grace period without heartbeats; looking again
             # sooner than one heartbeat interval later finds nothing new, and costs two queries.
             now = time.monotonic()
-            if now - self._stale_checked.get(study_id, float("-inf")) < (self.heartbeat_interval or 0):
+            if now - self._stale_checked.get(study_id, float("-inf")) < (
+                self.heartbeat_interval or 0
+            ):
                 return []
             self._stale_checked[study_id] = now
             return super()._get_stale_trial_ids(study_id)

@@ -39,7 +39,9 @@ def is_transient(error: BaseException) -> bool:
     from sqlalchemy import exc
 
     cause = error
-    if not isinstance(cause, exc.SQLAlchemyError) and isinstance(error.__cause__, exc.SQLAlchemyError):
+    if not isinstance(cause, exc.SQLAlchemyError) and isinstance(
+        error.__cause__, exc.SQLAlchemyError
+    ):
         cause = error.__cause__  # Optuna's StorageInternalError ... from e
     if isinstance(cause, exc.PendingRollbackError):
         # The aftermath of an earlier failure on the same connection, raised while handling it:
@@ -111,7 +113,9 @@ def _log_retry(state) -> None:
 
     origin = driver_error(state.outcome.exception())
     log.warning(
-        "storage unreachable (%s: %s); retrying in %.1fs", type(origin).__name__, first_line(origin, 200),
+        "storage unreachable (%s: %s); retrying in %.1fs",
+        type(origin).__name__,
+        first_line(origin, 200),
         state.next_action.sleep,
     )
 

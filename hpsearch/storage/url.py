@@ -23,8 +23,12 @@ PASSWORD_ENV = "HPSEARCH_STORAGE_PASSWORD"
 PASSWORD_FILE_ENV = "HPSEARCH_STORAGE_PASSWORD_FILE"
 
 # The drivers hpsearch installs (extras postgres and mysql), used where a URL names none.
-DEFAULT_DRIVERS = {"postgresql": "postgresql+psycopg", "postgres": "postgresql+psycopg",
-                   "mysql": "mysql+pymysql", "mariadb": "mysql+pymysql"}
+DEFAULT_DRIVERS = {
+    "postgresql": "postgresql+psycopg",
+    "postgres": "postgresql+psycopg",
+    "mysql": "mysql+pymysql",
+    "mariadb": "mysql+pymysql",
+}
 EXTRAS = {"postgresql": "postgres", "mysql": "mysql"}
 
 
@@ -58,13 +62,19 @@ def _password_apart() -> str | None:
         try:
             lines = Path(path).read_text(encoding="utf-8").splitlines()
         except OSError as e:
-            raise StorageError(f"{PASSWORD_FILE_ENV}={path}: cannot read it ({e.strerror})") from None
+            raise StorageError(
+                f"{PASSWORD_FILE_ENV}={path}: cannot read it ({e.strerror})"
+            ) from None
         except UnicodeDecodeError:
             raise StorageError(f"{PASSWORD_FILE_ENV}={path}: not a text file") from None
         if not lines or not lines[0]:
-            raise StorageError(f"{PASSWORD_FILE_ENV}={path}: the file is empty; write the password on its first line")
+            raise StorageError(
+                f"{PASSWORD_FILE_ENV}={path}: the file is empty; write the password on its first line"
+            )
         if os.environ.get(PASSWORD_ENV):
-            raise StorageError(f"both {PASSWORD_FILE_ENV} and {PASSWORD_ENV} are set; keep one of them")
+            raise StorageError(
+                f"both {PASSWORD_FILE_ENV} and {PASSWORD_ENV} are set; keep one of them"
+            )
         return lines[0]
     return os.environ.get(PASSWORD_ENV) or None
 

@@ -12,7 +12,9 @@ from hpsearch.spec import PrunerSpec, SamplerSpec
 def make_sampler(spec: SamplerSpec, worker_key: str | None = None) -> optuna.samplers.BaseSampler:
     """The spec's sampler. Each of several workers passes its own `worker_key`: with one seed they
     would all suggest the same parameters. A lone worker (no key) keeps the spec's seed exactly."""
-    seed = spec.seed if worker_key is None or spec.seed is None else worker_seed(spec.seed, worker_key)
+    seed = (
+        spec.seed if worker_key is None or spec.seed is None else worker_seed(spec.seed, worker_key)
+    )
     startup = {} if spec.n_startup_trials is None else {"n_startup_trials": spec.n_startup_trials}
     if spec.name == "tpe":
         # constant_liar: running trials count as bad guesses, so parallel workers spread out.
@@ -25,7 +27,9 @@ def make_sampler(spec: SamplerSpec, worker_key: str | None = None) -> optuna.sam
         return optuna.samplers.CmaEsSampler(seed=seed, **startup)
     if spec.name == "qmc":
         return optuna.samplers.QMCSampler(seed=seed)
-    raise ValueError(f"unknown sampler {spec.name!r}")  # pragma: no cover - the spec admits no other
+    raise ValueError(
+        f"unknown sampler {spec.name!r}"
+    )  # pragma: no cover - the spec admits no other
 
 
 def worker_seed(seed: int, worker_key: str) -> int:

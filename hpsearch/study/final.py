@@ -50,8 +50,14 @@ class FinalPlan:
         return {k: v for k, v in self.values.items() if k not in self.params or self.params[k] != v}
 
 
-def plan_final_training(study: optuna.Study, spec: StudySpec, number: int | None = None, *,
-                        full_data: bool = False, epochs: float | None = None) -> FinalPlan:
+def plan_final_training(
+    study: optuna.Study,
+    spec: StudySpec,
+    number: int | None = None,
+    *,
+    full_data: bool = False,
+    epochs: float | None = None,
+) -> FinalPlan:
     """The final training of trial `number` (None: the best trial) of `study`, searched by `spec`."""
     trial = choose_trial(study, number)
     values = {**spec.training, **trial.params}
@@ -61,16 +67,23 @@ def plan_final_training(study: optuna.Study, spec: StudySpec, number: int | None
         values["num_train_epochs"] = epochs
         values.pop("max_steps", None)  # it would override the epochs asked for
     if full_data:
-        spec = spec.model_copy(update={"dataset": spec.dataset.model_copy(update={"max_train_samples": None})})
+        spec = spec.model_copy(
+            update={"dataset": spec.dataset.model_copy(update={"max_train_samples": None})}
+        )
     if trial.state == TrialState.COMPLETE:
         trial_value = trial.value
     else:
         trial_value = trial.intermediate_values.get(max(trial.intermediate_values, default=0))
     return FinalPlan(
-        trial=trial.number, params=dict(trial.params), spec=spec, values=values,
+        trial=trial.number,
+        params=dict(trial.params),
+        spec=spec,
+        values=values,
         # A trial made by hand has no seed recorded: the one the runner would have given it.
         seed=trial.user_attrs.get("seed", spec.seed + trial.number),
-        full_data=full_data, epochs=epochs, trial_value=trial_value,
+        full_data=full_data,
+        epochs=epochs,
+        trial_value=trial_value,
         trial_interval=trial.user_attrs.get(INTERVAL_ATTR),
     )
 
@@ -81,8 +94,10 @@ def choose_trial(study: optuna.Study, number: int | None) -> FrozenTrial:
     trials = study.get_trials(deepcopy=False)
     if number is None:
         if not any(t.state == TrialState.COMPLETE for t in trials):
-            raise StudyError(f"study {name!r} has no complete trial to train yet; run it first "
-                             f"(hpsearch run --study {name}), or pick a pruned one with --trial")
+            raise StudyError(
+                f"study {name!r} has no complete trial to train yet; run it first "
+                f"(hpsearch run --study {name}), or pick a pruned one with --trial"
+            )
         return study.best_trial
     by_number = {t.number: t for t in trials}
     if number not in by_number:

@@ -55,7 +55,9 @@ def check_resumable(storage, name: str, spec: StudySpec) -> int:
     return n_spent(storage.get_all_trials(storage.get_study_id_from_name(name), deepcopy=False))
 
 
-def open_study(storage, name: str, spec: StudySpec, worker_key: str | None = None) -> tuple[optuna.Study, list[str]]:
+def open_study(
+    storage, name: str, spec: StudySpec, worker_key: str | None = None
+) -> tuple[optuna.Study, list[str]]:
     """Create the study or resume it; returns it and the changes made to its stored budget.
 
     `worker_key` names this worker among several, so that its sampler draws its own suggestions.
@@ -70,7 +72,9 @@ def open_study(storage, name: str, spec: StudySpec, worker_key: str | None = Non
     _refuse_changes(name, existing, spec)
     study = _load(storage, name, spec, worker_key)
     old, new = existing.to_dict(), spec.to_dict()
-    changes = [line for key in MUTABLE_KEYS for line in diff_specs(old[key], new[key], prefix=f"{key}.")]
+    changes = [
+        line for key in MUTABLE_KEYS for line in diff_specs(old[key], new[key], prefix=f"{key}.")
+    ]
     if changes:
         study.set_user_attr(SPEC_ATTR, spec.to_dict())
     return study, changes
@@ -91,8 +95,10 @@ def _refuse_changes(name: str, existing: StudySpec, spec: StudySpec) -> None:
 
 def _load(storage, name: str, spec: StudySpec, worker_key: str | None) -> optuna.Study:
     return optuna.load_study(
-        study_name=name, storage=cached(storage),
-        sampler=make_sampler(spec.sampler, worker_key), pruner=make_pruner(spec.pruner),
+        study_name=name,
+        storage=cached(storage),
+        sampler=make_sampler(spec.sampler, worker_key),
+        pruner=make_pruner(spec.pruner),
     )
 
 
@@ -108,4 +114,3 @@ def diff_specs(old: Any, new: Any, *, prefix: str = "", ignore: tuple[str, ...] 
     if old != new:
         return [f"{prefix.rstrip('.')}: {json.dumps(old)} -> {json.dumps(new)}"]
     return []
-

@@ -13,11 +13,15 @@ from optuna.trial import FrozenTrial, TrialState
 
 from hpsearch.study.budget import count_states, n_spent
 
-INTERVAL_ATTR = "objective_interval"  # trial user attribute: [low, high], the objective's 95% interval
+INTERVAL_ATTR = (
+    "objective_interval"  # trial user attribute: [low, high], the objective's 95% interval
+)
 EVAL_EXAMPLES_ATTR = "eval_examples"  # trial user attribute: the eval set's size behind it
 EFFECTIVE_BATCH_ATTR = "effective_batch_size"  # trial user attribute: examples per optimizer step
 STOPPED_EARLY_ATTR = "stopped_early"  # trial user attribute: true if early stopping ended it
-EARLY_STEPS_SAVED_ATTR = "early_stopping_steps_saved"  # trial user attribute: steps it did not train
+EARLY_STEPS_SAVED_ATTR = (
+    "early_stopping_steps_saved"  # trial user attribute: steps it did not train
+)
 
 
 @dataclass(frozen=True)
@@ -48,9 +52,16 @@ def confidence_of(best: FrozenTrial, complete: list[FrozenTrial]) -> Confidence 
     if not interval:
         return None
     low, high = interval
-    tied = tuple(sorted(t.number for t in complete
-                        if t.number != best.number and t.value is not None and low <= t.value <= high))
-    return Confidence(low=low, high=high, eval_examples=best.user_attrs.get(EVAL_EXAMPLES_ATTR, 0), tied=tied)
+    tied = tuple(
+        sorted(
+            t.number
+            for t in complete
+            if t.number != best.number and t.value is not None and low <= t.value <= high
+        )
+    )
+    return Confidence(
+        low=low, high=high, eval_examples=best.user_attrs.get(EVAL_EXAMPLES_ATTR, 0), tied=tied
+    )
 
 
 @dataclass(frozen=True)
@@ -96,7 +107,9 @@ def summarize(study: optuna.Study, spec) -> StudySummary:
         pick = max if study.direction == optuna.study.StudyDirection.MAXIMIZE else min
         best = pick(complete, key=lambda t: t.value)
     steps_saved, seconds_saved = _saved_by_pruning(trials)
-    stopped = [t for t in trials if t.state == TrialState.COMPLETE and t.user_attrs.get(STOPPED_EARLY_ATTR)]
+    stopped = [
+        t for t in trials if t.state == TrialState.COMPLETE and t.user_attrs.get(STOPPED_EARLY_ATTR)
+    ]
     return StudySummary(
         name=study.study_name,
         task=spec.task,
@@ -111,22 +124,36 @@ def summarize(study: optuna.Study, spec) -> StudySummary:
         best_metrics=_task_metrics(best, spec) if best else {},
         best_confidence=confidence_of(best, complete) if best else None,
         best_effective_batch_size=best.user_attrs.get(EFFECTIVE_BATCH_ATTR) if best else None,
-        effective_batch_sizes=tuple(sorted({t.user_attrs[EFFECTIVE_BATCH_ATTR] for t in trials
-                                           if EFFECTIVE_BATCH_ATTR in t.user_attrs})),
+        effective_batch_sizes=tuple(
+            sorted(
+                {
+                    t.user_attrs[EFFECTIVE_BATCH_ATTR]
+                    for t in trials
+                    if EFFECTIVE_BATCH_ATTR in t.user_attrs
+                }
+            )
+        ),
         train_seconds=sum(t.user_attrs.get("train_seconds", 0.0) for t in trials),
         n_steps=sum(t.user_attrs.get("n_steps", 0) for t in trials),
         steps_saved=steps_saved,
         seconds_saved=seconds_saved,
         stopped_early=tuple(t.number for t in stopped),
-        early_stopping_steps_saved=sum(t.user_attrs.get(EARLY_STEPS_SAVED_ATTR, 0) for t in stopped),
-        early_stopping_seconds_saved=sum(_seconds_for(t, t.user_attrs.get(EARLY_STEPS_SAVED_ATTR, 0))
-                                         for t in stopped),
+        early_stopping_steps_saved=sum(
+            t.user_attrs.get(EARLY_STEPS_SAVED_ATTR, 0) for t in stopped
+        ),
+        early_stopping_seconds_saved=sum(
+            _seconds_for(t, t.user_attrs.get(EARLY_STEPS_SAVED_ATTR, 0)) for t in stopped
+        ),
     )
 
 
 def _task_metrics(trial: FrozenTrial, spec) -> dict[str, float]:
     measured = trial.user_attrs.get("metrics", {})
-    return {f"eval_{m}": measured[f"eval_{m}"] for m in spec.task_spec.metrics if f"eval_{m}" in measured}
+    return {
+        f"eval_{m}": measured[f"eval_{m}"]
+        for m in spec.task_spec.metrics
+        if f"eval_{m}" in measured
+    }
 
 
 def _seconds_for(trial: FrozenTrial, steps: int) -> float:

@@ -10,7 +10,9 @@ from hpsearch.tasks.text_classification import TextClassification, TextClassific
 from hpsearch.tasks.token_classification import TokenClassification, TokenClassificationData
 
 # Adding a task: one module with a Task subclass, and one entry here.
-TASKS: dict[str, Task] = {task.name: task for task in (TextClassification(), TokenClassification(), Seq2Seq(), CausalLM())}
+TASKS: dict[str, Task] = {
+    task.name: task for task in (TextClassification(), TokenClassification(), Seq2Seq(), CausalLM())
+}
 DEFAULT_TASK = TextClassification.name
 
 
@@ -22,7 +24,20 @@ def get_task(name: str) -> Task:
 
 
 __all__ = [
-    "DEFAULT_TASK", "IGNORED", "TASKS", "TASK_KEY", "CausalLM", "CausalLMData", "DatasetBase", "Labels",
-    "Seq2Seq", "Seq2SeqData", "Task", "TextClassification", "TextClassificationData", "TokenClassification",
-    "TokenClassificationData", "get_task",
+    "DEFAULT_TASK",
+    "IGNORED",
+    "TASKS",
+    "TASK_KEY",
+    "CausalLM",
+    "CausalLMData",
+    "DatasetBase",
+    "Labels",
+    "Seq2Seq",
+    "Seq2SeqData",
+    "Task",
+    "TextClassification",
+    "TextClassificationData",
+    "TokenClassification",
+    "TokenClassificationData",
+    "get_task",
 ]

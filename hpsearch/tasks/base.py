@@ -113,13 +113,20 @@ class Task:
         """Label names a hub dataset's features carry (a ClassLabel), if this task has labels."""
         return None
 
-    def labels(self, train: pd.DataFrame, evaluation: pd.DataFrame, dataset: DatasetBase,
-               known: list[str] | None) -> Labels | None:
+    def labels(
+        self,
+        train: pd.DataFrame,
+        evaluation: pd.DataFrame,
+        dataset: DatasetBase,
+        known: list[str] | None,
+    ) -> Labels | None:
         """The label set from the training rows (None for a task without labels); raises
         HpsearchError if the eval rows have labels training lacks."""
         return None
 
-    def encode(self, batch: dict[str, list], dataset: DatasetBase, tokenizer, labels: Labels | None) -> dict[str, list]:
+    def encode(
+        self, batch: dict[str, list], dataset: DatasetBase, tokenizer, labels: Labels | None
+    ) -> dict[str, list]:
         """A batch of rows (column -> values) as model inputs: input_ids, attention_mask, labels, ..."""
         raise NotImplementedError
 
@@ -135,7 +142,9 @@ class Task:
     def check_metric(self, metric: str, labels: list[str] | None) -> None:
         """The objective's metric means something for this data; raises HpsearchError if not."""
 
-    def compute_metrics(self, dataset: DatasetBase, tokenizer, labels: list[str] | None) -> Callable | None:
+    def compute_metrics(
+        self, dataset: DatasetBase, tokenizer, labels: list[str] | None
+    ) -> Callable | None:
         """Trainer's `compute_metrics` (None: Trainer's eval loss is all, and no logits are kept)."""
         return None
 
@@ -147,10 +156,14 @@ class Task:
 
     def describe_data(self, dataset: DatasetBase) -> str:
         """The columns trained on, for the model card."""
-        return ", ".join(f"{key.removeprefix('dataset.')} column `{column}`"
-                         for key, column in self.columns(dataset).items())
+        return ", ".join(
+            f"{key.removeprefix('dataset.')} column `{column}`"
+            for key, column in self.columns(dataset).items()
+        )
 
     def usage(self, model_dir: Path | str) -> str:
         """Python that loads the exported model and uses it."""
-        return (f'from transformers import pipeline\n'
-                f'model = pipeline("{self.pipeline_task}", model="{model_dir}")')
+        return (
+            f"from transformers import pipeline\n"
+            f'model = pipeline("{self.pipeline_task}", model="{model_dir}")'
+        )

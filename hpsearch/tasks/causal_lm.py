@@ -33,10 +33,14 @@ class CausalLMData(DatasetBase):
     def _text_or_prompt_and_completion(self):
         pair = (self.prompt, self.completion)
         if self.text is not None and any(pair):
-            raise ValueError("give text (language modelling) or prompt and completion (instruction tuning), not both")
+            raise ValueError(
+                "give text (language modelling) or prompt and completion (instruction tuning), not both"
+            )
         if any(pair) and not all(pair):
             missing = "completion" if self.prompt else "prompt"
-            raise ValueError(f"prompt and completion go together; add {missing}: (the column's name)")
+            raise ValueError(
+                f"prompt and completion go together; add {missing}: (the column's name)"
+            )
         if self.text is None and not any(pair):
             object.__setattr__(self, "text", "text")
         return self
@@ -61,7 +65,9 @@ class CausalLM(Task):
     def prepare_tokenizer(self, tokenizer) -> None:
         if tokenizer.pad_token is None:
             if tokenizer.eos_token is None:
-                raise HpsearchError("model: its tokenizer has neither a pad nor an end-of-sequence token")
+                raise HpsearchError(
+                    "model: its tokenizer has neither a pad nor an end-of-sequence token"
+                )
             tokenizer.pad_token = tokenizer.eos_token  # padding is masked out of the loss anyway
 
     def encode(self, batch, dataset: CausalLMData, tokenizer, labels) -> dict:
@@ -80,8 +86,8 @@ class CausalLM(Task):
         if dataset.packing:
             inputs, targets = pack(inputs, dataset.max_length), pack(targets, dataset.max_length)
         else:
-            inputs = [i[:dataset.max_length] for i in inputs]
-            targets = [t[:dataset.max_length] for t in targets]
+            inputs = [i[: dataset.max_length] for i in inputs]
+            targets = [t[: dataset.max_length] for t in targets]
         # An example whose completion was cut off entirely teaches nothing (and a batch of only
         # such examples would have no loss at all).
         kept = [k for k, t in enumerate(targets) if any(label != IGNORED for label in t)]
@@ -100,16 +106,20 @@ class CausalLM(Task):
     def describe_data(self, dataset: CausalLMData) -> str:
         if dataset.text is not None:
             return f"text column `{dataset.text}`{', packed' if dataset.packing else ''}"
-        return (f"prompt column `{dataset.prompt}`, completion column `{dataset.completion}` "
-                f"(loss on completions){', packed' if dataset.packing else ''}")
+        return (
+            f"prompt column `{dataset.prompt}`, completion column `{dataset.completion}` "
+            f"(loss on completions){', packed' if dataset.packing else ''}"
+        )
 
     def usage(self, model_dir) -> str:
-        return (f'from transformers import pipeline\n'
-                f'generate = pipeline("text-generation", model="{model_dir}")\n'
-                f'print(generate("your prompt", max_new_tokens=50)[0]["generated_text"])')
+        return (
+            f"from transformers import pipeline\n"
+            f'generate = pipeline("text-generation", model="{model_dir}")\n'
+            f'print(generate("your prompt", max_new_tokens=50)[0]["generated_text"])'
+        )
 
 
 def pack(sequences: list[list[int]], block: int) -> list[list[int]]:
     """The sequences end to end, cut into blocks of `block` tokens (the last one may be shorter)."""
     flat = [token for sequence in sequences for token in sequence]
-    return [flat[start:start + block] for start in range(0, len(flat), block)]
+    return [flat[start : start + block] for start in range(0, len(flat), block)]

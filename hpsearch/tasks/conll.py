@@ -17,7 +17,9 @@ SUFFIXES = (".conll", ".txt", ".iob", ".bio")
 DOCSTART = "-DOCSTART-"
 
 
-def read_conll(path: Path, encoding: str, tag_column: int, tokens: str, tags: str, key: str) -> pd.DataFrame:
+def read_conll(
+    path: Path, encoding: str, tag_column: int, tokens: str, tags: str, key: str
+) -> pd.DataFrame:
     """Sentences as rows: a `tokens` column and a `tags` column, each a list of strings.
 
     `tag_column` is the index of the tag among a line's columns (negative counts from the end);
@@ -61,5 +63,7 @@ def read_conll(path: Path, encoding: str, tag_column: int, tokens: str, tags: st
         labels.append(columns[tag_column])
     end_sentence()
     if not sentences:
-        raise SpecError(f"{key}: {path} holds no sentence (token and tag per line, blank lines between)")
+        raise SpecError(
+            f"{key}: {path} holds no sentence (token and tag per line, blank lines between)"
+        )
     return pd.DataFrame({tokens: [s[0] for s in sentences], tags: [s[1] for s in sentences]})

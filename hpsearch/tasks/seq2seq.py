@@ -34,7 +34,11 @@ class Seq2Seq(Task):
     name = "seq2seq"
     Dataset = Seq2SeqData
     metrics: ClassVar[dict[str, Direction]] = {
-        "rougeL": "maximize", "rouge1": "maximize", "rouge2": "maximize", "bleu": "maximize", "loss": "minimize",
+        "rougeL": "maximize",
+        "rouge1": "maximize",
+        "rouge2": "maximize",
+        "bleu": "maximize",
+        "loss": "minimize",
     }
     default_metric = "rougeL"
     model_class = "AutoModelForSeq2SeqLM"
@@ -55,11 +59,17 @@ class Seq2Seq(Task):
     def encode(self, batch, dataset: Seq2SeqData, tokenizer, labels) -> dict:
         sources = [dataset.prefix + str(t) for t in batch[dataset.text]]
         encoded = tokenizer(sources, truncation=True, max_length=dataset.max_length)
-        targets = tokenizer(text_target=[str(t) for t in batch[dataset.target]], truncation=True,
-                            max_length=dataset.max_target_length)
+        targets = tokenizer(
+            text_target=[str(t) for t in batch[dataset.target]],
+            truncation=True,
+            max_length=dataset.max_target_length,
+        )
         # Not token_type_ids (a BERT tokenizer's): generate() refuses inputs its model does not take.
-        return {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"],
-                "labels": targets["input_ids"]}
+        return {
+            "input_ids": encoded["input_ids"],
+            "attention_mask": encoded["attention_mask"],
+            "labels": targets["input_ids"],
+        }
 
     def collator_kwargs(self, model) -> dict:
         return {"model": model}  # it builds decoder_input_ids from the labels, as the model does
@@ -68,8 +78,11 @@ class Seq2Seq(Task):
         def compute(prediction) -> dict[str, float]:
             generated = prediction.predictions
             generated = generated[0] if isinstance(generated, tuple) else generated
-            return text_scores(decode(tokenizer, generated), decode(tokenizer, prediction.label_ids),
-                               generated_lengths(generated, tokenizer.pad_token_id))
+            return text_scores(
+                decode(tokenizer, generated),
+                decode(tokenizer, prediction.label_ids),
+                generated_lengths(generated, tokenizer.pad_token_id),
+            )
 
         return compute
 
@@ -80,11 +93,13 @@ class Seq2Seq(Task):
     def usage(self, model_dir) -> str:
         # No pipeline serves a seq2seq model in transformers 5; generate() uses the tuned settings
         # saved in generation_config.json.
-        return (f'from transformers import AutoModelForSeq2SeqLM, AutoTokenizer\n'
-                f'tokenizer = AutoTokenizer.from_pretrained("{model_dir}")\n'
-                f'model = AutoModelForSeq2SeqLM.from_pretrained("{model_dir}")\n'
-                f'inputs = tokenizer(["your text"], return_tensors="pt")\n'
-                f'print(tokenizer.batch_decode(model.generate(**inputs), skip_special_tokens=True))')
+        return (
+            f"from transformers import AutoModelForSeq2SeqLM, AutoTokenizer\n"
+            f'tokenizer = AutoTokenizer.from_pretrained("{model_dir}")\n'
+            f'model = AutoModelForSeq2SeqLM.from_pretrained("{model_dir}")\n'
+            f'inputs = tokenizer(["your text"], return_tensors="pt")\n'
+            f"print(tokenizer.batch_decode(model.generate(**inputs), skip_special_tokens=True))"
+        )
 
 
 def decode(tokenizer, ids: np.ndarray) -> list[str]:
@@ -96,10 +111,14 @@ def decode(tokenizer, ids: np.ndarray) -> list[str]:
 
 def generated_lengths(ids: np.ndarray, pad_id: int | None) -> list[int]:
     ids = np.asarray(ids)
-    return list(((ids != IGNORED) & (ids != (pad_id if pad_id is not None else IGNORED))).sum(axis=1))
+    return list(
+        ((ids != IGNORED) & (ids != (pad_id if pad_id is not None else IGNORED))).sum(axis=1)
+    )
 
 
-def text_scores(predictions: list[str], references: list[str], lengths: list[int] | None = None) -> dict[str, float]:
+def text_scores(
+    predictions: list[str], references: list[str], lengths: list[int] | None = None
+) -> dict[str, float]:
     """ROUGE-1/2/L F-measures averaged over examples, corpus sacreBLEU, and the mean generated length."""
     import sacrebleu
     from rouge_score import rouge_scorer

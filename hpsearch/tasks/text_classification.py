@@ -13,7 +13,9 @@ from hpsearch.tasks.base import DatasetBase, Direction, Labels, Task
 
 
 class TextClassificationData(DatasetBase):
-    task: Literal["text-classification"] = Field(default="text-classification", exclude=True, repr=False)
+    task: Literal["text-classification"] = Field(
+        default="text-classification", exclude=True, repr=False
+    )
     text: str = "text"
     text_pair: str | None = None
     """A second text column, for pairs (entailment, paraphrase)."""
@@ -24,8 +26,12 @@ class TextClassification(Task):
     name = "text-classification"
     Dataset = TextClassificationData
     metrics: ClassVar[dict[str, Direction]] = {
-        "accuracy": "maximize", "f1_macro": "maximize", "f1_weighted": "maximize",
-        "precision_macro": "maximize", "recall_macro": "maximize", "loss": "minimize",
+        "accuracy": "maximize",
+        "f1_macro": "maximize",
+        "f1_weighted": "maximize",
+        "precision_macro": "maximize",
+        "recall_macro": "maximize",
+        "loss": "minimize",
     }
     default_metric = "accuracy"
     model_class = "AutoModelForSequenceClassification"
@@ -38,7 +44,9 @@ class TextClassification(Task):
             named["dataset.text_pair"] = dataset.text_pair
         return named
 
-    def check_frame(self, frame: pd.DataFrame, dataset: TextClassificationData, origin: str) -> None:
+    def check_frame(
+        self, frame: pd.DataFrame, dataset: TextClassificationData, origin: str
+    ) -> None:
         if pd.api.types.is_float_dtype(frame[dataset.label].dropna()):
             raise SpecError(
                 f"dataset.label: column {dataset.label!r} holds floats; a classifier needs integer or "
@@ -86,7 +94,9 @@ class TextClassification(Task):
         return compute
 
 
-def classification_metrics(logits: np.ndarray, labels: np.ndarray, n_labels: int) -> dict[str, float]:
+def classification_metrics(
+    logits: np.ndarray, labels: np.ndarray, n_labels: int
+) -> dict[str, float]:
     predictions = np.asarray(logits).argmax(-1)
     labels = np.asarray(labels)
     # confusion[i, j]: examples of class i predicted as class j.

@@ -24,12 +24,21 @@ from hpsearch.tasks.conll import SUFFIXES, read_conll
 CHUNK_TAG = re.compile(r"^(O|[BIESLU]-.+)$")
 ENTITY_METRICS = ("precision", "recall", "f1")
 # seqeval's names for the schemes it reads strictly; BIOES is the common name of its IOBES.
-SCHEMES = {"IOB1": "IOB1", "IOB2": "IOB2", "IOE1": "IOE1", "IOE2": "IOE2", "IOBES": "IOBES",
-           "BIOES": "IOBES", "BILOU": "BILOU"}
+SCHEMES = {
+    "IOB1": "IOB1",
+    "IOB2": "IOB2",
+    "IOE1": "IOE1",
+    "IOE2": "IOE2",
+    "IOBES": "IOBES",
+    "BIOES": "IOBES",
+    "BILOU": "BILOU",
+}
 
 
 class TokenClassificationData(DatasetBase):
-    task: Literal["token-classification"] = Field(default="token-classification", exclude=True, repr=False)
+    task: Literal["token-classification"] = Field(
+        default="token-classification", exclude=True, repr=False
+    )
     tokens: str = "tokens"
     """The column holding each sentence's words (a list of strings); CoNLL files get it made."""
     tags: str = "ner_tags"
@@ -50,7 +59,11 @@ class TokenClassification(Task):
     name = "token-classification"
     Dataset = TokenClassificationData
     metrics: ClassVar[dict[str, Direction]] = {
-        "f1": "maximize", "precision": "maximize", "recall": "maximize", "accuracy": "maximize", "loss": "minimize",
+        "f1": "maximize",
+        "precision": "maximize",
+        "recall": "maximize",
+        "accuracy": "maximize",
+        "loss": "minimize",
     }
     default_metric = "f1"
     model_class = "AutoModelForTokenClassification"
@@ -61,8 +74,12 @@ class TokenClassification(Task):
     def columns(self, dataset: TokenClassificationData) -> dict[str, str]:
         return {"dataset.tokens": dataset.tokens, "dataset.tags": dataset.tags}
 
-    def check_frame(self, frame: pd.DataFrame, dataset: TokenClassificationData, origin: str) -> None:
-        for number, (words, tags) in enumerate(zip(frame[dataset.tokens], frame[dataset.tags]), start=1):
+    def check_frame(
+        self, frame: pd.DataFrame, dataset: TokenClassificationData, origin: str
+    ) -> None:
+        for number, (words, tags) in enumerate(
+            zip(frame[dataset.tokens], frame[dataset.tags]), start=1
+        ):
             for key, value in (("tokens", words), ("tags", tags)):
                 if isinstance(value, str) or not hasattr(value, "__len__"):
                     raise SpecError(
@@ -97,7 +114,9 @@ class TokenClassification(Task):
                     "train on more rows, or map those tags to ones training has"
                 )
         if len(labels.names) < 2:
-            raise HpsearchError(f"dataset.tags: a single tag {labels.names}; a tagger needs two or more")
+            raise HpsearchError(
+                f"dataset.tags: a single tag {labels.names}; a tagger needs two or more"
+            )
         if dataset.tag_scheme and not is_chunking(labels.names):
             raise HpsearchError(
                 f"dataset.tag_scheme: {dataset.tag_scheme} needs tags like B-PER and O, but the data has "
@@ -107,13 +126,20 @@ class TokenClassification(Task):
 
     def encode(self, batch, dataset: TokenClassificationData, tokenizer, labels: Labels) -> dict:
         if not getattr(tokenizer, "is_fast", False):
-            raise HpsearchError("model: token-classification needs a fast tokenizer (one with word_ids())")
+            raise HpsearchError(
+                "model: token-classification needs a fast tokenizer (one with word_ids())"
+            )
         words = [[str(w) for w in sentence] for sentence in batch[dataset.tokens]]
-        encoded = tokenizer(words, is_split_into_words=True, truncation=True, max_length=dataset.max_length)
+        encoded = tokenizer(
+            words, is_split_into_words=True, truncation=True, max_length=dataset.max_length
+        )
         continuing = continuation_ids(labels.names)
         encoded["labels"] = [
-            align_tags([labels.ids[t] for t in tags], encoded.word_ids(i),
-                       continuing if dataset.label_all_tokens else None)
+            align_tags(
+                [labels.ids[t] for t in tags],
+                encoded.word_ids(i),
+                continuing if dataset.label_all_tokens else None,
+            )
             for i, tags in enumerate(batch[dataset.tags])
         ]
         return encoded
@@ -134,11 +160,15 @@ class TokenClassification(Task):
         return f"tokens column `{dataset.tokens}`, tags column `{dataset.tags}`"
 
     def usage(self, model_dir) -> str:
-        return (f'from transformers import pipeline\n'
-                f'tag = pipeline("token-classification", model="{model_dir}", aggregation_strategy="simple")')
+        return (
+            f"from transformers import pipeline\n"
+            f'tag = pipeline("token-classification", model="{model_dir}", aggregation_strategy="simple")'
+        )
 
 
-def align_tags(word_tags: list[int], word_ids: list[int | None], continuing: dict[int, int] | None) -> list[int]:
+def align_tags(
+    word_tags: list[int], word_ids: list[int | None], continuing: dict[int, int] | None
+) -> list[int]:
     """One label per sub-word token: the word's tag on its first piece, IGNORED on special tokens,
     and on the word's other pieces IGNORED, or (`continuing` given) the tag with B- made I-."""
     aligned, previous = [], None
@@ -158,8 +188,11 @@ def align_tags(word_tags: list[int], word_ids: list[int | None], continuing: dic
 def continuation_ids(names: list[str]) -> dict[int, int]:
     """Tag id of B-X -> tag id of I-X, for each X the tag set has both of."""
     index = {name: i for i, name in enumerate(names)}
-    return {i: index[f"I-{name[2:]}"] for i, name in enumerate(names)
-            if name.startswith("B-") and f"I-{name[2:]}" in index}
+    return {
+        i: index[f"I-{name[2:]}"]
+        for i, name in enumerate(names)
+        if name.startswith("B-") and f"I-{name[2:]}" in index
+    }
 
 
 def is_chunking(names: list[str]) -> bool:
@@ -195,12 +228,16 @@ class TagMetrics:
         metrics = {"accuracy": float((predicted[kept] == gold[kept]).mean()) if kept.any() else 0.0}
         if self.chunking:
             true_tags = [[self.names[g] for g in row[mask]] for row, mask in zip(gold, kept)]
-            predicted_tags = [[self.names[p] for p in row[mask]] for row, mask in zip(predicted, kept)]
+            predicted_tags = [
+                [self.names[p] for p in row[mask]] for row, mask in zip(predicted, kept)
+            ]
             metrics.update(entity_scores(true_tags, predicted_tags, self.scheme))
         return metrics
 
 
-def entity_scores(true_tags: list[list[str]], predicted_tags: list[list[str]], scheme: str | None) -> dict[str, float]:
+def entity_scores(
+    true_tags: list[list[str]], predicted_tags: list[list[str]], scheme: str | None
+) -> dict[str, float]:
     """Micro-averaged entity precision, recall and F1 (seqeval); an entity counts only if its span
     and type are both right."""
     from seqeval import metrics

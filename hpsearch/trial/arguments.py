@@ -19,25 +19,56 @@ from hpsearch.trial.distributed import group_arguments
 from hpsearch.trial.precision import auto_precision
 
 # TrainingArguments that hpsearch sets itself; a spec may not search or fix them.
-CONTROLLED_ARGS = frozenset({
-    "output_dir", "eval_strategy", "eval_steps", "save_strategy", "save_steps", "save_total_limit",
-    "logging_strategy", "logging_steps", "logging_dir", "logging_nan_inf_filter", "report_to",
-    "disable_tqdm", "seed", "do_train", "do_eval", "load_best_model_at_end", "metric_for_best_model",
-    "greater_is_better", "push_to_hub", "hub_model_id", "run_name", "eval_on_start",
-    "remove_unused_columns", "label_names",
-    # Seq2seq evaluation generates with the spec's generation settings (num_beams, max_new_tokens, ...).
-    "predict_with_generate", "generation_config", "generation_max_length", "generation_num_beams",
-})
+CONTROLLED_ARGS = frozenset(
+    {
+        "output_dir",
+        "eval_strategy",
+        "eval_steps",
+        "save_strategy",
+        "save_steps",
+        "save_total_limit",
+        "logging_strategy",
+        "logging_steps",
+        "logging_dir",
+        "logging_nan_inf_filter",
+        "report_to",
+        "disable_tqdm",
+        "seed",
+        "do_train",
+        "do_eval",
+        "load_best_model_at_end",
+        "metric_for_best_model",
+        "greater_is_better",
+        "push_to_hub",
+        "hub_model_id",
+        "run_name",
+        "eval_on_start",
+        "remove_unused_columns",
+        "label_names",
+        # Seq2seq evaluation generates with the spec's generation settings (num_beams, max_new_tokens, ...).
+        "predict_with_generate",
+        "generation_config",
+        "generation_max_length",
+        "generation_num_beams",
+    }
+)
 # Not train_sampling_strategy="group_by_length": it made steps 1.5x faster on the default study, but
 # its batches of one length cost 3-6 points of accuracy after an epoch (BENCHMARKS.md).
 DEFAULT_ARGS = {"per_device_eval_batch_size": 64}
 
 
-def build_training_args(values: dict[str, Any], seed: int, output_dir: Path,
-                        task: Task = TASKS[DEFAULT_TASK]) -> TrainingArguments:
+def build_training_args(
+    values: dict[str, Any], seed: int, output_dir: Path, task: Task = TASKS[DEFAULT_TASK]
+) -> TrainingArguments:
     """The task's TrainingArguments class with the spec's values, hpsearch's defaults and its own."""
     return transformers_class(task.arguments_class)(
-        **{**DEFAULT_ARGS, **auto_precision(values), **values, **task.arguments, **group_arguments()},
+        **{
+            **DEFAULT_ARGS,
+            **auto_precision(values),
+            **values,
+            **task.arguments,
+            **group_arguments(),
+        },
         output_dir=str(output_dir),
         seed=seed,
         # Evaluation and logging are driven by OptunaPruningCallback; nothing is written to disk.
@@ -62,8 +93,14 @@ def check_training_args(spec: StudySpec) -> None:
             if name in others:
                 continue
             if name in CONTROLLED_ARGS:
-                fix = "; search or fix the generation settings instead" if name.startswith(("generation", "predict")) else ""
-                raise SpecError(f"{section}.{name}: hpsearch sets this training argument itself; remove it{fix}")
+                fix = (
+                    "; search or fix the generation settings instead"
+                    if name.startswith(("generation", "predict"))
+                    else ""
+                )
+                raise SpecError(
+                    f"{section}.{name}: hpsearch sets this training argument itself; remove it{fix}"
+                )
             if name not in fields:
                 close = difflib.get_close_matches(name, [*fields, *others], n=1)
                 hint = f" (did you mean {close[0]}?)" if close else ""
@@ -79,11 +116,15 @@ def check_training_args(spec: StudySpec) -> None:
             _try_args({**fixed, **searched}, Path(scratch), "search_space", task, searched)
 
 
-def _try_args(values: dict, scratch: Path, section: str, task: Task, searched: dict | None = None) -> None:
+def _try_args(
+    values: dict, scratch: Path, section: str, task: Task, searched: dict | None = None
+) -> None:
     try:
         build_training_args(values, seed=0, output_dir=scratch, task=task)
     except (ValueError, TypeError) as e:
-        where = section if not searched else f"{section} (at {', '.join(f'{k}={v}' for k, v in searched.items())})"
+        where = (
+            section
+            if not searched
+            else f"{section} (at {', '.join(f'{k}={v}' for k, v in searched.items())})"
+        )
         raise SpecError(f"{where}: {first_line(e)}") from None
-
-

@@ -20,8 +20,15 @@ class BestEvaluation(TrainerCallback):
     """Follows the evaluations that `primary` (the trial's evaluating callback) makes; registered
     after it, so that it sees each evaluation's value once that callback has read and reported it."""
 
-    def __init__(self, primary: OptunaPruningCallback, maximize: bool, patience: int | None = None,
-                 min_delta: float = 0.0, kept_weights: set[str] | None = None, scored=None):
+    def __init__(
+        self,
+        primary: OptunaPruningCallback,
+        maximize: bool,
+        patience: int | None = None,
+        min_delta: float = 0.0,
+        kept_weights: set[str] | None = None,
+        scored=None,
+    ):
         self.primary = primary
         self.maximize = maximize
         self.patience = patience
@@ -29,7 +36,9 @@ class BestEvaluation(TrainerCallback):
         # The parameters to copy at each new best: those that train at some point of the run (None:
         # keep no weights). The others never change.
         self.kept_weights = kept_weights
-        self.scored = scored  # RememberLastEvaluation: the best evaluation's predictions, for its interval
+        self.scored = (
+            scored  # RememberLastEvaluation: the best evaluation's predictions, for its interval
+        )
         self.best_value: float | None = None
         self.best_evaluation = 0
         self.best_metrics: dict[str, float] = {}
@@ -57,11 +66,18 @@ class BestEvaluation(TrainerCallback):
             if self.scored is not None:
                 self.best_prediction = self.scored.last
             if self.kept_weights is not None and model is not None:
-                self.weights = {name: p.detach().to("cpu", copy=True)
-                                for name, p in model.named_parameters() if name in self.kept_weights}
+                self.weights = {
+                    name: p.detach().to("cpu", copy=True)
+                    for name, p in model.named_parameters()
+                    if name in self.kept_weights
+                }
             return
         self.since_best += 1
-        if self.patience is not None and self.since_best >= self.patience and state.global_step < state.max_steps:
+        if (
+            self.patience is not None
+            and self.since_best >= self.patience
+            and state.global_step < state.max_steps
+        ):
             self.stopped_early = True
             control.should_training_stop = True
 

@@ -18,7 +18,9 @@ class TrialDiverged(Exception):
     """The training loss or the metric stopped being a finite number."""
 
 
-def evaluation_steps(max_steps: int, batches_per_epoch: int, accumulation: int, evals_per_epoch: int) -> list[int]:
+def evaluation_steps(
+    max_steps: int, batches_per_epoch: int, accumulation: int, evals_per_epoch: int
+) -> list[int]:
     """The optimizer steps after which a trial evaluates: `evals_per_epoch` per epoch, evenly
     spaced, the last on the final step. Evaluation k falls at k / evals_per_epoch of an epoch (to
     the nearest step), whatever the batch size and accumulation: the rungs of every trial sit at the
@@ -30,8 +32,13 @@ def evaluation_steps(max_steps: int, batches_per_epoch: int, accumulation: int, 
 
 
 class OptunaPruningCallback(TrainerCallback):
-    def __init__(self, trial: optuna.Trial | None, metric_key: str, evals_per_epoch: int,
-                 derive_metrics: Callable[[dict], dict] | None = None):
+    def __init__(
+        self,
+        trial: optuna.Trial | None,
+        metric_key: str,
+        evals_per_epoch: int,
+        derive_metrics: Callable[[dict], dict] | None = None,
+    ):
         self.trial = trial  # None: nothing reported, nothing pruned (a final training)
         self.metric_key = metric_key
         self.evals_per_epoch = evals_per_epoch
@@ -47,8 +54,14 @@ class OptunaPruningCallback(TrainerCallback):
 
     def on_train_begin(self, args, state, control, train_dataloader=None, **kwargs):
         self.n_steps_planned = state.max_steps
-        self.eval_steps = set(evaluation_steps(
-            state.max_steps, len(train_dataloader), args.gradient_accumulation_steps, self.evals_per_epoch))
+        self.eval_steps = set(
+            evaluation_steps(
+                state.max_steps,
+                len(train_dataloader),
+                args.gradient_accumulation_steps,
+                self.evals_per_epoch,
+            )
+        )
 
     def on_step_end(self, args, state, control, **kwargs):
         if state.global_step in self.eval_steps:
@@ -66,11 +79,15 @@ class OptunaPruningCallback(TrainerCallback):
         if self.derive_metrics is not None:
             metrics.update(self.derive_metrics(metrics))  # the dict Trainer.evaluate returns, too
         if self.metric_key not in metrics:
-            raise KeyError(f"evaluation returned no {self.metric_key}; it returned {sorted(metrics)}")
+            raise KeyError(
+                f"evaluation returned no {self.metric_key}; it returned {sorted(metrics)}"
+            )
         value = float(metrics[self.metric_key])
         self.n_evals += 1
         self.last_metrics = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
-        self.history.append({"evaluation": self.n_evals, "step": state.global_step, **self.last_metrics})
+        self.history.append(
+            {"evaluation": self.n_evals, "step": state.global_step, **self.last_metrics}
+        )
         for key in (self.metric_key, "eval_loss"):
             if not math.isfinite(metrics.get(key, 0.0)):
                 self.divergence = f"{key} became {metrics[key]} at evaluation {self.n_evals}"

@@ -45,7 +45,9 @@ def _load_frame(location: Location, dataset: DatasetBase, split: str, key: str) 
         try:
             frame = read_file(location.path, dataset, key)
         except (UnicodeDecodeError, ValueError) as e:
-            raise HpsearchError(f"{key}: cannot read {location.reference}: {first_line(e)}") from None
+            raise HpsearchError(
+                f"{key}: cannot read {location.reference}: {first_line(e)}"
+            ) from None
     else:
         frame = _load_split(location, dataset, split, key)
     check_columns(frame, dataset, location.reference)
@@ -61,8 +63,11 @@ def _load_split(location: Location, dataset: DatasetBase, split: str, key: str) 
     try:
         loaded = datasets.load_dataset(location.loaded_by_datasets, dataset.subset, split=split)
     except Exception as e:  # noqa: BLE001 - the hub client raises many types; all mean "cannot get it"
-        fix = ("name its files by split (train.csv, validation.csv)" if location.folder is not None
-               else "without a network, point it at a local file or package:PKG/file")
+        fix = (
+            "name its files by split (train.csv, validation.csv)"
+            if location.folder is not None
+            else "without a network, point it at a local file or package:PKG/file"
+        )
         raise HpsearchError(
             f"{key}: cannot load {location.describe()} split {split!r}: {first_line(e)}; {fix}"
         ) from None
@@ -76,8 +81,9 @@ def _split(dataset: DatasetBase) -> tuple[pd.DataFrame, pd.DataFrame, Labels | N
     train_location = dataset_location(dataset, "source")
     train = _load_frame(train_location, dataset, dataset.split, "dataset.source")
     if dataset.eval_source:
-        evaluation = _load_frame(dataset_location(dataset, "eval_source"), dataset, dataset.split,
-                                 "dataset.eval_source")
+        evaluation = _load_frame(
+            dataset_location(dataset, "eval_source"), dataset, dataset.split, "dataset.eval_source"
+        )
     elif dataset.eval_split:
         evaluation = _load_frame(train_location, dataset, dataset.eval_split, "dataset.eval_split")
     else:
@@ -89,12 +95,20 @@ def _split(dataset: DatasetBase) -> tuple[pd.DataFrame, pd.DataFrame, Labels | N
     def finish(frame: pd.DataFrame, cap: int | None) -> pd.DataFrame:
         return frame.sample(frac=1.0, random_state=dataset.seed).head(cap).reset_index(drop=True)
 
-    return finish(train, dataset.max_train_samples), finish(evaluation, dataset.max_eval_samples), labels
+    return (
+        finish(train, dataset.max_train_samples),
+        finish(evaluation, dataset.max_eval_samples),
+        labels,
+    )
 
 
 def cache_key(dataset: DatasetBase, model_reference: str) -> str:
-    identity: dict = {"dataset": dataset.model_dump(mode="json"), "task": dataset.task,
-                      "model": model_reference, "v": CACHE_VERSION}
+    identity: dict = {
+        "dataset": dataset.model_dump(mode="json"),
+        "task": dataset.task,
+        "model": model_reference,
+        "v": CACHE_VERSION,
+    }
     for field in ("source", "eval_source"):
         location = dataset_location(dataset, field)
         if location is not None and location.path is not None:
@@ -103,7 +117,9 @@ def cache_key(dataset: DatasetBase, model_reference: str) -> str:
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def prepare_data(dataset: DatasetBase, model_reference: str, tokenizer, cache_dir: Path) -> PreparedData:
+def prepare_data(
+    dataset: DatasetBase, model_reference: str, tokenizer, cache_dir: Path
+) -> PreparedData:
     """Load the train and eval sets as model inputs from the cache, building them first if needed."""
     from datasets import load_from_disk
 
@@ -124,11 +140,16 @@ def _build_cache(dataset: DatasetBase, tokenizer, target: Path) -> None:
     def encode(frame: pd.DataFrame, key: str) -> Dataset:
         rows = Dataset.from_pandas(frame, preserve_index=False)
         # All input columns go: a task may make more or fewer rows than it was given (packing).
-        encoded = rows.map(lambda batch: task.encode(batch, dataset, tokenizer, labels), batched=True,
-                           remove_columns=rows.column_names)
+        encoded = rows.map(
+            lambda batch: task.encode(batch, dataset, tokenizer, labels),
+            batched=True,
+            remove_columns=rows.column_names,
+        )
         if len(encoded) == 0:
-            raise HpsearchError(f"{key}: no example is left to train or evaluate on after tokenizing; "
-                                "raise dataset.max_length or check the data")
+            raise HpsearchError(
+                f"{key}: no example is left to train or evaluate on after tokenizing; "
+                "raise dataset.max_length or check the data"
+            )
         return encoded
 
     encoded_eval = encode(evaluation, "dataset (eval set)")
@@ -138,7 +159,9 @@ def _build_cache(dataset: DatasetBase, tokenizer, target: Path) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=target.parent))
     try:
-        DatasetDict({"train": encode(train, "dataset (training set)"), "eval": encoded_eval}).save_to_disk(str(staging))
+        DatasetDict(
+            {"train": encode(train, "dataset (training set)"), "eval": encoded_eval}
+        ).save_to_disk(str(staging))
         (staging / LABEL_FILE).write_text(json.dumps(labels.names if labels else None))
         # A rename is atomic: another worker building the same cache at once sees all or nothing.
         os.rename(staging, target)

@@ -18,8 +18,11 @@ def describe_device(training: dict[str, Any], ranks: int = 1) -> str:
     "2 x cuda (NVIDIA H100, bf16, DDP)" for a trial group of 2 ranks."""
     precision = precision_name({**auto_precision(training), **training})
     if ranks > 1:
-        what = (f"cuda ({torch.cuda.get_device_name()}" if torch.cuda.is_available()
-                else f"cpu ({torch.get_num_threads()} threads")
+        what = (
+            f"cuda ({torch.cuda.get_device_name()}"
+            if torch.cuda.is_available()
+            else f"cpu ({torch.get_num_threads()} threads"
+        )
         return f"{ranks} x {what}, {precision}, DDP)"
     if torch.cuda.is_available():
         index = torch.cuda.current_device()

@@ -140,9 +140,14 @@ def rank_outcome(group: Group, params: dict, seed: int, fitting) -> dict[str, An
     callback = fitting.callback
     value = callback.last_metrics.get(callback.metric_key)
     return {
-        "rank": group.rank, "pid": os.getpid(), "params": params, "seed": seed,
-        "steps": fitting.trainer.state.global_step, "evaluations": callback.n_evals,
-        "pruned": callback.pruned, "value": None if value is None else round(value, 6),
+        "rank": group.rank,
+        "pid": os.getpid(),
+        "params": params,
+        "seed": seed,
+        "steps": fitting.trainer.state.global_step,
+        "evaluations": callback.n_evals,
+        "pruned": callback.pruned,
+        "value": None if value is None else round(value, 6),
     }
 
 
@@ -152,6 +157,8 @@ def disagreement(outcomes: list[dict[str, Any]]) -> str | None:
     for outcome in outcomes[1:]:
         for key in ("params", "seed", "steps", "evaluations", "pruned"):
             if outcome[key] != first[key]:
-                return (f"the ranks disagree on {key}: rank 0 has {first[key]}, "
-                        f"rank {outcome['rank']} has {outcome[key]}")
+                return (
+                    f"the ranks disagree on {key}: rank 0 has {first[key]}, "
+                    f"rank {outcome['rank']} has {outcome[key]}"
+                )
     return None

@@ -60,7 +60,9 @@ class FinalResult:
     history: list[dict[str, float]] = field(default_factory=list)
 
 
-def train_final(plan: FinalPlan, loaded: Loaded, directory: Path, report: Report | None = None) -> FinalResult:
+def train_final(
+    plan: FinalPlan, loaded: Loaded, directory: Path, report: Report | None = None
+) -> FinalResult:
     """Train `plan`'s configuration on `loaded` (its spec's data) and save the model and tokenizer in
     `directory`. A configuration that cannot train, or whose loss diverges, is an HpsearchError;
     then nothing is saved."""
@@ -68,14 +70,25 @@ def train_final(plan: FinalPlan, loaded: Loaded, directory: Path, report: Report
     callbacks = (ProgressReporter(report),) if report is not None else ()
     with tempfile.TemporaryDirectory(prefix="hpsearch-final-") as scratch:
         try:
-            fitting = start_fit(spec, loaded.data, loaded.factory, loaded.tokenizer, plan.values, plan.seed,
-                                Path(scratch), trial=None, callbacks=callbacks)
+            fitting = start_fit(
+                spec,
+                loaded.data,
+                loaded.factory,
+                loaded.tokenizer,
+                plan.values,
+                plan.seed,
+                Path(scratch),
+                trial=None,
+                callbacks=callbacks,
+            )
             fitting.train()
         except TrialFailed as e:
             raise HpsearchError(f"the final training of trial {plan.trial} failed: {e}") from None
     callback = fitting.callback
     if callback.divergence:
-        raise HpsearchError(f"the final training of trial {plan.trial} failed: {callback.divergence}")
+        raise HpsearchError(
+            f"the final training of trial {plan.trial} failed: {callback.divergence}"
+        )
     metric = spec.objective.eval_key
     if metric not in callback.last_metrics:
         raise HpsearchError(f"the final training of trial {plan.trial} made no evaluation")
@@ -84,22 +97,36 @@ def train_final(plan: FinalPlan, loaded: Loaded, directory: Path, report: Report
     fitting.save_deployable(directory)
     state = fitting.trainer.state
     return FinalResult(
-        metric=metric, value=fitting.value, metrics=dict(fitting.metrics),
-        interval=interval, n_train_examples=len(loaded.data.train),
-        n_eval_examples=len(loaded.data.eval), n_steps=state.global_step, n_evals=callback.n_evals,
-        epochs=float(state.epoch or 0.0), train_seconds=fitting.seconds, history=list(callback.history),
+        metric=metric,
+        value=fitting.value,
+        metrics=dict(fitting.metrics),
+        interval=interval,
+        n_train_examples=len(loaded.data.train),
+        n_eval_examples=len(loaded.data.eval),
+        n_steps=state.global_step,
+        n_evals=callback.n_evals,
+        epochs=float(state.epoch or 0.0),
+        train_seconds=fitting.seconds,
+        history=list(callback.history),
     )
 
 
 def final_record(plan: FinalPlan, result: FinalResult, **more: Any) -> dict[str, Any]:
     """The JSON-safe record of a final training, as the study keeps it (study.record_final_training)."""
     return {
-        "trial": plan.trial, "seed": plan.seed, "full_data": plan.full_data, "epochs": round(result.epochs, 4),
+        "trial": plan.trial,
+        "seed": plan.seed,
+        "full_data": plan.full_data,
+        "epochs": round(result.epochs, 4),
         "epochs_asked": plan.epochs,
-        "n_train_examples": result.n_train_examples, "n_eval_examples": result.n_eval_examples,
-        "n_steps": result.n_steps, "metric": result.metric, "value": round(result.value, 6),
+        "n_train_examples": result.n_train_examples,
+        "n_eval_examples": result.n_eval_examples,
+        "n_steps": result.n_steps,
+        "metric": result.metric,
+        "value": round(result.value, 6),
         "trial_value": None if plan.trial_value is None else round(plan.trial_value, 6),
         "interval": None if result.interval is None else [round(x, 6) for x in result.interval],
         "metrics": {k: round(v, 6) for k, v in result.metrics.items()},
-        "train_seconds": round(result.train_seconds, 3), **more,
+        "train_seconds": round(result.train_seconds, 3),
+        **more,
     }

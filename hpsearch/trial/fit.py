@@ -53,7 +53,9 @@ class Fitting:
     def finished(self) -> bool:
         """Trained to its last planned step (or stopped early), not pruned nor diverged."""
         callback = self.callback
-        ended = self.trainer.state.global_step == callback.n_steps_planned or self.best.stopped_early
+        ended = (
+            self.trainer.state.global_step == callback.n_steps_planned or self.best.stopped_early
+        )
         return ended and not callback.pruned and not callback.divergence and callback.n_evals > 0
 
     @property
@@ -81,7 +83,8 @@ class Fitting:
         early stopping, the best evaluation, the unfreezing schedule."""
         args, state = self.trainer.args, self.trainer.state
         record: dict[str, Any] = {
-            EFFECTIVE_BATCH_ATTR: args.per_device_train_batch_size * args.gradient_accumulation_steps
+            EFFECTIVE_BATCH_ATTR: args.per_device_train_batch_size
+            * args.gradient_accumulation_steps
             * max(1, args.world_size),
         }
         if self.best.patience is not None or self.value_of == "best":
@@ -103,7 +106,8 @@ class Fitting:
             self.trainer.train()
         except torch.OutOfMemoryError:
             raise TrialFailed(
-                f"out of memory (batch size {self.trainer.args.per_device_train_batch_size})") from None
+                f"out of memory (batch size {self.trainer.args.per_device_train_batch_size})"
+            ) from None
         except Exception as e:  # noqa: BLE001 - failures are data: a combination that cannot train
             raise TrialFailed(f"{type(e).__name__}: {first_line(e)}") from None
         finally:
@@ -126,7 +130,9 @@ class Fitting:
         if not self.finished or prediction is None or task.interval_rounds == 0:
             return None
         try:
-            return bootstrap_interval(scored.compute, prediction, spec.objective.metric, rounds=task.interval_rounds)
+            return bootstrap_interval(
+                scored.compute, prediction, spec.objective.metric, rounds=task.interval_rounds
+            )
         except KeyError:
             return None
 
@@ -147,30 +153,49 @@ class Fitting:
         self.tokenizer.save_pretrained(directory)
 
 
-def start_fit(spec: StudySpec, data: PreparedData, factory: ModelFactory, tokenizer, values: dict[str, Any],
-              seed: int, scratch: Path, trial: optuna.Trial | None = None, callbacks: tuple = ()) -> Fitting:
+def start_fit(
+    spec: StudySpec,
+    data: PreparedData,
+    factory: ModelFactory,
+    tokenizer,
+    values: dict[str, Any],
+    seed: int,
+    scratch: Path,
+    trial: optuna.Trial | None = None,
+    callbacks: tuple = (),
+) -> Fitting:
     """The model and Trainer for `values` (the spec's fixed settings and a trial's parameters);
     `trial` (None: no Optuna trial) gets every evaluation reported and may be pruned. Values that
     TrainingArguments, the model or Trainer refuse are TrialFailed ("invalid parameters: ...")."""
     task = spec.task_spec
     settings = split_params(values)
-    callback = OptunaPruningCallback(trial, spec.objective.eval_key, spec.pruner.evals_per_epoch,
-                                     task.derive_metrics)
+    callback = OptunaPruningCallback(
+        trial, spec.objective.eval_key, spec.pruner.evals_per_epoch, task.derive_metrics
+    )
     compute_metrics = task.compute_metrics(spec.dataset, tokenizer, data.label_names)
     scored = RememberLastEvaluation(compute_metrics) if compute_metrics is not None else None
     try:
         args = build_training_args(settings.arguments, seed, scratch, task)
         lora = spec.peft.resolve(settings.peft) if spec.peft is not None else None
         model = factory.build(seed, settings.knobs, settings.generation, lora)
-        unfreezing = (GradualUnfreezing(model, settings.knobs["gradual_unfreezing"])
-                      if settings.knobs.get("gradual_unfreezing") else None)
-        trained = {name for name, p in model.named_parameters()
-                   if p.requires_grad or (unfreezing is not None and id(p) in unfreezing.managed)}
+        unfreezing = (
+            GradualUnfreezing(model, settings.knobs["gradual_unfreezing"])
+            if settings.knobs.get("gradual_unfreezing")
+            else None
+        )
+        trained = {
+            name
+            for name, p in model.named_parameters()
+            if p.requires_grad or (unfreezing is not None and id(p) in unfreezing.managed)
+        }
         stopping = spec.early_stopping
         best = BestEvaluation(
-            callback, maximize=spec.objective.direction == "maximize",
-            patience=stopping.patience if stopping else None, min_delta=stopping.min_delta if stopping else 0.0,
-            kept_weights=trained if spec.objective.value == "best" else None, scored=scored,
+            callback,
+            maximize=spec.objective.direction == "maximize",
+            patience=stopping.patience if stopping else None,
+            min_delta=stopping.min_delta if stopping else 0.0,
+            kept_weights=trained if spec.objective.value == "best" else None,
+            scored=scored,
         )
         extra = [best] + ([unfreezing] if unfreezing is not None else [])
         trainer = transformers_class(task.trainer_class)(
@@ -179,7 +204,9 @@ def start_fit(spec: StudySpec, data: PreparedData, factory: ModelFactory, tokeni
             train_dataset=data.train,
             eval_dataset=data.eval,
             processing_class=tokenizer,
-            data_collator=transformers_class(task.collator_class)(tokenizer, **task.collator_kwargs(model)),
+            data_collator=transformers_class(task.collator_class)(
+                tokenizer, **task.collator_kwargs(model)
+            ),
             compute_metrics=scored,
             callbacks=[callback, *extra, *callbacks],
         )
@@ -190,8 +217,15 @@ def start_fit(spec: StudySpec, data: PreparedData, factory: ModelFactory, tokeni
     # Progress is hpsearch's to show; Trainer's printer would interleave log dicts.
     trainer.remove_callback(PrinterCallback)
     trainer.remove_callback(ProgressCallback)
-    return Fitting(trainer=trainer, callback=callback, best=best, scored=scored, tokenizer=tokenizer,
-                   value_of=spec.objective.value, unfreezing=unfreezing)
+    return Fitting(
+        trainer=trainer,
+        callback=callback,
+        best=best,
+        scored=scored,
+        tokenizer=tokenizer,
+        value_of=spec.objective.value,
+        unfreezing=unfreezing,
+    )
 
 
 def _set_layerwise_optimizer(trainer: Trainer, decay: float, trained: set[str]) -> None:
@@ -200,6 +234,12 @@ def _set_layerwise_optimizer(trainer: Trainer, decay: float, trained: set[str]) 
     groups hold only those that train from the start)."""
     args, model = trainer.args, trainer.model
     optimizer_cls, kwargs = Trainer.get_optimizer_cls_and_kwargs(args, model)
-    groups = layerwise_groups(model, args.learning_rate, decay, args.weight_decay,
-                              set(trainer.get_decay_parameter_names(model)), trained)
+    groups = layerwise_groups(
+        model,
+        args.learning_rate,
+        decay,
+        args.weight_decay,
+        set(trainer.get_decay_parameter_names(model)),
+        trained,
+    )
     trainer.optimizer_cls_and_kwargs = (optimizer_cls, {**kwargs, "params": groups})

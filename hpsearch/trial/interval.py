@@ -30,8 +30,14 @@ class RememberLastEvaluation:
         return self.compute(prediction)
 
 
-def bootstrap_interval(compute: Callable[[EvalPrediction], dict], prediction: EvalPrediction, metric: str,
-                       rounds: int = ROUNDS, level: float = LEVEL, seed: int = 0) -> tuple[float, float]:
+def bootstrap_interval(
+    compute: Callable[[EvalPrediction], dict],
+    prediction: EvalPrediction,
+    metric: str,
+    rounds: int = ROUNDS,
+    level: float = LEVEL,
+    seed: int = 0,
+) -> tuple[float, float]:
     """The `level` percentile interval of `compute(...)[metric]` over `rounds` resamples of the
     evaluated examples. Seeded: the same predictions give the same interval."""
     n = _n_examples(prediction.label_ids)
@@ -39,8 +45,10 @@ def bootstrap_interval(compute: Callable[[EvalPrediction], dict], prediction: Ev
     values = []
     for _ in range(rounds):
         rows = rng.integers(0, n, size=n)
-        resampled = EvalPrediction(predictions=_take(prediction.predictions, rows),
-                                   label_ids=_take(prediction.label_ids, rows))
+        resampled = EvalPrediction(
+            predictions=_take(prediction.predictions, rows),
+            label_ids=_take(prediction.label_ids, rows),
+        )
         values.append(float(compute(resampled)[metric]))
     tail = (1 - level) / 2 * 100
     low, high = np.percentile(values, [tail, 100 - tail])

@@ -28,7 +28,9 @@ def embeddings_of(model):
 def layer_stack(model, knob: str):
     layers = find_layers(unwrapped(model))
     if layers is None:
-        raise ValueError(f"{knob}: cannot find the transformer layers of this {model.config.model_type} model")
+        raise ValueError(
+            f"{knob}: cannot find the transformer layers of this {model.config.model_type} model"
+        )
     return layers
 
 
@@ -42,8 +44,14 @@ def parameter_depths(model, knob: str = "layer_lr_decay") -> dict[str, int]:
     return {name: depth.get(id(p), 0) for name, p in model.named_parameters()}
 
 
-def layerwise_groups(model, learning_rate: float, decay: float, weight_decay: float,
-                     decay_names: set[str], trained: set[str]) -> list[dict]:
+def layerwise_groups(
+    model,
+    learning_rate: float,
+    decay: float,
+    weight_decay: float,
+    decay_names: set[str],
+    trained: set[str],
+) -> list[dict]:
     """The optimizer's parameter groups: one per (depth, weight decay or not), each at its rate.
     `trained` names every parameter that trains at some point (frozen ones gradual unfreezing will
     free included: an optimizer skips a parameter while it has no gradient)."""
@@ -54,9 +62,14 @@ def layerwise_groups(model, learning_rate: float, decay: float, weight_decay: fl
             continue
         depth = depths[name]
         decays = name in decay_names
-        group = groups.setdefault((depth, decays), {
-            "params": [], "lr": learning_rate * decay ** depth, "weight_decay": weight_decay if decays else 0.0,
-        })
+        group = groups.setdefault(
+            (depth, decays),
+            {
+                "params": [],
+                "lr": learning_rate * decay**depth,
+                "weight_decay": weight_decay if decays else 0.0,
+            },
+        )
         group["params"].append(parameter)
     return [groups[key] for key in sorted(groups)]
 

@@ -66,5 +66,8 @@ def load_for_training(spec: StudySpec) -> Loaded:
 
     location = resolve_model(spec.model)
     tokenizer, data = load_data(spec, location)
-    return Loaded(tokenizer=tokenizer, data=data,
-                  factory=ModelFactory(location, spec.task_spec, data.label_names, tokenizer))
+    return Loaded(
+        tokenizer=tokenizer,
+        data=data,
+        factory=ModelFactory(location, spec.task_spec, data.label_names, tokenizer),
+    )

@@ -30,10 +30,16 @@ def add_adapters(model, lora: dict[str, Any], task: Task, fresh_modules: list[st
     (the new head) train fully and are saved with the adapter."""
     from peft import LoraConfig, get_peft_model
 
-    target = lora["target_modules"] if lora["target_modules"] is not None else default_targets(model)
+    target = (
+        lora["target_modules"] if lora["target_modules"] is not None else default_targets(model)
+    )
     config = LoraConfig(
-        task_type=PEFT_TASK_TYPES[task.model_class], r=lora["r"], lora_alpha=lora["alpha"],
-        lora_dropout=lora["dropout"], target_modules=target, bias=lora["bias"],
+        task_type=PEFT_TASK_TYPES[task.model_class],
+        r=lora["r"],
+        lora_alpha=lora["alpha"],
+        lora_dropout=lora["dropout"],
+        target_modules=target,
+        bias=lora["bias"],
         modules_to_save=fresh_modules or None,
     )
     try:
@@ -48,8 +54,13 @@ def add_adapters(model, lora: dict[str, Any], task: Task, fresh_modules: list[st
 def linear_names(model) -> list[str]:
     import torch
 
-    return sorted({name.rsplit(".", 1)[-1] for name, module in model.named_modules()
-                   if isinstance(module, torch.nn.Linear)})
+    return sorted(
+        {
+            name.rsplit(".", 1)[-1]
+            for name, module in model.named_modules()
+            if isinstance(module, torch.nn.Linear)
+        }
+    )
 
 
 def check_adapters(factory, spec) -> None:
@@ -97,8 +108,10 @@ def make_deployable(model_dir: Path, spec, adapter_only: bool) -> None:
 
     adapter = (model_dir / ADAPTER_CONFIG).is_file()
     if adapter_only and not adapter:
-        raise HpsearchError("--adapter: the best model is a full fine-tune, not a LoRA adapter (the study has "
-                            "no peft: section); export it without --adapter")
+        raise HpsearchError(
+            "--adapter: the best model is a full fine-tune, not a LoRA adapter (the study has "
+            "no peft: section); export it without --adapter"
+        )
     if not adapter or adapter_only:
         return
     merged = model_dir / ".merged"
@@ -125,5 +138,7 @@ def merge_adapter(adapter_dir: Path, base_location, task: Task, out_dir: Path) -
         base = auto_class.from_pretrained(source_of(base_location), config=config)
         merged = PeftModel.from_pretrained(base, adapter_dir).merge_and_unload()
     except (OSError, ValueError) as e:
-        raise HpsearchError(f"cannot merge the adapter into {base_location.reference}: {first_line(e)}") from None
+        raise HpsearchError(
+            f"cannot merge the adapter into {base_location.reference}: {first_line(e)}"
+        ) from None
     merged.save_pretrained(out_dir)

@@ -18,10 +18,16 @@ from hpsearch.trial.classes import transformers_class
 
 # Config attributes that hold a dropout probability, across the common encoder families.
 DROPOUT_ATTRIBUTES = (
-    "hidden_dropout_prob", "attention_probs_dropout_prob",  # BERT, RoBERTa, ELECTRA, MiniLM
-    "dropout", "attention_dropout", "seq_classif_dropout",  # DistilBERT, BART
-    "hidden_dropout", "classifier_dropout",
-    "resid_pdrop", "embd_pdrop", "attn_pdrop",  # GPT-2
+    "hidden_dropout_prob",
+    "attention_probs_dropout_prob",  # BERT, RoBERTa, ELECTRA, MiniLM
+    "dropout",
+    "attention_dropout",
+    "seq_classif_dropout",  # DistilBERT, BART
+    "hidden_dropout",
+    "classifier_dropout",
+    "resid_pdrop",
+    "embd_pdrop",
+    "attn_pdrop",  # GPT-2
     "dropout_rate",  # T5
 )
 
@@ -61,15 +67,20 @@ def _from_pretrained(auto_class, location: Location, **kwargs):
 class ModelFactory:
     """Holds the pretrained weights in memory and builds one fresh model per trial."""
 
-    def __init__(self, location: Location, task: Task, label_names: list[str] | None, tokenizer=None):
+    def __init__(
+        self, location: Location, task: Task, label_names: list[str] | None, tokenizer=None
+    ):
         self.auto_class = transformers_class(task.model_class)
         self.config = load_config(location, label_names)
         if tokenizer is not None and getattr(self.config, "pad_token_id", None) is None:
             # Batches are padded with the tokenizer's pad token (the causal-lm task may have set it).
             self.config.pad_token_id = tokenizer.pad_token_id
         pretrained, info = _from_pretrained(
-            self.auto_class, location, config=self.config,
-            output_loading_info=True, ignore_mismatched_sizes=True,
+            self.auto_class,
+            location,
+            config=self.config,
+            output_loading_info=True,
+            ignore_mismatched_sizes=True,
         )
         fresh = set(info["missing_keys"]) | {key for key, *_ in info["mismatched_keys"]}
         # Only the weights the checkpoint really holds; a new head is initialised per trial.
@@ -79,8 +90,13 @@ class ModelFactory:
         self.task = task
         self.generation_config = getattr(pretrained, "generation_config", None)
 
-    def build(self, seed: int, knobs: dict[str, Any], generation: dict[str, Any] | None = None,
-              lora: dict[str, Any] | None = None):
+    def build(
+        self,
+        seed: int,
+        knobs: dict[str, Any],
+        generation: dict[str, Any] | None = None,
+        lora: dict[str, Any] | None = None,
+    ):
         """A fresh model for one trial: its seed, model knobs, generation settings and, with
         `lora` (PeftSpec.resolve), LoRA adapters."""
         from transformers import set_seed
@@ -113,7 +129,9 @@ def set_dropout(config, probability: float) -> None:
         raise ValueError(f"dropout must be in [0, 1), got {probability}")
     names = [n for n in DROPOUT_ATTRIBUTES if isinstance(getattr(config, n, None), float)]
     if not names:
-        raise ValueError(f"dropout: {config.model_type} config has none of {', '.join(DROPOUT_ATTRIBUTES)}")
+        raise ValueError(
+            f"dropout: {config.model_type} config has none of {', '.join(DROPOUT_ATTRIBUTES)}"
+        )
     for name in names:
         setattr(config, name, probability)
 
@@ -128,7 +146,11 @@ def find_layers(model):
 
     total = count_layers(model.config)
     return next(
-        (m for m in model.base_model.modules() if isinstance(m, torch.nn.ModuleList) and len(m) == total),
+        (
+            m
+            for m in model.base_model.modules()
+            if isinstance(m, torch.nn.ModuleList) and len(m) == total
+        ),
         None,
     )
 

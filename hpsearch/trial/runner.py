@@ -62,8 +62,11 @@ class TrialRunner:
         group_record = {}
         if self.group is not None:
             self.group.share((params, seed))
-            group_record = {GROUP_ATTR: self.group.key, "rank_pids": self.group.gather(os.getpid()),
-                            "world_size": self.group.size}
+            group_record = {
+                GROUP_ATTR: self.group.key,
+                "rank_pids": self.group.gather(os.getpid()),
+                "world_size": self.group.size,
+            }
         record_start(trial, seed, self.device, group_record)
         try:
             return self._train(trial, params, seed)
@@ -88,12 +91,26 @@ class TrialRunner:
     def _train(self, trial: optuna.Trial | None, params: dict[str, Any], seed: int) -> float:
         """Train one configuration; `trial` is None on a rank other than 0 (which records nothing)."""
         group = self.group
-        reporter = trial if group is None else LeadingTrial(trial, group) if trial is not None else FollowingTrial(group)
+        reporter = (
+            trial
+            if group is None
+            else LeadingTrial(trial, group)
+            if trial is not None
+            else FollowingTrial(group)
+        )
         with tempfile.TemporaryDirectory(prefix="hpsearch-trial-") as scratch:
             fitting, error = None, None
             try:
-                fitting = start_fit(self.spec, self.data, self.factory, self.tokenizer,
-                                    {**self.spec.training, **params}, seed, Path(scratch), reporter)
+                fitting = start_fit(
+                    self.spec,
+                    self.data,
+                    self.factory,
+                    self.tokenizer,
+                    {**self.spec.training, **params},
+                    seed,
+                    Path(scratch),
+                    reporter,
+                )
             except TrialFailed as e:
                 error = str(e)
             if group is not None:
@@ -105,7 +122,9 @@ class TrialRunner:
             finally:
                 if trial is not None:
                     _record_cost(trial, fitting, self._interval(fitting))
-                    _upload_metrics(trial, fitting.callback, params, seed, self.artifact_store, Path(scratch))
+                    _upload_metrics(
+                        trial, fitting.callback, params, seed, self.artifact_store, Path(scratch)
+                    )
         if group is not None:
             outcomes = group.gather(rank_outcome(group, params, seed, fitting))
             if trial is not None:
@@ -132,13 +151,26 @@ class TrialRunner:
         if interval is None:
             return {}
         low, high = interval
-        return {INTERVAL_ATTR: [round(low, 6), round(high, 6)], EVAL_EXAMPLES_ATTR: len(self.data.eval)}
+        return {
+            INTERVAL_ATTR: [round(low, 6), round(high, 6)],
+            EVAL_EXAMPLES_ATTR: len(self.data.eval),
+        }
 
 
-def record_start(trial: optuna.Trial, seed: int, device: str, extra: dict[str, Any] | None = None) -> None:
+def record_start(
+    trial: optuna.Trial, seed: int, device: str, extra: dict[str, Any] | None = None
+) -> None:
     """Where the trial runs and with which seed, in one write."""
-    set_user_attrs(trial, {"seed": seed, "host": socket.gethostname(), "pid": os.getpid(), "device": device,
-                           **(extra or {})})
+    set_user_attrs(
+        trial,
+        {
+            "seed": seed,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "device": device,
+            **(extra or {}),
+        },
+    )
 
 
 def _train_in(fitting: Fitting, group: Group | None) -> None:
@@ -154,8 +186,11 @@ def _train_in(fitting: Fitting, group: Group | None) -> None:
 def _record_cost(trial: optuna.Trial, fitting: Fitting, interval: dict[str, Any]) -> None:
     callback = fitting.callback
     cost = {
-        "train_seconds": round(fitting.seconds, 3), "n_steps": fitting.trainer.state.global_step,
-        "n_steps_planned": callback.n_steps_planned, "n_evals": callback.n_evals, **interval,
+        "train_seconds": round(fitting.seconds, 3),
+        "n_steps": fitting.trainer.state.global_step,
+        "n_steps_planned": callback.n_steps_planned,
+        "n_evals": callback.n_evals,
+        **interval,
         **fitting.record,
     }
     if fitting.metrics:
@@ -163,12 +198,19 @@ def _record_cost(trial: optuna.Trial, fitting: Fitting, interval: dict[str, Any]
     set_user_attrs(trial, cost)
 
 
-def _upload_metrics(trial, callback: OptunaPruningCallback, params: dict, seed: int, store, scratch: Path) -> None:
+def _upload_metrics(
+    trial, callback: OptunaPruningCallback, params: dict, seed: int, store, scratch: Path
+) -> None:
     """Every evaluation of the trial as a JSON file attached to it: browsable in the dashboard."""
     record = {
-        "trial": trial.number, "params": params, "seed": seed,
-        "n_steps_planned": callback.n_steps_planned, "evaluations": callback.history,
+        "trial": trial.number,
+        "params": params,
+        "seed": seed,
+        "n_steps_planned": callback.n_steps_planned,
+        "evaluations": callback.history,
     }
     path = scratch / f"metrics-trial-{trial.number}.json"
     path.write_text(json.dumps(record, indent=2))
-    upload_artifact(artifact_store=store, file_path=str(path), study_or_trial=trial, mimetype="application/json")
+    upload_artifact(
+        artifact_store=store, file_path=str(path), study_or_trial=trial, mimetype="application/json"
+    )

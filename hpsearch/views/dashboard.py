@@ -34,7 +34,9 @@ def serve(app, host: str, port: int, server: str, workers: int = 4) -> None:
     if server == "gunicorn":
         _serve_gunicorn(app, host, port, workers)
         return
-    with make_server(host, port, app, server_class=ThreadingWSGIServer, handler_class=QuietHandler) as httpd:
+    with make_server(
+        host, port, app, server_class=ThreadingWSGIServer, handler_class=QuietHandler
+    ) as httpd:
         httpd.serve_forever()
 
 

@@ -25,8 +25,13 @@ from hpsearch.study import Confidence, stored_spec
 from hpsearch.views.status import describe_trial_record
 
 
-def export_best_model(storage, name: str, artifact_store, out_dir: Path,
-                      finish: Callable[[Path, Any], None] | None = None) -> dict:
+def export_best_model(
+    storage,
+    name: str,
+    artifact_store,
+    out_dir: Path,
+    finish: Callable[[Path, Any], None] | None = None,
+) -> dict:
     """Unpack the study's best model into `out_dir` (which must be new or empty) and add a card;
     returns the record of the trial whose model it is. `finish(model_dir, spec)` makes the
     unpacked model deployable (merges a LoRA adapter) before the card is written; a failure
@@ -35,12 +40,18 @@ def export_best_model(storage, name: str, artifact_store, out_dir: Path,
     study = optuna.load_study(study_name=name, storage=storage)
     pointer = best_model_pointer(study)
     if pointer is None:
-        raise StudyError(f"study {name!r} has no best model yet; run it first (hpsearch run --study {name})")
+        raise StudyError(
+            f"study {name!r} has no best model yet; run it first (hpsearch run --study {name})"
+        )
     check_new_directory(out_dir)
     with tempfile.TemporaryDirectory(prefix="hpsearch-export-") as scratch:
         archive = Path(scratch) / "model.zip"
         try:
-            download_artifact(artifact_store=artifact_store, artifact_id=pointer["artifact_id"], file_path=str(archive))
+            download_artifact(
+                artifact_store=artifact_store,
+                artifact_id=pointer["artifact_id"],
+                file_path=str(archive),
+            )
         except Exception as e:  # noqa: BLE001 - each artifact store raises its own not-found type
             raise HpsearchError(
                 f"the best model's file (artifact {pointer['artifact_id']}) is not in the artifact store: "
@@ -56,8 +67,12 @@ def export_best_model(storage, name: str, artifact_store, out_dir: Path,
         adapter = read_adapter_settings(staging)
         if finish is not None:
             finish(staging, spec)
-        form = "adapter" if (staging / ADAPTER_CONFIG).is_file() else "merged" if adapter else "full"
-        (staging / "README.md").write_text(model_card(name, spec, record, adapter=adapter, form=form))
+        form = (
+            "adapter" if (staging / ADAPTER_CONFIG).is_file() else "merged" if adapter else "full"
+        )
+        (staging / "README.md").write_text(
+            model_card(name, spec, record, adapter=adapter, form=form)
+        )
         out_dir.parent.mkdir(parents=True, exist_ok=True)
         if out_dir.exists():
             out_dir.rmdir()
@@ -109,8 +124,10 @@ def read_adapter_settings(model_dir: Path) -> dict[str, Any] | None:
     if not path.is_file():
         return None
     config = json.loads(path.read_text())
-    return {key: config.get(key) for key in ("r", "lora_alpha", "lora_dropout", "target_modules", "bias",
-                                             "modules_to_save")}
+    return {
+        key: config.get(key)
+        for key in ("r", "lora_alpha", "lora_dropout", "target_modules", "bias", "modules_to_save")
+    }
 
 
 def _describe_adapter(spec, adapter: dict[str, Any] | None, form: str) -> str:
@@ -119,19 +136,29 @@ def _describe_adapter(spec, adapter: dict[str, Any] | None, form: str) -> str:
     modules = adapter["target_modules"]
     modules = ", ".join(sorted(modules)) if isinstance(modules, list) else modules
     head = ", ".join(sorted(set(adapter["modules_to_save"] or []))) or "none"
-    trained = (f"LoRA adapters (rank {adapter['r']}, alpha {adapter['lora_alpha']}, dropout "
-               f"{adapter['lora_dropout']}) on `{modules}`; new modules trained fully: `{head}`.")
+    trained = (
+        f"LoRA adapters (rank {adapter['r']}, alpha {adapter['lora_alpha']}, dropout "
+        f"{adapter['lora_dropout']}) on `{modules}`; new modules trained fully: `{head}`."
+    )
     if form == "merged":
         return f"\n\n## LoRA\n{trained} The adapters are merged into the weights here: no PEFT is needed to load them.\n"
-    return (f"\n\n## LoRA\n{trained} This directory holds the adapter alone (with PEFT installed); load it "
-            f"onto `{spec.model}`:\n\n```python\nfrom peft import PeftModel\n"
-            f"from transformers import {spec.task_spec.model_class}\n"
-            f'base = {spec.task_spec.model_class}.from_pretrained("BASE_MODEL_DIR", config="path/to/this/directory")\n'
-            'model = PeftModel.from_pretrained(base, "path/to/this/directory").merge_and_unload()\n```\n')
+    return (
+        f"\n\n## LoRA\n{trained} This directory holds the adapter alone (with PEFT installed); load it "
+        f"onto `{spec.model}`:\n\n```python\nfrom peft import PeftModel\n"
+        f"from transformers import {spec.task_spec.model_class}\n"
+        f'base = {spec.task_spec.model_class}.from_pretrained("BASE_MODEL_DIR", config="path/to/this/directory")\n'
+        'model = PeftModel.from_pretrained(base, "path/to/this/directory").merge_and_unload()\n```\n'
+    )
 
 
-def model_card(name: str, spec, best: dict, final: dict | None = None, adapter: dict[str, Any] | None = None,
-               form: str = "full") -> str:
+def model_card(
+    name: str,
+    spec,
+    best: dict,
+    final: dict | None = None,
+    adapter: dict[str, Any] | None = None,
+    form: str = "full",
+) -> str:
     """The README.md of an exported model: trial `best`'s (describe_trial_record), or, with `final`
     (a final training's record, trial.final_record, plus its "fixed" values), that training's;
     `adapter` (read_adapter_settings) and `form` (full, merged, adapter) describe a LoRA model."""
@@ -146,8 +173,8 @@ def model_card(name: str, spec, best: dict, final: dict | None = None, adapter: 
         title = "best model of an hpsearch study"
         about = f"""A {spec.task} model fine-tuned from `{spec.model}` on `{spec.dataset.source}`
 ({task.describe_data(spec.dataset)}), the best of {spec.budget.n_trials} trials searched by hpsearch
-for {spec.objective.direction} `{best['metric']}`: **{best['value']:.4f}** (trial {best['number']},
-seed {best['seed']}){sureness}."""
+for {spec.objective.direction} `{best["metric"]}`: **{best["value"]:.4f}** (trial {best["number"]},
+seed {best["seed"]}){sureness}."""
         which = "its best evaluation" if spec.objective.value == "best" else "last evaluation"
         measured_title = f"Evaluation metrics of this trial ({which})"
     else:
@@ -155,7 +182,9 @@ seed {best['seed']}){sureness}."""
         about = _describe_final_training(spec, final, sureness)
         measured = {k: v for k, v in measured.items() if k.removeprefix("eval_") in task.metrics}
         measured_title = "Evaluation metrics of this training (last evaluation)"
-    metrics = "\n".join(f"| {k} | {v:.4f} |" for k, v in sorted(measured.items()) if isinstance(v, float))
+    metrics = "\n".join(
+        f"| {k} | {v:.4f} |" for k, v in sorted(measured.items()) if isinstance(v, float)
+    )
     return f"""---
 library_name: transformers
 {tag}tags:
@@ -218,7 +247,11 @@ def _describe_rows(spec, final: dict) -> str:
     if final["full_data"]:
         return f"all {rows} (the search's cap of max_train_samples dropped)"
     cap = spec.dataset.max_train_samples
-    return f"{rows} (the search's data, max_train_samples {cap})" if cap else f"{rows} (all, as in the search)"
+    return (
+        f"{rows} (the search's data, max_train_samples {cap})"
+        if cap
+        else f"{rows} (all, as in the search)"
+    )
 
 
 def _describe_interval(final: dict) -> str:

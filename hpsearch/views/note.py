@@ -43,15 +43,20 @@ def register_worker(study: optuna.Study, device: str, metric: str) -> None:
     set_objective_names(study, [metric])  # the dashboard says "eval_accuracy", not "Objective 0"
     key = f"{WORKER_ATTR_PREFIX}{socket.gethostname()}:{os.getpid()}"
     record = {
-        "host": socket.gethostname(), "pid": os.getpid(), "device": device,
-        "joined": _now(), "versions": package_versions(),
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "device": device,
+        "joined": _now(),
+        "versions": package_versions(),
     }
     set_study_system_attr(study, key, record)
 
 
 def workers(study: optuna.Study) -> list[dict]:
     attrs = study_system_attrs(study)
-    return sorted((v for k, v in attrs.items() if k.startswith(WORKER_ATTR_PREFIX)), key=lambda w: w["joined"])
+    return sorted(
+        (v for k, v in attrs.items() if k.startswith(WORKER_ATTR_PREFIX)), key=lambda w: w["joined"]
+    )
 
 
 class NoteWriter:
@@ -71,12 +76,27 @@ def write_note(study: optuna.Study, spec) -> None:
     from optuna_dashboard import save_note
 
     summary = summarize(study, spec)
-    save_note(study, render_note(study.study_name, spec, summary, workers(study), best_model_pointer(study),
-                                 final_trainings(study)))
+    save_note(
+        study,
+        render_note(
+            study.study_name,
+            spec,
+            summary,
+            workers(study),
+            best_model_pointer(study),
+            final_trainings(study),
+        ),
+    )
 
 
-def render_note(name: str, spec, summary: StudySummary, joined: list[dict], pointer: dict | None,
-                trained: list[dict] = ()) -> str:
+def render_note(
+    name: str,
+    spec,
+    summary: StudySummary,
+    joined: list[dict],
+    pointer: dict | None,
+    trained: list[dict] = (),
+) -> str:
     """The note's Markdown; `trained`: the study's final trainings (hpsearch train), oldest first."""
     states = describe_states(summary.states, none="none yet")
     best = "no trial has completed yet"
@@ -96,12 +116,26 @@ def render_note(name: str, spec, summary: StudySummary, joined: list[dict], poin
         f"| best trial's metrics | {_metrics(summary.best_metrics)} |",
         f"| compute spent | {summary.train_seconds:.0f} s training, {summary.n_steps} optimizer steps |",
         f"| saved by pruning | ~{summary.seconds_saved:.0f} s, {summary.steps_saved} steps |",
-        *([(f"| stopped early | trials {', '.join(map(str, summary.stopped_early))}: "
-           f"~{summary.early_stopping_seconds_saved:.0f} s, {summary.early_stopping_steps_saved} steps saved |")]
-          if summary.stopped_early else []),
-        *([(f"| effective batch | {summary.best_effective_batch_size} (best trial); "
-           f"{', '.join(map(str, summary.effective_batch_sizes))} across trials |")]
-          if summary.best_effective_batch_size is not None else []),
+        *(
+            [
+                (
+                    f"| stopped early | trials {', '.join(map(str, summary.stopped_early))}: "
+                    f"~{summary.early_stopping_seconds_saved:.0f} s, {summary.early_stopping_steps_saved} steps saved |"
+                )
+            ]
+            if summary.stopped_early
+            else []
+        ),
+        *(
+            [
+                (
+                    f"| effective batch | {summary.best_effective_batch_size} (best trial); "
+                    f"{', '.join(map(str, summary.effective_batch_sizes))} across trials |"
+                )
+            ]
+            if summary.best_effective_batch_size is not None
+            else []
+        ),
         f"| best model | {model} |",
         "",
         "## Workers",
@@ -112,13 +146,25 @@ def render_note(name: str, spec, summary: StudySummary, joined: list[dict], poin
         versions = " | ".join(w.get("versions", {}).get(p, "-") for p in PACKAGES)
         lines.append(f"| {w['host']} | {w['pid']} | {w['device']} | {w['joined']} | {versions} |")
     if trained:
-        lines += ["", "## Final trainings (hpsearch train)",
-                  "| trial | data | epochs | " + f"{summary.metric} | trial's | directory | host | finished |",
-                  "| --- | --- | --- | --- | --- | --- | --- | --- |"]
-        lines += [f"| {t['trial']} | {describe_final_data(t)} | {t['epochs']:g} | {t['value']:.4f} | "
-                  f"{_value(t.get('trial_value'))} | `{t['out_dir']}` | {t['host']} | {t['finished_at']} |"
-                  for t in trained]
-    lines += ["", "## Spec", "```yaml", yaml.safe_dump(spec.to_dict(), sort_keys=False).rstrip(), "```"]
+        lines += [
+            "",
+            "## Final trainings (hpsearch train)",
+            "| trial | data | epochs | "
+            + f"{summary.metric} | trial's | directory | host | finished |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        ]
+        lines += [
+            f"| {t['trial']} | {describe_final_data(t)} | {t['epochs']:g} | {t['value']:.4f} | "
+            f"{_value(t.get('trial_value'))} | `{t['out_dir']}` | {t['host']} | {t['finished_at']} |"
+            for t in trained
+        ]
+    lines += [
+        "",
+        "## Spec",
+        "```yaml",
+        yaml.safe_dump(spec.to_dict(), sort_keys=False).rstrip(),
+        "```",
+    ]
     return "\n".join(lines)
 
 
@@ -131,7 +177,13 @@ def _metrics(metrics: dict[str, float]) -> str:
 
 
 def _short(value) -> str:
-    return f"{value:.3g}" if isinstance(value, float) else json.dumps(value) if not isinstance(value, str) else value
+    return (
+        f"{value:.3g}"
+        if isinstance(value, float)
+        else json.dumps(value)
+        if not isinstance(value, str)
+        else value
+    )
 
 
 def _now() -> str:

@@ -41,9 +41,14 @@ class RunProgress:
         self.n_done_at_start = n_spent(trials)
         self.reported = {t.number for t in trials if t.state.is_finished()}
         self.bar = Progress(
-            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("{task.fields[tally]}"), TimeElapsedColumn(), TextColumn("{task.fields[eta]}"),
-            console=console, transient=True,
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[tally]}"),
+            TimeElapsedColumn(),
+            TextColumn("{task.fields[eta]}"),
+            console=console,
+            transient=True,
         )
         self.task = self.bar.add_task(
             study.study_name, total=n_trials, completed=self.n_done_at_start, tally="", eta=""
@@ -68,7 +73,9 @@ class RunProgress:
         done = n_spent(trials)
         tally, eta = self._tally(trials), self._eta(done)
         self.bar.update(self.task, completed=done, tally=tally, eta=eta)
-        line = f"{describe_trial(trial, self.metric)}  [dim]{done}/{self.n_trials}  {tally}  {eta}[/]"
+        line = (
+            f"{describe_trial(trial, self.metric)}  [dim]{done}/{self.n_trials}  {tally}  {eta}[/]"
+        )
         self.console.print(line, soft_wrap=True)
 
     def _tally(self, trials: list[FrozenTrial]) -> str:
@@ -91,16 +98,24 @@ class TrainingProgress:
     evaluation; called with (step, steps planned, an evaluation's metrics or None) by the final
     training's progress callback. `trial_value`: what the trial recorded, shown at the last evaluation."""
 
-    def __init__(self, console: Console, description: str, metric: str, trial_value: float | None = None):
+    def __init__(
+        self, console: Console, description: str, metric: str, trial_value: float | None = None
+    ):
         self.console = console
         self.metric = metric
         self.trial_value = trial_value
         self.started: float | None = None
         self.n_evals = 0
         self.bar = Progress(
-            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("steps"),
-            TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[latest]}"),
-            console=console, transient=True,
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("steps"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[latest]}"),
+            console=console,
+            transient=True,
         )
         self.task = self.bar.add_task(description, total=None, latest="")
 
@@ -122,12 +137,20 @@ class TrainingProgress:
         shown = f"{self.metric}={value:.4f}" if value is not None else f"no {self.metric}"
         self.bar.update(self.task, latest=shown)
         elapsed = time.monotonic() - self.started
-        left = f", ~{format_seconds(elapsed * (n_steps - step) / step)} left" if 0 < step < n_steps else ""
+        left = (
+            f", ~{format_seconds(elapsed * (n_steps - step) / step)} left"
+            if 0 < step < n_steps
+            else ""
+        )
         recorded = ""
         if step >= n_steps and self.trial_value is not None and value is not None:
-            recorded = f"  (the trial recorded {self.trial_value:.4f}: {value - self.trial_value:+.4f})"
-        self.console.print(f"evaluation {self.n_evals} at step {step}/{n_steps}: {shown}{recorded}  "
-                           f"[dim]{format_seconds(elapsed)} elapsed{left}[/]")
+            recorded = (
+                f"  (the trial recorded {self.trial_value:.4f}: {value - self.trial_value:+.4f})"
+            )
+        self.console.print(
+            f"evaluation {self.n_evals} at step {step}/{n_steps}: {shown}{recorded}  "
+            f"[dim]{format_seconds(elapsed)} elapsed{left}[/]"
+        )
 
 
 def describe_trial(trial: FrozenTrial, metric: str) -> str:

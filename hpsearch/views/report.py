@@ -37,10 +37,14 @@ def write_report(study: optuna.Study, spec, out_dir: Path) -> dict[str, str]:
     out_dir.mkdir(parents=True, exist_ok=True)
     target_name = spec.objective.eval_key
     makers = {
-        "optimization_history": lambda: plots.plot_optimization_history(study, target_name=target_name),
+        "optimization_history": lambda: plots.plot_optimization_history(
+            study, target_name=target_name
+        ),
         "param_importances": lambda: plots.plot_param_importances(study, target_name=target_name),
         "intermediate_values": lambda: plots.plot_intermediate_values(study),
-        "parallel_coordinate": lambda: plots.plot_parallel_coordinate(study, target_name=target_name),
+        "parallel_coordinate": lambda: plots.plot_parallel_coordinate(
+            study, target_name=target_name
+        ),
         "slice": lambda: plots.plot_slice(study, target_name=target_name),
     }
     outcome: dict[str, str] = {}
@@ -52,7 +56,9 @@ def write_report(study: optuna.Study, spec, out_dir: Path) -> dict[str, str]:
                 warnings.simplefilter("ignore", UserWarning)
                 axes = make()
                 figure = _figure_of(axes)
-                figure.set_size_inches(max(figure.get_size_inches()[0], 8), max(figure.get_size_inches()[1], 5))
+                figure.set_size_inches(
+                    max(figure.get_size_inches()[0], 8), max(figure.get_size_inches()[1], 5)
+                )
                 figure.tight_layout()
         except (ValueError, RuntimeError) as e:  # e.g. importances need two complete trials
             outcome[name] = f"not drawn: {first_line(e)}"
@@ -72,23 +78,62 @@ def _figure_of(axes):
 def _page(study: optuna.Study, spec, outcome: dict[str, str], out_dir: Path) -> str:
     summary = summarize(study, spec)
     # Every metric the task's evaluation returned for the best trial, not only the objective.
-    measured = [(f"&nbsp;&nbsp;{html.escape(k)}", f"{v:.4f}") for k, v in summary.best_metrics.items() if k != summary.metric]
+    measured = [
+        (f"&nbsp;&nbsp;{html.escape(k)}", f"{v:.4f}")
+        for k, v in summary.best_metrics.items()
+        if k != summary.metric
+    ]
     rows = [
-        ("trials", f"{summary.n_spent}/{summary.n_trials_budget} spent; "
-                   + describe_states(summary.states)),
-        (f"best {summary.metric}", "-" if summary.best_value is None else f"{summary.best_value:.4f} (trial {summary.best_number})"),
-        *([("&nbsp;&nbsp;how sure", html.escape(summary.best_confidence.describe()))] if summary.best_confidence else []),
-        *((f"&nbsp;&nbsp;{html.escape(k)}", html.escape(str(v))) for k, v in summary.best_params.items()),
+        (
+            "trials",
+            f"{summary.n_spent}/{summary.n_trials_budget} spent; "
+            + describe_states(summary.states),
+        ),
+        (
+            f"best {summary.metric}",
+            "-"
+            if summary.best_value is None
+            else f"{summary.best_value:.4f} (trial {summary.best_number})",
+        ),
+        *(
+            [("&nbsp;&nbsp;how sure", html.escape(summary.best_confidence.describe()))]
+            if summary.best_confidence
+            else []
+        ),
+        *(
+            (f"&nbsp;&nbsp;{html.escape(k)}", html.escape(str(v)))
+            for k, v in summary.best_params.items()
+        ),
         *measured,
         ("compute spent", f"{summary.train_seconds:.0f} s, {summary.n_steps} optimizer steps"),
         ("saved by pruning", f"~{summary.seconds_saved:.0f} s, {summary.steps_saved} steps"),
-        *([("effective batch", (f"{summary.best_effective_batch_size} examples per optimizer step (best trial); "
-                               f"{', '.join(map(str, summary.effective_batch_sizes))} across trials"))]
-          if summary.best_effective_batch_size is not None else []),
-        *([("stopped early", (f"trials {', '.join(map(str, summary.stopped_early))}: "
-                             f"~{summary.early_stopping_seconds_saved:.0f} s, "
-                             f"{summary.early_stopping_steps_saved} steps saved"))]
-          if summary.stopped_early else []),
+        *(
+            [
+                (
+                    "effective batch",
+                    (
+                        f"{summary.best_effective_batch_size} examples per optimizer step (best trial); "
+                        f"{', '.join(map(str, summary.effective_batch_sizes))} across trials"
+                    ),
+                )
+            ]
+            if summary.best_effective_batch_size is not None
+            else []
+        ),
+        *(
+            [
+                (
+                    "stopped early",
+                    (
+                        f"trials {', '.join(map(str, summary.stopped_early))}: "
+                        f"~{summary.early_stopping_seconds_saved:.0f} s, "
+                        f"{summary.early_stopping_steps_saved} steps saved"
+                    ),
+                )
+            ]
+            if summary.stopped_early
+            else []
+        ),
     ]
     table = "\n".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in rows)
     sections = []

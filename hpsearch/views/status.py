@@ -37,8 +37,11 @@ def study_status(storage, name: str) -> dict[str, Any]:
         **dataclasses.asdict(summary),
         "running": [
             {
-                "number": t.number, "host": t.user_attrs.get("host"), "pid": t.user_attrs.get("pid"),
-                "device": t.user_attrs.get("device"), "params": t.params,
+                "number": t.number,
+                "host": t.user_attrs.get("host"),
+                "pid": t.user_attrs.get("pid"),
+                "device": t.user_attrs.get("device"),
+                "params": t.params,
                 "heartbeat_age_s": ages.get(t.number),
             }
             for t in running
@@ -55,17 +58,23 @@ def all_studies(storage) -> list[dict[str, Any]]:
         attrs = frozen.user_attrs
         spec = attrs.get(SPEC_ATTR)
         trials = trials_of(storage, frozen)
-        values = [t.value for t in trials if t.state == TrialState.COMPLETE and t.values and len(t.values) == 1]
+        values = [
+            t.value
+            for t in trials
+            if t.state == TrialState.COMPLETE and t.values and len(t.values) == 1
+        ]
         maximize = frozen.directions[0] == optuna.study.StudyDirection.MAXIMIZE
         best = (max if maximize else min)(values) if values else None
-        rows.append({
-            "name": frozen.study_name,
-            "task": parse_task(spec),
-            "metric": f"eval_{spec['objective']['metric']}" if spec else None,
-            "n_trials_budget": spec["budget"]["n_trials"] if spec else None,
-            "states": dict(count_states(trials)),
-            "best_value": best,
-        })
+        rows.append(
+            {
+                "name": frozen.study_name,
+                "task": parse_task(spec),
+                "metric": f"eval_{spec['objective']['metric']}" if spec else None,
+                "n_trials_budget": spec["budget"]["n_trials"] if spec else None,
+                "states": dict(count_states(trials)),
+                "best_value": best,
+            }
+        )
     return rows
 
 
@@ -79,18 +88,28 @@ def best_trial(storage, name: str) -> dict[str, Any]:
     study = optuna.load_study(study_name=name, storage=storage)
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     if not complete:
-        raise StudyError(f"study {name!r} has no complete trial yet; run it first (hpsearch run --study {name})")
+        raise StudyError(
+            f"study {name!r} has no complete trial yet; run it first (hpsearch run --study {name})"
+        )
     return describe_trial_record(study, spec, study.best_trial)
 
 
 def describe_trial_record(study: optuna.Study, spec, trial: FrozenTrial) -> dict[str, Any]:
     """What `best` shows and export's model card states about one trial."""
-    confidence = confidence_of(trial, study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+    confidence = confidence_of(
+        trial, study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    )
     return {
-        "study": study.study_name, "task": spec.task, "number": trial.number, "metric": spec.objective.eval_key,
-        "value": trial.value, "params": trial.params, "metrics": trial.user_attrs.get("metrics", {}),
+        "study": study.study_name,
+        "task": spec.task,
+        "number": trial.number,
+        "metric": spec.objective.eval_key,
+        "value": trial.value,
+        "params": trial.params,
+        "metrics": trial.user_attrs.get("metrics", {}),
         "confidence": None if confidence is None else dataclasses.asdict(confidence),
-        "seed": trial.user_attrs.get("seed"), "train_seconds": trial.user_attrs.get("train_seconds"),
+        "seed": trial.user_attrs.get("seed"),
+        "train_seconds": trial.user_attrs.get("train_seconds"),
         "effective_batch_size": trial.user_attrs.get(EFFECTIVE_BATCH_ATTR),
         "stopped_early": bool(trial.user_attrs.get(STOPPED_EARLY_ATTR)),
         "best_model": best_model_pointer(study),

@@ -17,23 +17,38 @@ def summary_table(summary: StudySummary) -> Table:
     table.add_row("task", summary.task)
     table.add_row("trials", f"{summary.n_spent}/{summary.n_trials_budget} spent ({states})")
     if summary.best_number is not None:
-        table.add_row(f"best {summary.metric}", f"{summary.best_value:.4f} (trial {summary.best_number}, {summary.direction})")
+        table.add_row(
+            f"best {summary.metric}",
+            f"{summary.best_value:.4f} (trial {summary.best_number}, {summary.direction})",
+        )
         if summary.best_confidence is not None:
             table.add_row("  how sure", summary.best_confidence.describe())
         for name, value in summary.best_params.items():
             table.add_row(f"  {name}", format_value(value))
         others = {k: v for k, v in summary.best_metrics.items() if k != summary.metric}
         if others:
-            table.add_row("  its metrics", ", ".join(f"{k.removeprefix('eval_')} {v:.4f}" for k, v in others.items()))
+            table.add_row(
+                "  its metrics",
+                ", ".join(f"{k.removeprefix('eval_')} {v:.4f}" for k, v in others.items()),
+            )
         if summary.best_effective_batch_size is not None:
-            table.add_row("  effective batch", f"{summary.best_effective_batch_size} examples per optimizer step "
-                          "(batch size x accumulation x devices)")
+            table.add_row(
+                "  effective batch",
+                f"{summary.best_effective_batch_size} examples per optimizer step "
+                "(batch size x accumulation x devices)",
+            )
     else:
         table.add_row("best", "no trial has completed yet")
     if len(summary.effective_batch_sizes) > 1:
-        table.add_row("effective batches", ", ".join(map(str, summary.effective_batch_sizes)) + " across trials "
-                      "(every rung at the same share of an epoch)")
-    table.add_row("compute spent", f"{format_seconds(summary.train_seconds)} training, {summary.n_steps} optimizer steps")
+        table.add_row(
+            "effective batches",
+            ", ".join(map(str, summary.effective_batch_sizes)) + " across trials "
+            "(every rung at the same share of an epoch)",
+        )
+    table.add_row(
+        "compute spent",
+        f"{format_seconds(summary.train_seconds)} training, {summary.n_steps} optimizer steps",
+    )
     saved_share = summary.steps_saved / max(summary.steps_saved + summary.n_steps, 1)
     table.add_row(
         "saved by pruning",
@@ -41,9 +56,12 @@ def summary_table(summary: StudySummary) -> Table:
     )
     if summary.stopped_early:
         numbers = ", ".join(map(str, summary.stopped_early))
-        table.add_row("stopped early", f"trial{'s' if len(summary.stopped_early) > 1 else ''} {numbers}: "
-                      f"~{format_seconds(summary.early_stopping_seconds_saved)}, "
-                      f"{summary.early_stopping_steps_saved} steps saved")
+        table.add_row(
+            "stopped early",
+            f"trial{'s' if len(summary.stopped_early) > 1 else ''} {numbers}: "
+            f"~{format_seconds(summary.early_stopping_seconds_saved)}, "
+            f"{summary.early_stopping_steps_saved} steps saved",
+        )
     return table
 
 
@@ -71,7 +89,9 @@ def running_table(running: list[dict]) -> Table:
     for r in running:
         age = "-" if r["heartbeat_age_s"] is None else f"{r['heartbeat_age_s']:.0f}s ago"
         params = " ".join(f"{k}={format_value(v)}" for k, v in r["params"].items())
-        table.add_row(str(r["number"]), str(r["host"]), str(r["pid"]), str(r["device"]), age, params)
+        table.add_row(
+            str(r["number"]), str(r["host"]), str(r["pid"]), str(r["device"]), age, params
+        )
     return table
 
 
@@ -82,7 +102,14 @@ def studies_table(rows: list[dict]) -> Table:
     for r in rows:
         states = describe_states(r["states"])
         best = "-" if r["best_value"] is None else f"{r['best_value']:.4f}"
-        table.add_row(r["name"], r["task"] or "-", states, str(r["n_trials_budget"] or "-"), r["metric"] or "-", best)
+        table.add_row(
+            r["name"],
+            r["task"] or "-",
+            states,
+            str(r["n_trials_budget"] or "-"),
+            r["metric"] or "-",
+            best,
+        )
     return table
 
 
@@ -98,8 +125,16 @@ def final_trainings_table(trained: list[dict]) -> Table:
         table.add_column(column)
     for t in trained:
         recorded = "-" if t.get("trial_value") is None else f"{t['trial_value']:.4f}"
-        table.add_row(str(t["trial"]), describe_final_data(t), f"{t['epochs']:g}", f"{t['metric']} {t['value']:.4f}", recorded,
-                      str(t["out_dir"]), str(t["host"]), str(t["finished_at"]))
+        table.add_row(
+            str(t["trial"]),
+            describe_final_data(t),
+            f"{t['epochs']:g}",
+            f"{t['metric']} {t['value']:.4f}",
+            recorded,
+            str(t["out_dir"]),
+            str(t["host"]),
+            str(t["finished_at"]),
+        )
     return table
 
 
@@ -108,7 +143,9 @@ def best_table(best: dict) -> Table:
     table.add_column(style="bold")
     table.add_column()
     table.add_row("task", best["task"])
-    table.add_row(best["metric"], f"{best['value']:.4f} (trial {best['number']}, seed {best['seed']})")
+    table.add_row(
+        best["metric"], f"{best['value']:.4f} (trial {best['number']}, seed {best['seed']})"
+    )
     if best.get("confidence"):
         table.add_row("  how sure", Confidence(**best["confidence"]).describe())
     for name, value in best["params"].items():

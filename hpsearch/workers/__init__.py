@@ -9,7 +9,20 @@ from hpsearch.workers.startup import THREADS_ENV, build_runner, warm_cache
 from hpsearch.workers.supervisor import MAX_RESTARTS, WORKER_KEY_ENV, Supervisor, decide
 
 __all__ = [
-    "MAX_REPEATED_FAILURES", "MAX_RESTARTS", "REASON_DIR_ENV", "THREADS_ENV", "WORKER_KEY_ENV", "Supervisor",
-    "WorkerSlot", "build_runner", "culprit", "decide", "plan_slots", "run_group", "run_rank", "run_trials", "warm_cache",
+    "MAX_REPEATED_FAILURES",
+    "MAX_RESTARTS",
+    "REASON_DIR_ENV",
+    "THREADS_ENV",
+    "WORKER_KEY_ENV",
+    "Supervisor",
+    "WorkerSlot",
+    "build_runner",
+    "culprit",
+    "decide",
+    "plan_slots",
+    "run_group",
+    "run_rank",
+    "run_trials",
+    "warm_cache",
     "write_rank_reason",
 ]

@@ -35,14 +35,27 @@ REASON_DIR_ENV = "HPSEARCH_GROUP_REASONS"  # where each rank writes why it faile
 # The same group failure this many times in a row needs fixing, not another group.
 MAX_REPEATED_GROUP_FAILURES = 3
 # Messages of a rank whose peer died under it: the consequence of a failure, not its cause.
-_PEER_LOST = ("gloo", "NCCL", "DistBackendError", "DistNetworkError", "Connection reset by peer",
-              "Connection closed by peer")
+_PEER_LOST = (
+    "gloo",
+    "NCCL",
+    "DistBackendError",
+    "DistNetworkError",
+    "Connection reset by peer",
+    "Connection closed by peer",
+)
 # The signals the agent stops surviving ranks with: a rank ended by one of them is no culprit.
 _STOPPED_BY_AGENT = (-signal.SIGTERM, -signal.SIGINT)
 
 
-def run_group(study: optuna.Study, n_ranks: int, key: str, rank_args: list[str], url: str,
-              timeout: float | None, report: Callable[[str], None]) -> None:
+def run_group(
+    study: optuna.Study,
+    n_ranks: int,
+    key: str,
+    rank_args: list[str],
+    url: str,
+    timeout: float | None,
+    report: Callable[[str], None],
+) -> None:
     """Start groups of `n_ranks` ranks (`hpsearch trial-rank RANK_ARGS`) until one ends the study's
     budget, the deadline, or a repeated failure; Ctrl-C (SIGINT) reaches every rank once, and
     SIGTERM stops the group as Ctrl-C does (its trial recorded as interrupted, queued again)."""
@@ -68,8 +81,15 @@ def run_group(study: optuna.Study, n_ranks: int, key: str, rank_args: list[str],
         raise HpsearchError(f"stopped by {signal.Signals(e.sigval).name}") from None
 
 
-def _run_groups(study, n_ranks: int, key: str, rank_args: list[str], url: str, deadline: float | None,
-                report: Callable[[str], None]) -> None:
+def _run_groups(
+    study,
+    n_ranks: int,
+    key: str,
+    rank_args: list[str],
+    url: str,
+    deadline: float | None,
+    report: Callable[[str], None],
+) -> None:
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
@@ -78,8 +98,14 @@ def _run_groups(study, n_ranks: int, key: str, rank_args: list[str], url: str, d
     recent: list[str] = []
     while deadline is None or time.monotonic() < deadline:
         config = LaunchConfig(
-            min_nodes=1, max_nodes=1, nproc_per_node=n_ranks, run_id=uuid.uuid4().hex,
-            rdzv_backend="c10d", rdzv_endpoint="localhost:0", max_restarts=0, monitor_interval=0.1,
+            min_nodes=1,
+            max_nodes=1,
+            nproc_per_node=n_ranks,
+            run_id=uuid.uuid4().hex,
+            rdzv_backend="c10d",
+            rdzv_endpoint="localhost:0",
+            max_restarts=0,
+            monitor_interval=0.1,
         )
         args = [*rank_args]
         if deadline is not None:
@@ -96,13 +122,20 @@ def _run_groups(study, n_ranks: int, key: str, rank_args: list[str], url: str, d
             raise KeyboardInterrupt
         if exitcode in (ExitCode.USER_ERROR, ExitCode.SPEC_ERROR):
             raise HpsearchError(reason)  # a mistake: another group would make it again
-        failed = fail_running_trials(study, GROUP_ATTR, key, {FAIL_REASON_ATTR: reason, "failed_rank": rank})
+        failed = fail_running_trials(
+            study, GROUP_ATTR, key, {FAIL_REASON_ATTR: reason, "failed_rank": rank}
+        )
         what = f"trial {', '.join(map(str, failed))} failed" if failed else "the trial group failed"
         report(f"{what}: {reason}; starting a new group")
         recent.append(reason)
-        if len(recent) >= MAX_REPEATED_GROUP_FAILURES and len(set(recent[-MAX_REPEATED_GROUP_FAILURES:])) == 1:
-            raise HpsearchError(f"{MAX_REPEATED_GROUP_FAILURES} trial groups in a row failed with: {reason}; "
-                                "fix the cause and run again")
+        if (
+            len(recent) >= MAX_REPEATED_GROUP_FAILURES
+            and len(set(recent[-MAX_REPEATED_GROUP_FAILURES:])) == 1
+        ):
+            raise HpsearchError(
+                f"{MAX_REPEATED_GROUP_FAILURES} trial groups in a row failed with: {reason}; "
+                "fix the cause and run again"
+            )
 
 
 def _requeue_interrupted(study: optuna.Study, key: str) -> None:
@@ -114,7 +147,10 @@ def _requeue_interrupted(study: optuna.Study, key: str) -> None:
 
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         if trial.user_attrs.get(GROUP_ATTR) == key:
-            study.enqueue_trial(trial.params, user_attrs={"seed": trial.user_attrs.get("seed"), "rerun_of": trial.number})
+            study.enqueue_trial(
+                trial.params,
+                user_attrs={"seed": trial.user_attrs.get("seed"), "rerun_of": trial.number},
+            )
     fail_running_trials(study, GROUP_ATTR, key, {FAIL_REASON_ATTR: INTERRUPTED})
 
 
@@ -123,6 +159,7 @@ def culprit(failures: dict, reasons: Path, n_ranks: int) -> tuple[int, int, str]
     ProcessFailure) and the ranks' reason files: a rank killed by a signal the agent does not send,
     then a rank whose reason is its own (not a lost peer), then any rank with a reason, then the
     first to fail."""
+
     def reason_of(rank: int) -> str | None:
         path = reasons / f"rank-{rank}.txt"
         return (path.read_text().strip() or None) if path.exists() else None
@@ -132,7 +169,9 @@ def culprit(failures: dict, reasons: Path, n_ranks: int) -> tuple[int, int, str]
         own = reason_of(rank)
         killed = failure.exitcode < 0 and failure.exitcode not in _STOPPED_BY_AGENT
         if killed:
-            reason = f"rank {rank} of {n_ranks} was killed by {signal.Signals(-failure.exitcode).name}"
+            reason = (
+                f"rank {rank} of {n_ranks} was killed by {signal.Signals(-failure.exitcode).name}"
+            )
         else:
             reason = own or f"rank {rank} of {n_ranks} exited with code {failure.exitcode}"
         caused = own is not None and not any(marker in own for marker in _PEER_LOST)

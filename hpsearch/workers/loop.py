@@ -46,7 +46,9 @@ def run_trials(
     def after_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         if on_trial_end is not None:
             on_trial_end(study, trial)
-        recent_failures.append(trial.user_attrs.get(FAIL_REASON_ATTR) if trial.state.name == "FAIL" else None)
+        recent_failures.append(
+            trial.user_attrs.get(FAIL_REASON_ATTR) if trial.state.name == "FAIL" else None
+        )
         last = recent_failures[-MAX_REPEATED_FAILURES:]
         if len(last) == MAX_REPEATED_FAILURES and last[0] is not None and len(set(last)) == 1:
             raise HpsearchError(

@@ -18,8 +18,14 @@ class WorkerSlot:
     env: dict[str, str]
 
 
-def plan_slots(gpus: str | None, n_workers: int | None, n_visible_gpus: int, n_cores: int,
-               visible_devices: str | None = None, gpus_per_trial: int | None = None) -> list[WorkerSlot]:
+def plan_slots(
+    gpus: str | None,
+    n_workers: int | None,
+    n_visible_gpus: int,
+    n_cores: int,
+    visible_devices: str | None = None,
+    gpus_per_trial: int | None = None,
+) -> list[WorkerSlot]:
     """One slot per GPU named in `gpus` ("all" or "0,2,3"), or `n_workers` CPU slots; with
     `gpus_per_trial` N, one slot per N GPUs named (in their order), or N CPU processes per slot.
 
@@ -32,8 +38,13 @@ def plan_slots(gpus: str | None, n_workers: int | None, n_visible_gpus: int, n_c
     if gpus is None:
         n = n_workers or 1
         threads = str(max(1, n_cores // (n * per_trial)))
-        return [WorkerSlot(f"cpu{k}", {"CUDA_VISIBLE_DEVICES": "", THREADS_ENV: threads,
-                                       "OMP_NUM_THREADS": threads}) for k in range(n)]
+        return [
+            WorkerSlot(
+                f"cpu{k}",
+                {"CUDA_VISIBLE_DEVICES": "", THREADS_ENV: threads, "OMP_NUM_THREADS": threads},
+            )
+            for k in range(n)
+        ]
     if n_visible_gpus == 0:
         raise HpsearchError(f"--gpus {gpus}: no GPU is visible here; use --workers N to run on CPU")
     if gpus == "all":
@@ -42,7 +53,9 @@ def plan_slots(gpus: str | None, n_workers: int | None, n_visible_gpus: int, n_c
         try:
             indexes = [int(part) for part in gpus.split(",")]
         except ValueError:
-            raise HpsearchError(f"--gpus: expected all or GPU indexes like 0,2,3, got {gpus!r}") from None
+            raise HpsearchError(
+                f"--gpus: expected all or GPU indexes like 0,2,3, got {gpus!r}"
+            ) from None
         if len(set(indexes)) != len(indexes):
             raise HpsearchError(f"--gpus: {gpus} names a GPU twice")
         wrong = [i for i in indexes if not 0 <= i < n_visible_gpus]
@@ -55,9 +68,19 @@ def plan_slots(gpus: str | None, n_workers: int | None, n_visible_gpus: int, n_c
             f"--gpus {gpus} gives {len(indexes)} GPUs, which --gpus-per-trial {per_trial} cannot split "
             f"evenly; name a multiple of {per_trial}, e.g. --gpus {','.join(map(str, range(per_trial)))}"
         )
-    physical = visible_devices.split(",") if visible_devices else [str(i) for i in range(n_visible_gpus)]
+    physical = (
+        visible_devices.split(",") if visible_devices else [str(i) for i in range(n_visible_gpus)]
+    )
     threads = str(max(1, n_cores // len(indexes)))
-    groups = [indexes[k:k + per_trial] for k in range(0, len(indexes), per_trial)]
-    return [WorkerSlot("gpu" + "-".join(map(str, group)),
-                       {"CUDA_VISIBLE_DEVICES": ",".join(physical[i] for i in group), THREADS_ENV: threads,
-                        "OMP_NUM_THREADS": threads}) for group in groups]
+    groups = [indexes[k : k + per_trial] for k in range(0, len(indexes), per_trial)]
+    return [
+        WorkerSlot(
+            "gpu" + "-".join(map(str, group)),
+            {
+                "CUDA_VISIBLE_DEVICES": ",".join(physical[i] for i in group),
+                THREADS_ENV: threads,
+                "OMP_NUM_THREADS": threads,
+            },
+        )
+        for group in groups
+    ]

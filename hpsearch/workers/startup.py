@@ -40,9 +40,14 @@ def build_runner(spec: StudySpec, url: URL, study_name: str, group=None):
 
         check_adapters(factory, spec)
     return TrialRunner(
-        spec=spec, data=data, factory=factory, tokenizer=tokenizer,
-        artifact_store=store, best_model=BestModelKeeper(store, StudyLock(url, study_name, "best-model")),
-        device=describe_device(spec.training, group.size if group is not None else 1), group=group,
+        spec=spec,
+        data=data,
+        factory=factory,
+        tokenizer=tokenizer,
+        artifact_store=store,
+        best_model=BestModelKeeper(store, StudyLock(url, study_name, "best-model")),
+        device=describe_device(spec.training, group.size if group is not None else 1),
+        group=group,
     )
 
 

@@ -52,8 +52,15 @@ class _Worker:
 
 
 class Supervisor:
-    def __init__(self, slots: list[WorkerSlot], worker_args: list[str], env: dict[str, str], log_dir: Path,
-                 report: Callable[[str], None], on_poll: Callable[[], None]):
+    def __init__(
+        self,
+        slots: list[WorkerSlot],
+        worker_args: list[str],
+        env: dict[str, str],
+        log_dir: Path,
+        report: Callable[[str], None],
+        on_poll: Callable[[], None],
+    ):
         self.worker_args = worker_args
         self.env = env
         self.report = report
@@ -78,14 +85,24 @@ class Supervisor:
         failed = [w for w in self.workers if w.gave_up]
         if failed:
             details = "; ".join(f"{w.slot.label}: {w.gave_up}" for w in failed)
-            raise HpsearchError(f"{len(failed)} of {len(self.workers)} workers gave up ({details}); logs in {failed[0].log.parent}")
+            raise HpsearchError(
+                f"{len(failed)} of {len(self.workers)} workers gave up ({details}); logs in {failed[0].log.parent}"
+            )
 
     def _start(self, worker: _Worker) -> None:
         with open(worker.log, "a") as log:
             worker.process = subprocess.Popen(
                 [sys.executable, "-m", "hpsearch.cli", *self.worker_args],
-                env={**os.environ, **self.env, **worker.slot.env, WORKER_KEY_ENV: worker.slot.label}, stdout=log, stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL, start_new_session=True,
+                env={
+                    **os.environ,
+                    **self.env,
+                    **worker.slot.env,
+                    WORKER_KEY_ENV: worker.slot.label,
+                },
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
             )
 
     def _check(self, worker: _Worker) -> None:
@@ -99,10 +116,14 @@ class Supervisor:
         last = _last_line(worker.log)
         reason = f"exit code {code}" + (f" ({last})" if last else "")
         if verdict == GIVE_UP:
-            worker.gave_up = reason  # a problem to fix first, or a deliberate stop: a restart would repeat it
+            worker.gave_up = (
+                reason  # a problem to fix first, or a deliberate stop: a restart would repeat it
+            )
         elif worker.restarts < MAX_RESTARTS:
             worker.restarts += 1
-            self.report(f"worker {worker.slot.label} died with {reason}; restarting ({worker.restarts}/{MAX_RESTARTS})")
+            self.report(
+                f"worker {worker.slot.label} died with {reason}; restarting ({worker.restarts}/{MAX_RESTARTS})"
+            )
             self._start(worker)
         else:
             worker.gave_up = f"died {MAX_RESTARTS + 1} times, last with {reason}"
@@ -122,7 +143,9 @@ class Supervisor:
 
 def _last_line(path: Path) -> str:
     try:
-        lines = [line.strip() for line in path.read_text(errors="replace").splitlines() if line.strip()]
+        lines = [
+            line.strip() for line in path.read_text(errors="replace").splitlines() if line.strip()
+        ]
     except OSError:
         return ""
     return lines[-1][:300] if lines else ""

@@ -24,11 +24,16 @@ def classifier_study(tmp_path_factory, cache_dir) -> Path:
     workdir = tmp_path_factory.mktemp("deploy")
     spec = json.loads(json.dumps(TINY_SPEC))
     spec["dataset"].update(max_train_samples=192, max_eval_samples=64)
-    spec.update(search_space={"learning_rate": {"choice": [3e-4]}},
-                training={"num_train_epochs": 1, "per_device_train_batch_size": 16},
-                pruner={"name": "none"}, budget={"n_trials": 1})
+    spec.update(
+        search_space={"learning_rate": {"choice": [3e-4]}},
+        training={"num_train_epochs": 1, "per_device_train_batch_size": 16},
+        pruner={"name": "none"},
+        budget={"n_trials": 1},
+    )
     write_spec(workdir, "tweets", spec)
-    result = run_hpsearch("run", "--study", "tweets", cwd=workdir, env={"HPSEARCH_CACHE": str(cache_dir)})
+    result = run_hpsearch(
+        "run", "--study", "tweets", cwd=workdir, env={"HPSEARCH_CACHE": str(cache_dir)}
+    )
     assert result.returncode == 0, result.stderr
     return workdir
 
@@ -37,8 +42,17 @@ def classifier_study(tmp_path_factory, cache_dir) -> Path:
 def deployed(classifier_study, cache_dir):
     """`hpsearch export --quantize int8 --onnx` of that study: its output, directory and stored spec."""
     out = classifier_study / "deployed"
-    result = run_hpsearch("export", "--study", "tweets", "--quantize", "int8", "--onnx", str(out),
-                          cwd=classifier_study, env={"HPSEARCH_CACHE": str(cache_dir)})
+    result = run_hpsearch(
+        "export",
+        "--study",
+        "tweets",
+        "--quantize",
+        "int8",
+        "--onnx",
+        str(out),
+        cwd=classifier_study,
+        env={"HPSEARCH_CACHE": str(cache_dir)},
+    )
     assert result.returncode == 0, result.stderr
     return result, out, stored_spec(storage_of(classifier_study), "tweets")
 
@@ -47,4 +61,3 @@ def card_snippet(card: str, heading: str) -> str:
     """The python block under a heading of the model card, pointed at the card's directory."""
     section = card.split(heading, 1)[1]
     return section.split("```python\n", 1)[1].split("```", 1)[0]
-

@@ -35,7 +35,13 @@ def test_onnx_predictions_agree_with_the_pytorch_model_on_the_eval_set(deployed,
 def test_the_cards_onnx_code_predicts_label_names(deployed):
     _, out, _ = deployed
     namespace = {}
-    code = card_snippet((out / "README.md").read_text(), "### ONNX").replace("path/to/this/directory", str(out))
+    code = card_snippet((out / "README.md").read_text(), "### ONNX").replace(
+        "path/to/this/directory", str(out)
+    )
     exec(code, namespace)  # noqa: S102 - the card's own code, as a user would paste it
     # It tokenizes, runs the session and reads the label names from the config.
-    assert namespace["logits"].shape == (1, 3) and namespace["labels"][0] in {"negative", "neutral", "positive"}
+    assert namespace["logits"].shape == (1, 3) and namespace["labels"][0] in {
+        "negative",
+        "neutral",
+        "positive",
+    }

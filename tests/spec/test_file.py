@@ -45,7 +45,10 @@ def test_a_spec_that_is_not_utf8_text_is_named_with_the_fix(tmp_path):
     nul = tmp_path / "nul.yaml"
     nul.write_bytes(b"model: x\x00\x00\n")
     # Each is a SpecError (one line, exit 2 at the CLI), not a UnicodeDecodeError.
-    with pytest.raises(SpecError, match=r"latin1.yaml is not UTF-8 text \(byte 0xe9 at offset 10\); save it as UTF-8 YAML"):
+    with pytest.raises(
+        SpecError,
+        match=r"latin1.yaml is not UTF-8 text \(byte 0xe9 at offset 10\); save it as UTF-8 YAML",
+    ):
         load_spec_file(latin1)
     with pytest.raises(SpecError, match=r"binary.yaml is not UTF-8 text"):
         load_spec_file(binary)

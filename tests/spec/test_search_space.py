@@ -16,13 +16,16 @@ def space(tiny_spec, entries):
 
 
 def test_samples_stay_in_their_ranges(tiny_spec):
-    search_space = space(tiny_spec, {
-        "learning_rate": {"float": [1e-5, 1e-3], "log": True},
-        "weight_decay": {"float": [0.0, 0.1], "step": 0.05},
-        "num_train_epochs": {"int": [1, 5], "step": 2},
-        "per_device_train_batch_size": {"choice": [8, 16, 32]},
-        "dropout": {"float": [0.0, 0.3]},
-    })
+    search_space = space(
+        tiny_spec,
+        {
+            "learning_rate": {"float": [1e-5, 1e-3], "log": True},
+            "weight_decay": {"float": [0.0, 0.1], "step": 0.05},
+            "num_train_epochs": {"int": [1, 5], "step": 2},
+            "per_device_train_batch_size": {"choice": [8, 16, 32]},
+            "dropout": {"float": [0.0, 0.3]},
+        },
+    )
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
     seen_epochs = set()
     for _ in range(40):
@@ -43,19 +46,35 @@ def test_samples_stay_in_their_ranges(tiny_spec):
 
 def test_split_separates_model_knobs():
     arguments, knobs, generation, peft = split_params(
-        {"learning_rate": 1e-4, "dropout": 0.2, "freeze_layers": 2, "num_beams": 4, "layer_lr_decay": 0.9,
-         "gradual_unfreezing": 2, "peft.r": 8})
+        {
+            "learning_rate": 1e-4,
+            "dropout": 0.2,
+            "freeze_layers": 2,
+            "num_beams": 4,
+            "layer_lr_decay": 0.9,
+            "gradual_unfreezing": 2,
+            "peft.r": 8,
+        }
+    )
     assert arguments == {"learning_rate": 1e-4}
-    assert knobs == {"dropout": 0.2, "freeze_layers": 2, "layer_lr_decay": 0.9, "gradual_unfreezing": 2}
+    assert knobs == {
+        "dropout": 0.2,
+        "freeze_layers": 2,
+        "layer_lr_decay": 0.9,
+        "gradual_unfreezing": 2,
+    }
     assert generation == {"num_beams": 4}
     assert peft == {"peft.r": 8}
 
 
 def test_corners_cover_each_end(tiny_spec):
-    search_space = space(tiny_spec, {
-        "learning_rate": {"float": [1e-5, 1e-3]},
-        "per_device_train_batch_size": {"choice": [8, 16, 32]},
-    })
+    search_space = space(
+        tiny_spec,
+        {
+            "learning_rate": {"float": [1e-5, 1e-3]},
+            "per_device_train_batch_size": {"choice": [8, 16, 32]},
+        },
+    )
     corners = corner_values(search_space)
     # All at the low end, then each parameter moved alone to its other ends.
     assert corners[0] == {"learning_rate": 1e-5, "per_device_train_batch_size": 8}

@@ -26,8 +26,13 @@ from tests.conftest import run_hpsearch
 pytestmark = pytest.mark.slow
 
 VALUES = [0.9, 0.8, 0.7, 0.6]  # trial k offers VALUES[k]; trial 0 is the best
-TINY_BERT = {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 37,
-             "vocab_size": 99}
+TINY_BERT = {
+    "hidden_size": 32,
+    "num_hidden_layers": 1,
+    "num_attention_heads": 2,
+    "intermediate_size": 37,
+    "vocab_size": 99,
+}
 
 WORKER = """
 import json, sys, time
@@ -67,8 +72,21 @@ def test_workers_finishing_at_once_keep_the_best_model_and_export_it(server, tmp
     try:
         workers = [
             subprocess.Popen(
-                [sys.executable, "-c", WORKER, url, name, str(t.number), str(value), str(tmp_path), json.dumps(TINY_BERT)],
-                cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                [
+                    sys.executable,
+                    "-c",
+                    WORKER,
+                    url,
+                    name,
+                    str(t.number),
+                    str(value),
+                    str(tmp_path),
+                    json.dumps(TINY_BERT),
+                ],
+                cwd=tmp_path,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
                 # The best saves fastest, the worst slowest: the last to write a blind pointer is the worst.
                 env={**os.environ, "HPSEARCH_TEST_SAVE_DELAY": str(0.4 * k)},
             )
@@ -76,7 +94,9 @@ def test_workers_finishing_at_once_keep_the_best_model_and_export_it(server, tmp
         ]
         deadline = time.monotonic() + 300
         while not all((tmp_path / f"ready-{t.number}").exists() for t in trials):
-            assert time.monotonic() < deadline and all(w.poll() is None for w in workers), [w.communicate() for w in workers]
+            assert time.monotonic() < deadline and all(w.poll() is None for w in workers), [
+                w.communicate() for w in workers
+            ]
             time.sleep(0.05)
         (tmp_path / "go").touch()
         outputs = [w.communicate(timeout=300) for w in workers]
@@ -88,11 +108,20 @@ def test_workers_finishing_at_once_keep_the_best_model_and_export_it(server, tmp
         pointer = study.user_attrs[BEST_MODEL_ATTR]
         assert (pointer["trial"], pointer["value"]) == (trials[0].number, 0.9)
         # ... exactly one model file is left, the pointer's, and only its dashboard entry is live.
-        store = artifact_dir(resolve_storage_url(url)) if server == "sqlite" else tmp_path / "storage" / "artifacts"
+        store = (
+            artifact_dir(resolve_storage_url(url))
+            if server == "sqlite"
+            else tmp_path / "storage" / "artifacts"
+        )
         assert sorted(p.name for p in store.iterdir()) == [pointer["artifact_id"]]
-        entries = {k: json.loads(v) for k, v in storage.get_study_system_attrs(study._study_id).items()
-                   if k.startswith("artifacts:")}
-        assert [k for k, v in entries.items() if v is not None] == [f"artifacts:{pointer['artifact_id']}"]
+        entries = {
+            k: json.loads(v)
+            for k, v in storage.get_study_system_attrs(study._study_id).items()
+            if k.startswith("artifacts:")
+        }
+        assert [k for k, v in entries.items() if v is not None] == [
+            f"artifacts:{pointer['artifact_id']}"
+        ]
 
         # The export's weights, card and message are all the best trial's.
         out = tmp_path / "exported"

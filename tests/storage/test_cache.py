@@ -61,7 +61,9 @@ def test_ask_pops_a_waiting_trial_without_reading_the_running_ones(url, tiny_spe
     loaded = trials_loaded_by(lambda: popped.append(study.ask()))
     # The waiting trial is the one asked for, now running here...
     assert popped[0].number == N_RUNNING
-    assert popped[0].suggest_float("learning_rate", 1e-5, 1e-3, log=True) == 1e-4  # its queued value
+    assert (
+        popped[0].suggest_float("learning_rate", 1e-5, 1e-3, log=True) == 1e-4
+    )  # its queued value
     assert other.trials[N_RUNNING].state == optuna.trial.TrialState.RUNNING
     # ...found by reading it alone (to find it, to set it running, to start it), not the 12
     # running trials.

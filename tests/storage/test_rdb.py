@@ -36,7 +36,9 @@ def test_password_is_never_shown():
 
 
 def test_malformed_url():
-    with pytest.raises(StorageError, match=r"malformed storage URL 'not a url'; expected e.g. sqlite:///"):
+    with pytest.raises(
+        StorageError, match=r"malformed storage URL 'not a url'; expected e.g. sqlite:///"
+    ):
         resolve_storage_url("not a url")
 
 
@@ -51,7 +53,9 @@ def test_unreachable_server_is_one_line_without_password():
 
 
 def test_missing_driver_names_the_extra():
-    with pytest.raises(StorageError, match=r"no database driver for .*; install its SQLAlchemy driver"):
+    with pytest.raises(
+        StorageError, match=r"no database driver for .*; install its SQLAlchemy driver"
+    ):
         open_storage(resolve_storage_url("mssql+pymssql://u@h/db"))
 
 
@@ -78,7 +82,9 @@ def test_real_servers_open(url):
 
 
 def test_url_with_bad_port_is_malformed_not_a_crash():
-    with pytest.raises(StorageError, match=r"malformed storage URL 'postgresql://alice:\*\*\*@db:port/hp'"):
+    with pytest.raises(
+        StorageError, match=r"malformed storage URL 'postgresql://alice:\*\*\*@db:port/hp'"
+    ):
         resolve_storage_url("postgresql://alice:s3cret@db:port/hp")
 
 
@@ -155,24 +161,41 @@ def test_password_from_a_file_or_the_environment(monkeypatch, tmp_path):
     assert resolve_storage_url("postgresql://alice@db:5432/hp").password == "from-env"
 
 
-@pytest.mark.parametrize("setup, message", [
-    ({"HPSEARCH_STORAGE_PASSWORD_FILE": "{missing}"}, "cannot read it"),
-    ({"HPSEARCH_STORAGE_PASSWORD_FILE": "{empty}"}, "the file is empty; write the password on its first line"),
-    ({"HPSEARCH_STORAGE_PASSWORD_FILE": "{good}", "HPSEARCH_STORAGE_PASSWORD": "x"}, "keep one of them"),
-], ids=["missing", "empty", "both"])
+@pytest.mark.parametrize(
+    "setup, message",
+    [
+        ({"HPSEARCH_STORAGE_PASSWORD_FILE": "{missing}"}, "cannot read it"),
+        (
+            {"HPSEARCH_STORAGE_PASSWORD_FILE": "{empty}"},
+            "the file is empty; write the password on its first line",
+        ),
+        (
+            {"HPSEARCH_STORAGE_PASSWORD_FILE": "{good}", "HPSEARCH_STORAGE_PASSWORD": "x"},
+            "keep one of them",
+        ),
+    ],
+    ids=["missing", "empty", "both"],
+)
 def test_password_apart_mistakes_are_one_line(monkeypatch, tmp_path, setup, message):
     monkeypatch.delenv("HPSEARCH_STORAGE_PASSWORD", raising=False)
     (tmp_path / "empty").write_text("")
     (tmp_path / "good").write_text("pw")
     for key, value in setup.items():
-        monkeypatch.setenv(key, value.format(missing=tmp_path / "nope", empty=tmp_path / "empty", good=tmp_path / "good"))
+        monkeypatch.setenv(
+            key,
+            value.format(
+                missing=tmp_path / "nope", empty=tmp_path / "empty", good=tmp_path / "good"
+            ),
+        )
     with pytest.raises(StorageError, match=message):
         resolve_storage_url("postgresql://alice@db:5432/hp")
 
 
 def test_a_url_with_a_password_and_a_password_apart_is_refused(monkeypatch):
     monkeypatch.setenv("HPSEARCH_STORAGE_PASSWORD", "other")
-    with pytest.raises(StorageError, match=r"postgresql\+psycopg://alice:\*\*\*@db/hp holds a password"):
+    with pytest.raises(
+        StorageError, match=r"postgresql\+psycopg://alice:\*\*\*@db/hp holds a password"
+    ):
         resolve_storage_url("postgresql://alice:s3cret@db/hp")
     # The same password twice is the URL a worker resolved, handed to its child processes.
     assert resolve_storage_url("postgresql://alice:other@db/hp").password == "other"
@@ -186,7 +209,9 @@ def test_a_password_file_reaches_a_real_server(monkeypatch, tmp_path):
 
     admin = sqlalchemy.create_engine(resolve_storage_url(MYSQL_URL))
     with admin.begin() as connection:
-        connection.execute(sqlalchemy.text("CREATE USER IF NOT EXISTS 'hp_pw'@'%' IDENTIFIED BY 'file-s3cret'"))
+        connection.execute(
+            sqlalchemy.text("CREATE USER IF NOT EXISTS 'hp_pw'@'%' IDENTIFIED BY 'file-s3cret'")
+        )
         connection.execute(sqlalchemy.text("GRANT ALL ON test.* TO 'hp_pw'@'%'"))
     base = resolve_storage_url(MYSQL_URL)
     user_url = base.set(username="hp_pw", password=None).render_as_string(hide_password=False)

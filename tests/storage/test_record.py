@@ -44,12 +44,16 @@ def test_appends_from_processes_at_once_all_land(tmp_path):
     storage = open_storage(resolve_storage_url(url))
     study = optuna.create_study(study_name="appended", storage=storage)
     workers = [
-        subprocess.Popen([sys.executable, "-c", APPENDER, url, "appended", str(who), str(tmp_path), str(N_ITEMS)])
+        subprocess.Popen(
+            [sys.executable, "-c", APPENDER, url, "appended", str(who), str(tmp_path), str(N_ITEMS)]
+        )
         for who in range(N_PROCESSES)
     ]
     deadline = time.monotonic() + 120
     while not all((tmp_path / f"ready-{who}").exists() for who in range(N_PROCESSES)):
-        assert time.monotonic() < deadline and all(w.poll() is None for w in workers), "an appender did not start"
+        assert time.monotonic() < deadline and all(w.poll() is None for w in workers), (
+            "an appender did not start"
+        )
         time.sleep(0.05)
     (tmp_path / "go").touch()
     assert [w.wait(timeout=120) for w in workers] == [0] * N_PROCESSES
@@ -57,7 +61,10 @@ def test_appends_from_processes_at_once_all_land(tmp_path):
     items = study_user_attr_list(study, "records")
     # Every item of every process is there, once, and each process's in the order it appended them.
     assert sorted(json.dumps(item, sort_keys=True) for item in items) == sorted(
-        json.dumps({"who": who, "i": i}, sort_keys=True) for who in range(N_PROCESSES) for i in range(N_ITEMS))
+        json.dumps({"who": who, "i": i}, sort_keys=True)
+        for who in range(N_PROCESSES)
+        for i in range(N_ITEMS)
+    )
     for who in range(N_PROCESSES):
         assert [item["i"] for item in items if item["who"] == who] == list(range(N_ITEMS))
 
@@ -70,5 +77,7 @@ def test_an_absent_list_starts_empty(tmp_path):
     # Nothing recorded yet: an empty list, not an error.
     assert study_user_attr_list(study, "records") == []
     # The first append creates the list; what it returns is what the database holds.
-    assert append_study_user_attr(study, StudyLock(url, "fresh", "final-trainings"), "records", 1) == [1]
+    assert append_study_user_attr(
+        study, StudyLock(url, "fresh", "final-trainings"), "records", 1
+    ) == [1]
     assert study_user_attr_list(study, "records") == [1]

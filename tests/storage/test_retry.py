@@ -48,7 +48,9 @@ def test_connection_failures_are_transient_and_data_errors_are_not():
     assert is_transient(exc.InterfaceError("SELECT 1", {}, Exception("connection already closed")))
     assert is_transient(wrapped(sqlite3.OperationalError("database is locked")))
     # Invalid data, a missing table, a broken constraint: the same error again after any wait.
-    assert not is_transient(wrapped(Exception("value too long for type character varying(512)"), exc.DataError))
+    assert not is_transient(
+        wrapped(Exception("value too long for type character varying(512)"), exc.DataError)
+    )
     assert not is_transient(wrapped(sqlite3.OperationalError("no such table: trials")))
     assert not is_transient(wrapped(Exception("duplicate key"), exc.IntegrityError))
     assert not is_transient(ValueError("not a database error at all"))
@@ -60,11 +62,15 @@ def test_a_pending_rollback_is_as_transient_as_the_failure_before_it():
             try:
                 raise earlier
             except (exc.InterfaceError, ValueError):
-                raise exc.PendingRollbackError("Can't reconnect until invalid transaction is rolled back")
+                raise exc.PendingRollbackError(
+                    "Can't reconnect until invalid transaction is rolled back"
+                )
         except exc.PendingRollbackError as e:
             return e
 
-    assert is_transient(raised_while_handling(exc.InterfaceError("SELECT 1", {}, Exception("closed"))))
+    assert is_transient(
+        raised_while_handling(exc.InterfaceError("SELECT 1", {}, Exception("closed")))
+    )
     assert not is_transient(raised_while_handling(ValueError("a bug, not an outage")))
     assert not is_transient(exc.PendingRollbackError("rolled back with no failure before it"))
 
@@ -74,7 +80,9 @@ def study_on(request):
     """A fresh study on the named server, deleted afterwards: (url, name)."""
     url = server_url(request.param)
     name = f"test-{uuid.uuid4().hex[:10]}"
-    optuna.create_study(study_name=name, storage=open_storage(resolve_storage_url(url)), direction="maximize")
+    optuna.create_study(
+        study_name=name, storage=open_storage(resolve_storage_url(url)), direction="maximize"
+    )
     yield url, name
     optuna.delete_study(study_name=name, storage=open_storage(resolve_storage_url(url)))
 
@@ -86,7 +94,10 @@ def test_a_permanent_error_fails_at_once_with_its_reason(study_on, caplog):
     trial = optuna.load_study(study_name=name, storage=storage).ask()
     # Evaluation steps are a 32-bit INTEGER column: the server refuses 2**40, now and every time.
     # (Not an over-long string: with SQLAlchemy 2.0.0's bind casts PostgreSQL truncates one silently.)
-    with caplog.at_level(logging.WARNING, logger="hpsearch.storage"), pytest.raises(StorageInternalError) as caught:
+    with (
+        caplog.at_level(logging.WARNING, logger="hpsearch.storage"),
+        pytest.raises(StorageInternalError) as caught,
+    ):
         storage.set_trial_intermediate_value(trial._trial_id, 2**40, 0.5)
     # Not retried: no "storage unreachable" wait, and the reason shown is the server's own.
     assert [r for r in caplog.records if "unreachable" in r.getMessage()] == []
@@ -99,10 +110,15 @@ def test_a_permanent_error_fails_at_once_with_its_reason(study_on, caplog):
 def test_a_commit_whose_answer_is_lost_is_not_repeated(study_on):
     url, name = study_on
     server = make_url(url)
-    proxy = CuttableProxy(server.host or "127.0.0.1", server.port or (5432 if "postgres" in url else 3306))
+    proxy = CuttableProxy(
+        server.host or "127.0.0.1", server.port or (5432 if "postgres" in url else 3306)
+    )
     try:
-        via_proxy = open_storage(resolve_storage_url(
-            server.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)))
+        via_proxy = open_storage(
+            resolve_storage_url(
+                server.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+            )
+        )
         direct = open_storage(resolve_storage_url(url))
         study = optuna.load_study(study_name=name, storage=via_proxy)
         study_id = direct.get_study_id_from_name(name)
@@ -134,15 +150,20 @@ def test_a_study_whose_creation_answer_is_lost_is_created_once_with_its_attribut
     proxy = CuttableProxy(server.host or "127.0.0.1", server.port or 5432)
     name = f"test-{uuid.uuid4().hex[:10]}"
     try:
-        via_proxy = open_storage(resolve_storage_url(
-            server.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)))
+        via_proxy = open_storage(
+            resolve_storage_url(
+                server.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+            )
+        )
         cut = proxy.cut_after_commit(b"INSERT INTO studies (")
         create_study(via_proxy, name, "maximize", {"hpsearch_spec": {"model": "m"}})
         assert cut.is_set()
         # Created once, spec and all, and the retry knew the study as its own (no DuplicatedStudyError).
         direct = open_storage(resolve_storage_url(url))
         assert [s.study_name for s in direct.get_all_studies()].count(name) == 1
-        assert direct.get_study_user_attrs(direct.get_study_id_from_name(name)) == {"hpsearch_spec": {"model": "m"}}
+        assert direct.get_study_user_attrs(direct.get_study_id_from_name(name)) == {
+            "hpsearch_spec": {"model": "m"}
+        }
         # Another process creating it afterwards is told it exists.
         with pytest.raises(optuna.exceptions.DuplicatedStudyError):
             create_study(direct, name, "maximize", {})
@@ -163,8 +184,11 @@ def test_a_cut_between_the_queries_of_a_read_is_ridden_out(study_on, caplog):
     server = make_url(url)
     proxy = CuttableProxy(server.host or "127.0.0.1", server.port or 5432)
     try:
-        storage = open_storage(resolve_storage_url(
-            server.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)))
+        storage = open_storage(
+            resolve_storage_url(
+                server.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+            )
+        )
         study = optuna.load_study(study_name=name, storage=storage)
         study.tell(study.ask(), 0.5)
         armed = threading.Event()
@@ -174,7 +198,11 @@ def test_a_cut_between_the_queries_of_a_read_is_ridden_out(study_on, caplog):
         def cut_before_the_trials_query(conn, cursor, statement, *args):
             # The study has been looked up on this connection; the database vanishes before the
             # trials are read, and comes back a second later.
-            if armed.is_set() and "FROM trials" in statement and "ORDER BY trials.trial_id" in statement:
+            if (
+                armed.is_set()
+                and "FROM trials" in statement
+                and "ORDER BY trials.trial_id" in statement
+            ):
                 armed.clear()
                 proxy.cut()
                 threading.Timer(1.0, proxy.restore).start()

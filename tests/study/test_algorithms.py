@@ -18,7 +18,9 @@ PRUNERS = typing.get_args(PrunerSpec.model_fields["name"].annotation)
 def test_sampler_drives_a_study(name):
     startup = {"n_startup_trials": 2} if name in ("tpe", "gp", "cmaes") else {}
     study = optuna.create_study(sampler=make_sampler(SamplerSpec(name=name, seed=3, **startup)))
-    study.optimize(lambda t: (t.suggest_float("x", -1, 1) - 0.2) ** 2 + t.suggest_int("n", 1, 4), n_trials=6)
+    study.optimize(
+        lambda t: (t.suggest_float("x", -1, 1) - 0.2) ** 2 + t.suggest_int("n", 1, 4), n_trials=6
+    )
     # All six trials ran to completion, with values in the declared ranges.
     assert [t.state.name for t in study.trials] == ["COMPLETE"] * 6
     assert all(-1 <= t.params["x"] <= 1 for t in study.trials)
@@ -36,12 +38,19 @@ def test_sampler_seed_makes_it_repeatable():
 
 @pytest.mark.parametrize("name", PRUNERS)
 def test_pruner_is_built_with_its_settings(name):
-    settings = {"hyperband": {"min_resource": 2, "reduction_factor": 4},
-                "successive_halving": {"min_resource": 2, "reduction_factor": 4},
-                "median": {"n_startup_trials": 1, "n_warmup_steps": 2}, "none": {}}[name]
+    settings = {
+        "hyperband": {"min_resource": 2, "reduction_factor": 4},
+        "successive_halving": {"min_resource": 2, "reduction_factor": 4},
+        "median": {"n_startup_trials": 1, "n_warmup_steps": 2},
+        "none": {},
+    }[name]
     pruner = make_pruner(PrunerSpec(name=name, **settings))
-    expected = {"hyperband": optuna.pruners.HyperbandPruner, "successive_halving": optuna.pruners.SuccessiveHalvingPruner,
-                "median": optuna.pruners.MedianPruner, "none": optuna.pruners.NopPruner}[name]
+    expected = {
+        "hyperband": optuna.pruners.HyperbandPruner,
+        "successive_halving": optuna.pruners.SuccessiveHalvingPruner,
+        "median": optuna.pruners.MedianPruner,
+        "none": optuna.pruners.NopPruner,
+    }[name]
     assert isinstance(pruner, expected)
     if name == "successive_halving":
         assert pruner._min_resource == 2 and pruner._reduction_factor == 4
@@ -51,7 +60,9 @@ def test_pruner_is_built_with_its_settings(name):
 
 def test_workers_get_their_own_seeds():
     def first_draw(worker_key):
-        study = optuna.create_study(sampler=make_sampler(SamplerSpec(name="random", seed=0), worker_key))
+        study = optuna.create_study(
+            sampler=make_sampler(SamplerSpec(name="random", seed=0), worker_key)
+        )
         study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=1)
         return study.trials[0].params["x"]
 
@@ -61,15 +72,18 @@ def test_workers_get_their_own_seeds():
     assert len({first_draw(None), first_draw("cpu0"), first_draw("cpu1")}) == 3
 
 
-@pytest.mark.parametrize(("settings", "first"), [
-    ({"evals_per_epoch": 1}, 1),                       # half an epoch rounds up to the first
-    ({"evals_per_epoch": 2}, 1),                       # exactly half an epoch
-    ({"evals_per_epoch": 3}, 2),                       # 2/3 of an epoch, not 1/3
-    ({"evals_per_epoch": 4}, 2),
-    ({"evals_per_epoch": 3, "first_rung": 1.0}, 3),
-    ({"evals_per_epoch": 4, "first_rung": 0.25}, 1),
-    ({"evals_per_epoch": 4, "min_resource": 3}, 3),    # said in evaluations: taken as said
-])
+@pytest.mark.parametrize(
+    ("settings", "first"),
+    [
+        ({"evals_per_epoch": 1}, 1),  # half an epoch rounds up to the first
+        ({"evals_per_epoch": 2}, 1),  # exactly half an epoch
+        ({"evals_per_epoch": 3}, 2),  # 2/3 of an epoch, not 1/3
+        ({"evals_per_epoch": 4}, 2),
+        ({"evals_per_epoch": 3, "first_rung": 1.0}, 3),
+        ({"evals_per_epoch": 4, "first_rung": 0.25}, 1),
+        ({"evals_per_epoch": 4, "min_resource": 3}, 3),  # said in evaluations: taken as said
+    ],
+)
 def test_the_first_rung_is_a_fraction_of_an_epoch(settings, first):
     spec = PrunerSpec(name="successive_halving", **settings)
     assert spec.first_rung_evals == first
@@ -98,8 +112,18 @@ def trial_reporting(study: optuna.Study, values: list[float], complete: bool = T
 
 
 def test_nothing_is_pruned_before_min_trials_complete_and_they_set_the_rungs():
-    study = optuna.create_study(direction="maximize", pruner=make_pruner(PrunerSpec(
-        name="successive_halving", evals_per_epoch=1, first_rung=1, reduction_factor=2, min_trials=3)))
+    study = optuna.create_study(
+        direction="maximize",
+        pruner=make_pruner(
+            PrunerSpec(
+                name="successive_halving",
+                evals_per_epoch=1,
+                first_rung=1,
+                reduction_factor=2,
+                min_trials=3,
+            )
+        ),
+    )
     # Each worse than the one before at the first evaluation: none is stopped in the warm-up.
     assert [trial_reporting(study, [v, v]) for v in (0.70, 0.60, 0.50)] == [False, False, False]
     # Now a trial below the warm-up's median is stopped, and one above it goes on.
@@ -110,8 +134,18 @@ def test_nothing_is_pruned_before_min_trials_complete_and_they_set_the_rungs():
 def test_without_a_warm_up_a_trial_must_beat_each_one_before_it():
     # What min_trials is for: Optuna's successive halving keeps a rung's first trials only if each
     # beats all that came before, so a second trial 0.01 behind the first is stopped.
-    study = optuna.create_study(direction="maximize", pruner=make_pruner(PrunerSpec(
-        name="successive_halving", evals_per_epoch=1, first_rung=1, reduction_factor=3, min_trials=0)))
+    study = optuna.create_study(
+        direction="maximize",
+        pruner=make_pruner(
+            PrunerSpec(
+                name="successive_halving",
+                evals_per_epoch=1,
+                first_rung=1,
+                reduction_factor=3,
+                min_trials=0,
+            )
+        ),
+    )
     assert trial_reporting(study, [0.70, 0.70]) is False
     assert trial_reporting(study, [0.69, 0.9]) is True
 
@@ -125,12 +159,15 @@ def test_hyperband_keeps_its_type_for_the_samplers():
     assert len(study.trials) == 3
 
 
-@pytest.mark.parametrize("pruner", [
-    {"name": "median", "n_startup_trials": 1, "n_warmup_steps": 0},
-    {"name": "hyperband", "min_resource": 2},
-    {"name": "successive_halving", "first_rung": 1.0, "min_trials": 0},
-    {},
-])
+@pytest.mark.parametrize(
+    "pruner",
+    [
+        {"name": "median", "n_startup_trials": 1, "n_warmup_steps": 0},
+        {"name": "hyperband", "min_resource": 2},
+        {"name": "successive_halving", "first_rung": 1.0, "min_trials": 0},
+        {},
+    ],
+)
 def test_a_stored_pruner_spec_reads_back_as_it_was(pruner):
     # A study's spec is stored with every key (unset ones as None) and read back on resume.
     spec = PrunerSpec(**pruner)

@@ -18,7 +18,11 @@ from hpsearch.study import (
 def trial(state: TrialState, reason: str | None = None):
     attrs = {FAIL_REASON_ATTR: reason} if reason else {}
     value = 0.5 if state == TrialState.COMPLETE else None
-    frozen = create_trial(state=state, value=value, user_attrs=attrs) if state != TrialState.RUNNING else None
+    frozen = (
+        create_trial(state=state, value=value, user_attrs=attrs)
+        if state != TrialState.RUNNING
+        else None
+    )
     if frozen is None:  # create_trial makes finished or waiting trials only
         frozen = create_trial(state=TrialState.WAITING)
         frozen.state = TrialState.RUNNING

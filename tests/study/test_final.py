@@ -55,7 +55,8 @@ def test_epochs_and_full_data(study, spec):
     assert spec.dataset.max_train_samples == 64 and plan.spec.dataset.max_train_samples is None
     assert plan.spec.dataset.max_eval_samples == spec.dataset.max_eval_samples
     assert plan.spec.dataset.model_dump(exclude={"max_train_samples"}) == spec.dataset.model_dump(
-        exclude={"max_train_samples"})
+        exclude={"max_train_samples"}
+    )
 
 
 def test_epochs_override_a_searched_epoch_count_and_max_steps(tmp_path):
@@ -64,11 +65,17 @@ def test_epochs_override_a_searched_epoch_count_and_max_steps(tmp_path):
     raw["training"] = {"max_steps": 7}
     raw["search_space"]["num_train_epochs"] = {"choice": [1, 2]}
     made = make_synthetic_study(tmp_path / "e.db", "epochs", raw)
-    made.add_trial(create_trial(
-        state=TrialState.COMPLETE, value=0.8, params={"learning_rate": 1e-4, "num_train_epochs": 2},
-        distributions={"learning_rate": optuna.distributions.FloatDistribution(1e-5, 3e-4, log=True),
-                       "num_train_epochs": optuna.distributions.CategoricalDistribution([1, 2])},
-    ))
+    made.add_trial(
+        create_trial(
+            state=TrialState.COMPLETE,
+            value=0.8,
+            params={"learning_rate": 1e-4, "num_train_epochs": 2},
+            distributions={
+                "learning_rate": optuna.distributions.FloatDistribution(1e-5, 3e-4, log=True),
+                "num_train_epochs": optuna.distributions.CategoricalDistribution([1, 2]),
+            },
+        )
+    )
     plan = plan_final_training(made, parse_spec(raw, "t"), epochs=0.5)
     # The epochs asked for replace the searched ones, and max_steps, which would override them, goes.
     assert plan.values == {"learning_rate": 1e-4, "num_train_epochs": 0.5}
@@ -82,11 +89,17 @@ def test_a_pruned_trial_trains_with_its_last_evaluation_as_reference(study, spec
     assert plan.trial == 2 and plan.trial_value == 0.5  # its one intermediate value
 
 
-@pytest.mark.parametrize(("number", "message"), [
-    (3, "trial 3 of study 'final' is FAIL (out of memory (batch size 64)): only a COMPLETE or PRUNED trial"),
-    (4, "trial 4 of study 'final' is RUNNING: only a COMPLETE or PRUNED trial"),
-    (9, "study 'final' has no trial 9; its trials are 0-4"),
-])
+@pytest.mark.parametrize(
+    ("number", "message"),
+    [
+        (
+            3,
+            "trial 3 of study 'final' is FAIL (out of memory (batch size 64)): only a COMPLETE or PRUNED trial",
+        ),
+        (4, "trial 4 of study 'final' is RUNNING: only a COMPLETE or PRUNED trial"),
+        (9, "study 'final' has no trial 9; its trials are 0-4"),
+    ],
+)
 def test_trials_that_cannot_be_trained_again(study, number, message):
     with pytest.raises(StudyError) as refused:
         choose_trial(study, number)
@@ -97,14 +110,19 @@ def test_a_study_without_a_complete_trial_has_no_default(tmp_path, tiny_spec):
     from hpsearch.storage import open_storage
     from hpsearch.study import open_study
 
-    empty, _ = open_study(open_storage(resolve_storage_url(f"sqlite:///{tmp_path / 'n.db'}")), "empty",
-                          parse_spec(tiny_spec, "t"))
+    empty, _ = open_study(
+        open_storage(resolve_storage_url(f"sqlite:///{tmp_path / 'n.db'}")),
+        "empty",
+        parse_spec(tiny_spec, "t"),
+    )
     with pytest.raises(StudyError, match="study 'empty' has no complete trial to train yet"):
         choose_trial(empty, None)
 
 
 def test_records_are_appended_in_order(study, tmp_path):
-    lock = StudyLock(resolve_storage_url(f"sqlite:///{tmp_path / 's.db'}"), "final", FINAL_LOCK_PURPOSE)
+    lock = StudyLock(
+        resolve_storage_url(f"sqlite:///{tmp_path / 's.db'}"), "final", FINAL_LOCK_PURPOSE
+    )
     assert final_trainings(study) == []
     record_final_training(study, lock, {"trial": 1})
     record_final_training(study, lock, {"trial": 0})

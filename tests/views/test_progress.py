@@ -18,7 +18,8 @@ GLOO_REASON = "[/__w/pytorch/pytorch/third_party/gloo/gloo/transport/tcp/pair.cc
 
 def test_a_failed_trial_line_shows_its_reason_and_values_verbatim():
     trial = create_trial(
-        state=TrialState.FAIL, params={"scheduler": "[/linear]"},
+        state=TrialState.FAIL,
+        params={"scheduler": "[/linear]"},
         distributions={"scheduler": CategoricalDistribution(["[/linear]", "cosine"])},
         user_attrs={FAIL_REASON_ATTR: GLOO_REASON},
     )

@@ -44,7 +44,10 @@ def test_both_ranks_train_rank_zeros_parameters_and_agree_on_the_value(workdir, 
     for trial in study.trials:
         ranks = trial.user_attrs["ranks"]
         assert [r["rank"] for r in ranks] == [0, 1]
-        assert len({r["pid"] for r in ranks}) == 2 and [r["pid"] for r in ranks] == trial.user_attrs["rank_pids"]
+        assert (
+            len({r["pid"] for r in ranks}) == 2
+            and [r["pid"] for r in ranks] == trial.user_attrs["rank_pids"]
+        )
         # Both trained what rank 0 sampled, with the same seed, for the same steps ...
         assert ranks[0]["params"] == ranks[1]["params"] == trial.params
         assert ranks[0]["seed"] == ranks[1]["seed"] == trial.user_attrs["seed"]
@@ -57,7 +60,9 @@ def test_both_ranks_train_rank_zeros_parameters_and_agree_on_the_value(workdir, 
         # The trial's value is what rank 0 reported, and every rank measured the same.
         assert trial.state.name == "COMPLETE"
         assert ranks[0]["value"] == ranks[1]["value"] == pytest.approx(trial.value, abs=1e-6)
-        assert trial.intermediate_values[max(trial.intermediate_values)] == pytest.approx(trial.value)
+        assert trial.intermediate_values[max(trial.intermediate_values)] == pytest.approx(
+            trial.value
+        )
 
 
 def test_a_pruned_trial_stops_on_every_rank_at_the_same_evaluation(workdir, tiny_spec):
@@ -70,11 +75,15 @@ def test_a_pruned_trial_stops_on_every_rank_at_the_same_evaluation(workdir, tiny
         ranks = trial.user_attrs["ranks"]
         # Rank 0's decision stopped both, after the first of two evaluations, at the same step.
         assert [r["pruned"] for r in ranks] == [True, True]
-        assert [r["evaluations"] for r in ranks] == [1, 1] and list(trial.intermediate_values) == [1]
+        assert [r["evaluations"] for r in ranks] == [1, 1] and list(trial.intermediate_values) == [
+            1
+        ]
         assert ranks[0]["steps"] == ranks[1]["steps"] < good.user_attrs["n_steps"]
 
 
-def test_a_killed_rank_fails_its_trial_at_once_and_a_new_group_goes_on(workdir, tiny_spec, cache_dir):
+def test_a_killed_rank_fails_its_trial_at_once_and_a_new_group_goes_on(
+    workdir, tiny_spec, cache_dir
+):
     # Trials long enough (a few hundred steps) that the kill lands in the middle of training.
     tiny_spec["dataset"]["max_train_samples"] = 1500
     tiny_spec["search_space"] = {"learning_rate": {"float": [1e-5, 1e-4], "log": True}}
@@ -85,8 +94,11 @@ def test_a_killed_rank_fails_its_trial_at_once_and_a_new_group_goes_on(workdir, 
     write_spec(workdir, "kill", tiny_spec)
     process = subprocess.Popen(
         [*HPSEARCH_WITH_CTRL_C, "run", "--study", "kill", "--gpus-per-trial", "2"],
-        cwd=workdir, env={**os.environ, "HPSEARCH_CACHE": str(cache_dir)},
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=workdir,
+        env={**os.environ, "HPSEARCH_CACHE": str(cache_dir)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         first = wait_for_group_trial(workdir, process, number=0)
@@ -123,9 +135,14 @@ def test_a_killed_rank_fails_its_trial_at_once_and_a_new_group_goes_on(workdir, 
 
     # SIGTERM (scancel, a pod's deletion) stops a group as Ctrl-C does, though the agent stops its
     # ranks with SIGTERM, before rank 0 can record the trial: the launcher records it instead.
-    process = subprocess.Popen([*HPSEARCH_WITH_CTRL_C, "run", "--study", "kill", "--gpus-per-trial", "2"],
-                               cwd=workdir, env={**os.environ, "HPSEARCH_CACHE": str(cache_dir)},
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [*HPSEARCH_WITH_CTRL_C, "run", "--study", "kill", "--gpus-per-trial", "2"],
+        cwd=workdir,
+        env={**os.environ, "HPSEARCH_CACHE": str(cache_dir)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         rerun = wait_for_group_trial(workdir, process, number=2)
         time.sleep(2.0)
@@ -143,15 +160,21 @@ def test_a_killed_rank_fails_its_trial_at_once_and_a_new_group_goes_on(workdir, 
     assert not any(alive(pid) for pid in rerun.user_attrs["rank_pids"])
 
     # A worker killed outright takes its ranks with it: none is left holding a device.
-    process = subprocess.Popen([*HPSEARCH_WITH_CTRL_C, "run", "--study", "kill", "--gpus-per-trial", "2"],
-                               cwd=workdir, env={**os.environ, "HPSEARCH_CACHE": str(cache_dir)},
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [*HPSEARCH_WITH_CTRL_C, "run", "--study", "kill", "--gpus-per-trial", "2"],
+        cwd=workdir,
+        env={**os.environ, "HPSEARCH_CACHE": str(cache_dir)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         third = wait_for_group_trial(workdir, process, number=3)
         process.kill()
         process.wait()
         deadline = time.monotonic() + 30
-        while any(alive(pid) for pid in third.user_attrs["rank_pids"]) and time.monotonic() < deadline:
+        while (
+            any(alive(pid) for pid in third.user_attrs["rank_pids"]) and time.monotonic() < deadline
+        ):
             time.sleep(0.2)
         assert not any(alive(pid) for pid in third.user_attrs["rank_pids"])
     finally:
@@ -165,7 +188,9 @@ def postgres_study():
     url, name = server_url("HPSEARCH_TEST_POSTGRES"), f"test-{uuid.uuid4().hex[:10]}"
     yield url, name
     try:
-        optuna.delete_study(study_name=name, storage=url.replace("postgresql://", "postgresql+psycopg://"))
+        optuna.delete_study(
+            study_name=name, storage=url.replace("postgresql://", "postgresql+psycopg://")
+        )
     except KeyError:
         pass
 
@@ -176,19 +201,36 @@ def test_supervised_trial_groups_join_a_study_on_postgresql(workdir, tiny_spec, 
     url, name = postgres_study
     tiny_spec["budget"]["n_trials"] = 3
     write_spec(workdir, "groups", tiny_spec)
-    created = run_hpsearch("create", "--study", "groups", "--study-name", name, "--storage", url, cwd=workdir)
+    created = run_hpsearch(
+        "create", "--study", "groups", "--study-name", name, "--storage", url, cwd=workdir
+    )
     assert created.returncode == 0, created.stderr
     # The password apart from the URL: the supervisor hands its resolved URL on, and the workers
     # and ranks, which inherit the variable too, must not see a conflict in it.
-    joined = run_hpsearch("worker", "--study", name, "--storage", url, "--workers", "2", "--gpus-per-trial", "2",
-                          cwd=workdir, env={"HPSEARCH_STORAGE_PASSWORD": "pw-apart"})
+    joined = run_hpsearch(
+        "worker",
+        "--study",
+        name,
+        "--storage",
+        url,
+        "--workers",
+        "2",
+        "--gpus-per-trial",
+        "2",
+        cwd=workdir,
+        env={"HPSEARCH_STORAGE_PASSWORD": "pw-apart"},
+    )
     assert joined.returncode == 0, joined.stdout + joined.stderr
     trials = load(url, name).trials
     assert [t.state.name for t in trials] == ["COMPLETE"] * 3
     groups = {t.user_attrs["group"] for t in trials}
     assert groups <= {"cpu0", "cpu1"} and all(t.user_attrs["world_size"] == 2 for t in trials)
     for trial in trials:
-        assert trial.user_attrs["ranks"][0]["params"] == trial.user_attrs["ranks"][1]["params"] == trial.params
+        assert (
+            trial.user_attrs["ranks"][0]["params"]
+            == trial.user_attrs["ranks"][1]["params"]
+            == trial.params
+        )
 
 
 def test_gradual_unfreezing_is_refused_on_a_trial_group(workdir, tiny_spec):
@@ -207,21 +249,38 @@ def failure(rank: int, exitcode: int) -> ProcessFailure:
     return ProcessFailure(local_rank=rank, pid=1000 + rank, exitcode=exitcode, error_file="<N/A>")
 
 
-@pytest.mark.parametrize("failures, reasons, expected", [
-    # Rank 1 killed; rank 0 then saw its peer vanish and was stopped by the agent.
-    ({1: -9, 0: -15}, {0: "rank 0 of 2: RuntimeError: [gloo] Read error: Connection reset by peer"},
-     (1, -9, "rank 1 of 2 was killed by SIGKILL")),
-    # Rank 1 ran out of memory (its own reason); rank 0 lost its peer.
-    ({0: 70, 1: 70}, {0: "rank 0 of 2: RuntimeError: [gloo] Connection closed by peer",
-                      1: "rank 1 of 2: out of memory (batch size 64)"},
-     (1, 70, "rank 1 of 2: out of memory (batch size 64)")),
-    # A rank that exits on a mistake, with no reason file: its exit code is the reason.
-    ({0: 1}, {}, (0, 1, "rank 0 of 2 exited with code 1")),
-], ids=["killed", "own-reason", "exit-code"])
-def test_the_failure_blamed_is_the_cause_not_its_consequences(tmp_path, failures, reasons, expected):
+@pytest.mark.parametrize(
+    "failures, reasons, expected",
+    [
+        # Rank 1 killed; rank 0 then saw its peer vanish and was stopped by the agent.
+        (
+            {1: -9, 0: -15},
+            {0: "rank 0 of 2: RuntimeError: [gloo] Read error: Connection reset by peer"},
+            (1, -9, "rank 1 of 2 was killed by SIGKILL"),
+        ),
+        # Rank 1 ran out of memory (its own reason); rank 0 lost its peer.
+        (
+            {0: 70, 1: 70},
+            {
+                0: "rank 0 of 2: RuntimeError: [gloo] Connection closed by peer",
+                1: "rank 1 of 2: out of memory (batch size 64)",
+            },
+            (1, 70, "rank 1 of 2: out of memory (batch size 64)"),
+        ),
+        # A rank that exits on a mistake, with no reason file: its exit code is the reason.
+        ({0: 1}, {}, (0, 1, "rank 0 of 2 exited with code 1")),
+    ],
+    ids=["killed", "own-reason", "exit-code"],
+)
+def test_the_failure_blamed_is_the_cause_not_its_consequences(
+    tmp_path, failures, reasons, expected
+):
     for rank, reason in reasons.items():
         (tmp_path / f"rank-{rank}.txt").write_text(reason)
-    assert culprit({rank: failure(rank, code) for rank, code in failures.items()}, tmp_path, 2) == expected
+    assert (
+        culprit({rank: failure(rank, code) for rank, code in failures.items()}, tmp_path, 2)
+        == expected
+    )
 
 
 def wait_for_group_trial(workdir, process, number: int, timeout: float = 240.0):
@@ -230,7 +289,11 @@ def wait_for_group_trial(workdir, process, number: int, timeout: float = 240.0):
     while time.monotonic() < deadline:
         assert process.poll() is None, process.communicate()
         trials = study_trials(workdir, "kill")
-        if len(trials) > number and "rank_pids" in trials[number].user_attrs and trials[number].state.name == "RUNNING":
+        if (
+            len(trials) > number
+            and "rank_pids" in trials[number].user_attrs
+            and trials[number].state.name == "RUNNING"
+        ):
             return trials[number]
         time.sleep(0.3)
     raise AssertionError(f"trial {number} did not start on a group")
@@ -254,7 +317,11 @@ def study_trials(workdir, name: str) -> list:
 
 
 def study_count(workdir) -> int:
-    return len(optuna.storages.RDBStorage(f"sqlite:///{workdir / 'storage' / 'hpsearch.db'}").get_all_studies())
+    return len(
+        optuna.storages.RDBStorage(
+            f"sqlite:///{workdir / 'storage' / 'hpsearch.db'}"
+        ).get_all_studies()
+    )
 
 
 def alive(pid: int) -> bool:

@@ -23,9 +23,12 @@ pytestmark = pytest.mark.slow
 # background (`nohup pytest &`), it ignores SIGINT, a child inherits that, and Python then never
 # raises KeyboardInterrupt.
 HPSEARCH_WITH_CTRL_C = [
-    sys.executable, "-c",
-    ("import runpy, signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
-     "runpy.run_module('hpsearch.cli', run_name='__main__', alter_sys=True)"),
+    sys.executable,
+    "-c",
+    (
+        "import runpy, signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+        "runpy.run_module('hpsearch.cli', run_name='__main__', alter_sys=True)"
+    ),
 ]
 
 
@@ -36,7 +39,9 @@ def wait_for_running_trial(database, process, n_running: int = 1, timeout: float
         if database.exists():
             with sqlite3.connect(database, timeout=30) as db:
                 try:
-                    running = db.execute("select count(*) from trials where state = 'RUNNING'").fetchone()[0]
+                    running = db.execute(
+                        "select count(*) from trials where state = 'RUNNING'"
+                    ).fetchone()[0]
                 except sqlite3.OperationalError:  # tables not created yet
                     running = 0
             if running >= n_running:
@@ -54,8 +59,11 @@ def test_ctrl_c_fails_the_trial_and_resume_reruns_it(workdir, tiny_spec, cache_d
     database = workdir / "storage" / "hpsearch.db"
     process = subprocess.Popen(
         [*HPSEARCH_WITH_CTRL_C, "run", "--study", "stop"],
-        cwd=workdir, env={**os.environ, "HPSEARCH_CACHE": str(cache_dir)},
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=workdir,
+        env={**os.environ, "HPSEARCH_CACHE": str(cache_dir)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     wait_for_running_trial(database, process)
     time.sleep(2.0)  # into the training loop
@@ -93,8 +101,11 @@ def test_sigterm_stops_a_run_as_ctrl_c_does(workdir, tiny_spec, cache_dir):
     database = workdir / "storage" / "hpsearch.db"
     process = subprocess.Popen(
         [sys.executable, "-m", "hpsearch.cli", "run", "--study", "stop"],
-        cwd=workdir, env={**os.environ, "HPSEARCH_CACHE": str(cache_dir)},
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=workdir,
+        env={**os.environ, "HPSEARCH_CACHE": str(cache_dir)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     wait_for_running_trial(database, process)
     time.sleep(2.0)
@@ -103,27 +114,37 @@ def test_sigterm_stops_a_run_as_ctrl_c_does(workdir, tiny_spec, cache_dir):
     # Not killed by it (-15): stopped as on Ctrl-C, its trial recorded and queued again.
     assert process.returncode == 130, stderr
     assert "re-run when the study resumes" in stdout and "Traceback" not in stderr
-    study = optuna.load_study(study_name="stop", storage=optuna.storages.RDBStorage(f"sqlite:///{database}"))
+    study = optuna.load_study(
+        study_name="stop", storage=optuna.storages.RDBStorage(f"sqlite:///{database}")
+    )
     assert [t.state.name for t in study.trials] == ["FAIL", "WAITING"]
     assert study.trials[0].user_attrs[FAIL_REASON_ATTR] == INTERRUPTED
 
 
 @pytest.mark.parametrize("stop", ["ctrl-c", "scancel"])
 def test_ctrl_c_stops_every_supervised_worker_cleanly(workdir, tiny_spec, cache_dir, stop):
-    tiny_spec["dataset"]["max_train_samples"] = 960  # 60 steps: both workers are mid-trial when it lands
+    tiny_spec["dataset"]["max_train_samples"] = (
+        960  # 60 steps: both workers are mid-trial when it lands
+    )
     tiny_spec["budget"]["n_trials"] = 4
     write_spec(workdir, "stop", tiny_spec)
     database = workdir / "storage" / "hpsearch.db"
     process = subprocess.Popen(
         [*HPSEARCH_WITH_CTRL_C, "run", "--study", "stop", "--workers", "2"],
-        cwd=workdir, env={**os.environ, "HPSEARCH_CACHE": str(cache_dir)},
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=workdir,
+        env={**os.environ, "HPSEARCH_CACHE": str(cache_dir)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     wait_for_running_trial(database, process, n_running=2)
     time.sleep(2.0)
     storage = optuna.storages.RDBStorage(f"sqlite:///{database}")
-    workers = [t.user_attrs["pid"] for t in optuna.load_study(study_name="stop", storage=storage).trials
-               if t.state.name == "RUNNING"]
+    workers = [
+        t.user_attrs["pid"]
+        for t in optuna.load_study(study_name="stop", storage=storage).trials
+        if t.state.name == "RUNNING"
+    ]
     if stop == "ctrl-c":
         # Ctrl-C reaches the supervisor alone (workers run in their own sessions); it forwards it once.
         process.send_signal(signal.SIGINT)
@@ -134,7 +155,9 @@ def test_ctrl_c_stops_every_supervised_worker_cleanly(workdir, tiny_spec, cache_
             os.kill(pid, signal.SIGTERM)
     stdout, stderr = process.communicate(timeout=180)
     assert process.returncode == 130, stdout + stderr
-    study = optuna.load_study(study_name="stop", storage=optuna.storages.RDBStorage(f"sqlite:///{database}"))
+    study = optuna.load_study(
+        study_name="stop", storage=optuna.storages.RDBStorage(f"sqlite:///{database}")
+    )
     states = [t.state.name for t in study.trials]
     # Both running trials ended FAIL 'interrupted', each with a waiting re-run; nothing is RUNNING.
     interrupted = [t for t in study.trials if t.user_attrs.get(FAIL_REASON_ATTR) == INTERRUPTED]

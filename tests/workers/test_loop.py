@@ -54,7 +54,9 @@ def test_repeated_failure_stops_the_worker_with_the_lock_free(setup):
         trial.set_user_attr(FAIL_REASON_ATTR, "out of memory (batch size 64)")
         raise TrialFailed("out of memory (batch size 64)")
 
-    with pytest.raises(HpsearchError, match=r"3 trials in a row failed with: out of memory \(batch size 64\)"):
+    with pytest.raises(
+        HpsearchError, match=r"3 trials in a row failed with: out of memory \(batch size 64\)"
+    ):
         run_trials(study, runner, 10, None, lock)
     assert [t.state.name for t in study.trials] == ["FAIL"] * 3
     assert not lock.held and lock_is_free(lock_path)

@@ -77,7 +77,18 @@ def test_four_workers_complete_exactly_the_budget(variable, workdir, cheap_spec,
     cleanup.append(url)
     cheap_spec["budget"]["n_trials"] = 8
     write_spec(workdir, "cheap", cheap_spec)
-    result = run_hpsearch("run", "--study", "cheap", "--study-name", name, "--storage", url, "--workers", "4", cwd=workdir)
+    result = run_hpsearch(
+        "run",
+        "--study",
+        "cheap",
+        "--study-name",
+        name,
+        "--storage",
+        url,
+        "--workers",
+        "4",
+        cwd=workdir,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "starting 4 workers" in result.stdout
     study = load(url, name)
@@ -94,8 +105,22 @@ def test_sqlite_four_workers_and_a_polling_reader_never_lock(workdir, cheap_spec
     write_spec(workdir, "cheap", cheap_spec)
     url = f"sqlite:///{workdir / 'storage' / 'hpsearch.db'}"
     process = subprocess.Popen(
-        [sys.executable, "-m", "hpsearch.cli", "run", "--study", "cheap", "--study-name", name, "--workers", "4"],
-        cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "hpsearch.cli",
+            "run",
+            "--study",
+            "cheap",
+            "--study-name",
+            name,
+            "--workers",
+            "4",
+        ],
+        cwd=workdir,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     errors: list[BaseException] = []
     polls = 0
@@ -137,8 +162,22 @@ def test_a_killed_worker_trial_is_rerun(workdir, tiny_spec, study_name):
     write_spec(workdir, "kill", tiny_spec)
     url = f"sqlite:///{workdir / 'storage' / 'hpsearch.db'}"
     process = subprocess.Popen(
-        [sys.executable, "-m", "hpsearch.cli", "run", "--study", "kill", "--study-name", name, "--workers", "2"],
-        cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "hpsearch.cli",
+            "run",
+            "--study",
+            "kill",
+            "--study-name",
+            name,
+            "--workers",
+            "2",
+        ],
+        cwd=workdir,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     victim = None
     deadline = time.monotonic() + 300
@@ -212,9 +251,22 @@ def test_worker_rides_out_a_database_outage(workdir, cheap_spec, study_name):
     cheap_spec["budget"]["n_trials"] = 6
     write_spec(workdir, "outage", cheap_spec)
     process = subprocess.Popen(
-        [sys.executable, "-m", "hpsearch.cli", "run", "--study", "outage", "--study-name", name,
-         "--storage", via_proxy],
-        cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "hpsearch.cli",
+            "run",
+            "--study",
+            "outage",
+            "--study-name",
+            name,
+            "--storage",
+            via_proxy,
+        ],
+        cwd=workdir,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         direct = server.render_as_string(hide_password=False)
@@ -247,8 +299,13 @@ def test_two_runs_creating_the_same_study_at_once(workdir, cheap_spec):
     write_spec(workdir, "twin", cheap_spec)
     # Two terminals, one command each, on a study that does not exist yet.
     processes = [
-        subprocess.Popen([sys.executable, "-m", "hpsearch.cli", "run", "--study", "twin"], cwd=workdir,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [sys.executable, "-m", "hpsearch.cli", "run", "--study", "twin"],
+            cwd=workdir,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for _ in range(2)
     ]
     outputs = [p.communicate(timeout=600) for p in processes]

@@ -54,7 +54,9 @@ def test_gpus_per_trial_groups_the_gpus_in_order():
     assert [s.env["CUDA_VISIBLE_DEVICES"] for s in slots] == ["0,1", "2,3", "4,5", "6,7"]
     assert {s.env["HPSEARCH_THREADS"] for s in slots} == {"4"}
     # Named GPUs are grouped in the order given, through the parent's own visible devices.
-    named = plan_slots("3,1,0,2", None, n_visible_gpus=4, n_cores=8, visible_devices="4,5,6,7", gpus_per_trial=2)
+    named = plan_slots(
+        "3,1,0,2", None, n_visible_gpus=4, n_cores=8, visible_devices="4,5,6,7", gpus_per_trial=2
+    )
     assert [s.env["CUDA_VISIBLE_DEVICES"] for s in named] == ["7,5", "4,6"]
 
 
@@ -66,5 +68,7 @@ def test_cpu_trial_groups_split_the_cores_between_every_process():
 def test_gpus_that_do_not_split_into_groups_are_refused():
     with pytest.raises(HpsearchError) as caught:
         plan_slots("all", None, n_visible_gpus=3, n_cores=8, gpus_per_trial=2)
-    assert caught.value.message == ("--gpus all gives 3 GPUs, which --gpus-per-trial 2 cannot split evenly; "
-                                    "name a multiple of 2, e.g. --gpus 0,1")
+    assert caught.value.message == (
+        "--gpus all gives 3 GPUs, which --gpus-per-trial 2 cannot split evenly; "
+        "name a multiple of 2, e.g. --gpus 0,1"
+    )

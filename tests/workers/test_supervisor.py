@@ -21,8 +21,14 @@ def test_a_worker_that_keeps_crashing_is_restarted_then_given_up(workdir, tiny_s
     # A real worker process that crashes at start-up every time (its thread count is no number).
     slot = WorkerSlot("cpu0", {"HPSEARCH_THREADS": "lots"})
     messages: list[str] = []
-    supervisor = Supervisor([slot], ["worker", "--study", "crashy", "--supervised"], {STORAGE_ENV: url},
-                            workdir / "logs", report=messages.append, on_poll=lambda: None)
+    supervisor = Supervisor(
+        [slot],
+        ["worker", "--study", "crashy", "--supervised"],
+        {STORAGE_ENV: url},
+        workdir / "logs",
+        report=messages.append,
+        on_poll=lambda: None,
+    )
     with pytest.raises(HpsearchError) as caught:
         supervisor.run()
     # Restarted MAX_RESTARTS times, then given up, with the crash's last line as the reason.
@@ -30,13 +36,20 @@ def test_a_worker_that_keeps_crashing_is_restarted_then_given_up(workdir, tiny_s
     assert len(restarts) == MAX_RESTARTS
     assert "invalid literal for int() with base 10: 'lots'" in restarts[0]
     # A crash exits 70 (ExitCode.CRASH), whatever its log says last.
-    assert caught.value.message.startswith("1 of 1 workers gave up (cpu0: died 4 times, last with exit code 70")
+    assert caught.value.message.startswith(
+        "1 of 1 workers gave up (cpu0: died 4 times, last with exit code 70"
+    )
 
 
 def test_the_exit_code_alone_decides():
     # Done; a mistake or an interrupt would repeat: give up; a crash or a signal may not: restart.
     assert decide(ExitCode.OK) == DONE
-    assert decide(ExitCode.USER_ERROR) == decide(ExitCode.SPEC_ERROR) == decide(ExitCode.INTERRUPTED) == GIVE_UP
+    assert (
+        decide(ExitCode.USER_ERROR)
+        == decide(ExitCode.SPEC_ERROR)
+        == decide(ExitCode.INTERRUPTED)
+        == GIVE_UP
+    )
     assert decide(ExitCode.CRASH) == decide(-9) == decide(-11) == decide(137) == RESTART
 
 
@@ -49,10 +62,18 @@ def test_a_worker_with_a_mistake_is_given_up_at_once(workdir):
     open_storage(resolve_storage_url(url))
     messages: list[str] = []
     # A real worker process asked to join a study that is not there: exit code 1, a user error.
-    supervisor = Supervisor([WorkerSlot("cpu0", {})], ["worker", "--study", "nope", "--supervised"],
-                            {STORAGE_ENV: url}, workdir / "logs", report=messages.append, on_poll=lambda: None)
+    supervisor = Supervisor(
+        [WorkerSlot("cpu0", {})],
+        ["worker", "--study", "nope", "--supervised"],
+        {STORAGE_ENV: url},
+        workdir / "logs",
+        report=messages.append,
+        on_poll=lambda: None,
+    )
     with pytest.raises(HpsearchError) as caught:
         supervisor.run()
     # Not restarted: the same mistake would end the same way.
     assert [m for m in messages if "restarting" in m] == []
-    assert caught.value.message.startswith("1 of 1 workers gave up (cpu0: exit code 1 (Error: no study 'nope'")
+    assert caught.value.message.startswith(
+        "1 of 1 workers gave up (cpu0: exit code 1 (Error: no study 'nope'"
+    )
