@@ -1,7 +1,16 @@
 """A study: created or resumed from its spec (a changed spec refused), its sampler and pruner, its
 study-wide budget, its summary and its final trainings. No torch or transformers here."""
 
-from hpsearch.study.algorithms import make_pruner, make_sampler, worker_seed
+from hpsearch.study.algorithms import (
+    SAMPLER_SEED_ATTR,
+    START_ATTR,
+    SamplerStart,
+    make_pruner,
+    make_sampler,
+    max_evaluations,
+    seed_sampler,
+    start_seed,
+)
 from hpsearch.study.budget import (
     FAIL_REASON_ATTR,
     FULL,
@@ -55,12 +64,15 @@ __all__ = [
     "INTERRUPTED",
     "INTERVAL_ATTR",
     "MUTABLE_KEYS",
+    "SAMPLER_SEED_ATTR",
     "SPEC_ATTR",
     "SPENT",
     "START",
+    "START_ATTR",
     "STOPPED_EARLY_ATTR",
     "Confidence",
     "FinalPlan",
+    "SamplerStart",
     "StudySummary",
     "budget_verdict",
     "check_resumable",
@@ -73,12 +85,14 @@ __all__ = [
     "final_trainings",
     "make_pruner",
     "make_sampler",
+    "max_evaluations",
     "n_spent",
     "open_study",
     "plan_final_training",
     "record_final_training",
+    "seed_sampler",
+    "start_seed",
     "stored_spec",
     "study_exists",
     "summarize",
-    "worker_seed",
 ]
