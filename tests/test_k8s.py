@@ -202,7 +202,7 @@ def test_worker_pods_run_hpsearch_worker_on_the_created_study(file):
     assert (params["study_name"] or Path(params["study_ref"]).stem) == STUDY
     assert (REPO / "studies" / f"{params['study_ref']}.yaml").is_file()
     assert re.search(
-        r"^COPY (--chown=\S+ )?studies ./studies$", (REPO / "Dockerfile").read_text(), re.M
+        r"^COPY (--chown=\S+ )?studies ./studies$", (REPO / "Dockerfile").read_text(), re.MULTILINE
     )
 
 
