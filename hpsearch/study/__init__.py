@@ -1,5 +1,6 @@
 """A study: created or resumed from its spec (a changed spec refused), its sampler and pruner, its
-study-wide budget, its summary and its final trainings. No torch or transformers here."""
+study-wide budget, its summary, the arithmetic of its effective batch, and its final trainings.
+No torch or transformers here."""
 
 from hpsearch.study.algorithms import (
     SAMPLER_SEED_ATTR,
@@ -11,6 +12,7 @@ from hpsearch.study.algorithms import (
     seed_sampler,
     start_seed,
 )
+from hpsearch.study.batch import WORLD_SIZE_ATTR, effective_batch, reproducing_accumulation
 from hpsearch.study.budget import (
     FAIL_REASON_ATTR,
     FULL,
@@ -70,6 +72,7 @@ __all__ = [
     "START",
     "START_ATTR",
     "STOPPED_EARLY_ATTR",
+    "WORLD_SIZE_ATTR",
     "Confidence",
     "FinalPlan",
     "SamplerStart",
@@ -82,6 +85,7 @@ __all__ = [
     "counts_toward_budget",
     "describe_states",
     "diff_specs",
+    "effective_batch",
     "final_trainings",
     "make_pruner",
     "make_sampler",
@@ -90,6 +94,7 @@ __all__ = [
     "open_study",
     "plan_final_training",
     "record_final_training",
+    "reproducing_accumulation",
     "seed_sampler",
     "start_seed",
     "stored_spec",

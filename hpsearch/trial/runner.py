@@ -28,6 +28,7 @@ from hpsearch.study import (
     FAIL_REASON_ATTR,
     INTERRUPTED,
     INTERVAL_ATTR,
+    WORLD_SIZE_ATTR,
     SamplerStart,
 )
 from hpsearch.trial.callback import OptunaPruningCallback
@@ -74,7 +75,7 @@ class TrialRunner:
             group_record = {
                 GROUP_ATTR: self.group.key,
                 "rank_pids": self.group.gather(os.getpid()),
-                "world_size": self.group.size,
+                WORLD_SIZE_ATTR: self.group.size,
             }
         start = self.sampler_start.attrs() if self.sampler_start is not None else {}
         record_start(trial, seed, self.device, {**start, **group_record})
