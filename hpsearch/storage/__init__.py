@@ -26,6 +26,7 @@ from hpsearch.storage.queries import (
     set_study_system_attr,
     set_user_attrs,
     study_system_attrs,
+    take_start_number,
     trials_of,
 )
 from hpsearch.storage.rdb import apply_heartbeat, open_storage
@@ -73,5 +74,6 @@ __all__ = [
     "set_user_attrs",
     "study_system_attrs",
     "study_user_attr_list",
+    "take_start_number",
     "trials_of",
 ]

@@ -40,6 +40,20 @@ def count_trials(study: optuna.Study) -> int:
     return len(study.get_trials(deepcopy=False))
 
 
+def take_start_number(study: optuna.Study) -> int:
+    """The study's next start number (0, 1, 2 ...), never handed out twice (see resilient.py)."""
+    from hpsearch.storage.resilient import START_ATTR_PREFIX
+
+    backend = _backend(study)
+    if hasattr(backend, "take_start_number"):
+        return backend.take_start_number(study._study_id)
+    # Another storage (in memory): one process holds it, so the next number is the count so far.
+    attrs = study._storage.get_study_system_attrs(study._study_id)
+    number = sum(key.startswith(START_ATTR_PREFIX) for key in attrs)
+    study._storage.set_study_system_attr(study._study_id, f"{START_ATTR_PREFIX}{number}", "")
+    return number
+
+
 def set_user_attrs(trial: optuna.Trial, attrs: dict) -> None:
     """Several user attributes of a running trial in one transaction where the storage can do it."""
     backend = _backend(trial.study)

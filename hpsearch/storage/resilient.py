@@ -13,6 +13,11 @@ Each of these writes a random token in the same transaction; a retry first looks
 under the same row lock the write takes (so it waits for a commit still in flight), and only
 re-does the write when the token is not there.
 
+A study's start numbers (take_start_number) are handed out the same way: each is a study system
+attribute row `hpsearch:start:N` holding the token of the call that took it; the unique
+(study_id, key) of that table makes sure no number is handed out twice, and a retry that finds its
+token returns the number it had taken.
+
 Also three savings for the worker loop: a trial count in one query, a trial's record in one commit,
 and Optuna's stale-trial check (run before every trial) done at most once per heartbeat interval.
 """
@@ -31,6 +36,10 @@ from hpsearch.storage.retry import retry_checked, retry_through_outage
 TRIAL_TOKEN_ATTR = "hpsearch:created"  # trial system attribute: the token of the write that made it
 STATE_TOKEN_ATTR = "hpsearch:state_set"  # trial system attribute: the token of its last state write
 STUDY_TOKEN_ATTR = "hpsearch:created"  # study system attribute, likewise
+START_ATTR_PREFIX = "hpsearch:start:"  # study system attributes :0, :1 ...: the token that took it
+# Attempts at a start number that another process took in the same moment (SQLite, where no row
+# lock queues the takers; the unique (study_id, key) refuses the second).
+START_NUMBER_ATTEMPTS = 20
 # Calls that must not be repeated blindly: each has a checked version below (or, for delete_study,
 # a repeat only finds the study gone).
 NOT_BLINDLY_RETRIED = frozenset({"create_new_study", "create_new_trial", "set_trial_state_values"})
@@ -224,6 +233,38 @@ def resilient_storage_class():
                     return False
                 return True
 
+            return retry_checked(attempt)
+
+        def take_start_number(self, study_id: int) -> int:
+            """The study's next start number, 0 first: each handed out once, to whichever of any
+            number of processes on any backend asks, and once only through a lost answer."""
+            token = json.dumps(uuid.uuid4().hex)
+            attr = models.StudySystemAttributeModel
+
+            def attempt(_first: bool) -> int:
+                with _create_scoped_session(self.scoped_session) as session:
+                    # The study's row lock queues the takers on a server, and makes a retry wait
+                    # for an earlier attempt whose commit is still in flight.
+                    models.StudyModel.find_or_raise_by_id(study_id, session, for_update=True)
+                    taken = {
+                        int(key.removeprefix(START_ATTR_PREFIX)): value
+                        for key, value in session.query(attr.key, attr.value_json).filter(
+                            attr.study_id == study_id, attr.key.like(f"{START_ATTR_PREFIX}%")
+                        )
+                    }
+                    mine = [number for number, value in taken.items() if value == token]
+                    if mine:
+                        return mine[0]  # an earlier attempt landed; only its answer was lost
+                    number = max(taken, default=-1) + 1
+                    key = f"{START_ATTR_PREFIX}{number}"
+                    session.add(attr(study_id=study_id, key=key, value_json=token))
+                    return number
+
+            for _ in range(START_NUMBER_ATTEMPTS - 1):
+                try:
+                    return retry_checked(attempt)
+                except IntegrityError:
+                    time.sleep(0.01)  # another process took that number: the next is free
             return retry_checked(attempt)
 
         @retry_through_outage

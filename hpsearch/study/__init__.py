@@ -2,7 +2,16 @@
 study-wide budget, its summary, the arithmetic of its effective batch, and its final trainings.
 No torch or transformers here."""
 
-from hpsearch.study.algorithms import make_pruner, make_sampler, worker_seed
+from hpsearch.study.algorithms import (
+    SAMPLER_SEED_ATTR,
+    START_ATTR,
+    SamplerStart,
+    make_pruner,
+    make_sampler,
+    max_evaluations,
+    seed_sampler,
+    start_seed,
+)
 from hpsearch.study.batch import WORLD_SIZE_ATTR, effective_batch, reproducing_accumulation
 from hpsearch.study.budget import (
     FAIL_REASON_ATTR,
@@ -57,13 +66,16 @@ __all__ = [
     "INTERRUPTED",
     "INTERVAL_ATTR",
     "MUTABLE_KEYS",
+    "SAMPLER_SEED_ATTR",
     "SPEC_ATTR",
     "SPENT",
     "START",
+    "START_ATTR",
     "STOPPED_EARLY_ATTR",
     "WORLD_SIZE_ATTR",
     "Confidence",
     "FinalPlan",
+    "SamplerStart",
     "StudySummary",
     "budget_verdict",
     "check_resumable",
@@ -77,13 +89,15 @@ __all__ = [
     "final_trainings",
     "make_pruner",
     "make_sampler",
+    "max_evaluations",
     "n_spent",
     "open_study",
     "plan_final_training",
     "record_final_training",
     "reproducing_accumulation",
+    "seed_sampler",
+    "start_seed",
     "stored_spec",
     "study_exists",
     "summarize",
-    "worker_seed",
 ]
