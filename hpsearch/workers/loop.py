@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import os
 import time
 import warnings
 from collections.abc import Callable
@@ -15,6 +17,11 @@ from hpsearch.study import FAIL_REASON_ATTR, SPENT, START, budget_verdict
 # The same failure this many times in a row is no search result but a problem to fix first.
 MAX_REPEATED_FAILURES = 3
 POLL_INTERVAL_S = 2.0
+# Tests only: seconds a worker waits, holding the study lock, after it counted a free slot; the
+# window in which a stalled holder loses its lock to the server's hold limit.
+SLOT_DELAY_ENV = "HPSEARCH_TEST_SLOT_DELAY"
+
+log = logging.getLogger("hpsearch.workers")
 
 
 def run_trials(
@@ -73,10 +80,10 @@ def _take_slot(study: optuna.Study, n_trials: int, lock, deadline: float | None)
         # Each trial, whatever its state, holds at most one slot: while there are fewer trials than
         # the budget, there is room, and counting them is one query where reading them is several.
         if count_trials(study) < n_trials:
-            return True
+            return _after_counting()
         verdict = budget_verdict(study.get_trials(deepcopy=False), n_trials)
         if verdict == START:
-            return True
+            return _after_counting()
         lock.release()
         if verdict == SPENT:
             return False
@@ -86,3 +93,10 @@ def _take_slot(study: optuna.Study, n_trials: int, lock, deadline: float | None)
             optuna.storages.fail_stale_trials(study)
         time.sleep(POLL_INTERVAL_S)
     return False
+
+
+def _after_counting() -> bool:
+    if os.environ.get(SLOT_DELAY_ENV):
+        log.warning("%s: holding a counted slot for %s s", SLOT_DELAY_ENV, os.environ[SLOT_DELAY_ENV])
+        time.sleep(float(os.environ[SLOT_DELAY_ENV]))
+    return True
