@@ -1,9 +1,17 @@
 """A lock per study shared by every worker on every machine, so trials start one at a time.
 
-Starting a trial is "check the budget, then create the trial": two workers doing that at once could
-both take the last slot. The lock lives where the workers meet, the database: a PostgreSQL advisory
-lock, a MySQL/MariaDB named lock, or, for SQLite (one machine by nature), a lock file beside the
-database file. It is held only while a trial is being created, milliseconds.
+Starting a trial is "count the budget, then create the trial". The budget does not rest on this
+lock: the storage counts again in the transaction that creates the trial and refuses one beyond
+the budget (resilient.py). The lock keeps the workers from counting and creating in a crowd, where
+all but one would be refused. Other locks of a study (the kept best model, the final trainings)
+guard a read-modify-write of a study attribute.
+
+The lock lives where the workers meet, the database: a PostgreSQL advisory lock, a MySQL/MariaDB
+named lock, or, for SQLite (one machine by nature), a lock file beside the database file. It is held
+only while a trial is being created, milliseconds. A server lock is not fenced: the server frees it
+when its session has been silent for the hold limit, and a holder that stalled that long (SIGSTOP,
+a swap storm, a network cut) still believes it holds it. The budget is safe from that (the storage's
+check); the other purposes rely on the lock alone.
 """
 
 from __future__ import annotations
@@ -84,7 +92,10 @@ class StudyLock:
                     "SELECT set_config('idle_in_transaction_session_timeout', :hold, false), "
                     "set_config('lock_timeout', :wait, false)"
                 ),
-                {"hold": f"{self._hold_limit_s * 1000:.0f}", "wait": f"{LOCK_TIMEOUT_S * 1000:.0f}"},
+                {
+                    "hold": f"{self._hold_limit_s * 1000:.0f}",
+                    "wait": f"{LOCK_TIMEOUT_S * 1000:.0f}",
+                },
             )
             self._connection.execute(
                 sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": self._key}

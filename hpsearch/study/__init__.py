@@ -11,6 +11,7 @@ from hpsearch.study.budget import (
     budget_verdict,
     count_states,
     counts_toward_budget,
+    enforce_budget,
     n_spent,
 )
 from hpsearch.study.final import (
@@ -70,6 +71,7 @@ __all__ = [
     "counts_toward_budget",
     "describe_states",
     "diff_specs",
+    "enforce_budget",
     "final_trainings",
     "make_pruner",
     "make_sampler",
