@@ -12,6 +12,8 @@ import optuna
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial
 
+from hpsearch.storage.resilient import SlotRule
+
 
 def _backend(study: optuna.Study):
     """The storage under Optuna's caching layer, where hpsearch's own methods live."""
@@ -52,6 +54,23 @@ def take_start_number(study: optuna.Study) -> int:
     number = sum(key.startswith(START_ATTR_PREFIX) for key in attrs)
     study._storage.set_study_system_attr(study._study_id, f"{START_ATTR_PREFIX}{number}", "")
     return number
+
+
+def refuse_trials_beyond(
+    study: optuna.Study,
+    n_slots: int,
+    *,
+    fail_reason_attr: str,
+    uncounted_reasons: tuple[str, ...],
+) -> None:
+    """From now on this process's storage refuses, with BudgetFull, to create a RUNNING trial of
+    `study` that would make more than `n_slots` trials hold a slot, in the transaction that creates
+    it (see SlotRule for which trials hold one). On a storage other than hpsearch's RDB storage
+    nothing changes: only the study lock guards the budget there."""
+    backend = _backend(study)
+    if hasattr(backend, "refuse_trials_beyond"):
+        rule = SlotRule(n_slots, fail_reason_attr, tuple(uncounted_reasons))
+        backend.refuse_trials_beyond(study._study_id, rule)
 
 
 def set_user_attrs(trial: optuna.Trial, attrs: dict) -> None:

@@ -22,6 +22,7 @@ from hpsearch.study.budget import (
     budget_verdict,
     count_states,
     counts_toward_budget,
+    enforce_budget,
     n_spent,
 )
 from hpsearch.study.final import (
@@ -86,6 +87,7 @@ __all__ = [
     "describe_states",
     "diff_specs",
     "effective_batch",
+    "enforce_budget",
     "final_trainings",
     "make_pruner",
     "make_sampler",
