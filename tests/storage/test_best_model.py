@@ -143,3 +143,122 @@ def assert_weights_are_those_of_trial(model_dir, number: int) -> None:
     expected = BertModel(BertConfig(**TINY_BERT)).state_dict()
     exported = BertModel.from_pretrained(model_dir).state_dict()
     assert all(torch.equal(exported[k], v) for k, v in expected.items())
+
+
+# A worker as the runner behaves: it trains (here: builds a tiny BERT seeded by the trial number),
+# offers its model, then returns the value, after which Optuna marks the trial COMPLETE. With
+# `hang`, it stops between the offer and the return (where a kill -9 can land in real life).
+OPTIMIZING_WORKER = """
+import json, sys, time
+from pathlib import Path
+import optuna, torch
+from transformers import BertConfig, BertModel
+from hpsearch.spec import suggest_params
+from hpsearch.storage import BestModelKeeper, StudyLock, artifact_dir, open_artifact_store, open_storage, resolve_storage_url
+from hpsearch.study import stored_spec
+
+url, name, value, rundir, config, mode = sys.argv[1], sys.argv[2], float(sys.argv[3]), Path(sys.argv[4]), json.loads(sys.argv[5]), sys.argv[6]
+storage_url = resolve_storage_url(url)
+storage = open_storage(storage_url)
+spec = stored_spec(storage, name)
+study = optuna.load_study(study_name=name, storage=storage)
+keeper = BestModelKeeper(open_artifact_store(artifact_dir(storage_url)), StudyLock(storage_url, name, "best-model"))
+
+def objective(trial):
+    suggest_params(trial, spec.searched_params)
+    torch.manual_seed(trial.number)
+    model = BertModel(BertConfig(**config))
+    keeper.offer(study, trial.number, value, model.save_pretrained)
+    (rundir / f"offered-{trial.number}").touch()
+    if mode == "hang":
+        time.sleep(600)
+    while not (rundir / "go").exists():  # every worker returns its value at the same moment
+        time.sleep(0.005)
+    return value
+
+study.optimize(objective, n_trials=1)
+"""
+
+
+def start_worker(url, name, value, rundir, mode="return", env=None) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-c", OPTIMIZING_WORKER, url, name, str(value), str(rundir),
+         json.dumps(TINY_BERT), mode],
+        cwd=rundir,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def wait_for(path, worker, timeout=300) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert worker.poll() is None and time.monotonic() < deadline, worker.communicate()
+        time.sleep(0.05)
+
+
+def storage_servers():
+    urls = [pytest.param("sqlite", id="sqlite")]
+    for variable, backend in (("HPSEARCH_TEST_POSTGRES", "postgresql"), ("HPSEARCH_TEST_MYSQL", "mysql")):
+        if os.environ.get(variable):
+            urls.append(pytest.param(os.environ[variable], id=backend))
+    return urls
+
+
+@pytest.mark.parametrize("server", storage_servers())
+def test_a_worker_killed_between_its_upload_and_complete_leaves_the_best_model_kept(
+    server, tmp_path, monkeypatch, tiny_spec
+):
+    url = f"sqlite:///{tmp_path / 'hp.db'}" if server == "sqlite" else server
+    monkeypatch.setenv("HPSEARCH_ARTIFACTS", str(tmp_path / "artifacts"))
+    name = f"killed-{uuid.uuid4().hex[:8]}"
+    tiny_spec["dataset"].update(max_train_samples=16, max_eval_samples=8)
+    storage = open_storage(resolve_storage_url(url))
+    study, _ = open_study(storage, name, parse_spec(tiny_spec, "t"))
+    try:
+        first = start_worker(url, name, 0.6, tmp_path)
+        (tmp_path / "go").touch()
+        assert first.wait(timeout=300) == 0, first.communicate()
+        # The second worker's model is better; it is uploaded, then the worker dies before its
+        # trial is COMPLETE.
+        second = start_worker(url, name, 0.9, tmp_path, mode="hang")
+        wait_for(tmp_path / "offered-1", second)
+        second.kill()
+        second.wait()
+        # Another worker's heartbeat sweep finds the trial stale and fails it.
+        storage.grace_period = 1
+        time.sleep(2.5)
+        optuna.storages.fail_stale_trials(study)
+        trials = study.trials
+        assert [t.state.name for t in trials[:2]] == ["COMPLETE", "FAIL"]
+        assert study.best_trial.number == 0
+
+        # The pointer names the best COMPLETE trial, and its model file is still there; the dead
+        # worker's upload is gone.
+        pointer = study.user_attrs.get(BEST_MODEL_ATTR)
+        assert pointer is not None and pointer["trial"] == 0, pointer
+        store = tmp_path / "artifacts"
+        assert sorted(p.name for p in store.iterdir()) == [pointer["artifact_id"]]
+        live = {
+            k.removeprefix("artifacts:")
+            for k, v in storage.get_study_system_attrs(study._study_id).items()
+            if k.startswith("artifacts:") and json.loads(v) is not None
+        }
+        # The dashboard lists the kept model alone.
+        assert live == {pointer["artifact_id"]}
+
+        # best, export and train all name trial 0.
+        best = run_hpsearch("best", "--study", name, "--storage", url, "--json", cwd=tmp_path)
+        assert best.returncode == 0, best.stderr
+        shown = json.loads(best.stdout)
+        assert shown["number"] == 0 and shown["best_model"]["trial"] == 0, shown
+        out = tmp_path / "exported"
+        exported = run_hpsearch("export", "--study", name, "--storage", url, str(out), cwd=tmp_path)
+        assert exported.returncode == 0, exported.stderr
+        assert "exported trial 0 (eval_accuracy 0.6000)" in exported.stdout
+        assert_weights_are_those_of_trial(out, 0)
+    finally:
+        if server != "sqlite":
+            optuna.delete_study(study_name=name, storage=storage)
