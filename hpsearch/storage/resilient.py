@@ -13,6 +13,8 @@ Each of these writes a random token in the same transaction; a retry first looks
 under the same row lock the write takes (so it waits for a commit still in flight), and only
 re-does the write when the token is not there.
 
+Finishing a trial also settles its pending best model in the same transaction (best_model.py).
+
 Also three savings for the worker loop: a trial count in one query, a trial's record in one commit,
 and Optuna's stale-trial check (run before every trial) done at most once per heartbeat interval.
 """
@@ -26,6 +28,7 @@ import json
 import time
 import uuid
 
+from hpsearch.storage.best_model import settle_pending_model
 from hpsearch.storage.retry import retry_checked, retry_through_outage
 
 TRIAL_TOKEN_ATTR = "hpsearch:created"  # trial system attribute: the token of the write that made it
@@ -215,6 +218,7 @@ def resilient_storage_class():
                             STATE_TOKEN_ATTR,
                             token,
                         )
+                        settle_pending_model(self, session, trial, state, values)
                         trial.state = state
                         if state == TrialState.RUNNING:
                             trial.datetime_start = datetime.datetime.now()
