@@ -23,7 +23,13 @@ from optuna.artifacts import upload_artifact
 from hpsearch.errors import TrialFailed
 from hpsearch.spec import StudySpec, suggest_params
 from hpsearch.storage import BestModelKeeper, set_user_attrs
-from hpsearch.study import EVAL_EXAMPLES_ATTR, FAIL_REASON_ATTR, INTERRUPTED, INTERVAL_ATTR
+from hpsearch.study import (
+    EVAL_EXAMPLES_ATTR,
+    FAIL_REASON_ATTR,
+    INTERRUPTED,
+    INTERVAL_ATTR,
+    WORLD_SIZE_ATTR,
+)
 from hpsearch.trial.callback import OptunaPruningCallback
 from hpsearch.trial.data import PreparedData
 from hpsearch.trial.distributed import (
@@ -65,7 +71,7 @@ class TrialRunner:
             group_record = {
                 GROUP_ATTR: self.group.key,
                 "rank_pids": self.group.gather(os.getpid()),
-                "world_size": self.group.size,
+                WORLD_SIZE_ATTR: self.group.size,
             }
         record_start(trial, seed, self.device, group_record)
         try:
