@@ -423,11 +423,15 @@ def _run_supervised(study, url, name: str, spec, slots, per_trial: int | None = 
 
 
 def _print_summary(study, spec) -> None:
-    from hpsearch.storage import best_model_pointer
+    from hpsearch.storage import resolve_best_model
     from hpsearch.study import summarize
     from hpsearch.views import summary_table
 
-    console.print(summary_table(summarize(study, spec)))
-    pointer = best_model_pointer(study)
-    if pointer:
+    summary = summarize(study, spec)
+    console.print(summary_table(summary))
+    kept = resolve_best_model(study)
+    if kept.pointer is not None:
+        pointer = kept.pointer
         console.print(f"best model: artifact {pointer['artifact_id']} of trial {pointer['trial']}")
+    elif summary.best_number is not None:
+        console.print(kept.problem, markup=False)

@@ -12,9 +12,11 @@ from hpsearch.storage.artifacts import (
 from hpsearch.storage.best_model import (
     BEST_MODEL_ATTR,
     TRIAL_FILE,
+    BestModel,
     BestModelKeeper,
     best_model_pointer,
     is_better,
+    resolve_best_model,
 )
 from hpsearch.storage.cache import StudyCache, cached
 from hpsearch.storage.lock import StudyLock
@@ -50,6 +52,7 @@ __all__ = [
     "PASSWORD_FILE_ENV",
     "STORAGE_ENV",
     "TRIAL_FILE",
+    "BestModel",
     "BestModelKeeper",
     "StudyCache",
     "StudyLock",
@@ -70,6 +73,7 @@ __all__ = [
     "redact",
     "refuse_trials_beyond",
     "remove_artifact",
+    "resolve_best_model",
     "resolve_storage_url",
     "retry_through_outage",
     "set_study_system_attr",

@@ -23,6 +23,8 @@ Creating a trial is also where the study-wide budget is fenced: once told the bu
 creates a new RUNNING trial, and refuses it (BudgetFull) when none is free. No worker, however long
 it stalled while it believed it held the study lock, can start a trial beyond the budget.
 
+Finishing a trial also settles its pending best model in the same transaction (best_model.py).
+
 Also three savings for the worker loop: a trial count in one query, a trial's record in one commit,
 and Optuna's stale-trial check (run before every trial) done at most once per heartbeat interval.
 """
@@ -38,6 +40,7 @@ import uuid
 from dataclasses import dataclass
 
 from hpsearch.errors import BudgetFull
+from hpsearch.storage.best_model import settle_pending_model
 from hpsearch.storage.retry import retry_checked, retry_through_outage
 
 TRIAL_TOKEN_ATTR = "hpsearch:created"  # trial system attribute: the token of the write that made it
@@ -289,6 +292,7 @@ def resilient_storage_class():
                             STATE_TOKEN_ATTR,
                             token,
                         )
+                        settle_pending_model(self, session, trial, state, values)
                         trial.state = state
                         if state == TrialState.RUNNING:
                             trial.datetime_start = datetime.datetime.now()

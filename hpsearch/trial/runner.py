@@ -152,7 +152,7 @@ class TrialRunner:
         if trial is None:
             return value
         fitting.keep_best_weights()
-        self.best_model.offer(trial.study, trial.number, value, fitting.save)
+        self.best_model.offer(trial, value, fitting.save)
         return value
 
     def _interval(self, fitting: Fitting) -> dict[str, Any]:
