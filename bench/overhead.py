@@ -26,8 +26,8 @@ from pathlib import Path
 
 import optuna
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+# The hpsearch of this checkout, whichever one the interpreter has installed.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from hpsearch.spec import load_spec_file, suggest_params
 from hpsearch.storage import StudyLock, apply_heartbeat, open_storage, resolve_storage_url
@@ -35,6 +35,8 @@ from hpsearch.study import make_pruner, make_sampler, open_study
 from hpsearch.trial import record_start
 from hpsearch.views import NoteWriter, register_worker
 from hpsearch.workers import run_trials
+
+REPO = Path(__file__).resolve().parent.parent
 
 optuna.logging.set_verbosity(optuna.logging.ERROR)
 

@@ -47,14 +47,16 @@ import optuna
 import sqlalchemy
 from optuna.distributions import FloatDistribution
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+# The hpsearch of this checkout, whichever one the interpreter has installed.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import hpsearch.study.open as opening
 from hpsearch.spec import load_spec_file, suggest_params
 from hpsearch.storage import StudyLock, apply_heartbeat, cached, open_storage, resolve_storage_url
 from hpsearch.study import n_spent, open_study
 from hpsearch.workers import run_trials
+
+REPO = Path(__file__).resolve().parent.parent
 
 TICK = os.sysconf("SC_CLK_TCK")
 

@@ -198,7 +198,7 @@ def test_every_subcommand_meets_every_mistake_with_one_line(
 
     before = storage_state(storages)
     with ThreadPoolExecutor(max_workers=3) as pool:  # real processes, a few at a time
-        outcomes = dict(zip(SUBCOMMANDS, pool.map(attempt, SUBCOMMANDS)))
+        outcomes = dict(zip(SUBCOMMANDS, pool.map(attempt, SUBCOMMANDS), strict=True))
     for command, (cwd, result) in outcomes.items():
         line = assert_one_line_error(result, code)
         assert line.startswith(message), f"{command}: {line}"

@@ -120,7 +120,7 @@ def build_forms(
             compute_metrics,
             spec.objective.metric,
         )
-        for (form, files, predict), latency in zip(forms, latencies)
+        for (form, files, predict), latency in zip(forms, latencies, strict=True)
     ]
     conditions = describe_conditions(n_threads, len(eval_set.singles), eval_set.n_examples)
     card = model_dir / "README.md"

@@ -57,7 +57,7 @@ def measure_latencies(predicts: list[Predict], examples: list[dict]) -> list[flo
             predict(example)
     seconds: list[list[float]] = [[] for _ in predicts]
     for example in examples:
-        for predict, taken in zip(predicts, seconds):
+        for predict, taken in zip(predicts, seconds, strict=True):
             start = time.perf_counter()
             predict(example)
             taken.append(time.perf_counter() - start)

@@ -81,8 +81,8 @@ class CausalLM(Task):
             targets = [list(i) for i in inputs]
         else:
             prompts, completions = ids(batch[dataset.prompt]), ids(batch[dataset.completion])
-            inputs = [p + c + end for p, c in zip(prompts, completions)]
-            targets = [[IGNORED] * len(p) + c + end for p, c in zip(prompts, completions)]
+            inputs = [p + c + end for p, c in zip(prompts, completions, strict=True)]
+            targets = [[IGNORED] * len(p) + c + end for p, c in zip(prompts, completions, strict=True)]
         if dataset.packing:
             inputs, targets = pack(inputs, dataset.max_length), pack(targets, dataset.max_length)
         else:

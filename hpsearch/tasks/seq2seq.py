@@ -125,7 +125,7 @@ def text_scores(
 
     scorer = rouge_scorer.RougeScorer(list(ROUGE), use_stemmer=True)
     totals = dict.fromkeys(ROUGE, 0.0)
-    for predicted, reference in zip(predictions, references):
+    for predicted, reference in zip(predictions, references, strict=True):
         for name, score in scorer.score(reference, predicted).items():
             totals[name] += score.fmeasure
     n = max(len(predictions), 1)

@@ -78,7 +78,7 @@ class TokenClassification(Task):
         self, frame: pd.DataFrame, dataset: TokenClassificationData, origin: str
     ) -> None:
         for number, (words, tags) in enumerate(
-            zip(frame[dataset.tokens], frame[dataset.tags]), start=1
+            zip(frame[dataset.tokens], frame[dataset.tags], strict=True), start=1
         ):
             for key, value in (("tokens", words), ("tags", tags)):
                 if isinstance(value, str) or not hasattr(value, "__len__"):
@@ -227,9 +227,9 @@ class TagMetrics:
         kept = gold != IGNORED
         metrics = {"accuracy": float((predicted[kept] == gold[kept]).mean()) if kept.any() else 0.0}
         if self.chunking:
-            true_tags = [[self.names[g] for g in row[mask]] for row, mask in zip(gold, kept)]
+            true_tags = [[self.names[g] for g in row[mask]] for row, mask in zip(gold, kept, strict=True)]
             predicted_tags = [
-                [self.names[p] for p in row[mask]] for row, mask in zip(predicted, kept)
+                [self.names[p] for p in row[mask]] for row, mask in zip(predicted, kept, strict=True)
             ]
             metrics.update(entity_scores(true_tags, predicted_tags, self.scheme))
         return metrics

@@ -90,7 +90,7 @@ def test_workers_finishing_at_once_keep_the_best_model_and_export_it(server, tmp
                 # The best saves fastest, the worst slowest: the last to write a blind pointer is the worst.
                 env={**os.environ, "HPSEARCH_TEST_SAVE_DELAY": str(0.4 * k)},
             )
-            for k, (t, value) in enumerate(zip(trials, VALUES))
+            for k, (t, value) in enumerate(zip(trials, VALUES, strict=True))
         ]
         deadline = time.monotonic() + 300
         while not all((tmp_path / f"ready-{t.number}").exists() for t in trials):
@@ -101,7 +101,7 @@ def test_workers_finishing_at_once_keep_the_best_model_and_export_it(server, tmp
         (tmp_path / "go").touch()
         outputs = [w.communicate(timeout=300) for w in workers]
         assert [w.returncode for w in workers] == [0] * len(workers), outputs
-        for trial, value in zip(trials, VALUES):
+        for trial, value in zip(trials, VALUES, strict=True):
             study.tell(trial, value)
 
         # The pointer names the best trial, whichever process wrote last ...

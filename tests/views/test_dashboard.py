@@ -106,7 +106,10 @@ def test_dashboard_in_a_real_browser(dashboard):
     browser = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
     try:
         browser.get(f"{base}/dashboard/studies/1/trials")
-        body = lambda: browser.find_element("tag name", "body").text
+
+        def body() -> str:
+            return browser.find_element("tag name", "body").text
+
         # The trial list renders all three trials with their states, named by the study's metric.
         WebDriverWait(browser, 60).until(lambda _: "Trial 2" in body())
         text = body()
