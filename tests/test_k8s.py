@@ -127,7 +127,7 @@ def cpus(quantity) -> float:
     return int(text[:-1]) / 1000 if text.endswith("m") else float(text)
 
 
-# --- the files ---------------------------------------------------------------------------------------
+# --- the files ------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
@@ -159,7 +159,7 @@ def test_the_kustomization_lists_every_manifest_once():
     assert [i["name"] for i in kustomization["images"]] == ["hpsearch"]
 
 
-# --- the workers -----------------------------------------------------------------------------------
+# --- the workers ----------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("file", WORKER_JOBS)
@@ -240,7 +240,7 @@ def test_the_cpu_variant_differs_only_in_resources():
     assert without_hardware(worker_job(CPU_JOB)) == without_hardware(worker_job(GPU_JOB))
 
 
-# --- failures ----------------------------------------------------------------------------------------
+# --- failures -------------------------------------------------------------------------------------
 
 
 def failure_action(job: dict, exit_codes: dict[str, int], conditions: tuple[str, ...] = ()) -> str:
@@ -345,7 +345,7 @@ def test_the_policy_checks_catch_what_the_api_server_refuses():
     assert failure_action(job, {"worker": 70}) == "Count"
 
 
-# --- the storage URL ---------------------------------------------------------------------------------
+# --- the storage URL ------------------------------------------------------------------------------
 
 
 def test_every_hpsearch_container_gets_the_storage_from_the_secret():
@@ -397,7 +397,7 @@ def test_the_secrets_url_reaches_the_bundled_postgres():
     assert url.database == env_var(database, "POSTGRES_DB")["value"]
 
 
-# --- the database ------------------------------------------------------------------------------------
+# --- the database ---------------------------------------------------------------------------------
 
 
 def selects(selector: dict, labels: dict) -> bool:
@@ -445,7 +445,7 @@ def test_postgres_is_a_statefulset_behind_a_headless_service_with_the_secrets_pa
     assert env_var(postgres, "PGDATA")["value"].startswith(mount.rstrip("/") + "/")
 
 
-# --- the dashboard -----------------------------------------------------------------------------------
+# --- the dashboard --------------------------------------------------------------------------------
 
 
 def test_the_dashboard_service_reaches_the_deployments_pods_inside_the_cluster_only():
@@ -470,7 +470,7 @@ def test_the_dashboard_service_reaches_the_deployments_pods_inside_the_cluster_o
     assert probe["path"] == "/api/meta"  # optuna-dashboard's, answered without the database
 
 
-# --- the shared volume -------------------------------------------------------------------------------
+# --- the shared volume ----------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("workload", [GPU_JOB, CPU_JOB, "dashboard.yaml"])
@@ -496,7 +496,7 @@ def test_workers_and_dashboard_share_the_volume_at_the_images_paths(workload):
         assert Path(value).is_relative_to(mount), (name, value, mount)
 
 
-# --- the scripts in the worker pods, run for real ----------------------------------------------------
+# --- the scripts in the worker pods, run for real -------------------------------------------------
 
 
 def run_wait_for_study(
