@@ -1,4 +1,4 @@
-r"""GPU benchmark: the default study on every GPU, utilisation, an out-of-memory trial, bf16 vs fp32.
+r"""GPU benchmark: the default study on every GPU, utilisation, an out-of-memory trial, bf16/fp32.
 
 What hpsearch promises on a GPU machine, measured through its real CLI on one machine:
 
