@@ -151,7 +151,8 @@ def test_the_kustomization_lists_every_manifest_once():
     assert len(resources) == len(set(resources))
     for resource in resources:
         assert (K8S / resource).is_file(), resource
-    # Every manifest but the CPU variant of the workers, which replaces worker-job.yaml (the same Job).
+    # Every manifest but the CPU variant of the workers, which replaces worker-job.yaml (the same
+    # Job).
     assert set(resources) == {p.name for p in manifest_files()} - {CPU_JOB}
     # The images transformer renames the one image every hpsearch container uses.
     images = {c["image"] for _, c in hpsearch_containers()}
@@ -568,8 +569,8 @@ def test_sigterm_to_a_real_worker_pod_records_its_trial_as_interrupted(
     created = run_hpsearch("create", "--study", "stop", cwd=workdir)
     assert created.returncode == 0, created.stderr
     database = workdir / "storage" / "hpsearch.db"
-    # The pod's command, with this Python's hpsearch for the image's, as the PID 1 of a new PID
-    # namespace: the kernel spares that process every signal it has no handler for, as in a container.
+    # The pod's command, with this Python's hpsearch for the image's, as PID 1 of a new PID
+    # namespace (as in a container): the kernel spares it every signal it has no handler for.
     pod = subprocess.Popen(
         [
             "unshare",

@@ -69,7 +69,7 @@ def export(
     if deployable:
         from hpsearch.deploy import check_deployable
 
-        # An unknown study, a task without these forms or a missing package: one line, nothing written.
+        # An unknown study, a task lacking these forms, a missing package: one line, nothing written
         spec = stored_spec(rdb, name)
         check_deployable(spec, name, onnx=onnx)
     store = open_artifact_store(artifact_dir(url), create=False)
@@ -92,7 +92,8 @@ def export(
     else:
         exported = export_best_model(rdb, name, store, out_dir, finish)
     console.print(
-        f"exported trial {exported['number']} ({exported['metric']} {exported['value']:.4f}) to {out_dir}"
+        f"exported trial {exported['number']} ({exported['metric']} {exported['value']:.4f}) to "
+        f"{out_dir}"
     )
     task = get_task(exported["task"])
     console.print(f"load it with:\n{task.usage(out_dir)}", markup=False)

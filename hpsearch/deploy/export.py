@@ -46,8 +46,8 @@ def check_deployable(spec: StudySpec, name: str, *, onnx: bool) -> None:
     """The study's task has deployable forms, and what --onnx needs is installed."""
     if spec.task not in DEPLOYABLE_TASKS:
         raise HpsearchError(
-            f"--quantize and --onnx export {' and '.join(DEPLOYABLE_TASKS)} models; study {name!r} is "
-            f"{spec.task}: export it without them"
+            f"--quantize and --onnx export {' and '.join(DEPLOYABLE_TASKS)} models; study {name!r} "
+            f"is {spec.task}: export it without them"
         )
     missing = [m for m in ONNX_PACKAGES if onnx and importlib.util.find_spec(m) is None]
     if missing:

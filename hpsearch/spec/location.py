@@ -57,7 +57,8 @@ def package_dir(name: str, key: str) -> Path:
     spec = importlib.util.find_spec(name) if name.isidentifier() else None
     if spec is None or not spec.submodule_search_locations:
         raise SpecError(
-            f"{key}: no installed package {name!r}; install it (pip install {name.replace('_', '-')})"
+            f"{key}: no installed package {name!r}; install it (pip install "
+            f"{name.replace('_', '-')})"
         )
     return Path(next(iter(spec.submodule_search_locations)))
 
@@ -132,11 +133,12 @@ def resolve_data(reference: str, key: str, task_suffixes: Iterable[str] = ()) ->
     if local.is_file():
         return _data_file(reference, local, key, suffixes)
     if local.is_dir():
-        # A folder of split files (train.csv, validation.parquet, ...): `datasets` loads it the way it
-        # loads a hub dataset, named splits and all.
+        # A folder of split files (train.csv, validation.parquet, ...): `datasets` loads it the way
+        # it loads a hub dataset, named splits and all.
         if not any(p.suffix in DATA_SUFFIXES for p in local.rglob("*") if p.is_file()):
             raise SpecError(
-                f"{key}: {reference} is a directory with no data files in it; a source is {SOURCE_KINDS}"
+                f"{key}: {reference} is a directory with no data files in it; a source is "
+                f"{SOURCE_KINDS}"
             )
         return Location(reference, folder=local)
     if _looks_like_path(reference, suffixes):

@@ -84,7 +84,7 @@ class BestModelKeeper:
             if os.environ.get(SAVE_DELAY_ENV):
                 time.sleep(float(os.environ[SAVE_DELAY_ENV]))
             archive = Path(tmp) / f"best-model-trial-{trial_number}.zip"
-            # Stored, not deflated: safetensors weights barely compress and zipping them costs seconds.
+            # Stored, not deflated: safetensors weights barely compress, and zipping costs seconds.
             with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_STORED) as zf:
                 for path in sorted(model_dir.rglob("*")):
                     zf.write(path, path.relative_to(model_dir))

@@ -108,8 +108,8 @@ def choose_trial(study: optuna.Study, number: int | None) -> FrozenTrial:
         reason = trial.user_attrs.get(FAIL_REASON_ATTR)
         why = f" ({reason})" if trial.state == TrialState.FAIL and reason else ""
         raise StudyError(
-            f"trial {number} of study {name!r} is {trial.state.name}{why}: only a COMPLETE or PRUNED trial "
-            f"can be trained again; see hpsearch status --study {name}"
+            f"trial {number} of study {name!r} is {trial.state.name}{why}: only a COMPLETE or "
+            f"PRUNED trial can be trained again; see hpsearch status --study {name}"
         )
     return trial
 

@@ -34,7 +34,8 @@ class CausalLMData(DatasetBase):
         pair = (self.prompt, self.completion)
         if self.text is not None and any(pair):
             raise ValueError(
-                "give text (language modelling) or prompt and completion (instruction tuning), not both"
+                "give text (language modelling) or prompt and completion (instruction tuning), "
+                "not both"
             )
         if any(pair) and not all(pair):
             missing = "completion" if self.prompt else "prompt"
@@ -82,7 +83,9 @@ class CausalLM(Task):
         else:
             prompts, completions = ids(batch[dataset.prompt]), ids(batch[dataset.completion])
             inputs = [p + c + end for p, c in zip(prompts, completions, strict=True)]
-            targets = [[IGNORED] * len(p) + c + end for p, c in zip(prompts, completions, strict=True)]
+            targets = [
+                [IGNORED] * len(p) + c + end for p, c in zip(prompts, completions, strict=True)
+            ]
         if dataset.packing:
             inputs, targets = pack(inputs, dataset.max_length), pack(targets, dataset.max_length)
         else:

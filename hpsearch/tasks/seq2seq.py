@@ -64,7 +64,7 @@ class Seq2Seq(Task):
             truncation=True,
             max_length=dataset.max_target_length,
         )
-        # Not token_type_ids (a BERT tokenizer's): generate() refuses inputs its model does not take.
+        # Not token_type_ids (a BERT tokenizer's): generate() refuses inputs its model doesn't take.
         return {
             "input_ids": encoded["input_ids"],
             "attention_mask": encoded["attention_mask"],

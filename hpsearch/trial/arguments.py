@@ -45,7 +45,8 @@ CONTROLLED_ARGS = frozenset(
         "eval_on_start",
         "remove_unused_columns",
         "label_names",
-        # Seq2seq evaluation generates with the spec's generation settings (num_beams, max_new_tokens, ...).
+        # Seq2seq evaluation generates with the spec's generation settings (num_beams,
+        # max_new_tokens, ...).
         "predict_with_generate",
         "generation_config",
         "generation_max_length",

@@ -112,7 +112,8 @@ def train_final(
 
 
 def final_record(plan: FinalPlan, result: FinalResult, **more: Any) -> dict[str, Any]:
-    """The JSON-safe record of a final training, as the study keeps it (study.record_final_training)."""
+    """The JSON-safe record of a final training, as the study keeps it
+    (study.record_final_training)."""
     return {
         "trial": plan.trial,
         "seed": plan.seed,

@@ -52,7 +52,8 @@ def summary_table(summary: StudySummary) -> Table:
     saved_share = summary.steps_saved / max(summary.steps_saved + summary.n_steps, 1)
     table.add_row(
         "saved by pruning",
-        f"~{format_seconds(summary.seconds_saved)}, {summary.steps_saved} steps ({saved_share:.0%} of the unpruned total)",
+        f"~{format_seconds(summary.seconds_saved)}, {summary.steps_saved} steps ({saved_share:.0%} "
+        "of the unpruned total)",
     )
     if summary.stopped_early:
         numbers = ", ".join(map(str, summary.stopped_early))

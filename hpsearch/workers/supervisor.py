@@ -86,7 +86,8 @@ class Supervisor:
         if failed:
             details = "; ".join(f"{w.slot.label}: {w.gave_up}" for w in failed)
             raise HpsearchError(
-                f"{len(failed)} of {len(self.workers)} workers gave up ({details}); logs in {failed[0].log.parent}"
+                f"{len(failed)} of {len(self.workers)} workers gave up ({details}); logs in "
+                f"{failed[0].log.parent}"
             )
 
     def _start(self, worker: _Worker) -> None:
@@ -122,7 +123,8 @@ class Supervisor:
         elif worker.restarts < MAX_RESTARTS:
             worker.restarts += 1
             self.report(
-                f"worker {worker.slot.label} died with {reason}; restarting ({worker.restarts}/{MAX_RESTARTS})"
+                f"worker {worker.slot.label} died with {reason}; restarting "
+                f"({worker.restarts}/{MAX_RESTARTS})"
             )
             self._start(worker)
         else:

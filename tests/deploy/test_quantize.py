@@ -72,7 +72,7 @@ def test_int8_loses_at_most_one_point_of_accuracy_on_the_default_study(tmp_path,
     assert exported.returncode == 0, exported.stderr
     forms = {m["form"]: m for m in json.loads((out / "deployment.json").read_text())["forms"]}
     fp32, int8 = forms["pytorch fp32"], forms["int8"]
-    # Scored on the default study's whole eval set, the model learned (the majority class is 0.431) ...
+    # Scored on the default study's whole eval set, the model learned (majority class: 0.431) ...
     assert (
         json.loads((out / "deployment.json").read_text())["eval_examples"]
         == spec["dataset"]["max_eval_samples"]

@@ -87,7 +87,8 @@ def test_workers_finishing_at_once_keep_the_best_model_and_export_it(server, tmp
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 text=True,
-                # The best saves fastest, the worst slowest: the last to write a blind pointer is the worst.
+                # The best saves fastest, the worst slowest: the last to write a blind pointer is
+                # the worst.
                 env={**os.environ, "HPSEARCH_TEST_SAVE_DELAY": str(0.4 * k)},
             )
             for k, (t, value) in enumerate(zip(trials, VALUES, strict=True))

@@ -124,7 +124,7 @@ def test_stale_trials_are_looked_for_once_per_heartbeat_interval(tmp_path, monke
     clock = [time.monotonic()]
     monkeypatch.setattr(hpsearch.storage.resilient.time, "monotonic", lambda: clock[0])
     assert storage._get_stale_trial_ids(study._study_id) == [trial._trial_id]
-    # Within one heartbeat interval of a check, another finds nothing new and asks the database nothing.
+    # Within one heartbeat interval, a second check finds nothing new and asks the database nothing.
     clock[0] += 4.9
     assert storage._get_stale_trial_ids(study._study_id) == []
     clock[0] += 0.2

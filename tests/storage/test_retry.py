@@ -96,7 +96,8 @@ def test_a_permanent_error_fails_at_once_with_its_reason(study_on, caplog):
     storage = open_storage(resolve_storage_url(url))
     trial = optuna.load_study(study_name=name, storage=storage).ask()
     # Evaluation steps are a 32-bit INTEGER column: the server refuses 2**40, now and every time.
-    # (Not an over-long string: with SQLAlchemy 2.0.0's bind casts PostgreSQL truncates one silently.)
+    # (Not an over-long string: with SQLAlchemy 2.0.0's bind casts PostgreSQL truncates one
+    # silently.)
     with (
         caplog.at_level(logging.WARNING, logger="hpsearch.storage"),
         pytest.raises(StorageInternalError) as caught,
@@ -161,7 +162,8 @@ def test_a_study_whose_creation_answer_is_lost_is_created_once_with_its_attribut
         cut = proxy.cut_after_commit(b"INSERT INTO studies (")
         create_study(via_proxy, name, "maximize", {"hpsearch_spec": {"model": "m"}})
         assert cut.is_set()
-        # Created once, spec and all, and the retry knew the study as its own (no DuplicatedStudyError).
+        # Created once, spec and all, and the retry knew the study as its own (no
+        # DuplicatedStudyError).
         direct = open_storage(resolve_storage_url(url))
         assert [s.study_name for s in direct.get_all_studies()].count(name) == 1
         assert direct.get_study_user_attrs(direct.get_study_id_from_name(name)) == {

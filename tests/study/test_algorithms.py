@@ -66,7 +66,7 @@ def test_workers_get_their_own_seeds():
         study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=1)
         return study.trials[0].params["x"]
 
-    # A lone worker keeps the spec's seed; workers side by side draw different values, each repeatably.
+    # A lone worker keeps the spec's seed; workers side by side draw unlike values, each repeatably.
     assert first_draw(None) == first_draw(None)
     assert first_draw("cpu0") == first_draw("cpu0")
     assert len({first_draw(None), first_draw("cpu0"), first_draw("cpu1")}) == 3

@@ -126,7 +126,7 @@ def test_value_best_is_the_best_evaluation_and_keeps_its_weights(runner_for, tmp
     )  # the first of the best
     assert fitting.value == accuracies[best_index] == max(accuracies)
     assert fitting.metrics["eval_loss"] == losses[best_index]
-    # The kept weights are that evaluation's: evaluated again they give its loss, not the last one's.
+    # The kept weights are that evaluation's: evaluated again they give its loss, not the last's.
     fitting.keep_best_weights()
     again = fitting.trainer.evaluate()
     assert again["eval_loss"] == pytest.approx(losses[best_index], abs=1e-6)

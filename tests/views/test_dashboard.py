@@ -202,10 +202,11 @@ def test_the_default_dashboard_server_answers_beside_a_stalled_request(tmp_path)
     try:
         wait_for(f"http://127.0.0.1:{port}/api/studies")
         with socket.create_connection(("127.0.0.1", port)) as stalled:
-            # Half a request, never finished: it holds a handler as a slow client or a stuck page does.
+            # Half a request, never finished: it holds a handler, as a slow client would.
             stalled.sendall(b"GET /api/studies HTTP/1.1\r\nHost: 127.0.0.1\r\n")
             time.sleep(0.5)
-            # Another user is still served (a server of one request at a time would wait forever here).
+            # Another user is still served (a server of one request at a time would wait forever
+            # here).
             with urllib.request.urlopen(
                 f"http://127.0.0.1:{port}/api/studies", timeout=15
             ) as response:
