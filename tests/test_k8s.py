@@ -83,8 +83,8 @@ def worker_job(file: str) -> dict:
 
 
 def parse_hpsearch(args: list[str]) -> tuple[str, dict]:
-    """The subcommand and its options as hpsearch's own click CLI parses `hpsearch ARGS`: a misspelt,
-    unknown or missing option is a click.UsageError here, as it would be in the pod."""
+    """The subcommand and its options as hpsearch's own click CLI parses `hpsearch ARGS`: a
+    misspelt, unknown or missing option is a click.UsageError here, as it would be in the pod."""
     root = cli.make_context("hpsearch", list(args))
     name = next(arg for arg in args if not arg.startswith("-"))
     command = cli.get_command(root, name)
@@ -245,9 +245,9 @@ def test_the_cpu_variant_differs_only_in_resources():
 
 
 def failure_action(job: dict, exit_codes: dict[str, int], conditions: tuple[str, ...] = ()) -> str:
-    """What the Job controller does with a failed pod, as Kubernetes decides it: the first rule of the
-    podFailurePolicy that matches (an exit code of a container it names, or of any; a pod condition
-    with status True), else Count (a retry, within the backoff limit)."""
+    """What the Job controller does with a failed pod, as Kubernetes decides it: the first rule of
+    the podFailurePolicy that matches (an exit code of a container it names, or of any; a pod
+    condition with status True), else Count (a retry, within the backoff limit)."""
     for rule in job["spec"].get("podFailurePolicy", {}).get("rules", []):
         if "onExitCodes" in rule:
             requirement = rule["onExitCodes"]

@@ -1,5 +1,6 @@
 """The commands that write a model for use outside hpsearch: `export` (the best trial's model, and
-its deployable forms) and `train` (a trial's configuration trained again, on all the data if asked)."""
+its deployable forms) and `train` (a trial's configuration trained again, on all the data if asked).
+"""
 
 from __future__ import annotations
 
@@ -41,7 +42,8 @@ def export(
     onnx: bool,
     out_dir: Path,
 ) -> None:
-    """Write the best model, tokenizer, label names and a model card to OUT_DIR, ready for pipeline().
+    """Write the best model, tokenizer, label names and a model card to OUT_DIR, ready for
+    pipeline().
 
     A LoRA study's adapter is merged into the weights (--adapter: written alone). With --quantize
     int8 and/or --onnx, also its deployable forms, each measured against the fp32 model (file size,
@@ -156,8 +158,9 @@ def train(
     epochs: float | None,
     out_dir: Path,
 ) -> None:
-    """Train a trial's configuration and seed again (on all the data with --full-data), evaluate it and
-    write the model, tokenizer, label names and a model card to OUT_DIR, ready for pipeline()."""
+    """Train a trial's configuration and seed again (on all the data with --full-data), evaluate it
+    and write the model, tokenizer, label names and a model card to OUT_DIR, ready for pipeline().
+    """
     import optuna
 
     from hpsearch.spec import check_sources

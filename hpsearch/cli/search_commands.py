@@ -111,8 +111,8 @@ def create(
 def _load_run_spec(
     study_ref: str, study_name: str | None, n_trials: int | None, timeout: float | None
 ):
-    """The spec a `run` or `create` names, with the budget flags applied and checked before any write:
-    (spec, the study's name in the storage)."""
+    """The spec a `run` or `create` names, with the budget flags applied and checked before any
+    write: (spec, the study's name in the storage)."""
     from hpsearch.spec import check_sources, find_spec_file, load_spec_file
 
     spec_path = find_spec_file(study_ref, STUDIES_DIR)

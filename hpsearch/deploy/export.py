@@ -65,9 +65,9 @@ def export_deployable(
     cache_dir: Path,
     finish=None,
 ) -> tuple[dict, dict]:
-    """Export the study's best model to `out_dir` with its int8 (`quantize="int8"`) and/or ONNX forms,
-    measure each against the fp32 model and add them to the card; returns the trial's record and
-    what deployment.json holds. Built beside `out_dir` and moved there once complete: a failure
+    """Export the study's best model to `out_dir` with its int8 (`quantize="int8"`) and/or ONNX
+    forms, measure each against the fp32 model and add them to the card; returns the trial's record
+    and what deployment.json holds. Built beside `out_dir` and moved there once complete: a failure
     leaves `out_dir` as it was."""
     spec = stored_spec(storage, name)
     check_deployable(spec, name, onnx=onnx)

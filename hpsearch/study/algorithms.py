@@ -54,7 +54,7 @@ def make_pruner(spec: PrunerSpec) -> optuna.pruners.BasePruner:
 
 
 class _AfterMinTrials:
-    """Prunes nothing until `min_trials` trials of the study have completed, then as the pruner does.
+    """Prunes nothing until `min_trials` trials of the study completed, then as the pruner does.
 
     The pruner is asked at every evaluation all the same: successive halving records each trial's
     value at each rung as it is asked, so the trials of the warm-up become the competitors of the

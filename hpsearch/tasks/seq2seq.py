@@ -1,4 +1,4 @@
-"""Sequence-to-sequence (summarization, translation, any text-to-text): a source text and its target.
+"""Sequence-to-sequence (summarization, translation, any text-to-text): a source text and target.
 
 Evaluation generates with the trial's generation settings (num_beams, max_new_tokens, ...; set on
 the model's generation config, so the exported model generates the same way) and scores the

@@ -213,8 +213,8 @@ def _short(value) -> str:
 
 
 class TagMetrics:
-    """Trainer's compute_metrics for tags: entity-level scores when the tags mark entities (seqeval),
-    token accuracy always, both over the pieces that carry a label."""
+    """Trainer's compute_metrics for tags: entity-level scores when the tags mark entities
+    (seqeval), token accuracy always, both over the pieces that carry a label."""
 
     def __init__(self, names: list[str], scheme: str | None = None):
         self.names = names

@@ -1,4 +1,4 @@
-"""The dataset of a study: read, split, capped, made into model inputs by its task, and cached on disk.
+"""The dataset of a study: read, split, capped, made model inputs by its task, and cached on disk.
 
 The cache is keyed by the model reference, the dataset section of the spec (which holds the task
 and max_length) and the identity of the source files, so every trial, every worker on the machine

@@ -63,8 +63,8 @@ class FinalResult:
 def train_final(
     plan: FinalPlan, loaded: Loaded, directory: Path, report: Report | None = None
 ) -> FinalResult:
-    """Train `plan`'s configuration on `loaded` (its spec's data) and save the model and tokenizer in
-    `directory`. A configuration that cannot train, or whose loss diverges, is an HpsearchError;
+    """Train `plan`'s configuration on `loaded` (its spec's data) and save the model and tokenizer
+    in `directory`. A configuration that cannot train, or whose loss diverges, is an HpsearchError;
     then nothing is saved."""
     spec = plan.spec
     callbacks = (ProgressReporter(report),) if report is not None else ()

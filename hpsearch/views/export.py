@@ -218,7 +218,8 @@ library_name: transformers
 
 def final_model_card(study: optuna.Study, spec, plan, record: dict) -> str:
     """The card of a final training (`record`, trial.final_record) of `plan` (study.FinalPlan) in
-    `study`, searched by `spec`: the trial's parameters and confidence, the training's data and metrics."""
+    `study`, searched by `spec`: the trial's parameters and confidence, the training's data and
+    metrics."""
     trial = describe_trial_record(study, spec, study.trials[plan.trial])
     return model_card(study.study_name, plan.spec, trial, {**record, "fixed": plan.fixed})
 

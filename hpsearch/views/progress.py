@@ -96,7 +96,8 @@ class RunProgress:
 class TrainingProgress:
     """A bar of optimizer steps done and planned, with elapsed time and time left, and one line per
     evaluation; called with (step, steps planned, an evaluation's metrics or None) by the final
-    training's progress callback. `trial_value`: what the trial recorded, shown at the last evaluation."""
+    training's progress callback. `trial_value`: what the trial recorded, shown at the last
+    evaluation."""
 
     def __init__(
         self, console: Console, description: str, metric: str, trial_value: float | None = None

@@ -1,4 +1,4 @@
-"""Read-only views of a storage for `hpsearch status` and `hpsearch best`; no torch, no transformers.
+"""Read-only views of a storage for `hpsearch status` and `hpsearch best`; no torch or transformers.
 
 Trials are read once per study; running trials get their heartbeat age from the heartbeat table,
 measured against the database's own clock (the one that wrote the heartbeats).

@@ -1,8 +1,8 @@
 """Local workers: one process per slot (slots.py), started, watched and restarted.
 
 The parent starts each worker as `hpsearch worker --supervised` in its own session (so a terminal's
-Ctrl-C reaches only the parent, which forwards it once), restarts a worker that crashed (decided on its
-exit code) a bounded number of times, and shows the study's progress by polling the storage.
+Ctrl-C reaches only the parent, which forwards it once), restarts a worker that crashed (decided on
+its exit code) a bounded number of times, and shows the study's progress by polling the storage.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The kept model is the best trial's, always: real worker processes that finish at once, then export.
+"""The kept model is always the best trial's: real worker processes finishing at once, then export.
 
 Each process offers its own trial's model (a small BERT with weights seeded by the trial number) at
 the same moment. The saves are delayed in reverse order of quality (HPSEARCH_TEST_SAVE_DELAY), so

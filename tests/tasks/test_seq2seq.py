@@ -1,5 +1,5 @@
-"""The seq2seq task: its text scores by hand, its inputs, its checks, and a search end to end through
-the CLI on a tiny BART, with generation settings searched and the export generating text."""
+"""The seq2seq task: its text scores by hand, its inputs, its checks, and a search end to end
+through the CLI on a tiny BART, with generation settings searched and the export generating text."""
 
 from __future__ import annotations
 

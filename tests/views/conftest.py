@@ -59,7 +59,8 @@ def make_synthetic_study(
     path: Path, name: str, spec: dict | None = None, metrics: tuple[dict, dict] | None = None
 ) -> optuna.Study:
     """Four finished trials (two complete, one pruned, one failed) and a running one, made by hand
-    in a study of `spec` (a classification one by default) whose complete trials measured `metrics`."""
+    in a study of `spec` (a classification one by default) whose complete trials measured `metrics`.
+    """
     storage = open_storage(resolve_storage_url(f"sqlite:///{path}"))
     if spec is None:
         spec = json.loads(json.dumps(TINY_SPEC))

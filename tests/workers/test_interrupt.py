@@ -1,5 +1,5 @@
-"""Ctrl-C on a real `hpsearch run`: the running trial ends FAIL 'interrupted' and is re-run on resume.
-SIGTERM (kill, systemd, Docker, Kubernetes, SLURM's scancel) stops a run the same way."""
+"""Ctrl-C on a real `hpsearch run`: the running trial ends FAIL 'interrupted' and is re-run on
+resume. SIGTERM (kill, systemd, Docker, Kubernetes, SLURM's scancel) stops a run the same way."""
 
 from __future__ import annotations
 
