@@ -1,4 +1,4 @@
-"""The CLI as a user meets it: real processes, exit codes, one-line errors, nothing left half-written."""
+"""The CLI as a user meets it: real processes, exit codes, one-line errors, nothing half-written."""
 
 from __future__ import annotations
 
@@ -144,7 +144,7 @@ def storage_state(directory) -> dict:
 
 @pytest.fixture(scope="module")
 def storages(tmp_path_factory):
-    """Databases in each state a mistake meets: one with a study, one empty, one with broken specs."""
+    """Databases in each state a mistake meets: with a study, empty, with broken specs."""
     import optuna
 
     from hpsearch.spec import parse_spec

@@ -1,4 +1,4 @@
-"""docker-compose.yml, read as YAML (no Docker engine here): services, commands, volume, GPU reservation."""
+"""docker-compose.yml, read as YAML (no Docker engine here): services, commands, volume, GPUs."""
 
 from __future__ import annotations
 

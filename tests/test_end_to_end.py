@@ -1,4 +1,4 @@
-"""`hpsearch run` through the CLI on the shipped model and data, checked in the storage afterwards."""
+"""`hpsearch run` through the CLI on the shipped model and data, checked in the storage after."""
 
 from __future__ import annotations
 

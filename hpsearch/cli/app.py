@@ -72,7 +72,7 @@ def open_storage_flag(flag: str | None, *, must_exist: bool):
 
 
 def check_training_args(spec) -> None:
-    """TrainingArguments accepts every value of the spec (imports transformers: training commands only)."""
+    """TrainingArguments takes every value of the spec (imports transformers: training commands)."""
     from hpsearch.trial import check_training_args as check
 
     check(spec)

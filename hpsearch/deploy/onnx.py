@@ -76,6 +76,6 @@ def load_onnx(directory: Path | str, n_threads: int | None = None):
 
 
 def run_onnx(session, batch: dict) -> np.ndarray:
-    """The logits of a tokenized batch (numpy int arrays by input name); extra keys (labels) are ignored."""
+    """The logits of a tokenized batch (numpy int arrays by input name); extra keys are ignored."""
     feeds = {i.name: np.asarray(batch[i.name], dtype=np.int64) for i in session.get_inputs()}
     return session.run([OUTPUT], feeds)[0]

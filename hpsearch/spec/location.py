@@ -43,7 +43,7 @@ class Location:
 
     @property
     def loaded_by_datasets(self) -> str | None:
-        """What `datasets.load_dataset` is given for a hub dataset or a local folder; None for a file."""
+        """What `datasets.load_dataset` gets for a hub dataset or local folder; None for a file."""
         return str(self.folder) if self.folder is not None else self.hub_id
 
     def describe(self) -> str:

@@ -56,7 +56,7 @@ def resolve_storage_url(flag: str | None) -> URL:
 
 
 def _password_apart() -> str | None:
-    """The password given beside the URL: the file's first line, or the variable; None if neither."""
+    """The password given beside the URL: the file's first line, or the variable; else None."""
     path = os.environ.get(PASSWORD_FILE_ENV)
     if path:
         try:

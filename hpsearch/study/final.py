@@ -33,9 +33,9 @@ class FinalPlan:
     params: dict[str, Any]
     """The trial's parameters, as searched."""
     spec: StudySpec
-    """The search's spec; with full_data, without dataset.max_train_samples (the eval set is the same)."""
+    """The search's spec; with full_data, without dataset.max_train_samples (same eval set)."""
     values: dict[str, Any]
-    """What it trains with: the spec's fixed settings, the trial's parameters, the epochs asked for."""
+    """What it trains with: the spec's fixed settings, the trial's parameters, the epochs asked."""
     seed: int
     full_data: bool
     epochs: float | None
@@ -46,7 +46,7 @@ class FinalPlan:
 
     @property
     def fixed(self) -> dict[str, Any]:
-        """The values that are not the trial's parameters: the spec's fixed ones, the epochs asked for."""
+        """The values besides the trial's parameters: the spec's fixed ones, the epochs asked."""
         return {k: v for k, v in self.values.items() if k not in self.params or self.params[k] != v}
 
 
@@ -58,7 +58,7 @@ def plan_final_training(
     full_data: bool = False,
     epochs: float | None = None,
 ) -> FinalPlan:
-    """The final training of trial `number` (None: the best trial) of `study`, searched by `spec`."""
+    """The final training of trial `number` (None: the best) of `study`, searched by `spec`."""
     trial = choose_trial(study, number)
     values = {**spec.training, **trial.params}
     if epochs is not None:

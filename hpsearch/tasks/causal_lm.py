@@ -21,7 +21,7 @@ from hpsearch.tasks.base import IGNORED, DatasetBase, Direction, Task
 class CausalLMData(DatasetBase):
     task: Literal["causal-lm"] = Field(default="causal-lm", exclude=True, repr=False)
     text: str | None = None
-    """The column of texts to model (the default, as `text`, when no prompt and completion are given)."""
+    """The column of texts to model (by default `text`, when no prompt and completion are given)."""
     prompt: str | None = None
     """With completion: the column of prompts, which the loss does not score."""
     completion: str | None = None

@@ -25,7 +25,7 @@ class Seq2SeqData(DatasetBase):
     target: str = "target"
     """The column holding the text to generate from it."""
     prefix: str = ""
-    """Put before every source text: T5's task prefix ("summarize: ", "translate English to German: ")."""
+    """Put before each source: T5's task prefix ("summarize: ", "translate English to German: ")."""
     max_target_length: int = Field(default=128, ge=1, le=32768)
     """Tokens of target kept per example (the rest is cut off)."""
 
@@ -119,7 +119,7 @@ def generated_lengths(ids: np.ndarray, pad_id: int | None) -> list[int]:
 def text_scores(
     predictions: list[str], references: list[str], lengths: list[int] | None = None
 ) -> dict[str, float]:
-    """ROUGE-1/2/L F-measures averaged over examples, corpus sacreBLEU, and the mean generated length."""
+    """ROUGE-1/2/L F-measures averaged over examples, corpus sacreBLEU, mean generated length."""
     import sacrebleu
     from rouge_score import rouge_scorer
 

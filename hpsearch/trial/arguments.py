@@ -61,7 +61,7 @@ DEFAULT_ARGS = {"per_device_eval_batch_size": 64}
 def build_training_args(
     values: dict[str, Any], seed: int, output_dir: Path, task: Task = TASKS[DEFAULT_TASK]
 ) -> TrainingArguments:
-    """The task's TrainingArguments class with the spec's values, hpsearch's defaults and its own."""
+    """The task's TrainingArguments class with the spec's values, hpsearch's defaults, its own."""
     return transformers_class(task.arguments_class)(
         **{
             **DEFAULT_ARGS,

@@ -120,7 +120,7 @@ def cache_key(dataset: DatasetBase, model_reference: str) -> str:
 def prepare_data(
     dataset: DatasetBase, model_reference: str, tokenizer, cache_dir: Path
 ) -> PreparedData:
-    """Load the train and eval sets as model inputs from the cache, building them first if needed."""
+    """Load the train and eval sets as model inputs from the cache, built first if need be."""
     from datasets import load_from_disk
 
     target = cache_dir / f"data-{cache_key(dataset, model_reference)}"

@@ -22,11 +22,11 @@ from hpsearch.trial.fit import start_fit
 from hpsearch.trial.load import Loaded
 
 Report = Callable[[int, int, "dict[str, float] | None"], None]
-"""Called with (optimizer steps done, steps planned, the metrics of an evaluation just made or None)."""
+"""Called with (optimizer steps done, steps planned, metrics of an evaluation just made or None)."""
 
 
 class ProgressReporter(TrainerCallback):
-    """Hands Trainer's progress to `report`: after every optimizer step, and every evaluation's metrics."""
+    """Hands Trainer's progress to `report`: after each optimizer step, and each evaluation."""
 
     def __init__(self, report: Report):
         self.report = report

@@ -33,7 +33,7 @@ from hpsearch.trial.model import ModelFactory
 
 @dataclass
 class Fitting:
-    """A configuration ready to train, then trained: `train()` once, then read or save the result."""
+    """A configuration ready to train, then trained: `train()` once, then read or save results."""
 
     trainer: Trainer
     callback: OptunaPruningCallback

@@ -143,7 +143,7 @@ def count_layers(config) -> int | None:
 
 
 def find_layers(model):
-    """The model's stack of transformer layers (a ModuleList of the config's layer count), or None."""
+    """The model's transformer layers (a ModuleList of the config's layer count), or None."""
     import torch
 
     total = count_layers(model.config)
@@ -158,7 +158,7 @@ def find_layers(model):
 
 
 def freeze_layers(model, n_layers: int) -> None:
-    """Freeze the embeddings and the first `n_layers` transformer layers (no gradient, less compute)."""
+    """Freeze the embeddings and first `n_layers` transformer layers (no gradient, less compute)."""
     total = count_layers(model.config)
     layers = find_layers(model)
     if layers is None or not 0 <= n_layers <= total:

@@ -60,7 +60,7 @@ def workers(study: optuna.Study) -> list[dict]:
 
 
 class NoteWriter:
-    """Rewrites the note after a trial ends, unless it was rewritten less than NOTE_INTERVAL_S ago."""
+    """Rewrites the note after a trial ends, unless rewritten less than NOTE_INTERVAL_S ago."""
 
     def __init__(self, study: optuna.Study, spec, interval: float = NOTE_INTERVAL_S):
         self.study, self.spec, self.interval = study, spec, interval
@@ -97,7 +97,7 @@ def render_note(
     pointer: dict | None,
     trained: list[dict] = (),
 ) -> str:
-    """The note's Markdown; `trained`: the study's final trainings (hpsearch train), oldest first."""
+    """The note's Markdown; `trained`: the study's final trainings (hpsearch train), oldest 1st."""
     states = describe_states(summary.states, none="none yet")
     best = "no trial has completed yet"
     if summary.best_number is not None:

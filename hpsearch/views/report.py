@@ -27,7 +27,7 @@ PLOTS = {
 
 
 def write_report(study: optuna.Study, spec, out_dir: Path) -> dict[str, str]:
-    """Write the PNGs and report.html into out_dir; returns {plot: file name or why it is missing}."""
+    """Write the PNGs and report.html in out_dir; returns {plot: file name or why it is missing}."""
     import matplotlib
 
     matplotlib.use("Agg")  # files only, no display

@@ -79,7 +79,7 @@ def all_studies(storage) -> list[dict[str, Any]]:
 
 
 def parse_task(spec: dict | None) -> str | None:
-    """The task of a stored spec, read without validating it all (a spec stored before tasks has none)."""
+    """The task of a stored spec, read without validating it all (a spec older than tasks: none)."""
     return None if spec is None else spec.get("task", DEFAULT_TASK)
 
 

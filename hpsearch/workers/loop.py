@@ -1,4 +1,4 @@
-"""The worker loop: trials, one at a time, until the study-wide budget is spent, never overshooting it."""
+"""The worker loop: trials, one at a time, until the study-wide budget is spent, never overshot."""
 
 from __future__ import annotations
 

@@ -46,7 +46,7 @@ def test_int8_loads_and_predicts_through_pipeline(deployed):
 
 
 def one_trial_of_the_default_study() -> dict:
-    """studies/sentiment.yaml (its model, data, caps, max_length) trained once at a good fixed setting."""
+    """studies/sentiment.yaml (its model, data, caps, max_length) trained once at a good setting."""
     spec = yaml.safe_load((REPO / "studies" / "sentiment.yaml").read_text())
     spec.update(
         search_space={"learning_rate": {"choice": [1.0e-4]}},

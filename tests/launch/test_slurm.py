@@ -125,7 +125,7 @@ def test_the_header_asks_for_one_gpu_and_an_interrupt_before_the_limit():
 
 @pytest.fixture(scope="module")
 def slurm_node() -> str:
-    """This host's SLURM node, up; skipped (or failed under HPSEARCH_TEST_SLURM) when there is none."""
+    """This host's SLURM node, up; skipped (failed under HPSEARCH_TEST_SLURM) when there is none."""
     state = ""
     if shutil.which("sinfo"):
         try:

@@ -32,7 +32,7 @@ def server_url(variable: str) -> str:
 
 
 def wrapped(driver_error: Exception, kind=exc.OperationalError) -> StorageInternalError:
-    """An error as Optuna raises it: its StorageInternalError from SQLAlchemy's, from the driver's."""
+    """An error as Optuna raises it: a StorageInternalError from SQLAlchemy's, from the driver's."""
     try:
         try:
             raise kind("SELECT 1", {}, driver_error)

@@ -330,7 +330,7 @@ TEMPLATES = [
 
 
 def people_and_places(n: int, seed: int) -> list[dict]:
-    """Sentences naming people and places, tagged as NER data is: B-PER, B-LOC (I- for a second word)."""
+    """Sentences naming people and places, tagged as NER data is: B-PER, B-LOC (I- for word two)."""
     rng = random.Random(seed)
     rows = []
     for _ in range(n):

@@ -1,4 +1,4 @@
-"""TrainingArguments checked before any trial: unknown fields, fields hpsearch sets, refused values."""
+"""TrainingArguments checked before any trial: unknown fields, fields hpsearch sets, bad values."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Early stopping inside a trial, `objective.value: best` and its kept weights, effective batch sizes."""
+"""Early stopping in a trial, `objective.value: best` with its kept weights, effective batches."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from tests.conftest import TINY_SPEC, run_hpsearch, run_study
 
 
 def follow(values, maximize=True, patience=None, min_delta=0.0, max_steps=100):
-    """Feed `values` as consecutive evaluations; the evaluation at which training was told to stop."""
+    """Feed `values` as consecutive evaluations; the evaluation where training was told to stop."""
     study = optuna.create_study(direction="maximize" if maximize else "minimize")
     primary = OptunaPruningCallback(study.ask(), "eval_accuracy", evals_per_epoch=1)
     best = BestEvaluation(primary, maximize=maximize, patience=patience, min_delta=min_delta)

@@ -1,4 +1,4 @@
-"""Layer-wise learning rates on the right parameter groups; gradual unfreezing at the right evaluations."""
+"""Layer-wise learning rates on the right parameter groups; gradual unfreezing when it should."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The precision trials train in: the spec's when it says, else bf16 where the hardware runs it fast."""
+"""The precision trials train in: the spec's if set, else bf16 where the hardware runs it fast."""
 
 from __future__ import annotations
 

@@ -26,7 +26,7 @@ def free_port() -> int:
 
 @pytest.fixture(scope="session")
 def real_study(tmp_path_factory, cache_dir):
-    """A real 3-trial study run through the CLI: one complete trial, two pruned (see test_end_to_end)."""
+    """A real 3-trial study run by the CLI: one complete trial, two pruned (see test_end_to_end)."""
     workdir = tmp_path_factory.mktemp("views")
     spec = json.loads(json.dumps(TINY_SPEC))
     spec["dataset"].update(max_train_samples=192, max_eval_samples=48)

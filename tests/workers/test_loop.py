@@ -1,4 +1,4 @@
-"""The worker loop on a real SQLite storage: the budget, the study lock, the deadline, repeated failures."""
+"""The worker loop on a real SQLite storage: budget, study lock, deadline, repeated failures."""
 
 from __future__ import annotations
 
