@@ -133,7 +133,7 @@ def storage_state(directory) -> dict:
     state = {}
     for path in sorted(directory.rglob("*")):
         if path.name.endswith(("-wal", "-shm")):
-            continue  # SQLite's journal files come and go with connections; their content is in the rows
+            continue  # SQLite's journal files come and go with connections; the rows hold it all
         if path.suffix == ".db":
             with sqlite3.connect(path) as db:
                 state[path.name] = list(db.iterdump())

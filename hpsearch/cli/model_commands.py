@@ -141,7 +141,10 @@ def _print_deployment(task, out_dir: Path, result: dict) -> None:
 @click.option(
     "--full-data",
     is_flag=True,
-    help="Train on all the training data, without dataset.max_train_samples (the eval set stays the search's).",
+    help=(
+        "Train on all the training data, without dataset.max_train_samples (the eval set stays "
+        "the search's)."
+    ),
 )
 @click.option(
     "--epochs",

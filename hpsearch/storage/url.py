@@ -69,8 +69,8 @@ def _password_apart() -> str | None:
             raise StorageError(f"{PASSWORD_FILE_ENV}={path}: not a text file") from None
         if not lines or not lines[0]:
             raise StorageError(
-                f"{PASSWORD_FILE_ENV}={path}: the file is empty; write the password on its first "
-                "line"
+                f"{PASSWORD_FILE_ENV}={path}: the file is empty; "
+                "write the password on its first line"
             )
         if os.environ.get(PASSWORD_ENV):
             raise StorageError(

@@ -105,9 +105,10 @@ def check_training_args(spec: StudySpec) -> None:
             if name not in fields:
                 close = difflib.get_close_matches(name, [*fields, *others], n=1)
                 hint = f" (did you mean {close[0]}?)" if close else ""
+                generation = " nor a generation setting" if task.generates else ""
                 raise SpecError(
                     f"{section}.{name}: not a {task.arguments_class} field nor a model knob "
-                    f"({', '.join(MODEL_KNOBS)}){' nor a generation setting' if task.generates else ''}{hint}"
+                    f"({', '.join(MODEL_KNOBS)}){generation}{hint}"
                 )
     fixed = split_params(spec.training).arguments
     with tempfile.TemporaryDirectory() as scratch:

@@ -106,8 +106,10 @@ def render_note(
     model = f"best-model-trial-{pointer['trial']}.zip (study artifact)" if pointer else "-"
     lines = [
         f"# hpsearch study `{name}`",
-        f"task `{spec.task}` · {summary.direction} `{summary.metric}` · model `{spec.model}` · "
-        f"updated {_now()}",
+        (
+            f"task `{spec.task}` · {summary.direction} `{summary.metric}` · model `{spec.model}` · "
+            f"updated {_now()}"
+        ),
         "",
         "## Summary",
         "| | |",
@@ -115,8 +117,10 @@ def render_note(
         f"| trials | {summary.n_spent}/{summary.n_trials_budget} spent ({states}) |",
         f"| best | {best} |",
         f"| best trial's metrics | {_metrics(summary.best_metrics)} |",
-        f"| compute spent | {summary.train_seconds:.0f} s training, {summary.n_steps} optimizer "
-        "steps |",
+        (
+            f"| compute spent | {summary.train_seconds:.0f} s training, {summary.n_steps} "
+            "optimizer steps |"
+        ),
         f"| saved by pruning | ~{summary.seconds_saved:.0f} s, {summary.steps_saved} steps |",
         *(
             [
@@ -157,9 +161,9 @@ def render_note(
             "| --- | --- | --- | --- | --- | --- | --- | --- |",
         ]
         lines += [
-            f"| {t['trial']} | {describe_final_data(t)} | {t['epochs']:g} | {t['value']:.4f} | "
-            f"{_value(t.get('trial_value'))} | `{t['out_dir']}` | {t['host']} | {t['finished_at']} "
-            "|"
+            f"| {t['trial']} | {describe_final_data(t)} | {t['epochs']:g} | {t['value']:.4f} "
+            f"| {_value(t.get('trial_value'))} | `{t['out_dir']}` | {t['host']} "
+            f"| {t['finished_at']} |"
             for t in trained
         ]
     lines += [

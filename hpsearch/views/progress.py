@@ -83,7 +83,8 @@ class RunProgress:
         best = ""
         if states.get("COMPLETE"):
             best = f", best {self.study.best_value:.4f}"
-        return f"{states.get('COMPLETE', 0)} complete, {states.get('PRUNED', 0)} pruned, {states.get('FAIL', 0)} failed{best}"
+        complete, pruned, failed = (states.get(s, 0) for s in ("COMPLETE", "PRUNED", "FAIL"))
+        return f"{complete} complete, {pruned} pruned, {failed} failed{best}"
 
     def _eta(self, done: int) -> str:
         finished_here = done - self.n_done_at_start

@@ -121,9 +121,9 @@ def _page(study: optuna.Study, spec, outcome: dict[str, str], out_dir: Path) -> 
                 (
                     "effective batch",
                     (
-                        f"{summary.best_effective_batch_size} examples per optimizer step (best "
-                        f"trial); {', '.join(map(str, summary.effective_batch_sizes))} across "
-                        "trials"
+                        f"{summary.best_effective_batch_size} examples per optimizer step "
+                        f"(best trial); {', '.join(map(str, summary.effective_batch_sizes))} "
+                        "across trials"
                     ),
                 )
             ]

@@ -116,7 +116,8 @@ def studies_table(rows: list[dict]) -> Table:
 
 def describe_final_data(record: dict) -> str:
     """'270 rows (full data)' or '64 rows (as searched)': what a final training trained on."""
-    return f"{record['n_train_examples']} rows ({'full data' if record['full_data'] else 'as searched'})"
+    data = "full data" if record["full_data"] else "as searched"
+    return f"{record['n_train_examples']} rows ({data})"
 
 
 def final_trainings_table(trained: list[dict]) -> Table:

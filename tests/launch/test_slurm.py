@@ -140,7 +140,10 @@ def slurm_node() -> str:
         except subprocess.TimeoutExpired:
             state = "no answer in 15 s"
     if state not in ("idle", "mix", "alloc", "comp"):
-        reason = f"no usable SLURM node {NODE!r} on this host (sinfo: {state or 'none'}); tools/slurm-cluster.sh starts one"
+        reason = (
+            f"no usable SLURM node {NODE!r} on this host (sinfo: {state or 'none'}); "
+            "tools/slurm-cluster.sh starts one"
+        )
         if os.environ.get("HPSEARCH_TEST_SLURM"):
             pytest.fail(reason)
         pytest.skip(reason)

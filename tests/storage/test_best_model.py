@@ -39,13 +39,15 @@ import json, sys, time
 from pathlib import Path
 import optuna, torch
 from transformers import BertConfig, BertModel
-from hpsearch.storage import (BestModelKeeper, StudyLock, artifact_dir, open_artifact_store, open_storage,
-                              resolve_storage_url)
+from hpsearch.storage import (BestModelKeeper, StudyLock, artifact_dir, open_artifact_store,
+                              open_storage, resolve_storage_url)
 
-url, name, number, value, rundir = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4]), Path(sys.argv[5])
+url, name, number, value = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
+rundir = Path(sys.argv[5])
 storage_url = resolve_storage_url(url)
 study = optuna.load_study(study_name=name, storage=open_storage(storage_url))
-keeper = BestModelKeeper(open_artifact_store(artifact_dir(storage_url)), StudyLock(storage_url, name, "best-model"))
+store = open_artifact_store(artifact_dir(storage_url))
+keeper = BestModelKeeper(store, StudyLock(storage_url, name, "best-model"))
 torch.manual_seed(number)
 model = BertModel(BertConfig(**json.loads(sys.argv[6])))
 (rundir / f"ready-{number}").touch()

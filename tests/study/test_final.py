@@ -94,8 +94,10 @@ def test_a_pruned_trial_trains_with_its_last_evaluation_as_reference(study, spec
     [
         (
             3,
-            "trial 3 of study 'final' is FAIL (out of memory (batch size 64)): only a COMPLETE or "
-            "PRUNED trial",
+            (
+                "trial 3 of study 'final' is FAIL (out of memory (batch size 64)): only a "
+                "COMPLETE or PRUNED trial"
+            ),
         ),
         (4, "trial 4 of study 'final' is RUNNING: only a COMPLETE or PRUNED trial"),
         (9, "study 'final' has no trial 9; its trials are 0-4"),

@@ -112,8 +112,10 @@ def clm_spec(model_dir) -> dict:
     [
         (
             lambda s: s["dataset"].update(text="text"),
-            "dataset: give text (language modelling) or prompt and completion (instruction "
-            "tuning), not both",
+            (
+                "dataset: give text (language modelling) or prompt and completion (instruction "
+                "tuning), not both"
+            ),
         ),
         (
             lambda s: s["dataset"].pop("completion"),
@@ -125,13 +127,17 @@ def clm_spec(model_dir) -> dict:
         ),
         (
             lambda s: s.update(objective={"metric": "perplexity", "direction": "maximize"}),
-            "objective: direction maximize for perplexity would search for the worst model; use "
-            "direction: minimize",
+            (
+                "objective: direction maximize for perplexity would search for the worst model; "
+                "use direction: minimize"
+            ),
         ),
         (
             lambda s: s["training"].update(num_beams=2),
-            "training.num_beams: a generation setting, but the causal-lm task does not generate "
-            "when it evaluates (seq2seq does); remove it",
+            (
+                "training.num_beams: a generation setting, but the causal-lm task does not "
+                "generate when it evaluates (seq2seq does); remove it"
+            ),
         ),
         (
             lambda s: s["dataset"].update(packing="yes please"),

@@ -109,8 +109,10 @@ def s2s_spec(model_dir) -> dict:
         (lambda s: s["dataset"].update(target="summary"), "dataset.target: no column 'summary'"),
         (
             lambda s: s.update(objective={"metric": "accuracy"}),
-            "objective.metric: unknown metric 'accuracy'; the evaluation returns rougeL, rouge1, "
-            "rouge2, bleu, loss",
+            (
+                "objective.metric: unknown metric 'accuracy'; the evaluation returns rougeL, "
+                "rouge1, rouge2, bleu, loss"
+            ),
         ),
     ],
 )

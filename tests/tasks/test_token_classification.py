@@ -275,8 +275,10 @@ def test_the_default_ner_study_is_valid_and_offline():
     [
         (
             lambda s: s["dataset"].update(text="tweet"),
-            "dataset.text: the token-classification task takes no text (text-classification and "
-            "seq2seq and causal-lm do)",
+            (
+                "dataset.text: the token-classification task takes no text (text-classification "
+                "and seq2seq and causal-lm do)"
+            ),
         ),
         (
             lambda s: s["dataset"].update(tags_column=1),
@@ -288,13 +290,18 @@ def test_the_default_ner_study_is_valid_and_offline():
         ),
         (
             lambda s: s.update(objective={"metric": "f1_macro"}),
-            "objective.metric: unknown metric 'f1_macro'; the evaluation returns f1, precision, "
-            "recall, accuracy, loss (f1_macro is a metric of task: text-classification)",
+            (
+                "objective.metric: unknown metric 'f1_macro'; the evaluation returns f1, "
+                "precision, recall, accuracy, loss (f1_macro is a metric of task: "
+                "text-classification)"
+            ),
         ),
         (
             lambda s: s.update(objective={"metric": "f1", "direction": "minimize"}),
-            "objective: direction minimize for f1 would search for the worst model; use "
-            "direction: maximize",
+            (
+                "objective: direction minimize for f1 would search for the worst model; use "
+                "direction: maximize"
+            ),
         ),
     ],
 )
@@ -413,8 +420,8 @@ def test_a_conll_spec_mistake_stops_the_run_before_anything_is_written(workdir):
     lines = result.stderr.strip().splitlines()
     expected = (
         f"Error: dataset.source: {broken}:5: expected a token and a tag (column -1) separated by a "
-        "tab or spaces, found 'lonely'; fix the line, or set dataset.tag_column to the tag's "
-        "column"
+        "tab or spaces, found 'lonely'; "
+        "fix the line, or set dataset.tag_column to the tag's column"
     )
     assert lines == [expected]
     assert not (workdir / "storage").exists()
