@@ -66,8 +66,11 @@ def test_workers_get_their_own_seeds():
         study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=1)
         return study.trials[0].params["x"]
 
-    # A lone worker keeps the spec's seed; workers side by side draw unlike values, each repeatably.
-    assert first_draw(None) == first_draw(None)
+    # A lone worker keeps the spec's seed: it draws what Optuna's RandomSampler(seed=0) draws.
+    plain = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    plain.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=1)
+    assert first_draw(None) == plain.trials[0].params["x"]
+    # Workers side by side draw unlike values, each repeatably.
     assert first_draw("cpu0") == first_draw("cpu0")
     assert len({first_draw(None), first_draw("cpu0"), first_draw("cpu1")}) == 3
 
