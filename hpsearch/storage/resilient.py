@@ -129,7 +129,7 @@ def resilient_storage_class():
         def create_study_with_user_attrs(
             self, study_name: str, directions, user_attrs: dict
         ) -> int:
-            """A new study and its user attributes in one transaction: nobody sees it without them."""
+            """A new study and its user attributes in one transaction: none sees it without them."""
             token = uuid.uuid4().hex
 
             def attempt(first: bool) -> int:

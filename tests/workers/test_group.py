@@ -1,5 +1,5 @@
-"""Trials on several processes (`--gpus-per-trial 2`), for real: two gloo ranks on the CPU per trial,
-started by torch's elastic agent, training one configuration with DDP.
+"""Trials on several processes (`--gpus-per-trial 2`), for real: two gloo ranks on the CPU per
+trial, started by torch's elastic agent, training one configuration with DDP.
 
 What must hold: both ranks train the parameters rank 0 sampled; a pruned trial stops on both at
 the same evaluation; a complete trial's value is every rank's metric; a killed rank fails its trial
