@@ -41,6 +41,8 @@ def test_both_ranks_train_rank_zeros_parameters_and_agree_on_the_value(workdir, 
     tiny_spec["dataset"]["max_train_samples"] = 96
     result, study = run_study(workdir, "pair", tiny_spec)
     assert "trial   1 COMPLETE" in result.stdout
+    # Every trial of the budget is there to check (the loop below checks each of them).
+    assert len(study.trials) == tiny_spec["budget"]["n_trials"]
     for trial in study.trials:
         ranks = trial.user_attrs["ranks"]
         assert [r["rank"] for r in ranks] == [0, 1]
