@@ -15,8 +15,8 @@ c. A trial that runs out of memory: a study whose first trial (enqueued) trains 
    process runs both: the first must end FAIL with `fail_reason` "out of memory (batch size N)",
    the second COMPLETE in the same process, i.e. the failure left the GPU usable.
 d. bf16 vs fp32: the same optimizer steps (MiniLM, batch 32, max_length 128) timed in fp32 and in
-   the precision hpsearch chooses by itself (bf16; fp16 on a GPU without bf16), after a few warm-up steps, with
-   torch.cuda.synchronize() around the timed span; best of two interleaved runs each.
+   the precision hpsearch chooses by itself (bf16; fp16 on a GPU without bf16), after a few warm-up
+   steps, with torch.cuda.synchronize() around the timed span; best of two interleaved runs each.
 e. A trial group: 2 trials of (a)'s study with `--gpus-per-trial N` (N = 2 with two GPUs or more,
    else 1: the DDP path on one GPU: the elastic agent, rank 0's broadcasts, the ranks' agreement).
    Checked from the storage: every trial trained on N ranks that agree on their parameters, steps
@@ -31,7 +31,8 @@ examples, max_length 32, 2 trials): (a) with `--workers 2` instead of `--gpus al
 trials ran on cpu; (e) with 2 gloo ranks on the CPU; (b) and (c) are reported as skipped with the
 reason; (d) times a few steps in fp32 and in bf16 with the threads of one worker (bf16 is
 hpsearch's choice only on a CPU with bf16 instructions, AMX tiles or AVX512-BF16; without them it
-is emulated, slowly, and hpsearch keeps fp32). A smoke run appends only where --out says: its figures are no benchmark.
+is emulated, slowly, and hpsearch keeps fp32). A smoke run appends only where --out says: its
+figures are no benchmark.
 
     python bench/gpu.py [--n-trials 4] [--max-train-samples 20000] [--max-eval-samples 2000]
         [--max-length 128] [--timed-steps 50] [--smoke] [--out PATH]
