@@ -13,6 +13,9 @@ Each of these writes a random token in the same transaction; a retry first looks
 under the same row lock the write takes (so it waits for a commit still in flight), and only
 re-does the write when the token is not there.
 
+A FAIL of a trial registered for a re-run (interrupted, or found stale) also queues its re-run in
+the same transaction (rerun.py): whoever fails it second adds nothing.
+
 Also three savings for the worker loop: a trial count in one query, a trial's record in one commit,
 and Optuna's stale-trial check (run before every trial) done at most once per heartbeat interval.
 """
@@ -26,6 +29,7 @@ import json
 import time
 import uuid
 
+from hpsearch.storage.rerun import LOST, fail_with_rerun_without_commit
 from hpsearch.storage.retry import retry_checked, retry_through_outage
 
 TRIAL_TOKEN_ATTR = "hpsearch:created"  # trial system attribute: the token of the write that made it
@@ -75,7 +79,13 @@ def resilient_storage_class():
     class ResilientRDBStorage(retrying_storage):
         def __init__(self, *args, **kwargs):
             self._stale_checked: dict[int, float] = {}
+            self._reruns: dict[int, str] = {}  # trial id -> why, for its next FAIL (rerun.py)
+            self.max_lost_reruns: int | None = None  # heartbeat.max_retries, set with the spec's
             super().__init__(*args, **kwargs)
+
+        def rerun_when_failed(self, trial_id: int, reason: str) -> None:
+            """The next FAIL of this trial records `reason` and queues its re-run (rerun.py)."""
+            self._reruns[trial_id] = reason
 
         def create_new_study(self, directions, study_name: str | None = None) -> int:
             if study_name is None:
@@ -179,6 +189,7 @@ def resilient_storage_class():
 
         def set_trial_state_values(self, trial_id: int, state: TrialState, values=None) -> bool:
             token = uuid.uuid4().hex
+            rerun_reason = self._reruns.pop(trial_id, None)
 
             def attempt(first: bool) -> bool:
                 try:
@@ -201,6 +212,10 @@ def resilient_storage_class():
                             return True  # the earlier attempt landed; only its answer was lost
                         # As RDBStorage.set_trial_state_values, plus the token.
                         self.check_trial_is_updatable(trial_id, trial.state)
+                        if state == TrialState.FAIL and rerun_reason is not None:
+                            fail_with_rerun_without_commit(
+                                self, session, trial, rerun_reason, self.max_lost_reruns
+                            )
                         if values is not None:
                             for objective, value in enumerate(values):
                                 self._set_trial_value_without_commit(
@@ -255,6 +270,10 @@ def resilient_storage_class():
             ):
                 return []
             self._stale_checked[study_id] = now
-            return super()._get_stale_trial_ids(study_id)
+            stale = super()._get_stale_trial_ids(study_id)
+            # Optuna's fail_stale_trials FAILs each next: that FAIL re-runs it, in one transaction.
+            for trial_id in stale:
+                self.rerun_when_failed(trial_id, LOST)
+            return stale
 
     return ResilientRDBStorage

@@ -1,11 +1,11 @@
 """A study: created or resumed from its spec (a changed spec refused), its sampler and pruner, its
 study-wide budget, its summary and its final trainings. No torch or transformers here."""
 
+from hpsearch.storage import INTERRUPTED, LOST
 from hpsearch.study.algorithms import make_pruner, make_sampler, worker_seed
 from hpsearch.study.budget import (
     FAIL_REASON_ATTR,
     FULL,
-    INTERRUPTED,
     SPENT,
     START,
     budget_verdict,
@@ -54,6 +54,7 @@ __all__ = [
     "FULL",
     "INTERRUPTED",
     "INTERVAL_ATTR",
+    "LOST",
     "MUTABLE_KEYS",
     "SPEC_ATTR",
     "SPENT",

@@ -2,7 +2,8 @@
 
 A trial counts once it has finished on its own: COMPLETE, PRUNED, or FAIL with a recorded reason
 (NaN, out of memory, bad parameters). A trial interrupted by Ctrl-C or lost with its worker does not
-count: it is re-run.
+count: it has exactly one re-run, which counts in its place (hpsearch.storage.rerun). A FAIL with no
+reason at all (a study from before lost trials recorded one) does not count either.
 """
 
 from __future__ import annotations
@@ -12,15 +13,14 @@ from collections.abc import Iterable
 
 from optuna.trial import FrozenTrial, TrialState
 
-FAIL_REASON_ATTR = "fail_reason"
-INTERRUPTED = "interrupted"
+from hpsearch.storage import FAIL_REASON_ATTR, RERUN_REASONS
 
 
 def counts_toward_budget(trial: FrozenTrial) -> bool:
     if trial.state in (TrialState.COMPLETE, TrialState.PRUNED):
         return True
     reason = trial.user_attrs.get(FAIL_REASON_ATTR)
-    return trial.state == TrialState.FAIL and reason is not None and reason != INTERRUPTED
+    return trial.state == TrialState.FAIL and reason is not None and reason not in RERUN_REASONS
 
 
 def n_spent(trials: Iterable[FrozenTrial]) -> int:

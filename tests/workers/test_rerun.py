@@ -58,8 +58,8 @@ def database(workdir):
     return workdir / "storage" / "hpsearch.db"
 
 
-def wait_for_an_evaluation(workdir, process, timeout: float = 300.0) -> int:
-    """The pid of the process training trial 0, once the trial has reported an evaluation."""
+def wait_for_a_rung(workdir, process, timeout: float = 300.0) -> int:
+    """The pid of the process training trial 0, once the pruner has recorded its first rung."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         assert process.poll() is None, process.communicate()
@@ -69,7 +69,8 @@ def wait_for_an_evaluation(workdir, process, timeout: float = 300.0) -> int:
                     row = db.execute(
                         "select a.value_json from trials t "
                         "join trial_user_attributes a on a.trial_id = t.trial_id and a.key = 'pid' "
-                        "join trial_intermediate_values v on v.trial_id = t.trial_id "
+                        "join trial_system_attributes r on r.trial_id = t.trial_id "
+                        "and r.key like 'completed_rung_%' "
                         "where t.state = 'RUNNING' and t.number = 0"
                     ).fetchone()
                 except sqlite3.OperationalError:  # tables not created yet
@@ -129,7 +130,7 @@ def test_sigkill_then_sweep_reruns_once_and_clean(workdir, cache_dir, rung_spec)
     write_spec(workdir, "rerun", rung_spec)
     process = start_run(workdir, cache_dir)
     try:
-        pid = wait_for_an_evaluation(workdir, process)
+        pid = wait_for_a_rung(workdir, process)
         os.kill(pid, signal.SIGKILL)
         process.communicate(timeout=60)
     finally:
@@ -146,7 +147,7 @@ def test_ctrl_c_then_sigkill_then_sweep_reruns_once(workdir, cache_dir, rung_spe
     write_spec(workdir, "rerun", rung_spec)
     process = start_run(workdir, cache_dir)
     try:
-        pid = wait_for_an_evaluation(workdir, process)
+        pid = wait_for_a_rung(workdir, process)
         process.send_signal(signal.SIGINT)
         # SIGKILL as soon as Ctrl-C's recording shows in the database (a re-run queued, or the trial
         # no longer RUNNING): the moment at which a second recording could still follow.
@@ -168,7 +169,7 @@ def test_sweep_of_a_stopped_worker_then_ctrl_c_reruns_once(workdir, cache_dir, r
     write_spec(workdir, "rerun", rung_spec)
     process = start_run(workdir, cache_dir)
     try:
-        pid = wait_for_an_evaluation(workdir, process)
+        pid = wait_for_a_rung(workdir, process)
         # Stopped (SIGSTOP: a suspended job, a frozen VM) past the grace period: the sweep takes
         # it for lost, fails it and queues its re-run ...
         os.kill(pid, signal.SIGSTOP)
