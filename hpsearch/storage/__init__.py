@@ -12,9 +12,11 @@ from hpsearch.storage.artifacts import (
 from hpsearch.storage.best_model import (
     BEST_MODEL_ATTR,
     TRIAL_FILE,
+    BestModel,
     BestModelKeeper,
     best_model_pointer,
     is_better,
+    resolve_best_model,
 )
 from hpsearch.storage.cache import StudyCache, cached
 from hpsearch.storage.lock import StudyLock
@@ -23,9 +25,11 @@ from hpsearch.storage.queries import (
     create_study,
     fail_running_trials,
     heartbeat_ages,
+    refuse_trials_beyond,
     set_study_system_attr,
     set_user_attrs,
     study_system_attrs,
+    take_start_number,
     trials_of,
 )
 from hpsearch.storage.rdb import apply_heartbeat, open_storage
@@ -62,6 +66,7 @@ __all__ = [
     "RERUN_REASONS",
     "STORAGE_ENV",
     "TRIAL_FILE",
+    "BestModel",
     "BestModelKeeper",
     "StudyCache",
     "StudyLock",
@@ -81,13 +86,16 @@ __all__ = [
     "open_artifact_store",
     "open_storage",
     "redact",
+    "refuse_trials_beyond",
     "remove_artifact",
     "rerun_when_failed",
+    "resolve_best_model",
     "resolve_storage_url",
     "retry_through_outage",
     "set_study_system_attr",
     "set_user_attrs",
     "study_system_attrs",
     "study_user_attr_list",
+    "take_start_number",
     "trials_of",
 ]

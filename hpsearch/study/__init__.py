@@ -1,8 +1,19 @@
 """A study: created or resumed from its spec (a changed spec refused), its sampler and pruner, its
-study-wide budget, its summary and its final trainings. No torch or transformers here."""
+study-wide budget, its summary, the arithmetic of its effective batch, and its final trainings.
+No torch or transformers here."""
 
 from hpsearch.storage import INTERRUPTED, LOST
-from hpsearch.study.algorithms import make_pruner, make_sampler, worker_seed
+from hpsearch.study.algorithms import (
+    SAMPLER_SEED_ATTR,
+    START_ATTR,
+    SamplerStart,
+    make_pruner,
+    make_sampler,
+    max_evaluations,
+    seed_sampler,
+    start_seed,
+)
+from hpsearch.study.batch import WORLD_SIZE_ATTR, effective_batch, reproducing_accumulation
 from hpsearch.study.budget import (
     FAIL_REASON_ATTR,
     FULL,
@@ -11,6 +22,7 @@ from hpsearch.study.budget import (
     budget_verdict,
     count_states,
     counts_toward_budget,
+    enforce_budget,
     n_spent,
 )
 from hpsearch.study.final import (
@@ -56,12 +68,16 @@ __all__ = [
     "INTERVAL_ATTR",
     "LOST",
     "MUTABLE_KEYS",
+    "SAMPLER_SEED_ATTR",
     "SPEC_ATTR",
     "SPENT",
     "START",
+    "START_ATTR",
     "STOPPED_EARLY_ATTR",
+    "WORLD_SIZE_ATTR",
     "Confidence",
     "FinalPlan",
+    "SamplerStart",
     "StudySummary",
     "budget_verdict",
     "check_resumable",
@@ -71,15 +87,20 @@ __all__ = [
     "counts_toward_budget",
     "describe_states",
     "diff_specs",
+    "effective_batch",
+    "enforce_budget",
     "final_trainings",
     "make_pruner",
     "make_sampler",
+    "max_evaluations",
     "n_spent",
     "open_study",
     "plan_final_training",
     "record_final_training",
+    "reproducing_accumulation",
+    "seed_sampler",
+    "start_seed",
     "stored_spec",
     "study_exists",
     "summarize",
-    "worker_seed",
 ]
