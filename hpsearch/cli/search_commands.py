@@ -112,8 +112,8 @@ def create(
 def _load_run_spec(
     study_ref: str, study_name: str | None, n_trials: int | None, timeout: float | None
 ):
-    """The spec a `run` or `create` names, with the budget flags applied and checked before any write:
-    (spec, the study's name in the storage)."""
+    """The spec a `run` or `create` names, with the budget flags applied and checked before any
+    write: (spec, the study's name in the storage)."""
     from hpsearch.spec import check_sources, find_spec_file, load_spec_file
 
     spec_path = find_spec_file(study_ref, STUDIES_DIR)
@@ -213,7 +213,8 @@ def _search(
         if not supervised:
             _print_summary(study, spec)
             console.print(
-                f"study {name!r} has spent its budget of {budget} trials; raise it with --n-trials to run more"
+                f"study {name!r} has spent its budget of {budget} trials; raise it with --n-trials "
+                "to run more"
             )
         return
     apply_heartbeat(rdb, spec.heartbeat)
@@ -373,7 +374,8 @@ def trial_rank(name: str, timeout: float | None, supervised: bool) -> None:
 
         run_rank(spec, url, rdb, name, lead)
     except GroupBroken as e:
-        # The error boundary's plain line (app._fail), not rich markup: gloo's messages hold "[/path/pair.cc:537]".
+        # The error boundary's plain line (app._fail), not rich markup: gloo's messages hold
+        # "[/path/pair.cc:537]".
         click.echo(f"Error: {e}", err=True)
         sys.exit(ExitCode.CRASH)
     except HpsearchError as e:

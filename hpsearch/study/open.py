@@ -48,7 +48,7 @@ def stored_spec(storage, name: str) -> StudySpec:
 
 
 def check_resumable(storage, name: str, spec: StudySpec) -> int:
-    """Trials already spent by the study (0 for a new one); refuses a changed spec before any work."""
+    """Trials the study already spent (0 for a new one); refuses a changed spec before any work."""
     if not study_exists(storage, name):
         return 0
     _refuse_changes(name, stored_spec(storage, name), spec)
