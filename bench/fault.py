@@ -31,7 +31,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from hpsearch.storage import open_storage, resolve_storage_url
-from hpsearch.study import FAIL_REASON_ATTR, n_spent
+from hpsearch.study import FAIL_REASON_ATTR, LOST, n_spent
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -146,13 +146,15 @@ def main() -> int:
     by_number = {t.number: t for t in trials}
     states = [t.state.name for t in trials]
     lost = [
-        t.number for t in trials if t.state.name == "FAIL" and FAIL_REASON_ATTR not in t.user_attrs
+        t.number
+        for t in trials
+        if t.state.name == "FAIL" and t.user_attrs.get(FAIL_REASON_ATTR, LOST) == LOST
     ]
 
-    # A retry chain is a trial and its re-runs; Optuna marks each re-run with the chain's first
-    # trial.
+    # A retry chain is a trial and its re-runs; each re-run links to the trial it re-runs.
     def root(number: int) -> int:
-        return by_number[number].system_attrs.get("failed_trial", number)
+        parent = by_number[number].user_attrs.get("rerun_of")
+        return number if parent is None else root(parent)
 
     chains: dict[int, list[int]] = {}
     for t in trials:

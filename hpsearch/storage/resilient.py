@@ -25,6 +25,9 @@ it stalled while it believed it held the study lock, can start a trial beyond th
 
 Finishing a trial also settles its pending best model in the same transaction (best_model.py).
 
+A FAIL of a trial registered for a re-run (interrupted, or found stale) also queues its re-run in
+the same transaction (rerun.py): whoever fails it second adds nothing.
+
 Also three savings for the worker loop: a trial count in one query, a trial's record in one commit,
 and Optuna's stale-trial check (run before every trial) done at most once per heartbeat interval.
 """
@@ -40,6 +43,7 @@ import uuid
 from dataclasses import dataclass
 
 from hpsearch.errors import BudgetFull
+from hpsearch.storage.rerun import LOST, fail_with_rerun_without_commit
 from hpsearch.storage.retry import retry_checked, retry_through_outage
 
 TRIAL_TOKEN_ATTR = "hpsearch:created"  # trial system attribute: the token of the write that made it
@@ -111,6 +115,8 @@ def resilient_storage_class():
         def __init__(self, *args, **kwargs):
             self._stale_checked: dict[int, float] = {}
             self._slot_rules: dict[int, SlotRule] = {}
+            self._reruns: dict[int, str] = {}  # trial id -> why, for its next FAIL (rerun.py)
+            self.max_lost_reruns: int | None = None  # heartbeat.max_retries, set with the spec's
             super().__init__(*args, **kwargs)
 
         def refuse_trials_beyond(self, study_id: int, rule: SlotRule) -> None:
@@ -118,6 +124,10 @@ def resilient_storage_class():
             make more than `rule.n_slots` trials hold a slot. WAITING trials (queued re-runs) are
             still created: each takes the place of the trial it re-runs."""
             self._slot_rules[study_id] = rule
+
+        def rerun_when_failed(self, trial_id: int, reason: str) -> None:
+            """The next FAIL of this trial records `reason` and queues its re-run (rerun.py)."""
+            self._reruns[trial_id] = reason
 
         def create_new_study(self, directions, study_name: str | None = None) -> int:
             if study_name is None:
@@ -259,6 +269,7 @@ def resilient_storage_class():
 
         def set_trial_state_values(self, trial_id: int, state: TrialState, values=None) -> bool:
             token = uuid.uuid4().hex
+            rerun_reason = self._reruns.pop(trial_id, None)
 
             def attempt(first: bool) -> bool:
                 try:
@@ -281,6 +292,10 @@ def resilient_storage_class():
                             return True  # the earlier attempt landed; only its answer was lost
                         # As RDBStorage.set_trial_state_values, plus the token.
                         self.check_trial_is_updatable(trial_id, trial.state)
+                        if state == TrialState.FAIL and rerun_reason is not None:
+                            fail_with_rerun_without_commit(
+                                self, session, trial, rerun_reason, self.max_lost_reruns
+                            )
                         if values is not None:
                             for objective, value in enumerate(values):
                                 self._set_trial_value_without_commit(
@@ -368,6 +383,10 @@ def resilient_storage_class():
             ):
                 return []
             self._stale_checked[study_id] = now
-            return super()._get_stale_trial_ids(study_id)
+            stale = super()._get_stale_trial_ids(study_id)
+            # Optuna's fail_stale_trials FAILs each next: that FAIL re-runs it, in one transaction.
+            for trial_id in stale:
+                self.rerun_when_failed(trial_id, LOST)
+            return stale
 
     return ResilientRDBStorage

@@ -2,6 +2,7 @@
 study-wide budget, its summary, the arithmetic of its effective batch, and its final trainings.
 No torch or transformers here."""
 
+from hpsearch.storage import INTERRUPTED, LOST
 from hpsearch.study.algorithms import (
     SAMPLER_SEED_ATTR,
     START_ATTR,
@@ -16,7 +17,6 @@ from hpsearch.study.batch import WORLD_SIZE_ATTR, effective_batch, reproducing_a
 from hpsearch.study.budget import (
     FAIL_REASON_ATTR,
     FULL,
-    INTERRUPTED,
     SPENT,
     START,
     budget_verdict,
@@ -66,6 +66,7 @@ __all__ = [
     "FULL",
     "INTERRUPTED",
     "INTERVAL_ATTR",
+    "LOST",
     "MUTABLE_KEYS",
     "SAMPLER_SEED_ATTR",
     "SPEC_ATTR",

@@ -2,7 +2,9 @@
 
 A trial counts once it has finished on its own: COMPLETE, PRUNED, or FAIL with a recorded reason
 (NaN, out of memory, bad parameters). A trial interrupted by Ctrl-C or lost with its worker does not
-count: it is re-run. A RUNNING or WAITING trial holds a slot: it will count, or be re-run in it.
+count: it has exactly one re-run, which counts in its place (hpsearch.storage.rerun). A FAIL with no
+reason at all (a study from before lost trials recorded one) does not count either. A RUNNING or
+WAITING trial holds a slot: it will count, or be re-run in it.
 
 The worker loop checks the budget under the study lock, and the storage checks it again in the
 transaction that creates each trial (`enforce_budget`): the lock spares the workers a crowd of
@@ -17,24 +19,24 @@ from collections.abc import Iterable
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from hpsearch.storage import refuse_trials_beyond
-
-FAIL_REASON_ATTR = "fail_reason"
-INTERRUPTED = "interrupted"
+from hpsearch.storage import FAIL_REASON_ATTR, RERUN_REASONS, refuse_trials_beyond
 
 
 def counts_toward_budget(trial: FrozenTrial) -> bool:
     if trial.state in (TrialState.COMPLETE, TrialState.PRUNED):
         return True
     reason = trial.user_attrs.get(FAIL_REASON_ATTR)
-    return trial.state == TrialState.FAIL and reason is not None and reason != INTERRUPTED
+    return trial.state == TrialState.FAIL and reason is not None and reason not in RERUN_REASONS
 
 
 def enforce_budget(study: optuna.Study, n_trials: int) -> None:
     """Have this process's storage refuse (BudgetFull) a new trial once every slot of `n_trials`
     is held; it counts as `counts_toward_budget` does, plus the RUNNING and WAITING trials."""
     refuse_trials_beyond(
-        study, n_trials, fail_reason_attr=FAIL_REASON_ATTR, uncounted_reasons=(INTERRUPTED,)
+        study,
+        n_trials,
+        fail_reason_attr=FAIL_REASON_ATTR,
+        uncounted_reasons=tuple(sorted(RERUN_REASONS)),
     )
 
 

@@ -1,7 +1,9 @@
 """One trial: sample parameters, fine-tune with Trainer, report each evaluation, prune, record.
 
 A trial that cannot train (bad parameter combination, out of memory, NaN) is data: it ends FAIL with
-its reason in the `fail_reason` user attribute and the study goes on.
+its reason in the `fail_reason` user attribute and the study goes on. One stopped by Ctrl-C ends
+FAIL 'interrupted' with one re-run (same parameters and seed), queued by the storage in the same
+transaction (hpsearch.storage.rerun).
 
 In a trial group (several ranks per trial, hpsearch.trial.distributed) rank 0 runs the trial as
 above and sends each configuration to the other ranks, which train it alongside (`follow`).
@@ -9,6 +11,7 @@ above and sends each configuration to the other ranks, which train it alongside 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -19,10 +22,11 @@ from typing import Any
 
 import optuna
 from optuna.artifacts import upload_artifact
+from optuna.exceptions import UpdateFinishedTrialError
 
 from hpsearch.errors import TrialFailed
 from hpsearch.spec import StudySpec, suggest_params
-from hpsearch.storage import BestModelKeeper, set_user_attrs
+from hpsearch.storage import RERUN_OF_ATTR, BestModelKeeper, rerun_when_failed, set_user_attrs
 from hpsearch.study import (
     EVAL_EXAMPLES_ATTR,
     FAIL_REASON_ATTR,
@@ -68,7 +72,8 @@ class TrialRunner:
     def __call__(self, trial: optuna.Trial) -> float:
         params = suggest_params(trial, self.spec.searched_params)
         # A re-run (of an interrupted trial, or one lost with its worker) keeps the original seed.
-        seed = trial.user_attrs.get("seed", self.spec.seed + trial.number)
+        first = trial.user_attrs.get(RERUN_OF_ATTR, trial.number)
+        seed = trial.user_attrs.get("seed", self.spec.seed + first)
         group_record = {}
         if self.group is not None:
             self.group.share((params, seed))
@@ -82,8 +87,9 @@ class TrialRunner:
         try:
             return self._train(trial, params, seed)
         except KeyboardInterrupt:
-            trial.set_user_attr(FAIL_REASON_ATTR, INTERRUPTED)
-            trial.study.enqueue_trial(params, user_attrs={"seed": seed, "rerun_of": trial.number})
+            # Optuna's tell, which FAILs the trial next, records the reason and queues the re-run
+            # in its transaction; if the stale-trial sweep ended the trial first, it adds nothing.
+            rerun_when_failed(trial, INTERRUPTED)
             raise
         except TrialFailed as e:
             trial.set_user_attr(FAIL_REASON_ATTR, str(e))
@@ -132,10 +138,18 @@ class TrialRunner:
                 _train_in(fitting, group)
             finally:
                 if trial is not None:
-                    _record_cost(trial, fitting, self._interval(fitting))
-                    _upload_metrics(
-                        trial, fitting.callback, params, seed, self.artifact_store, Path(scratch)
-                    )
+                    # A trial the stale-trial sweep ended while this process was stopped (SIGSTOP
+                    # past the grace period) takes no more records: what stopped it goes on.
+                    with contextlib.suppress(UpdateFinishedTrialError):
+                        _record_cost(trial, fitting, self._interval(fitting))
+                        _upload_metrics(
+                            trial,
+                            fitting.callback,
+                            params,
+                            seed,
+                            self.artifact_store,
+                            Path(scratch),
+                        )
         if group is not None:
             outcomes = group.gather(rank_outcome(group, params, seed, fitting))
             if trial is not None:

@@ -28,7 +28,7 @@ from pathlib import Path
 import optuna
 
 from hpsearch.errors import ExitCode, HpsearchError
-from hpsearch.storage import STORAGE_ENV, fail_running_trials
+from hpsearch.storage import STORAGE_ENV, fail_for_rerun, fail_running_trials
 from hpsearch.study import FAIL_REASON_ATTR, INTERRUPTED
 
 REASON_DIR_ENV = "HPSEARCH_GROUP_REASONS"  # where each rank writes why it failed
@@ -139,19 +139,16 @@ def _run_groups(
 
 
 def _requeue_interrupted(study: optuna.Study, key: str) -> None:
-    """Record this group's running trial as interrupted and queue it again (same parameters and
-    seed), as rank 0 does on Ctrl-C."""
+    """End this group's running trial as interrupted and queue its re-run (same parameters and
+    seed) in one transaction, as rank 0 does on Ctrl-C; a trial rank 0 or the stale-trial sweep
+    ended already is left alone."""
     from optuna.trial import TrialState
 
     from hpsearch.trial.distributed import GROUP_ATTR
 
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         if trial.user_attrs.get(GROUP_ATTR) == key:
-            study.enqueue_trial(
-                trial.params,
-                user_attrs={"seed": trial.user_attrs.get("seed"), "rerun_of": trial.number},
-            )
-    fail_running_trials(study, GROUP_ATTR, key, {FAIL_REASON_ATTR: INTERRUPTED})
+            fail_for_rerun(study, trial, INTERRUPTED)
 
 
 def culprit(failures: dict, reasons: Path, n_ranks: int) -> tuple[int, int, str]:

@@ -41,16 +41,25 @@ def run_trials(
     are not refused in a crowd. When the remaining slots are all held by running trials, this
     worker waits: one of them may yet die and need a re-run. `timeout` stops starting new trials.
 
+    Ctrl-C ends the run with KeyboardInterrupt, its trial FAIL 'interrupted' and re-run once,
+    also when the stale-trial sweep ended that trial first (a worker stopped past the grace period).
+
     One `study.optimize` call runs them all, the lock for the next trial taken at the end of the
     previous one in a callback: an `optimize` call per trial cost its set-up and a new database
     session every trial.
     """
     deadline = None if timeout is None else time.monotonic() + timeout
     recent_failures: list[str | None] = []
+    interrupted = False
 
     def objective(trial: optuna.Trial) -> float:
+        nonlocal interrupted
         lock.release()  # the trial exists now: others may check the budget again
-        return runner(trial)
+        try:
+            return runner(trial)
+        except KeyboardInterrupt:
+            interrupted = True
+            raise
 
     def after_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         if on_trial_end is not None:
@@ -78,6 +87,12 @@ def run_trials(
                 # lost meanwhile (ended by the server after its hold limit while this worker
                 # stalled) and another worker took the slot. The budget is counted again.
                 lock.release()
+    except Exception:
+        if not interrupted:
+            raise
+        # Optuna's tell refused a trial the stale-trial sweep had already failed (and re-run) while
+        # this process was stopped: the interrupt is what happened.
+        raise KeyboardInterrupt from None
     finally:
         lock.release()
 

@@ -159,6 +159,10 @@ def test_a_killed_rank_fails_its_trial_at_once_and_a_new_group_goes_on(
     assert trials[3].state.name == "WAITING" and trials[3].user_attrs["rerun_of"] == 2
     assert trials[3].user_attrs["seed"] == trials[2].user_attrs["seed"]
     assert trials[3].system_attrs["fixed_params"] == trials[2].params  # what it will be run with
+    # ... and nothing else of the group's trial: no group key, rank pids, rungs or evaluations.
+    assert trials[3].user_attrs == {"seed": trials[2].user_attrs["seed"], "rerun_of": 2}
+    assert trials[3].system_attrs == {"fixed_params": trials[2].params}
+    assert trials[3].intermediate_values == {}
     assert not any(alive(pid) for pid in rerun.user_attrs["rank_pids"])
 
     # A worker killed outright takes its ranks with it: none is left holding a device.

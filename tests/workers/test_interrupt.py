@@ -81,6 +81,11 @@ def test_ctrl_c_fails_the_trial_and_resume_reruns_it(workdir, tiny_spec, cache_d
     assert interrupted.state.name == "FAIL"
     assert interrupted.user_attrs[FAIL_REASON_ATTR] == INTERRUPTED
     assert [t.state.name for t in study.trials] == ["FAIL", "WAITING"]
+    # The copy starts clean: the parameters, the seed and the link to the trial, nothing else.
+    waiting = study.trials[1]
+    assert waiting.user_attrs == {"seed": interrupted.user_attrs["seed"], "rerun_of": 0}
+    assert waiting.system_attrs == {"fixed_params": interrupted.params}
+    assert waiting.intermediate_values == {}
 
     resumed = run_hpsearch("run", "--study", "stop", cwd=workdir)
     assert resumed.returncode == 0, resumed.stderr

@@ -199,10 +199,10 @@ def test_a_killed_worker_trial_is_rerun(workdir, tiny_spec, study_name):
 
     study = load(url, name)
     killed = study.trials[victim.number]
-    # The killed trial was failed by the heartbeat check (no reason of its own) ...
-    assert killed.state.name == "FAIL" and "fail_reason" not in killed.user_attrs
-    # ... and re-run with the same parameters and seed.
-    reruns = [t for t in study.trials if t.system_attrs.get("failed_trial") == killed.number]
+    # The killed trial was failed by the heartbeat check, as lost ...
+    assert killed.state.name == "FAIL" and killed.user_attrs["fail_reason"] == "lost"
+    # ... and re-run once with the same parameters and seed.
+    reruns = [t for t in study.trials if t.user_attrs.get("rerun_of") == killed.number]
     assert len(reruns) == 1
     assert reruns[0].params == killed.params
     assert reruns[0].user_attrs["seed"] == killed.user_attrs["seed"]
