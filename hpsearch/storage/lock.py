@@ -4,6 +4,11 @@ Starting a trial is "check the budget, then create the trial": two workers doing
 both take the last slot. The lock lives where the workers meet, the database: a PostgreSQL advisory
 lock, a MySQL/MariaDB named lock, or, for SQLite (one machine by nature), a lock file beside the
 database file. It is held only while a trial is being created, milliseconds.
+
+The same kind of lock guards a study's other shared records under other purposes (the best model,
+the stored spec, the final trainings). Every lock of a process on one database shares one engine,
+which keeps one session between holds: a worker keeps one lock session whatever it locks, and a
+lock taken while another is held gets a session of its own for that time (closed at release).
 """
 
 from __future__ import annotations
@@ -28,6 +33,23 @@ LOCK_TIMEOUT_S = 300
 # lost) leaves a session the server may believe alive for hours (TCP keepalive); without this every
 # other worker would wait on it. The lock is held for milliseconds; the margin is for a busy server.
 LOCK_HOLD_LIMIT_S = 120
+# Sessions beyond the one kept, for locks held at the same time in one process (each purpose, and
+# tests that play several workers); they are closed at release.
+LOCK_OVERFLOW_SESSIONS = 8
+
+_engines: dict[str, sqlalchemy.Engine] = {}
+_engines_guard = threading.Lock()
+
+
+def _lock_engine(url: URL) -> sqlalchemy.Engine:
+    """This process's engine for the locks on the database at `url`, created on first use."""
+    key = url.render_as_string(hide_password=False)
+    with _engines_guard:
+        if key not in _engines:
+            _engines[key] = sqlalchemy.create_engine(
+                url, pool_size=1, max_overflow=LOCK_OVERFLOW_SESSIONS, pool_pre_ping=True
+            )
+        return _engines[key]
 
 
 class StudyLock:
@@ -45,10 +67,8 @@ class StudyLock:
             suffix = ".lock" if purpose == "trials" else f".{purpose}.lock"
             self._file_lock = FileLock(f"{sqlite_path(url) or ':memory:'}{suffix}")
         else:
-            # One connection kept for the lock: a session-level lock belongs to its connection.
-            self._engine = sqlalchemy.create_engine(
-                url, pool_size=1, max_overflow=0, pool_pre_ping=True
-            )
+            # A session-level lock belongs to its connection, checked out from acquire to release.
+            self._engine = _lock_engine(url)
 
     @property
     def held(self) -> bool:

@@ -312,3 +312,56 @@ def test_two_runs_creating_the_same_study_at_once(workdir, cheap_spec):
     # Both succeed: one created the study, the other resumed it; together they ran the budget once.
     assert [p.returncode for p in processes] == [0, 0], outputs
     assert_budget_exact(load(f"sqlite:///{workdir / 'storage' / 'hpsearch.db'}", "twin"), 4)
+
+
+def _sessions_of(pid: int, connection) -> set[int]:
+    """The client ports of the database sessions that process `pid` holds now."""
+    import psutil
+    import sqlalchemy
+
+    try:
+        ports = {c.laddr.port for c in psutil.Process(pid).net_connections("tcp") if c.raddr}
+    except psutil.Error:
+        return set()
+    rows = connection.execute(
+        sqlalchemy.text(
+            "SELECT client_port FROM pg_stat_activity WHERE datname = current_database()"
+        )
+    )
+    return {port for (port,) in rows if port in ports}
+
+
+def test_a_real_worker_keeps_three_postgres_sessions(workdir, cheap_spec, study_name):
+    import sqlalchemy
+
+    url = server_url("HPSEARCH_TEST_POSTGRES")
+    name, cleanup = study_name
+    cleanup.append(url)
+    cheap_spec["budget"]["n_trials"] = 2  # the second trial starts after a best model was kept
+    write_spec(workdir, "cheap", cheap_spec)
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "hpsearch.cli", "run", "--study", "cheap", "--study-name", name],
+        cwd=workdir,
+        env={**os.environ, "HPSEARCH_STORAGE": url},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    seen: set[int] = set()
+    peak = 0
+    watcher = sqlalchemy.create_engine(resolve_storage_url(url))
+    with watcher.connect() as connection:
+        while worker.poll() is None:
+            now = _sessions_of(worker.pid, connection)
+            seen |= now
+            peak = max(peak, len(now))
+            connection.commit()  # the next query sees pg_stat_activity afresh
+            time.sleep(0.05)
+    watcher.dispose()
+    # The worker ran its trials (each trains, evaluates and may keep the best model under a lock).
+    assert worker.returncode == 0, worker.stderr.read()
+    assert n_spent(load(url, name).trials) == 2
+    # Three sessions: the storage's two (the trial and its heartbeat thread) and one for every
+    # lock (trials, best model); never more, at no moment of the run.
+    assert peak == 3, f"peak {peak} sessions, client ports seen {sorted(seen)}"
+    assert len(seen) == 3, f"client ports seen {sorted(seen)}"
