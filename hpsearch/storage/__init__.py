@@ -17,7 +17,7 @@ from hpsearch.storage.best_model import (
     is_better,
 )
 from hpsearch.storage.cache import StudyCache, cached
-from hpsearch.storage.lock import StudyLock
+from hpsearch.storage.lock import StudyLock, study_lock
 from hpsearch.storage.queries import (
     count_trials,
     create_study,
@@ -72,6 +72,7 @@ __all__ = [
     "set_study_system_attr",
     "set_user_attrs",
     "study_system_attrs",
+    "study_lock",
     "study_user_attr_list",
     "trials_of",
 ]

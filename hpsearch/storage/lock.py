@@ -142,3 +142,8 @@ class StudyLock:
 
     def __exit__(self, *exc) -> None:
         self.release()
+
+
+def study_lock(storage, study_name: str, purpose: str = "trials") -> StudyLock:
+    """The lock of `purpose` on a study, for code that holds the opened storage, not its URL."""
+    return StudyLock(storage.engine.url, study_name, purpose)

@@ -1,5 +1,6 @@
-"""A study: created or resumed from its spec (a changed spec refused), its sampler and pruner, its
-study-wide budget, its summary and its final trainings. No torch or transformers here."""
+"""A study: created or resumed from its spec (a change of what its trials mean refused, a change of
+how it runs taken and recorded), its sampler and pruner, its study-wide budget, its summary and its
+final trainings. No torch or transformers here."""
 
 from hpsearch.study.algorithms import make_pruner, make_sampler, worker_seed
 from hpsearch.study.budget import (
@@ -13,6 +14,14 @@ from hpsearch.study.budget import (
     counts_toward_budget,
     n_spent,
 )
+from hpsearch.study.changes import (
+    RUN_ONLY_KEYS,
+    RUN_ONLY_TRAINING_ARGS,
+    SpecChange,
+    meaning_changes,
+    runs_only,
+    spec_changes,
+)
 from hpsearch.study.final import (
     FINAL_LOCK_PURPOSE,
     FINAL_TRAININGS_ATTR,
@@ -23,11 +32,11 @@ from hpsearch.study.final import (
     record_final_training,
 )
 from hpsearch.study.open import (
-    MUTABLE_KEYS,
     SPEC_ATTR,
+    SPEC_CHANGES_ATTR,
     check_resumable,
-    diff_specs,
     open_study,
+    spec_change_records,
     stored_spec,
     study_exists,
 )
@@ -54,13 +63,16 @@ __all__ = [
     "FULL",
     "INTERRUPTED",
     "INTERVAL_ATTR",
-    "MUTABLE_KEYS",
+    "RUN_ONLY_KEYS",
+    "RUN_ONLY_TRAINING_ARGS",
     "SPEC_ATTR",
+    "SPEC_CHANGES_ATTR",
     "SPENT",
     "START",
     "STOPPED_EARLY_ATTR",
     "Confidence",
     "FinalPlan",
+    "SpecChange",
     "StudySummary",
     "budget_verdict",
     "check_resumable",
@@ -69,14 +81,17 @@ __all__ = [
     "count_states",
     "counts_toward_budget",
     "describe_states",
-    "diff_specs",
     "final_trainings",
     "make_pruner",
     "make_sampler",
+    "meaning_changes",
     "n_spent",
     "open_study",
     "plan_final_training",
     "record_final_training",
+    "runs_only",
+    "spec_change_records",
+    "spec_changes",
     "stored_spec",
     "study_exists",
     "summarize",
