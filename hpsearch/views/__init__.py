@@ -23,6 +23,7 @@ from hpsearch.views.tables import (
     format_seconds,
     format_value,
     running_table,
+    spec_changes_table,
     studies_table,
     summary_table,
 )
@@ -45,6 +46,7 @@ __all__ = [
     "export_best_model",
     "final_model_card",
     "final_trainings_table",
+    "spec_changes_table",
     "format_seconds",
     "format_value",
     "make_app",
