@@ -20,7 +20,7 @@ import pytest
 
 from hpsearch.spec import parse_spec
 from hpsearch.storage import open_storage, resolve_storage_url
-from hpsearch.study import n_spent, open_study
+from hpsearch.study import n_spent, open_study, stored_spec
 from tests.conftest import run_hpsearch, write_spec
 
 pytestmark = pytest.mark.slow
@@ -365,3 +365,21 @@ def test_a_real_worker_keeps_three_postgres_sessions(workdir, cheap_spec, study_
     # lock (trials, best model); never more, at no moment of the run.
     assert peak == 3, f"peak {peak} sessions, client ports seen {sorted(seen)}"
     assert len(seen) == 3, f"client ports seen {sorted(seen)}"
+
+
+def test_supervised_workers_stop_at_the_runs_timeout_which_is_not_stored(workdir, cheap_spec):
+    cheap_spec["budget"]["n_trials"] = 200  # far more than the deadline leaves time for
+    write_spec(workdir, "cheap", cheap_spec)
+    started = time.monotonic()
+    result = run_hpsearch(
+        "run", "--study", "cheap", "--workers", "2", "--timeout", "90", cwd=workdir, timeout=500
+    )
+    elapsed = time.monotonic() - started
+    # The run ended at its deadline (each worker told the seconds left), the budget unspent.
+    assert result.returncode == 0, result.stderr
+    study = load("sqlite:///storage/hpsearch.db", "cheap")
+    assert 0 < n_spent(study.trials) < 200
+    assert elapsed < 250, f"the run took {elapsed:.0f} s"
+    # The deadline was this run's: the stored spec has no timeout for a later worker to inherit.
+    stored = open_storage(resolve_storage_url("sqlite:///storage/hpsearch.db"))
+    assert stored_spec(stored, "cheap").budget.timeout is None
