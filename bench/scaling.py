@@ -53,7 +53,7 @@ sys.path.insert(0, str(REPO))
 import hpsearch.study.open as opening
 from hpsearch.spec import load_spec_file, suggest_params
 from hpsearch.storage import StudyLock, apply_heartbeat, cached, open_storage, resolve_storage_url
-from hpsearch.study import n_spent, open_study
+from hpsearch.study import n_spent, open_study, seed_sampler
 from hpsearch.workers import run_trials
 
 TICK = os.sysconf("SC_CLK_TCK")
@@ -112,7 +112,8 @@ def work(url: str, name: str, n_trials: int, seconds: float, key: str, ready, re
     parsed = resolve_storage_url(url)
     storage = open_storage(parsed)
     apply_heartbeat(storage, spec.heartbeat)
-    study, _ = open_study(storage, name, spec, worker_key=key)
+    study, _ = open_study(storage, name, spec)
+    seed_sampler(study, spec.sampler)  # each worker its own start number, as hpsearch's workers
 
     def objective(trial: optuna.Trial) -> float:
         suggest_params(trial, spec.search_space)
@@ -311,7 +312,8 @@ def _ten_trials_beside_running(url: str, n_running: int) -> tuple[TimedLock, lis
     storage = open_storage(parsed)
     apply_heartbeat(storage, spec.heartbeat)
     name = f"running-{uuid.uuid4().hex[:8]}"
-    study, _ = open_study(storage, name, spec, worker_key="w")
+    study, _ = open_study(storage, name, spec)
+    seed_sampler(study, spec.sampler)
     for _ in range(n_running):
         trial_id = storage.create_new_trial(study._study_id)
         for param in "abcde":

@@ -56,6 +56,11 @@ class TrialFailed(Exception):
     """Not a user error: ends one trial FAIL with a recorded reason, and the study goes on."""
 
 
+class BudgetFull(Exception):
+    """Not a user error: the storage refused to create a trial, every slot of the study's budget
+    being counted or held by a running or waiting trial. The worker loop checks the budget again."""
+
+
 def first_line(error: BaseException, limit: int = 300) -> str:
     """The first non-empty line of an error's message, or its type's name when it has none."""
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]

@@ -1,6 +1,7 @@
 """The commands that run a study's trials: `run`, `create`, `worker`, and `trial-rank` (one process
 of a trial group, started by a worker); here a worker runs in this process, in a group of rank
-processes, or as supervised worker processes."""
+processes, or as supervised worker processes (hpsearch.workers.place_workers decides which: on a
+host with several GPUs, one worker per GPU unless told otherwise)."""
 
 from __future__ import annotations
 
@@ -173,7 +174,8 @@ def worker(
     check_sources(spec)  # the model and data must be reachable from this machine too
     check_training_args(spec)
     spent = n_spent(rdb.get_all_trials(rdb.get_study_id_from_name(name), deepcopy=False))
-    # A worker joins others: its supervisor names its slot, else its host and process do.
+    # A worker joins others: its supervisor names its slot, else its host and process do (the name
+    # of its trial group, if it runs one).
     key = os.environ.get(WORKER_KEY_ENV) if supervised else None
     key = key or f"{socket.gethostname()}:{os.getpid()}"
     _search(
@@ -207,13 +209,15 @@ def _search(
     """Run the study's missing trials here: in this process, in a group of rank processes (one per
     device of a trial), or in supervised worker processes.
 
-    `worker_key` names this process among the study's workers (None: the only one); its sampler
-    seed is derived from it, so that workers do not all suggest the same parameters. `timeout`: this
-    run's deadline in seconds (default: the spec's budget.timeout), after which no trial starts.
+    `worker_key` names this process among the study's workers (None: the only one). The process
+    that samples here (this one, else each worker or rank 0 of each group) takes a start number
+    from the storage and seeds its sampler with it (study/algorithms.py seed_sampler).
+    `timeout`: this run's deadline in seconds (default: the spec's budget.timeout), after which no
+    trial starts.
     """
     from hpsearch.spec import check_trial_group
     from hpsearch.storage import apply_heartbeat, redact
-    from hpsearch.study import n_spent, open_study
+    from hpsearch.study import n_spent, open_study, seed_sampler
 
     if supervised:
         # The supervisor stops its workers with SIGINT. A process started with SIGINT ignored (under
@@ -242,13 +246,17 @@ def _search(
     apply_heartbeat(rdb, spec.heartbeat)
     per_trial = gpus_per_trial or spec.resources.gpus_per_trial
     check_trial_group(spec, per_trial)
-    in_process = gpus is None and (workers or 1) == 1
     # A bad --gpus or --gpus-per-trial fails before any write.
-    slots = None if in_process else _plan_slots(gpus, workers, per_trial)
-    in_group = in_process and per_trial is not None
-    if in_group:
-        _pin_group_devices(per_trial)
-    if in_process and not in_group:
+    placement, n_visible_gpus = _place(gpus, workers, per_trial, supervised)
+    if placement.notice and not supervised:
+        console.print(placement.notice, markup=False)
+    if placement.devices is not None:  # before CUDA starts: this process then sees only these
+        os.environ["CUDA_VISIBLE_DEVICES"] = placement.devices
+    in_process = placement.mode == "alone"
+    in_group = placement.mode == "group"
+    if in_group and (n_visible_gpus == 0 or placement.devices == ""):
+        _share_cores(per_trial)
+    if in_process:
         from hpsearch.workers import build_runner
 
         with console.status("loading model and data (tokenized once, then cached)"):
@@ -258,17 +266,19 @@ def _search(
 
         with console.status("tokenizing the data once for all workers"):
             warm_cache(spec)
-    study, changes = open_study(rdb, name, spec, worker_key)
+    study, changes = open_study(rdb, name, spec)
     for change in changes:
         console.print(f"stored spec updated: {change}")
     timeout = spec.budget.timeout if timeout is None else timeout
+    if in_process:
+        runner.sampler_start = seed_sampler(study, spec.sampler)
     try:
         if in_group:
             _run_group(study, url, name, per_trial, worker_key, supervised, timeout)
         elif in_process:
             _run_here(study, runner, url, name, spec, supervised, timeout)
         else:
-            _run_supervised(study, url, name, spec, slots, per_trial, timeout)
+            _run_supervised(study, url, name, spec, placement.slots, per_trial, timeout)
     except KeyboardInterrupt:
         if not supervised:
             console.print(
@@ -313,48 +323,31 @@ def _run_here(study, runner, url, name: str, spec, supervised: bool, timeout: fl
         note(force=True)
 
 
-def _plan_slots(gpus: str | None, workers: int | None, per_trial: int | None):
-    from hpsearch.workers import plan_slots
+def _place(gpus: str | None, workers: int | None, per_trial: int | None, supervised: bool):
+    """Where this run's or worker's trials train (hpsearch.workers.place_workers), from the flags
+    and the GPUs this process sees: (placement, GPUs seen)."""
+    from hpsearch.trial import count_gpus
+    from hpsearch.workers import place_workers
 
-    n_gpus = 0
-    if gpus:
-        from hpsearch.trial import count_gpus
-
-        n_gpus = count_gpus()
-    return plan_slots(
+    n_visible_gpus = count_gpus()
+    placement = place_workers(
         gpus,
         workers,
-        n_gpus,
+        per_trial,
+        n_visible_gpus,
         os.cpu_count() or 1,
         os.environ.get("CUDA_VISIBLE_DEVICES"),
-        per_trial,
+        supervised=supervised,
     )
+    return placement, n_visible_gpus
 
 
-def _pin_group_devices(per_trial: int) -> None:
-    """The devices this process's trial group trains on: its first `per_trial` GPUs, or the CPU
-    cores split between the ranks on a machine without GPUs."""
-    from hpsearch.trial import count_gpus
+def _share_cores(per_trial: int) -> None:
+    """On a machine without GPUs, a trial group's ranks split the CPU cores between them."""
     from hpsearch.workers import THREADS_ENV
 
-    n_gpus = count_gpus()
-    if n_gpus == 0:
-        threads = os.environ.get(THREADS_ENV) or str(max(1, (os.cpu_count() or 1) // per_trial))
-        os.environ.update({THREADS_ENV: threads, "OMP_NUM_THREADS": threads})
-        return
-    if n_gpus < per_trial:
-        raise HpsearchError(
-            f"--gpus-per-trial {per_trial}: this machine shows {n_gpus} GPU"
-            f"{'s' if n_gpus > 1 else ''}; ask for at most {n_gpus}"
-        )
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    physical = visible.split(",") if visible else [str(i) for i in range(n_gpus)]
-    os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(physical[:per_trial])
-    if n_gpus > per_trial:
-        console.print(
-            f"training on GPUs {','.join(physical[:per_trial])} of {n_gpus}; "
-            f"--gpus all --gpus-per-trial {per_trial} runs a group on each {per_trial}"
-        )
+    threads = os.environ.get(THREADS_ENV) or str(max(1, (os.cpu_count() or 1) // per_trial))
+    os.environ.update({THREADS_ENV: threads, "OMP_NUM_THREADS": threads})
 
 
 def _run_group(
@@ -369,12 +362,7 @@ def _run_group(
     """This worker's trials, each on `per_trial` rank processes (hpsearch.workers.group)."""
     from hpsearch.workers import run_group
 
-    rank_args = [
-        "--study",
-        name,
-        *(["--supervised"] if supervised else []),
-        *(["--worker-key", worker_key] if worker_key else []),
-    ]
+    rank_args = ["--study", name, *(["--supervised"] if supervised else [])]
     key = (
         worker_key or f"{socket.gethostname()}:{os.getpid()}"
     )  # the group's name in its trials' records
@@ -397,8 +385,7 @@ def _run_group(
     help="Start no new trial after this many seconds (the group's deadline).",
 )
 @click.option("--supervised", is_flag=True, help="Print no progress.")
-@click.option("--worker-key", help="The worker's name among the study's: its sampler seed.")
-def trial_rank(name: str, timeout: float | None, supervised: bool, worker_key: str | None) -> None:
+def trial_rank(name: str, timeout: float | None, supervised: bool) -> None:
     """One process of a trial group, started by a worker with --gpus-per-trial (never by hand)."""
     from hpsearch.study import stored_spec
     from hpsearch.trial.distributed import GroupBroken
@@ -415,7 +402,7 @@ def trial_rank(name: str, timeout: float | None, supervised: bool, worker_key: s
         def lead(study, runner) -> None:
             _run_here(study, runner, url, name, spec, supervised, timeout)
 
-        run_rank(spec, url, rdb, name, worker_key, lead)
+        run_rank(spec, url, rdb, name, lead)
     except GroupBroken as e:
         # The error boundary's plain line (app._fail), not rich markup: gloo's messages hold "[/path/pair.cc:537]".
         click.echo(f"Error: {e}", err=True)
@@ -471,11 +458,15 @@ def _run_supervised(
 
 
 def _print_summary(study, spec) -> None:
-    from hpsearch.storage import best_model_pointer
+    from hpsearch.storage import resolve_best_model
     from hpsearch.study import summarize
     from hpsearch.views import summary_table
 
-    console.print(summary_table(summarize(study, spec)))
-    pointer = best_model_pointer(study)
-    if pointer:
+    summary = summarize(study, spec)
+    console.print(summary_table(summary))
+    kept = resolve_best_model(study)
+    if kept.pointer is not None:
+        pointer = kept.pointer
         console.print(f"best model: artifact {pointer['artifact_id']} of trial {pointer['trial']}")
+    elif summary.best_number is not None:
+        console.print(kept.problem, markup=False)

@@ -120,6 +120,8 @@ def best(name: str, storage: str | None, as_json: bool) -> None:
         click.echo(json.dumps(data, indent=2, default=str))
     else:
         console.print(best_table(data))
+        if data["best_model_problem"]:
+            console.print(data["best_model_problem"], markup=False)
 
 
 @cli.command()

@@ -12,9 +12,11 @@ from hpsearch.storage.artifacts import (
 from hpsearch.storage.best_model import (
     BEST_MODEL_ATTR,
     TRIAL_FILE,
+    BestModel,
     BestModelKeeper,
     best_model_pointer,
     is_better,
+    resolve_best_model,
 )
 from hpsearch.storage.cache import StudyCache, cached
 from hpsearch.storage.lock import StudyLock, study_lock
@@ -23,9 +25,11 @@ from hpsearch.storage.queries import (
     create_study,
     fail_running_trials,
     heartbeat_ages,
+    refuse_trials_beyond,
     set_study_system_attr,
     set_user_attrs,
     study_system_attrs,
+    take_start_number,
     trials_of,
 )
 from hpsearch.storage.rdb import apply_heartbeat, open_storage
@@ -48,6 +52,7 @@ __all__ = [
     "PASSWORD_FILE_ENV",
     "STORAGE_ENV",
     "TRIAL_FILE",
+    "BestModel",
     "BestModelKeeper",
     "StudyCache",
     "StudyLock",
@@ -66,7 +71,9 @@ __all__ = [
     "open_artifact_store",
     "open_storage",
     "redact",
+    "refuse_trials_beyond",
     "remove_artifact",
+    "resolve_best_model",
     "resolve_storage_url",
     "retry_through_outage",
     "set_study_system_attr",
@@ -74,5 +81,6 @@ __all__ = [
     "study_system_attrs",
     "study_lock",
     "study_user_attr_list",
+    "take_start_number",
     "trials_of",
 ]

@@ -1,8 +1,18 @@
 """A study: created or resumed from its spec (a change of what its trials mean refused, a change of
-how it runs taken and recorded), its sampler and pruner, its study-wide budget, its summary and its
-final trainings. No torch or transformers here."""
+how it runs taken and recorded), its sampler and pruner, its study-wide budget, its summary, the
+arithmetic of its effective batch, and its final trainings. No torch or transformers here."""
 
-from hpsearch.study.algorithms import make_pruner, make_sampler, worker_seed
+from hpsearch.study.algorithms import (
+    SAMPLER_SEED_ATTR,
+    START_ATTR,
+    SamplerStart,
+    make_pruner,
+    make_sampler,
+    max_evaluations,
+    seed_sampler,
+    start_seed,
+)
+from hpsearch.study.batch import WORLD_SIZE_ATTR, effective_batch, reproducing_accumulation
 from hpsearch.study.budget import (
     FAIL_REASON_ATTR,
     FULL,
@@ -12,6 +22,7 @@ from hpsearch.study.budget import (
     budget_verdict,
     count_states,
     counts_toward_budget,
+    enforce_budget,
     n_spent,
 )
 from hpsearch.study.changes import (
@@ -65,13 +76,17 @@ __all__ = [
     "INTERVAL_ATTR",
     "RUN_ONLY_KEYS",
     "RUN_ONLY_TRAINING_ARGS",
+    "SAMPLER_SEED_ATTR",
     "SPEC_ATTR",
     "SPEC_CHANGES_ATTR",
     "SPENT",
     "START",
+    "START_ATTR",
     "STOPPED_EARLY_ATTR",
+    "WORLD_SIZE_ATTR",
     "Confidence",
     "FinalPlan",
+    "SamplerStart",
     "SpecChange",
     "StudySummary",
     "budget_verdict",
@@ -81,19 +96,24 @@ __all__ = [
     "count_states",
     "counts_toward_budget",
     "describe_states",
+    "effective_batch",
+    "enforce_budget",
     "final_trainings",
     "make_pruner",
     "make_sampler",
+    "max_evaluations",
     "meaning_changes",
     "n_spent",
     "open_study",
     "plan_final_training",
     "record_final_training",
+    "reproducing_accumulation",
     "runs_only",
+    "seed_sampler",
     "spec_change_records",
     "spec_changes",
+    "start_seed",
     "stored_spec",
     "study_exists",
     "summarize",
-    "worker_seed",
 ]

@@ -2,7 +2,11 @@
 
 A trial counts once it has finished on its own: COMPLETE, PRUNED, or FAIL with a recorded reason
 (NaN, out of memory, bad parameters). A trial interrupted by Ctrl-C or lost with its worker does not
-count: it is re-run.
+count: it is re-run. A RUNNING or WAITING trial holds a slot: it will count, or be re-run in it.
+
+The worker loop checks the budget under the study lock, and the storage checks it again in the
+transaction that creates each trial (`enforce_budget`): the lock spares the workers a crowd of
+refused creations, the storage's check is what the budget rests on.
 """
 
 from __future__ import annotations
@@ -10,7 +14,10 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable
 
+import optuna
 from optuna.trial import FrozenTrial, TrialState
+
+from hpsearch.storage import refuse_trials_beyond
 
 FAIL_REASON_ATTR = "fail_reason"
 INTERRUPTED = "interrupted"
@@ -21,6 +28,14 @@ def counts_toward_budget(trial: FrozenTrial) -> bool:
         return True
     reason = trial.user_attrs.get(FAIL_REASON_ATTR)
     return trial.state == TrialState.FAIL and reason is not None and reason != INTERRUPTED
+
+
+def enforce_budget(study: optuna.Study, n_trials: int) -> None:
+    """Have this process's storage refuse (BudgetFull) a new trial once every slot of `n_trials`
+    is held; it counts as `counts_toward_budget` does, plus the RUNNING and WAITING trials."""
+    refuse_trials_beyond(
+        study, n_trials, fail_reason_attr=FAIL_REASON_ATTR, uncounted_reasons=(INTERRUPTED,)
+    )
 
 
 def n_spent(trials: Iterable[FrozenTrial]) -> int:

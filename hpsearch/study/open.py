@@ -19,7 +19,7 @@ import optuna
 from hpsearch.errors import StudyError
 from hpsearch.spec import StudySpec, parse_spec
 from hpsearch.storage import cached, create_study, study_lock, study_user_attr_list
-from hpsearch.study.algorithms import make_pruner, make_sampler
+from hpsearch.study.algorithms import make_pruner, make_sampler, max_evaluations
 from hpsearch.study.budget import n_spent
 from hpsearch.study.changes import SpecChange, meaning_changes, spec_changes
 
@@ -61,22 +61,21 @@ def check_resumable(storage, name: str, spec: StudySpec) -> int:
     return n_spent(storage.get_all_trials(storage.get_study_id_from_name(name), deepcopy=False))
 
 
-def open_study(
-    storage, name: str, spec: StudySpec, worker_key: str | None = None
-) -> tuple[optuna.Study, list[str]]:
+def open_study(storage, name: str, spec: StudySpec) -> tuple[optuna.Study, list[str]]:
     """Create the study or resume it; returns it and the changes this call made to its stored spec.
 
-    `worker_key` names this worker among several, so that its sampler draws its own suggestions.
+    Its sampler keeps the spec's seed: a process that samples calls seed_sampler (algorithms.py)
+    first, for a seed of its own.
     """
     if not study_exists(storage, name):
         try:
             create_study(storage, name, spec.objective.direction, {SPEC_ATTR: spec.to_dict()})
-            return _load(storage, name, spec, worker_key), []
+            return _load(storage, name, spec), []
         except optuna.exceptions.DuplicatedStudyError:
             pass  # another process created it a moment ago: resume it like any existing study
     existing = stored_spec(storage, name)
     _refuse_changes(name, existing, spec)
-    study = _load(storage, name, spec, worker_key)
+    study = _load(storage, name, spec)
     if not spec_changes(existing, spec):
         return study, []  # the common case: the same spec, no lock taken
     return study, [str(change) for change in _take_changes(storage, study, spec)]
@@ -123,10 +122,10 @@ def _refuse_changes(name: str, existing: StudySpec, spec: StudySpec) -> None:
         )
 
 
-def _load(storage, name: str, spec: StudySpec, worker_key: str | None) -> optuna.Study:
+def _load(storage, name: str, spec: StudySpec) -> optuna.Study:
     return optuna.load_study(
         study_name=name,
         storage=cached(storage),
-        sampler=make_sampler(spec.sampler, worker_key),
-        pruner=make_pruner(spec.pruner),
+        sampler=make_sampler(spec.sampler),
+        pruner=make_pruner(spec.pruner, max_evaluations(spec)),
     )

@@ -23,7 +23,14 @@ from optuna.artifacts import upload_artifact
 from hpsearch.errors import TrialFailed
 from hpsearch.spec import StudySpec, suggest_params
 from hpsearch.storage import BestModelKeeper, set_user_attrs
-from hpsearch.study import EVAL_EXAMPLES_ATTR, FAIL_REASON_ATTR, INTERRUPTED, INTERVAL_ATTR
+from hpsearch.study import (
+    EVAL_EXAMPLES_ATTR,
+    FAIL_REASON_ATTR,
+    INTERRUPTED,
+    INTERVAL_ATTR,
+    WORLD_SIZE_ATTR,
+    SamplerStart,
+)
 from hpsearch.trial.callback import OptunaPruningCallback
 from hpsearch.trial.data import PreparedData
 from hpsearch.trial.distributed import (
@@ -55,6 +62,9 @@ class TrialRunner:
     group: Group | None = None
     """The trial group this process is a rank of (gpus_per_trial), or None: it trains alone."""
 
+    sampler_start: SamplerStart | None = None
+    """This process's start number and sampler seed (study.seed_sampler), recorded on each trial."""
+
     def __call__(self, trial: optuna.Trial) -> float:
         params = suggest_params(trial, self.spec.searched_params)
         # A re-run (of an interrupted trial, or one lost with its worker) keeps the original seed.
@@ -65,9 +75,10 @@ class TrialRunner:
             group_record = {
                 GROUP_ATTR: self.group.key,
                 "rank_pids": self.group.gather(os.getpid()),
-                "world_size": self.group.size,
+                WORLD_SIZE_ATTR: self.group.size,
             }
-        record_start(trial, seed, self.device, group_record)
+        start = self.sampler_start.attrs() if self.sampler_start is not None else {}
+        record_start(trial, seed, self.device, {**start, **group_record})
         try:
             return self._train(trial, params, seed)
         except KeyboardInterrupt:
@@ -141,7 +152,7 @@ class TrialRunner:
         if trial is None:
             return value
         fitting.keep_best_weights()
-        self.best_model.offer(trial.study, trial.number, value, fitting.save)
+        self.best_model.offer(trial, value, fitting.save)
         return value
 
     def _interval(self, fitting: Fitting) -> dict[str, Any]:
@@ -160,7 +171,8 @@ class TrialRunner:
 def record_start(
     trial: optuna.Trial, seed: int, device: str, extra: dict[str, Any] | None = None
 ) -> None:
-    """Where the trial runs and with which seed, in one write."""
+    """Where the trial runs and with which seeds (the trial's, and its sampler's with the start
+    number of the process that sampled it, in `extra`), in one write."""
     set_user_attrs(
         trial,
         {

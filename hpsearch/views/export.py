@@ -1,7 +1,8 @@
 """The best model as a directory `transformers.pipeline` loads, with a model card.
 
 Weights, card and message all describe one trial: the one the kept archive names in its
-TRIAL_FILE, which must be the one the study's best-model pointer names.
+TRIAL_FILE, which must be the one the study's best-model pointer names, a COMPLETE trial with
+study.best_trial's value (storage.resolve_best_model); otherwise nothing is written.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import optuna
 from optuna.artifacts import download_artifact
 
 from hpsearch.errors import HpsearchError, StudyError
-from hpsearch.storage import TRIAL_FILE, best_model_pointer
+from hpsearch.storage import TRIAL_FILE, resolve_best_model
 from hpsearch.study import Confidence, stored_spec
 from hpsearch.views.status import describe_trial_record
 
@@ -38,11 +39,10 @@ def export_best_model(
     leaves nothing in `out_dir`."""
     spec = stored_spec(storage, name)  # an unknown study is one clear line, before anything else
     study = optuna.load_study(study_name=name, storage=storage)
-    pointer = best_model_pointer(study)
-    if pointer is None:
-        raise StudyError(
-            f"study {name!r} has no best model yet; run it first (hpsearch run --study {name})"
-        )
+    kept = resolve_best_model(study)
+    if kept.problem is not None:
+        raise StudyError(kept.problem)
+    pointer = kept.pointer
     check_new_directory(out_dir)
     with tempfile.TemporaryDirectory(prefix="hpsearch-export-") as scratch:
         archive = Path(scratch) / "model.zip"
@@ -62,8 +62,6 @@ def export_best_model(
             zf.extractall(staging)
         held = _trial_held(staging, pointer)
         record = describe_trial_record(study, spec, study.trials[held])
-        if record["value"] is None:  # kept a moment ago; its worker has not recorded the value yet
-            record["value"] = pointer["value"]
         adapter = read_adapter_settings(staging)
         if finish is not None:
             finish(staging, spec)

@@ -18,7 +18,12 @@ from importlib import metadata
 import optuna
 import yaml
 
-from hpsearch.storage import best_model_pointer, set_study_system_attr, study_system_attrs
+from hpsearch.storage import (
+    BestModel,
+    resolve_best_model,
+    set_study_system_attr,
+    study_system_attrs,
+)
 from hpsearch.study import (
     StudySummary,
     describe_states,
@@ -89,7 +94,7 @@ def write_note(study: optuna.Study, spec) -> None:
             spec,
             summary,
             workers(study),
-            best_model_pointer(study),
+            resolve_best_model(study),
             final_trainings(study),
             spec_change_records(study),
         ),
@@ -101,18 +106,23 @@ def render_note(
     spec,
     summary: StudySummary,
     joined: list[dict],
-    pointer: dict | None,
+    kept: BestModel | None,
     trained: list[dict] = (),
     changes: list[dict] = (),
 ) -> str:
-    """The note's Markdown; `trained`: the study's final trainings (hpsearch train), oldest first;
-    `changes`: the changes later runs made to its stored spec, oldest first."""
+    """The note's Markdown; `kept`: the best trial's kept model (storage.resolve_best_model);
+    `trained`: the study's final trainings (hpsearch train), oldest first; `changes`: the changes
+    later runs made to its stored spec, oldest first."""
     states = describe_states(summary.states, none="none yet")
     best = "no trial has completed yet"
     if summary.best_number is not None:
         params = ", ".join(f"{k}={_short(v)}" for k, v in summary.best_params.items())
         best = f"{summary.best_value:.4f} (trial {summary.best_number}: {params})"
-    model = f"best-model-trial-{pointer['trial']}.zip (study artifact)" if pointer else "-"
+    model = "-"
+    if kept is not None and kept.pointer is not None:
+        model = f"best-model-trial-{kept.pointer['trial']}.zip (study artifact)"
+    elif kept is not None and summary.best_number is not None:
+        model = kept.problem
     lines = [
         f"# hpsearch study `{name}`",
         f"task `{spec.task}` · {summary.direction} `{summary.metric}` · model `{spec.model}` · updated {_now()}",

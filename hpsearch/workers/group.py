@@ -188,12 +188,13 @@ def write_rank_reason(reason: str) -> None:
         Path(directory, f"rank-{rank}.txt").write_text(reason.splitlines()[0] if reason else "")
 
 
-def run_rank(spec, url, storage, name: str, worker_key: str | None, run_leader: Callable) -> None:
-    """One rank of a trial group: join it, load the model and data, then on rank 0 run the worker
-    loop (`run_leader(study, runner)`) and on the others train what rank 0 sends. A rank that fails
+def run_rank(spec, url, storage, name: str, run_leader: Callable) -> None:
+    """One rank of a trial group: join it, load the model and data, then on rank 0 take a start
+    number for its sampler and run the worker loop (`run_leader(study, runner)`), and on the others
+    train what rank 0 sends. A rank that fails
     writes its reason and raises (GroupBroken, HpsearchError) for the CLI to turn into its exit."""
     from hpsearch.storage import apply_heartbeat
-    from hpsearch.study import open_study
+    from hpsearch.study import open_study, seed_sampler
     from hpsearch.trial.distributed import GroupBroken, join_group, leave_group
     from hpsearch.workers.startup import build_runner
 
@@ -204,7 +205,8 @@ def run_rank(spec, url, storage, name: str, worker_key: str | None, run_leader: 
             runner.follow()
         else:
             apply_heartbeat(storage, spec.heartbeat)
-            study, _ = open_study(storage, name, spec, worker_key)
+            study, _ = open_study(storage, name, spec)
+            runner.sampler_start = seed_sampler(study, spec.sampler)
             try:
                 run_leader(study, runner)
             except HpsearchError:
