@@ -161,8 +161,9 @@ def render(rows: list[dict], n_trials: int) -> str:
     lines = [header, "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in rows:
         lines.append(
-            f"| {r['pruner']} | {r['evals_per_epoch']} | {r['first_rung']:.2f} | {r['min_trials']} | "
-            f"{r['pruned']} of {n_trials} | {r['steps_saved_share']:.0%} | {r['top3_pruned']} | "
+            f"| {r['pruner']} | {r['evals_per_epoch']} | {r['first_rung']:.2f} "
+            f"| {r['min_trials']} | {r['pruned']} of {n_trials} | {r['steps_saved_share']:.0%} "
+            f"| {r['top3_pruned']} | "
             f"{r['kept_best']:.4f} ({r['true_best']:.4f}) | "
             f"{', '.join(f'{n} ({at})' for n, at in r['pruned_at']) or '-'} |"
         )

@@ -1,4 +1,4 @@
-"""The errors hpsearch raises, the exit codes its processes end with, and the one way to quote an error.
+"""The errors hpsearch raises, the exit codes its processes end with, the one way to quote an error.
 
 A user's mistake or an unusable environment is an `HpsearchError`: the CLI (the only place that
 prints or exits) shows it as one `Error: ...` line and exits with its code. Anything else that

@@ -240,7 +240,8 @@ def _search(
                 console.print(f"stored spec updated: {change}")
             _print_summary(study, spec)
             console.print(
-                f"study {name!r} has spent its budget of {budget} trials; raise it with --n-trials to run more"
+                f"study {name!r} has spent its budget of {budget} trials; raise it with --n-trials "
+                "to run more"
             )
         return
     apply_heartbeat(rdb, spec.heartbeat)
@@ -404,7 +405,8 @@ def trial_rank(name: str, timeout: float | None, supervised: bool) -> None:
 
         run_rank(spec, url, rdb, name, lead)
     except GroupBroken as e:
-        # The error boundary's plain line (app._fail), not rich markup: gloo's messages hold "[/path/pair.cc:537]".
+        # The error boundary's plain line (app._fail), not rich markup: gloo's messages hold
+        # "[/path/pair.cc:537]".
         click.echo(f"Error: {e}", err=True)
         sys.exit(ExitCode.CRASH)
     except HpsearchError as e:

@@ -120,8 +120,8 @@ class StudyLock:
                 sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": self._key}
             )
             return
-        # MySQL frees a named lock when its session ends; wait_timeout ends a silent session. An idle
-        # pooled lock connection is ended too, and replaced by the pool's pre-ping.
+        # MySQL frees a named lock when its session ends; wait_timeout ends a silent session. An
+        # idle pooled lock connection is ended too, and replaced by the pool's pre-ping.
         self._connection.execute(
             sqlalchemy.text(f"SET SESSION wait_timeout = {self._hold_limit_s}")
         )

@@ -1,7 +1,7 @@
 """What hpsearch reads and writes beyond Optuna's public API, in one place.
 
-The rest of hpsearch never touches `study._storage`, a trial's `_trial_id` or `optuna.storages._rdb`:
-it calls these, so an Optuna upgrade that moves them breaks one module.
+The rest of hpsearch never touches `study._storage`, a trial's `_trial_id` or
+`optuna.storages._rdb`: it calls these, so an Optuna upgrade that moves them breaks one module.
 """
 
 from __future__ import annotations

@@ -69,7 +69,7 @@ def _create_rdb_storage(url: URL, engine_kwargs: dict):
 
     # Two processes opening a new database at once both create its schema: the loser hits a
     # duplicate key, a table that "already exists", or SQLite's immediate "database is locked" (a
-    # reader upgrading to a writer is refused without waiting), and finds the schema there next time.
+    # reader upgrading to a writer is refused without waiting), and finds the schema next time.
     for attempt in range(5):
         try:
             with warnings.catch_warnings():

@@ -40,7 +40,6 @@ import uuid
 from dataclasses import dataclass
 
 from hpsearch.errors import BudgetFull
-from hpsearch.storage.best_model import settle_pending_model
 from hpsearch.storage.retry import retry_checked, retry_through_outage
 
 TRIAL_TOKEN_ATTR = "hpsearch:created"  # trial system attribute: the token of the write that made it
@@ -75,6 +74,10 @@ def resilient_storage_class():
     from optuna.trial import FrozenTrial, TrialState
     from sqlalchemy import and_, exists, func, or_
     from sqlalchemy.exc import IntegrityError
+
+    # Here, not at the top: best_model imports the artifact store, which imports queries, which
+    # imports this module.
+    from hpsearch.storage.best_model import settle_pending_model
 
     slot_states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)
     names = [
@@ -126,7 +129,7 @@ def resilient_storage_class():
         def create_study_with_user_attrs(
             self, study_name: str, directions, user_attrs: dict
         ) -> int:
-            """A new study and its user attributes in one transaction: nobody sees it without them."""
+            """A new study and its user attributes in one transaction: none sees it without them."""
             token = uuid.uuid4().hex
 
             def attempt(first: bool) -> int:

@@ -1,4 +1,4 @@
-"""Fine-tuning one configuration: its model, its Trainer and the callback that evaluates, trained once.
+"""Fine-tuning one configuration: its model, its Trainer and the evaluating callback, trained once.
 
 Shared by a search trial (trial/runner.py, which reports to Optuna and records the trial) and by
 `hpsearch train` (trial/final.py, which re-trains a chosen configuration with no Optuna trial).
@@ -40,7 +40,7 @@ from hpsearch.trial.model import ModelFactory
 
 @dataclass
 class Fitting:
-    """A configuration ready to train, then trained: `train()` once, then read or save the result."""
+    """A configuration ready to train, then trained: `train()` once, then read or save results."""
 
     trainer: Trainer
     callback: OptunaPruningCallback
@@ -125,9 +125,9 @@ class Fitting:
             self.best.restore(self.model)
 
     def interval(self, spec: StudySpec) -> tuple[float, float] | None:
-        """The objective's 95% bootstrap interval over the evaluation that gives the value, for a fitting trained to
-        its end; None for a pruned one (its model is not kept) or an objective the task's metrics
-        do not compute (the loss, which Trainer does)."""
+        """The objective's 95% bootstrap interval over the evaluation that gives the value, for a
+        fitting trained to its end; None for a pruned one (its model is not kept) or an objective
+        the task's metrics do not compute (the loss, which Trainer does)."""
         task, scored = spec.task_spec, self.scored
         prediction = self.prediction
         if not self.finished or prediction is None or task.interval_rounds == 0:

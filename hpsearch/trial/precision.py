@@ -1,4 +1,4 @@
-"""The precision trials train in: bf16 mixed precision where the hardware runs it fast, unless the spec says.
+"""The precision trials train in: bf16 mixed precision where it runs fast, unless the spec says.
 
 A spec that sets `bf16` or `fp16` itself (in `training:` or its search space) gets exactly that.
 Otherwise trials use bf16 on a GPU that supports it (Ampere and later), fp16 on an older GPU, and

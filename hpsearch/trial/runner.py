@@ -100,7 +100,7 @@ class TrialRunner:
                 pass  # rank 0 records how the trial ended
 
     def _train(self, trial: optuna.Trial | None, params: dict[str, Any], seed: int) -> float:
-        """Train one configuration; `trial` is None on a rank other than 0 (which records nothing)."""
+        """Train one configuration; `trial` is None on ranks other than 0 (which record nothing)."""
         group = self.group
         reporter = (
             trial

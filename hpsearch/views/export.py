@@ -54,8 +54,8 @@ def export_best_model(
             )
         except Exception as e:  # noqa: BLE001 - each artifact store raises its own not-found type
             raise HpsearchError(
-                f"the best model's file (artifact {pointer['artifact_id']}) is not in the artifact store: "
-                f"{e}; point HPSEARCH_ARTIFACTS at the store the workers wrote to"
+                f"the best model's file (artifact {pointer['artifact_id']}) is not in the artifact "
+                f"store: {e}; point HPSEARCH_ARTIFACTS at the store the workers wrote to"
             ) from None
         staging = Path(scratch) / "model"
         with zipfile.ZipFile(archive) as zf:
@@ -107,8 +107,9 @@ def _trial_held(model_dir: Path, pointer: dict) -> int:
     held = json.loads(marker.read_text())["trial"] if marker.is_file() else pointer["trial"]
     if held != pointer["trial"]:
         raise HpsearchError(
-            f"the best model's archive holds trial {held} but the study points at trial {pointer['trial']}; "
-            "the storage and the artifact store disagree (was HPSEARCH_ARTIFACTS changed?)"
+            f"the best model's archive holds trial {held} but the study points at trial "
+            f"{pointer['trial']}; the storage and the artifact store disagree (was "
+            "HPSEARCH_ARTIFACTS changed?)"
         )
     return held
 
@@ -139,13 +140,21 @@ def _describe_adapter(spec, adapter: dict[str, Any] | None, form: str) -> str:
         f"{adapter['lora_dropout']}) on `{modules}`; new modules trained fully: `{head}`."
     )
     if form == "merged":
-        return f"\n\n## LoRA\n{trained} The adapters are merged into the weights here: no PEFT is needed to load them.\n"
+        return (
+            f"\n\n## LoRA\n{trained} The adapters are merged into the weights here: no PEFT is "
+            "needed to load them.\n"
+        )
+    model_class = spec.task_spec.model_class
+    here = "path/to/this/directory"
     return (
-        f"\n\n## LoRA\n{trained} This directory holds the adapter alone (with PEFT installed); load it "
-        f"onto `{spec.model}`:\n\n```python\nfrom peft import PeftModel\n"
-        f"from transformers import {spec.task_spec.model_class}\n"
-        f'base = {spec.task_spec.model_class}.from_pretrained("BASE_MODEL_DIR", config="path/to/this/directory")\n'
-        'model = PeftModel.from_pretrained(base, "path/to/this/directory").merge_and_unload()\n```\n'
+        f"\n\n## LoRA\n{trained} This directory holds the adapter alone (with PEFT installed); "
+        f"load it onto `{spec.model}`:\n\n"
+        "```python\n"
+        "from peft import PeftModel\n"
+        f"from transformers import {model_class}\n"
+        f'base = {model_class}.from_pretrained("BASE_MODEL_DIR", config="{here}")\n'
+        f'model = PeftModel.from_pretrained(base, "{here}").merge_and_unload()\n'
+        "```\n"
     )
 
 
@@ -216,20 +225,23 @@ library_name: transformers
 
 def final_model_card(study: optuna.Study, spec, plan, record: dict) -> str:
     """The card of a final training (`record`, trial.final_record) of `plan` (study.FinalPlan) in
-    `study`, searched by `spec`: the trial's parameters and confidence, the training's data and metrics."""
+    `study`, searched by `spec`: the trial's parameters and confidence, the training's data and
+    metrics."""
     trial = describe_trial_record(study, spec, study.trials[plan.trial])
     return model_card(study.study_name, plan.spec, trial, {**record, "fixed": plan.fixed})
 
 
 def _describe_final_training(spec, final: dict, sureness: str) -> str:
     task = spec.task_spec
+    searched = f"{spec.budget.n_trials} trials searched for {spec.objective.direction}"
+    trained = f"{describe_epochs(final['epochs'])} ({final['n_steps']} optimizer steps)"
     return (
         f"A {spec.task} model fine-tuned from `{spec.model}` on `{spec.dataset.source}`\n"
-        f"({task.describe_data(spec.dataset)}) by `hpsearch train`: the configuration and seed ({final['seed']})\n"
-        f"of trial {final['trial']}, one of {spec.budget.n_trials} trials searched for {spec.objective.direction} "
-        f"`{final['metric']}`, trained again\n"
-        f"on {_describe_rows(spec, final)} for {describe_epochs(final['epochs'])} ({final['n_steps']} optimizer "
-        f"steps).\nOn the search's eval set ({final['n_eval_examples']} examples) it reached "
+        f"({task.describe_data(spec.dataset)}) by `hpsearch train`: the configuration and seed "
+        f"({final['seed']})\n"
+        f"of trial {final['trial']}, one of {searched} `{final['metric']}`, trained again\n"
+        f"on {_describe_rows(spec, final)} for {trained}.\n"
+        f"On the search's eval set ({final['n_eval_examples']} examples) it reached "
         f"**{final['value']:.4f}**{_describe_interval(final)};\n"
         f"the trial recorded {_describe_trial_value(final)}{sureness}."
     )

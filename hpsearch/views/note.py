@@ -71,7 +71,7 @@ def workers(study: optuna.Study) -> list[dict]:
 
 
 class NoteWriter:
-    """Rewrites the note after a trial ends, unless it was rewritten less than NOTE_INTERVAL_S ago."""
+    """Rewrites the note after a trial ends, unless rewritten less than NOTE_INTERVAL_S ago."""
 
     def __init__(self, study: optuna.Study, spec, interval: float = NOTE_INTERVAL_S):
         self.study, self.spec, self.interval = study, spec, interval
@@ -125,7 +125,10 @@ def render_note(
         model = kept.problem
     lines = [
         f"# hpsearch study `{name}`",
-        f"task `{spec.task}` · {summary.direction} `{summary.metric}` · model `{spec.model}` · updated {_now()}",
+        (
+            f"task `{spec.task}` · {summary.direction} `{summary.metric}` · model `{spec.model}` · "
+            f"updated {_now()}"
+        ),
         "",
         "## Summary",
         "| | |",
@@ -133,13 +136,17 @@ def render_note(
         f"| trials | {summary.n_spent}/{summary.n_trials_budget} spent ({states}) |",
         f"| best | {best} |",
         f"| best trial's metrics | {_metrics(summary.best_metrics)} |",
-        f"| compute spent | {summary.train_seconds:.0f} s training, {summary.n_steps} optimizer steps |",
+        (
+            f"| compute spent | {summary.train_seconds:.0f} s training, {summary.n_steps} "
+            "optimizer steps |"
+        ),
         f"| saved by pruning | ~{summary.seconds_saved:.0f} s, {summary.steps_saved} steps |",
         *(
             [
                 (
                     f"| stopped early | trials {', '.join(map(str, summary.stopped_early))}: "
-                    f"~{summary.early_stopping_seconds_saved:.0f} s, {summary.early_stopping_steps_saved} steps saved |"
+                    f"~{summary.early_stopping_seconds_saved:.0f} s, "
+                    f"{summary.early_stopping_steps_saved} steps saved |"
                 )
             ]
             if summary.stopped_early
@@ -173,8 +180,9 @@ def render_note(
             "| --- | --- | --- | --- | --- | --- | --- | --- |",
         ]
         lines += [
-            f"| {t['trial']} | {describe_final_data(t)} | {t['epochs']:g} | {t['value']:.4f} | "
-            f"{_value(t.get('trial_value'))} | `{t['out_dir']}` | {t['host']} | {t['finished_at']} |"
+            f"| {t['trial']} | {describe_final_data(t)} | {t['epochs']:g} | {t['value']:.4f} "
+            f"| {_value(t.get('trial_value'))} | `{t['out_dir']}` | {t['host']} "
+            f"| {t['finished_at']} |"
             for t in trained
         ]
     if changes:

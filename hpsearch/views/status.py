@@ -1,4 +1,4 @@
-"""Read-only views of a storage for `hpsearch status` and `hpsearch best`; no torch, no transformers.
+"""Read-only views of a storage for `hpsearch status` and `hpsearch best`; no torch or transformers.
 
 Trials are read once per study; running trials get their heartbeat age from the heartbeat table,
 measured against the database's own clock (the one that wrote the heartbeats).
@@ -81,7 +81,7 @@ def all_studies(storage) -> list[dict[str, Any]]:
 
 
 def parse_task(spec: dict | None) -> str | None:
-    """The task of a stored spec, read without validating it all (a spec stored before tasks has none)."""
+    """The task of a stored spec, read without validating it all (a spec older than tasks: none)."""
     return None if spec is None else spec.get("task", DEFAULT_TASK)
 
 

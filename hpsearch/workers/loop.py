@@ -1,4 +1,4 @@
-"""The worker loop: trials, one at a time, until the study-wide budget is spent, never overshooting it."""
+"""The worker loop: trials, one at a time, until the study-wide budget is spent, never overshot."""
 
 from __future__ import annotations
 
@@ -61,8 +61,8 @@ def run_trials(
         last = recent_failures[-MAX_REPEATED_FAILURES:]
         if len(last) == MAX_REPEATED_FAILURES and last[0] is not None and len(set(last)) == 1:
             raise HpsearchError(
-                f"{MAX_REPEATED_FAILURES} trials in a row failed with: {last[0]}; fix the cause and "
-                "run again (the failed trials are recorded in the storage)"
+                f"{MAX_REPEATED_FAILURES} trials in a row failed with: {last[0]}; fix the cause "
+                "and run again (the failed trials are recorded in the storage)"
             )
         if not _take_slot(study, n_trials, lock, deadline):
             study.stop()

@@ -55,7 +55,7 @@ def test_callers_at_once_get_distinct_numbers(shared_study):
             ready.wait()
             for _ in range(n_each):
                 taken.append(take_start_number(study))
-        except BaseException as e:  # reported below, not lost in the thread
+        except Exception as e:  # noqa: BLE001 - reported below, not lost in the thread
             errors.append(e)
 
     threads = [threading.Thread(target=take, args=(study,)) for study in studies]
@@ -71,9 +71,7 @@ def test_callers_at_once_get_distinct_numbers(shared_study):
     assert take_start_number(study_of(url, name)) == n_callers * n_each
 
 
-@pytest.mark.parametrize(
-    "shared_study", BACKENDS[1:], indirect=True, ids=["postgresql", "mysql"]
-)
+@pytest.mark.parametrize("shared_study", BACKENDS[1:], indirect=True, ids=["postgresql", "mysql"])
 def test_a_number_whose_answer_is_lost_is_taken_once(shared_study):
     url, name = shared_study
     server = make_url(url)

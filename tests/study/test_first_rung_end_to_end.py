@@ -26,9 +26,7 @@ def test_a_median_pruned_study_prunes_from_its_first_rung_on(workdir, tiny_spec)
     assert result.returncode == 0, result.stdout + result.stderr
     url = f"sqlite:///{workdir / 'storage' / 'hpsearch.db'}"
     study = optuna.load_study(study_name="median", storage=open_storage(resolve_storage_url(url)))
-    pruned_at = [
-        max(t.intermediate_values) for t in study.trials if t.state.name == "PRUNED"
-    ]
+    pruned_at = [max(t.intermediate_values) for t in study.trials if t.state.name == "PRUNED"]
     # Every trial evaluated 4 times unless pruned; a pruned one stopped at its last report.
     assert all(len(t.intermediate_values) == 4 for t in study.trials if t.state.name == "COMPLETE")
     # Pruning did happen, and never before evaluation 2.

@@ -1,4 +1,4 @@
-"""Real trials through Trainer, in process: reproducible, failures recorded as data, one best model kept."""
+"""Real trials through Trainer, in process: reproducible, failures kept as data, one best model."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""Trials on several processes (`--gpus-per-trial 2`), for real: two gloo ranks on the CPU per trial,
-started by torch's elastic agent, training one configuration with DDP.
+"""Trials on several processes (`--gpus-per-trial 2`), for real: two gloo ranks on the CPU per
+trial, started by torch's elastic agent, training one configuration with DDP.
 
 What must hold: both ranks train the parameters rank 0 sampled; a pruned trial stops on both at
 the same evaluation; a complete trial's value is every rank's metric; a killed rank fails its trial
@@ -41,6 +41,8 @@ def test_both_ranks_train_rank_zeros_parameters_and_agree_on_the_value(workdir, 
     tiny_spec["dataset"]["max_train_samples"] = 96
     result, study = run_study(workdir, "pair", tiny_spec)
     assert "trial   1 COMPLETE" in result.stdout
+    # Every trial of the budget is there to check (the loop below checks each of them).
+    assert len(study.trials) == tiny_spec["budget"]["n_trials"]
     for trial in study.trials:
         ranks = trial.user_attrs["ranks"]
         assert [r["rank"] for r in ranks] == [0, 1]

@@ -1,5 +1,5 @@
-"""Ctrl-C on a real `hpsearch run`: the running trial ends FAIL 'interrupted' and is re-run on resume.
-SIGTERM (kill, systemd, Docker, Kubernetes, SLURM's scancel) stops a run the same way."""
+"""Ctrl-C on a real `hpsearch run`: the running trial ends FAIL 'interrupted' and is re-run on
+resume. SIGTERM (kill, systemd, Docker, Kubernetes, SLURM's scancel) stops a run the same way."""
 
 from __future__ import annotations
 
@@ -146,7 +146,7 @@ def test_ctrl_c_stops_every_supervised_worker_cleanly(workdir, tiny_spec, cache_
         if t.state.name == "RUNNING"
     ]
     if stop == "ctrl-c":
-        # Ctrl-C reaches the supervisor alone (workers run in their own sessions); it forwards it once.
+        # Ctrl-C reaches the supervisor alone (workers run in other sessions); it forwards it once.
         process.send_signal(signal.SIGINT)
     else:
         # scancel signals every process of the job step at once: each worker gets SIGTERM, then the

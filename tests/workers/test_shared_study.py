@@ -39,7 +39,7 @@ def load(url: str, name: str) -> optuna.Study:
 
 @pytest.fixture
 def study_name(request):
-    """A fresh name per test (the server databases outlive test runs); the study is deleted after."""
+    """A fresh name per test (server databases outlive test runs); the study is deleted after."""
     name = f"test-{uuid.uuid4().hex[:10]}"
     urls = []
     yield name, urls
