@@ -389,11 +389,18 @@ def test_a_real_worker_keeps_three_postgres_sessions(workdir, cheap_spec, study_
     cleanup.append(url)
     cheap_spec["budget"]["n_trials"] = 2  # the second trial starts after a best model was kept
     write_spec(workdir, "cheap", cheap_spec)
+    created = run_hpsearch(
+        "create", "--study", "cheap", "--study-name", name, "--storage", url, cwd=workdir
+    )
+    assert created.returncode == 0, created.stderr
+    # The run brings a change it records under the study's spec lock: one lock more to take.
+    cheap_spec["heartbeat"] = {"interval": 5}
+    write_spec(workdir, "cheap", cheap_spec)
     worker = subprocess.Popen(
         [sys.executable, "-m", "hpsearch.cli", "run", "--study", "cheap", "--study-name", name],
         cwd=workdir,
         env={**os.environ, "HPSEARCH_STORAGE": url},
-        stdout=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
@@ -408,11 +415,13 @@ def test_a_real_worker_keeps_three_postgres_sessions(workdir, cheap_spec, study_
             connection.commit()  # the next query sees pg_stat_activity afresh
             time.sleep(0.05)
     watcher.dispose()
-    # The worker ran its trials (each trains, evaluates and may keep the best model under a lock).
-    assert worker.returncode == 0, worker.stderr.read()
+    out, err = worker.communicate()
+    # The worker took the change and ran its trials.
+    assert worker.returncode == 0, err
+    assert "stored spec updated: heartbeat.interval: 10 -> 5" in out
     assert n_spent(load(url, name).trials) == 2
     # Three sessions: the storage's two (the trial and its heartbeat thread) and one for every
-    # lock (trials, best model); never more, at no moment of the run.
+    # lock it takes (spec, trials); never more, at no moment of the run.
     assert peak == 3, f"peak {peak} sessions, client ports seen {sorted(seen)}"
     assert len(seen) == 3, f"client ports seen {sorted(seen)}"
 
