@@ -3,7 +3,7 @@
 Starting a trial is "count the budget, then create the trial". The budget does not rest on this
 lock: the storage counts again in the transaction that creates the trial and refuses one beyond
 the budget (resilient.py). The lock keeps the workers from counting and creating in a crowd, where
-all but one would be refused. Other locks of a study (the kept best model, the final trainings)
+all but one would be refused. Other locks of a study (the stored spec, the final trainings)
 guard a read-modify-write of a study attribute.
 
 The lock lives where the workers meet, the database: a PostgreSQL advisory lock, a MySQL/MariaDB
@@ -14,7 +14,7 @@ a swap storm, a network cut) still believes it holds it. The budget is safe from
 check); the other purposes rely on the lock alone.
 
 Every lock of a process on one database shares one engine, which keeps one session between holds:
-a worker keeps one lock session whatever it locks (trials, best model, stored spec), and a lock
+a worker keeps one lock session whatever it locks (trials, stored spec, final trainings), and a lock
 taken while another is held gets a session of its own for that time (closed at release).
 """
 
