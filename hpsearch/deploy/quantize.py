@@ -23,8 +23,8 @@ def quantize_int8(model):
     """`model` (fp32, in eval mode) with every torch.nn.Linear made a dynamically quantized int8
     one. The embeddings stay fp32: in MiniLM they are half of the weights, and int8 ones cost
     accuracy. Weights get a scale per output channel, not one per matrix: on the default study's
-    model that halves what int8 loses (0.707 fp32 -> 0.697 per matrix, 0.702 per channel, 1,000
-    examples)."""
+    model int8 then loses less accuracy, also on CPUs whose kernels round differently
+    (BENCHMARKS.md, "Deployable exports")."""
     import torch
 
     with warnings.catch_warnings():

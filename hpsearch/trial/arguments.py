@@ -53,8 +53,8 @@ CONTROLLED_ARGS = frozenset(
         "generation_num_beams",
     }
 )
-# Not train_sampling_strategy="group_by_length": it made steps 1.5x faster on the default study, but
-# its batches of one length cost 3-6 points of accuracy after an epoch (BENCHMARKS.md).
+# Not train_sampling_strategy="group_by_length": its steps are faster, but its batches of one length
+# cost accuracy after an epoch (BENCHMARKS.md, "Head-to-head": tried and rejected).
 DEFAULT_ARGS = {"per_device_eval_batch_size": 64}
 
 

@@ -49,7 +49,8 @@ class ProgressReporter(TrainerCallback):
 class FinalResult:
     metric: str
     value: float
-    """The objective at the last evaluation, on the search's eval set."""
+    """The objective of the evaluation that gives the value (the last, or the best under
+    `objective.value: best`), on the search's eval set."""
     metrics: dict[str, float]
     interval: tuple[float, float] | None
     n_train_examples: int

@@ -114,8 +114,8 @@ class ModelFactory:
         for name, value in (generation or {}).items():
             setattr(model.generation_config, name, value)
         if knobs.get("freeze_embeddings"):
-            # About half of a small encoder's weights: frozen, AdamW skips them (~14% faster on
-            # CPU).
+            # About half of a small encoder's weights: frozen, AdamW skips them (a faster trial:
+            # BENCHMARKS.md, "Default study").
             model.base_model.get_input_embeddings().requires_grad_(False)
         if knobs.get("freeze_layers"):
             freeze_layers(model, knobs["freeze_layers"])

@@ -176,19 +176,19 @@ def model_card(
     measured = best["metrics"] if final is None else final["metrics"]
     tag = f"pipeline_tag: {task.pipeline_task}\n" if task.pipeline_task else ""
     sureness = f"; {Confidence(**best['confidence']).describe()}" if best.get("confidence") else ""
+    which = "its best evaluation" if spec.objective.value == "best" else "last evaluation"
     if final is None:
         title = "best model of an hpsearch study"
         about = f"""A {spec.task} model fine-tuned from `{spec.model}` on `{spec.dataset.source}`
 ({task.describe_data(spec.dataset)}), the best of {spec.budget.n_trials} trials searched by hpsearch
 for {spec.objective.direction} `{best["metric"]}`: **{best["value"]:.4f}** (trial {best["number"]},
 seed {best["seed"]}){sureness}."""
-        which = "its best evaluation" if spec.objective.value == "best" else "last evaluation"
         measured_title = f"Evaluation metrics of this trial ({which})"
     else:
         title = f"final training of trial {final['trial']} of an hpsearch study"
         about = _describe_final_training(spec, final, sureness)
         measured = {k: v for k, v in measured.items() if k.removeprefix("eval_") in task.metrics}
-        measured_title = "Evaluation metrics of this training (last evaluation)"
+        measured_title = f"Evaluation metrics of this training ({which})"
     metrics = "\n".join(
         f"| {k} | {v:.4f} |" for k, v in sorted(measured.items()) if isinstance(v, float)
     )
