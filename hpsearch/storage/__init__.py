@@ -1,7 +1,7 @@
 """Where studies live: the storage URL, Optuna's RDB storage with retries that are safe, the study
 locks, the artifact store, the kept best model, a lost or interrupted trial's re-run and the study's
-lists appended to under a lock. The only part of hpsearch that uses Optuna's private API
-(`study._storage`, `optuna.storages._rdb`); no torch or transformers here."""
+lists appended to. The only package of hpsearch that relies on Optuna's private API, and only
+through optuna_private.py, which names each use; no torch or transformers here."""
 
 from hpsearch.storage.artifacts import (
     ARTIFACTS_ENV,

@@ -44,6 +44,7 @@ from optuna.trial import TrialState
 from sqlalchemy.engine import make_url
 
 from hpsearch.storage.artifacts import ARTIFACT_ATTR_PREFIX, artifact_dir
+from hpsearch.storage.optuna_private import rdb_models, storage_of, study_id_of, trial_id_of
 from hpsearch.storage.queries import fresh_user_attrs
 
 BEST_MODEL_ATTR = "hpsearch_best_model"
@@ -109,10 +110,10 @@ def resolve_best_model(study: optuna.Study) -> BestModel:
 
 
 def _trial_by_number(study: optuna.Study, number: int) -> optuna.trial.FrozenTrial | None:
-    storage = study._storage
+    storage = storage_of(study)
     try:
         return storage.get_trial(
-            storage.get_trial_id_from_study_id_trial_number(study._study_id, number)
+            storage.get_trial_id_from_study_id_trial_number(study_id_of(study), number)
         )
     except KeyError:
         return None
@@ -140,7 +141,7 @@ class BestModelKeeper:
         }
         try:
             # Recorded before the file is written, so that whoever fails a lost trial removes it.
-            study._storage.set_trial_system_attr(trial._trial_id, PENDING_MODEL_ATTR, pending)
+            storage_of(study).set_trial_system_attr(trial_id_of(trial), PENDING_MODEL_ATTR, pending)
         except UpdateFinishedTrialError:
             return False  # the trial was failed meanwhile (its worker was stopped too long)
         self._upload(pending, save)
@@ -166,7 +167,7 @@ class BestModelKeeper:
 def settle_pending_model(storage, session, trial, state: TrialState, values) -> None:
     """Inside the transaction that finishes `trial` (an ORM row) with `state`: keep its pending
     model if it is COMPLETE and better than the kept one, and remove the loser after the commit."""
-    from optuna.storages._rdb import models
+    models = rdb_models()
 
     attrs = models.TrialSystemAttributeModel
     row = (
@@ -194,7 +195,7 @@ def settle_pending_model(storage, session, trial, state: TrialState, values) -> 
 def _move_pointer(session, trial, value: float, pending: dict[str, Any]) -> tuple[bool, str | None]:
     """Point at `pending` if `value` beats the kept model, the study's row locked; (whether it
     moved, the artifact of the model it replaced)."""
-    from optuna.storages._rdb import models
+    models = rdb_models()
 
     study = (
         session.query(models.StudyModel)

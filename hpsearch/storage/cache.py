@@ -14,22 +14,20 @@ from __future__ import annotations
 
 import copy
 
-from optuna.storages import BaseStorage, RDBStorage, _CachedStorage
-from optuna.storages._cached_storage import _StudyInfo
+from optuna.storages import BaseStorage, RDBStorage
 from optuna.trial import TrialState
 
+from hpsearch.storage.optuna_private import cache_with_hooks
 
-class StudyCache(_CachedStorage):
+
+class StudyCache(cache_with_hooks()):
     def get_all_trials(self, study_id: int, deepcopy: bool = True, states=None):
         if states is not None and tuple(states) == (TrialState.WAITING,):
             # Read fresh (a waiting trial is the one state every worker races to change), then
             # known to the cache as unfinished, as the trials it reads itself: the one popped is
             # written to next, and re-read until it finishes.
-            waiting = self._backend.get_all_trials(study_id, deepcopy=False, states=states)
-            with self._lock:
-                study = self._studies.setdefault(study_id, _StudyInfo())
-                self._add_trials_to_cache(study_id, waiting)
-                study.unfinished_trial_ids.update(t._trial_id for t in waiting)
+            waiting = self.backend.get_all_trials(study_id, deepcopy=False, states=states)
+            self.remember_unfinished(study_id, waiting)
             return copy.deepcopy(waiting) if deepcopy else waiting
         return super().get_all_trials(study_id, deepcopy=deepcopy, states=states)
 

@@ -67,7 +67,7 @@ def _lock_engine(url: URL) -> sqlalchemy.Engine:
 
 class StudyLock:
     def __init__(self, url: URL, study_name: str, purpose: str = "trials"):
-        self._backend = url.get_backend_name()
+        self._dialect = url.get_backend_name()
         # The trial lock keeps the name it had before purposes existed: old and new workers agree.
         scope = study_name if purpose == "trials" else f"{study_name}:{purpose}"
         digest = hashlib.sha256(f"hpsearch:{scope}".encode()).digest()
@@ -77,7 +77,7 @@ class StudyLock:
         self._name = f"hpsearch-{digest.hex()[:40]}"  # MySQL lock names are at most 64 characters
         self._held = threading.Event()
         self._hold_limit_s = hold_limit_s()  # a bad HPSEARCH_LOCK_HOLD_LIMIT fails before any work
-        if self._backend == "sqlite":
+        if self._dialect == "sqlite":
             suffix = ".lock" if purpose == "trials" else f".{purpose}.lock"
             self._file_lock = FileLock(f"{sqlite_path(url) or ':memory:'}{suffix}")
         else:
@@ -90,7 +90,7 @@ class StudyLock:
 
     @retry_through_outage
     def acquire(self) -> None:
-        if self._backend == "sqlite":
+        if self._dialect == "sqlite":
             self._file_lock.acquire(timeout=LOCK_TIMEOUT_S)
         else:
             self._connection = self._engine.connect()
@@ -102,7 +102,7 @@ class StudyLock:
         self._held.set()
 
     def _take_server_lock(self) -> None:
-        if self._backend == "postgresql":
+        if self._dialect == "postgresql":
             # The session holds the lock "idle in transaction": the server ends it after the hold
             # limit. lock_timeout bounds the wait, as GET_LOCK's timeout does on MySQL. (Both are
             # undone with the transaction at release: the pooled connection keeps no setting.)
@@ -135,11 +135,11 @@ class StudyLock:
         if not self.held:
             return
         self._held.clear()
-        if self._backend == "sqlite":
+        if self._dialect == "sqlite":
             self._file_lock.release()
             return
         try:
-            if self._backend == "postgresql":
+            if self._dialect == "postgresql":
                 self._connection.execute(
                     sqlalchemy.text("SELECT pg_advisory_unlock(:k)"), {"k": self._key}
                 )

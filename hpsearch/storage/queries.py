@@ -1,7 +1,7 @@
-"""What hpsearch reads and writes beyond Optuna's public API, in one place.
-
-The rest of hpsearch never touches `study._storage`, a trial's `_trial_id` or
-`optuna.storages._rdb`: it calls these, so an Optuna upgrade that moves them breaks one module.
+"""What hpsearch reads and writes of a study beyond Optuna's public API: its trial count, its start
+numbers, its budget's fence, several attributes in one write, the heartbeats' ages, the trials of a
+broken group failed. The rest of hpsearch calls these; they reach Optuna's private API only through
+optuna_private.py.
 """
 
 from __future__ import annotations
@@ -12,12 +12,14 @@ import optuna
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial
 
+from hpsearch.storage.optuna_private import (
+    backend_of,
+    rdb_models,
+    storage_of,
+    study_id_of,
+    trial_id_of,
+)
 from hpsearch.storage.resilient import SlotRule
-
-
-def _backend(study: optuna.Study):
-    """The storage under Optuna's caching layer, where hpsearch's own methods live."""
-    return getattr(study._storage, "_backend", study._storage)
 
 
 def create_study(storage, name: str, direction: str, user_attrs: dict[str, Any]) -> None:
@@ -36,9 +38,9 @@ def create_study(storage, name: str, direction: str, user_attrs: dict[str, Any])
 
 def count_trials(study: optuna.Study) -> int:
     """How many trials the study has, in any state, as cheaply as the storage can say."""
-    backend = _backend(study)
+    backend = backend_of(study)
     if hasattr(backend, "count_trials"):
-        return backend.count_trials(study._study_id)
+        return backend.count_trials(study_id_of(study))
     return len(study.get_trials(deepcopy=False))
 
 
@@ -46,13 +48,13 @@ def take_start_number(study: optuna.Study) -> int:
     """The study's next start number (0, 1, 2 ...), never handed out twice (see resilient.py)."""
     from hpsearch.storage.resilient import START_ATTR_PREFIX
 
-    backend = _backend(study)
+    backend = backend_of(study)
     if hasattr(backend, "take_start_number"):
-        return backend.take_start_number(study._study_id)
+        return backend.take_start_number(study_id_of(study))
     # Another storage (in memory): one process holds it, so the next number is the count so far.
-    attrs = study._storage.get_study_system_attrs(study._study_id)
+    attrs = storage_of(study).get_study_system_attrs(study_id_of(study))
     number = sum(key.startswith(START_ATTR_PREFIX) for key in attrs)
-    study._storage.set_study_system_attr(study._study_id, f"{START_ATTR_PREFIX}{number}", "")
+    storage_of(study).set_study_system_attr(study_id_of(study), f"{START_ATTR_PREFIX}{number}", "")
     return number
 
 
@@ -67,49 +69,50 @@ def refuse_trials_beyond(
     `study` that would make more than `n_slots` trials hold a slot, in the transaction that creates
     it (see SlotRule for which trials hold one). On a storage other than hpsearch's RDB storage
     nothing changes: only the study lock guards the budget there."""
-    backend = _backend(study)
+    backend = backend_of(study)
     if hasattr(backend, "refuse_trials_beyond"):
         rule = SlotRule(n_slots, fail_reason_attr, tuple(uncounted_reasons))
-        backend.refuse_trials_beyond(study._study_id, rule)
+        backend.refuse_trials_beyond(study_id_of(study), rule)
 
 
 def set_user_attrs(trial: optuna.Trial, attrs: dict) -> None:
     """Several user attributes of a running trial in one transaction where the storage can do it."""
-    backend = _backend(trial.study)
+    backend = backend_of(trial.study)
     if hasattr(backend, "set_trial_user_attrs"):
-        backend.set_trial_user_attrs(trial._trial_id, attrs)
+        backend.set_trial_user_attrs(trial_id_of(trial), attrs)
         return
     for key, value in attrs.items():
         trial.set_user_attr(key, value)
 
 
 def study_system_attrs(study: optuna.Study) -> dict[str, Any]:
-    return study._storage.get_study_system_attrs(study._study_id)
+    return storage_of(study).get_study_system_attrs(study_id_of(study))
 
 
 def set_study_system_attr(study: optuna.Study, key: str, value: Any) -> None:
     """System attributes hold what the dashboard keeps out of the user's view (artifact metadata,
     the workers that joined)."""
-    study._storage.set_study_system_attr(study._study_id, key, value)
+    storage_of(study).set_study_system_attr(study_id_of(study), key, value)
 
 
 def fresh_user_attrs(study: optuna.Study) -> dict[str, Any]:
     """The study's user attributes as the database holds them now (never a cached copy)."""
-    return _backend(study).get_study_user_attrs(study._study_id)
+    return backend_of(study).get_study_user_attrs(study_id_of(study))
 
 
 def trials_of(storage, study: optuna.study.FrozenStudy) -> list[FrozenTrial]:
-    return storage.get_all_trials(study._study_id, deepcopy=False)
+    return storage.get_all_trials(study_id_of(study), deepcopy=False)
 
 
 def heartbeat_ages(storage, trials: list[FrozenTrial]) -> dict[int, float]:
     """Seconds since each running trial's last heartbeat, by trial number, on the database's clock
     (the one that wrote the heartbeats)."""
-    ids = {t._trial_id: t.number for t in trials}
+    ids = {trial_id_of(t): t.number for t in trials}
     if not ids or not hasattr(storage, "scoped_session"):
         return {}
     import sqlalchemy
-    from optuna.storages._rdb.models import TrialHeartbeatModel
+
+    TrialHeartbeatModel = rdb_models().TrialHeartbeatModel
 
     session = storage.scoped_session()
     try:
@@ -134,14 +137,14 @@ def fail_running_trials(
     from optuna.trial import TrialState
 
     failed = []
-    storage = study._storage
+    storage = storage_of(study)
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         if trial.user_attrs.get(attr) != value:
             continue
         try:
             for key, reason in reasons.items():
-                storage.set_trial_user_attr(trial._trial_id, key, reason)
-            storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+                storage.set_trial_user_attr(trial_id_of(trial), key, reason)
+            storage.set_trial_state_values(trial_id_of(trial), TrialState.FAIL)
         except UpdateFinishedTrialError:
             continue  # it finished, or the stale-trial check failed it, a moment ago
         failed.append(trial.number)

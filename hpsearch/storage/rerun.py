@@ -27,6 +27,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from hpsearch.storage.optuna_private import backend_of, rdb_models, storage_of, trial_id_of
+
 FAIL_REASON_ATTR = "fail_reason"  # trial user attribute: why it ended FAIL
 INTERRUPTED = "interrupted"  # stopped by Ctrl-C or SIGTERM; re-run
 LOST = "lost"  # its heartbeat went silent (worker killed, machine lost, process stopped); re-run
@@ -38,9 +40,7 @@ FIXED_PARAMS_ATTR = "fixed_params"  # Optuna's system attribute for an enqueued 
 
 def rerun_when_failed(trial, reason: str) -> None:
     """Have the storage re-run this running trial (an optuna.Trial) when it is next failed."""
-    from hpsearch.storage.queries import _backend
-
-    _backend(trial.study).rerun_when_failed(trial._trial_id, reason)
+    backend_of(trial.study).rerun_when_failed(trial_id_of(trial), reason)
 
 
 def fail_for_rerun(study, trial, reason: str) -> bool:
@@ -49,11 +49,9 @@ def fail_for_rerun(study, trial, reason: str) -> bool:
     from optuna.exceptions import UpdateFinishedTrialError
     from optuna.trial import TrialState
 
-    from hpsearch.storage.queries import _backend
-
-    _backend(study).rerun_when_failed(trial._trial_id, reason)
+    backend_of(study).rerun_when_failed(trial_id_of(trial), reason)
     try:
-        return study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+        return storage_of(study).set_trial_state_values(trial_id_of(trial), TrialState.FAIL)
     except UpdateFinishedTrialError:
         return False
 
@@ -67,7 +65,8 @@ def fail_with_rerun_without_commit(
     trial is no longer RUNNING: someone else ended it first."""
     import sqlalchemy
     from optuna.exceptions import UpdateFinishedTrialError
-    from optuna.storages._rdb import models
+
+    models = rdb_models()
     from optuna.trial import FrozenTrial, TrialState
 
     table = models.TrialModel.__table__
@@ -87,7 +86,7 @@ def fail_with_rerun_without_commit(
     if reason == LOST and max_lost is not None and n_lost > max_lost:
         reason = f"lost {n_lost} times (heartbeat.max_retries is {max_lost}); not re-run"
         rerun_attrs = None
-    storage._set_trial_attr_without_commit(
+    storage.set_trial_attr_in(
         session, models.TrialUserAttributeModel, trial.trial_id, FAIL_REASON_ATTR, reason
     )
     if rerun_attrs is None:
@@ -107,7 +106,7 @@ def fail_with_rerun_without_commit(
         intermediate_values={},
         trial_id=-1,
     )
-    return storage._get_prepared_new_trial(trial.study_id, template, session).trial_id
+    return storage.prepare_trial_row(trial.study_id, template, session).trial_id
 
 
 def _params(trial) -> dict[str, Any]:

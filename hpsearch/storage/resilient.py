@@ -43,6 +43,13 @@ import uuid
 from dataclasses import dataclass
 
 from hpsearch.errors import BudgetFull
+from hpsearch.storage.optuna_private import (
+    CALLED_BY_OPTUNAS_CACHE,
+    rdb_models,
+    rdb_storage_with_hooks,
+    session_scope,
+    set_trial_id,
+)
 from hpsearch.storage.rerun import LOST, fail_with_rerun_without_commit
 from hpsearch.storage.retry import retry_checked, retry_through_outage
 
@@ -72,9 +79,7 @@ class SlotRule:
 @functools.cache
 def resilient_storage_class():
     from optuna.exceptions import DuplicatedStudyError
-    from optuna.storages import BaseStorage, RDBStorage
-    from optuna.storages._rdb import models
-    from optuna.storages._rdb.storage import _create_scoped_session
+    from optuna.storages import BaseStorage
     from optuna.trial import FrozenTrial, TrialState
     from sqlalchemy import and_, exists, func, or_
     from sqlalchemy.exc import IntegrityError
@@ -83,24 +88,21 @@ def resilient_storage_class():
     # imports this module.
     from hpsearch.storage.best_model import settle_pending_model
 
+    models = rdb_models()
+    hooked = rdb_storage_with_hooks()
+
     slot_states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)
     names = [
         n for n in vars(BaseStorage) if not n.startswith("_") and callable(getattr(BaseStorage, n))
     ]
-    # Optuna's caching layer and heartbeat call these private methods of the RDB storage directly.
-    names += [
-        "record_heartbeat",
-        "_get_stale_trial_ids",
-        "_get_trials",
-        "_get_best_trial_id",
-        "_set_trial_param",
-    ]
+    # The heartbeat, the stale-trial sweep and Optuna's caching layer call these directly.
+    names += ["record_heartbeat", "stale_trial_ids", *CALLED_BY_OPTUNAS_CACHE]
     methods = {
-        name: retry_through_outage(getattr(RDBStorage, name))
+        name: retry_through_outage(getattr(hooked, name))
         for name in names
-        if hasattr(RDBStorage, name) and name not in NOT_BLINDLY_RETRIED
+        if hasattr(hooked, name) and name not in NOT_BLINDLY_RETRIED
     }
-    retrying_storage = type("RetryingRDBStorage", (RDBStorage,), methods)
+    retrying_storage = type("RetryingRDBStorage", (hooked,), methods)
 
     def token_row(session, model, owner_column, owner_id: int, key: str, token: str):
         return (
@@ -143,7 +145,7 @@ def resilient_storage_class():
             token = uuid.uuid4().hex
 
             def attempt(first: bool) -> int:
-                with _create_scoped_session(self.scoped_session) as session:
+                with session_scope(self) as session:
                     if not first:
                         existing = models.StudyModel.find_by_name(study_name, session)
                         if existing is not None:
@@ -180,7 +182,7 @@ def resilient_storage_class():
             except IntegrityError:
                 raise DuplicatedStudyError(f"study {study_name!r} already exists") from None
 
-        def _create_new_trial(
+        def create_trial_row(
             self, study_id: int, template_trial: FrozenTrial | None = None
         ) -> FrozenTrial:
             token = uuid.uuid4().hex
@@ -204,7 +206,7 @@ def resilient_storage_class():
             template.system_attrs[TRIAL_TOKEN_ATTR] = token
 
             def attempt(first: bool) -> FrozenTrial:
-                with _create_scoped_session(self.scoped_session) as session:
+                with session_scope(self) as session:
                     # The study's row lock serializes trial numbering, and makes a retry wait for an
                     # earlier attempt whose commit is still in flight.
                     models.StudyModel.find_or_raise_by_id(study_id, session, for_update=True)
@@ -221,12 +223,12 @@ def resilient_storage_class():
                             .one_or_none()
                         )
                     if trial is None:
-                        trial = self._get_prepared_new_trial(study_id, template, session)
+                        trial = self.prepare_trial_row(study_id, template, session)
                         if template.state == TrialState.RUNNING:
                             self._refuse_beyond_budget(session, study_id)
                     frozen = copy.deepcopy(template)
                     frozen.number, frozen.datetime_start = trial.number, trial.datetime_start
-                    frozen._trial_id = trial.trial_id
+                    set_trial_id(frozen, trial.trial_id)
                     return frozen
 
             return retry_checked(attempt)
@@ -273,7 +275,7 @@ def resilient_storage_class():
 
             def attempt(first: bool) -> bool:
                 try:
-                    with _create_scoped_session(self.scoped_session) as session:
+                    with session_scope(self) as session:
                         trial = models.TrialModel.find_or_raise_by_id(
                             trial_id, session, for_update=True
                         )
@@ -298,12 +300,10 @@ def resilient_storage_class():
                             )
                         if values is not None:
                             for objective, value in enumerate(values):
-                                self._set_trial_value_without_commit(
-                                    session, trial, objective, value
-                                )
+                                self.set_trial_value_in(session, trial, objective, value)
                         if state == TrialState.RUNNING and trial.state != TrialState.WAITING:
                             return False
-                        self._set_trial_attr_without_commit(
+                        self.set_trial_attr_in(
                             session,
                             models.TrialSystemAttributeModel,
                             trial_id,
@@ -329,7 +329,7 @@ def resilient_storage_class():
             attr = models.StudySystemAttributeModel
 
             def attempt(_first: bool) -> int:
-                with _create_scoped_session(self.scoped_session) as session:
+                with session_scope(self) as session:
                     # The study's row lock queues the takers on a server, and makes a retry wait
                     # for an earlier attempt whose commit is still in flight.
                     models.StudyModel.find_or_raise_by_id(study_id, session, for_update=True)
@@ -359,7 +359,7 @@ def resilient_storage_class():
             """Every trial of the study, whatever its state: one COUNT, not a read of them all."""
             from sqlalchemy import func
 
-            with _create_scoped_session(self.scoped_session) as session:
+            with session_scope(self) as session:
                 return (
                     session.query(func.count(models.TrialModel.trial_id))
                     .filter(models.TrialModel.study_id == study_id)
@@ -368,13 +368,13 @@ def resilient_storage_class():
 
         @retry_through_outage
         def set_trial_user_attrs(self, trial_id: int, attrs: dict) -> None:
-            with _create_scoped_session(self.scoped_session, True) as session:
+            with session_scope(self, True) as session:
                 for key, value in attrs.items():
-                    self._set_trial_attr_without_commit(
+                    self.set_trial_attr_in(
                         session, models.TrialUserAttributeModel, trial_id, key, value
                     )
 
-        def _get_stale_trial_ids(self, study_id: int) -> list[int]:
+        def stale_trial_ids(self, study_id: int) -> list[int]:
             # A trial goes stale only after a grace period without heartbeats; looking again
             # sooner than one heartbeat interval later finds nothing new, and costs two queries.
             now = time.monotonic()
@@ -383,7 +383,7 @@ def resilient_storage_class():
             ):
                 return []
             self._stale_checked[study_id] = now
-            stale = super()._get_stale_trial_ids(study_id)
+            stale = super().stale_trial_ids(study_id)
             # Optuna's fail_stale_trials FAILs each next: that FAIL re-runs it, in one transaction.
             for trial_id in stale:
                 self.rerun_when_failed(trial_id, LOST)
