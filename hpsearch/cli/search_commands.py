@@ -21,7 +21,7 @@ from hpsearch.cli.app import (
     storage_option,
     worker_options,
 )
-from hpsearch.errors import ExitCode, HpsearchError
+from hpsearch.errors import ExitCode, HpsearchError, TrialBug
 
 
 @cli.command()
@@ -391,7 +391,8 @@ def trial_rank(name: str, timeout: float | None, supervised: bool, worker_key: s
         click.echo(f"Error: {e}", err=True)
         sys.exit(ExitCode.CRASH)
     except HpsearchError as e:
-        write_rank_reason(e.message)  # the worker's own error line names it
+        # The worker's own error line names it; a bug's traceback goes to the trial's record.
+        write_rank_reason(e.message, e.traceback if isinstance(e, TrialBug) else "")
         raise
 
 

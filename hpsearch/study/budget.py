@@ -2,7 +2,8 @@
 
 A trial counts once it has finished on its own: COMPLETE, PRUNED, or FAIL with a recorded reason
 (NaN, out of memory, bad parameters). A trial interrupted by Ctrl-C or lost with its worker does not
-count: it is re-run.
+count: it is re-run. Nor does a trial stopped by a bug of hpsearch (it has a `traceback`): the
+configuration was never tried.
 """
 
 from __future__ import annotations
@@ -14,13 +15,19 @@ from optuna.trial import FrozenTrial, TrialState
 
 FAIL_REASON_ATTR = "fail_reason"
 INTERRUPTED = "interrupted"
+TRACEBACK_ATTR = "traceback"  # the traceback of the bug of hpsearch that stopped a trial
 
 
 def counts_toward_budget(trial: FrozenTrial) -> bool:
     if trial.state in (TrialState.COMPLETE, TrialState.PRUNED):
         return True
     reason = trial.user_attrs.get(FAIL_REASON_ATTR)
-    return trial.state == TrialState.FAIL and reason is not None and reason != INTERRUPTED
+    return (
+        trial.state == TrialState.FAIL
+        and reason is not None
+        and reason != INTERRUPTED
+        and TRACEBACK_ATTR not in trial.user_attrs
+    )
 
 
 def n_spent(trials: Iterable[FrozenTrial]) -> int:
