@@ -1,4 +1,4 @@
-"""The errors hpsearch raises, the exit codes its processes end with, and the one way to quote an error.
+"""The errors hpsearch raises, its processes' exit codes, and the one way to quote an error.
 
 A user's mistake or an unusable environment is an `HpsearchError`: the CLI (the only place that
 prints or exits) shows it as one `Error: ...` line and exits with its code. A bug of hpsearch met
@@ -21,7 +21,8 @@ class ExitCode(IntEnum):
     USER_ERROR, SPEC_ERROR: a mistake to fix first; running again would repeat it.
     BUG: a bug of hpsearch (or a broken install) met inside a trial (`is_hpsearch_bug`); running
         again would meet it again in the next trial.
-    CRASH: an unexpected error (a bug elsewhere, a lost machine resource); running again may succeed.
+    CRASH: an unexpected error (a bug elsewhere, a lost machine resource); running again may
+        succeed.
     INTERRUPTED: stopped by Ctrl-C (SIGINT); the running trials were recorded as interrupted.
     A process killed by a signal has no code of its own (Popen shows -SIGNAL): a crash too.
     """

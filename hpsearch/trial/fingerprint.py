@@ -63,7 +63,7 @@ def _digest_file(path: Path) -> str:
 
 
 def _write_atomically(path: Path, text: str) -> None:
-    """Written whole or not at all: another worker remembering the same digest at once is harmless."""
+    """Written whole or not at all; two workers remembering the same digest at once is harmless."""
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, staging = tempfile.mkstemp(prefix=".staging-", dir=path.parent)
     with os.fdopen(handle, "w") as file:

@@ -136,7 +136,9 @@ class Fitting:
         if self.interval_metric is None or not self.finished or prediction is None:
             return None
         rounds = spec.task_spec.interval_rounds
-        return bootstrap_interval(self.scored.compute, prediction, self.interval_metric, rounds=rounds)
+        return bootstrap_interval(
+            self.scored.compute, prediction, self.interval_metric, rounds=rounds
+        )
 
     def save(self, directory: Path) -> None:
         """The trained model and its tokenizer, as `from_pretrained` reads them; of a LoRA model,

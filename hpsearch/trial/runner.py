@@ -94,7 +94,8 @@ class TrialRunner:
                 raise  # an outage or a lost resource: the worker's crash, and its restart
             bug = describe_bug(e, f"trial {trial.number}")
             set_user_attrs(
-                trial, {FAIL_REASON_ATTR: bug.reason, TRACEBACK_ATTR: bug.traceback[-TRACEBACK_LIMIT:]}
+                trial,
+                {FAIL_REASON_ATTR: bug.reason, TRACEBACK_ATTR: bug.traceback[-TRACEBACK_LIMIT:]},
             )
             raise bug from e
 

@@ -186,7 +186,8 @@ def test_an_unchanged_file_reuses_its_tokens_and_its_digest(tmp_path, tokenizer,
     monkeypatch.setattr(fingerprint, "_digest_file", counted_digest)
     first = prepare(tmp_path, tokenizer, source=str(path))
     again = prepare(tmp_path, tokenizer, source=str(path))
-    # Read and tokenized once; the second call found the digest under the file's stat, and the tokens.
+    # Read and tokenized once: the second call found the digest under the file's stat, then the
+    # tokens under the key.
     assert calls == {"tokenized": 1, "hashed": 1}
     assert first_tokens(again) == first_tokens(first)
     # A metadata-only change (its ctime moves) costs one more read, not another tokenization.
