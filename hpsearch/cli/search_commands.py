@@ -390,9 +390,14 @@ def trial_rank(name: str, timeout: float | None, supervised: bool, worker_key: s
         # The error boundary's plain line (app._fail), not rich markup: gloo's messages hold "[/path/pair.cc:537]".
         click.echo(f"Error: {e}", err=True)
         sys.exit(ExitCode.CRASH)
+    except TrialBug as e:
+        # The worker's one Error line names it; the traceback goes to the trial's record and, here,
+        # to the worker's log (a rank's stderr is its worker's).
+        write_rank_reason(e.message, e.traceback)
+        sys.stderr.write(e.traceback)
+        sys.exit(ExitCode.BUG)
     except HpsearchError as e:
-        # The worker's own error line names it; a bug's traceback goes to the trial's record.
-        write_rank_reason(e.message, e.traceback if isinstance(e, TrialBug) else "")
+        write_rank_reason(e.message)  # the worker's own error line names it
         raise
 
 

@@ -137,3 +137,24 @@ def test_out_of_memory_and_a_library_type_error_fail_their_trials_and_the_run_go
     ]
     assert n_spent(trials) == 2
     assert not any("traceback" in t.user_attrs for t in trials)
+
+
+@pytest.mark.slow
+def test_a_bug_in_a_trial_group_stops_the_worker_not_the_next_group(workdir, cheap_spec):
+    cheap_spec["resources"] = {"gpus_per_trial": 2}  # two gloo ranks on the CPU, both meet the bug
+    write_spec(workdir, "buggy-group", cheap_spec)
+    result = run_hpsearch(
+        "run", "--study", "buggy-group", cwd=workdir, env=with_fault("drop-metric"), timeout=300
+    )
+    # The launcher gives up with the bug's exit code rather than start another group.
+    assert result.returncode == ExitCode.BUG, result.stderr
+    assert "starting a new group" not in result.stdout + result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    # One Error line, the worker's, naming the bug; the ranks' tracebacks are in its log.
+    assert len(errors) == 1 and "bug in hpsearch: KeyError" in errors[0], result.stderr
+    assert "Traceback (most recent call last)" in result.stderr
+    trials = load(workdir, "buggy-group").trials
+    # One trial, FAIL with the traceback of the callback that raised, not counted.
+    assert [t.state.name for t in trials] == ["FAIL"]
+    assert "hpsearch/trial/callback.py" in trials[0].user_attrs["traceback"]
+    assert n_spent(trials) == 0
