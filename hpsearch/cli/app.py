@@ -45,12 +45,14 @@ def worker_options(command):
         "--workers",
         type=click.IntRange(min=1),
         metavar="N",
-        help="Run N worker processes on CPU, splitting the cores between them.",
+        help="Run N worker processes on CPU, splitting the cores between them "
+        "(1: this process, with the GPUs hidden).",
     )(command)
     return click.option(
         "--gpus",
         metavar="all|0,2,3",
-        help="Run one worker process per GPU, each pinned with CUDA_VISIBLE_DEVICES.",
+        help="Run one worker process per GPU, each pinned with CUDA_VISIBLE_DEVICES "
+        "[default: all, on a host with several GPUs].",
     )(command)
 
 

@@ -4,6 +4,7 @@ its deployable forms) and `train` (a trial's configuration trained again, on all
 from __future__ import annotations
 
 import json
+import os
 import socket
 from pathlib import Path
 
@@ -177,6 +178,7 @@ def train(
     check_new_directory(out_dir)  # before minutes of training, not after
     check_sources(plan.spec)  # the model and data must be reachable from this machine
     check_training_args(plan.spec)
+    _train_on_one_device()
     record = _train_final(study, spec, plan, out_dir)
     # Recorded once the directory is complete: a failed training leaves neither.
     record_final_training(study, StudyLock(url, name, FINAL_LOCK_PURPOSE), record)
@@ -191,6 +193,18 @@ def train(
 
 
 FINAL_RECORD_FILE = "hpsearch-final-training.json"
+
+
+def _train_on_one_device() -> None:
+    """A final training is one process: on a host with several GPUs it takes the first (Trainer
+    would otherwise spread it over all of them with DataParallel), and says so."""
+    from hpsearch.trial import count_gpus
+    from hpsearch.workers import pin_alone
+
+    devices, notice = pin_alone(count_gpus(), os.environ.get("CUDA_VISIBLE_DEVICES"))
+    if devices is not None:  # before CUDA starts
+        os.environ["CUDA_VISIBLE_DEVICES"] = devices
+        console.print(notice, markup=False)
 
 
 def _train_final(study, spec, plan, out_dir: Path) -> dict:
@@ -209,6 +223,12 @@ def _train_final(study, spec, plan, out_dir: Path) -> dict:
         f"training trial {plan.trial}'s configuration (seed {plan.seed}) on {data}: "
         f"{len(loaded.data.train)} training examples, {len(loaded.data.eval)} eval examples"
     )
+    if plan.trial_devices > 1:
+        accumulation = plan.values["gradient_accumulation_steps"]
+        console.print(
+            f"trial {plan.trial} trained on {plan.trial_devices} devices (DDP): here one device "
+            f"accumulates {accumulation} steps, for the same examples per optimizer step"
+        )
     with staged_directory(out_dir) as staging:
         with TrainingProgress(
             console, f"trial {plan.trial}", spec.objective.eval_key, plan.trial_value

@@ -1,6 +1,7 @@
 """The commands that run a study's trials: `run`, `create`, `worker`, and `trial-rank` (one process
 of a trial group, started by a worker); here a worker runs in this process, in a group of rank
-processes, or as supervised worker processes."""
+processes, or as supervised worker processes (hpsearch.workers.place_workers decides which: on a
+host with several GPUs, one worker per GPU unless told otherwise)."""
 
 from __future__ import annotations
 
@@ -216,13 +217,17 @@ def _search(
     apply_heartbeat(rdb, spec.heartbeat)
     per_trial = gpus_per_trial or spec.resources.gpus_per_trial
     check_trial_group(spec, per_trial)
-    in_process = gpus is None and (workers or 1) == 1
     # A bad --gpus or --gpus-per-trial fails before any write.
-    slots = None if in_process else _plan_slots(gpus, workers, per_trial)
-    in_group = in_process and per_trial is not None
-    if in_group:
-        _pin_group_devices(per_trial)
-    if in_process and not in_group:
+    placement, n_visible_gpus = _place(gpus, workers, per_trial, supervised)
+    if placement.notice and not supervised:
+        console.print(placement.notice, markup=False)
+    if placement.devices is not None:  # before CUDA starts: this process then sees only these
+        os.environ["CUDA_VISIBLE_DEVICES"] = placement.devices
+    in_process = placement.mode == "alone"
+    in_group = placement.mode == "group"
+    if in_group and (n_visible_gpus == 0 or placement.devices == ""):
+        _share_cores(per_trial)
+    if in_process:
         from hpsearch.workers import build_runner
 
         with console.status("loading model and data (tokenized once, then cached)"):
@@ -241,7 +246,7 @@ def _search(
         elif in_process:
             _run_here(study, runner, url, name, spec, supervised)
         else:
-            _run_supervised(study, url, name, spec, slots, per_trial)
+            _run_supervised(study, url, name, spec, placement.slots, per_trial)
     except KeyboardInterrupt:
         if not supervised:
             console.print(
@@ -289,48 +294,31 @@ def _run_here(
         note(force=True)
 
 
-def _plan_slots(gpus: str | None, workers: int | None, per_trial: int | None):
-    from hpsearch.workers import plan_slots
+def _place(gpus: str | None, workers: int | None, per_trial: int | None, supervised: bool):
+    """Where this run's or worker's trials train (hpsearch.workers.place_workers), from the flags
+    and the GPUs this process sees: (placement, GPUs seen)."""
+    from hpsearch.trial import count_gpus
+    from hpsearch.workers import place_workers
 
-    n_gpus = 0
-    if gpus:
-        from hpsearch.trial import count_gpus
-
-        n_gpus = count_gpus()
-    return plan_slots(
+    n_visible_gpus = count_gpus()
+    placement = place_workers(
         gpus,
         workers,
-        n_gpus,
+        per_trial,
+        n_visible_gpus,
         os.cpu_count() or 1,
         os.environ.get("CUDA_VISIBLE_DEVICES"),
-        per_trial,
+        supervised=supervised,
     )
+    return placement, n_visible_gpus
 
 
-def _pin_group_devices(per_trial: int) -> None:
-    """The devices this process's trial group trains on: its first `per_trial` GPUs, or the CPU
-    cores split between the ranks on a machine without GPUs."""
-    from hpsearch.trial import count_gpus
+def _share_cores(per_trial: int) -> None:
+    """On a machine without GPUs, a trial group's ranks split the CPU cores between them."""
     from hpsearch.workers import THREADS_ENV
 
-    n_gpus = count_gpus()
-    if n_gpus == 0:
-        threads = os.environ.get(THREADS_ENV) or str(max(1, (os.cpu_count() or 1) // per_trial))
-        os.environ.update({THREADS_ENV: threads, "OMP_NUM_THREADS": threads})
-        return
-    if n_gpus < per_trial:
-        raise HpsearchError(
-            f"--gpus-per-trial {per_trial}: this machine shows {n_gpus} GPU"
-            f"{'s' if n_gpus > 1 else ''}; ask for at most {n_gpus}"
-        )
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    physical = visible.split(",") if visible else [str(i) for i in range(n_gpus)]
-    os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(physical[:per_trial])
-    if n_gpus > per_trial:
-        console.print(
-            f"training on GPUs {','.join(physical[:per_trial])} of {n_gpus}; "
-            f"--gpus all --gpus-per-trial {per_trial} runs a group on each {per_trial}"
-        )
+    threads = os.environ.get(THREADS_ENV) or str(max(1, (os.cpu_count() or 1) // per_trial))
+    os.environ.update({THREADS_ENV: threads, "OMP_NUM_THREADS": threads})
 
 
 def _run_group(

@@ -1,7 +1,9 @@
 """A study: created or resumed from its spec (a changed spec refused), its sampler and pruner, its
-study-wide budget, its summary and its final trainings. No torch or transformers here."""
+study-wide budget, its summary, the arithmetic of its effective batch, and its final trainings.
+No torch or transformers here."""
 
 from hpsearch.study.algorithms import make_pruner, make_sampler, worker_seed
+from hpsearch.study.batch import WORLD_SIZE_ATTR, effective_batch, reproducing_accumulation
 from hpsearch.study.budget import (
     FAIL_REASON_ATTR,
     FULL,
@@ -61,6 +63,7 @@ __all__ = [
     "START",
     "STOPPED_EARLY_ATTR",
     "TRACEBACK_ATTR",
+    "WORLD_SIZE_ATTR",
     "Confidence",
     "FinalPlan",
     "StudySummary",
@@ -72,6 +75,7 @@ __all__ = [
     "counts_toward_budget",
     "describe_states",
     "diff_specs",
+    "effective_batch",
     "final_trainings",
     "make_pruner",
     "make_sampler",
@@ -79,6 +83,7 @@ __all__ = [
     "open_study",
     "plan_final_training",
     "record_final_training",
+    "reproducing_accumulation",
     "stored_spec",
     "study_exists",
     "summarize",

@@ -1,9 +1,11 @@
 """What `hpsearch train` re-trains, and the record of every final training kept in the study.
 
 A final training takes one trial's configuration and seed (the best trial's by default) and trains
-it again, on the search's capped data or on all of it, possibly for another number of epochs. Its
-record is appended to a study user attribute under a lock, so that the dashboard, the note and
-`status` show what was trained from the study, and two trainings finishing at once both land.
+it again, on the search's capped data or on all of it, possibly for another number of epochs. It
+trains in one process on one device: a trial that trained on N devices (a DDP trial group) keeps
+its effective batch through N times its gradient accumulation (study/batch.py). Its record is
+appended to a study user attribute under a lock, so that the dashboard, the note and `status` show
+what was trained from the study, and two trainings finishing at once both land.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from optuna.trial import FrozenTrial, TrialState
 from hpsearch.errors import HpsearchError, StudyError
 from hpsearch.spec import StudySpec
 from hpsearch.storage import StudyLock, append_study_user_attr, study_user_attr_list
+from hpsearch.study.batch import WORLD_SIZE_ATTR, reproducing_accumulation
 from hpsearch.study.budget import FAIL_REASON_ATTR
 from hpsearch.study.summary import INTERVAL_ATTR
 
@@ -43,10 +46,14 @@ class FinalPlan:
     trial_value: float | None
     """The objective the trial recorded: its value, or a pruned trial's last evaluation."""
     trial_interval: list[float] | None
+    trial_devices: int = 1
+    """The devices the trial trained on (its DDP ranks); the final training trains on one, with
+    that many times the trial's accumulation."""
 
     @property
     def fixed(self) -> dict[str, Any]:
-        """The values that are not the trial's parameters: the spec's fixed ones, the epochs asked for."""
+        """The values that are not the trial's parameters: the spec's fixed ones, the epochs asked
+        for, the accumulation that keeps a DDP trial's effective batch."""
         return {k: v for k, v in self.values.items() if k not in self.params or self.params[k] != v}
 
 
@@ -66,6 +73,12 @@ def plan_final_training(
             raise HpsearchError(f"--epochs must be more than 0, but got {epochs}")
         values["num_train_epochs"] = epochs
         values.pop("max_steps", None)  # it would override the epochs asked for
+    trial_devices = int(trial.user_attrs.get(WORLD_SIZE_ATTR, 1))
+    if trial_devices > 1:
+        accumulation = int(values.get("gradient_accumulation_steps", 1))
+        values["gradient_accumulation_steps"] = reproducing_accumulation(
+            accumulation, trial_devices
+        )
     if full_data:
         spec = spec.model_copy(
             update={"dataset": spec.dataset.model_copy(update={"max_train_samples": None})}
@@ -85,6 +98,7 @@ def plan_final_training(
         epochs=epochs,
         trial_value=trial_value,
         trial_interval=trial.user_attrs.get(INTERVAL_ATTR),
+        trial_devices=trial_devices,
     )
 
 

@@ -2,8 +2,10 @@
 search's capped data or on all of it, evaluated on the search's eval set, and saved.
 
 With the same seed, data and schedule it reproduces the trial (on a CPU, to the last digit); with
-more data or epochs it is the model to use. Progress goes to a function the caller gives (the CLI
-draws it); nothing here prints.
+more data or epochs it is the model to use. It is one process on one device: a trial of a DDP group
+is trained with the same effective batch through more accumulation (the data order differs: its
+ranks each read a shard), and the record says the effective batch it had. Progress goes to a
+function the caller gives (the CLI draws it); nothing here prints.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from transformers import TrainerCallback
 
 from hpsearch.errors import HpsearchError, TrialFailed
 from hpsearch.study import FinalPlan
-from hpsearch.trial.fit import start_fit
+from hpsearch.trial.fit import examples_per_step, start_fit
 from hpsearch.trial.load import Loaded
 
 Report = Callable[[int, int, "dict[str, float] | None"], None]
@@ -57,6 +59,8 @@ class FinalResult:
     epochs: float
     """Epochs trained, as Trainer counts them."""
     train_seconds: float
+    effective_batch: int
+    """Examples per optimizer step: a DDP trial's, through more accumulation (FinalPlan.values)."""
     history: list[dict[str, float]] = field(default_factory=list)
 
 
@@ -107,6 +111,7 @@ def train_final(
         n_evals=callback.n_evals,
         epochs=float(state.epoch or 0.0),
         train_seconds=fitting.seconds,
+        effective_batch=examples_per_step(fitting.trainer.args),
         history=list(callback.history),
     )
 
@@ -122,6 +127,8 @@ def final_record(plan: FinalPlan, result: FinalResult, **more: Any) -> dict[str,
         "n_train_examples": result.n_train_examples,
         "n_eval_examples": result.n_eval_examples,
         "n_steps": result.n_steps,
+        "effective_batch_size": result.effective_batch,
+        "trial_devices": plan.trial_devices,
         "metric": result.metric,
         "value": round(result.value, 6),
         "trial_value": None if plan.trial_value is None else round(plan.trial_value, 6),

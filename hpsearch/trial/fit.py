@@ -2,6 +2,8 @@
 
 Shared by a search trial (trial/runner.py, which reports to Optuna and records the trial) and by
 `hpsearch train` (trial/final.py, which re-trains a chosen configuration with no Optuna trial).
+A process trains on one device or as one rank of a DDP group, never under DataParallel (a process
+that sees several GPUs and is no rank is refused), and records the effective batch it really had.
 """
 
 from __future__ import annotations
@@ -17,9 +19,14 @@ import torch
 from transformers import Trainer
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
-from hpsearch.errors import TrialFailed, first_line, is_hpsearch_bug
+from hpsearch.errors import HpsearchError, TrialFailed, first_line, is_hpsearch_bug
 from hpsearch.spec import StudySpec, split_params
-from hpsearch.study import EARLY_STEPS_SAVED_ATTR, EFFECTIVE_BATCH_ATTR, STOPPED_EARLY_ATTR
+from hpsearch.study import (
+    EARLY_STEPS_SAVED_ATTR,
+    EFFECTIVE_BATCH_ATTR,
+    STOPPED_EARLY_ATTR,
+    effective_batch,
+)
 from hpsearch.trial.arguments import build_training_args
 from hpsearch.trial.best_evaluation import BestEvaluation
 from hpsearch.trial.callback import OptunaPruningCallback
@@ -84,12 +91,8 @@ class Fitting:
     def record(self) -> dict[str, Any]:
         """What the trial records of its training beyond steps and time: the effective batch size,
         early stopping, the best evaluation, the unfreezing schedule."""
-        args, state = self.trainer.args, self.trainer.state
-        record: dict[str, Any] = {
-            EFFECTIVE_BATCH_ATTR: args.per_device_train_batch_size
-            * args.gradient_accumulation_steps
-            * max(1, args.world_size),
-        }
+        state = self.trainer.state
+        record: dict[str, Any] = {EFFECTIVE_BATCH_ATTR: examples_per_step(self.trainer.args)}
         if self.best.patience is not None or self.value_of == "best":
             record["best_evaluation"] = self.best.best_evaluation
         if self.best.stopped_early:
@@ -157,6 +160,17 @@ class Fitting:
         self.tokenizer.save_pretrained(directory)
 
 
+def examples_per_step(args) -> int:
+    """The effective batch `args` train with: per device x every device of the step (DDP ranks,
+    or the GPUs of one process, which Trainer's train_batch_size counts) x accumulation."""
+    return effective_batch(
+        args.per_device_train_batch_size,
+        args.gradient_accumulation_steps,
+        args.world_size,
+        args.n_gpu,
+    )
+
+
 def start_fit(
     spec: StudySpec,
     data: PreparedData,
@@ -221,6 +235,13 @@ def start_fit(
         if is_hpsearch_bug(e):
             raise
         raise TrialFailed(f"invalid parameters: {first_line(e)}") from None
+    if trainer.args.n_gpu > 1:
+        # Trainer would wrap the model in DataParallel: slow, and not the batch the spec says.
+        # The launchers give a process one GPU or make it a DDP rank (hpsearch.workers.slots).
+        raise HpsearchError(
+            f"this process sees {trainer.args.n_gpu} GPUs and is no DDP rank; pin one with "
+            "CUDA_VISIBLE_DEVICES, or train on several with --gpus-per-trial"
+        )
     # Progress is hpsearch's to show; Trainer's printer would interleave log dicts.
     trainer.remove_callback(PrinterCallback)
     trainer.remove_callback(ProgressCallback)

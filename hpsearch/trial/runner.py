@@ -32,6 +32,7 @@ from hpsearch.study import (
     INTERRUPTED,
     INTERVAL_ATTR,
     TRACEBACK_ATTR,
+    WORLD_SIZE_ATTR,
 )
 from hpsearch.trial.callback import OptunaPruningCallback
 from hpsearch.trial.data import PreparedData
@@ -77,7 +78,7 @@ class TrialRunner:
             group_record = {
                 GROUP_ATTR: self.group.key,
                 "rank_pids": self.group.gather(os.getpid()),
-                "world_size": self.group.size,
+                WORLD_SIZE_ATTR: self.group.size,
             }
         record_start(trial, seed, self.device, group_record)
         try:

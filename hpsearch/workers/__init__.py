@@ -4,7 +4,7 @@ whose trials train on several devices."""
 
 from hpsearch.workers.group import REASON_DIR_ENV, culprit, run_group, run_rank, write_rank_reason
 from hpsearch.workers.loop import MAX_REPEATED_FAILURES, run_trials
-from hpsearch.workers.slots import WorkerSlot, plan_slots
+from hpsearch.workers.slots import Placement, WorkerSlot, pin_alone, place_workers, plan_slots
 from hpsearch.workers.startup import THREADS_ENV, build_runner, warm_cache
 from hpsearch.workers.supervisor import MAX_RESTARTS, WORKER_KEY_ENV, Supervisor, decide
 
@@ -14,11 +14,14 @@ __all__ = [
     "REASON_DIR_ENV",
     "THREADS_ENV",
     "WORKER_KEY_ENV",
+    "Placement",
     "Supervisor",
     "WorkerSlot",
     "build_runner",
     "culprit",
     "decide",
+    "pin_alone",
+    "place_workers",
     "plan_slots",
     "run_group",
     "run_rank",

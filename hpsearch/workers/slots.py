@@ -1,7 +1,12 @@
-"""Which workers run where: one per GPU (or per group of GPUs, for trials on several), pinned with
+"""Which workers run where: in this process, as a trial group here, or as supervised worker
+processes, one per GPU (or per group of GPUs, for trials on several) pinned with
 CUDA_VISIBLE_DEVICES, or N on the CPU cores.
 
-A pure function of what the machine shows, tested without a GPU.
+No trial trains under DataParallel: a process that trains alone sees one GPU (or none), and one
+that sees several is a rank of a DDP trial group. So a host with several GPUs and no --gpus runs
+one worker per GPU, as `--gpus all` does, and says so in one line.
+
+Pure functions of what the machine shows and the flags, tested without a GPU.
 """
 
 from __future__ import annotations
@@ -16,6 +21,113 @@ from hpsearch.workers.startup import THREADS_ENV
 class WorkerSlot:
     label: str
     env: dict[str, str]
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where a run's or a worker's trials train."""
+
+    mode: str
+    """"alone": in this process, on one device; "group": in a trial group of rank processes
+    started from this one; "workers": in supervised worker processes, one per slot."""
+    slots: tuple[WorkerSlot, ...] = ()
+    """The worker processes of mode "workers"."""
+    devices: str | None = None
+    """The CUDA_VISIBLE_DEVICES this process sets before CUDA starts ("" hides every GPU); None
+    leaves what it sees."""
+    notice: str | None = None
+    """One line to say at start: a choice the user did not spell out."""
+
+
+def place_workers(
+    gpus: str | None,
+    n_workers: int | None,
+    gpus_per_trial: int | None,
+    n_visible_gpus: int,
+    n_cores: int,
+    visible_devices: str | None = None,
+    *,
+    supervised: bool = False,
+) -> Placement:
+    """Where to train, from the flags (--gpus, --workers, --gpus-per-trial) and the GPUs this
+    process sees. `--gpus` or several `--workers` are planned by plan_slots; `--workers 1` trains
+    here on the CPU. Otherwise: one worker per GPU (per `gpus_per_trial` GPUs) when the host has
+    room for several, else this process alone or as one trial group. A `supervised` worker was
+    pinned by its supervisor: it trains here, on its first GPU(s) should it see more.
+    """
+    per_trial = gpus_per_trial or 1
+    mode_here = "group" if gpus_per_trial else "alone"
+    if gpus is not None or (n_workers or 1) > 1:
+        slots = plan_slots(
+            gpus, n_workers, n_visible_gpus, n_cores, visible_devices, gpus_per_trial
+        )
+        return Placement("workers", tuple(slots))
+    if n_workers == 1 or n_visible_gpus == 0:
+        # --workers means CPU workers; hiding the GPUs keeps one from training on all of them.
+        return Placement(mode_here, devices="" if n_visible_gpus else None)
+    if n_visible_gpus < per_trial:
+        raise HpsearchError(
+            f"--gpus-per-trial {per_trial}: this machine shows {n_visible_gpus} GPU"
+            f"{'s' if n_visible_gpus > 1 else ''}; ask for at most {n_visible_gpus}"
+        )
+    physical = _physical(n_visible_gpus, visible_devices)
+    n_groups = n_visible_gpus // per_trial
+    used = n_groups * per_trial
+    idle = _idle(physical[used:])
+    if n_groups == 1 or supervised:
+        if n_visible_gpus == per_trial:
+            return Placement(mode_here)
+        devices = ",".join(physical[:per_trial])
+        notice = (
+            None
+            if supervised
+            else (f"this machine shows {n_visible_gpus} GPUs: training on GPUs {devices}{idle}")
+        )
+        return Placement(mode_here, devices=devices, notice=notice)
+    slots = plan_slots(
+        ",".join(map(str, range(used))),
+        None,
+        n_visible_gpus,
+        n_cores,
+        visible_devices,
+        gpus_per_trial,
+    )
+    if gpus_per_trial:
+        what = f"one worker per {per_trial} GPUs (as --gpus all --gpus-per-trial {per_trial})"
+    else:
+        what = "one worker per GPU (as --gpus all); --gpus 0 runs one"
+    return Placement(
+        "workers", tuple(slots), notice=f"this machine shows {n_visible_gpus} GPUs: {what}{idle}"
+    )
+
+
+def pin_alone(
+    n_visible_gpus: int, visible_devices: str | None = None
+) -> tuple[str | None, str | None]:
+    """For a process that trains alone (`hpsearch train`): the CUDA_VISIBLE_DEVICES that leaves it
+    one GPU, and the line that says so; (None, None) when it sees one GPU or none."""
+    if n_visible_gpus <= 1:
+        return None, None
+    first = _physical(n_visible_gpus, visible_devices)[0]
+    return first, (
+        f"this machine shows {n_visible_gpus} GPUs: training on GPU {first} alone "
+        "(one process, no DataParallel)"
+    )
+
+
+def _physical(n_visible_gpus: int, visible_devices: str | None) -> list[str]:
+    """The physical GPU behind each index this process sees (its own CUDA_VISIBLE_DEVICES)."""
+    if visible_devices:
+        return visible_devices.split(",")
+    return [str(i) for i in range(n_visible_gpus)]
+
+
+def _idle(left_over: list[str]) -> str:
+    if not left_over:
+        return ""
+    if len(left_over) == 1:
+        return f"; GPU {left_over[0]} stays idle"
+    return f"; GPUs {','.join(left_over)} stay idle"
 
 
 def plan_slots(
@@ -68,9 +180,7 @@ def plan_slots(
             f"--gpus {gpus} gives {len(indexes)} GPUs, which --gpus-per-trial {per_trial} cannot split "
             f"evenly; name a multiple of {per_trial}, e.g. --gpus {','.join(map(str, range(per_trial)))}"
         )
-    physical = (
-        visible_devices.split(",") if visible_devices else [str(i) for i in range(n_visible_gpus)]
-    )
+    physical = _physical(n_visible_gpus, visible_devices)
     threads = str(max(1, n_cores // len(indexes)))
     groups = [indexes[k : k + per_trial] for k in range(0, len(indexes), per_trial)]
     return [

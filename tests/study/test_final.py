@@ -84,6 +84,31 @@ def test_epochs_override_a_searched_epoch_count_and_max_steps(tmp_path):
         plan_final_training(made, parse_spec(raw, "t"), epochs=0)
 
 
+def test_a_trial_of_a_ddp_group_keeps_its_effective_batch_on_one_device(tmp_path):
+    raw = json.loads(json.dumps(TINY_SPEC))
+    raw["training"] = {"num_train_epochs": 1, "gradient_accumulation_steps": 3}
+    made = make_synthetic_study(tmp_path / "g.db", "group", raw)
+    made.add_trial(
+        create_trial(
+            state=TrialState.COMPLETE,
+            value=0.9,
+            params={"learning_rate": 1e-4},
+            distributions={
+                "learning_rate": optuna.distributions.FloatDistribution(1e-5, 3e-4, log=True)
+            },
+            # Trained by a group of 2 DDP ranks: 16 x 2 ranks x 3 accumulated = 96 a step.
+            user_attrs={"world_size": 2, "effective_batch_size": 96},
+        )
+    )
+    plan = plan_final_training(made, parse_spec(raw, "t"))
+    # One process trains it again: twice the accumulation, the same 96 examples per step.
+    assert plan.trial_devices == 2 and plan.values["gradient_accumulation_steps"] == 6
+    assert plan.fixed == {"num_train_epochs": 1, "gradient_accumulation_steps": 6}
+    # A trial trained alone keeps its accumulation (and the plan adds no setting of its own).
+    alone = plan_final_training(made, parse_spec(raw, "t"), 0)
+    assert alone.trial_devices == 1 and alone.values["gradient_accumulation_steps"] == 3
+
+
 def test_a_pruned_trial_trains_with_its_last_evaluation_as_reference(study, spec):
     plan = plan_final_training(study, spec, 2)
     assert plan.trial == 2 and plan.trial_value == 0.5  # its one intermediate value
