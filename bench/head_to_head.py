@@ -1,17 +1,18 @@
-"""Head-to-head: hpsearch against `Trainer.hyperparameter_search(backend="optuna")` and a plain Optuna loop.
+"""Head-to-head: hpsearch, `Trainer.hyperparameter_search(backend="optuna")` and plain Optuna.
 
-One study spec (the default, studies/sentiment.yaml, unless --study names another) is searched three
-ways, back to back on this machine, with the same model, tokenized data, caps, search space, number of
-trials and sampler (the spec's, with its seed):
+One study spec (the default, studies/sentiment.yaml, unless --study names another) is searched by
+each contender chosen with --only, back to back on this machine, with the same model, tokenized
+data, caps, search space, number of trials and sampler (the spec's, with its seed) unless the
+contender says otherwise below:
 
 - hpsearch: `hpsearch run --study SPEC` on a fresh SQLite storage, as a user runs it.
 - hpsearch-workers: the same with `--workers N`, N = this machine's cores: one single-threaded
   worker process per core, hpsearch's own way to use a CPU machine.
-- hf: `Trainer(model_init=...).hyperparameter_search(backend="optuna", hp_space=..., sampler=...)`, set
-  up as transformers' documentation shows (evaluation each epoch, which is also when it can prune;
-  Optuna's default pruner).
-- optuna: a plain `study.optimize` loop whose objective builds a Trainer, trains, evaluates at the end
-  and returns the metric; no pruning.
+- hf: `Trainer(model_init=...).hyperparameter_search(backend="optuna", hp_space=..., sampler=...)`,
+  set up as transformers' documentation shows (evaluation each epoch, which is also when it can
+  prune; Optuna's default pruner).
+- optuna: a plain `study.optimize` loop whose objective builds a Trainer, trains, evaluates at the
+  end and returns the metric; no pruning.
 - plain: no search at all: one fine-tune with default settings (learning rate 5e-5, batch 16, one
   epoch), the reference a search has to beat.
 - hpsearch-timed: hpsearch with no trial limit and `--timeout` equal to HF's wall time in the same
@@ -22,8 +23,9 @@ is recorded; with `--seeds 0,1,2` the whole comparison runs once per sampler see
 figures are summarized over the seeds (median and range).
 
 Each contender runs in its own Python process, timed from its start to its exit, so each pays its
-own imports and model loading; the tokenized data comes from hpsearch's cache for all three (warmed
-before any timing). The spec's fixed training values (`training:`) and model knobs apply to all three.
+own imports and model loading; the tokenized data comes from hpsearch's cache for all of them
+(warmed before any timing). The spec's fixed training values (`training:`) and model knobs apply to
+every contender.
 
     python bench/head_to_head.py [--study studies/sentiment.yaml] [--n-trials N]
         [--max-train-samples N] [--max-eval-samples N] [--sampler-seed N]
@@ -108,7 +110,7 @@ class Shared:
         ends = self.trial_first_steps[1:] + [self.n_steps]
         return {
             "n_steps": self.n_steps,
-            "trial_steps": [b - a for a, b in zip(self.trial_first_steps, ends)],
+            "trial_steps": [b - a for a, b in zip(self.trial_first_steps, ends, strict=True)],
         }
 
     def model(self):
@@ -176,9 +178,10 @@ def run_hf(spec, storage: str, output_dir: str) -> dict:
     from hpsearch.study import make_sampler
 
     shared = Shared(spec)
-    # eval_strategy="epoch" as in transformers' hyperparameter-search guide; HF reports each evaluation
-    # to the trial and prunes there. warmup_steps=0.0: HF casts each sampled value to the type of the
-    # argument's default, and the default 0 is an int, so a warmup fraction would silently become 0.
+    # eval_strategy="epoch" as in transformers' hyperparameter-search guide; HF reports each
+    # evaluation to the trial and prunes there. warmup_steps=0.0: HF casts each sampled value to the
+    # type of the argument's default, and the default 0 is an int, so a warmup fraction would
+    # silently become 0.
     trainer = shared.trainer(
         output_dir,
         {"eval_strategy": "epoch", "logging_strategy": "no", "warmup_steps": 0.0},
@@ -299,7 +302,8 @@ def run_contender(name: str, spec_path: Path, scratch: Path, timeout: float | No
     seconds = time.perf_counter() - started
     if completed.returncode != 0:
         sys.exit(
-            f"{name} failed (exit {completed.returncode}):\n{completed.stdout[-3000:]}\n{completed.stderr[-3000:]}"
+            f"{name} failed (exit {completed.returncode}):\n"
+            f"{completed.stdout[-3000:]}\n{completed.stderr[-3000:]}"
         )
     stepped = None if name.startswith("hpsearch") else json.loads(result_path.read_text())
     measured = summarize_storage(storage, name, started_at, stepped)
@@ -333,7 +337,7 @@ def summarize_storage(
             "state": t.state.name,
             "value": t.value,
         }
-        for t, n in zip(trials, steps)
+        for t, n in zip(trials, steps, strict=True)
     ]
     return {
         "best_value": best.value,
@@ -436,7 +440,8 @@ def main() -> int:
                 flush=True,
             )
         print(
-            f"{raw['budget']['n_trials']} trials each, {raw['dataset'].get('max_train_samples')} train / "
+            f"{raw['budget']['n_trials']} trials each, "
+            f"{raw['dataset'].get('max_train_samples')} train / "
             f"{raw['dataset'].get('max_eval_samples')} eval examples, spec {args.study.name}, "
             f"sampler seed {raw.get('sampler', {}).get('seed')}\n"
         )

@@ -1,4 +1,4 @@
-"""Orchestration overhead: time per trial when the training does nothing, hpsearch against bare Optuna.
+"""Orchestration overhead: time per trial when training does nothing, hpsearch against bare Optuna.
 
 Both sides run the same objective: sample the default study's search space and return at once.
 - bare: `optuna.create_study(storage=URL).optimize(objective, n_trials=N)`, what a hand-written loop
@@ -26,8 +26,8 @@ from pathlib import Path
 
 import optuna
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+# The hpsearch of this checkout, whichever one the interpreter has installed.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from hpsearch.spec import load_spec_file, suggest_params
 from hpsearch.storage import StudyLock, apply_heartbeat, open_storage, resolve_storage_url
@@ -35,6 +35,8 @@ from hpsearch.study import make_pruner, make_sampler, open_study
 from hpsearch.trial import record_start
 from hpsearch.views import NoteWriter, register_worker
 from hpsearch.workers import run_trials
+
+REPO = Path(__file__).resolve().parent.parent
 
 optuna.logging.set_verbosity(optuna.logging.ERROR)
 
@@ -86,7 +88,8 @@ def _noop(trial: optuna.Trial, spec) -> float:
 
 
 def parts(url: str, spec, n_calls: int = 200) -> dict[str, float]:
-    """Milliseconds per call of each step hpsearch's loop adds to Optuna's, on a study of 50 trials."""
+    """Milliseconds per call of each step hpsearch's loop adds to Optuna's, on a study of 50
+    trials."""
     from optuna.storages._heartbeat import get_heartbeat_thread
 
     from hpsearch.storage import count_trials
@@ -160,8 +163,8 @@ def main() -> int:
         )
     print(f"{args.n_trials} trials a run, median of {args.repeats} runs\n")
     print(
-        "| storage | bare study.optimize (ms/trial): runs, median | hpsearch run_trials (ms/trial): runs, "
-        "median | overhead of the medians |"
+        "| storage | bare study.optimize (ms/trial): runs, median "
+        "| hpsearch run_trials (ms/trial): runs, median | overhead of the medians |"
     )
     print("| --- | --- | --- | --- |")
     for label, url in storages.items():
@@ -171,8 +174,8 @@ def main() -> int:
             hp_times.append(hpsearch(url, spec, args.n_trials))
         b, h = statistics.median(bare_times), statistics.median(hp_times)
         print(
-            f"| {label} | {_runs(bare_times)}; {b * 1000:.1f} | {_runs(hp_times)}; {h * 1000:.1f} | "
-            f"{100 * (h / b - 1):+.1f}% |",
+            f"| {label} | {_runs(bare_times)}; {b * 1000:.1f} "
+            f"| {_runs(hp_times)}; {h * 1000:.1f} | {100 * (h / b - 1):+.1f}% |",
             flush=True,
         )
     if args.parts:

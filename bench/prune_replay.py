@@ -3,8 +3,10 @@
 One search runs with no pruning and many evaluations per epoch (6: every trial's whole learning
 curve, at 1/6, 2/6, ... of each epoch). Each pruner setting is then replayed on those curves: the
 trials in the order they ran, each reporting the evaluations the setting would have made (at 2 per
-epoch, evaluations 3, 6, 9, ...), asking the very pruner hpsearch builds from the spec after each,
-and stopping where it says. Without training anything again, every setting gets:
+epoch, evaluations 3, 6, 9, ...), asking the pruner hpsearch builds from the setting after each
+(study.make_pruner, given no trial length: Hyperband estimates its brackets from the first complete
+trial, Optuna's 'auto', where `hpsearch run` fixes them from the spec's epochs), and stopping where
+it says. Without training anything again, every setting gets:
 
 - pruned: how many trials it stops; steps saved: the optimizer steps those would not have trained;
 - top-3 pruned: how many of the three trials with the best final values it stops;
@@ -161,8 +163,9 @@ def render(rows: list[dict], n_trials: int) -> str:
     lines = [header, "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in rows:
         lines.append(
-            f"| {r['pruner']} | {r['evals_per_epoch']} | {r['first_rung']:.2f} | {r['min_trials']} | "
-            f"{r['pruned']} of {n_trials} | {r['steps_saved_share']:.0%} | {r['top3_pruned']} | "
+            f"| {r['pruner']} | {r['evals_per_epoch']} | {r['first_rung']:.2f} "
+            f"| {r['min_trials']} | {r['pruned']} of {n_trials} | {r['steps_saved_share']:.0%} "
+            f"| {r['top3_pruned']} | "
             f"{r['kept_best']:.4f} ({r['true_best']:.4f}) | "
             f"{', '.join(f'{n} ({at})' for n, at in r['pruned_at']) or '-'} |"
         )

@@ -47,14 +47,16 @@ import optuna
 import sqlalchemy
 from optuna.distributions import FloatDistribution
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+# The hpsearch of this checkout, whichever one the interpreter has installed.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import hpsearch.study.open as opening
 from hpsearch.spec import load_spec_file, suggest_params
 from hpsearch.storage import StudyLock, apply_heartbeat, cached, open_storage, resolve_storage_url
-from hpsearch.study import n_spent, open_study
+from hpsearch.study import n_spent, open_study, seed_sampler
 from hpsearch.workers import run_trials
+
+REPO = Path(__file__).resolve().parent.parent
 
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -112,7 +114,8 @@ def work(url: str, name: str, n_trials: int, seconds: float, key: str, ready, re
     parsed = resolve_storage_url(url)
     storage = open_storage(parsed)
     apply_heartbeat(storage, spec.heartbeat)
-    study, _ = open_study(storage, name, spec, worker_key=key)
+    study, _ = open_study(storage, name, spec)
+    seed_sampler(study, spec.sampler)  # each worker its own start number, as hpsearch's workers
 
     def objective(trial: optuna.Trial) -> float:
         suggest_params(trial, spec.search_space)
@@ -311,7 +314,8 @@ def _ten_trials_beside_running(url: str, n_running: int) -> tuple[TimedLock, lis
     storage = open_storage(parsed)
     apply_heartbeat(storage, spec.heartbeat)
     name = f"running-{uuid.uuid4().hex[:8]}"
-    study, _ = open_study(storage, name, spec, worker_key="w")
+    study, _ = open_study(storage, name, spec)
+    seed_sampler(study, spec.sampler)
     for _ in range(n_running):
         trial_id = storage.create_new_trial(study._study_id)
         for param in "abcde":
@@ -375,7 +379,8 @@ def main() -> int:
     print(
         "| workers | trials | throughput (trials/s), each run | median | speed-up | efficiency | "
         "DB cores (share of busy CPU) | worker cores | peak sessions (per worker) | statements / "
-        "transactions per trial | lock wait median / p95 (ms) | lock hold median / p95 (ms) | lock busy |"
+        "transactions per trial | lock wait median / p95 (ms) | lock hold median / p95 (ms) "
+        "| lock busy |"
     )
     print("| --- " * 13 + "|")
     base = None
@@ -395,12 +400,14 @@ def main() -> int:
             else "n/a (remote)"
         )
         print(
-            f"| {n} | {mid['trials']} | {each} | {mid['throughput']:.2f} | {mid['throughput'] / base:.2f}x | "
-            f"{mid['throughput'] / (n * base):.0%} | {db} | {mid['worker_cores']:.2f} | "
+            f"| {n} | {mid['trials']} | {each} | {mid['throughput']:.2f} "
+            f"| {mid['throughput'] / base:.2f}x | {mid['throughput'] / (n * base):.0%} | {db} "
+            f"| {mid['worker_cores']:.2f} | "
             f"{mid['peak_sessions']} ({mid['peak_sessions'] / n:.1f}) | "
             f"{mid['statements_per_trial']:.1f} / {mid['transactions_per_trial']:.1f} | "
             f"{mid['lock_wait_ms_median']:.1f} / {mid['lock_wait_ms_p95']:.1f} | "
-            f"{mid['lock_hold_ms_median']:.1f} / {mid['lock_hold_ms_p95']:.1f} | {mid['lock_busy']:.0%} |",
+            f"{mid['lock_hold_ms_median']:.1f} / {mid['lock_hold_ms_p95']:.1f} "
+            f"| {mid['lock_busy']:.0%} |",
             flush=True,
         )
     kinds = every[0]["statement_kinds_per_trial"] if every else {}
@@ -413,7 +420,8 @@ def main() -> int:
     holds = []
     if args.running:
         print(
-            "\n| other trials running | study cache | lock hold, median (ms) | one read of the study, median (ms) |"
+            "\n| other trials running | study cache | lock hold, median (ms) "
+            "| one read of the study, median (ms) |"
         )
         print("| --- | --- | --- | --- |")
         for n in (int(r) for r in args.running.split(",")):
@@ -421,7 +429,8 @@ def main() -> int:
                 row = hold_with_running(args.postgres, n, optuna_cache)
                 holds.append(row)
                 print(
-                    f"| {n} | {row['cache']} | {row['lock_hold_ms_median']:.1f} | {row['read_ms_median']:.1f} |",
+                    f"| {n} | {row['cache']} | {row['lock_hold_ms_median']:.1f} "
+                    f"| {row['read_ms_median']:.1f} |",
                     flush=True,
                 )
     if args.json:

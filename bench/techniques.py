@@ -42,8 +42,9 @@ WRAPPER = (
     "import json, resource, subprocess, sys, time\n"
     "start = time.monotonic()\n"
     "code = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL).returncode\n"
-    "print(json.dumps({'rc': code, 'seconds': time.monotonic() - start,\n"
-    "                  'peak_rss_mb': resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}))\n"
+    "seconds = time.monotonic() - start\n"
+    "peak_rss_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024\n"
+    "print(json.dumps({'rc': code, 'seconds': seconds, 'peak_rss_mb': peak_rss_mb}))\n"
 )
 
 
@@ -140,17 +141,20 @@ def summarize_variant(variant: str, db: Path, artifacts: Path, measured: dict) -
 
 
 def table(rows: list[dict], metric: str) -> str:
-    lines = [
-        f"| variant | wall | s per full trial | steps | peak RSS | best-model file | best {metric} | trials |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
-    ]
+    header = (
+        f"| variant | wall | s per full trial | steps | peak RSS | best-model file | best {metric} "
+        "| trials |"
+    )
+    lines = [header, "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in rows:
         states = ", ".join(f"{n} {s}" for s, n in sorted(r["states"].items()))
         if r["stopped_early"]:
-            states += f"; {r['stopped_early']} stopped early ({r['early_stopping_steps_saved']} steps saved)"
+            saved = r["early_stopping_steps_saved"]
+            states += f"; {r['stopped_early']} stopped early ({saved} steps saved)"
         lines.append(
-            f"| {r['variant']} | {r['wall_seconds']:.0f} s | {r['seconds_per_full_trial']} | {r['n_steps']} | "
-            f"{r['peak_rss_mb']} MB | {r['model_artifact_mb']} MB | {r['best']} | {states} |"
+            f"| {r['variant']} | {r['wall_seconds']:.0f} s | {r['seconds_per_full_trial']} "
+            f"| {r['n_steps']} | {r['peak_rss_mb']} MB | {r['model_artifact_mb']} MB | {r['best']} "
+            f"| {states} |"
         )
     return "\n".join(lines)
 
@@ -176,7 +180,8 @@ def main() -> None:
     unknown = set(variants) - set(VARIANTS)
     if unknown:
         raise SystemExit(
-            f"--only: unknown variant(s) {', '.join(sorted(unknown))}; pick from {', '.join(VARIANTS)}"
+            f"--only: unknown variant(s) {', '.join(sorted(unknown))}; "
+            f"pick from {', '.join(VARIANTS)}"
         )
     rows = []
     with tempfile.TemporaryDirectory(prefix="hpsearch-techniques-") as scratch:
@@ -188,7 +193,8 @@ def main() -> None:
                 "-c",
                 (
                     "from hpsearch.spec import parse_spec; from hpsearch.workers import "
-                    "warm_cache; import sys, yaml; warm_cache(parse_spec(yaml.safe_load(open(sys.argv[1])), 'b'))"
+                    "warm_cache; import sys, yaml; "
+                    "warm_cache(parse_spec(yaml.safe_load(open(sys.argv[1])), 'b'))"
                 ),
                 str(study_file),
             ],

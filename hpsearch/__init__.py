@@ -1,3 +1,3 @@
-"""hpsearch: hyperparameter search orchestration for fine-tuning Hugging Face transformers models."""
+"""hpsearch: hyperparameter search orchestration for fine-tuning Hugging Face transformers."""
 
 __version__ = "0.1.0"

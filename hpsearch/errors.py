@@ -1,4 +1,4 @@
-"""The errors hpsearch raises, its processes' exit codes, and the one way to quote an error.
+"""The errors hpsearch raises, the exit codes its processes end with, the one way to quote an error.
 
 A user's mistake or an unusable environment is an `HpsearchError`: the CLI (the only place that
 prints or exits) shows it as one `Error: ...` line and exits with its code. A bug of hpsearch met
@@ -66,14 +66,13 @@ class TrialFailed(Exception):
 class TrialBug(HpsearchError):
     """A trial stopped by a bug of hpsearch, not by its configuration: the worker stops (exit 3)
     rather than fail trial after trial, and the trial does not count toward the budget.
-    `reason` is the trial's fail_reason; `traceback`, the original error's, goes to the trial's
-    record and (printed above the `Error:` line) to the worker's log."""
+    `traceback`, the original error's, goes to the trial's record and (printed above the `Error:`
+    line) to the worker's log."""
 
     exit_code = ExitCode.BUG
 
-    def __init__(self, message: str, reason: str = "", traceback: str = ""):
+    def __init__(self, message: str, traceback: str = ""):
         super().__init__(message)
-        self.reason = reason or message
         self.traceback = traceback
 
 
@@ -103,13 +102,17 @@ def is_hpsearch_bug(error: BaseException) -> bool:
 
 def describe_bug(error: BaseException, where: str) -> TrialBug:
     """The TrialBug that reports `error` (an `is_hpsearch_bug` one) met by `where` ("trial 3")."""
-    reason = f"bug in hpsearch: {type(error).__name__}: {first_line(error)}"
     return TrialBug(
-        f"{where} stopped on a {reason} (traceback above and in the trial's user attribute "
-        "'traceback'; the trial does not count toward the budget)",
-        reason,
+        f"{where} stopped on a bug in hpsearch: {type(error).__name__}: {first_line(error)} "
+        "(traceback above and in the trial's user attribute 'traceback'; the trial does not count "
+        "toward the budget)",
         "".join(traceback.format_exception(error)),
     )
+
+
+class BudgetFull(Exception):
+    """Not a user error: the storage refused to create a trial, every slot of the study's budget
+    being counted or held by a running or waiting trial. The worker loop checks the budget again."""
 
 
 def first_line(error: BaseException, limit: int = 300) -> str:

@@ -1,4 +1,4 @@
-"""A loopback TCP proxy whose link can be cut: a real network outage between a worker and a database.
+"""A loopback TCP proxy whose link can be cut: a real network outage between worker and database.
 
 It can also cut at the worst moment for a write: right after the server has committed a transaction
 but before the client hears so (`cut_after_commit`).

@@ -50,7 +50,7 @@ def test_head_to_head_runs_all_contenders_on_equal_terms(tmp_path, cache_dir):
     results = {r["contender"]: r for r in json.loads(out.read_text())}
     assert set(results) == {"hpsearch", "hpsearch-workers", "hf", "optuna", "plain"}
     for name, r in results.items():
-        # Each contender ran the budget (the plain fine-tune: one), trained, and reached an accuracy.
+        # Each contender ran the budget (the plain fine-tune: one), trained and reached an accuracy.
         assert sum(r["states"].values()) == (1 if name == "plain" else 2)
         assert r["n_steps"] > 0 and 0.0 <= r["best_value"] <= 1.0 and r["seconds"] > 0
     # Same sampler and seed: the single-process contenders start from the very same parameters.
@@ -249,7 +249,7 @@ def test_techniques_measures_full_fine_tuning_and_lora(tmp_path):
         # Each variant ran its one trial, trained and kept a model; memory was measured.
         assert sum(row["states"].values()) == 1 and row["n_steps"] > 0 and row["peak_rss_mb"] > 100
         assert 0.0 <= row["best"] <= 1.0
-    # LoRA keeps megabytes (the adapter, the head and the tokenizer), a full fine-tune the whole model.
+    # LoRA keeps megabytes (the adapter, the head, the tokenizer), a full fine-tune the whole model.
     assert rows["lora"]["model_artifact_mb"] < 3 and rows["full"]["model_artifact_mb"] > 50
     assert rows["lora"]["best_trial_trainable_parameters"] > 0
 

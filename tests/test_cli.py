@@ -1,4 +1,4 @@
-"""The CLI as a user meets it: real processes, exit codes, one-line errors, nothing left half-written."""
+"""The CLI as a user meets it: real processes, exit codes, one-line errors, nothing half-written."""
 
 from __future__ import annotations
 
@@ -133,7 +133,7 @@ def storage_state(directory) -> dict:
     state = {}
     for path in sorted(directory.rglob("*")):
         if path.name.endswith(("-wal", "-shm")):
-            continue  # SQLite's journal files come and go with connections; their content is in the rows
+            continue  # SQLite's journal files come and go with connections; the rows hold it all
         if path.suffix == ".db":
             with sqlite3.connect(path) as db:
                 state[path.name] = list(db.iterdump())
@@ -144,7 +144,7 @@ def storage_state(directory) -> dict:
 
 @pytest.fixture(scope="module")
 def storages(tmp_path_factory):
-    """Databases in each state a mistake meets: one with a study, one empty, one with broken specs."""
+    """Databases in each state a mistake meets: with a study, empty, with broken specs."""
     import optuna
 
     from hpsearch.spec import parse_spec
@@ -198,7 +198,7 @@ def test_every_subcommand_meets_every_mistake_with_one_line(
 
     before = storage_state(storages)
     with ThreadPoolExecutor(max_workers=3) as pool:  # real processes, a few at a time
-        outcomes = dict(zip(SUBCOMMANDS, pool.map(attempt, SUBCOMMANDS)))
+        outcomes = dict(zip(SUBCOMMANDS, pool.map(attempt, SUBCOMMANDS), strict=True))
     for command, (cwd, result) in outcomes.items():
         line = assert_one_line_error(result, code)
         assert line.startswith(message), f"{command}: {line}"

@@ -1,4 +1,4 @@
-"""`hpsearch run` through the CLI on the shipped model and data, checked in the storage afterwards."""
+"""`hpsearch run` through the CLI on the shipped model and data, checked in the storage after."""
 
 from __future__ import annotations
 
@@ -51,7 +51,7 @@ def test_run_resume_and_extend(workdir, e2e_spec):
     # The good trial completes; the bad ones are pruned at their first evaluation.
     assert states == ["COMPLETE", "PRUNED", "PRUNED"]
     assert [t.params["learning_rate"] for t in trials] == [GOOD_LR, BAD_LR, BAD_LR]
-    # One intermediate value per evaluation: two for the complete trial (2 per epoch), one when pruned.
+    # An intermediate value per evaluation: two for the complete trial (2 an epoch), one if pruned.
     assert [len(t.intermediate_values) for t in trials] == [2, 1, 1]
     assert all(len(t.intermediate_values) == t.user_attrs["n_evals"] for t in trials)
     assert trials[0].value == trials[0].intermediate_values[2]

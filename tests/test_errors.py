@@ -15,7 +15,7 @@ def test_first_line_of_any_error_even_an_empty_one():
 
 
 def test_each_kind_of_error_has_its_exit_code():
-    # Mistakes exit 1 (2 for a spec) and a supervisor gives up on them; a crash exits 70 and is restarted.
+    # Mistakes exit 1 (2 for a spec) and a supervisor gives up on them; a crash exits 70, restarted.
     assert HpsearchError("m").exit_code == ExitCode.USER_ERROR == 1
     assert SpecError("m").exit_code == ExitCode.SPEC_ERROR == 2
     assert (ExitCode.CRASH, ExitCode.INTERRUPTED) == (70, 130)

@@ -83,8 +83,8 @@ def worker_job(file: str) -> dict:
 
 
 def parse_hpsearch(args: list[str]) -> tuple[str, dict]:
-    """The subcommand and its options as hpsearch's own click CLI parses `hpsearch ARGS`: a misspelt,
-    unknown or missing option is a click.UsageError here, as it would be in the pod."""
+    """The subcommand and its options as hpsearch's own click CLI parses `hpsearch ARGS`: a
+    misspelt, unknown or missing option is a click.UsageError here, as it would be in the pod."""
     root = cli.make_context("hpsearch", list(args))
     name = next(arg for arg in args if not arg.startswith("-"))
     command = cli.get_command(root, name)
@@ -135,7 +135,7 @@ def cpus(quantity) -> float:
     return int(text[:-1]) / 1000 if text.endswith("m") else float(text)
 
 
-# --- the files ---------------------------------------------------------------------------------------
+# --- the files ------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
@@ -159,7 +159,8 @@ def test_the_kustomization_lists_every_manifest_once():
     assert len(resources) == len(set(resources))
     for resource in resources:
         assert (K8S / resource).is_file(), resource
-    # Every manifest but the CPU variant of the workers, which replaces worker-job.yaml (the same Job).
+    # Every manifest but the CPU variant of the workers, which replaces worker-job.yaml (the same
+    # Job).
     assert set(resources) == {p.name for p in manifest_files()} - {CPU_JOB}
     # The images transformer renames the one image every hpsearch container uses.
     images = {c["image"] for _, c in hpsearch_containers()}
@@ -167,7 +168,7 @@ def test_the_kustomization_lists_every_manifest_once():
     assert [i["name"] for i in kustomization["images"]] == ["hpsearch"]
 
 
-# --- the workers -----------------------------------------------------------------------------------
+# --- the workers ----------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("file", WORKER_JOBS)
@@ -250,13 +251,13 @@ def test_the_cpu_variant_differs_only_in_resources():
     assert without_hardware(worker_job(CPU_JOB)) == without_hardware(worker_job(GPU_JOB))
 
 
-# --- failures ----------------------------------------------------------------------------------------
+# --- failures -------------------------------------------------------------------------------------
 
 
 def failure_action(job: dict, exit_codes: dict[str, int], conditions: tuple[str, ...] = ()) -> str:
-    """What the Job controller does with a failed pod, as Kubernetes decides it: the first rule of the
-    podFailurePolicy that matches (an exit code of a container it names, or of any; a pod condition
-    with status True), else Count (a retry, within the backoff limit)."""
+    """What the Job controller does with a failed pod, as Kubernetes decides it: the first rule of
+    the podFailurePolicy that matches (an exit code of a container it names, or of any; a pod
+    condition with status True), else Count (a retry, within the backoff limit)."""
     for rule in job["spec"].get("podFailurePolicy", {}).get("rules", []):
         if "onExitCodes" in rule:
             requirement = rule["onExitCodes"]
@@ -357,7 +358,7 @@ def test_the_policy_checks_catch_what_the_api_server_refuses():
     assert failure_action(job, {"worker": 70}) == "Count"
 
 
-# --- the storage URL ---------------------------------------------------------------------------------
+# --- the storage URL ------------------------------------------------------------------------------
 
 
 def test_every_hpsearch_container_gets_the_storage_from_the_secret():
@@ -409,7 +410,7 @@ def test_the_secrets_url_reaches_the_bundled_postgres():
     assert url.database == env_var(database, "POSTGRES_DB")["value"]
 
 
-# --- the database ------------------------------------------------------------------------------------
+# --- the database ---------------------------------------------------------------------------------
 
 
 def selects(selector: dict, labels: dict) -> bool:
@@ -457,7 +458,7 @@ def test_postgres_is_a_statefulset_behind_a_headless_service_with_the_secrets_pa
     assert env_var(postgres, "PGDATA")["value"].startswith(mount.rstrip("/") + "/")
 
 
-# --- the dashboard -----------------------------------------------------------------------------------
+# --- the dashboard --------------------------------------------------------------------------------
 
 
 def test_the_dashboard_service_reaches_the_deployments_pods_inside_the_cluster_only():
@@ -482,7 +483,7 @@ def test_the_dashboard_service_reaches_the_deployments_pods_inside_the_cluster_o
     assert probe["path"] == "/api/meta"  # optuna-dashboard's, answered without the database
 
 
-# --- the shared volume -------------------------------------------------------------------------------
+# --- the shared volume ----------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("workload", [GPU_JOB, CPU_JOB, "dashboard.yaml"])
@@ -523,7 +524,7 @@ def test_every_hpsearch_pod_runs_as_the_images_unprivileged_user():
         assert context["runAsUser"] == context["runAsGroup"] == dockerfile_uid() != 0
 
 
-# --- the scripts in the worker pods, run for real ----------------------------------------------------
+# --- the scripts in the worker pods, run for real -------------------------------------------------
 
 
 def run_wait_for_study(
@@ -595,8 +596,8 @@ def test_sigterm_to_a_real_worker_pod_records_its_trial_as_interrupted(
     created = run_hpsearch("create", "--study", "stop", cwd=workdir)
     assert created.returncode == 0, created.stderr
     database = workdir / "storage" / "hpsearch.db"
-    # The pod's command, with this Python's hpsearch for the image's, as the PID 1 of a new PID
-    # namespace: the kernel spares that process every signal it has no handler for, as in a container.
+    # The pod's command, with this Python's hpsearch for the image's, as PID 1 of a new PID
+    # namespace (as in a container): the kernel spares it every signal it has no handler for.
     pod = subprocess.Popen(
         [
             "unshare",

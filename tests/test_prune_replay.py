@@ -1,4 +1,4 @@
-"""The pruning replay (bench/prune_replay.py): recorded learning curves, each setting's real pruner."""
+"""The pruning replay (bench/prune_replay.py): recorded learning curves, each setting's pruner."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`python -m hpsearch.cli`: what supervisors and trial groups start, as the `hpsearch` script does."""
+"""`python -m hpsearch.cli`: what supervisors and trial groups start, as `hpsearch` does."""
 
 from hpsearch.cli import main
 

@@ -66,7 +66,8 @@ def storage_option(command):
 
 def open_storage_flag(flag: str | None, *, must_exist: bool):
     """The storage a command works on, from --storage, HPSEARCH_STORAGE or the default: (URL,
-    opened storage). `must_exist` for commands that read or join a study: they create no database."""
+    opened storage). `must_exist` for commands that read or join a study: they create no database.
+    """
     from hpsearch.storage import open_storage, resolve_storage_url
 
     url = resolve_storage_url(flag)
@@ -74,7 +75,7 @@ def open_storage_flag(flag: str | None, *, must_exist: bool):
 
 
 def check_training_args(spec) -> None:
-    """TrainingArguments accepts every value of the spec (imports transformers: training commands only)."""
+    """TrainingArguments takes every value of the spec (imports transformers: training commands)."""
     from hpsearch.trial import check_training_args as check
 
     check(spec)

@@ -1,5 +1,6 @@
 """The commands that write a model for use outside hpsearch: `export` (the best trial's model, and
-its deployable forms) and `train` (a trial's configuration trained again, on all the data if asked)."""
+its deployable forms) and `train` (a trial's configuration trained again, on all the data if asked).
+"""
 
 from __future__ import annotations
 
@@ -42,7 +43,8 @@ def export(
     onnx: bool,
     out_dir: Path,
 ) -> None:
-    """Write the best model, tokenizer, label names and a model card to OUT_DIR, ready for pipeline().
+    """Write the best model, tokenizer, label names and a model card to OUT_DIR, ready for
+    pipeline().
 
     A LoRA study's adapter is merged into the weights (--adapter: written alone). With --quantize
     int8 and/or --onnx, also its deployable forms, each measured against the fp32 model (file size,
@@ -70,7 +72,7 @@ def export(
     if deployable:
         from hpsearch.deploy import check_deployable
 
-        # An unknown study, a task without these forms or a missing package: one line, nothing written.
+        # An unknown study, a task lacking these forms, a missing package: one line, nothing written
         spec = stored_spec(rdb, name)
         check_deployable(spec, name, onnx=onnx)
     store = open_artifact_store(artifact_dir(url), create=False)
@@ -93,7 +95,8 @@ def export(
     else:
         exported = export_best_model(rdb, name, store, out_dir, finish)
     console.print(
-        f"exported trial {exported['number']} ({exported['metric']} {exported['value']:.4f}) to {out_dir}"
+        f"exported trial {exported['number']} ({exported['metric']} {exported['value']:.4f}) to "
+        f"{out_dir}"
     )
     task = get_task(exported["task"])
     console.print(f"load it with:\n{task.usage(out_dir)}", markup=False)
@@ -139,7 +142,10 @@ def _print_deployment(task, out_dir: Path, result: dict) -> None:
 @click.option(
     "--full-data",
     is_flag=True,
-    help="Train on all the training data, without dataset.max_train_samples (the eval set stays the search's).",
+    help=(
+        "Train on all the training data, without dataset.max_train_samples (the eval set stays "
+        "the search's)."
+    ),
 )
 @click.option(
     "--epochs",
@@ -156,8 +162,9 @@ def train(
     epochs: float | None,
     out_dir: Path,
 ) -> None:
-    """Train a trial's configuration and seed again (on all the data with --full-data), evaluate it and
-    write the model, tokenizer, label names and a model card to OUT_DIR, ready for pipeline()."""
+    """Train a trial's configuration and seed again (on all the data with --full-data), evaluate it
+    and write the model, tokenizer, label names and a model card to OUT_DIR, ready for pipeline().
+    """
     import optuna
 
     from hpsearch.spec import check_sources

@@ -112,8 +112,8 @@ def create(
 def _load_run_spec(
     study_ref: str, study_name: str | None, n_trials: int | None, timeout: float | None
 ):
-    """The spec a `run` or `create` names, with the budget flags applied and checked before any write:
-    (spec, the study's name in the storage)."""
+    """The spec a `run` or `create` names, with the budget flags applied and checked before any
+    write: (spec, the study's name in the storage)."""
     from hpsearch.spec import check_sources, find_spec_file, load_spec_file
 
     spec_path = find_spec_file(study_ref, STUDIES_DIR)
@@ -153,7 +153,8 @@ def worker(
     check_sources(spec)  # the model and data must be reachable from this machine too
     check_training_args(spec)
     spent = n_spent(rdb.get_all_trials(rdb.get_study_id_from_name(name), deepcopy=False))
-    # A worker joins others: its supervisor names its slot, else its host and process do.
+    # A worker joins others: its supervisor names its slot, else its host and process do (the name
+    # of its trial group, if it runs one).
     key = os.environ.get(WORKER_KEY_ENV) if supervised else None
     key = key or f"{socket.gethostname()}:{os.getpid()}"
     _search(
@@ -185,12 +186,13 @@ def _search(
     """Run the study's missing trials here: in this process, in a group of rank processes (one per
     device of a trial), or in supervised worker processes.
 
-    `worker_key` names this process among the study's workers (None: the only one); its sampler
-    seed is derived from it, so that workers do not all suggest the same parameters.
+    `worker_key` names this process among the study's workers (None: the only one). The process
+    that samples here (this one, else each worker or rank 0 of each group) takes a start number
+    from the storage and seeds its sampler with it (study/algorithms.py seed_sampler).
     """
     from hpsearch.spec import check_trial_group
     from hpsearch.storage import apply_heartbeat, redact
-    from hpsearch.study import n_spent, open_study
+    from hpsearch.study import n_spent, open_study, seed_sampler
 
     if supervised:
         # The supervisor stops its workers with SIGINT. A process started with SIGINT ignored (under
@@ -211,7 +213,8 @@ def _search(
         if not supervised:
             _print_summary(study, spec)
             console.print(
-                f"study {name!r} has spent its budget of {budget} trials; raise it with --n-trials to run more"
+                f"study {name!r} has spent its budget of {budget} trials; raise it with --n-trials "
+                "to run more"
             )
         return
     apply_heartbeat(rdb, spec.heartbeat)
@@ -237,9 +240,11 @@ def _search(
 
         with console.status("tokenizing the data once for all workers"):
             warm_cache(spec)
-    study, changes = open_study(rdb, name, spec, worker_key)
+    study, changes = open_study(rdb, name, spec)
     for change in changes:
         console.print(f"stored spec updated: {change}")
+    if in_process:
+        runner.sampler_start = seed_sampler(study, spec.sampler)
     try:
         if in_group:
             _run_group(study, url, name, spec, per_trial, worker_key, supervised)
@@ -327,12 +332,7 @@ def _run_group(
     """This worker's trials, each on `per_trial` rank processes (hpsearch.workers.group)."""
     from hpsearch.workers import run_group
 
-    rank_args = [
-        "--study",
-        name,
-        *(["--supervised"] if supervised else []),
-        *(["--worker-key", worker_key] if worker_key else []),
-    ]
+    rank_args = ["--study", name, *(["--supervised"] if supervised else [])]
     key = (
         worker_key or f"{socket.gethostname()}:{os.getpid()}"
     )  # the group's name in its trials' records
@@ -355,8 +355,7 @@ def _run_group(
     help="Start no new trial after this many seconds (the group's deadline).",
 )
 @click.option("--supervised", is_flag=True, help="Print no progress.")
-@click.option("--worker-key", help="The worker's name among the study's: its sampler seed.")
-def trial_rank(name: str, timeout: float | None, supervised: bool, worker_key: str | None) -> None:
+def trial_rank(name: str, timeout: float | None, supervised: bool) -> None:
     """One process of a trial group, started by a worker with --gpus-per-trial (never by hand)."""
     from hpsearch.study import stored_spec
     from hpsearch.trial.distributed import GroupBroken
@@ -373,9 +372,10 @@ def trial_rank(name: str, timeout: float | None, supervised: bool, worker_key: s
         def lead(study, runner) -> None:
             _run_here(study, runner, url, name, spec, supervised, timeout)
 
-        run_rank(spec, url, rdb, name, worker_key, lead)
+        run_rank(spec, url, rdb, name, lead)
     except GroupBroken as e:
-        # The error boundary's plain line (app._fail), not rich markup: gloo's messages hold "[/path/pair.cc:537]".
+        # The error boundary's plain line (app._fail), not rich markup: gloo's messages hold
+        # "[/path/pair.cc:537]".
         click.echo(f"Error: {e}", err=True)
         sys.exit(ExitCode.CRASH)
     except TrialBug as e:
@@ -431,11 +431,15 @@ def _run_supervised(study, url, name: str, spec, slots, per_trial: int | None = 
 
 
 def _print_summary(study, spec) -> None:
-    from hpsearch.storage import best_model_pointer
+    from hpsearch.storage import resolve_best_model
     from hpsearch.study import summarize
     from hpsearch.views import summary_table
 
-    console.print(summary_table(summarize(study, spec)))
-    pointer = best_model_pointer(study)
-    if pointer:
+    summary = summarize(study, spec)
+    console.print(summary_table(summary))
+    kept = resolve_best_model(study)
+    if kept.pointer is not None:
+        pointer = kept.pointer
         console.print(f"best model: artifact {pointer['artifact_id']} of trial {pointer['trial']}")
+    elif summary.best_number is not None:
+        console.print(kept.problem, markup=False)

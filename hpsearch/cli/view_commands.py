@@ -29,7 +29,10 @@ from hpsearch.errors import HpsearchError
     type=click.Choice(["threaded", "gunicorn"]),
     default="threaded",
     show_default=True,
-    help="threaded: the standard library's server, a thread per request; gunicorn: a production server.",
+    help=(
+        "threaded: the standard library's server, a thread per request; "
+        "gunicorn: a production server."
+    ),
 )
 def dashboard(name: str | None, storage: str | None, host: str, port: int, server: str) -> None:
     """Serve optuna-dashboard on the storage, with the best models and trial files browsable."""
@@ -73,7 +76,8 @@ def dashboard(name: str | None, storage: str | None, host: str, port: int, serve
 @storage_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
 def status(name: str | None, storage: str | None, as_json: bool) -> None:
-    """Trials by state, best value, running trials with their heartbeats, compute spent and saved."""
+    """Trials by state, best value, running trials with their heartbeats, compute spent and
+    saved."""
     from hpsearch.study import Confidence, StudySummary
     from hpsearch.views import (
         all_studies,
@@ -117,6 +121,8 @@ def best(name: str, storage: str | None, as_json: bool) -> None:
         click.echo(json.dumps(data, indent=2, default=str))
     else:
         console.print(best_table(data))
+        if data["best_model_problem"]:
+            console.print(data["best_model_problem"], markup=False)
 
 
 @cli.command()

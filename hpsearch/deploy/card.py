@@ -49,12 +49,16 @@ def deployment_section(measurements: list[Measurement], conditions: str, task: T
     usage = ""
     if "int8" in forms:
         usage += (
-            f"\n### int8 (`{INT8_DIR}/`)\n\nThe linear layers dynamically quantized (int8 weights, activations "
-            "quantized per batch); the embeddings stay fp32.\n\n"
+            f"\n### int8 (`{INT8_DIR}/`)\n\n"
+            "The linear layers dynamically quantized (int8 weights, activations quantized per "
+            "batch); the embeddings stay fp32.\n\n"
             f"```python\n{usage_int8(task, f'path/to/this/directory/{INT8_DIR}')}\n```\n"
         )
     if "onnx" in forms:
-        usage += f"\n### ONNX (`{ONNX_DIR}/`)\n\n```python\n{usage_onnx(task, f'path/to/this/directory/{ONNX_DIR}')}\n```\n"
+        usage += (
+            f"\n### ONNX (`{ONNX_DIR}/`)\n\n"
+            f"```python\n{usage_onnx(task, f'path/to/this/directory/{ONNX_DIR}')}\n```\n"
+        )
     return f"""
 ## Deployment
 
@@ -68,17 +72,30 @@ Measured by `hpsearch export`: {conditions}.
 
 def usage_int8(task: Task, model_dir: str) -> str:
     """Loading the int8 form, with hpsearch installed and without it."""
-    return f'''from hpsearch.deploy import load_int8
-from transformers import AutoTokenizer, pipeline
-model = pipeline("{task.pipeline_task}", model=load_int8("{model_dir}"), tokenizer=AutoTokenizer.from_pretrained("{model_dir}"))
-
-# or with torch and transformers alone: build from the config, quantize the same way, load the weights
-import torch
-from transformers import AutoConfig, {task.model_class}
-model = {task.model_class}.from_config(AutoConfig.from_pretrained("{model_dir}")).eval()
-quantization = torch.ao.quantization
-model = quantization.quantize_dynamic(model, {{torch.nn.Linear: quantization.per_channel_dynamic_qconfig}}, dtype=torch.qint8)
-model.load_state_dict(torch.load("{model_dir}/{WEIGHTS_FILE}", weights_only=True))'''
+    # The card's code, a line per item (the long ones written in two pieces).
+    lines = [
+        "from hpsearch.deploy import load_int8",
+        "from transformers import AutoTokenizer, pipeline",
+        (
+            f'model = pipeline("{task.pipeline_task}", model=load_int8("{model_dir}"), '
+            f'tokenizer=AutoTokenizer.from_pretrained("{model_dir}"))'
+        ),
+        "",
+        (
+            "# or with torch and transformers alone: build from the config, quantize the same way, "
+            "load the weights"
+        ),
+        "import torch",
+        f"from transformers import AutoConfig, {task.model_class}",
+        f'model = {task.model_class}.from_config(AutoConfig.from_pretrained("{model_dir}")).eval()',
+        "quantization = torch.ao.quantization",
+        (
+            "model = quantization.quantize_dynamic(model, "
+            "{torch.nn.Linear: quantization.per_channel_dynamic_qconfig}, dtype=torch.qint8)"
+        ),
+        f'model.load_state_dict(torch.load("{model_dir}/{WEIGHTS_FILE}", weights_only=True))',
+    ]
+    return "\n".join(lines)
 
 
 def usage_onnx(task: Task, model_dir: str) -> str:
@@ -89,10 +106,22 @@ def usage_onnx(task: Task, model_dir: str) -> str:
         if per_token
         else "[config.id2label[int(i)] for i in logits.argmax(-1)]"
     )
-    return f'''import onnxruntime
-from transformers import AutoConfig, AutoTokenizer
-session = onnxruntime.InferenceSession("{model_dir}/{ONNX_FILE}", providers=["CPUExecutionProvider"])
-tokenizer, config = AutoTokenizer.from_pretrained("{model_dir}"), AutoConfig.from_pretrained("{model_dir}")
-inputs = tokenizer(["an example text"], return_tensors="np")
-logits = session.run(["logits"], {{i.name: inputs[i.name] for i in session.get_inputs()}})[0]
-labels = {read}'''
+    lines = [
+        "import onnxruntime",
+        "from transformers import AutoConfig, AutoTokenizer",
+        (
+            f'session = onnxruntime.InferenceSession("{model_dir}/{ONNX_FILE}", '
+            'providers=["CPUExecutionProvider"])'
+        ),
+        (
+            f'tokenizer, config = AutoTokenizer.from_pretrained("{model_dir}"), '
+            f'AutoConfig.from_pretrained("{model_dir}")'
+        ),
+        'inputs = tokenizer(["an example text"], return_tensors="np")',
+        (
+            'logits = session.run(["logits"], '
+            "{i.name: inputs[i.name] for i in session.get_inputs()})[0]"
+        ),
+        f"labels = {read}",
+    ]
+    return "\n".join(lines)

@@ -25,7 +25,7 @@ class EvalSet:
 
 
 def load_eval_set(spec: StudySpec, model_dir: Path, cache_dir: Path) -> EvalSet:
-    """The eval set of `spec`, tokenized by the exported tokenizer in `model_dir` (the study's own)."""
+    """The eval set of `spec`, tokenized by the exported tokenizer in `model_dir` (the study's)."""
     from transformers import AutoTokenizer
 
     from hpsearch.trial import prepare_data, transformers_class

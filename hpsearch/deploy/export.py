@@ -46,8 +46,8 @@ def check_deployable(spec: StudySpec, name: str, *, onnx: bool) -> None:
     """The study's task has deployable forms, and what --onnx needs is installed."""
     if spec.task not in DEPLOYABLE_TASKS:
         raise HpsearchError(
-            f"--quantize and --onnx export {' and '.join(DEPLOYABLE_TASKS)} models; study {name!r} is "
-            f"{spec.task}: export it without them"
+            f"--quantize and --onnx export {' and '.join(DEPLOYABLE_TASKS)} models; study {name!r} "
+            f"is {spec.task}: export it without them"
         )
     missing = [m for m in ONNX_PACKAGES if onnx and importlib.util.find_spec(m) is None]
     if missing:
@@ -65,9 +65,9 @@ def export_deployable(
     cache_dir: Path,
     finish=None,
 ) -> tuple[dict, dict]:
-    """Export the study's best model to `out_dir` with its int8 (`quantize="int8"`) and/or ONNX forms,
-    measure each against the fp32 model and add them to the card; returns the trial's record and
-    what deployment.json holds. Built beside `out_dir` and moved there once complete: a failure
+    """Export the study's best model to `out_dir` with its int8 (`quantize="int8"`) and/or ONNX
+    forms, measure each against the fp32 model and add them to the card; returns the trial's record
+    and what deployment.json holds. Built beside `out_dir` and moved there once complete: a failure
     leaves `out_dir` as it was."""
     spec = stored_spec(storage, name)
     check_deployable(spec, name, onnx=onnx)
@@ -120,7 +120,7 @@ def build_forms(
             compute_metrics,
             spec.objective.metric,
         )
-        for (form, files, predict), latency in zip(forms, latencies)
+        for (form, files, predict), latency in zip(forms, latencies, strict=True)
     ]
     conditions = describe_conditions(n_threads, len(eval_set.singles), eval_set.n_examples)
     card = model_dir / "README.md"

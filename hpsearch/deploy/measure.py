@@ -57,7 +57,7 @@ def measure_latencies(predicts: list[Predict], examples: list[dict]) -> list[flo
             predict(example)
     seconds: list[list[float]] = [[] for _ in predicts]
     for example in examples:
-        for predict, taken in zip(predicts, seconds):
+        for predict, taken in zip(predicts, seconds, strict=True):
             start = time.perf_counter()
             predict(example)
             taken.append(time.perf_counter() - start)
@@ -66,7 +66,8 @@ def measure_latencies(predicts: list[Predict], examples: list[dict]) -> list[flo
 
 def predict_eval_set(predict: Predict, batches: list[dict]) -> tuple[np.ndarray, np.ndarray]:
     """Logits and labels of the whole eval set, batch by batch. Per-token logits (token
-    classification) are padded to the longest batch, their labels with IGNORED so no metric reads them."""
+    classification) are padded to the longest batch, their labels with IGNORED so no metric reads
+    them."""
     logits = [predict(batch) for batch in batches]
     labels = [np.asarray(batch["labels"]) for batch in batches]
     if logits[0].ndim == 3:

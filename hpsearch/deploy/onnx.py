@@ -20,9 +20,9 @@ EXAMPLE_TEXTS = ["a short example", "and a somewhat longer example of a text to 
 
 
 def save_onnx(model, tokenizer, target: Path) -> Path:
-    """Export `model` (fp32, in eval mode) to `target`/model.onnx (a new directory) with its config and
-    tokenizer; returns the model file. Its inputs are the tokenizer's (input_ids, attention_mask,
-    token_type_ids, ...), int64 of shape (batch, sequence); its output `logits`."""
+    """Export `model` (fp32, in eval mode) to `target`/model.onnx (a new directory) with its config
+    and tokenizer; returns the model file. Its inputs are the tokenizer's (input_ids,
+    attention_mask, token_type_ids, ...), int64 of shape (batch, sequence); its output `logits`."""
     import torch
     from torch.export import Dim
 
@@ -76,6 +76,6 @@ def load_onnx(directory: Path | str, n_threads: int | None = None):
 
 
 def run_onnx(session, batch: dict) -> np.ndarray:
-    """The logits of a tokenized batch (numpy int arrays by input name); extra keys (labels) are ignored."""
+    """The logits of a tokenized batch (numpy int arrays by input name); extra keys are ignored."""
     feeds = {i.name: np.asarray(batch[i.name], dtype=np.int64) for i in session.get_inputs()}
     return session.run([OUTPUT], feeds)[0]

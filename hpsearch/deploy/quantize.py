@@ -1,6 +1,6 @@
-"""The int8 form: the fine-tuned model with its linear layers dynamically quantized, as torch does it
-(`quantize_dynamic`: int8 weights with a scale per output channel, activations quantized on the fly
-per batch), saved as a state dict beside its config and tokenizer.
+"""The int8 form: the fine-tuned model with its linear layers dynamically quantized, as torch does
+it (`quantize_dynamic`: int8 weights with a scale per output channel, activations quantized on the
+fly per batch), saved as a state dict beside its config and tokenizer.
 
 Why a state dict and a loader rather than one self-contained file: a quantized model cannot be
 `save_pretrained` as safetensors (its packed int8 weights are not tensors); `torch.export` refuses
@@ -20,10 +20,11 @@ WEIGHTS_FILE = "model_int8.pt"
 
 
 def quantize_int8(model):
-    """`model` (fp32, in eval mode) with every torch.nn.Linear made a dynamically quantized int8 one.
-    The embeddings stay fp32: in MiniLM they are half of the weights, and int8 ones cost accuracy.
-    Weights get a scale per output channel, not one per matrix: on the default study's model that
-    halves what int8 loses (0.707 fp32 -> 0.697 per matrix, 0.702 per channel, 1,000 examples)."""
+    """`model` (fp32, in eval mode) with every torch.nn.Linear made a dynamically quantized int8
+    one. The embeddings stay fp32: in MiniLM they are half of the weights, and int8 ones cost
+    accuracy. Weights get a scale per output channel, not one per matrix: on the default study's
+    model int8 then loses less accuracy, also on CPUs whose kernels round differently
+    (BENCHMARKS.md, "Deployable exports")."""
     import torch
 
     with warnings.catch_warnings():

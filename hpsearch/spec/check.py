@@ -54,8 +54,8 @@ def _check_data(spec: StudySpec) -> None:
             head = read_file(location.path, dataset, f"dataset.{key}", n_rows=200)
         except UnicodeDecodeError:
             raise SpecError(
-                f"dataset.encoding: {location.reference} is not {dataset.encoding}; set encoding: to the "
-                "file's encoding (latin-1, say)"
+                f"dataset.encoding: {location.reference} is not {dataset.encoding}; set encoding: "
+                "to the file's encoding (latin-1, say)"
             ) from None
         except (ValueError, OSError) as e:
             raise SpecError(

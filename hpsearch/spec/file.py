@@ -39,7 +39,7 @@ def load_spec_file(path: Path) -> StudySpec:
 
 
 def find_spec_file(study: str, studies_dir: Path) -> Path:
-    """A spec is named by path (`my/spec.yaml`) or by name (`sentiment` -> studies/sentiment.yaml)."""
+    """A spec is named by path (`my/spec.yaml`) or by name (`sentiment`: studies/sentiment.yaml)."""
     as_path = Path(study)
     if as_path.suffix in SPEC_SUFFIXES or as_path.is_file():
         if as_path.is_dir():

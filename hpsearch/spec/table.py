@@ -18,7 +18,7 @@ from hpsearch.tasks import TASKS, DatasetBase
 def read_file(
     path: Path, dataset: DatasetBase, key: str, n_rows: int | None = None
 ) -> pd.DataFrame:
-    """A data file as a DataFrame (its first `n_rows` when given), read as the dataset's task reads it."""
+    """A data file as a DataFrame (its first `n_rows` if given), read as the dataset's task does."""
     task_reader = TASKS[dataset.task].file_readers.get(path.suffix)
     if task_reader is not None:
         frame = task_reader(path, dataset, key)

@@ -70,7 +70,7 @@ class PeftSpec(StrictModel):
         }
 
     def resolve(self, params: dict[str, Any]) -> dict[str, Any]:
-        """The LoRA settings of a trial: the fixed values, and `params`' peft.<key> for the searched."""
+        """A trial's LoRA settings: the fixed values, and `params`' peft.<key> for the searched."""
         values = {}
         for name in type(self).model_fields:
             value = getattr(self, name)

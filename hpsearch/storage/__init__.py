@@ -1,7 +1,7 @@
 """Where studies live: the storage URL, Optuna's RDB storage with retries that are safe, the study
-locks, the artifact store, the kept best model and the study's lists appended to under a lock. The
-only part of hpsearch that uses Optuna's private API (`study._storage`, `optuna.storages._rdb`); no
-torch or transformers here."""
+locks, the artifact store, the kept best model, a lost or interrupted trial's re-run and the study's
+lists appended to under a lock. The only part of hpsearch that uses Optuna's private API
+(`study._storage`, `optuna.storages._rdb`); no torch or transformers here."""
 
 from hpsearch.storage.artifacts import (
     ARTIFACTS_ENV,
@@ -12,9 +12,11 @@ from hpsearch.storage.artifacts import (
 from hpsearch.storage.best_model import (
     BEST_MODEL_ATTR,
     TRIAL_FILE,
+    BestModel,
     BestModelKeeper,
     best_model_pointer,
     is_better,
+    resolve_best_model,
 )
 from hpsearch.storage.cache import StudyCache, cached
 from hpsearch.storage.lock import StudyLock
@@ -23,13 +25,24 @@ from hpsearch.storage.queries import (
     create_study,
     fail_running_trials,
     heartbeat_ages,
+    refuse_trials_beyond,
     set_study_system_attr,
     set_user_attrs,
     study_system_attrs,
+    take_start_number,
     trials_of,
 )
 from hpsearch.storage.rdb import apply_heartbeat, open_storage
 from hpsearch.storage.record import append_study_user_attr, study_user_attr_list
+from hpsearch.storage.rerun import (
+    FAIL_REASON_ATTR,
+    INTERRUPTED,
+    LOST,
+    RERUN_OF_ATTR,
+    RERUN_REASONS,
+    fail_for_rerun,
+    rerun_when_failed,
+)
 from hpsearch.storage.retry import describe_storage_error, is_transient, retry_through_outage
 from hpsearch.storage.url import (
     DEFAULT_STORAGE,
@@ -44,10 +57,16 @@ __all__ = [
     "ARTIFACTS_ENV",
     "BEST_MODEL_ATTR",
     "DEFAULT_STORAGE",
+    "FAIL_REASON_ATTR",
+    "INTERRUPTED",
+    "LOST",
     "PASSWORD_ENV",
     "PASSWORD_FILE_ENV",
+    "RERUN_OF_ATTR",
+    "RERUN_REASONS",
     "STORAGE_ENV",
     "TRIAL_FILE",
+    "BestModel",
     "BestModelKeeper",
     "StudyCache",
     "StudyLock",
@@ -59,6 +78,7 @@ __all__ = [
     "count_trials",
     "create_study",
     "describe_storage_error",
+    "fail_for_rerun",
     "fail_running_trials",
     "heartbeat_ages",
     "is_better",
@@ -66,12 +86,16 @@ __all__ = [
     "open_artifact_store",
     "open_storage",
     "redact",
+    "refuse_trials_beyond",
     "remove_artifact",
+    "rerun_when_failed",
+    "resolve_best_model",
     "resolve_storage_url",
     "retry_through_outage",
     "set_study_system_attr",
     "set_user_attrs",
     "study_system_attrs",
     "study_user_attr_list",
+    "take_start_number",
     "trials_of",
 ]

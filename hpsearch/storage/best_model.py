@@ -1,11 +1,26 @@
-"""One model kept per study: the best trial's, replaced atomically when a better trial finishes.
+"""One model kept per study: the best COMPLETE trial's, moved in the transaction that completes it.
 
-The model is saved and zipped (seconds) outside any lock, as a new study artifact (a finished
-trial's attributes can no longer change, a study's can). Then, under the study's best-model lock,
-the pointer (a study user attribute) is read afresh from the database and compared: the better
-model stays, the other's file is removed. Two workers that finish at once can neither leave the
-worse model as "best" nor orphan a file. The archive names its trial in TRIAL_FILE, so that an
-export can prove its weights and its model card come from one trial.
+A worker saves and zips its trial's model (seconds, outside any lock) and writes it to the artifact
+store as the trial's *pending* model (a trial system attribute names it, written before the file so
+that a crash mid-upload still leaves a record). Nothing else changes until Optuna finishes the
+trial: the storage's set_trial_state_values calls `settle_pending_model` inside its transaction.
+
+- COMPLETE: the study's row is locked (FOR UPDATE; on SQLite the transaction already holds the
+  database's write lock), the pointer (study user attribute BEST_MODEL_ATTR) is read as committed
+  now, and moved to this trial if its value is better. The pointer, the dashboard's artifact entry
+  and the trial's state commit together; two workers finishing at once serialize on the lock, so
+  the worse model can never end up "best".
+- any other end (FAIL, PRUNED; the heartbeat sweep failing a lost trial): the pending model loses.
+
+The losing file (the old best's, or the pending one) is removed after the commit; a process that
+dies before the commit leaves the pointer and the old best's file untouched, and whoever fails its
+trial removes the orphan upload. (A process killed in the milliseconds between the commit and the
+removal leaves one unlisted file behind.)
+
+Readers go through `resolve_best_model`: the pointer counts only if its trial is COMPLETE and has
+study.best_trial's value, so `best`, `export`, the note and the run summary name the same trial as
+study.best_trial, or say in one line that the best trial's model is not kept. The archive names its
+trial in TRIAL_FILE, so that an export can prove its weights and its model card come from one trial.
 """
 
 from __future__ import annotations
@@ -14,26 +29,38 @@ import json
 import os
 import tempfile
 import time
+import uuid
 import zipfile
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import optuna
-from optuna.artifacts import FileSystemArtifactStore, upload_artifact
+from optuna.artifacts import FileSystemArtifactStore
+from optuna.artifacts.exceptions import ArtifactNotFound
+from optuna.exceptions import UpdateFinishedTrialError
+from optuna.trial import TrialState
+from sqlalchemy.engine import make_url
 
-from hpsearch.storage.artifacts import remove_artifact
-from hpsearch.storage.lock import StudyLock
+from hpsearch.storage.artifacts import ARTIFACT_ATTR_PREFIX, artifact_dir
 from hpsearch.storage.queries import fresh_user_attrs
 
 BEST_MODEL_ATTR = "hpsearch_best_model"
+PENDING_MODEL_ATTR = "hpsearch:pending_model"  # trial system attribute: its uploaded model
 TRIAL_FILE = "hpsearch-trial.json"
+MIMETYPE = "application/zip"
 # Test-only: seconds to wait after saving a model, so that workers' saves overlap in a race test.
 SAVE_DELAY_ENV = "HPSEARCH_TEST_SAVE_DELAY"
+# Test-only: seconds to wait between reading the pointer and writing it inside the completing
+# transaction, so that two workers' completions overlap in a race test.
+SETTLE_DELAY_ENV = "HPSEARCH_TEST_SETTLE_DELAY"
+REMOVALS_KEY = "hpsearch:remove_after_commit"  # a session's `info` key
 
 
 def best_model_pointer(study: optuna.Study) -> dict[str, Any] | None:
-    """{"trial", "value", "artifact_id"} of the kept model, read from the database now."""
+    """{"trial", "value", "artifact_id"} as the database holds it now; readers that show or use the
+    kept model call resolve_best_model, which checks it against study.best_trial."""
     return fresh_user_attrs(study).get(BEST_MODEL_ATTR)
 
 
@@ -43,54 +70,211 @@ def is_better(value: float, than: float, direction: optuna.study.StudyDirection)
     return value < than
 
 
+@dataclass(frozen=True)
+class BestModel:
+    """The kept model of the best trial (`pointer`), or why there is none (`problem`, one line)."""
+
+    pointer: dict[str, Any] | None
+    problem: str | None
+
+
+def resolve_best_model(study: optuna.Study) -> BestModel:
+    """The study's kept model, if it is the best trial's: its trial is COMPLETE and has
+    study.best_trial's value (a tie keeps the first to complete)."""
+    name = study.study_name
+    try:
+        best = study.best_trial
+    except ValueError:
+        return BestModel(
+            None,
+            f"study {name!r} has no best model yet; run it first (hpsearch run --study {name})",
+        )
+    pointer = best_model_pointer(study)
+    kept = None if pointer is None else _trial_by_number(study, pointer["trial"])
+    if kept is not None and kept.state == TrialState.COMPLETE and kept.value == best.value:
+        return BestModel(pointer, None)
+    if pointer is None:
+        why = "no model was kept"
+    elif kept is None:
+        why = f"the kept model names trial {pointer['trial']}, which is not in the study"
+    elif kept.state != TrialState.COMPLETE:
+        why = f"the kept model is trial {kept.number}'s, which is {kept.state.name}"
+    else:
+        why = f"the kept model is trial {kept.number}'s, of value {kept.value:.4f}"
+    return BestModel(
+        None,
+        f"the best trial of study {name!r} (trial {best.number}, value {best.value:.4f}) has no "
+        f"kept model ({why}); `hpsearch train --study {name}` trains its configuration again",
+    )
+
+
+def _trial_by_number(study: optuna.Study, number: int) -> optuna.trial.FrozenTrial | None:
+    storage = study._storage
+    try:
+        return storage.get_trial(
+            storage.get_trial_id_from_study_id_trial_number(study._study_id, number)
+        )
+    except KeyError:
+        return None
+
+
 class BestModelKeeper:
-    """Keeps the study's best model in `store`; `lock` is the study's best-model lock."""
+    """Uploads a finished trial's model to `store` as its pending model, when it may be the best."""
 
-    def __init__(self, store: FileSystemArtifactStore, lock: StudyLock):
+    def __init__(self, store: FileSystemArtifactStore):
         self.store = store
-        self.lock = lock
 
-    def offer(
-        self, study: optuna.Study, trial_number: int, value: float, save: Callable[[Path], None]
-    ) -> bool:
-        """Keep trial `trial_number`'s model (written into a directory by `save`) if it beats the
-        kept one; True if it did."""
+    def offer(self, trial: optuna.Trial, value: float, save: Callable[[Path], None]) -> bool:
+        """Upload trial's model (written into a directory by `save`) as its pending model if it
+        beats the kept one now; True if it did. It becomes the kept model when the trial is
+        COMPLETE and still the best then (settle_pending_model)."""
+        study = trial.study
         current = best_model_pointer(study)
         if current is not None and not is_better(value, current["value"], study.direction):
             return False  # not better now; a pointer only ever gets better, so it never will be
-        artifact_id = self._upload(study, trial_number, value, save)
-        with self.lock:
-            current = best_model_pointer(study)
-            kept = current is None or is_better(value, current["value"], study.direction)
-            if kept:
-                study.set_user_attr(
-                    BEST_MODEL_ATTR,
-                    {"trial": trial_number, "value": value, "artifact_id": artifact_id},
-                )
-                loser = current["artifact_id"] if current else None
-            else:
-                loser = artifact_id  # another worker kept a better model while this one was saved
-            if loser is not None:
-                remove_artifact(study, loser, self.store)
-        return kept
+        pending = {
+            "trial": trial.number,
+            "value": value,
+            "artifact_id": str(uuid.uuid4()),
+            "filename": f"best-model-trial-{trial.number}.zip",
+        }
+        try:
+            # Recorded before the file is written, so that whoever fails a lost trial removes it.
+            study._storage.set_trial_system_attr(trial._trial_id, PENDING_MODEL_ATTR, pending)
+        except UpdateFinishedTrialError:
+            return False  # the trial was failed meanwhile (its worker was stopped too long)
+        self._upload(pending, save)
+        return True
 
-    def _upload(
-        self, study: optuna.Study, trial_number: int, value: float, save: Callable[[Path], None]
-    ) -> str:
+    def _upload(self, pending: dict[str, Any], save: Callable[[Path], None]) -> None:
         with tempfile.TemporaryDirectory(prefix="hpsearch-model-") as tmp:
             model_dir = Path(tmp) / "model"
             save(model_dir)
-            (model_dir / TRIAL_FILE).write_text(json.dumps({"trial": trial_number, "value": value}))
+            trial_record = {"trial": pending["trial"], "value": pending["value"]}
+            (model_dir / TRIAL_FILE).write_text(json.dumps(trial_record))
             if os.environ.get(SAVE_DELAY_ENV):
                 time.sleep(float(os.environ[SAVE_DELAY_ENV]))
-            archive = Path(tmp) / f"best-model-trial-{trial_number}.zip"
-            # Stored, not deflated: safetensors weights barely compress and zipping them costs seconds.
+            archive = Path(tmp) / pending["filename"]
+            # Stored, not deflated: safetensors weights barely compress; zipping them costs seconds.
             with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_STORED) as zf:
                 for path in sorted(model_dir.rglob("*")):
                     zf.write(path, path.relative_to(model_dir))
-            return upload_artifact(
-                artifact_store=self.store,
-                file_path=str(archive),
-                study_or_trial=study,
-                mimetype="application/zip",
+            with open(archive, "rb") as f:
+                self.store.write(pending["artifact_id"], f)
+
+
+def settle_pending_model(storage, session, trial, state: TrialState, values) -> None:
+    """Inside the transaction that finishes `trial` (an ORM row) with `state`: keep its pending
+    model if it is COMPLETE and better than the kept one, and remove the loser after the commit."""
+    from optuna.storages._rdb import models
+
+    attrs = models.TrialSystemAttributeModel
+    row = (
+        session.query(attrs)
+        .filter(attrs.trial_id == trial.trial_id, attrs.key == PENDING_MODEL_ATTR)
+        .one_or_none()
+    )
+    if row is None:
+        return
+    pending = json.loads(row.value_json)
+    # A write first: on SQLite it takes the database's write lock before the pointer is read. The
+    # record goes, so that a re-run (which copies system attributes) does not inherit it.
+    session.delete(row)
+    session.flush()
+    loser = pending["artifact_id"]
+    completed = state == TrialState.COMPLETE and values is not None and len(values) == 1
+    if completed and pending["trial"] == trial.number:
+        moved, replaced = _move_pointer(session, trial, values[0], pending)
+        if moved:
+            loser = replaced
+    if loser is not None:
+        _remove_after_commit(session, artifact_dir(make_url(storage.url)), loser)
+
+
+def _move_pointer(session, trial, value: float, pending: dict[str, Any]) -> tuple[bool, str | None]:
+    """Point at `pending` if `value` beats the kept model, the study's row locked; (whether it
+    moved, the artifact of the model it replaced)."""
+    from optuna.storages._rdb import models
+
+    study = (
+        session.query(models.StudyModel)
+        .filter(models.StudyModel.study_id == trial.study_id)
+        .with_for_update()
+        .one()
+    )
+    user_attrs, system_attrs = models.StudyUserAttributeModel, models.StudySystemAttributeModel
+    # Locking reads: MySQL's plain reads see the transaction's snapshot, not the last commits.
+    pointer_row = (
+        session.query(user_attrs)
+        .filter(user_attrs.study_id == study.study_id, user_attrs.key == BEST_MODEL_ATTR)
+        .with_for_update()
+        .one_or_none()
+    )
+    current = None if pointer_row is None else json.loads(pointer_row.value_json)
+    if os.environ.get(SETTLE_DELAY_ENV):
+        time.sleep(float(os.environ[SETTLE_DELAY_ENV]))
+    direction = study.directions[0].direction
+    if current is not None and not is_better(value, current["value"], direction):
+        return False, None
+    pointer = {"trial": trial.number, "value": value, "artifact_id": pending["artifact_id"]}
+    if pointer_row is None:
+        session.add(
+            user_attrs(study_id=study.study_id, key=BEST_MODEL_ATTR, value_json=json.dumps(pointer))
+        )
+    else:
+        pointer_row.value_json = json.dumps(pointer)
+    # The dashboard's entry, as optuna.artifacts.upload_artifact writes it (a JSON string).
+    meta = {
+        "artifact_id": pending["artifact_id"],
+        "filename": pending["filename"],
+        "mimetype": MIMETYPE,
+        "encoding": None,
+    }
+    session.add(
+        system_attrs(
+            study_id=study.study_id,
+            key=ARTIFACT_ATTR_PREFIX + pending["artifact_id"],
+            value_json=json.dumps(json.dumps(meta)),
+        )
+    )
+    if current is not None:
+        replaced = (
+            session.query(system_attrs)
+            .filter(
+                system_attrs.study_id == study.study_id,
+                system_attrs.key == ARTIFACT_ATTR_PREFIX + current["artifact_id"],
             )
+            .with_for_update()  # locking, as above: it was committed after this snapshot
+            .one_or_none()
+        )
+        if replaced is not None:  # nulled, as optuna-dashboard's own delete does
+            replaced.value_json = json.dumps(json.dumps(None))
+    return True, None if current is None else current["artifact_id"]
+
+
+def _remove_after_commit(session, directory: Path, artifact_id: str) -> None:
+    """Remove `artifact_id`'s file from the store in `directory` once `session`'s transaction
+    commits; a rollback (or an interrupted transaction) removes nothing."""
+    from sqlalchemy import event
+
+    if REMOVALS_KEY not in session.info:  # once per session object (one per thread)
+        session.info[REMOVALS_KEY] = []
+        event.listen(session, "after_commit", _run_removals)
+        event.listen(session, "after_transaction_end", _drop_removals)
+    session.info[REMOVALS_KEY].append((directory, artifact_id))
+
+
+def _run_removals(session) -> None:
+    removals, session.info[REMOVALS_KEY] = session.info[REMOVALS_KEY], []
+    for directory, artifact_id in removals:
+        if not directory.is_dir():
+            continue  # this process sees no store (a reader elsewhere); nothing to remove here
+        try:
+            FileSystemArtifactStore(str(directory)).remove(artifact_id)
+        except (ArtifactNotFound, OSError):
+            pass  # never written (a worker killed mid-upload), or already gone
+
+
+def _drop_removals(session, transaction) -> None:
+    if transaction.parent is None:  # the outermost transaction ended: committed ones already ran
+        session.info[REMOVALS_KEY] = []

@@ -4,10 +4,10 @@ Optuna wraps an RDB storage in `_CachedStorage`: finished trials are read once, 
 the study re-reads each unfinished trial in full (params, values, attributes, intermediate values).
 `Study.ask` starts by looking for WAITING trials (re-runs of lost or interrupted ones), and the
 cache answers that by re-reading every RUNNING trial of every worker. hpsearch asks under the study
-lock, so that read was the part of the lock's hold that grew with the number of workers: 20 ms
-with no other trial running, 205 ms with 300 running, 16 ms with this class (bench/scaling.py
---running, BENCHMARKS.md "Scaling").
-Here the WAITING trials are read alone, by their state, in one query on the database.
+lock, so that read was the part of the lock's hold that grew with the number of workers (measured
+with bench/scaling.py --running: BENCHMARKS.md, "The lock's hold and the number of running trials").
+Here the WAITING trials are read alone, by their state, in one query on the database, so the hold
+no longer depends on how many trials are running.
 """
 
 from __future__ import annotations

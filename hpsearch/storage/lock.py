@@ -1,14 +1,23 @@
 """A lock per study shared by every worker on every machine, so trials start one at a time.
 
-Starting a trial is "check the budget, then create the trial": two workers doing that at once could
-both take the last slot. The lock lives where the workers meet, the database: a PostgreSQL advisory
-lock, a MySQL/MariaDB named lock, or, for SQLite (one machine by nature), a lock file beside the
-database file. It is held only while a trial is being created, milliseconds.
+Starting a trial is "count the budget, then create the trial". The budget does not rest on this
+lock: the storage counts again in the transaction that creates the trial and refuses one beyond
+the budget (resilient.py). The lock keeps the workers from counting and creating in a crowd, where
+all but one would be refused. Other locks of a study (the kept best model, the final trainings)
+guard a read-modify-write of a study attribute.
+
+The lock lives where the workers meet, the database: a PostgreSQL advisory lock, a MySQL/MariaDB
+named lock, or, for SQLite (one machine by nature), a lock file beside the database file. It is held
+only while a trial is being created, milliseconds. A server lock is not fenced: the server frees it
+when its session has been silent for the hold limit, and a holder that stalled that long (SIGSTOP,
+a swap storm, a network cut) still believes it holds it. The budget is safe from that (the storage's
+check); the other purposes rely on the lock alone.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import threading
 from typing import TYPE_CHECKING
 
@@ -16,6 +25,7 @@ import sqlalchemy
 from filelock import FileLock
 from sqlalchemy.engine import URL
 
+from hpsearch.errors import StorageError
 from hpsearch.storage.retry import retry_through_outage
 from hpsearch.storage.url import sqlite_path
 
@@ -28,6 +38,10 @@ LOCK_TIMEOUT_S = 300
 # lost) leaves a session the server may believe alive for hours (TCP keepalive); without this every
 # other worker would wait on it. The lock is held for milliseconds; the margin is for a busy server.
 LOCK_HOLD_LIMIT_S = 120
+# Operators may set another hold limit (whole seconds, at least 1), e.g. shorter where a lost
+# machine should not stall the other workers for two minutes; the tests use it to free a stalled
+# holder's lock within seconds.
+HOLD_LIMIT_ENV = "HPSEARCH_LOCK_HOLD_LIMIT"
 
 
 class StudyLock:
@@ -41,6 +55,7 @@ class StudyLock:
         )  # pg advisory locks take a bigint
         self._name = f"hpsearch-{digest.hex()[:40]}"  # MySQL lock names are at most 64 characters
         self._held = threading.Event()
+        self._hold_limit_s = hold_limit_s()  # a bad HPSEARCH_LOCK_HOLD_LIMIT fails before any work
         if self._backend == "sqlite":
             suffix = ".lock" if purpose == "trials" else f".{purpose}.lock"
             self._file_lock = FileLock(f"{sqlite_path(url) or ':memory:'}{suffix}")
@@ -77,16 +92,19 @@ class StudyLock:
                     "SELECT set_config('idle_in_transaction_session_timeout', :hold, false), "
                     "set_config('lock_timeout', :wait, false)"
                 ),
-                {"hold": f"{LOCK_HOLD_LIMIT_S * 1000:.0f}", "wait": f"{LOCK_TIMEOUT_S * 1000:.0f}"},
+                {
+                    "hold": f"{self._hold_limit_s * 1000:.0f}",
+                    "wait": f"{LOCK_TIMEOUT_S * 1000:.0f}",
+                },
             )
             self._connection.execute(
                 sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": self._key}
             )
             return
-        # MySQL frees a named lock when its session ends; wait_timeout ends a silent session. An idle
-        # pooled lock connection is ended too, and replaced by the pool's pre-ping.
+        # MySQL frees a named lock when its session ends; wait_timeout ends a silent session. An
+        # idle pooled lock connection is ended too, and replaced by the pool's pre-ping.
         self._connection.execute(
-            sqlalchemy.text(f"SET SESSION wait_timeout = {int(LOCK_HOLD_LIMIT_S)}")
+            sqlalchemy.text(f"SET SESSION wait_timeout = {self._hold_limit_s}")
         )
         got = self._connection.execute(
             sqlalchemy.text("SELECT GET_LOCK(:n, :t)"), {"n": self._name, "t": LOCK_TIMEOUT_S}
@@ -122,3 +140,17 @@ class StudyLock:
 
     def __exit__(self, *exc) -> None:
         self.release()
+
+
+def hold_limit_s() -> int:
+    """The hold limit in whole seconds: HPSEARCH_LOCK_HOLD_LIMIT if set, else LOCK_HOLD_LIMIT_S."""
+    text = os.environ.get(HOLD_LIMIT_ENV)
+    if text is None:
+        return int(LOCK_HOLD_LIMIT_S)
+    try:
+        seconds = int(text)
+    except ValueError:
+        seconds = 0
+    if seconds < 1:
+        raise StorageError(f"{HOLD_LIMIT_ENV} must be a whole number of seconds >= 1, got {text!r}")
+    return seconds

@@ -1,7 +1,7 @@
 """What hpsearch reads and writes beyond Optuna's public API, in one place.
 
-The rest of hpsearch never touches `study._storage`, a trial's `_trial_id` or `optuna.storages._rdb`:
-it calls these, so an Optuna upgrade that moves them breaks one module.
+The rest of hpsearch never touches `study._storage`, a trial's `_trial_id` or
+`optuna.storages._rdb`: it calls these, so an Optuna upgrade that moves them breaks one module.
 """
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ from typing import Any
 import optuna
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial
+
+from hpsearch.storage.resilient import SlotRule
 
 
 def _backend(study: optuna.Study):
@@ -38,6 +40,37 @@ def count_trials(study: optuna.Study) -> int:
     if hasattr(backend, "count_trials"):
         return backend.count_trials(study._study_id)
     return len(study.get_trials(deepcopy=False))
+
+
+def take_start_number(study: optuna.Study) -> int:
+    """The study's next start number (0, 1, 2 ...), never handed out twice (see resilient.py)."""
+    from hpsearch.storage.resilient import START_ATTR_PREFIX
+
+    backend = _backend(study)
+    if hasattr(backend, "take_start_number"):
+        return backend.take_start_number(study._study_id)
+    # Another storage (in memory): one process holds it, so the next number is the count so far.
+    attrs = study._storage.get_study_system_attrs(study._study_id)
+    number = sum(key.startswith(START_ATTR_PREFIX) for key in attrs)
+    study._storage.set_study_system_attr(study._study_id, f"{START_ATTR_PREFIX}{number}", "")
+    return number
+
+
+def refuse_trials_beyond(
+    study: optuna.Study,
+    n_slots: int,
+    *,
+    fail_reason_attr: str,
+    uncounted_reasons: tuple[str, ...],
+) -> None:
+    """From now on this process's storage refuses, with BudgetFull, to create a RUNNING trial of
+    `study` that would make more than `n_slots` trials hold a slot, in the transaction that creates
+    it (see SlotRule for which trials hold one). On a storage other than hpsearch's RDB storage
+    nothing changes: only the study lock guards the budget there."""
+    backend = _backend(study)
+    if hasattr(backend, "refuse_trials_beyond"):
+        rule = SlotRule(n_slots, fail_reason_attr, tuple(uncounted_reasons))
+        backend.refuse_trials_beyond(study._study_id, rule)
 
 
 def set_user_attrs(trial: optuna.Trial, attrs: dict) -> None:

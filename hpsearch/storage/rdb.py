@@ -1,9 +1,10 @@
 """The study storage: Optuna's RDB storage over SQLAlchemy, SQLite by default, PostgreSQL or MySQL.
 
-Opened with heartbeats (a trial whose worker died is found and re-run), WAL and fast commits on
-SQLite, pre-pinged connections on a server, and retries through outages (retry.py) for every call
-that is safe to repeat. The writes that are not (creating a trial, setting its state) check before
-they re-do.
+Opened with heartbeats (a trial whose worker died is found, failed and re-run in one transaction,
+rerun.py; not by Optuna's retry callback, which copies the dead trial's history into its re-run
+and queues it apart from the FAIL), WAL and fast commits on SQLite, pre-pinged connections on a
+server, and retries through outages (retry.py) for every call that is safe to repeat. The writes
+that are not (creating a trial, setting its state) check before they re-do.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ DURABLE_COMMITS_ENV = "HPSEARCH_DURABLE_COMMITS"
 SQLITE_BUSY_TIMEOUT_S = 60
 HEARTBEAT_INTERVAL_S = 10  # until the study's spec is read; see apply_heartbeat
 GRACE_PERIOD_S = 60
+MAX_LOST_RERUNS = 3
 
 
 def open_storage(url: URL, *, must_exist: bool = False):
@@ -51,6 +53,7 @@ def open_storage(url: URL, *, must_exist: bool = False):
         engine_kwargs["pool_pre_ping"] = True  # a connection dropped by a DB restart is replaced
     try:
         storage = _create_rdb_storage(url, engine_kwargs)
+        storage.max_lost_reruns = MAX_LOST_RERUNS
         if backend == "sqlite" and not os.environ.get(DURABLE_COMMITS_ENV):
             _sqlite_commits_without_fsync(storage.engine)
         return storage
@@ -64,12 +67,11 @@ def open_storage(url: URL, *, must_exist: bool = False):
 
 def _create_rdb_storage(url: URL, engine_kwargs: dict):
     import optuna
-    from optuna.storages import RetryHeartbeatStaleTrialCallback
     from sqlalchemy.exc import IntegrityError, OperationalError
 
     # Two processes opening a new database at once both create its schema: the loser hits a
     # duplicate key, a table that "already exists", or SQLite's immediate "database is locked" (a
-    # reader upgrading to a writer is refused without waiting), and finds the schema there next time.
+    # reader upgrading to a writer is refused without waiting), and finds the schema next time.
     for attempt in range(5):
         try:
             with warnings.catch_warnings():
@@ -80,7 +82,6 @@ def _create_rdb_storage(url: URL, engine_kwargs: dict):
                     engine_kwargs=engine_kwargs,
                     heartbeat_interval=HEARTBEAT_INTERVAL_S,
                     grace_period=GRACE_PERIOD_S,
-                    heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=3),
                 )
         except (IntegrityError, OperationalError) as e:
             lost_race = isinstance(e, IntegrityError) or any(
@@ -137,14 +138,8 @@ def _reason(error: Exception, url: URL) -> str:
 
 
 def apply_heartbeat(storage, heartbeat) -> None:
-    """Use the study's heartbeat settings; RDBStorage reads these attributes at each use."""
-    import optuna
-    from optuna.storages import RetryHeartbeatStaleTrialCallback
-
+    """Use the study's heartbeat settings; RDBStorage reads these attributes at each use, and a lost
+    trial's re-run is bounded by `max_retries` (rerun.py)."""
     storage.heartbeat_interval = heartbeat.interval
     storage.grace_period = heartbeat.grace_period
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        callback = RetryHeartbeatStaleTrialCallback(max_retry=heartbeat.max_retries)
-    storage.heartbeat_stale_trial_callback = callback
-    storage.failed_trial_callback = storage.heartbeat_stale_trial_callback
+    storage.max_lost_reruns = heartbeat.max_retries

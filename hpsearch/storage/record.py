@@ -1,4 +1,4 @@
-"""A list kept in a study user attribute that several processes append to, none losing another's item.
+"""A list in a study user attribute that several processes append to, none losing another's item.
 
 Appending is read, add, write: two processes doing that at once would each write the list they read
 plus their own item, and one item would be lost. Under the study lock of the list's purpose, the

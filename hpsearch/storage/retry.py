@@ -66,8 +66,9 @@ def retry_through_outage(function):
 
     A dropped connection is replaced by the pool's pre-ping; what is retried is the call that was
     under way when the database went away. After OUTAGE_TOLERANCE_S the last error is raised.
-    The first attempt is a plain call: tenacity's bookkeeping costs ~30 us a call, and a trial
-    makes dozens of storage calls, so it is paid only once something has failed.
+    The first attempt is a plain call: tenacity's bookkeeping costs time on every call
+    (BENCHMARKS.md, "Orchestration overhead"), and a trial makes dozens of storage calls, so it is
+    paid only once something has failed.
     """
     import tenacity
 

@@ -48,15 +48,15 @@ def resolve_storage_url(flag: str | None) -> URL:
         # The same password twice is no conflict: a worker's children get the URL it resolved.
         if url.password is not None and url.password != password:
             raise StorageError(
-                f"the storage URL {redact(url)} holds a password and {PASSWORD_FILE_ENV} or {PASSWORD_ENV} "
-                "gives another; keep one of them"
+                f"the storage URL {redact(url)} holds a password and {PASSWORD_FILE_ENV} or "
+                f"{PASSWORD_ENV} gives another; keep one of them"
             )
         url = url.set(password=password)
     return url
 
 
 def _password_apart() -> str | None:
-    """The password given beside the URL: the file's first line, or the variable; None if neither."""
+    """The password given beside the URL: the file's first line, or the variable; else None."""
     path = os.environ.get(PASSWORD_FILE_ENV)
     if path:
         try:
@@ -69,7 +69,8 @@ def _password_apart() -> str | None:
             raise StorageError(f"{PASSWORD_FILE_ENV}={path}: not a text file") from None
         if not lines or not lines[0]:
             raise StorageError(
-                f"{PASSWORD_FILE_ENV}={path}: the file is empty; write the password on its first line"
+                f"{PASSWORD_FILE_ENV}={path}: the file is empty; "
+                "write the password on its first line"
             )
         if os.environ.get(PASSWORD_ENV):
             raise StorageError(

@@ -2,18 +2,29 @@
 study-wide budget, its summary, the arithmetic of its effective batch, and its final trainings.
 No torch or transformers here."""
 
-from hpsearch.study.algorithms import make_pruner, make_sampler, worker_seed
+from hpsearch.storage import INTERRUPTED, LOST
+from hpsearch.study.algorithms import (
+    SAMPLER_SEED_ATTR,
+    START_ATTR,
+    SamplerStart,
+    make_pruner,
+    make_sampler,
+    max_evaluations,
+    seed_sampler,
+    start_seed,
+)
 from hpsearch.study.batch import WORLD_SIZE_ATTR, effective_batch, reproducing_accumulation
 from hpsearch.study.budget import (
+    BUG,
     FAIL_REASON_ATTR,
     FULL,
-    INTERRUPTED,
     SPENT,
     START,
     TRACEBACK_ATTR,
     budget_verdict,
     count_states,
     counts_toward_budget,
+    enforce_budget,
     n_spent,
 )
 from hpsearch.study.final import (
@@ -48,6 +59,7 @@ from hpsearch.study.summary import (
 )
 
 __all__ = [
+    "BUG",
     "EARLY_STEPS_SAVED_ATTR",
     "EFFECTIVE_BATCH_ATTR",
     "EVAL_EXAMPLES_ATTR",
@@ -57,15 +69,19 @@ __all__ = [
     "FULL",
     "INTERRUPTED",
     "INTERVAL_ATTR",
+    "LOST",
     "MUTABLE_KEYS",
+    "SAMPLER_SEED_ATTR",
     "SPEC_ATTR",
     "SPENT",
     "START",
+    "START_ATTR",
     "STOPPED_EARLY_ATTR",
     "TRACEBACK_ATTR",
     "WORLD_SIZE_ATTR",
     "Confidence",
     "FinalPlan",
+    "SamplerStart",
     "StudySummary",
     "budget_verdict",
     "check_resumable",
@@ -76,16 +92,19 @@ __all__ = [
     "describe_states",
     "diff_specs",
     "effective_batch",
+    "enforce_budget",
     "final_trainings",
     "make_pruner",
     "make_sampler",
+    "max_evaluations",
     "n_spent",
     "open_study",
     "plan_final_training",
     "record_final_training",
     "reproducing_accumulation",
+    "seed_sampler",
+    "start_seed",
     "stored_spec",
     "study_exists",
     "summarize",
-    "worker_seed",
 ]

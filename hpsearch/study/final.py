@@ -36,9 +36,9 @@ class FinalPlan:
     params: dict[str, Any]
     """The trial's parameters, as searched."""
     spec: StudySpec
-    """The search's spec; with full_data, without dataset.max_train_samples (the eval set is the same)."""
+    """The search's spec; with full_data, without dataset.max_train_samples (same eval set)."""
     values: dict[str, Any]
-    """What it trains with: the spec's fixed settings, the trial's parameters, the epochs asked for."""
+    """What it trains with: the spec's fixed settings, the trial's parameters, the epochs asked."""
     seed: int
     full_data: bool
     epochs: float | None
@@ -65,7 +65,7 @@ def plan_final_training(
     full_data: bool = False,
     epochs: float | None = None,
 ) -> FinalPlan:
-    """The final training of trial `number` (None: the best trial) of `study`, searched by `spec`."""
+    """The final training of trial `number` (None: the best) of `study`, searched by `spec`."""
     trial = choose_trial(study, number)
     values = {**spec.training, **trial.params}
     if epochs is not None:
@@ -122,8 +122,8 @@ def choose_trial(study: optuna.Study, number: int | None) -> FrozenTrial:
         reason = trial.user_attrs.get(FAIL_REASON_ATTR)
         why = f" ({reason})" if trial.state == TrialState.FAIL and reason else ""
         raise StudyError(
-            f"trial {number} of study {name!r} is {trial.state.name}{why}: only a COMPLETE or PRUNED trial "
-            f"can be trained again; see hpsearch status --study {name}"
+            f"trial {number} of study {name!r} is {trial.state.name}{why}: only a COMPLETE or "
+            f"PRUNED trial can be trained again; see hpsearch status --study {name}"
         )
     return trial
 

@@ -16,7 +16,7 @@ import optuna
 from hpsearch.errors import StudyError
 from hpsearch.spec import StudySpec, parse_spec
 from hpsearch.storage import cached, create_study
-from hpsearch.study.algorithms import make_pruner, make_sampler
+from hpsearch.study.algorithms import make_pruner, make_sampler, max_evaluations
 from hpsearch.study.budget import n_spent
 
 SPEC_ATTR = "hpsearch_spec"
@@ -48,29 +48,28 @@ def stored_spec(storage, name: str) -> StudySpec:
 
 
 def check_resumable(storage, name: str, spec: StudySpec) -> int:
-    """Trials already spent by the study (0 for a new one); refuses a changed spec before any work."""
+    """Trials the study already spent (0 for a new one); refuses a changed spec before any work."""
     if not study_exists(storage, name):
         return 0
     _refuse_changes(name, stored_spec(storage, name), spec)
     return n_spent(storage.get_all_trials(storage.get_study_id_from_name(name), deepcopy=False))
 
 
-def open_study(
-    storage, name: str, spec: StudySpec, worker_key: str | None = None
-) -> tuple[optuna.Study, list[str]]:
+def open_study(storage, name: str, spec: StudySpec) -> tuple[optuna.Study, list[str]]:
     """Create the study or resume it; returns it and the changes made to its stored budget.
 
-    `worker_key` names this worker among several, so that its sampler draws its own suggestions.
+    Its sampler keeps the spec's seed: a process that samples calls seed_sampler (algorithms.py)
+    first, for a seed of its own.
     """
     if not study_exists(storage, name):
         try:
             create_study(storage, name, spec.objective.direction, {SPEC_ATTR: spec.to_dict()})
-            return _load(storage, name, spec, worker_key), []
+            return _load(storage, name, spec), []
         except optuna.exceptions.DuplicatedStudyError:
             pass  # another process created it a moment ago: resume it like any existing study
     existing = stored_spec(storage, name)
     _refuse_changes(name, existing, spec)
-    study = _load(storage, name, spec, worker_key)
+    study = _load(storage, name, spec)
     old, new = existing.to_dict(), spec.to_dict()
     changes = [
         line for key in MUTABLE_KEYS for line in diff_specs(old[key], new[key], prefix=f"{key}.")
@@ -93,12 +92,12 @@ def _refuse_changes(name: str, existing: StudySpec, spec: StudySpec) -> None:
         )
 
 
-def _load(storage, name: str, spec: StudySpec, worker_key: str | None) -> optuna.Study:
+def _load(storage, name: str, spec: StudySpec) -> optuna.Study:
     return optuna.load_study(
         study_name=name,
         storage=cached(storage),
-        sampler=make_sampler(spec.sampler, worker_key),
-        pruner=make_pruner(spec.pruner),
+        sampler=make_sampler(spec.sampler),
+        pruner=make_pruner(spec.pruner, max_evaluations(spec)),
     )
 
 

@@ -77,7 +77,8 @@ class StudySummary:
     best_value: float | None = None
     best_params: dict[str, Any] = field(default_factory=dict)
     best_metrics: dict[str, float] = field(default_factory=dict)
-    """The best trial's last evaluation, the task's metrics only (eval_f1, eval_loss, ...)."""
+    """The best trial's evaluation that gives its value (its last, or its best under
+    objective.value: best), the task's metrics only (eval_f1, eval_loss, ...)."""
     best_confidence: Confidence | None = None
     best_effective_batch_size: int | None = None
     """Examples per optimizer step of the best trial: batch size x accumulation x devices."""

@@ -130,7 +130,7 @@ class Task:
     def encode(
         self, batch: dict[str, list], dataset: DatasetBase, tokenizer, labels: Labels | None
     ) -> dict[str, list]:
-        """A batch of rows (column -> values) as model inputs: input_ids, attention_mask, labels, ..."""
+        """A batch of rows (column -> values) as model inputs: input_ids, attention_mask, labels."""
         raise NotImplementedError
 
     # --- the model and its evaluation ------------------------------------------------------------
@@ -148,7 +148,7 @@ class Task:
     def compute_metrics(
         self, dataset: DatasetBase, tokenizer, labels: list[str] | None
     ) -> Callable | None:
-        """Trainer's `compute_metrics` (None: Trainer's eval loss is all, and no logits are kept)."""
+        """Trainer's `compute_metrics` (None: Trainer's eval loss is all; no logits are kept)."""
         return None
 
     def derive_metrics(self, metrics: dict[str, float]) -> dict[str, float]:

@@ -21,7 +21,7 @@ from hpsearch.tasks.base import IGNORED, DatasetBase, Direction, Task
 class CausalLMData(DatasetBase):
     task: Literal["causal-lm"] = Field(default="causal-lm", exclude=True, repr=False)
     text: str | None = None
-    """The column of texts to model (the default, as `text`, when no prompt and completion are given)."""
+    """The column of texts to model (by default `text`, when no prompt and completion are given)."""
     prompt: str | None = None
     """With completion: the column of prompts, which the loss does not score."""
     completion: str | None = None
@@ -34,7 +34,8 @@ class CausalLMData(DatasetBase):
         pair = (self.prompt, self.completion)
         if self.text is not None and any(pair):
             raise ValueError(
-                "give text (language modelling) or prompt and completion (instruction tuning), not both"
+                "give text (language modelling) or prompt and completion (instruction tuning), "
+                "not both"
             )
         if any(pair) and not all(pair):
             missing = "completion" if self.prompt else "prompt"
@@ -82,8 +83,10 @@ class CausalLM(Task):
             targets = [list(i) for i in inputs]
         else:
             prompts, completions = ids(batch[dataset.prompt]), ids(batch[dataset.completion])
-            inputs = [p + c + end for p, c in zip(prompts, completions)]
-            targets = [[IGNORED] * len(p) + c + end for p, c in zip(prompts, completions)]
+            inputs = [p + c + end for p, c in zip(prompts, completions, strict=True)]
+            targets = [
+                [IGNORED] * len(p) + c + end for p, c in zip(prompts, completions, strict=True)
+            ]
         if dataset.packing:
             inputs, targets = pack(inputs, dataset.max_length), pack(targets, dataset.max_length)
         else:

@@ -42,7 +42,8 @@ def read_conll(
         lines = path.read_text(encoding=encoding).splitlines()
     except UnicodeDecodeError:
         raise SpecError(
-            f"dataset.encoding: {path} is not {encoding}; set encoding: to the file's encoding (latin-1, say)"
+            f"dataset.encoding: {path} is not {encoding}; set encoding: to the file's encoding "
+            "(latin-1, say)"
         ) from None
     for number, line in enumerate(lines, start=1):
         if not line.strip():

@@ -1,4 +1,4 @@
-"""Sequence-to-sequence (summarization, translation, any text-to-text): a source text and its target.
+"""Sequence-to-sequence (summarization, translation, any text-to-text): a source text and target.
 
 Evaluation generates with the trial's generation settings (num_beams, max_new_tokens, ...; set on
 the model's generation config, so the exported model generates the same way) and scores the
@@ -25,7 +25,7 @@ class Seq2SeqData(DatasetBase):
     target: str = "target"
     """The column holding the text to generate from it."""
     prefix: str = ""
-    """Put before every source text: T5's task prefix ("summarize: ", "translate English to German: ")."""
+    """Put before each source: T5's task prefix ("summarize: ", "translate English to German: ")."""
     max_target_length: int = Field(default=128, ge=1, le=32768)
     """Tokens of target kept per example (the rest is cut off)."""
 
@@ -64,7 +64,7 @@ class Seq2Seq(Task):
             truncation=True,
             max_length=dataset.max_target_length,
         )
-        # Not token_type_ids (a BERT tokenizer's): generate() refuses inputs its model does not take.
+        # Not token_type_ids (a BERT tokenizer's): generate() refuses inputs its model doesn't take.
         return {
             "input_ids": encoded["input_ids"],
             "attention_mask": encoded["attention_mask"],
@@ -119,13 +119,13 @@ def generated_lengths(ids: np.ndarray, pad_id: int | None) -> list[int]:
 def text_scores(
     predictions: list[str], references: list[str], lengths: list[int] | None = None
 ) -> dict[str, float]:
-    """ROUGE-1/2/L F-measures averaged over examples, corpus sacreBLEU, and the mean generated length."""
+    """ROUGE-1/2/L F-measures averaged over examples, corpus sacreBLEU, mean generated length."""
     import sacrebleu
     from rouge_score import rouge_scorer
 
     scorer = rouge_scorer.RougeScorer(list(ROUGE), use_stemmer=True)
     totals = dict.fromkeys(ROUGE, 0.0)
-    for predicted, reference in zip(predictions, references):
+    for predicted, reference in zip(predictions, references, strict=True):
         for name, score in scorer.score(reference, predicted).items():
             totals[name] += score.fmeasure
     n = max(len(predictions), 1)

@@ -49,8 +49,8 @@ class TextClassification(Task):
     ) -> None:
         if pd.api.types.is_float_dtype(frame[dataset.label].dropna()):
             raise SpecError(
-                f"dataset.label: column {dataset.label!r} holds floats; a classifier needs integer or "
-                "string labels (for tags per token, use task: token-classification)"
+                f"dataset.label: column {dataset.label!r} holds floats; a classifier needs integer "
+                "or string labels (for tags per token, use task: token-classification)"
             )
 
     def known_labels(self, features, dataset: TextClassificationData) -> list[str] | None:
@@ -67,7 +67,8 @@ class TextClassification(Task):
         unseen = set(evaluation[dataset.label].unique()) - set(labels.ids)
         if unseen:
             raise HpsearchError(
-                f"dataset: the eval set has labels the training set lacks: {sorted(map(str, unseen))}"
+                "dataset: the eval set has labels the training set lacks: "
+                f"{sorted(map(str, unseen))}"
             )
         if len(labels.names) < 2:
             raise HpsearchError(

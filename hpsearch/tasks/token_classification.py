@@ -78,7 +78,7 @@ class TokenClassification(Task):
         self, frame: pd.DataFrame, dataset: TokenClassificationData, origin: str
     ) -> None:
         for number, (words, tags) in enumerate(
-            zip(frame[dataset.tokens], frame[dataset.tags]), start=1
+            zip(frame[dataset.tokens], frame[dataset.tags], strict=True), start=1
         ):
             for key, value in (("tokens", words), ("tags", tags)):
                 if isinstance(value, str) or not hasattr(value, "__len__"):
@@ -88,8 +88,8 @@ class TokenClassification(Task):
                     )
             if len(words) != len(tags):
                 raise SpecError(
-                    f"dataset.tags: row {number} of {origin} has {len(words)} tokens but {len(tags)} tags; "
-                    "each word needs one tag"
+                    f"dataset.tags: row {number} of {origin} has {len(words)} tokens but "
+                    f"{len(tags)} tags; each word needs one tag"
                 )
 
     def known_labels(self, features, dataset: TokenClassificationData) -> list[str] | None:
@@ -110,8 +110,9 @@ class TokenClassification(Task):
             unseen = {str(tag) for tags in evaluation[dataset.tags] for tag in tags} - set(names)
             if unseen:
                 raise HpsearchError(
-                    f"dataset.tags: the eval set has tags the training set lacks: {', '.join(sorted(unseen))}; "
-                    "train on more rows, or map those tags to ones training has"
+                    "dataset.tags: the eval set has tags the training set lacks: "
+                    f"{', '.join(sorted(unseen))}; train on more rows, or map those tags to ones "
+                    "training has"
                 )
         if len(labels.names) < 2:
             raise HpsearchError(
@@ -119,8 +120,8 @@ class TokenClassification(Task):
             )
         if dataset.tag_scheme and not is_chunking(labels.names):
             raise HpsearchError(
-                f"dataset.tag_scheme: {dataset.tag_scheme} needs tags like B-PER and O, but the data has "
-                f"{_not_chunk_tags(labels.names)}; remove tag_scheme"
+                f"dataset.tag_scheme: {dataset.tag_scheme} needs tags like B-PER and O, but the "
+                f"data has {_not_chunk_tags(labels.names)}; remove tag_scheme"
             )
         return labels
 
@@ -147,8 +148,9 @@ class TokenClassification(Task):
     def check_metric(self, metric: str, labels: list[str]) -> None:
         if metric in ENTITY_METRICS and not is_chunking(labels):
             raise HpsearchError(
-                f"objective.metric: {metric} scores entities, but tags such as {_not_chunk_tags(labels)} "
-                "mark none (entities are tagged O, B-TYPE, I-TYPE, ...); use metric: accuracy"
+                f"objective.metric: {metric} scores entities, but tags such as "
+                f"{_not_chunk_tags(labels)} mark none (entities are tagged O, B-TYPE, I-TYPE, "
+                "...); use metric: accuracy"
             )
 
     def compute_metrics(self, dataset: TokenClassificationData, tokenizer, labels: list[str]):
@@ -162,7 +164,8 @@ class TokenClassification(Task):
     def usage(self, model_dir) -> str:
         return (
             f"from transformers import pipeline\n"
-            f'tag = pipeline("token-classification", model="{model_dir}", aggregation_strategy="simple")'
+            f'tag = pipeline("token-classification", model="{model_dir}", '
+            'aggregation_strategy="simple")'
         )
 
 
@@ -210,8 +213,8 @@ def _short(value) -> str:
 
 
 class TagMetrics:
-    """Trainer's compute_metrics for tags: entity-level scores when the tags mark entities (seqeval),
-    token accuracy always, both over the pieces that carry a label."""
+    """Trainer's compute_metrics for tags: entity-level scores when the tags mark entities
+    (seqeval), token accuracy always, both over the pieces that carry a label."""
 
     def __init__(self, names: list[str], scheme: str | None = None):
         self.names = names
@@ -227,9 +230,12 @@ class TagMetrics:
         kept = gold != IGNORED
         metrics = {"accuracy": float((predicted[kept] == gold[kept]).mean()) if kept.any() else 0.0}
         if self.chunking:
-            true_tags = [[self.names[g] for g in row[mask]] for row, mask in zip(gold, kept)]
+            true_tags = [
+                [self.names[g] for g in row[mask]] for row, mask in zip(gold, kept, strict=True)
+            ]
             predicted_tags = [
-                [self.names[p] for p in row[mask]] for row, mask in zip(predicted, kept)
+                [self.names[p] for p in row[mask]]
+                for row, mask in zip(predicted, kept, strict=True)
             ]
             metrics.update(entity_scores(true_tags, predicted_tags, self.scheme))
         return metrics

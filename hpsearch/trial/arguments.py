@@ -45,22 +45,23 @@ CONTROLLED_ARGS = frozenset(
         "eval_on_start",
         "remove_unused_columns",
         "label_names",
-        # Seq2seq evaluation generates with the spec's generation settings (num_beams, max_new_tokens, ...).
+        # Seq2seq evaluation generates with the spec's generation settings (num_beams,
+        # max_new_tokens, ...).
         "predict_with_generate",
         "generation_config",
         "generation_max_length",
         "generation_num_beams",
     }
 )
-# Not train_sampling_strategy="group_by_length": it made steps 1.5x faster on the default study, but
-# its batches of one length cost 3-6 points of accuracy after an epoch (BENCHMARKS.md).
+# Not train_sampling_strategy="group_by_length": its steps are faster, but its batches of one length
+# cost accuracy after an epoch (BENCHMARKS.md, "Head-to-head": tried and rejected).
 DEFAULT_ARGS = {"per_device_eval_batch_size": 64}
 
 
 def build_training_args(
     values: dict[str, Any], seed: int, output_dir: Path, task: Task = TASKS[DEFAULT_TASK]
 ) -> TrainingArguments:
-    """The task's TrainingArguments class with the spec's values, hpsearch's defaults and its own."""
+    """The task's TrainingArguments class with the spec's values, hpsearch's defaults, its own."""
     return transformers_class(task.arguments_class)(
         **{
             **DEFAULT_ARGS,
@@ -104,9 +105,10 @@ def check_training_args(spec: StudySpec) -> None:
             if name not in fields:
                 close = difflib.get_close_matches(name, [*fields, *others], n=1)
                 hint = f" (did you mean {close[0]}?)" if close else ""
+                generation = " nor a generation setting" if task.generates else ""
                 raise SpecError(
                     f"{section}.{name}: not a {task.arguments_class} field nor a model knob "
-                    f"({', '.join(MODEL_KNOBS)}){' nor a generation setting' if task.generates else ''}{hint}"
+                    f"({', '.join(MODEL_KNOBS)}){generation}{hint}"
                 )
     fixed = split_params(spec.training).arguments
     with tempfile.TemporaryDirectory() as scratch:

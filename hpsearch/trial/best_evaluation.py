@@ -18,7 +18,8 @@ from hpsearch.trial.callback import OptunaPruningCallback
 
 class BestEvaluation(TrainerCallback):
     """Follows the evaluations that `primary` (the trial's evaluating callback) makes; registered
-    after it, so that it sees each evaluation's value once that callback has read and reported it."""
+    after it, so that it sees each evaluation's value once that callback has read and reported it.
+    """
 
     def __init__(
         self,

@@ -1,4 +1,4 @@
-"""The dataset of a study: read, split, capped, made into model inputs by its task, and cached on disk.
+"""The dataset of a study: read, split, capped, made model inputs by its task, and cached on disk.
 
 The cache is keyed by the model reference, the dataset section of the spec (which holds the task's
 keys and max_length), the tokenizer's content and the content of the local source files
@@ -127,7 +127,7 @@ def cache_key(dataset: DatasetBase, model_reference: str, tokenizer, cache_dir: 
 def prepare_data(
     dataset: DatasetBase, model_reference: str, tokenizer, cache_dir: Path
 ) -> PreparedData:
-    """Load the train and eval sets as model inputs from the cache, building them first if needed."""
+    """Load the train and eval sets as model inputs from the cache, built first if need be."""
     from datasets import load_from_disk
 
     target = cache_dir / f"data-{cache_key(dataset, model_reference, tokenizer, cache_dir)}"

@@ -24,11 +24,11 @@ from hpsearch.trial.fit import examples_per_step, start_fit
 from hpsearch.trial.load import Loaded
 
 Report = Callable[[int, int, "dict[str, float] | None"], None]
-"""Called with (optimizer steps done, steps planned, the metrics of an evaluation just made or None)."""
+"""Called with (optimizer steps done, steps planned, metrics of an evaluation just made or None)."""
 
 
 class ProgressReporter(TrainerCallback):
-    """Hands Trainer's progress to `report`: after every optimizer step, and every evaluation's metrics."""
+    """Hands Trainer's progress to `report`: after each optimizer step, and each evaluation."""
 
     def __init__(self, report: Report):
         self.report = report
@@ -49,7 +49,8 @@ class ProgressReporter(TrainerCallback):
 class FinalResult:
     metric: str
     value: float
-    """The objective at the last evaluation, on the search's eval set."""
+    """The objective of the evaluation that gives the value (the last, or the best under
+    `objective.value: best`), on the search's eval set."""
     metrics: dict[str, float]
     interval: tuple[float, float] | None
     n_train_examples: int
@@ -67,8 +68,8 @@ class FinalResult:
 def train_final(
     plan: FinalPlan, loaded: Loaded, directory: Path, report: Report | None = None
 ) -> FinalResult:
-    """Train `plan`'s configuration on `loaded` (its spec's data) and save the model and tokenizer in
-    `directory`. A configuration that cannot train, or whose loss diverges, is an HpsearchError;
+    """Train `plan`'s configuration on `loaded` (its spec's data) and save the model and tokenizer
+    in `directory`. A configuration that cannot train, or whose loss diverges, is an HpsearchError;
     then nothing is saved."""
     spec = plan.spec
     callbacks = (ProgressReporter(report),) if report is not None else ()
@@ -117,7 +118,8 @@ def train_final(
 
 
 def final_record(plan: FinalPlan, result: FinalResult, **more: Any) -> dict[str, Any]:
-    """The JSON-safe record of a final training, as the study keeps it (study.record_final_training)."""
+    """The JSON-safe record of a final training, as the study keeps it
+    (study.record_final_training)."""
     return {
         "trial": plan.trial,
         "seed": plan.seed,

@@ -1,4 +1,4 @@
-"""Fine-tuning one configuration: its model, its Trainer and the callback that evaluates, trained once.
+"""Fine-tuning one configuration: its model, its Trainer and the evaluating callback, trained once.
 
 Shared by a search trial (trial/runner.py, which reports to Optuna and records the trial) and by
 `hpsearch train` (trial/final.py, which re-trains a chosen configuration with no Optuna trial).
@@ -40,7 +40,7 @@ from hpsearch.trial.model import ModelFactory
 
 @dataclass
 class Fitting:
-    """A configuration ready to train, then trained: `train()` once, then read or save the result."""
+    """A configuration ready to train, then trained: `train()` once, then read or save results."""
 
     trainer: Trainer
     callback: OptunaPruningCallback

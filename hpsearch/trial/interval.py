@@ -1,10 +1,10 @@
 """How far a trial's objective can be trusted: a bootstrap interval over the eval set.
 
 The eval set is a sample, so a trial's metric is an estimate: on 500 examples an accuracy of 0.73
-is 0.73 +- 0.04 at 95%. The interval is a percentile bootstrap: the last evaluation's predictions
-resampled with replacement, example by example, and the task's own metric computed on each
-resample, so it holds for any metric the task computes (accuracy, F1, entity F1), not only for a
-proportion.
+is 0.73 +- 0.04 at 95%. The interval is a percentile bootstrap: the predictions of the evaluation
+that gives the trial's value (its last, or its best under `objective.value: best`) resampled with
+replacement, example by example, and the task's own metric computed on each resample, so it holds
+for any metric the task computes (accuracy, F1, entity F1), not only for a proportion.
 """
 
 from __future__ import annotations

@@ -31,7 +31,8 @@ def quiet_libraries() -> None:
     import transformers
 
     transformers.logging.set_verbosity_error()
-    huggingface_hub.utils.logging.set_verbosity_error()  # "... thrown while requesting HEAD" offline
+    # Offline, huggingface_hub logs "... thrown while requesting HEAD".
+    huggingface_hub.utils.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()  # "Loading weights", "Writing model shards"
     datasets.disable_progress_bars()
     datasets.logging.set_verbosity_error()

@@ -50,8 +50,9 @@ def add_adapters(model, lora: dict[str, Any], task: Task, fresh_modules: list[st
             return get_peft_model(model, config)
     except ValueError:  # target modules the model does not have
         raise ValueError(
-            f"peft.target_modules: {target} matches no module of this {model.config.model_type} model; its "
-            f"linear layers are named {', '.join(linear_names(model))} (or use all-linear)"
+            f"peft.target_modules: {target} matches no module of this {model.config.model_type} "
+            f"model; its linear layers are named {', '.join(linear_names(model))} (or use "
+            "all-linear)"
         ) from None
 
 

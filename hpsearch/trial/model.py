@@ -59,8 +59,8 @@ def _from_pretrained(auto_class, location: Location, **kwargs):
         return auto_class.from_pretrained(source_of(location), **kwargs)
     except OSError as e:
         raise HpsearchError(
-            f"model: cannot load {location.reference!r}: {first_line(e)}; without a network, point model: "
-            "at a local directory or package:PKG"
+            f"model: cannot load {location.reference!r}: {first_line(e)}; without a network, point "
+            "model: at a local directory or package:PKG"
         ) from None
 
 
@@ -73,7 +73,8 @@ class ModelFactory:
         self.auto_class = transformers_class(task.model_class)
         self.config = load_config(location, label_names)
         if tokenizer is not None and getattr(self.config, "pad_token_id", None) is None:
-            # Batches are padded with the tokenizer's pad token (the causal-lm task may have set it).
+            # Batches are padded with the tokenizer's pad token (the causal-lm task may have set
+            # it).
             self.config.pad_token_id = tokenizer.pad_token_id
         pretrained, info = _from_pretrained(
             self.auto_class,
@@ -108,12 +109,13 @@ class ModelFactory:
         model = self.auto_class.from_config(config)
         model.load_state_dict(self.pretrained_state, strict=False)
         if self.generation_config is not None:
-            # The checkpoint's generation defaults (its own generation_config.json), then the trial's.
+            # The checkpoint's generation defaults (its generation_config.json), then the trial's.
             model.generation_config = copy.deepcopy(self.generation_config)
         for name, value in (generation or {}).items():
             setattr(model.generation_config, name, value)
         if knobs.get("freeze_embeddings"):
-            # About half of a small encoder's weights: frozen, AdamW skips them (~14% faster on CPU).
+            # About half of a small encoder's weights: frozen, AdamW skips them (a faster trial:
+            # BENCHMARKS.md, "Default study").
             model.base_model.get_input_embeddings().requires_grad_(False)
         if knobs.get("freeze_layers"):
             freeze_layers(model, knobs["freeze_layers"])
@@ -141,7 +143,7 @@ def count_layers(config) -> int | None:
 
 
 def find_layers(model):
-    """The model's stack of transformer layers (a ModuleList of the config's layer count), or None."""
+    """The model's transformer layers (a ModuleList of the config's layer count), or None."""
     import torch
 
     total = count_layers(model.config)
@@ -156,7 +158,7 @@ def find_layers(model):
 
 
 def freeze_layers(model, n_layers: int) -> None:
-    """Freeze the embeddings and the first `n_layers` transformer layers (no gradient, less compute)."""
+    """Freeze the embeddings and first `n_layers` transformer layers (no gradient, less compute)."""
     total = count_layers(model.config)
     layers = find_layers(model)
     if layers is None or not 0 <= n_layers <= total:

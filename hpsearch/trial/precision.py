@@ -1,11 +1,10 @@
-"""The precision trials train in: bf16 mixed precision where the hardware runs it fast, unless the spec says.
+"""The precision trials train in: bf16 mixed precision where it runs fast, unless the spec says.
 
 A spec that sets `bf16` or `fp16` itself (in `training:` or its search space) gets exactly that.
 Otherwise trials use bf16 on a GPU that supports it (Ampere and later), fp16 on an older GPU, and
-bf16 on a CPU with bf16 instructions: AMX tiles (Intel Sapphire Rapids and later), where MiniLM's
-training steps ran 1.5-1.7x and its evaluations 2.3x faster than in fp32 at the same accuracy, or
-AVX512-BF16 (AMD Zen 4, Intel Cooper Lake), where an epoch of it trained 2.2x faster at the same
-accuracy (BENCHMARKS.md).
+bf16 on a CPU with bf16 instructions: AMX tiles (Intel Sapphire Rapids and later) or AVX512-BF16
+(AMD Zen 4, Intel Cooper Lake), where MiniLM trained and evaluated faster than in fp32 at the same
+accuracy (BENCHMARKS.md, "Head-to-head" and "bf16 on a CPU without AMX").
 Everywhere else fp32: a CPU without them emulates bf16, slower than fp32. `training: {bf16: false}`
 turns it off.
 """

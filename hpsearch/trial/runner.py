@@ -1,10 +1,12 @@
 """One trial: sample parameters, fine-tune with Trainer, report each evaluation, prune, record.
 
 A trial that cannot train (bad parameter combination, out of memory, NaN) is data: it ends FAIL with
-its reason in the `fail_reason` user attribute and the study goes on. A bug of hpsearch met by a
-trial (errors.is_hpsearch_bug: a KeyError raised in hpsearch's code, an ImportError) is not: the
-trial ends FAIL with its reason and its traceback (the `traceback` user attribute, which keeps it
-out of the budget), and TrialBug stops the worker, which would meet the bug in every trial.
+its reason in the `fail_reason` user attribute and the study goes on. One stopped by Ctrl-C ends
+FAIL 'interrupted' with one re-run (same parameters and seed), queued by the storage in the same
+transaction (hpsearch.storage.rerun). A bug of hpsearch met by a trial (errors.is_hpsearch_bug: a
+KeyError raised in hpsearch's code, an ImportError) is not data: the trial ends FAIL with reason
+'bug in hpsearch' and the traceback in its `traceback` user attribute (it does not count toward
+the budget), and TrialBug stops the worker, which would meet the bug in every trial.
 
 In a trial group (several ranks per trial, hpsearch.trial.distributed) rank 0 runs the trial as
 above and sends each configuration to the other ranks, which train it alongside (`follow`).
@@ -12,6 +14,7 @@ above and sends each configuration to the other ranks, which train it alongside 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -22,17 +25,20 @@ from typing import Any
 
 import optuna
 from optuna.artifacts import upload_artifact
+from optuna.exceptions import UpdateFinishedTrialError
 
 from hpsearch.errors import TrialFailed, describe_bug, is_hpsearch_bug
 from hpsearch.spec import StudySpec, suggest_params
-from hpsearch.storage import BestModelKeeper, set_user_attrs
+from hpsearch.storage import RERUN_OF_ATTR, BestModelKeeper, rerun_when_failed, set_user_attrs
 from hpsearch.study import (
+    BUG,
     EVAL_EXAMPLES_ATTR,
     FAIL_REASON_ATTR,
     INTERRUPTED,
     INTERVAL_ATTR,
     TRACEBACK_ATTR,
     WORLD_SIZE_ATTR,
+    SamplerStart,
 )
 from hpsearch.trial.callback import OptunaPruningCallback
 from hpsearch.trial.data import PreparedData
@@ -68,10 +74,14 @@ class TrialRunner:
     group: Group | None = None
     """The trial group this process is a rank of (gpus_per_trial), or None: it trains alone."""
 
+    sampler_start: SamplerStart | None = None
+    """This process's start number and sampler seed (study.seed_sampler), recorded on each trial."""
+
     def __call__(self, trial: optuna.Trial) -> float:
         params = suggest_params(trial, self.spec.searched_params)
         # A re-run (of an interrupted trial, or one lost with its worker) keeps the original seed.
-        seed = trial.user_attrs.get("seed", self.spec.seed + trial.number)
+        first = trial.user_attrs.get(RERUN_OF_ATTR, trial.number)
+        seed = trial.user_attrs.get("seed", self.spec.seed + first)
         group_record = {}
         if self.group is not None:
             self.group.share((params, seed))
@@ -80,12 +90,14 @@ class TrialRunner:
                 "rank_pids": self.group.gather(os.getpid()),
                 WORLD_SIZE_ATTR: self.group.size,
             }
-        record_start(trial, seed, self.device, group_record)
+        start = self.sampler_start.attrs() if self.sampler_start is not None else {}
+        record_start(trial, seed, self.device, {**start, **group_record})
         try:
             return self._train(trial, params, seed)
         except KeyboardInterrupt:
-            trial.set_user_attr(FAIL_REASON_ATTR, INTERRUPTED)
-            trial.study.enqueue_trial(params, user_attrs={"seed": seed, "rerun_of": trial.number})
+            # Optuna's tell, which FAILs the trial next, records the reason and queues the re-run
+            # in its transaction; if the stale-trial sweep ended the trial first, it adds nothing.
+            rerun_when_failed(trial, INTERRUPTED)
             raise
         except TrialFailed as e:
             trial.set_user_attr(FAIL_REASON_ATTR, str(e))
@@ -96,7 +108,7 @@ class TrialRunner:
             bug = describe_bug(e, f"trial {trial.number}")
             set_user_attrs(
                 trial,
-                {FAIL_REASON_ATTR: bug.reason, TRACEBACK_ATTR: bug.traceback[-TRACEBACK_LIMIT:]},
+                {FAIL_REASON_ATTR: BUG, TRACEBACK_ATTR: bug.traceback[-TRACEBACK_LIMIT:]},
             )
             raise bug from e
 
@@ -115,7 +127,7 @@ class TrialRunner:
                 raise
 
     def _train(self, trial: optuna.Trial | None, params: dict[str, Any], seed: int) -> float:
-        """Train one configuration; `trial` is None on a rank other than 0 (which records nothing)."""
+        """Train one configuration; `trial` is None on ranks other than 0 (which record nothing)."""
         group = self.group
         reporter = (
             trial
@@ -147,10 +159,18 @@ class TrialRunner:
                 _train_in(fitting, group)
             finally:
                 if trial is not None:
-                    _record_cost(trial, fitting, self._interval(fitting))
-                    _upload_metrics(
-                        trial, fitting.callback, params, seed, self.artifact_store, Path(scratch)
-                    )
+                    # A trial the stale-trial sweep ended while this process was stopped (SIGSTOP
+                    # past the grace period) takes no more records: what stopped it goes on.
+                    with contextlib.suppress(UpdateFinishedTrialError):
+                        _record_cost(trial, fitting, self._interval(fitting))
+                        _upload_metrics(
+                            trial,
+                            fitting.callback,
+                            params,
+                            seed,
+                            self.artifact_store,
+                            Path(scratch),
+                        )
         if group is not None:
             outcomes = group.gather(rank_outcome(group, params, seed, fitting))
             if trial is not None:
@@ -167,7 +187,7 @@ class TrialRunner:
         if trial is None:
             return value
         fitting.keep_best_weights()
-        self.best_model.offer(trial.study, trial.number, value, fitting.save)
+        self.best_model.offer(trial, value, fitting.save)
         return value
 
     def _interval(self, fitting: Fitting) -> dict[str, Any]:
@@ -186,7 +206,8 @@ class TrialRunner:
 def record_start(
     trial: optuna.Trial, seed: int, device: str, extra: dict[str, Any] | None = None
 ) -> None:
-    """Where the trial runs and with which seed, in one write."""
+    """Where the trial runs and with which seeds (the trial's, and its sampler's with the start
+    number of the process that sampled it, in `extra`), in one write."""
     set_user_attrs(
         trial,
         {

@@ -1,6 +1,7 @@
 """What people see of a study: the console's progress and tables, `status` and `best`, the note in
-optuna-dashboard, the report, the export and the dashboard itself. Reads the storage only through
-hpsearch.storage and hpsearch.study; no torch or transformers here."""
+optuna-dashboard, the report, the export and the dashboard itself. Reads the storage through
+Optuna's public API, hpsearch.storage and hpsearch.study (never Optuna's private API); no torch or
+transformers here."""
 
 from hpsearch.views.dashboard import LOOPBACK, SERVERS, make_app, serve
 from hpsearch.views.export import (

@@ -1,7 +1,8 @@
 """The best model as a directory `transformers.pipeline` loads, with a model card.
 
 Weights, card and message all describe one trial: the one the kept archive names in its
-TRIAL_FILE, which must be the one the study's best-model pointer names.
+TRIAL_FILE, which must be the one the study's best-model pointer names, a COMPLETE trial with
+study.best_trial's value (storage.resolve_best_model); otherwise nothing is written.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import optuna
 from optuna.artifacts import download_artifact
 
 from hpsearch.errors import HpsearchError, StudyError
-from hpsearch.storage import TRIAL_FILE, best_model_pointer
+from hpsearch.storage import TRIAL_FILE, resolve_best_model
 from hpsearch.study import Confidence, stored_spec
 from hpsearch.views.status import describe_trial_record
 
@@ -38,11 +39,10 @@ def export_best_model(
     leaves nothing in `out_dir`."""
     spec = stored_spec(storage, name)  # an unknown study is one clear line, before anything else
     study = optuna.load_study(study_name=name, storage=storage)
-    pointer = best_model_pointer(study)
-    if pointer is None:
-        raise StudyError(
-            f"study {name!r} has no best model yet; run it first (hpsearch run --study {name})"
-        )
+    kept = resolve_best_model(study)
+    if kept.problem is not None:
+        raise StudyError(kept.problem)
+    pointer = kept.pointer
     check_new_directory(out_dir)
     with tempfile.TemporaryDirectory(prefix="hpsearch-export-") as scratch:
         archive = Path(scratch) / "model.zip"
@@ -54,16 +54,14 @@ def export_best_model(
             )
         except Exception as e:  # noqa: BLE001 - each artifact store raises its own not-found type
             raise HpsearchError(
-                f"the best model's file (artifact {pointer['artifact_id']}) is not in the artifact store: "
-                f"{e}; point HPSEARCH_ARTIFACTS at the store the workers wrote to"
+                f"the best model's file (artifact {pointer['artifact_id']}) is not in the artifact "
+                f"store: {e}; point HPSEARCH_ARTIFACTS at the store the workers wrote to"
             ) from None
         staging = Path(scratch) / "model"
         with zipfile.ZipFile(archive) as zf:
             zf.extractall(staging)
         held = _trial_held(staging, pointer)
         record = describe_trial_record(study, spec, study.trials[held])
-        if record["value"] is None:  # kept a moment ago; its worker has not recorded the value yet
-            record["value"] = pointer["value"]
         adapter = read_adapter_settings(staging)
         if finish is not None:
             finish(staging, spec)
@@ -109,8 +107,9 @@ def _trial_held(model_dir: Path, pointer: dict) -> int:
     held = json.loads(marker.read_text())["trial"] if marker.is_file() else pointer["trial"]
     if held != pointer["trial"]:
         raise HpsearchError(
-            f"the best model's archive holds trial {held} but the study points at trial {pointer['trial']}; "
-            "the storage and the artifact store disagree (was HPSEARCH_ARTIFACTS changed?)"
+            f"the best model's archive holds trial {held} but the study points at trial "
+            f"{pointer['trial']}; the storage and the artifact store disagree (was "
+            "HPSEARCH_ARTIFACTS changed?)"
         )
     return held
 
@@ -141,13 +140,21 @@ def _describe_adapter(spec, adapter: dict[str, Any] | None, form: str) -> str:
         f"{adapter['lora_dropout']}) on `{modules}`; new modules trained fully: `{head}`."
     )
     if form == "merged":
-        return f"\n\n## LoRA\n{trained} The adapters are merged into the weights here: no PEFT is needed to load them.\n"
+        return (
+            f"\n\n## LoRA\n{trained} The adapters are merged into the weights here: no PEFT is "
+            "needed to load them.\n"
+        )
+    model_class = spec.task_spec.model_class
+    here = "path/to/this/directory"
     return (
-        f"\n\n## LoRA\n{trained} This directory holds the adapter alone (with PEFT installed); load it "
-        f"onto `{spec.model}`:\n\n```python\nfrom peft import PeftModel\n"
-        f"from transformers import {spec.task_spec.model_class}\n"
-        f'base = {spec.task_spec.model_class}.from_pretrained("BASE_MODEL_DIR", config="path/to/this/directory")\n'
-        'model = PeftModel.from_pretrained(base, "path/to/this/directory").merge_and_unload()\n```\n'
+        f"\n\n## LoRA\n{trained} This directory holds the adapter alone (with PEFT installed); "
+        f"load it onto `{spec.model}`:\n\n"
+        "```python\n"
+        "from peft import PeftModel\n"
+        f"from transformers import {model_class}\n"
+        f'base = {model_class}.from_pretrained("BASE_MODEL_DIR", config="{here}")\n'
+        f'model = PeftModel.from_pretrained(base, "{here}").merge_and_unload()\n'
+        "```\n"
     )
 
 
@@ -169,19 +176,19 @@ def model_card(
     measured = best["metrics"] if final is None else final["metrics"]
     tag = f"pipeline_tag: {task.pipeline_task}\n" if task.pipeline_task else ""
     sureness = f"; {Confidence(**best['confidence']).describe()}" if best.get("confidence") else ""
+    which = "its best evaluation" if spec.objective.value == "best" else "last evaluation"
     if final is None:
         title = "best model of an hpsearch study"
         about = f"""A {spec.task} model fine-tuned from `{spec.model}` on `{spec.dataset.source}`
 ({task.describe_data(spec.dataset)}), the best of {spec.budget.n_trials} trials searched by hpsearch
 for {spec.objective.direction} `{best["metric"]}`: **{best["value"]:.4f}** (trial {best["number"]},
 seed {best["seed"]}){sureness}."""
-        which = "its best evaluation" if spec.objective.value == "best" else "last evaluation"
         measured_title = f"Evaluation metrics of this trial ({which})"
     else:
         title = f"final training of trial {final['trial']} of an hpsearch study"
         about = _describe_final_training(spec, final, sureness)
         measured = {k: v for k, v in measured.items() if k.removeprefix("eval_") in task.metrics}
-        measured_title = "Evaluation metrics of this training (last evaluation)"
+        measured_title = f"Evaluation metrics of this training ({which})"
     metrics = "\n".join(
         f"| {k} | {v:.4f} |" for k, v in sorted(measured.items()) if isinstance(v, float)
     )
@@ -218,20 +225,23 @@ library_name: transformers
 
 def final_model_card(study: optuna.Study, spec, plan, record: dict) -> str:
     """The card of a final training (`record`, trial.final_record) of `plan` (study.FinalPlan) in
-    `study`, searched by `spec`: the trial's parameters and confidence, the training's data and metrics."""
+    `study`, searched by `spec`: the trial's parameters and confidence, the training's data and
+    metrics."""
     trial = describe_trial_record(study, spec, study.trials[plan.trial])
     return model_card(study.study_name, plan.spec, trial, {**record, "fixed": plan.fixed})
 
 
 def _describe_final_training(spec, final: dict, sureness: str) -> str:
     task = spec.task_spec
+    searched = f"{spec.budget.n_trials} trials searched for {spec.objective.direction}"
+    trained = f"{describe_epochs(final['epochs'])} ({final['n_steps']} optimizer steps)"
     return (
         f"A {spec.task} model fine-tuned from `{spec.model}` on `{spec.dataset.source}`\n"
-        f"({task.describe_data(spec.dataset)}) by `hpsearch train`: the configuration and seed ({final['seed']})\n"
-        f"of trial {final['trial']}, one of {spec.budget.n_trials} trials searched for {spec.objective.direction} "
-        f"`{final['metric']}`, trained again\n"
-        f"on {_describe_rows(spec, final)} for {describe_epochs(final['epochs'])} ({final['n_steps']} optimizer "
-        f"steps).\nOn the search's eval set ({final['n_eval_examples']} examples) it reached "
+        f"({task.describe_data(spec.dataset)}) by `hpsearch train`: the configuration and seed "
+        f"({final['seed']})\n"
+        f"of trial {final['trial']}, one of {searched} `{final['metric']}`, trained again\n"
+        f"on {_describe_rows(spec, final)} for {trained}.\n"
+        f"On the search's eval set ({final['n_eval_examples']} examples) it reached "
         f"**{final['value']:.4f}**{_describe_interval(final)};\n"
         f"the trial recorded {_describe_trial_value(final)}{sureness}."
     )

@@ -19,7 +19,12 @@ from importlib import metadata
 import optuna
 import yaml
 
-from hpsearch.storage import best_model_pointer, set_study_system_attr, study_system_attrs
+from hpsearch.storage import (
+    BestModel,
+    resolve_best_model,
+    set_study_system_attr,
+    study_system_attrs,
+)
 from hpsearch.study import StudySummary, describe_states, final_trainings, summarize
 from hpsearch.views.tables import describe_final_data
 
@@ -63,7 +68,7 @@ def workers(study: optuna.Study) -> list[dict]:
 
 
 class NoteWriter:
-    """Rewrites the note after a trial ends, unless it was rewritten less than NOTE_INTERVAL_S ago."""
+    """Rewrites the note after a trial ends, unless rewritten less than NOTE_INTERVAL_S ago."""
 
     def __init__(self, study: optuna.Study, spec, interval: float = NOTE_INTERVAL_S):
         self.study, self.spec, self.interval = study, spec, interval
@@ -86,7 +91,7 @@ def write_note(study: optuna.Study, spec) -> None:
             spec,
             summary,
             workers(study),
-            best_model_pointer(study),
+            resolve_best_model(study),
             final_trainings(study),
         ),
     )
@@ -97,19 +102,27 @@ def render_note(
     spec,
     summary: StudySummary,
     joined: list[dict],
-    pointer: dict | None,
+    kept: BestModel | None,
     trained: list[dict] = (),
 ) -> str:
-    """The note's Markdown; `trained`: the study's final trainings (hpsearch train), oldest first."""
+    """The note's Markdown; `kept`: the best trial's kept model (storage.resolve_best_model);
+    `trained`: the study's final trainings (hpsearch train), oldest first."""
     states = describe_states(summary.states, none="none yet")
     best = "no trial has completed yet"
     if summary.best_number is not None:
         params = ", ".join(f"{k}={_short(v)}" for k, v in summary.best_params.items())
         best = f"{summary.best_value:.4f} (trial {summary.best_number}: {params})"
-    model = f"best-model-trial-{pointer['trial']}.zip (study artifact)" if pointer else "-"
+    model = "-"
+    if kept is not None and kept.pointer is not None:
+        model = f"best-model-trial-{kept.pointer['trial']}.zip (study artifact)"
+    elif kept is not None and summary.best_number is not None:
+        model = kept.problem
     lines = [
         f"# hpsearch study `{name}`",
-        f"task `{spec.task}` · {summary.direction} `{summary.metric}` · model `{spec.model}` · updated {_now()}",
+        (
+            f"task `{spec.task}` · {summary.direction} `{summary.metric}` · model `{spec.model}` · "
+            f"updated {_now()}"
+        ),
         "",
         "## Summary",
         "| | |",
@@ -117,13 +130,17 @@ def render_note(
         f"| trials | {summary.n_spent}/{summary.n_trials_budget} spent ({states}) |",
         f"| best | {best} |",
         f"| best trial's metrics | {_metrics(summary.best_metrics)} |",
-        f"| compute spent | {summary.train_seconds:.0f} s training, {summary.n_steps} optimizer steps |",
+        (
+            f"| compute spent | {summary.train_seconds:.0f} s training, {summary.n_steps} "
+            "optimizer steps |"
+        ),
         f"| saved by pruning | ~{summary.seconds_saved:.0f} s, {summary.steps_saved} steps |",
         *(
             [
                 (
                     f"| stopped early | trials {', '.join(map(str, summary.stopped_early))}: "
-                    f"~{summary.early_stopping_seconds_saved:.0f} s, {summary.early_stopping_steps_saved} steps saved |"
+                    f"~{summary.early_stopping_seconds_saved:.0f} s, "
+                    f"{summary.early_stopping_steps_saved} steps saved |"
                 )
             ]
             if summary.stopped_early
@@ -157,8 +174,9 @@ def render_note(
             "| --- | --- | --- | --- | --- | --- | --- | --- |",
         ]
         lines += [
-            f"| {t['trial']} | {describe_final_data(t)} | {t['epochs']:g} | {t['value']:.4f} | "
-            f"{_value(t.get('trial_value'))} | `{t['out_dir']}` | {t['host']} | {t['finished_at']} |"
+            f"| {t['trial']} | {describe_final_data(t)} | {t['epochs']:g} | {t['value']:.4f} "
+            f"| {_value(t.get('trial_value'))} | `{t['out_dir']}` | {t['host']} "
+            f"| {t['finished_at']} |"
             for t in trained
         ]
     lines += [

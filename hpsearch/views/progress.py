@@ -83,7 +83,8 @@ class RunProgress:
         best = ""
         if states.get("COMPLETE"):
             best = f", best {self.study.best_value:.4f}"
-        return f"{states.get('COMPLETE', 0)} complete, {states.get('PRUNED', 0)} pruned, {states.get('FAIL', 0)} failed{best}"
+        complete, pruned, failed = (states.get(s, 0) for s in ("COMPLETE", "PRUNED", "FAIL"))
+        return f"{complete} complete, {pruned} pruned, {failed} failed{best}"
 
     def _eta(self, done: int) -> str:
         finished_here = done - self.n_done_at_start
@@ -96,7 +97,8 @@ class RunProgress:
 class TrainingProgress:
     """A bar of optimizer steps done and planned, with elapsed time and time left, and one line per
     evaluation; called with (step, steps planned, an evaluation's metrics or None) by the final
-    training's progress callback. `trial_value`: what the trial recorded, shown at the last evaluation."""
+    training's progress callback. `trial_value`: what the trial recorded, shown at the last
+    evaluation."""
 
     def __init__(
         self, console: Console, description: str, metric: str, trial_value: float | None = None

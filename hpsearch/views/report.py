@@ -25,9 +25,18 @@ PLOTS = {
     "slice": "Slice plots",
 }
 
+# The page's CSS (the text of its <style> element).
+STYLE = (
+    "body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1100px; "
+    "color: #222; }\n"
+    "table { border-collapse: collapse; } "
+    "th, td { text-align: left; padding: .2rem .8rem; border-bottom: 1px solid #ddd; }\n"
+    "img { max-width: 100%; } .missing { color: #a60; }"
+)
+
 
 def write_report(study: optuna.Study, spec, out_dir: Path) -> dict[str, str]:
-    """Write the PNGs and report.html into out_dir; returns {plot: file name or why it is missing}."""
+    """Write the PNGs and report.html in out_dir; returns {plot: file name or why it is missing}."""
     import matplotlib
 
     matplotlib.use("Agg")  # files only, no display
@@ -112,8 +121,9 @@ def _page(study: optuna.Study, spec, outcome: dict[str, str], out_dir: Path) -> 
                 (
                     "effective batch",
                     (
-                        f"{summary.best_effective_batch_size} examples per optimizer step (best trial); "
-                        f"{', '.join(map(str, summary.effective_batch_sizes))} across trials"
+                        f"{summary.best_effective_batch_size} examples per optimizer step "
+                        f"(best trial); {', '.join(map(str, summary.effective_batch_sizes))} "
+                        "across trials"
                     ),
                 )
             ]
@@ -145,15 +155,17 @@ def _page(study: optuna.Study, spec, outcome: dict[str, str], out_dir: Path) -> 
         else:
             body = f"<p class=missing>{html.escape(result)}</p>"
         sections.append(f"<section><h2>{html.escape(title)}</h2>{body}</section>")
+    name = html.escape(study.study_name)
+    objective = f"{html.escape(summary.direction)} {html.escape(summary.metric)}"
+    model = html.escape(spec.model)
+    about = f"task {html.escape(spec.task)} &middot; {objective} &middot; model {model}"
     return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>hpsearch report: {html.escape(study.study_name)}</title>
+<html lang="en"><head><meta charset="utf-8"><title>hpsearch report: {name}</title>
 <style>
-body {{ font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1100px; color: #222; }}
-table {{ border-collapse: collapse; }} th, td {{ text-align: left; padding: .2rem .8rem; border-bottom: 1px solid #ddd; }}
-img {{ max-width: 100%; }} .missing {{ color: #a60; }}
+{STYLE}
 </style></head><body>
-<h1>Study {html.escape(study.study_name)}</h1>
-<p>task {html.escape(spec.task)} &middot; {html.escape(summary.direction)} {html.escape(summary.metric)} &middot; model {html.escape(spec.model)}</p>
+<h1>Study {name}</h1>
+<p>{about}</p>
 <table>{table}</table>
 {"".join(sections)}
 </body></html>

@@ -1,4 +1,4 @@
-"""Read-only views of a storage for `hpsearch status` and `hpsearch best`; no torch, no transformers.
+"""Read-only views of a storage for `hpsearch status` and `hpsearch best`; no torch or transformers.
 
 Trials are read once per study; running trials get their heartbeat age from the heartbeat table,
 measured against the database's own clock (the one that wrote the heartbeats).
@@ -13,7 +13,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from hpsearch.errors import StudyError
-from hpsearch.storage import best_model_pointer, heartbeat_ages, trials_of
+from hpsearch.storage import heartbeat_ages, resolve_best_model, trials_of
 from hpsearch.study import (
     EFFECTIVE_BATCH_ATTR,
     SPEC_ATTR,
@@ -46,7 +46,7 @@ def study_status(storage, name: str) -> dict[str, Any]:
             }
             for t in running
         ],
-        "best_model": best_model_pointer(study),
+        **describe_best_model(study),
         "final_trainings": final_trainings(study),
     }
 
@@ -79,7 +79,7 @@ def all_studies(storage) -> list[dict[str, Any]]:
 
 
 def parse_task(spec: dict | None) -> str | None:
-    """The task of a stored spec, read without validating it all (a spec stored before tasks has none)."""
+    """The task of a stored spec, read without validating it all (a spec older than tasks: none)."""
     return None if spec is None else spec.get("task", DEFAULT_TASK)
 
 
@@ -112,5 +112,12 @@ def describe_trial_record(study: optuna.Study, spec, trial: FrozenTrial) -> dict
         "train_seconds": trial.user_attrs.get("train_seconds"),
         "effective_batch_size": trial.user_attrs.get(EFFECTIVE_BATCH_ATTR),
         "stopped_early": bool(trial.user_attrs.get(STOPPED_EARLY_ATTR)),
-        "best_model": best_model_pointer(study),
+        **describe_best_model(study),
     }
+
+
+def describe_best_model(study: optuna.Study) -> dict[str, Any]:
+    """The best trial's kept model ("best_model": trial, value, artifact_id), or None and why
+    ("best_model_problem", one line)."""
+    kept = resolve_best_model(study)
+    return {"best_model": kept.pointer, "best_model_problem": kept.problem}

@@ -52,7 +52,8 @@ def summary_table(summary: StudySummary) -> Table:
     saved_share = summary.steps_saved / max(summary.steps_saved + summary.n_steps, 1)
     table.add_row(
         "saved by pruning",
-        f"~{format_seconds(summary.seconds_saved)}, {summary.steps_saved} steps ({saved_share:.0%} of the unpruned total)",
+        f"~{format_seconds(summary.seconds_saved)}, {summary.steps_saved} steps ({saved_share:.0%} "
+        "of the unpruned total)",
     )
     if summary.stopped_early:
         numbers = ", ".join(map(str, summary.stopped_early))
@@ -115,7 +116,8 @@ def studies_table(rows: list[dict]) -> Table:
 
 def describe_final_data(record: dict) -> str:
     """'270 rows (full data)' or '64 rows (as searched)': what a final training trained on."""
-    return f"{record['n_train_examples']} rows ({'full data' if record['full_data'] else 'as searched'})"
+    data = "full data" if record["full_data"] else "as searched"
+    return f"{record['n_train_examples']} rows ({data})"
 
 
 def final_trainings_table(trained: list[dict]) -> Table:

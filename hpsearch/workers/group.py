@@ -33,8 +33,8 @@ from pathlib import Path
 import optuna
 
 from hpsearch.errors import ExitCode, HpsearchError, TrialBug
-from hpsearch.storage import STORAGE_ENV, fail_running_trials
-from hpsearch.study import FAIL_REASON_ATTR, INTERRUPTED, TRACEBACK_ATTR
+from hpsearch.storage import STORAGE_ENV, fail_for_rerun, fail_running_trials
+from hpsearch.study import BUG, FAIL_REASON_ATTR, INTERRUPTED, TRACEBACK_ATTR
 
 REASON_DIR_ENV = "HPSEARCH_GROUP_REASONS"  # where each rank writes why it failed
 # The same group failure this many times in a row needs fixing, not another group.
@@ -131,8 +131,7 @@ def _run_groups(
         if exitcode == ExitCode.BUG:
             # A bug of hpsearch: another group would meet it again. Rank 0 recorded its own; a
             # trial whose bug was another rank's is still running, and is recorded here.
-            bug = {FAIL_REASON_ATTR: reason, "failed_rank": rank}
-            bug[TRACEBACK_ATTR] = trace or reason
+            bug = {FAIL_REASON_ATTR: BUG, TRACEBACK_ATTR: trace or reason, "failed_rank": rank}
             fail_running_trials(study, GROUP_ATTR, key, bug)
             raise TrialBug(reason)
         failed = fail_running_trials(
@@ -152,19 +151,16 @@ def _run_groups(
 
 
 def _requeue_interrupted(study: optuna.Study, key: str) -> None:
-    """Record this group's running trial as interrupted and queue it again (same parameters and
-    seed), as rank 0 does on Ctrl-C."""
+    """End this group's running trial as interrupted and queue its re-run (same parameters and
+    seed) in one transaction, as rank 0 does on Ctrl-C; a trial rank 0 or the stale-trial sweep
+    ended already is left alone."""
     from optuna.trial import TrialState
 
     from hpsearch.trial.distributed import GROUP_ATTR
 
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         if trial.user_attrs.get(GROUP_ATTR) == key:
-            study.enqueue_trial(
-                trial.params,
-                user_attrs={"seed": trial.user_attrs.get("seed"), "rerun_of": trial.number},
-            )
-    fail_running_trials(study, GROUP_ATTR, key, {FAIL_REASON_ATTR: INTERRUPTED})
+            fail_for_rerun(study, trial, INTERRUPTED)
 
 
 def culprit(failures: dict, reasons: Path, n_ranks: int) -> tuple[int, int, str]:
@@ -210,12 +206,13 @@ def rank_traceback(reasons: Path, rank: int) -> str | None:
     return path.read_text() if path.exists() else None
 
 
-def run_rank(spec, url, storage, name: str, worker_key: str | None, run_leader: Callable) -> None:
-    """One rank of a trial group: join it, load the model and data, then on rank 0 run the worker
-    loop (`run_leader(study, runner)`) and on the others train what rank 0 sends. A rank that fails
+def run_rank(spec, url, storage, name: str, run_leader: Callable) -> None:
+    """One rank of a trial group: join it, load the model and data, then on rank 0 take a start
+    number for its sampler and run the worker loop (`run_leader(study, runner)`), and on the others
+    train what rank 0 sends. A rank that fails
     writes its reason and raises (GroupBroken, HpsearchError) for the CLI to turn into its exit."""
     from hpsearch.storage import apply_heartbeat
-    from hpsearch.study import open_study
+    from hpsearch.study import open_study, seed_sampler
     from hpsearch.trial.distributed import GroupBroken, join_group, leave_group
     from hpsearch.workers.startup import build_runner
 
@@ -226,7 +223,8 @@ def run_rank(spec, url, storage, name: str, worker_key: str | None, run_leader: 
             runner.follow()
         else:
             apply_heartbeat(storage, spec.heartbeat)
-            study, _ = open_study(storage, name, spec, worker_key)
+            study, _ = open_study(storage, name, spec)
+            runner.sampler_start = seed_sampler(study, spec.sampler)
             try:
                 run_leader(study, runner)
             except HpsearchError:

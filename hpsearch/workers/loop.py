@@ -1,20 +1,27 @@
-"""The worker loop: trials, one at a time, until the study-wide budget is spent, never overshooting it."""
+"""The worker loop: trials, one at a time, until the study-wide budget is spent, never overshot."""
 
 from __future__ import annotations
 
+import logging
+import os
 import time
 import warnings
 from collections.abc import Callable
 
 import optuna
 
-from hpsearch.errors import HpsearchError, TrialFailed
+from hpsearch.errors import BudgetFull, HpsearchError, TrialFailed
 from hpsearch.storage import count_trials
-from hpsearch.study import FAIL_REASON_ATTR, SPENT, START, budget_verdict
+from hpsearch.study import FAIL_REASON_ATTR, SPENT, START, budget_verdict, enforce_budget
 
 # The same failure this many times in a row is no search result but a problem to fix first.
 MAX_REPEATED_FAILURES = 3
 POLL_INTERVAL_S = 2.0
+# Tests only: seconds a worker waits, holding the study lock, after it counted a free slot; the
+# window in which a stalled holder loses its lock to the server's hold limit.
+SLOT_DELAY_ENV = "HPSEARCH_TEST_SLOT_DELAY"
+
+log = logging.getLogger("hpsearch.workers")
 
 
 def run_trials(
@@ -27,10 +34,15 @@ def run_trials(
 ) -> None:
     """Run trials until `n_trials` count toward the study's budget, counting every worker's trials.
 
-    A trial starts only under the study lock, and only while the budget has room for it beside the
-    trials other workers are running, so workers together never overshoot. When the remaining
-    slots are all held by running trials, this worker waits: one of them may yet die and need a
-    re-run. `timeout` stops starting new trials.
+    A trial starts only while the budget has room for it beside the trials other workers are
+    running, so workers together never overshoot: the storage refuses a trial beyond the budget in
+    the transaction that creates it (even one whose worker stalled and lost the study lock; it
+    counts again), and the study lock lets one worker at a time count and create, so the others
+    are not refused in a crowd. When the remaining slots are all held by running trials, this
+    worker waits: one of them may yet die and need a re-run. `timeout` stops starting new trials.
+
+    Ctrl-C ends the run with KeyboardInterrupt, its trial FAIL 'interrupted' and re-run once,
+    also when the stale-trial sweep ended that trial first (a worker stopped past the grace period).
 
     One `study.optimize` call runs them all, the lock for the next trial taken at the end of the
     previous one in a callback: an `optimize` call per trial cost its set-up and a new database
@@ -38,10 +50,16 @@ def run_trials(
     """
     deadline = None if timeout is None else time.monotonic() + timeout
     recent_failures: list[str | None] = []
+    interrupted = False
 
     def objective(trial: optuna.Trial) -> float:
+        nonlocal interrupted
         lock.release()  # the trial exists now: others may check the budget again
-        return runner(trial)
+        try:
+            return runner(trial)
+        except KeyboardInterrupt:
+            interrupted = True
+            raise
 
     def after_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         if on_trial_end is not None:
@@ -52,15 +70,29 @@ def run_trials(
         last = recent_failures[-MAX_REPEATED_FAILURES:]
         if len(last) == MAX_REPEATED_FAILURES and last[0] is not None and len(set(last)) == 1:
             raise HpsearchError(
-                f"{MAX_REPEATED_FAILURES} trials in a row failed with: {last[0]}; fix the cause and "
-                "run again (the failed trials are recorded in the storage)"
+                f"{MAX_REPEATED_FAILURES} trials in a row failed with: {last[0]}; fix the cause "
+                "and run again (the failed trials are recorded in the storage)"
             )
         if not _take_slot(study, n_trials, lock, deadline):
             study.stop()
 
+    enforce_budget(study, n_trials)
     try:
-        if _take_slot(study, n_trials, lock, deadline):
-            study.optimize(objective, catch=(TrialFailed,), callbacks=[after_trial])
+        while _take_slot(study, n_trials, lock, deadline):
+            try:
+                study.optimize(objective, catch=(TrialFailed,), callbacks=[after_trial])
+                return
+            except BudgetFull:
+                # The slot counted under the lock was gone when the trial was created: the lock was
+                # lost meanwhile (ended by the server after its hold limit while this worker
+                # stalled) and another worker took the slot. The budget is counted again.
+                lock.release()
+    except Exception:
+        if not interrupted:
+            raise
+        # Optuna's tell refused a trial the stale-trial sweep had already failed (and re-run) while
+        # this process was stopped: the interrupt is what happened.
+        raise KeyboardInterrupt from None
     finally:
         lock.release()
 
@@ -73,10 +105,10 @@ def _take_slot(study: optuna.Study, n_trials: int, lock, deadline: float | None)
         # Each trial, whatever its state, holds at most one slot: while there are fewer trials than
         # the budget, there is room, and counting them is one query where reading them is several.
         if count_trials(study) < n_trials:
-            return True
+            return _after_counting()
         verdict = budget_verdict(study.get_trials(deepcopy=False), n_trials)
         if verdict == START:
-            return True
+            return _after_counting()
         lock.release()
         if verdict == SPENT:
             return False
@@ -86,3 +118,12 @@ def _take_slot(study: optuna.Study, n_trials: int, lock, deadline: float | None)
             optuna.storages.fail_stale_trials(study)
         time.sleep(POLL_INTERVAL_S)
     return False
+
+
+def _after_counting() -> bool:
+    if os.environ.get(SLOT_DELAY_ENV):
+        log.warning(
+            "%s: holding a counted slot for %s s", SLOT_DELAY_ENV, os.environ[SLOT_DELAY_ENV]
+        )
+        time.sleep(float(os.environ[SLOT_DELAY_ENV]))
+    return True

@@ -173,12 +173,14 @@ def plan_slots(
         wrong = [i for i in indexes if not 0 <= i < n_visible_gpus]
         if wrong:
             raise HpsearchError(
-                f"--gpus: no GPU {wrong[0]}; this machine shows {n_visible_gpus} (0 to {n_visible_gpus - 1})"
+                f"--gpus: no GPU {wrong[0]}; this machine shows {n_visible_gpus} (0 to "
+                f"{n_visible_gpus - 1})"
             )
     if len(indexes) % per_trial:
         raise HpsearchError(
-            f"--gpus {gpus} gives {len(indexes)} GPUs, which --gpus-per-trial {per_trial} cannot split "
-            f"evenly; name a multiple of {per_trial}, e.g. --gpus {','.join(map(str, range(per_trial)))}"
+            f"--gpus {gpus} gives {len(indexes)} GPUs, which --gpus-per-trial {per_trial} cannot "
+            f"split evenly; name a multiple of {per_trial}, e.g. --gpus "
+            f"{','.join(map(str, range(per_trial)))}"
         )
     physical = _physical(n_visible_gpus, visible_devices)
     threads = str(max(1, n_cores // len(indexes)))

@@ -17,7 +17,7 @@ def build_runner(spec: StudySpec, url: URL, study_name: str, group=None):
     """Tokenizer, tokenized data (from the disk cache), pretrained weights: once per process.
     `group`: the trial group (hpsearch.trial.distributed) this process is a rank of, if any."""
     from hpsearch.spec import resolve_model
-    from hpsearch.storage import BestModelKeeper, StudyLock, artifact_dir, open_artifact_store
+    from hpsearch.storage import BestModelKeeper, artifact_dir, open_artifact_store
     from hpsearch.trial import (
         ModelFactory,
         TrialRunner,
@@ -45,7 +45,7 @@ def build_runner(spec: StudySpec, url: URL, study_name: str, group=None):
         factory=factory,
         tokenizer=tokenizer,
         artifact_store=store,
-        best_model=BestModelKeeper(store, StudyLock(url, study_name, "best-model")),
+        best_model=BestModelKeeper(store),
         device=describe_device(spec.training, group.size if group is not None else 1),
         group=group,
     )

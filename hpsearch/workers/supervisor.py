@@ -1,8 +1,8 @@
 """Local workers: one process per slot (slots.py), started, watched and restarted.
 
 The parent starts each worker as `hpsearch worker --supervised` in its own session (so a terminal's
-Ctrl-C reaches only the parent, which forwards it once), restarts a worker that crashed (decided on its
-exit code) a bounded number of times, and shows the study's progress by polling the storage.
+Ctrl-C reaches only the parent, which forwards it once), restarts a worker that crashed (decided on
+its exit code) a bounded number of times, and shows the study's progress by polling the storage.
 """
 
 from __future__ import annotations
@@ -92,7 +92,8 @@ class Supervisor:
         if failed:
             details = "; ".join(f"{w.slot.label}: {w.gave_up}" for w in failed)
             raise HpsearchError(
-                f"{len(failed)} of {len(self.workers)} workers gave up ({details}); logs in {failed[0].log.parent}"
+                f"{len(failed)} of {len(self.workers)} workers gave up ({details}); logs in "
+                f"{failed[0].log.parent}"
             )
 
     def _start(self, worker: _Worker) -> None:
@@ -128,7 +129,8 @@ class Supervisor:
         elif worker.restarts < MAX_RESTARTS:
             worker.restarts += 1
             self.report(
-                f"worker {worker.slot.label} died with {reason}; restarting ({worker.restarts}/{MAX_RESTARTS})"
+                f"worker {worker.slot.label} died with {reason}; restarting "
+                f"({worker.restarts}/{MAX_RESTARTS})"
             )
             self._start(worker)
         else:

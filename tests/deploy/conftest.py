@@ -20,7 +20,7 @@ def storage_of(workdir: Path):
 
 @pytest.fixture(scope="session")
 def classifier_study(tmp_path_factory, cache_dir) -> Path:
-    """One complete trial of a 3-class tweet classifier, at a learning rate that learns something."""
+    """One complete trial of a 3-class tweet classifier, at a learning rate that learns."""
     workdir = tmp_path_factory.mktemp("deploy")
     spec = json.loads(json.dumps(TINY_SPEC))
     spec["dataset"].update(max_train_samples=192, max_eval_samples=64)
@@ -40,7 +40,7 @@ def classifier_study(tmp_path_factory, cache_dir) -> Path:
 
 @pytest.fixture(scope="session")
 def deployed(classifier_study, cache_dir):
-    """`hpsearch export --quantize int8 --onnx` of that study: its output, directory and stored spec."""
+    """`hpsearch export --quantize int8 --onnx` of that study: output, directory, stored spec."""
     out = classifier_study / "deployed"
     result = run_hpsearch(
         "export",

@@ -64,8 +64,8 @@ def test_bad_flags_and_generating_tasks_are_refused_with_nothing_written(workdir
     # A causal LM has no int8/ONNX form here: one line naming the tasks that have them.
     assert refused.returncode == 1 and refused.stderr.strip().splitlines() == [
         (
-            "Error: --quantize and --onnx export text-classification and token-classification models; "
-            "study 'lm' is causal-lm: export it without them"
+            "Error: --quantize and --onnx export text-classification and token-classification "
+            "models; study 'lm' is causal-lm: export it without them"
         )
     ]
     unknown = run_hpsearch(

@@ -46,7 +46,7 @@ def test_int8_loads_and_predicts_through_pipeline(deployed):
 
 
 def one_trial_of_the_default_study() -> dict:
-    """studies/sentiment.yaml (its model, data, caps, max_length) trained once at a good fixed setting."""
+    """studies/sentiment.yaml (its model, data, caps, max_length) trained once at a good setting."""
     spec = yaml.safe_load((REPO / "studies" / "sentiment.yaml").read_text())
     spec.update(
         search_space={"learning_rate": {"choice": [1.0e-4]}},
@@ -72,7 +72,7 @@ def test_int8_loses_at_most_one_point_of_accuracy_on_the_default_study(tmp_path,
     assert exported.returncode == 0, exported.stderr
     forms = {m["form"]: m for m in json.loads((out / "deployment.json").read_text())["forms"]}
     fp32, int8 = forms["pytorch fp32"], forms["int8"]
-    # Scored on the default study's whole eval set, the model learned (the majority class is 0.431) ...
+    # Scored on the default study's whole eval set, the model learned (majority class: 0.431) ...
     assert (
         json.loads((out / "deployment.json").read_text())["eval_examples"]
         == spec["dataset"]["max_eval_samples"]

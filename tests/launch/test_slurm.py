@@ -125,7 +125,7 @@ def test_the_header_asks_for_one_gpu_and_an_interrupt_before_the_limit():
 
 @pytest.fixture(scope="module")
 def slurm_node() -> str:
-    """This host's SLURM node, up; skipped (or failed under HPSEARCH_TEST_SLURM) when there is none."""
+    """This host's SLURM node, up; skipped (failed under HPSEARCH_TEST_SLURM) when there is none."""
     state = ""
     if shutil.which("sinfo"):
         try:
@@ -140,7 +140,10 @@ def slurm_node() -> str:
         except subprocess.TimeoutExpired:
             state = "no answer in 15 s"
     if state not in ("idle", "mix", "alloc", "comp"):
-        reason = f"no usable SLURM node {NODE!r} on this host (sinfo: {state or 'none'}); tools/slurm-cluster.sh starts one"
+        reason = (
+            f"no usable SLURM node {NODE!r} on this host (sinfo: {state or 'none'}); "
+            "tools/slurm-cluster.sh starts one"
+        )
         if os.environ.get("HPSEARCH_TEST_SLURM"):
             pytest.fail(reason)
         pytest.skip(reason)

@@ -1,4 +1,4 @@
-"""Spec files: found by name or path, read as UTF-8 YAML; a file that is not one is one clear error."""
+"""Spec files: found by name or path, read as UTF-8 YAML; a file that is not one: one error."""
 
 from __future__ import annotations
 

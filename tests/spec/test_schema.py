@@ -149,7 +149,10 @@ def test_stored_form_round_trips(tiny_spec):
         # A setting its sampler or pruner would ignore is refused with the rule.
         (
             lambda s: s.update(sampler={"name": "random", "n_startup_trials": 5}),
-            "sampler: the random sampler takes no n_startup_trials (only tpe and gp and cmaes do); remove it, or use name: tpe or gp or cmaes",
+            (
+                "sampler: the random sampler takes no n_startup_trials (only tpe and gp and cmaes "
+                "do); remove it, or use name: tpe or gp or cmaes"
+            ),
         ),
         (
             lambda s: s.update(sampler={"name": "qmc", "n_startup_trials": 5}),
@@ -157,7 +160,10 @@ def test_stored_form_round_trips(tiny_spec):
         ),
         (
             lambda s: s.update(pruner={"name": "median", "min_resource": 2}),
-            "pruner: the median pruner takes no min_resource (only hyperband and successive_halving do); remove it, or use name: hyperband or successive_halving",
+            (
+                "pruner: the median pruner takes no min_resource (only hyperband and "
+                "successive_halving do); remove it, or use name: hyperband or successive_halving"
+            ),
         ),
         (
             lambda s: s.update(pruner={"name": "median", "reduction_factor": 3}),
@@ -165,7 +171,10 @@ def test_stored_form_round_trips(tiny_spec):
         ),
         (
             lambda s: s.update(pruner={"name": "hyperband", "n_warmup_steps": 2}),
-            "pruner: the hyperband pruner takes no n_warmup_steps (only median does); remove it, or use name: median",
+            (
+                "pruner: the hyperband pruner takes no n_warmup_steps (only median does); remove "
+                "it, or use name: median"
+            ),
         ),
         (
             lambda s: s.update(pruner={"name": "successive_halving", "n_startup_trials": 2}),
@@ -233,11 +242,17 @@ def test_each_task_has_its_default_objective(tiny_spec):
     [
         (
             lambda s: s.update(task="ner"),
-            "task: Input should be 'text-classification', 'token-classification', 'seq2seq' or 'causal-lm'",
+            (
+                "task: Input should be 'text-classification', 'token-classification', 'seq2seq' or "
+                "'causal-lm'"
+            ),
         ),
         (
             lambda s: s["dataset"].update(tags="ner_tags"),
-            "dataset.tags: the text-classification task takes no tags (token-classification does); remove it, or set task: token-classification",
+            (
+                "dataset.tags: the text-classification task takes no tags (token-classification "
+                "does); remove it, or set task: token-classification"
+            ),
         ),
         (
             lambda s: s["dataset"].update(prompt="q"),
@@ -253,11 +268,18 @@ def test_each_task_has_its_default_objective(tiny_spec):
         ),
         (
             lambda s: s["search_space"].update(num_beams={"choice": [1, 4]}),
-            "search_space.num_beams: a generation setting, but the text-classification task does not generate when it evaluates (seq2seq does); remove it",
+            (
+                "search_space.num_beams: a generation setting, but the text-classification task "
+                "does not generate when it evaluates (seq2seq does); remove it"
+            ),
         ),
         (
             lambda s: s.update(objective={"metric": "rougeL"}),
-            "objective.metric: unknown metric 'rougeL'; the evaluation returns accuracy, f1_macro, f1_weighted, precision_macro, recall_macro, loss (rougeL is a metric of task: seq2seq)",
+            (
+                "objective.metric: unknown metric 'rougeL'; the evaluation returns accuracy, "
+                "f1_macro, f1_weighted, precision_macro, recall_macro, loss (rougeL is a metric of "
+                "task: seq2seq)"
+            ),
         ),
     ],
 )

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import uuid
 
+import optuna
 import pytest
 
 from hpsearch.errors import StorageError
@@ -124,7 +126,7 @@ def test_stale_trials_are_looked_for_once_per_heartbeat_interval(tmp_path, monke
     clock = [time.monotonic()]
     monkeypatch.setattr(hpsearch.storage.resilient.time, "monotonic", lambda: clock[0])
     assert storage._get_stale_trial_ids(study._study_id) == [trial._trial_id]
-    # Within one heartbeat interval of a check, another finds nothing new and asks the database nothing.
+    # Within one heartbeat interval, a second check finds nothing new and asks the database nothing.
     clock[0] += 4.9
     assert storage._get_stale_trial_ids(study._study_id) == []
     clock[0] += 0.2
@@ -218,8 +220,14 @@ def test_a_password_file_reaches_a_real_server(monkeypatch, tmp_path):
     secret = tmp_path / "password"
     secret.write_text("file-s3cret\n")
     monkeypatch.setenv("HPSEARCH_STORAGE_PASSWORD_FILE", str(secret))
-    storage = open_storage(resolve_storage_url(user_url))
-    assert storage.get_all_studies() is not None
+    name = f"test-{uuid.uuid4().hex[:10]}"
+    optuna.create_study(study_name=name, storage=open_storage(base))
+    try:
+        storage = open_storage(resolve_storage_url(user_url))
+        # Signed in as hp_pw with the file's password, the storage reads the study the admin made.
+        assert name in [s.study_name for s in storage.get_all_studies()]
+    finally:
+        optuna.delete_study(study_name=name, storage=open_storage(base))
     secret.write_text("wrong\n")
     with pytest.raises(StorageError, match="hp_pw") as refused:
         open_storage(resolve_storage_url(user_url))

@@ -28,7 +28,8 @@ from pathlib import Path
 import optuna
 from hpsearch.storage import StudyLock, append_study_user_attr, open_storage, resolve_storage_url
 
-url, name, who, rundir = resolve_storage_url(sys.argv[1]), sys.argv[2], int(sys.argv[3]), Path(sys.argv[4])
+url, name = resolve_storage_url(sys.argv[1]), sys.argv[2]
+who, rundir = int(sys.argv[3]), Path(sys.argv[4])
 study = optuna.load_study(study_name=name, storage=open_storage(url))
 lock = StudyLock(url, name, "final-trainings")
 (rundir / f"ready-{who}").touch()

@@ -32,7 +32,7 @@ def server_url(variable: str) -> str:
 
 
 def wrapped(driver_error: Exception, kind=exc.OperationalError) -> StorageInternalError:
-    """An error as Optuna raises it: its StorageInternalError from SQLAlchemy's, from the driver's."""
+    """An error as Optuna raises it: a StorageInternalError from SQLAlchemy's, from the driver's."""
     try:
         try:
             raise kind("SELECT 1", {}, driver_error)
@@ -57,14 +57,17 @@ def test_connection_failures_are_transient_and_data_errors_are_not():
 
 
 def test_a_pending_rollback_is_as_transient_as_the_failure_before_it():
+    def query_again() -> None:
+        raise exc.PendingRollbackError("Can't reconnect until invalid transaction is rolled back")
+
     def raised_while_handling(earlier: Exception) -> exc.PendingRollbackError:
+        # As in Optuna's _get_trials: the handler of the earlier failure queries again on the dead
+        # connection, and Python keeps the earlier failure as the new error's __context__.
         try:
             try:
                 raise earlier
             except (exc.InterfaceError, ValueError):
-                raise exc.PendingRollbackError(
-                    "Can't reconnect until invalid transaction is rolled back"
-                )
+                query_again()
         except exc.PendingRollbackError as e:
             return e
 
@@ -93,7 +96,8 @@ def test_a_permanent_error_fails_at_once_with_its_reason(study_on, caplog):
     storage = open_storage(resolve_storage_url(url))
     trial = optuna.load_study(study_name=name, storage=storage).ask()
     # Evaluation steps are a 32-bit INTEGER column: the server refuses 2**40, now and every time.
-    # (Not an over-long string: with SQLAlchemy 2.0.0's bind casts PostgreSQL truncates one silently.)
+    # (Not an over-long string: with SQLAlchemy 2.0.0's bind casts PostgreSQL truncates one
+    # silently.)
     with (
         caplog.at_level(logging.WARNING, logger="hpsearch.storage"),
         pytest.raises(StorageInternalError) as caught,
@@ -158,7 +162,8 @@ def test_a_study_whose_creation_answer_is_lost_is_created_once_with_its_attribut
         cut = proxy.cut_after_commit(b"INSERT INTO studies (")
         create_study(via_proxy, name, "maximize", {"hpsearch_spec": {"model": "m"}})
         assert cut.is_set()
-        # Created once, spec and all, and the retry knew the study as its own (no DuplicatedStudyError).
+        # Created once, spec and all, and the retry knew the study as its own (no
+        # DuplicatedStudyError).
         direct = open_storage(resolve_storage_url(url))
         assert [s.study_name for s in direct.get_all_studies()].count(name) == 1
         assert direct.get_study_user_attrs(direct.get_study_id_from_name(name)) == {

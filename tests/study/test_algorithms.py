@@ -7,8 +7,9 @@ import typing
 import optuna
 import pytest
 
-from hpsearch.spec import PrunerSpec, SamplerSpec
-from hpsearch.study import make_pruner, make_sampler
+from hpsearch.spec import PrunerSpec, SamplerSpec, StudySpec, parse_spec
+from hpsearch.study import make_pruner, make_sampler, open_study
+from hpsearch.study.algorithms import max_evaluations
 
 SAMPLERS = typing.get_args(SamplerSpec.model_fields["name"].annotation)
 PRUNERS = typing.get_args(PrunerSpec.model_fields["name"].annotation)
@@ -55,21 +56,33 @@ def test_pruner_is_built_with_its_settings(name):
     if name == "successive_halving":
         assert pruner._min_resource == 2 and pruner._reduction_factor == 4
     if name == "median":
-        assert pruner.min_trials == 1 and pruner._n_warmup_steps == 2
+        # Two evaluations before it can prune: Optuna's first pruned step is evaluation 3.
+        assert pruner.min_trials == 1 and pruner._n_warmup_steps == 3
 
 
-def test_workers_get_their_own_seeds():
-    def first_draw(worker_key):
-        study = optuna.create_study(
-            sampler=make_sampler(SamplerSpec(name="random", seed=0), worker_key)
-        )
-        study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=1)
-        return study.trials[0].params["x"]
+@pytest.mark.parametrize("name", SAMPLERS)
+def test_each_start_number_draws_its_own_suggestions(name):
+    # QMC's sequence is the study's (its index is kept in the storage); only the draws before the
+    # first complete trial are each process's own.
+    n_draws = 1 if name == "qmc" else 2
 
-    # A lone worker keeps the spec's seed; workers side by side draw different values, each repeatably.
-    assert first_draw(None) == first_draw(None)
-    assert first_draw("cpu0") == first_draw("cpu0")
-    assert len({first_draw(None), first_draw("cpu0"), first_draw("cpu1")}) == 3
+    def first_draws(start):
+        startup = {"n_startup_trials": 2} if name in ("tpe", "gp", "cmaes") else {}
+        spec = SamplerSpec(name=name, seed=0, **startup)
+        study = optuna.create_study(sampler=make_sampler(spec, start))
+        study.optimize(lambda t: t.suggest_float("x", 0, 1) + t.suggest_int("n", 0, 10**6), n_draws)
+        return [tuple(t.params.values()) for t in study.trials]
+
+    # Start 0 keeps the spec's seed: it draws what a sampler seeded with it draws.
+    plain = optuna.samplers.RandomSampler(seed=0)
+    if name == "random":
+        study = optuna.create_study(sampler=plain)
+        study.optimize(lambda t: t.suggest_float("x", 0, 1) + t.suggest_int("n", 0, 10**6), 2)
+        assert first_draws(0) == [tuple(t.params.values()) for t in study.trials]
+    # Each start draws repeatably, and unlike every other start.
+    assert first_draws(1) == first_draws(1)
+    draws = [first_draws(start) for start in range(4)]
+    assert len({d for each in draws for d in each}) == 4 * n_draws
 
 
 @pytest.mark.parametrize(
@@ -94,7 +107,7 @@ def test_the_first_rung_is_said_once():
     with pytest.raises(ValueError, match="first_rung .* or min_resource"):
         PrunerSpec(name="hyperband", first_rung=0.5, min_resource=2)
     median = make_pruner(PrunerSpec(name="median", evals_per_epoch=4))
-    assert median._n_warmup_steps == 1  # evaluation 2 is the first that can be pruned
+    assert median._n_warmup_steps == 2  # evaluation 2 is the first that can be pruned
     with pytest.raises(ValueError, match="min_trials and n_startup_trials"):
         PrunerSpec(name="median", min_trials=2, n_startup_trials=3)
 
@@ -174,3 +187,75 @@ def test_a_stored_pruner_spec_reads_back_as_it_was(pruner):
     again = PrunerSpec(**spec.model_dump())
     assert again == spec and again.first_rung_evals == spec.first_rung_evals
     assert again.trials_before_pruning == spec.trials_before_pruning
+
+
+def trial_until_pruned(study: optuna.Study, values: list[float]) -> int | None:
+    """A trial reporting `values` at evaluations 1, 2, ...; the evaluation it was pruned at, or None
+    if it ran to its end (then it is told COMPLETE)."""
+    trial = study.ask()
+    for step, value in enumerate(values, start=1):
+        trial.report(value, step)
+        if trial.should_prune():
+            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+            return step
+    study.tell(trial, values[-1])
+    return None
+
+
+def spec_with_pruner(**pruner) -> StudySpec:
+    """A study of 4 evaluations a trial (one epoch, 4 per epoch) with the given pruner."""
+    return parse_spec(
+        {
+            "model": "m",
+            "dataset": {"source": "d.csv"},
+            "search_space": {"learning_rate": {"float": [1e-5, 1e-3]}},
+            "training": {"num_train_epochs": 1},
+            "pruner": {"evals_per_epoch": 4, **pruner},
+            "budget": {"n_trials": 10},
+        },
+        "test",
+    )
+
+
+@pytest.mark.parametrize("name", ["median", "successive_halving", "hyperband"])
+def test_nothing_is_pruned_before_the_first_rung_and_something_can_be_at_it(name):
+    spec = spec_with_pruner(name=name, first_rung=0.5, min_trials=1)
+    # Half an epoch at 4 evaluations per epoch: evaluation 2 is the first rung.
+    assert spec.pruner.first_rung_evals == 2
+    study = optuna.create_study(
+        direction="maximize", pruner=make_pruner(spec.pruner, max_evaluations(spec))
+    )
+    # One good trial completes: the warm-up of one trial is over.
+    assert trial_until_pruned(study, [0.9, 0.9, 0.9, 0.9]) is None
+    # A far worse trial goes on past evaluation 1 and is stopped at evaluation 2, the first rung.
+    assert trial_until_pruned(study, [0.1, 0.1, 0.1, 0.1]) == 2
+
+
+def test_the_median_pruners_first_rung_is_optunas_first_pruned_step():
+    # Optuna prunes from step == n_warmup_steps on; hpsearch reports evaluation k as step k.
+    for first in (1, 2, 3):
+        pruner = make_pruner(PrunerSpec(name="median", min_resource=None, n_warmup_steps=first - 1))
+        assert pruner._n_warmup_steps == first
+
+
+def test_warm_up_trials_of_one_process_are_the_competitors_of_a_process_joining_later(tmp_path):
+    from hpsearch.storage import open_storage, resolve_storage_url
+
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    spec = spec_with_pruner(name="hyperband", first_rung=0.5, min_trials=3)
+    first_process, _ = open_study(open_storage(resolve_storage_url(url)), "s", spec)
+    # Three warm-up trials train side by side in the first process, none complete until all have
+    # reported every evaluation (0.9, 0.8 and 0.7 throughout): none is pruned, all are recorded.
+    trials = [first_process.ask() for _ in range(3)]
+    for step in range(1, 5):
+        for trial, value in zip(trials, (0.9, 0.8, 0.7), strict=True):
+            trial.report(value, step)
+            assert not trial.should_prune()
+    for trial, value in zip(trials, (0.9, 0.8, 0.7), strict=True):
+        first_process.tell(trial, value)
+    # A second process joins now; its first trial, far below all three at the first rung, is
+    # measured against them and stopped there (Optuna keeps 1 in 3 of a rung).
+    late_process, _ = open_study(open_storage(resolve_storage_url(url)), "s", spec)
+    assert trial_until_pruned(late_process, [0.5, 0.5, 0.5, 0.5]) == 2
+    # And the first process agrees: a trial as bad there is stopped at the same rung.
+    assert trial_until_pruned(first_process, [0.5, 0.5, 0.5, 0.5]) == 2

@@ -8,6 +8,7 @@ from hpsearch.study import (
     FAIL_REASON_ATTR,
     FULL,
     INTERRUPTED,
+    LOST,
     SPENT,
     START,
     budget_verdict,
@@ -35,11 +36,14 @@ def test_what_counts():
         trial(TrialState.PRUNED),
         trial(TrialState.FAIL, "out of memory (batch size 64)"),  # failed on its own: counts
         trial(TrialState.FAIL, INTERRUPTED),  # Ctrl-C: re-run, not counted
-        trial(TrialState.FAIL),  # lost with its worker: re-run, not counted
+        trial(TrialState.FAIL, LOST),  # lost with its worker: re-run, not counted
+        trial(TrialState.FAIL),  # lost, in a study from before lost trials had a reason
+        trial(TrialState.FAIL, "lost 4 times (heartbeat.max_retries is 3); not re-run"),  # counts
         trial(TrialState.RUNNING),
         trial(TrialState.WAITING),
     ]
-    assert n_spent(trials) == 3
+    # Complete, pruned, out of memory and lost too often count; the re-run ones and the rest do not.
+    assert n_spent(trials) == 4
 
 
 def test_verdicts():

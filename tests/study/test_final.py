@@ -77,7 +77,7 @@ def test_epochs_override_a_searched_epoch_count_and_max_steps(tmp_path):
         )
     )
     plan = plan_final_training(made, parse_spec(raw, "t"), epochs=0.5)
-    # The epochs asked for replace the searched ones, and max_steps, which would override them, goes.
+    # The epochs asked for replace the searched ones; max_steps, which would override them, goes.
     assert plan.values == {"learning_rate": 1e-4, "num_train_epochs": 0.5}
     assert plan.fixed == {"num_train_epochs": 0.5}
     with pytest.raises(HpsearchError, match="--epochs must be more than 0, but got 0"):
@@ -119,7 +119,10 @@ def test_a_pruned_trial_trains_with_its_last_evaluation_as_reference(study, spec
     [
         (
             3,
-            "trial 3 of study 'final' is FAIL (out of memory (batch size 64)): only a COMPLETE or PRUNED trial",
+            (
+                "trial 3 of study 'final' is FAIL (out of memory (batch size 64)): only a "
+                "COMPLETE or PRUNED trial"
+            ),
         ),
         (4, "trial 4 of study 'final' is RUNNING: only a COMPLETE or PRUNED trial"),
         (9, "study 'final' has no trial 9; its trials are 0-4"),

@@ -1,4 +1,4 @@
-"""Studies in a real storage: created with the spec, resumed, changed specs refused, budget extended."""
+"""Studies in a real storage: created with the spec, resumed, changed specs refused, more budget."""
 
 from __future__ import annotations
 

@@ -112,7 +112,10 @@ def clm_spec(model_dir) -> dict:
     [
         (
             lambda s: s["dataset"].update(text="text"),
-            "dataset: give text (language modelling) or prompt and completion (instruction tuning), not both",
+            (
+                "dataset: give text (language modelling) or prompt and completion (instruction "
+                "tuning), not both"
+            ),
         ),
         (
             lambda s: s["dataset"].pop("completion"),
@@ -124,11 +127,17 @@ def clm_spec(model_dir) -> dict:
         ),
         (
             lambda s: s.update(objective={"metric": "perplexity", "direction": "maximize"}),
-            "objective: direction maximize for perplexity would search for the worst model; use direction: minimize",
+            (
+                "objective: direction maximize for perplexity would search for the worst model; "
+                "use direction: minimize"
+            ),
         ),
         (
             lambda s: s["training"].update(num_beams=2),
-            "training.num_beams: a generation setting, but the causal-lm task does not generate when it evaluates (seq2seq does); remove it",
+            (
+                "training.num_beams: a generation setting, but the causal-lm task does not "
+                "generate when it evaluates (seq2seq does); remove it"
+            ),
         ),
         (
             lambda s: s["dataset"].update(packing="yes please"),
@@ -157,7 +166,7 @@ def test_a_text_column_is_the_default(tiny_gpt2, tmp_path):
     parsed = parse_spec(spec, "clm.yaml")
     assert parsed.dataset.text == "text"
     data = prepare_data(parsed.dataset, parsed.model, minilm_tokenizer(), tmp_path)
-    # 40 tweets packed into blocks of 32 tokens, every block full but the last; no labels to predict.
+    # 40 tweets packed into blocks of 32 tokens, all full but the last; no labels to predict.
     assert data.label_names is None
     blocks = data.train["input_ids"]
     assert all(len(row) == 32 for row in blocks[:-1])

@@ -1,4 +1,4 @@
-"""CoNLL column files: sentences, separators, the tag column, and malformed lines named by number."""
+"""CoNLL column files: sentences, separators, the tag column, malformed lines named by number."""
 
 from __future__ import annotations
 

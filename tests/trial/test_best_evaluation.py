@@ -1,4 +1,4 @@
-"""Early stopping inside a trial, `objective.value: best` and its kept weights, effective batch sizes."""
+"""Early stopping in a trial, `objective.value: best` with its kept weights, effective batches."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from tests.conftest import TINY_SPEC, run_hpsearch, run_study
 
 
 def follow(values, maximize=True, patience=None, min_delta=0.0, max_steps=100):
-    """Feed `values` as consecutive evaluations; the evaluation at which training was told to stop."""
+    """Feed `values` as consecutive evaluations; the evaluation where training was told to stop."""
     study = optuna.create_study(direction="maximize" if maximize else "minimize")
     primary = OptunaPruningCallback(study.ask(), "eval_accuracy", evals_per_epoch=1)
     best = BestEvaluation(primary, maximize=maximize, patience=patience, min_delta=min_delta)
@@ -126,7 +126,7 @@ def test_value_best_is_the_best_evaluation_and_keeps_its_weights(runner_for, tmp
     )  # the first of the best
     assert fitting.value == accuracies[best_index] == max(accuracies)
     assert fitting.metrics["eval_loss"] == losses[best_index]
-    # The kept weights are that evaluation's: evaluated again they give its loss, not the last one's.
+    # The kept weights are that evaluation's: evaluated again they give its loss, not the last's.
     fitting.keep_best_weights()
     again = fitting.trainer.evaluate()
     assert again["eval_loss"] == pytest.approx(losses[best_index], abs=1e-6)

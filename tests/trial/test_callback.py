@@ -125,7 +125,7 @@ def test_rungs_sit_at_the_same_fraction_of_an_epoch_for_every_batch_size(
 
 
 def test_the_schedule_matches_a_real_trainer_with_a_partial_accumulation(tmp_path):
-    """63 batches, accumulation 4: Trainer makes 16 optimizer steps an epoch, the last from 3 batches."""
+    """63 batches, accumulation 4: Trainer makes 16 optimizer steps an epoch, the last of 3."""
     import torch
     from transformers import BertConfig, BertForSequenceClassification, Trainer
 

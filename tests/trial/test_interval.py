@@ -29,7 +29,7 @@ def test_the_interval_of_an_accuracy_matches_the_binomial_one(n):
     low, high = bootstrap_interval(
         accuracy_of, predictions_with_accuracy(n, 0.73), "accuracy", rounds=1000
     )
-    # A proportion's 95% interval is about +-1.96 sqrt(p(1-p)/n): the bootstrap finds the same width.
+    # A proportion's 95% interval is about +-1.96 sqrt(p(1-p)/n): the bootstrap finds that width.
     half_width = 1.96 * math.sqrt(0.73 * 0.27 / n)
     assert low < 0.73 < high
     assert (high - low) / 2 == pytest.approx(half_width, rel=0.15)

@@ -1,4 +1,4 @@
-"""Layer-wise learning rates on the right parameter groups; gradual unfreezing at the right evaluations."""
+"""Layer-wise learning rates on the right parameter groups; gradual unfreezing when it should."""
 
 from __future__ import annotations
 
@@ -190,6 +190,6 @@ def test_knobs_under_peft_that_would_do_nothing_are_refused():
     with pytest.raises(SpecError) as caught:
         parse_spec(raw, "t")
     assert caught.value.message == (
-        "t: search_space.gradual_unfreezing: with peft: every pretrained weight is frozen already and only "
-        "the adapters and the head train; remove it (or the peft: section)"
+        "t: search_space.gradual_unfreezing: with peft: every pretrained weight is frozen already "
+        "and only the adapters and the head train; remove it (or the peft: section)"
     )

@@ -113,7 +113,7 @@ def test_the_merged_export_loads_without_peft_and_predicts_as_the_adapter(lora_s
         probabilities = model(**tokenizer(texts, return_tensors="pt", padding=True)).logits.softmax(
             -1
         )
-    for row, scores in zip(probabilities, merged_scores):
+    for row, scores in zip(probabilities, merged_scores, strict=True):
         by_label = {s["label"]: s["score"] for s in scores}
         expected = {model.config.id2label[i]: float(p) for i, p in enumerate(row)}
         assert by_label == pytest.approx(expected, abs=1e-4)
@@ -127,8 +127,8 @@ def test_adapter_export_of_a_full_fine_tune_is_refused(workdir):
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
         (
-            "Error: --adapter: the best model is a full fine-tune, not a LoRA adapter (the study has no peft: "
-            "section); export it without --adapter"
+            "Error: --adapter: the best model is a full fine-tune, not a LoRA adapter (the study "
+            "has no peft: section); export it without --adapter"
         )
     ]
     assert not (workdir / "out").exists() or not any((workdir / "out").iterdir())
@@ -144,8 +144,9 @@ def test_target_modules_the_model_lacks_are_refused_before_any_trial(workdir):
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         (
-            "Error: peft.target_modules: ['q_proj', 'v_proj'] matches no module of this bert model; its linear "
-            "layers are named classifier, dense, key, query, value (or use all-linear)"
+            "Error: peft.target_modules: ['q_proj', 'v_proj'] matches no module of this bert "
+            "model; its linear layers are named classifier, dense, key, query, value (or use "
+            "all-linear)"
         )
     ]
     # Nothing ran: the study was never created.

@@ -1,4 +1,4 @@
-"""The precision trials train in: the spec's when it says, else bf16 where the hardware runs it fast."""
+"""The precision trials train in: the spec's if set, else bf16 where the hardware runs it fast."""
 
 from __future__ import annotations
 
@@ -34,4 +34,5 @@ def test_automatic_precision_follows_the_hardware(tmp_path):
     assert describe_device({}).endswith(
         f"{'bf16' if args.bf16 else 'fp16' if args.fp16 else 'fp32'})"
     )
-    assert describe_device({"bf16": False}).endswith("fp32)") or torch.cuda.is_available()
+    # A spec that turns bf16 off trains in fp32, on a GPU as on a CPU.
+    assert describe_device({"bf16": False}).endswith(", fp32)")

@@ -1,4 +1,4 @@
-"""Real trials through Trainer, in process: reproducible, failures recorded as data, one best model kept."""
+"""Real trials through Trainer, in process: reproducible, failures kept as data, one best model."""
 
 from __future__ import annotations
 
@@ -95,9 +95,9 @@ def test_only_the_best_model_is_kept(runner_and_study):
     offered = []
     for value in (0.5, 0.7, 0.6):
         trial = study.ask()
-        offered.append((trial, runner.best_model.offer(study, trial.number, value, save)))
+        offered.append((trial, runner.best_model.offer(trial, value, save)))
         study.tell(trial, value)
-    # 0.5 is kept first, 0.7 replaces it, 0.6 is not better and is not kept.
+    # 0.5 is kept first, 0.7 replaces it when COMPLETE, 0.6 is not better and is not uploaded.
     assert [kept for _, kept in offered] == [True, True, False]
     pointer = study.user_attrs[BEST_MODEL_ATTR]
     assert pointer["trial"] == offered[1][0].number and pointer["value"] == 0.7

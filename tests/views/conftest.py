@@ -26,7 +26,7 @@ def free_port() -> int:
 
 @pytest.fixture(scope="session")
 def real_study(tmp_path_factory, cache_dir):
-    """A real 3-trial study run through the CLI: one complete trial, two pruned (see test_end_to_end)."""
+    """A real 3-trial study run by the CLI: one complete trial, two pruned (see test_end_to_end)."""
     workdir = tmp_path_factory.mktemp("views")
     spec = json.loads(json.dumps(TINY_SPEC))
     spec["dataset"].update(max_train_samples=192, max_eval_samples=48)
@@ -59,7 +59,8 @@ def make_synthetic_study(
     path: Path, name: str, spec: dict | None = None, metrics: tuple[dict, dict] | None = None
 ) -> optuna.Study:
     """Four finished trials (two complete, one pruned, one failed) and a running one, made by hand
-    in a study of `spec` (a classification one by default) whose complete trials measured `metrics`."""
+    in a study of `spec` (a classification one by default) whose complete trials measured `metrics`.
+    """
     storage = open_storage(resolve_storage_url(f"sqlite:///{path}"))
     if spec is None:
         spec = json.loads(json.dumps(TINY_SPEC))

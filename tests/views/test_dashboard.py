@@ -106,7 +106,10 @@ def test_dashboard_in_a_real_browser(dashboard):
     browser = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
     try:
         browser.get(f"{base}/dashboard/studies/1/trials")
-        body = lambda: browser.find_element("tag name", "body").text
+
+        def body() -> str:
+            return browser.find_element("tag name", "body").text
+
         # The trial list renders all three trials with their states, named by the study's metric.
         WebDriverWait(browser, 60).until(lambda _: "Trial 2" in body())
         text = body()
@@ -199,10 +202,11 @@ def test_the_default_dashboard_server_answers_beside_a_stalled_request(tmp_path)
     try:
         wait_for(f"http://127.0.0.1:{port}/api/studies")
         with socket.create_connection(("127.0.0.1", port)) as stalled:
-            # Half a request, never finished: it holds a handler as a slow client or a stuck page does.
+            # Half a request, never finished: it holds a handler, as a slow client would.
             stalled.sendall(b"GET /api/studies HTTP/1.1\r\nHost: 127.0.0.1\r\n")
             time.sleep(0.5)
-            # Another user is still served (a server of one request at a time would wait forever here).
+            # Another user is still served (a server of one request at a time would wait forever
+            # here).
             with urllib.request.urlopen(
                 f"http://127.0.0.1:{port}/api/studies", timeout=15
             ) as response:

@@ -51,7 +51,7 @@ def test_note_and_status_show_the_final_trainings(tmp_path):
     study, url = recorded_study(tmp_path)
     spec = stored_spec(open_storage(resolve_storage_url(url)), "synthetic")
     note = render_note("synthetic", spec, summarize(study, spec), workers(study), None, [RECORD])
-    # The note lists what was trained from the study: trial, data, epochs, metric against the trial's.
+    # The note lists what was trained from the study: trial, data, epochs, metric by the trial's.
     assert "## Final trainings (hpsearch train)" in note
     assert (
         "| 1 | 270 rows (full data) | 2 | 0.7400 | 0.7200 | `/models/final-1` | gpu-box |" in note

@@ -13,7 +13,10 @@ from hpsearch.views.progress import describe_trial
 
 # What a rank whose peer died records: gloo names its source file in brackets, which rich would
 # read as a closing tag (and raise MarkupError, a traceback in the middle of a Ctrl-C).
-GLOO_REASON = "[/__w/pytorch/pytorch/third_party/gloo/gloo/transport/tcp/pair.cc:537] Connection closed by peer"
+GLOO_REASON = (
+    "[/__w/pytorch/pytorch/third_party/gloo/gloo/transport/tcp/pair.cc:537] "
+    "Connection closed by peer"
+)
 
 
 def test_a_failed_trial_line_shows_its_reason_and_values_verbatim():

@@ -34,6 +34,6 @@ def test_report_pngs_and_a_self_contained_page(real_study):
     assert "views" in page and "Intermediate values" in page
     # Every trial trained at batch 16 without accumulation: the page says so.
     assert (
-        "<th>effective batch</th><td>16 examples per optimizer step (best trial); 16 across trials</td>"
-        in page
+        "<th>effective batch</th><td>16 examples per optimizer step (best trial); 16 across "
+        "trials</td>" in page
     )

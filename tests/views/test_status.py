@@ -120,10 +120,10 @@ def test_status_of_10000_trials_without_torch(tmp_path):
     make_synthetic_study(tmp_path / "big.db", "big")
     bulk_copy_trials(tmp_path / "big.db", 10_000)
     code = (
-        "import sys, json\n"
-        "from hpsearch.cli import cli\n"
-        f"cli.main(['status', '--study', 'big', '--storage', 'sqlite:///{tmp_path / 'big.db'}', '--json'], standalone_mode=False)\n"
-        "print('HEAVY', [m for m in ('torch', 'transformers') if m in sys.modules], file=sys.stderr)\n"
+        "import sys, json\nfrom hpsearch.cli import cli\ncli.main(['status', '--study', 'big', "
+        f"'--storage', 'sqlite:///{tmp_path / 'big.db'}', '--json'], "
+        "standalone_mode=False)\nprint('HEAVY', [m for m in ('torch', 'transformers') if m in "
+        "sys.modules], file=sys.stderr)\n"
     )
     result = subprocess.run(
         [sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=300

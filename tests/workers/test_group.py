@@ -1,5 +1,5 @@
-"""Trials on several processes (`--gpus-per-trial 2`), for real: two gloo ranks on the CPU per trial,
-started by torch's elastic agent, training one configuration with DDP.
+"""Trials on several processes (`--gpus-per-trial 2`), for real: two gloo ranks on the CPU per
+trial, started by torch's elastic agent, training one configuration with DDP.
 
 What must hold: both ranks train the parameters rank 0 sampled; a pruned trial stops on both at
 the same evaluation; a complete trial's value is every rank's metric; a killed rank fails its trial
@@ -41,6 +41,8 @@ def test_both_ranks_train_rank_zeros_parameters_and_agree_on_the_value(workdir, 
     tiny_spec["dataset"]["max_train_samples"] = 96
     result, study = run_study(workdir, "pair", tiny_spec)
     assert "trial   1 COMPLETE" in result.stdout
+    # Every trial of the budget is there to check (the loop below checks each of them).
+    assert len(study.trials) == tiny_spec["budget"]["n_trials"]
     for trial in study.trials:
         ranks = trial.user_attrs["ranks"]
         assert [r["rank"] for r in ranks] == [0, 1]
@@ -157,6 +159,10 @@ def test_a_killed_rank_fails_its_trial_at_once_and_a_new_group_goes_on(
     assert trials[3].state.name == "WAITING" and trials[3].user_attrs["rerun_of"] == 2
     assert trials[3].user_attrs["seed"] == trials[2].user_attrs["seed"]
     assert trials[3].system_attrs["fixed_params"] == trials[2].params  # what it will be run with
+    # ... and nothing else of the group's trial: no group key, rank pids, rungs or evaluations.
+    assert trials[3].user_attrs == {"seed": trials[2].user_attrs["seed"], "rerun_of": 2}
+    assert trials[3].system_attrs == {"fixed_params": trials[2].params}
+    assert trials[3].intermediate_values == {}
     assert not any(alive(pid) for pid in rerun.user_attrs["rank_pids"])
 
     # A worker killed outright takes its ranks with it: none is left holding a device.

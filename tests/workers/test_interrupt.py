@@ -1,5 +1,5 @@
-"""Ctrl-C on a real `hpsearch run`: the running trial ends FAIL 'interrupted' and is re-run on resume.
-SIGTERM (kill, systemd, Docker, Kubernetes, SLURM's scancel) stops a run the same way."""
+"""Ctrl-C on a real `hpsearch run`: the running trial ends FAIL 'interrupted' and is re-run on
+resume. SIGTERM (kill, systemd, Docker, Kubernetes, SLURM's scancel) stops a run the same way."""
 
 from __future__ import annotations
 
@@ -81,6 +81,11 @@ def test_ctrl_c_fails_the_trial_and_resume_reruns_it(workdir, tiny_spec, cache_d
     assert interrupted.state.name == "FAIL"
     assert interrupted.user_attrs[FAIL_REASON_ATTR] == INTERRUPTED
     assert [t.state.name for t in study.trials] == ["FAIL", "WAITING"]
+    # The copy starts clean: the parameters, the seed and the link to the trial, nothing else.
+    waiting = study.trials[1]
+    assert waiting.user_attrs == {"seed": interrupted.user_attrs["seed"], "rerun_of": 0}
+    assert waiting.system_attrs == {"fixed_params": interrupted.params}
+    assert waiting.intermediate_values == {}
 
     resumed = run_hpsearch("run", "--study", "stop", cwd=workdir)
     assert resumed.returncode == 0, resumed.stderr
@@ -146,7 +151,7 @@ def test_ctrl_c_stops_every_supervised_worker_cleanly(workdir, tiny_spec, cache_
         if t.state.name == "RUNNING"
     ]
     if stop == "ctrl-c":
-        # Ctrl-C reaches the supervisor alone (workers run in their own sessions); it forwards it once.
+        # Ctrl-C reaches the supervisor alone (workers run in other sessions); it forwards it once.
         process.send_signal(signal.SIGINT)
     else:
         # scancel signals every process of the job step at once: each worker gets SIGTERM, then the

@@ -1,4 +1,4 @@
-"""The worker loop on a real SQLite storage: the budget, the study lock, the deadline, repeated failures."""
+"""The worker loop on a real SQLite storage: budget, study lock, deadline, repeated failures."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ def test_runs_exactly_the_budget_and_leaves_the_lock_free(setup):
     started = []
 
     def runner(trial: optuna.Trial) -> float:
-        # Each trial starts after the lock was released for it: other workers are never blocked by it.
+        # Each trial starts after the lock was released for it: other workers are never held by it.
         started.append(lock.held)
         return trial.suggest_float("x", 0, 1)
 

@@ -39,7 +39,7 @@ def load(url: str, name: str) -> optuna.Study:
 
 @pytest.fixture
 def study_name(request):
-    """A fresh name per test (the server databases outlive test runs); the study is deleted after."""
+    """A fresh name per test (server databases outlive test runs); the study is deleted after."""
     name = f"test-{uuid.uuid4().hex[:10]}"
     urls = []
     yield name, urls
@@ -199,10 +199,10 @@ def test_a_killed_worker_trial_is_rerun(workdir, tiny_spec, study_name):
 
     study = load(url, name)
     killed = study.trials[victim.number]
-    # The killed trial was failed by the heartbeat check (no reason of its own) ...
-    assert killed.state.name == "FAIL" and "fail_reason" not in killed.user_attrs
-    # ... and re-run with the same parameters and seed.
-    reruns = [t for t in study.trials if t.system_attrs.get("failed_trial") == killed.number]
+    # The killed trial was failed by the heartbeat check, as lost ...
+    assert killed.state.name == "FAIL" and killed.user_attrs["fail_reason"] == "lost"
+    # ... and re-run once with the same parameters and seed.
+    reruns = [t for t in study.trials if t.user_attrs.get("rerun_of") == killed.number]
     assert len(reruns) == 1
     assert reruns[0].params == killed.params
     assert reruns[0].user_attrs["seed"] == killed.user_attrs["seed"]
@@ -312,3 +312,53 @@ def test_two_runs_creating_the_same_study_at_once(workdir, cheap_spec):
     # Both succeed: one created the study, the other resumed it; together they ran the budget once.
     assert [p.returncode for p in processes] == [0, 0], outputs
     assert_budget_exact(load(f"sqlite:///{workdir / 'storage' / 'hpsearch.db'}", "twin"), 4)
+
+
+@pytest.mark.parametrize("variable", ["HPSEARCH_TEST_POSTGRES", "HPSEARCH_TEST_MYSQL"])
+def test_a_stalled_lock_holder_cannot_overshoot_the_budget(
+    variable, workdir, cheap_spec, study_name
+):
+    """Worker A counts the study's last slot free under the study lock and stalls there (SIGSTOP,
+    held in that window by HPSEARCH_TEST_SLOT_DELAY). After the hold limit the server ends A's
+    silent lock session and with it the lock; worker B takes it and runs the last trial. A, once
+    continued, still believes it holds the lock and a counted slot."""
+    url = server_url(variable)
+    name, cleanup = study_name
+    cleanup.append(url)
+    cheap_spec["budget"]["n_trials"] = 1
+    write_spec(workdir, "fence", cheap_spec)
+    command = [sys.executable, "-m", "hpsearch.cli", "run", "--study", "fence"]
+    command += ["--study-name", name, "--storage", url]
+    log_a = workdir / "a.log"
+    env_a = {**os.environ, "HPSEARCH_LOCK_HOLD_LIMIT": "2", "HPSEARCH_TEST_SLOT_DELAY": "20"}
+    with log_a.open("w") as out:
+        a = subprocess.Popen(command, cwd=workdir, env=env_a, stdout=out, stderr=out, text=True)
+    b = None
+    try:
+        deadline = time.monotonic() + 300
+        while "HPSEARCH_TEST_SLOT_DELAY" not in log_a.read_text():
+            assert a.poll() is None and time.monotonic() < deadline, log_a.read_text()
+            time.sleep(0.05)
+        os.kill(a.pid, signal.SIGSTOP)
+        time.sleep(4)  # past the hold limit of 2 s: the server has ended A's lock session
+        b = subprocess.Popen(
+            command, cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        stdout_b, stderr_b = b.communicate(timeout=300)
+        os.kill(a.pid, signal.SIGCONT)
+        a.wait(timeout=300)
+    finally:
+        for process in (a, b):
+            if process is not None and process.poll() is None:
+                os.kill(process.pid, signal.SIGCONT)
+                process.kill()
+    output_a = log_a.read_text()
+    # B ran the last trial while A was stopped: A's lock had been freed by the server.
+    assert b.returncode == 0, stdout_b + stderr_b
+    study = load(url, name)
+    assert [t.user_attrs.get("pid") for t in study.trials][:1] == [b.pid]
+    # A, continued, started no trial beyond the budget: one trial counted, no second row; it
+    # stopped cleanly, with no traceback.
+    assert_budget_exact(study, 1)
+    assert a.returncode == 0, output_a
+    assert "Traceback" not in output_a

@@ -48,7 +48,7 @@ def test_mistakes_are_one_line_errors(gpus, workers, visible, message):
 
 
 def test_gpus_per_trial_groups_the_gpus_in_order():
-    # 8 GPUs, 2 per trial: 4 workers, each pinned to its pair; each process a sixteenth of the cores.
+    # 8 GPUs, 2 per trial: 4 workers, each pinned to its pair; each process 1/16 of the cores.
     slots = plan_slots("all", None, n_visible_gpus=8, n_cores=32, gpus_per_trial=2)
     assert [s.label for s in slots] == ["gpu0-1", "gpu2-3", "gpu4-5", "gpu6-7"]
     assert [s.env["CUDA_VISIBLE_DEVICES"] for s in slots] == ["0,1", "2,3", "4,5", "6,7"]

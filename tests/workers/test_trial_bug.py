@@ -74,7 +74,8 @@ def test_a_bug_in_hpsearch_stops_the_run_after_one_trial(workdir, cheap_spec):
     # One trial ran, FAIL, with the traceback in its user attributes; the budget is not spent.
     assert [t.state.name for t in trials] == ["FAIL"]
     assert "hpsearch/trial/callback.py" in trials[0].user_attrs["traceback"]
-    assert "KeyError" in trials[0].user_attrs["fail_reason"]
+    assert trials[0].user_attrs["fail_reason"] == "bug in hpsearch"
+    assert "KeyError: 'evaluation returned no eval_accuracy" in trials[0].user_attrs["traceback"]
     assert n_spent(trials) == 0
 
 
