@@ -115,7 +115,7 @@ class Fitting:
             raise TrialFailed(
                 f"out of memory (batch size {self.trainer.args.per_device_train_batch_size})"
             ) from None
-        except Exception as e:  # noqa: BLE001 - failures are data: a combination that cannot train
+        except Exception as e:  # failures are data: a combination that cannot train
             if is_hpsearch_bug(e):
                 raise
             raise TrialFailed(f"{type(e).__name__}: {first_line(e)}") from None
@@ -231,7 +231,7 @@ def start_fit(
         )
         if unfreezing is not None or "layer_lr_decay" in settings.knobs:
             _set_layerwise_optimizer(trainer, settings.knobs.get("layer_lr_decay", 1.0), trained)
-    except Exception as e:  # noqa: BLE001 - TrainingArguments and Trainer refuse bad values in many types
+    except Exception as e:  # TrainingArguments and Trainer refuse bad values in many types
         if is_hpsearch_bug(e):
             raise
         raise TrialFailed(f"invalid parameters: {first_line(e)}") from None

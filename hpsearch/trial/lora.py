@@ -59,7 +59,7 @@ def add_adapters(model, lora: dict[str, Any], task: Task, fresh_modules: list[st
 @contextmanager
 def _wrapping_quietly() -> Iterator[None]:
     """PEFT wrapping a model reads its `is_gradient_checkpointing`, which transformers 5 deprecates
-    with a FutureWarning at every wrap (PEFT's to change, not ours): that one warning is silenced."""
+    with a FutureWarning at every wrap (PEFT's to change, not ours): that warning is silenced."""
     with warnings.catch_warnings():
         warnings.filterwarnings(
             "ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning

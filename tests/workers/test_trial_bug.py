@@ -77,6 +77,12 @@ def test_a_bug_in_hpsearch_stops_the_run_after_one_trial(workdir, cheap_spec):
     assert trials[0].user_attrs["fail_reason"] == "bug in hpsearch"
     assert "KeyError: 'evaluation returned no eval_accuracy" in trials[0].user_attrs["traceback"]
     assert n_spent(trials) == 0
+    fixed = run_hpsearch("run", "--study", "buggy", "--n-trials", "1", cwd=workdir)
+    trials = load(workdir, "buggy").trials
+    # Once the bug is gone, the whole budget is there: the storage's own count (in the transaction
+    # that creates a trial) leaves the bug's trial out as well.
+    assert fixed.returncode == 0, fixed.stderr
+    assert [t.state.name for t in trials] == ["FAIL", "COMPLETE"] and n_spent(trials) == 1
 
 
 @pytest.mark.slow
