@@ -75,7 +75,7 @@ def test_a_bug_in_hpsearch_stops_the_run_after_one_trial(workdir, cheap_spec):
     assert [t.state.name for t in trials] == ["FAIL"]
     assert "hpsearch/trial/callback.py" in trials[0].user_attrs["traceback"]
     assert trials[0].user_attrs["fail_reason"] == "bug in hpsearch"
-    assert "KeyError: 'evaluation returned no eval_accuracy" in trials[0].user_attrs["traceback"]
+    assert 'KeyError: "evaluation returned no eval_accuracy' in trials[0].user_attrs["traceback"]
     assert n_spent(trials) == 0
     fixed = run_hpsearch("run", "--study", "buggy", "--n-trials", "1", cwd=workdir)
     trials = load(workdir, "buggy").trials
