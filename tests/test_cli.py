@@ -265,3 +265,55 @@ def test_create_makes_the_study_for_workers_to_join_and_runs_no_trial(workdir, t
     write_spec(workdir, "tiny", tiny_spec)
     line = assert_one_line_error(run_hpsearch("create", "--study", "tiny", cwd=workdir), 1)
     assert "created from a different spec (dataset.max_length: 32 -> 16)" in line
+
+
+def test_run_keeps_its_timeout_out_of_the_spec_and_records_a_run_only_change(workdir, tiny_spec):
+    from hpsearch.storage import open_storage, resolve_storage_url
+    from hpsearch.study import SPEC_CHANGES_ATTR, stored_spec
+
+    # One optimizer step, one evaluation: the cheapest real trial.
+    tiny_spec["dataset"].update(max_train_samples=16, max_eval_samples=8)
+    tiny_spec["training"] = {"num_train_epochs": 1, "per_device_train_batch_size": 16}
+    tiny_spec["search_space"] = {"learning_rate": {"float": [1e-5, 3e-4], "log": True}}
+    tiny_spec["pruner"] = {"name": "none", "evals_per_epoch": 1}
+    tiny_spec["budget"] = {"n_trials": 1}
+    write_spec(workdir, "cheap", tiny_spec)
+    result = run_hpsearch("run", "--study", "cheap", "--timeout", "30", cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    storage = open_storage(resolve_storage_url("sqlite:///storage/hpsearch.db"), must_exist=True)
+    study_id = storage.get_study_id_from_name("cheap")
+    # --timeout was this run's deadline: a worker joining later must not inherit it.
+    assert stored_spec(storage, "cheap").budget.timeout is None
+
+    # How evaluation batches and loads the data changes no trial's value: taken, and recorded.
+    tiny_spec["training"].update(per_device_eval_batch_size=4, dataloader_num_workers=0)
+    write_spec(workdir, "cheap", tiny_spec)
+    result = run_hpsearch("run", "--study", "cheap", cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    assert "stored spec updated: training.per_device_eval_batch_size: null -> 4" in result.stdout
+    assert "stored spec updated: training.dataloader_num_workers: null -> 0" in result.stdout
+    assert stored_spec(storage, "cheap").training["per_device_eval_batch_size"] == 4
+    recorded = storage.get_study_user_attrs(study_id)[SPEC_CHANGES_ATTR]
+    assert [(r["key"], r["old"], r["new"]) for r in recorded] == [
+        ("training.dataloader_num_workers", None, 0),
+        ("training.per_device_eval_batch_size", None, 4),
+    ]
+    # `status` shows the record, each key whole.
+    shown = run_hpsearch("status", "--study", "cheap", cwd=workdir)
+    assert shown.returncode == 0, shown.stderr
+    assert "spec changes" in shown.stdout, shown.stdout
+    assert "training.per_device_eval_batch_size" in shown.stdout, shown.stdout
+
+    # A fixed training value changes what a trial's value means: one line naming the key and the
+    # new study to start instead; nothing written.
+    before = storage.get_study_user_attrs(study_id)
+    tiny_spec["training"]["weight_decay"] = 0.1
+    write_spec(workdir, "cheap", tiny_spec)
+    line = assert_one_line_error(
+        run_hpsearch("run", "--study", "cheap", cwd=workdir),
+        1,
+        "training.weight_decay: null -> 0.1",
+        "--study-name cheap-2",
+    )
+    assert "changes what its trials' values mean" in line
+    assert storage.get_study_user_attrs(study_id) == before

@@ -9,6 +9,7 @@ import os
 import signal
 import socket
 import sys
+import time
 from pathlib import Path
 
 import click
@@ -48,7 +49,8 @@ from hpsearch.errors import ExitCode, HpsearchError, TrialBug
     "--timeout",
     type=click.FloatRange(min=0, min_open=True),
     metavar="SECONDS",
-    help="Start no new trial after this many seconds; overrides budget.timeout.",
+    help="Start no new trial after this many seconds: this run's deadline, never stored "
+    "(overrides budget.timeout for this run only).",
 )
 @worker_options
 def run(
@@ -64,10 +66,21 @@ def run(
     """Create a study from its spec (or resume it) and run trials until its budget is spent."""
     from hpsearch.study import check_resumable
 
-    spec, name = _load_run_spec(study_ref, study_name, n_trials, timeout)
+    spec, name = _load_run_spec(study_ref, study_name, n_trials)
     url, rdb = open_storage_flag(storage, must_exist=False)
     spent = check_resumable(rdb, name, spec)
-    _search(url, rdb, name, spec, spent, gpus, workers, gpus_per_trial, supervised=False)
+    _search(
+        url,
+        rdb,
+        name,
+        spec,
+        spent,
+        gpus,
+        workers,
+        gpus_per_trial,
+        supervised=False,
+        timeout=timeout,
+    )
 
 
 @cli.command()
@@ -97,7 +110,7 @@ def create(
     from hpsearch.storage import redact
     from hpsearch.study import n_spent, open_study
 
-    spec, name = _load_run_spec(study_ref, study_name, n_trials, None)
+    spec, name = _load_run_spec(study_ref, study_name, n_trials)
     url, rdb = open_storage_flag(storage, must_exist=False)
     study, changes = open_study(rdb, name, spec)
     for change in changes:
@@ -109,18 +122,19 @@ def create(
     )
 
 
-def _load_run_spec(
-    study_ref: str, study_name: str | None, n_trials: int | None, timeout: float | None
-):
-    """The spec a `run` or `create` names, with the budget flags applied and checked before any
-    write: (spec, the study's name in the storage)."""
+def _load_run_spec(study_ref: str, study_name: str | None, n_trials: int | None):
+    """The spec a `run` or `create` names, with --n-trials applied and checked before any write:
+    (spec, the study's name in the storage). --n-trials is the study's budget and is stored with
+    it; --timeout is one run's deadline and stays out of the spec (a worker that joins later must
+    not inherit it)."""
     from hpsearch.spec import check_sources, find_spec_file, load_spec_file
 
     spec_path = find_spec_file(study_ref, STUDIES_DIR)
     spec = load_spec_file(spec_path)
-    overrides = {k: v for k, v in (("n_trials", n_trials), ("timeout", timeout)) if v is not None}
-    if overrides:
-        spec = spec.model_copy(update={"budget": spec.budget.model_copy(update=overrides)})
+    if n_trials is not None:
+        spec = spec.model_copy(
+            update={"budget": spec.budget.model_copy(update={"n_trials": n_trials})}
+        )
     check_sources(spec)
     check_training_args(spec)
     return spec, study_name or spec_path.stem
@@ -133,6 +147,12 @@ def _load_run_spec(
 @storage_option
 @worker_options
 @click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    metavar="SECONDS",
+    help="Start no new trial after this many seconds [default: the stored budget.timeout].",
+)
+@click.option(
     "--supervised", is_flag=True, hidden=True, help="Started by a supervisor: print no progress."
 )
 def worker(
@@ -141,6 +161,7 @@ def worker(
     gpus: str | None,
     workers: int | None,
     gpus_per_trial: int | None,
+    timeout: float | None,
     supervised: bool,
 ) -> None:
     """Join an existing study from any machine: its spec comes from the storage."""
@@ -168,6 +189,7 @@ def worker(
         gpus_per_trial,
         supervised=supervised,
         worker_key=key,
+        timeout=timeout,
     )
 
 
@@ -182,6 +204,7 @@ def _search(
     gpus_per_trial: int | None,
     supervised: bool,
     worker_key: str | None = None,
+    timeout: float | None = None,
 ) -> None:
     """Run the study's missing trials here: in this process, in a group of rank processes (one per
     device of a trial), or in supervised worker processes.
@@ -189,6 +212,8 @@ def _search(
     `worker_key` names this process among the study's workers (None: the only one). The process
     that samples here (this one, else each worker or rank 0 of each group) takes a start number
     from the storage and seeds its sampler with it (study/algorithms.py seed_sampler).
+    `timeout`: this run's deadline in seconds (default: the spec's budget.timeout), after which no
+    trial starts.
     """
     from hpsearch.spec import check_trial_group
     from hpsearch.storage import apply_heartbeat, redact
@@ -209,8 +234,10 @@ def _search(
     if not supervised:
         console.print(f"study [bold]{name}[/] in {redact(url)}: {spent}/{budget} trials spent")
     if spent >= budget:
-        study, _ = open_study(rdb, name, spec)
+        study, changes = open_study(rdb, name, spec)
         if not supervised:
+            for change in changes:
+                console.print(f"stored spec updated: {change}")
             _print_summary(study, spec)
             console.print(
                 f"study {name!r} has spent its budget of {budget} trials; raise it with --n-trials "
@@ -243,15 +270,16 @@ def _search(
     study, changes = open_study(rdb, name, spec)
     for change in changes:
         console.print(f"stored spec updated: {change}")
+    timeout = spec.budget.timeout if timeout is None else timeout
     if in_process:
         runner.sampler_start = seed_sampler(study, spec.sampler)
     try:
         if in_group:
-            _run_group(study, url, name, spec, per_trial, worker_key, supervised)
+            _run_group(study, url, name, per_trial, worker_key, supervised, timeout)
         elif in_process:
-            _run_here(study, runner, url, name, spec, supervised)
+            _run_here(study, runner, url, name, spec, supervised, timeout)
         else:
-            _run_supervised(study, url, name, spec, placement.slots, per_trial)
+            _run_supervised(study, url, name, spec, placement.slots, per_trial, timeout)
     except KeyboardInterrupt:
         if not supervised:
             console.print(
@@ -270,17 +298,14 @@ def _search(
         )
 
 
-def _run_here(
-    study, runner, url, name: str, spec, supervised: bool, timeout: float | None = None
-) -> None:
-    """The worker loop in this process; `timeout` (default: the spec's) stops starting trials."""
+def _run_here(study, runner, url, name: str, spec, supervised: bool, timeout: float | None) -> None:
+    """The worker loop in this process; after `timeout` seconds it starts no trial."""
     from hpsearch.storage import StudyLock
     from hpsearch.views import NoteWriter, RunProgress, register_worker
     from hpsearch.workers import run_trials
 
     lock = StudyLock(url, name)
     budget = spec.budget.n_trials
-    timeout = spec.budget.timeout if timeout is None else timeout
     register_worker(study, runner.device, spec.objective.eval_key)
     note = NoteWriter(study, spec)
     note(force=True)
@@ -327,7 +352,13 @@ def _share_cores(per_trial: int) -> None:
 
 
 def _run_group(
-    study, url, name: str, spec, per_trial: int, worker_key: str | None, supervised: bool
+    study,
+    url,
+    name: str,
+    per_trial: int,
+    worker_key: str | None,
+    supervised: bool,
+    timeout: float | None,
 ) -> None:
     """This worker's trials, each on `per_trial` rank processes (hpsearch.workers.group)."""
     from hpsearch.workers import run_group
@@ -342,7 +373,7 @@ def _run_group(
         key,
         rank_args,
         url.render_as_string(hide_password=False),
-        spec.budget.timeout,
+        timeout,
         report=lambda line: console.print(line, markup=False),
     )  # a rank's reason is not markup
 
@@ -403,7 +434,10 @@ def _interrupt_once(*signals: signal.Signals) -> None:
         signal.signal(each, interrupt)
 
 
-def _run_supervised(study, url, name: str, spec, slots, per_trial: int | None = None) -> None:
+def _run_supervised(
+    study, url, name: str, spec, slots, per_trial: int | None, timeout: float | None
+) -> None:
+    """Supervised worker processes, each told what is left of this run's deadline when it starts."""
     from hpsearch.storage import STORAGE_ENV
     from hpsearch.views import RunProgress, write_note
     from hpsearch.workers import Supervisor
@@ -426,6 +460,7 @@ def _run_supervised(study, url, name: str, spec, slots, per_trial: int | None = 
             Path("storage/logs") / name,
             report=console.print,
             on_poll=progress.poll,
+            deadline=None if timeout is None else time.monotonic() + timeout,
         ).run()
     write_note(study, spec)  # the workers' last notes may predate their last trials
 

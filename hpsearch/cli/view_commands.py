@@ -83,6 +83,7 @@ def status(name: str | None, storage: str | None, as_json: bool) -> None:
         all_studies,
         final_trainings_table,
         running_table,
+        spec_changes_table,
         studies_table,
         study_status,
         summary_table,
@@ -105,6 +106,8 @@ def status(name: str | None, storage: str | None, as_json: bool) -> None:
     console.print(running_table(data["running"]) if data["running"] else "no trial is running")
     if data["final_trainings"]:
         console.print(final_trainings_table(data["final_trainings"]))
+    if data["spec_changes"]:
+        console.print(spec_changes_table(data["spec_changes"]))
 
 
 @cli.command()

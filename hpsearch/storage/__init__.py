@@ -19,7 +19,7 @@ from hpsearch.storage.best_model import (
     resolve_best_model,
 )
 from hpsearch.storage.cache import StudyCache, cached
-from hpsearch.storage.lock import StudyLock
+from hpsearch.storage.lock import StudyLock, study_lock
 from hpsearch.storage.queries import (
     count_trials,
     create_study,
@@ -94,6 +94,7 @@ __all__ = [
     "retry_through_outage",
     "set_study_system_attr",
     "set_user_attrs",
+    "study_lock",
     "study_system_attrs",
     "study_user_attr_list",
     "take_start_number",

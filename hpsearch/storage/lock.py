@@ -3,7 +3,7 @@
 Starting a trial is "count the budget, then create the trial". The budget does not rest on this
 lock: the storage counts again in the transaction that creates the trial and refuses one beyond
 the budget (resilient.py). The lock keeps the workers from counting and creating in a crowd, where
-all but one would be refused. Other locks of a study (the kept best model, the final trainings)
+all but one would be refused. Other locks of a study (the stored spec, the final trainings)
 guard a read-modify-write of a study attribute.
 
 The lock lives where the workers meet, the database: a PostgreSQL advisory lock, a MySQL/MariaDB
@@ -12,6 +12,10 @@ only while a trial is being created, milliseconds. A server lock is not fenced: 
 when its session has been silent for the hold limit, and a holder that stalled that long (SIGSTOP,
 a swap storm, a network cut) still believes it holds it. The budget is safe from that (the storage's
 check); the other purposes rely on the lock alone.
+
+Every lock of a process on one database shares one engine, which keeps one session between holds:
+a worker keeps one lock session whatever it locks (trials, stored spec, final trainings), and a lock
+taken while another is held gets a session of its own for that time (closed at release).
 """
 
 from __future__ import annotations
@@ -42,6 +46,23 @@ LOCK_HOLD_LIMIT_S = 120
 # machine should not stall the other workers for two minutes; the tests use it to free a stalled
 # holder's lock within seconds.
 HOLD_LIMIT_ENV = "HPSEARCH_LOCK_HOLD_LIMIT"
+# Sessions beyond the one kept, for locks held at the same time in one process (each purpose, and
+# tests that play several workers); they are closed at release.
+LOCK_OVERFLOW_SESSIONS = 8
+
+_engines: dict[str, sqlalchemy.Engine] = {}
+_engines_guard = threading.Lock()
+
+
+def _lock_engine(url: URL) -> sqlalchemy.Engine:
+    """This process's engine for the locks on the database at `url`, created on first use."""
+    key = url.render_as_string(hide_password=False)
+    with _engines_guard:
+        if key not in _engines:
+            _engines[key] = sqlalchemy.create_engine(
+                url, pool_size=1, max_overflow=LOCK_OVERFLOW_SESSIONS, pool_pre_ping=True
+            )
+        return _engines[key]
 
 
 class StudyLock:
@@ -60,10 +81,8 @@ class StudyLock:
             suffix = ".lock" if purpose == "trials" else f".{purpose}.lock"
             self._file_lock = FileLock(f"{sqlite_path(url) or ':memory:'}{suffix}")
         else:
-            # One connection kept for the lock: a session-level lock belongs to its connection.
-            self._engine = sqlalchemy.create_engine(
-                url, pool_size=1, max_overflow=0, pool_pre_ping=True
-            )
+            # A session-level lock belongs to its connection, checked out from acquire to release.
+            self._engine = _lock_engine(url)
 
     @property
     def held(self) -> bool:
@@ -154,3 +173,8 @@ def hold_limit_s() -> int:
     if seconds < 1:
         raise StorageError(f"{HOLD_LIMIT_ENV} must be a whole number of seconds >= 1, got {text!r}")
     return seconds
+
+
+def study_lock(storage, study_name: str, purpose: str = "trials") -> StudyLock:
+    """The lock of `purpose` on a study, for code that holds the opened storage, not its URL."""
+    return StudyLock(storage.engine.url, study_name, purpose)

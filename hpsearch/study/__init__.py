@@ -1,6 +1,6 @@
-"""A study: created or resumed from its spec (a changed spec refused), its sampler and pruner, its
-study-wide budget, its summary, the arithmetic of its effective batch, and its final trainings.
-No torch or transformers here."""
+"""A study: created or resumed from its spec (a change of what its trials mean refused, a change of
+how it runs taken and recorded), its sampler and pruner, its study-wide budget, its summary, the
+arithmetic of its effective batch, and its final trainings. No torch or transformers here."""
 
 from hpsearch.storage import INTERRUPTED, LOST
 from hpsearch.study.algorithms import (
@@ -27,6 +27,14 @@ from hpsearch.study.budget import (
     enforce_budget,
     n_spent,
 )
+from hpsearch.study.changes import (
+    RUN_ONLY_KEYS,
+    RUN_ONLY_TRAINING_ARGS,
+    SpecChange,
+    meaning_changes,
+    runs_only,
+    spec_changes,
+)
 from hpsearch.study.final import (
     FINAL_LOCK_PURPOSE,
     FINAL_TRAININGS_ATTR,
@@ -37,11 +45,11 @@ from hpsearch.study.final import (
     record_final_training,
 )
 from hpsearch.study.open import (
-    MUTABLE_KEYS,
     SPEC_ATTR,
+    SPEC_CHANGES_ATTR,
     check_resumable,
-    diff_specs,
     open_study,
+    spec_change_records,
     stored_spec,
     study_exists,
 )
@@ -70,9 +78,11 @@ __all__ = [
     "INTERRUPTED",
     "INTERVAL_ATTR",
     "LOST",
-    "MUTABLE_KEYS",
+    "RUN_ONLY_KEYS",
+    "RUN_ONLY_TRAINING_ARGS",
     "SAMPLER_SEED_ATTR",
     "SPEC_ATTR",
+    "SPEC_CHANGES_ATTR",
     "SPENT",
     "START",
     "START_ATTR",
@@ -82,6 +92,7 @@ __all__ = [
     "Confidence",
     "FinalPlan",
     "SamplerStart",
+    "SpecChange",
     "StudySummary",
     "budget_verdict",
     "check_resumable",
@@ -90,19 +101,22 @@ __all__ = [
     "count_states",
     "counts_toward_budget",
     "describe_states",
-    "diff_specs",
     "effective_batch",
     "enforce_budget",
     "final_trainings",
     "make_pruner",
     "make_sampler",
     "max_evaluations",
+    "meaning_changes",
     "n_spent",
     "open_study",
     "plan_final_training",
     "record_final_training",
     "reproducing_accumulation",
+    "runs_only",
     "seed_sampler",
+    "spec_change_records",
+    "spec_changes",
     "start_seed",
     "stored_spec",
     "study_exists",

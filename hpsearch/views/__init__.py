@@ -24,6 +24,7 @@ from hpsearch.views.tables import (
     format_seconds,
     format_value,
     running_table,
+    spec_changes_table,
     studies_table,
     summary_table,
 )
@@ -54,6 +55,7 @@ __all__ = [
     "render_note",
     "running_table",
     "serve",
+    "spec_changes_table",
     "staged_directory",
     "studies_table",
     "study_status",

@@ -1,5 +1,5 @@
 """The study's note in optuna-dashboard: its spec, the workers that joined it, the search's summary,
-and the final trainings made from it (hpsearch train).
+the changes later runs made to its spec, and the final trainings made from it (hpsearch train).
 
 Each worker records itself (host, device, package versions) in a study system attribute when it
 starts, and rewrites the note as trials finish, at most every NOTE_INTERVAL_S, so the dashboard
@@ -25,7 +25,13 @@ from hpsearch.storage import (
     set_study_system_attr,
     study_system_attrs,
 )
-from hpsearch.study import StudySummary, describe_states, final_trainings, summarize
+from hpsearch.study import (
+    StudySummary,
+    describe_states,
+    final_trainings,
+    spec_change_records,
+    summarize,
+)
 from hpsearch.views.tables import describe_final_data
 
 WORKER_ATTR_PREFIX = "hpsearch:worker:"
@@ -93,6 +99,7 @@ def write_note(study: optuna.Study, spec) -> None:
             workers(study),
             resolve_best_model(study),
             final_trainings(study),
+            spec_change_records(study),
         ),
     )
 
@@ -104,9 +111,11 @@ def render_note(
     joined: list[dict],
     kept: BestModel | None,
     trained: list[dict] = (),
+    changes: list[dict] = (),
 ) -> str:
     """The note's Markdown; `kept`: the best trial's kept model (storage.resolve_best_model);
-    `trained`: the study's final trainings (hpsearch train), oldest first."""
+    `trained`: the study's final trainings (hpsearch train), oldest first; `changes`: the changes
+    later runs made to its stored spec, oldest first."""
     states = describe_states(summary.states, none="none yet")
     best = "no trial has completed yet"
     if summary.best_number is not None:
@@ -178,6 +187,18 @@ def render_note(
             f"| {_value(t.get('trial_value'))} | `{t['out_dir']}` | {t['host']} "
             f"| {t['finished_at']} |"
             for t in trained
+        ]
+    if changes:
+        lines += [
+            "",
+            "## Spec changes (taken by later runs)",
+            "| key | old | new | at | host |",
+            "| --- | --- | --- | --- | --- |",
+        ]
+        lines += [
+            f"| {c['key']} | {json.dumps(c['old'])} | {json.dumps(c['new'])} | {c['at']} | "
+            f"{c['host']} |"
+            for c in changes
         ]
     lines += [
         "",

@@ -21,6 +21,7 @@ from hpsearch.study import (
     confidence_of,
     count_states,
     final_trainings,
+    spec_change_records,
     stored_spec,
     summarize,
 )
@@ -48,6 +49,7 @@ def study_status(storage, name: str) -> dict[str, Any]:
         ],
         **describe_best_model(study),
         "final_trainings": final_trainings(study),
+        "spec_changes": spec_change_records(study),
     }
 
 

@@ -3,6 +3,8 @@ best trial; seconds and values formatted as every view shows them."""
 
 from __future__ import annotations
 
+import json
+
 from rich.table import Table
 
 from hpsearch.study import Confidence, StudySummary, describe_states
@@ -136,6 +138,20 @@ def final_trainings_table(trained: list[dict]) -> Table:
             str(t["out_dir"]),
             str(t["host"]),
             str(t["finished_at"]),
+        )
+    return table
+
+
+def spec_changes_table(changes: list[dict]) -> Table:
+    """The changes later runs made to the study's stored spec (budget, heartbeat, eval batch...).
+    The key is never cut: the other columns wrap first."""
+    table = Table(title="spec changes", title_justify="left")
+    table.add_column("key", no_wrap=True, min_width=max(len(c["key"]) for c in changes))
+    for column in ("old", "new", "when, by"):
+        table.add_column(column)
+    for c in changes:
+        table.add_row(
+            c["key"], json.dumps(c["old"]), json.dumps(c["new"]), f"{c['at']}, {c['host']}"
         )
     return table
 

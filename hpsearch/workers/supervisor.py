@@ -2,7 +2,8 @@
 
 The parent starts each worker as `hpsearch worker --supervised` in its own session (so a terminal's
 Ctrl-C reaches only the parent, which forwards it once), restarts a worker that crashed (decided on
-its exit code) a bounded number of times, and shows the study's progress by polling the storage.
+its exit code) a bounded number of times, and shows the study's progress by polling the storage. A
+run's deadline (`run --timeout`) reaches each worker it starts as the seconds left then.
 """
 
 from __future__ import annotations
@@ -66,8 +67,13 @@ class Supervisor:
         log_dir: Path,
         report: Callable[[str], None],
         on_poll: Callable[[], None],
+        *,
+        deadline: float | None = None,
     ):
+        """`deadline`: the run's end (time.monotonic()), after which no worker starts a trial; each
+        worker started or restarted is told the seconds left (`--timeout`)."""
         self.worker_args = worker_args
+        self.deadline = deadline
         self.env = env
         self.report = report
         self.on_poll = on_poll
@@ -97,9 +103,12 @@ class Supervisor:
             )
 
     def _start(self, worker: _Worker) -> None:
+        args = [*self.worker_args]
+        if self.deadline is not None:
+            args += ["--timeout", f"{max(self.deadline - time.monotonic(), 0.001):.3f}"]
         with open(worker.log, "a") as log:
             worker.process = subprocess.Popen(
-                [sys.executable, "-m", "hpsearch.cli", *self.worker_args],
+                [sys.executable, "-m", "hpsearch.cli", *args],
                 env={
                     **os.environ,
                     **self.env,

@@ -194,3 +194,39 @@ def test_every_view_names_the_task_and_its_metrics(tmp_path):
     write_report(study, spec, tmp_path / "report")
     page = (tmp_path / "report" / "report.html").read_text()
     assert "task token-classification" in page and "eval_recall" in page
+
+
+def test_status_and_the_note_show_the_changes_later_runs_made(tmp_path):
+    from hpsearch.study import spec_change_records, summarize
+    from hpsearch.views import render_note
+    from hpsearch.views.note import workers
+
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    storage = open_storage(resolve_storage_url(url))
+    spec = dict(TINY_SPEC, training={"num_train_epochs": 1})
+    open_study(storage, "s", parse_spec(spec, "t"))
+    spec["training"] = {"num_train_epochs": 1, "per_device_eval_batch_size": 8}
+    study, _ = open_study(storage, "s", parse_spec(spec, "t"))
+    status = run_hpsearch("status", "--study", "s", "--storage", url, "--json", cwd=tmp_path)
+    assert status.returncode == 0, status.stderr
+    # `status --json` lists the change with its values, time and host.
+    (change,) = json.loads(status.stdout)["spec_changes"]
+    assert (change["key"], change["old"], change["new"]) == (
+        "training.per_device_eval_batch_size",
+        None,
+        8,
+    )
+    assert change["at"] and change["host"]
+    # The dashboard's note has a row for it, read from the study's record.
+    changed = parse_spec(spec, "t")
+    note = render_note(
+        "s",
+        changed,
+        summarize(study, changed),
+        workers(study),
+        None,
+        (),
+        spec_change_records(study),
+    )
+    assert "## Spec changes" in note
+    assert "| training.per_device_eval_batch_size | null | 8 |" in note

@@ -20,7 +20,7 @@ import pytest
 
 from hpsearch.spec import parse_spec
 from hpsearch.storage import open_storage, resolve_storage_url
-from hpsearch.study import n_spent, open_study
+from hpsearch.study import n_spent, open_study, stored_spec
 from tests.conftest import run_hpsearch, write_spec
 
 pytestmark = pytest.mark.slow
@@ -362,3 +362,83 @@ def test_a_stalled_lock_holder_cannot_overshoot_the_budget(
     assert_budget_exact(study, 1)
     assert a.returncode == 0, output_a
     assert "Traceback" not in output_a
+
+
+def _sessions_of(pid: int, connection) -> set[int]:
+    """The client ports of the database sessions that process `pid` holds now."""
+    import psutil
+    import sqlalchemy
+
+    try:
+        ports = {c.laddr.port for c in psutil.Process(pid).net_connections("tcp") if c.raddr}
+    except psutil.Error:
+        return set()
+    rows = connection.execute(
+        sqlalchemy.text(
+            "SELECT client_port FROM pg_stat_activity WHERE datname = current_database()"
+        )
+    )
+    return {port for (port,) in rows if port in ports}
+
+
+def test_a_real_worker_keeps_three_postgres_sessions(workdir, cheap_spec, study_name):
+    import sqlalchemy
+
+    url = server_url("HPSEARCH_TEST_POSTGRES")
+    name, cleanup = study_name
+    cleanup.append(url)
+    cheap_spec["budget"]["n_trials"] = 2  # the second trial starts after a best model was kept
+    write_spec(workdir, "cheap", cheap_spec)
+    created = run_hpsearch(
+        "create", "--study", "cheap", "--study-name", name, "--storage", url, cwd=workdir
+    )
+    assert created.returncode == 0, created.stderr
+    # The run brings a change it records under the study's spec lock: one lock more to take.
+    cheap_spec["heartbeat"] = {"interval": 5}
+    write_spec(workdir, "cheap", cheap_spec)
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "hpsearch.cli", "run", "--study", "cheap", "--study-name", name],
+        cwd=workdir,
+        env={**os.environ, "HPSEARCH_STORAGE": url},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    seen: set[int] = set()
+    peak = 0
+    watcher = sqlalchemy.create_engine(resolve_storage_url(url))
+    with watcher.connect() as connection:
+        while worker.poll() is None:
+            now = _sessions_of(worker.pid, connection)
+            seen |= now
+            peak = max(peak, len(now))
+            connection.commit()  # the next query sees pg_stat_activity afresh
+            time.sleep(0.05)
+    watcher.dispose()
+    out, err = worker.communicate()
+    # The worker took the change and ran its trials.
+    assert worker.returncode == 0, err
+    assert "stored spec updated: heartbeat.interval: 10 -> 5" in out
+    assert n_spent(load(url, name).trials) == 2
+    # Three sessions: the storage's two (the trial and its heartbeat thread) and one for every
+    # lock it takes (spec, trials); never more, at no moment of the run.
+    assert peak == 3, f"peak {peak} sessions, client ports seen {sorted(seen)}"
+    assert len(seen) == 3, f"client ports seen {sorted(seen)}"
+
+
+def test_supervised_workers_stop_at_the_runs_timeout_which_is_not_stored(workdir, cheap_spec):
+    cheap_spec["budget"]["n_trials"] = 200  # far more than the deadline leaves time for
+    write_spec(workdir, "cheap", cheap_spec)
+    started = time.monotonic()
+    result = run_hpsearch(
+        "run", "--study", "cheap", "--workers", "2", "--timeout", "90", cwd=workdir, timeout=500
+    )
+    elapsed = time.monotonic() - started
+    # The run ended at its deadline (each worker told the seconds left), the budget unspent.
+    assert result.returncode == 0, result.stderr
+    study = load("sqlite:///storage/hpsearch.db", "cheap")
+    assert 0 < n_spent(study.trials) < 200
+    assert elapsed < 250, f"the run took {elapsed:.0f} s"
+    # The deadline was this run's: the stored spec has no timeout for a later worker to inherit.
+    stored = open_storage(resolve_storage_url("sqlite:///storage/hpsearch.db"))
+    assert stored_spec(stored, "cheap").budget.timeout is None
