@@ -1,14 +1,17 @@
 """The errors hpsearch raises, the exit codes its processes end with, the one way to quote an error.
 
 A user's mistake or an unusable environment is an `HpsearchError`: the CLI (the only place that
-prints or exits) shows it as one `Error: ...` line and exits with its code. Anything else that
-escapes is a bug: it shows a traceback and exits `ExitCode.CRASH`. No click here: the translation to
-the terminal happens at the CLI boundary.
+prints or exits) shows it as one `Error: ...` line and exits with its code. A bug of hpsearch met
+inside a trial (`is_hpsearch_bug`) is a `TrialBug`: its traceback, then one `Error: ...` line, exit
+`ExitCode.BUG`. Anything else that escapes is unexpected: it shows a traceback and exits
+`ExitCode.CRASH`. No click here: the translation to the terminal happens at the CLI boundary.
 """
 
 from __future__ import annotations
 
+import traceback
 from enum import IntEnum
+from pathlib import Path
 
 
 class ExitCode(IntEnum):
@@ -16,7 +19,10 @@ class ExitCode(IntEnum):
 
     OK: done (the study's budget is spent, or the run's timeout was reached).
     USER_ERROR, SPEC_ERROR: a mistake to fix first; running again would repeat it.
-    CRASH: an unexpected error (a bug, a lost machine resource); running again may succeed.
+    BUG: a bug of hpsearch (or a broken install) met inside a trial (`is_hpsearch_bug`); running
+        again would meet it again in the next trial.
+    CRASH: an unexpected error (a bug elsewhere, a lost machine resource); running again may
+        succeed.
     INTERRUPTED: stopped by Ctrl-C (SIGINT); the running trials were recorded as interrupted.
     A process killed by a signal has no code of its own (Popen shows -SIGNAL): a crash too.
     """
@@ -24,6 +30,7 @@ class ExitCode(IntEnum):
     OK = 0
     USER_ERROR = 1
     SPEC_ERROR = 2
+    BUG = 3
     CRASH = 70  # EX_SOFTWARE in sysexits.h
     INTERRUPTED = 130  # 128 + SIGINT, as shells report it
 
@@ -54,6 +61,53 @@ class StudyError(HpsearchError):
 
 class TrialFailed(Exception):
     """Not a user error: ends one trial FAIL with a recorded reason, and the study goes on."""
+
+
+class TrialBug(HpsearchError):
+    """A trial stopped by a bug of hpsearch, not by its configuration: the worker stops (exit 3)
+    rather than fail trial after trial, and the trial does not count toward the budget.
+    `traceback`, the original error's, goes to the trial's record and (printed above the `Error:`
+    line) to the worker's log."""
+
+    exit_code = ExitCode.BUG
+
+    def __init__(self, message: str, traceback: str = ""):
+        super().__init__(message)
+        self.traceback = traceback
+
+
+# The types a mistake in Python code raises (a missing key or attribute, a wrong call, a typo); a
+# library raises them too, for values it refuses, which is a configuration's failure.
+_BUG_TYPES = (KeyError, AttributeError, TypeError, NameError)
+_PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def is_hpsearch_bug(error: BaseException) -> bool:
+    """Whether `error`, raised while a trial ran, is a bug of hpsearch rather than a failure of the
+    trial's configuration.
+
+    It is a bug when it is an ImportError (a missing or broken package: every trial would meet it),
+    or a KeyError, AttributeError, TypeError or NameError whose innermost traceback frame (where it
+    was raised; a C function called from Python adds no frame) is a module of the hpsearch package.
+    The same types raised inside torch, transformers or peft are their refusal of a value (a
+    configuration's failure), as is every other type: out of memory, a NaN, a ValueError.
+    """
+    if isinstance(error, ImportError):
+        return True
+    if not isinstance(error, _BUG_TYPES):
+        return False
+    frames = traceback.extract_tb(error.__traceback__)
+    return bool(frames) and Path(frames[-1].filename).resolve().is_relative_to(_PACKAGE_DIR)
+
+
+def describe_bug(error: BaseException, where: str) -> TrialBug:
+    """The TrialBug that reports `error` (an `is_hpsearch_bug` one) met by `where` ("trial 3")."""
+    return TrialBug(
+        f"{where} stopped on a bug in hpsearch: {type(error).__name__}: {first_line(error)} "
+        "(traceback above and in the trial's user attribute 'traceback'; the trial does not count "
+        "toward the budget)",
+        "".join(traceback.format_exception(error)),
+    )
 
 
 class BudgetFull(Exception):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hpsearch.errors import ExitCode, HpsearchError, SpecError, first_line
+from hpsearch.errors import ExitCode, HpsearchError, SpecError, TrialBug, first_line
 
 
 def test_first_line_of_any_error_even_an_empty_one():
@@ -19,4 +19,6 @@ def test_each_kind_of_error_has_its_exit_code():
     assert HpsearchError("m").exit_code == ExitCode.USER_ERROR == 1
     assert SpecError("m").exit_code == ExitCode.SPEC_ERROR == 2
     assert (ExitCode.CRASH, ExitCode.INTERRUPTED) == (70, 130)
+    # A bug of hpsearch met in a trial exits 3: the supervisor gives up on it, as on a mistake.
+    assert TrialBug("m").exit_code == ExitCode.BUG == 3
     assert HpsearchError("one line").message == "one line"

@@ -313,10 +313,12 @@ def api_server_errors(job: dict) -> list[str]:
 def test_a_mistake_fails_the_worker_job_and_a_crash_is_retried(file):
     job = worker_job(file)
     assert api_server_errors(job) == []
-    # hpsearch's exit codes: 1 a mistake, 2 a spec mistake: every pod would repeat them, so the
-    # whole Job fails at once; the init container's 1 (no study, no database after its wait) too.
+    # hpsearch's exit codes: 1 a mistake, 2 a spec mistake, 3 a bug met in a trial: every pod would
+    # repeat them, so the whole Job fails at once; the init container's 1 (no study, no database
+    # after its wait) too.
     assert failure_action(job, {"worker": 1}) == "FailJob"
     assert failure_action(job, {"worker": 2}) == "FailJob"
+    assert failure_action(job, {"worker": 3}) == "FailJob"
     assert failure_action(job, {"wait-for-study": 1}) == "FailJob"
     # 70 a crash, 137 killed (out of memory): a new pod for that index, within its backoff limit.
     assert failure_action(job, {"worker": 70}) == "Count"

@@ -1,7 +1,8 @@
 """The `hpsearch` command group, the options its commands share, and the boundary where errors
 become one `Error: ...` line: an HpsearchError with its exit code, a database's refusal with its
-reason; anything else is a bug, shown with its traceback and exit code 70 (hpsearch.errors.ExitCode,
-which supervisors decide on)."""
+reason, a bug of hpsearch met in a trial (TrialBug) below its traceback with exit code 3; anything
+else is unexpected, shown with its traceback and exit code 70 (hpsearch.errors.ExitCode, which
+supervisors decide on)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import click
 from rich.console import Console
 
 from hpsearch import __version__
-from hpsearch.errors import ExitCode, HpsearchError
+from hpsearch.errors import ExitCode, HpsearchError, TrialBug
 
 DEBUG_ENV = "HPSEARCH_DEBUG"
 STUDIES_DIR = Path("studies")
@@ -86,6 +87,9 @@ def main() -> None:
     )
     try:
         cli.main(standalone_mode=False)
+    except TrialBug as e:
+        sys.stderr.write(e.traceback)  # a bug: the worker's log keeps where it is
+        _fail(e.message, e.exit_code, debug=False)
     except HpsearchError as e:
         _fail(e.message, e.exit_code, debug)
     except click.exceptions.Abort:

@@ -23,7 +23,7 @@ from hpsearch.cli.app import (
     storage_option,
     worker_options,
 )
-from hpsearch.errors import ExitCode, HpsearchError
+from hpsearch.errors import ExitCode, HpsearchError, TrialBug
 
 
 @cli.command()
@@ -409,6 +409,12 @@ def trial_rank(name: str, timeout: float | None, supervised: bool) -> None:
         # "[/path/pair.cc:537]".
         click.echo(f"Error: {e}", err=True)
         sys.exit(ExitCode.CRASH)
+    except TrialBug as e:
+        # The worker's one Error line names it; the traceback goes to the trial's record and, here,
+        # to the worker's log (a rank's stderr is its worker's).
+        write_rank_reason(e.message, e.traceback)
+        sys.stderr.write(e.traceback)
+        sys.exit(ExitCode.BUG)
     except HpsearchError as e:
         write_rank_reason(e.message)  # the worker's own error line names it
         raise

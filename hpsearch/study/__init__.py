@@ -15,10 +15,12 @@ from hpsearch.study.algorithms import (
 )
 from hpsearch.study.batch import WORLD_SIZE_ATTR, effective_batch, reproducing_accumulation
 from hpsearch.study.budget import (
+    BUG,
     FAIL_REASON_ATTR,
     FULL,
     SPENT,
     START,
+    TRACEBACK_ATTR,
     budget_verdict,
     count_states,
     counts_toward_budget,
@@ -65,6 +67,7 @@ from hpsearch.study.summary import (
 )
 
 __all__ = [
+    "BUG",
     "EARLY_STEPS_SAVED_ATTR",
     "EFFECTIVE_BATCH_ATTR",
     "EVAL_EXAMPLES_ATTR",
@@ -84,6 +87,7 @@ __all__ = [
     "START",
     "START_ATTR",
     "STOPPED_EARLY_ATTR",
+    "TRACEBACK_ATTR",
     "WORLD_SIZE_ATTR",
     "Confidence",
     "FinalPlan",

@@ -3,8 +3,10 @@
 A trial counts once it has finished on its own: COMPLETE, PRUNED, or FAIL with a recorded reason
 (NaN, out of memory, bad parameters). A trial interrupted by Ctrl-C or lost with its worker does not
 count: it has exactly one re-run, which counts in its place (hpsearch.storage.rerun). A FAIL with no
-reason at all (a study from before lost trials recorded one) does not count either. A RUNNING or
-WAITING trial holds a slot: it will count, or be re-run in it.
+reason at all (a study from before lost trials recorded one) does not count either, nor does one
+stopped by a bug of hpsearch (reason BUG, its traceback in TRACEBACK_ATTR): its configuration was
+never tried, and the worker stopped. A RUNNING or WAITING trial holds a slot: it will count, or be
+re-run in it.
 
 The worker loop checks the budget under the study lock, and the storage checks it again in the
 transaction that creates each trial (`enforce_budget`): the lock spares the workers a crowd of
@@ -21,12 +23,16 @@ from optuna.trial import FrozenTrial, TrialState
 
 from hpsearch.storage import FAIL_REASON_ATTR, RERUN_REASONS, refuse_trials_beyond
 
+BUG = "bug in hpsearch"  # the fail_reason of a trial stopped by a bug of hpsearch (errors.TrialBug)
+TRACEBACK_ATTR = "traceback"  # that trial's user attribute: the bug's traceback
+UNCOUNTED_REASONS = RERUN_REASONS | {BUG}
+
 
 def counts_toward_budget(trial: FrozenTrial) -> bool:
     if trial.state in (TrialState.COMPLETE, TrialState.PRUNED):
         return True
     reason = trial.user_attrs.get(FAIL_REASON_ATTR)
-    return trial.state == TrialState.FAIL and reason is not None and reason not in RERUN_REASONS
+    return trial.state == TrialState.FAIL and reason is not None and reason not in UNCOUNTED_REASONS
 
 
 def enforce_budget(study: optuna.Study, n_trials: int) -> None:
@@ -36,7 +42,7 @@ def enforce_budget(study: optuna.Study, n_trials: int) -> None:
         study,
         n_trials,
         fail_reason_attr=FAIL_REASON_ATTR,
-        uncounted_reasons=tuple(sorted(RERUN_REASONS)),
+        uncounted_reasons=tuple(sorted(UNCOUNTED_REASONS)),
     )
 
 

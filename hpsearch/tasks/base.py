@@ -82,6 +82,9 @@ class Task:
     metrics: ClassVar[dict[str, Direction]]
     """What `objective.metric` may name (Trainer's names without "eval_"), each with the direction
     that means better."""
+    trainer_metrics: ClassVar[frozenset[str]] = frozenset({"loss"})
+    """The metrics Trainer computes (the eval loss) or `derive_metrics` derives from them; every
+    other one of `metrics` is returned by `compute_metrics`, and has a bootstrap interval."""
     default_metric: ClassVar[str]
     model_class: ClassVar[str]
     """The transformers Auto class that fine-tunes it."""

@@ -51,6 +51,7 @@ class CausalLM(Task):
     name = "causal-lm"
     Dataset = CausalLMData
     metrics: ClassVar[dict[str, Direction]] = {"loss": "minimize", "perplexity": "minimize"}
+    trainer_metrics: ClassVar[frozenset[str]] = frozenset({"loss", "perplexity"})
     default_metric = "loss"
     model_class = "AutoModelForCausalLM"
     # Pads input_ids with the pad token and labels with IGNORED: what a batch of examples of

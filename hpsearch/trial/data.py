@@ -1,8 +1,9 @@
 """The dataset of a study: read, split, capped, made model inputs by its task, and cached on disk.
 
-The cache is keyed by the model reference, the dataset section of the spec (which holds the task
-and max_length) and the identity of the source files, so every trial, every worker on the machine
-and every later run reuses one tokenization.
+The cache is keyed by the model reference, the dataset section of the spec (which holds the task's
+keys and max_length), the tokenizer's content and the content of the local source files
+(hpsearch.trial.fingerprint), so every trial, every worker on the machine and every later run
+reuses one tokenization, and a changed file or tokenizer never gets stale tokens.
 """
 
 from __future__ import annotations
@@ -23,12 +24,13 @@ from hpsearch.spec import Location
 from hpsearch.spec.location import dataset_location
 from hpsearch.spec.table import check_columns, read_file
 from hpsearch.tasks import TASKS, DatasetBase, Labels
+from hpsearch.trial.fingerprint import file_fingerprint, tokenizer_fingerprint
 
 if TYPE_CHECKING:
     from datasets import Dataset
 
 LABEL_FILE = "labels.json"
-CACHE_VERSION = 2  # bumped when what is cached changes (2: made by the task)
+CACHE_VERSION = 3  # bumped when what is cached changes (2: made by the task; 3: keyed by content)
 
 
 @dataclass(frozen=True)
@@ -102,18 +104,23 @@ def _split(dataset: DatasetBase) -> tuple[pd.DataFrame, pd.DataFrame, Labels | N
     )
 
 
-def cache_key(dataset: DatasetBase, model_reference: str) -> str:
+def cache_key(dataset: DatasetBase, model_reference: str, tokenizer, cache_dir: Path) -> str:
+    """The cache entry of `dataset` tokenized by `tokenizer`: keyed by the dataset section (the
+    task's keys, max_length, the split and caps), the model reference, the tokenizer's content and
+    the content of the source files (hpsearch.trial.fingerprint), so an entry is reused only for
+    the same bytes tokenized the same way."""
     identity: dict = {
         "dataset": dataset.model_dump(mode="json"),
         "task": dataset.task,
         "model": model_reference,
+        "tokenizer": tokenizer_fingerprint(tokenizer),
         "v": CACHE_VERSION,
     }
     for field in ("source", "eval_source"):
         location = dataset_location(dataset, field)
-        if location is not None and location.path is not None:
-            stat = location.path.stat()
-            identity[field] = [str(location.path.resolve()), stat.st_size, stat.st_mtime_ns]
+        local = None if location is None else location.path or location.folder
+        if local is not None:
+            identity[field] = file_fingerprint(local, cache_dir)
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -123,7 +130,7 @@ def prepare_data(
     """Load the train and eval sets as model inputs from the cache, built first if need be."""
     from datasets import load_from_disk
 
-    target = cache_dir / f"data-{cache_key(dataset, model_reference)}"
+    target = cache_dir / f"data-{cache_key(dataset, model_reference, tokenizer, cache_dir)}"
     if not (target / LABEL_FILE).is_file():
         _build_cache(dataset, tokenizer, target)
     saved = load_from_disk(str(target))

@@ -19,7 +19,7 @@ import torch
 from transformers import Trainer
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
-from hpsearch.errors import HpsearchError, TrialFailed, first_line
+from hpsearch.errors import HpsearchError, TrialFailed, first_line, is_hpsearch_bug
 from hpsearch.spec import StudySpec, split_params
 from hpsearch.study import (
     EARLY_STEPS_SAVED_ATTR,
@@ -50,6 +50,9 @@ class Fitting:
     value_of: str = "last"
     """objective.value: the trial's value is its last evaluation or its best one."""
     unfreezing: GradualUnfreezing | None = None
+    interval_metric: str | None = None
+    """The objective's metric when the task's compute_metrics returns it and its interval is
+    computed (interval_rounds > 0); None otherwise."""
     seconds: float = 0.0
 
     @property
@@ -103,7 +106,8 @@ class Fitting:
         return record
 
     def train(self) -> None:
-        """Train; a failure to train (out of memory, an exception inside Trainer) is TrialFailed."""
+        """Train; a failure to train (out of memory, an exception inside Trainer) is TrialFailed,
+        except a bug of hpsearch (errors.is_hpsearch_bug), which escapes as it was raised."""
         started = time.monotonic()
         try:
             self.trainer.train()
@@ -111,7 +115,9 @@ class Fitting:
             raise TrialFailed(
                 f"out of memory (batch size {self.trainer.args.per_device_train_batch_size})"
             ) from None
-        except Exception as e:  # noqa: BLE001 - failures are data: a combination that cannot train
+        except Exception as e:  # failures are data: a combination that cannot train
+            if is_hpsearch_bug(e):
+                raise
             raise TrialFailed(f"{type(e).__name__}: {first_line(e)}") from None
         finally:
             self.seconds = time.monotonic() - started
@@ -127,17 +133,15 @@ class Fitting:
     def interval(self, spec: StudySpec) -> tuple[float, float] | None:
         """The objective's 95% bootstrap interval over the evaluation that gives the value, for a
         fitting trained to its end; None for a pruned one (its model is not kept) or an objective
-        the task's metrics do not compute (the loss, which Trainer does)."""
-        task, scored = spec.task_spec, self.scored
+        the task's compute_metrics does not return (the loss, which Trainer computes: decided
+        from the task's `trainer_metrics` in `start_fit`, so a KeyError here is a bug)."""
         prediction = self.prediction
-        if not self.finished or prediction is None or task.interval_rounds == 0:
+        if self.interval_metric is None or not self.finished or prediction is None:
             return None
-        try:
-            return bootstrap_interval(
-                scored.compute, prediction, spec.objective.metric, rounds=task.interval_rounds
-            )
-        except KeyError:
-            return None
+        rounds = spec.task_spec.interval_rounds
+        return bootstrap_interval(
+            self.scored.compute, prediction, self.interval_metric, rounds=rounds
+        )
 
     def save(self, directory: Path) -> None:
         """The trained model and its tokenizer, as `from_pretrained` reads them; of a LoRA model,
@@ -180,7 +184,8 @@ def start_fit(
 ) -> Fitting:
     """The model and Trainer for `values` (the spec's fixed settings and a trial's parameters);
     `trial` (None: no Optuna trial) gets every evaluation reported and may be pruned. Values that
-    TrainingArguments, the model or Trainer refuse are TrialFailed ("invalid parameters: ...")."""
+    TrainingArguments, the model or Trainer refuse are TrialFailed ("invalid parameters: ..."); a
+    bug of hpsearch (errors.is_hpsearch_bug) escapes as it was raised."""
     task = spec.task_spec
     settings = split_params(values)
     callback = OptunaPruningCallback(
@@ -226,7 +231,9 @@ def start_fit(
         )
         if unfreezing is not None or "layer_lr_decay" in settings.knobs:
             _set_layerwise_optimizer(trainer, settings.knobs.get("layer_lr_decay", 1.0), trained)
-    except Exception as e:  # noqa: BLE001 - TrainingArguments and Trainer refuse bad values in many types
+    except Exception as e:  # TrainingArguments and Trainer refuse bad values in many types
+        if is_hpsearch_bug(e):
+            raise
         raise TrialFailed(f"invalid parameters: {first_line(e)}") from None
     if trainer.args.n_gpu > 1:
         # Trainer would wrap the model in DataParallel: slow, and not the batch the spec says.
@@ -246,7 +253,17 @@ def start_fit(
         tokenizer=tokenizer,
         value_of=spec.objective.value,
         unfreezing=unfreezing,
+        interval_metric=_interval_metric(spec) if scored is not None else None,
     )
+
+
+def _interval_metric(spec: StudySpec) -> str | None:
+    """The objective's metric if the task's compute_metrics returns it (every metric of the task
+    but those Trainer computes) and the task resamples its evaluations; else None."""
+    task, metric = spec.task_spec, spec.objective.metric
+    if task.interval_rounds == 0 or metric in task.trainer_metrics:
+        return None
+    return metric
 
 
 def _set_layerwise_optimizer(trainer: Trainer, decay: float, trained: set[str]) -> None:

@@ -5,7 +5,6 @@ by `hpsearch train` (one final training)."""
 from __future__ import annotations
 
 import os
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,9 @@ def cache_dir() -> Path:
 
 
 def quiet_libraries() -> None:
-    """hpsearch shows one line per trial; the libraries' own logs and bars would bury it."""
+    """hpsearch shows one line per trial; the libraries' own logs and bars would bury it.
+    No warning filter is installed here: the warnings hpsearch means to silence are silenced at
+    their call (warnings.catch_warnings), and every other one still reaches the worker's log."""
     import datasets
     import huggingface_hub
     import transformers
@@ -36,9 +37,6 @@ def quiet_libraries() -> None:
     datasets.disable_progress_bars()
     datasets.logging.set_verbosity_error()
     optuna.logging.set_verbosity(optuna.logging.ERROR)
-    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    warnings.filterwarnings("ignore", category=FutureWarning)
-    warnings.filterwarnings("ignore", message=".*pin_memory.*")
 
 
 def load_data(spec: StudySpec, location):

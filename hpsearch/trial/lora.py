@@ -8,6 +8,9 @@ weights for a model that `pipeline()` loads with no PEFT installed.
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -43,13 +46,25 @@ def add_adapters(model, lora: dict[str, Any], task: Task, fresh_modules: list[st
         modules_to_save=fresh_modules or None,
     )
     try:
-        return get_peft_model(model, config)
+        with _wrapping_quietly():
+            return get_peft_model(model, config)
     except ValueError:  # target modules the model does not have
         raise ValueError(
             f"peft.target_modules: {target} matches no module of this {model.config.model_type} "
             f"model; its linear layers are named {', '.join(linear_names(model))} (or use "
             "all-linear)"
         ) from None
+
+
+@contextmanager
+def _wrapping_quietly() -> Iterator[None]:
+    """PEFT wrapping a model reads its `is_gradient_checkpointing`, which transformers 5 deprecates
+    with a FutureWarning at every wrap (PEFT's to change, not ours): that warning is silenced."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning
+        )
+        yield
 
 
 def linear_names(model) -> list[str]:
@@ -137,7 +152,8 @@ def merge_adapter(adapter_dir: Path, base_location, task: Task, out_dir: Path) -
     config = AutoConfig.from_pretrained(adapter_dir)  # the label names the trial trained with
     try:
         base = auto_class.from_pretrained(source_of(base_location), config=config)
-        merged = PeftModel.from_pretrained(base, adapter_dir).merge_and_unload()
+        with _wrapping_quietly():
+            merged = PeftModel.from_pretrained(base, adapter_dir).merge_and_unload()
     except (OSError, ValueError) as e:
         raise HpsearchError(
             f"cannot merge the adapter into {base_location.reference}: {first_line(e)}"

@@ -3,7 +3,10 @@
 A trial that cannot train (bad parameter combination, out of memory, NaN) is data: it ends FAIL with
 its reason in the `fail_reason` user attribute and the study goes on. One stopped by Ctrl-C ends
 FAIL 'interrupted' with one re-run (same parameters and seed), queued by the storage in the same
-transaction (hpsearch.storage.rerun).
+transaction (hpsearch.storage.rerun). A bug of hpsearch met by a trial (errors.is_hpsearch_bug: a
+KeyError raised in hpsearch's code, an ImportError) is not data: the trial ends FAIL with reason
+'bug in hpsearch' and the traceback in its `traceback` user attribute (it does not count toward
+the budget), and TrialBug stops the worker, which would meet the bug in every trial.
 
 In a trial group (several ranks per trial, hpsearch.trial.distributed) rank 0 runs the trial as
 above and sends each configuration to the other ranks, which train it alongside (`follow`).
@@ -24,14 +27,16 @@ import optuna
 from optuna.artifacts import upload_artifact
 from optuna.exceptions import UpdateFinishedTrialError
 
-from hpsearch.errors import TrialFailed
+from hpsearch.errors import TrialFailed, describe_bug, is_hpsearch_bug
 from hpsearch.spec import StudySpec, suggest_params
 from hpsearch.storage import RERUN_OF_ATTR, BestModelKeeper, rerun_when_failed, set_user_attrs
 from hpsearch.study import (
+    BUG,
     EVAL_EXAMPLES_ATTR,
     FAIL_REASON_ATTR,
     INTERRUPTED,
     INTERVAL_ATTR,
+    TRACEBACK_ATTR,
     WORLD_SIZE_ATTR,
     SamplerStart,
 )
@@ -49,6 +54,9 @@ from hpsearch.trial.distributed import (
 )
 from hpsearch.trial.fit import Fitting, start_fit
 from hpsearch.trial.model import ModelFactory
+
+# A user attribute's value is one TEXT column (64 KiB on MySQL): the innermost frames are kept.
+TRACEBACK_LIMIT = 16_000
 
 
 @dataclass
@@ -94,6 +102,15 @@ class TrialRunner:
         except TrialFailed as e:
             trial.set_user_attr(FAIL_REASON_ATTR, str(e))
             raise
+        except Exception as e:
+            if not is_hpsearch_bug(e):
+                raise  # an outage or a lost resource: the worker's crash, and its restart
+            bug = describe_bug(e, f"trial {trial.number}")
+            set_user_attrs(
+                trial,
+                {FAIL_REASON_ATTR: BUG, TRACEBACK_ATTR: bug.traceback[-TRACEBACK_LIMIT:]},
+            )
+            raise bug from e
 
     def follow(self) -> None:
         """On a rank other than 0: train each configuration rank 0 sends, until it sends none."""
@@ -104,6 +121,10 @@ class TrialRunner:
                 self._train(None, params, seed)
             except (TrialFailed, optuna.TrialPruned):
                 pass  # rank 0 records how the trial ended
+            except Exception as e:
+                if is_hpsearch_bug(e):
+                    raise describe_bug(e, f"rank {self.group.rank}'s trial") from e
+                raise
 
     def _train(self, trial: optuna.Trial | None, params: dict[str, Any], seed: int) -> float:
         """Train one configuration; `trial` is None on ranks other than 0 (which record nothing)."""

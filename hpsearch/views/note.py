@@ -13,6 +13,7 @@ import json
 import os
 import socket
 import time
+import warnings
 from importlib import metadata
 
 import optuna
@@ -49,9 +50,11 @@ def package_versions() -> dict[str, str]:
 
 
 def register_worker(study: optuna.Study, device: str, metric: str) -> None:
-    from optuna_dashboard import set_objective_names
-
-    set_objective_names(study, [metric])  # the dashboard says "eval_accuracy", not "Objective 0"
+    # The dashboard says "eval_accuracy", not "Objective 0". optuna_dashboard's
+    # set_objective_names is deprecated (a FutureWarning) for this call, "experimental" in Optuna.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names([metric])
     key = f"{WORKER_ATTR_PREFIX}{socket.gethostname()}:{os.getpid()}"
     record = {
         "host": socket.gethostname(),

@@ -6,6 +6,11 @@ rank exits with an error or is killed, the agent stops the others at once (a pee
 collective would hang). The ranks are `hpsearch trial-rank` processes; rank 0 runs the worker loop
 (hpsearch.trial.distributed says what the ranks share).
 
+A rank that meets a bug of hpsearch (hpsearch.errors.is_hpsearch_bug) exits 3 with its traceback
+written beside its reason: the launcher records both in the trial (which then does not count
+toward the budget) and stops the worker with exit 3 rather than start a group that would meet it
+again.
+
 A trial whose group broke cannot end itself: its rank 0 was stopped with the others. The launcher
 fails it with the reason of the rank that failed first (a rank's own reason file, or the signal
 that killed it), within a second of the failure rather than after the heartbeat's grace period,
@@ -27,9 +32,9 @@ from pathlib import Path
 
 import optuna
 
-from hpsearch.errors import ExitCode, HpsearchError
+from hpsearch.errors import ExitCode, HpsearchError, TrialBug
 from hpsearch.storage import STORAGE_ENV, fail_for_rerun, fail_running_trials
-from hpsearch.study import FAIL_REASON_ATTR, INTERRUPTED
+from hpsearch.study import BUG, FAIL_REASON_ATTR, INTERRUPTED, TRACEBACK_ATTR
 
 REASON_DIR_ENV = "HPSEARCH_GROUP_REASONS"  # where each rank writes why it failed
 # The same group failure this many times in a row needs fixing, not another group.
@@ -118,10 +123,17 @@ def _run_groups(
                 return
             except ChildFailedError as e:
                 rank, exitcode, reason = culprit(e.failures, Path(reasons), n_ranks)
+                trace = rank_traceback(Path(reasons), rank)
         if exitcode == ExitCode.INTERRUPTED:
             raise KeyboardInterrupt
         if exitcode in (ExitCode.USER_ERROR, ExitCode.SPEC_ERROR):
             raise HpsearchError(reason)  # a mistake: another group would make it again
+        if exitcode == ExitCode.BUG:
+            # A bug of hpsearch: another group would meet it again. Rank 0 recorded its own; a
+            # trial whose bug was another rank's is still running, and is recorded here.
+            bug = {FAIL_REASON_ATTR: BUG, TRACEBACK_ATTR: trace or reason, "failed_rank": rank}
+            fail_running_trials(study, GROUP_ATTR, key, bug)
+            raise TrialBug(reason)
         failed = fail_running_trials(
             study, GROUP_ATTR, key, {FAIL_REASON_ATTR: reason, "failed_rank": rank}
         )
@@ -178,11 +190,20 @@ def culprit(failures: dict, reasons: Path, n_ranks: int) -> tuple[int, int, str]
     return rank, exitcode, reason
 
 
-def write_rank_reason(reason: str) -> None:
-    """This rank's one-line reason for failing, for the launcher to record (see `culprit`)."""
+def write_rank_reason(reason: str, traceback: str = "") -> None:
+    """This rank's one-line reason for failing, for the launcher to record (see `culprit`), and
+    the traceback of a bug of hpsearch it met (see `rank_traceback`)."""
     directory, rank = os.environ.get(REASON_DIR_ENV), os.environ.get("RANK")
     if directory and rank is not None:
         Path(directory, f"rank-{rank}.txt").write_text(reason.splitlines()[0] if reason else "")
+        if traceback:
+            Path(directory, f"rank-{rank}.traceback").write_text(traceback)
+
+
+def rank_traceback(reasons: Path, rank: int) -> str | None:
+    """The traceback a rank wrote with its reason (a bug of hpsearch it met), if any."""
+    path = reasons / f"rank-{rank}.traceback"
+    return path.read_text() if path.exists() else None
 
 
 def run_rank(spec, url, storage, name: str, run_leader: Callable) -> None:

@@ -32,12 +32,18 @@ DONE, GIVE_UP, RESTART = "done", "give up", "restart"
 def decide(returncode: int) -> str:
     """What to do about a worker that exited, from its exit code alone (hpsearch.errors.ExitCode).
 
-    A mistake (1, 2) or an interrupt (130) would happen again: give up. A crash (70), a death by a
-    signal (negative: SIGKILL, the OOM killer) or any other code may not: restart.
+    A mistake (1, 2), a bug of hpsearch met in a trial (3) or an interrupt (130) would happen
+    again: give up. A crash (70), a death by a signal (negative: SIGKILL, the OOM killer) or any
+    other code may not: restart.
     """
     if returncode == ExitCode.OK:
         return DONE
-    if returncode in (ExitCode.USER_ERROR, ExitCode.SPEC_ERROR, ExitCode.INTERRUPTED):
+    if returncode in (
+        ExitCode.USER_ERROR,
+        ExitCode.SPEC_ERROR,
+        ExitCode.BUG,
+        ExitCode.INTERRUPTED,
+    ):
         return GIVE_UP
     return RESTART
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+
 import pandas as pd
 import pytest
 
@@ -118,3 +121,88 @@ def test_single_label_is_refused(tmp_path, tokenizer):
     reviews().assign(mood="same").to_csv(path, index=False)
     with pytest.raises(HpsearchError, match="has a single label"):
         prepare(tmp_path, tokenizer, source=str(path))
+
+
+def same_size_other_words(path, n: int = 40) -> None:
+    """Rewrite `path` with other reviews of exactly its size: "review" spelled backwards."""
+    before = path.stat().st_size
+    frame = reviews(n).assign(review=lambda f: f["review"].str.replace("review", "weiver"))
+    frame.to_csv(path, index=False)
+    assert path.stat().st_size == before
+
+
+def first_tokens(data) -> list[list[int]]:
+    return sorted(list(data.train["input_ids"]) + list(data.eval["input_ids"]))
+
+
+def test_a_rewrite_of_the_same_size_and_mtime_gets_new_tokens(tmp_path, tokenizer):
+    path = tmp_path / "reviews.csv"
+    reviews().to_csv(path, index=False)
+    first = prepare(tmp_path, tokenizer, source=str(path))
+    stat = path.stat()
+    same_size_other_words(path)
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # the same second, as far as mtime says
+    again = prepare(tmp_path, tokenizer, source=str(path))
+    # Other bytes behind the same size and mtime: tokenized anew, not served from the first entry.
+    assert path.stat().st_mtime_ns == stat.st_mtime_ns
+    assert first_tokens(again) != first_tokens(first)
+    assert len(list((tmp_path / "cache").glob("data-*"))) == 2
+
+
+def test_a_copy_with_preserved_mtime_over_the_source_gets_new_tokens(tmp_path, tokenizer):
+    path, other = tmp_path / "reviews.csv", tmp_path / "elsewhere" / "reviews.csv"
+    reviews().to_csv(path, index=False)
+    first = prepare(tmp_path, tokenizer, source=str(path))
+    other.parent.mkdir()
+    shutil.copy2(path, other)
+    same_size_other_words(other)
+    os.utime(other, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns))
+    shutil.copy2(other, path)  # cp -p: same size, same mtime, other bytes
+    again = prepare(tmp_path, tokenizer, source=str(path))
+    # The copied bytes are tokenized, not the first file's tokens served again.
+    assert first_tokens(again) != first_tokens(first)
+    assert first_tokens(again) == first_tokens(prepare(tmp_path, tokenizer, source=str(other)))
+
+
+def test_an_unchanged_file_reuses_its_tokens_and_its_digest(tmp_path, tokenizer, monkeypatch):
+    from hpsearch.trial import data as data_module
+    from hpsearch.trial import fingerprint
+
+    path = tmp_path / "reviews.csv"
+    reviews().to_csv(path, index=False)
+    calls = {"tokenized": 0, "hashed": 0}
+    build, digest = data_module._build_cache, fingerprint._digest_file
+
+    def counted_build(*args):
+        calls["tokenized"] += 1
+        return build(*args)
+
+    def counted_digest(*args):
+        calls["hashed"] += 1
+        return digest(*args)
+
+    # The real functions run; the wrappers only count their calls.
+    monkeypatch.setattr(data_module, "_build_cache", counted_build)
+    monkeypatch.setattr(fingerprint, "_digest_file", counted_digest)
+    first = prepare(tmp_path, tokenizer, source=str(path))
+    again = prepare(tmp_path, tokenizer, source=str(path))
+    # Read and tokenized once: the second call found the digest under the file's stat, then the
+    # tokens under the key.
+    assert calls == {"tokenized": 1, "hashed": 1}
+    assert first_tokens(again) == first_tokens(first)
+    # A metadata-only change (its ctime moves) costs one more read, not another tokenization.
+    os.utime(path)
+    prepare(tmp_path, tokenizer, source=str(path))
+    assert calls == {"tokenized": 1, "hashed": 2}
+
+
+def test_another_tokenizer_is_another_cache_entry(tmp_path, tokenizer):
+    from tests.tasks.tiny_models import VOCABULARY_SIZE, tiny_tokenizer
+
+    path = tmp_path / "reviews.csv"
+    reviews().to_csv(path, index=False)
+    prepare(tmp_path, tokenizer, source=str(path))
+    # Same model reference (MODEL), another tokenizer: its own entry, its own ids.
+    small = prepare(tmp_path, tiny_tokenizer(), source=str(path))
+    assert len(list((tmp_path / "cache").glob("data-*"))) == 2
+    assert max(max(ids) for ids in small.train["input_ids"]) < VOCABULARY_SIZE

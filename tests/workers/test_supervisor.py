@@ -42,11 +42,13 @@ def test_a_worker_that_keeps_crashing_is_restarted_then_given_up(workdir, tiny_s
 
 
 def test_the_exit_code_alone_decides():
-    # Done; a mistake or an interrupt would repeat: give up; a crash or a signal may not: restart.
+    # Done; a mistake, a bug met in a trial or an interrupt would repeat: give up; a crash or a
+    # signal may not: restart.
     assert decide(ExitCode.OK) == DONE
     assert (
         decide(ExitCode.USER_ERROR)
         == decide(ExitCode.SPEC_ERROR)
+        == decide(ExitCode.BUG)
         == decide(ExitCode.INTERRUPTED)
         == GIVE_UP
     )
