@@ -12,7 +12,7 @@ import optuna
 
 from hpsearch.errors import BudgetFull, HpsearchError, TrialFailed
 from hpsearch.storage import count_trials
-from hpsearch.study import FAIL_REASON_ATTR, SPENT, START, budget_verdict, enforce_budget
+from hpsearch.study import FAIL_REASON_ATTR, LOST, SPENT, START, budget_verdict, enforce_budget
 
 # The same failure this many times in a row is no search result but a problem to fix first.
 MAX_REPEATED_FAILURES = 3
@@ -43,6 +43,8 @@ def run_trials(
 
     Ctrl-C ends the run with KeyboardInterrupt, its trial FAIL 'interrupted' and re-run once,
     also when the stale-trial sweep ended that trial first (a worker stopped past the grace period).
+    A worker that simply wakes up after such a stop lets the trial go (it is no longer its own; its
+    re-run is queued) and goes on with the next.
 
     One `study.optimize` call runs them all, the lock for the next trial taken at the end of the
     previous one in a callback: an `optimize` call per trial cost its set-up and a new database
@@ -51,10 +53,12 @@ def run_trials(
     deadline = None if timeout is None else time.monotonic() + timeout
     recent_failures: list[str | None] = []
     interrupted = False
+    running: int | None = None  # the number of the trial this worker runs
 
     def objective(trial: optuna.Trial) -> float:
-        nonlocal interrupted
+        nonlocal interrupted, running
         lock.release()  # the trial exists now: others may check the budget again
+        running = trial.number
         try:
             return runner(trial)
         except KeyboardInterrupt:
@@ -87,6 +91,18 @@ def run_trials(
                 # lost meanwhile (ended by the server after its hold limit while this worker
                 # stalled) and another worker took the slot. The budget is counted again.
                 lock.release()
+            except Exception:
+                if interrupted or not _lost_meanwhile(study, running):
+                    raise
+                # Optuna refused to record a trial that the stale-trial sweep had failed as lost
+                # (and queued again) while this process was stopped past the grace period: the
+                # trial is no longer this worker's, and its re-run waits for any worker.
+                log.warning(
+                    "trial %s was ended as lost while this worker was stopped (no heartbeat for "
+                    "longer than the grace period); its re-run is queued; going on",
+                    running,
+                )
+                lock.release()
     except Exception:
         if not interrupted:
             raise
@@ -95,6 +111,18 @@ def run_trials(
         raise KeyboardInterrupt from None
     finally:
         lock.release()
+
+
+def _lost_meanwhile(study: optuna.Study, number: int | None) -> bool:
+    """Whether trial `number`, which this worker was running, was failed as lost by the sweep."""
+    if number is None:
+        return False
+    trial = next((t for t in study.get_trials(deepcopy=False) if t.number == number), None)
+    return (
+        trial is not None
+        and trial.state == optuna.trial.TrialState.FAIL
+        and trial.user_attrs.get(FAIL_REASON_ATTR) == LOST
+    )
 
 
 def _take_slot(study: optuna.Study, n_trials: int, lock, deadline: float | None) -> bool:

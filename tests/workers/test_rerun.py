@@ -188,3 +188,36 @@ def test_sweep_of_a_stopped_worker_then_ctrl_c_reruns_once(workdir, cache_dir, r
     assert "Traceback" not in stderr, stderr
     assert_one_clean_rerun(workdir, "lost")
     assert_resume_spends_the_budget_once(workdir)
+
+
+def test_a_stopped_worker_woken_after_the_sweep_lets_its_trial_go_and_goes_on(
+    workdir, cache_dir, rung_spec
+):
+    write_spec(workdir, "rerun", rung_spec)
+    process = start_run(workdir, cache_dir)
+    try:
+        pid = wait_for_a_rung(workdir, process)
+        # Stopped past the grace period (a frozen VM, a long pause), swept as lost and re-queued ...
+        os.kill(pid, signal.SIGSTOP)
+        time.sleep(GRACE_PERIOD_S + 1.5)
+        sweep(workdir, rung_spec)
+        # ... then it simply wakes up: nobody interrupts it.
+        os.kill(pid, signal.SIGCONT)
+        stdout, stderr = process.communicate(timeout=300)
+    finally:
+        if process.poll() is None:
+            os.kill(process.pid, signal.SIGCONT)
+            process.kill()
+    # The worker lets go of the trial it no longer owns, says so in one line, and goes on: it runs
+    # the queued re-run itself and ends the budget as usual (exit 0, no traceback).
+    assert process.returncode == 0, stdout + stderr
+    assert "Traceback" not in stderr, stderr
+    assert "trial 0 was ended as lost while this worker was stopped" in stdout + stderr
+    trials = trials_of(workdir)
+    states = [t.state.name for t in trials]
+    # One re-run, which completed in the lost trial's place with its parameters: the budget of 1
+    # is spent exactly once.
+    assert states == ["FAIL", "COMPLETE"], states
+    assert trials[0].user_attrs[FAIL_REASON_ATTR] == "lost"
+    assert trials[1].user_attrs["rerun_of"] == 0 and trials[1].params == trials[0].params
+    assert n_spent(trials) == 1
