@@ -168,9 +168,7 @@ def train(
     import optuna
 
     from hpsearch.spec import check_sources
-    from hpsearch.storage import StudyLock
     from hpsearch.study import (
-        FINAL_LOCK_PURPOSE,
         plan_final_training,
         record_final_training,
         stored_spec,
@@ -178,7 +176,7 @@ def train(
     from hpsearch.tasks import get_task
     from hpsearch.views import check_new_directory, describe_epochs, write_note
 
-    url, rdb = open_storage_flag(storage, must_exist=True)
+    _, rdb = open_storage_flag(storage, must_exist=True)
     spec = stored_spec(rdb, name)
     study = optuna.load_study(study_name=name, storage=rdb)
     plan = plan_final_training(study, spec, number, full_data=full_data, epochs=epochs)
@@ -188,7 +186,7 @@ def train(
     _train_on_one_device()
     record = _train_final(study, spec, plan, out_dir)
     # Recorded once the directory is complete: a failed training leaves neither.
-    record_final_training(study, StudyLock(url, name, FINAL_LOCK_PURPOSE), record)
+    record_final_training(study, record)
     write_note(study, spec)
     recorded = "" if plan.trial_value is None else f" (the trial recorded {plan.trial_value:.4f})"
     console.print(

@@ -19,7 +19,7 @@ from hpsearch.storage.best_model import (
     resolve_best_model,
 )
 from hpsearch.storage.cache import StudyCache, cached
-from hpsearch.storage.lock import StudyLock, study_lock
+from hpsearch.storage.lock import StudyLock
 from hpsearch.storage.queries import (
     count_trials,
     create_study,
@@ -33,7 +33,11 @@ from hpsearch.storage.queries import (
     trials_of,
 )
 from hpsearch.storage.rdb import apply_heartbeat, open_storage
-from hpsearch.storage.record import append_study_user_attr, study_user_attr_list
+from hpsearch.storage.record import (
+    append_study_user_attr,
+    study_user_attr_list,
+    update_study_user_attrs,
+)
 from hpsearch.storage.rerun import (
     FAIL_REASON_ATTR,
     INTERRUPTED,
@@ -94,9 +98,9 @@ __all__ = [
     "retry_through_outage",
     "set_study_system_attr",
     "set_user_attrs",
-    "study_lock",
     "study_system_attrs",
     "study_user_attr_list",
     "take_start_number",
     "trials_of",
+    "update_study_user_attrs",
 ]

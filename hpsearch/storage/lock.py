@@ -3,19 +3,19 @@
 Starting a trial is "count the budget, then create the trial". The budget does not rest on this
 lock: the storage counts again in the transaction that creates the trial and refuses one beyond
 the budget (resilient.py). The lock keeps the workers from counting and creating in a crowd, where
-all but one would be refused. Other locks of a study (the stored spec, the final trainings)
-guard a read-modify-write of a study attribute.
+all but one would be refused. Every other update several workers make (the kept model's pointer,
+the stored spec and its changes, the final trainings) is one transaction of the storage and takes
+no lock (best_model.py, record.py).
 
 The lock lives where the workers meet, the database: a PostgreSQL advisory lock, a MySQL/MariaDB
 named lock, or, for SQLite (one machine by nature), a lock file beside the database file. It is held
 only while a trial is being created, milliseconds. A server lock is not fenced: the server frees it
 when its session has been silent for the hold limit, and a holder that stalled that long (SIGSTOP,
-a swap storm, a network cut) still believes it holds it. The budget is safe from that (the storage's
-check); the other purposes rely on the lock alone.
+a swap storm, a network cut) still believes it holds it; nothing but the crowd control above rests
+on it.
 
-Every lock of a process on one database shares one engine, which keeps one session between holds:
-a worker keeps one lock session whatever it locks (trials, stored spec, final trainings), and a lock
-taken while another is held gets a session of its own for that time (closed at release).
+The locks of a process on one database share one engine, which keeps one session between holds; a
+lock taken while another is held gets a session of its own for that time (closed at release).
 """
 
 from __future__ import annotations
@@ -173,8 +173,3 @@ def hold_limit_s() -> int:
     if seconds < 1:
         raise StorageError(f"{HOLD_LIMIT_ENV} must be a whole number of seconds >= 1, got {text!r}")
     return seconds
-
-
-def study_lock(storage, study_name: str, purpose: str = "trials") -> StudyLock:
-    """The lock of `purpose` on a study, for code that holds the opened storage, not its URL."""
-    return StudyLock(storage.engine.url, study_name, purpose)

@@ -36,7 +36,6 @@ from hpsearch.study.changes import (
     spec_changes,
 )
 from hpsearch.study.final import (
-    FINAL_LOCK_PURPOSE,
     FINAL_TRAININGS_ATTR,
     FinalPlan,
     choose_trial,
@@ -72,7 +71,6 @@ __all__ = [
     "EFFECTIVE_BATCH_ATTR",
     "EVAL_EXAMPLES_ATTR",
     "FAIL_REASON_ATTR",
-    "FINAL_LOCK_PURPOSE",
     "FINAL_TRAININGS_ATTR",
     "FULL",
     "INTERRUPTED",

@@ -4,8 +4,8 @@ A final training takes one trial's configuration and seed (the best trial's by d
 it again, on the search's capped data or on all of it, possibly for another number of epochs. It
 trains in one process on one device: a trial that trained on N devices (a DDP trial group) keeps
 its effective batch through N times its gradient accumulation (study/batch.py). Its record is
-appended to a study user attribute under a lock, so that the dashboard, the note and `status` show
-what was trained from the study, and two trainings finishing at once both land.
+appended to a study user attribute in one transaction, so that the dashboard, the note and `status`
+show what was trained from the study, and two trainings finishing at once both land.
 """
 
 from __future__ import annotations
@@ -18,13 +18,12 @@ from optuna.trial import FrozenTrial, TrialState
 
 from hpsearch.errors import HpsearchError, StudyError
 from hpsearch.spec import StudySpec
-from hpsearch.storage import StudyLock, append_study_user_attr, study_user_attr_list
+from hpsearch.storage import append_study_user_attr, study_user_attr_list
 from hpsearch.study.batch import WORLD_SIZE_ATTR, reproducing_accumulation
 from hpsearch.study.budget import FAIL_REASON_ATTR
 from hpsearch.study.summary import INTERVAL_ATTR
 
 FINAL_TRAININGS_ATTR = "hpsearch_final_trainings"
-FINAL_LOCK_PURPOSE = "final-trainings"
 TRAINABLE = (TrialState.COMPLETE, TrialState.PRUNED)  # their parameters and seed are known
 
 
@@ -133,7 +132,7 @@ def final_trainings(study: optuna.Study) -> list[dict[str, Any]]:
     return study_user_attr_list(study, FINAL_TRAININGS_ATTR)
 
 
-def record_final_training(study: optuna.Study, lock: StudyLock, record: dict[str, Any]) -> None:
-    """Append `record` (JSON-safe) to the study's final trainings; `lock` is the study's lock of
-    purpose FINAL_LOCK_PURPOSE, so that trainings finishing at once all land."""
-    append_study_user_attr(study, lock, FINAL_TRAININGS_ATTR, record)
+def record_final_training(study: optuna.Study, record: dict[str, Any]) -> None:
+    """Append `record` (JSON-safe) to the study's final trainings, in one transaction: trainings
+    finishing at once all land (storage/record.py)."""
+    append_study_user_attr(study, FINAL_TRAININGS_ATTR, record)

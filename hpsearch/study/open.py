@@ -18,7 +18,7 @@ import optuna
 
 from hpsearch.errors import StudyError
 from hpsearch.spec import StudySpec, parse_spec
-from hpsearch.storage import cached, create_study, study_lock, study_user_attr_list
+from hpsearch.storage import cached, create_study, study_user_attr_list, update_study_user_attrs
 from hpsearch.study.algorithms import make_pruner, make_sampler, max_evaluations
 from hpsearch.study.budget import n_spent
 from hpsearch.study.changes import SpecChange, meaning_changes, spec_changes
@@ -26,7 +26,6 @@ from hpsearch.study.changes import SpecChange, meaning_changes, spec_changes
 SPEC_ATTR = "hpsearch_spec"
 # The study's record of the changes taken by later runs: a list of {key, old, new, at, host}.
 SPEC_CHANGES_ATTR = "hpsearch_spec_changes"
-SPEC_LOCK_PURPOSE = "spec"
 
 
 def study_exists(storage, name: str) -> bool:
@@ -82,26 +81,30 @@ def open_study(storage, name: str, spec: StudySpec) -> tuple[optuna.Study, list[
 
 
 def _take_changes(storage, study: optuna.Study, spec: StudySpec) -> list[SpecChange]:
-    """Store `spec` and record how it differs from the stored one, under the study's spec lock: two
-    runs started with the same new spec at once record it once (the second finds it stored)."""
-    with study_lock(storage, study.study_name, SPEC_LOCK_PURPOSE):
-        stored = stored_spec(storage, study.study_name)  # afresh, under the lock
-        _refuse_changes(study.study_name, stored, spec)
-        changes = spec_changes(stored, spec)
-        if not changes:
-            return []
-        at = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
-        host = socket.gethostname()
+    """Store `spec` and record how it differs from the stored one, in one transaction that reads
+    the stored spec afresh (storage/record.py): two runs started with the same new spec at once
+    record it once (the second finds it stored), and the stored spec never changes without its
+    record."""
+    taken: list[SpecChange] = []
+    at = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    host = socket.gethostname()
+
+    def store(attrs: dict[str, Any]) -> dict[str, Any]:
+        stored = parse_spec(attrs[SPEC_ATTR], f"stored spec of study {study.study_name!r}")
+        _refuse_changes(study.study_name, stored, spec)  # raises: nothing is written
+        taken[:] = spec_changes(stored, spec)
+        if not taken:
+            return {}
         records = [
-            {"key": c.key, "old": c.old, "new": c.new, "at": at, "host": host} for c in changes
+            {"key": c.key, "old": c.old, "new": c.new, "at": at, "host": host} for c in taken
         ]
-        # The record first: a crash between the two writes leaves a change recorded twice (the
-        # next run records it again), never a stored spec changed without its record.
-        study.set_user_attr(
-            SPEC_CHANGES_ATTR, study_user_attr_list(study, SPEC_CHANGES_ATTR) + records
-        )
-        study.set_user_attr(SPEC_ATTR, spec.to_dict())
-    return changes
+        return {
+            SPEC_CHANGES_ATTR: list(attrs.get(SPEC_CHANGES_ATTR) or []) + records,
+            SPEC_ATTR: spec.to_dict(),
+        }
+
+    update_study_user_attrs(study, store)
+    return taken
 
 
 def spec_change_records(study: optuna.Study) -> list[dict[str, Any]]:

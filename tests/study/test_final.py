@@ -10,9 +10,8 @@ from optuna.trial import TrialState, create_trial
 
 from hpsearch.errors import HpsearchError, StudyError
 from hpsearch.spec import parse_spec
-from hpsearch.storage import StudyLock, resolve_storage_url
+from hpsearch.storage import resolve_storage_url
 from hpsearch.study import (
-    FINAL_LOCK_PURPOSE,
     FINAL_TRAININGS_ATTR,
     choose_trial,
     final_trainings,
@@ -147,13 +146,10 @@ def test_a_study_without_a_complete_trial_has_no_default(tmp_path, tiny_spec):
         choose_trial(empty, None)
 
 
-def test_records_are_appended_in_order(study, tmp_path):
-    lock = StudyLock(
-        resolve_storage_url(f"sqlite:///{tmp_path / 's.db'}"), "final", FINAL_LOCK_PURPOSE
-    )
+def test_records_are_appended_in_order(study):
     assert final_trainings(study) == []
-    record_final_training(study, lock, {"trial": 1})
-    record_final_training(study, lock, {"trial": 0})
+    record_final_training(study, {"trial": 1})
+    record_final_training(study, {"trial": 0})
     # Oldest first, in the study user attribute the dashboard shows.
     assert final_trainings(study) == [{"trial": 1}, {"trial": 0}]
     assert study.user_attrs[FINAL_TRAININGS_ATTR] == [{"trial": 1}, {"trial": 0}]

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import json
 
-from hpsearch.storage import StudyLock, open_storage, resolve_storage_url
+from hpsearch.storage import open_storage, resolve_storage_url
 from hpsearch.study import (
-    FINAL_LOCK_PURPOSE,
     plan_final_training,
     record_final_training,
     stored_spec,
@@ -41,9 +40,7 @@ RECORD = {
 def recorded_study(tmp_path):
     url = f"sqlite:///{tmp_path / 's.db'}"
     study = make_synthetic_study(tmp_path / "s.db", "synthetic")
-    record_final_training(
-        study, StudyLock(resolve_storage_url(url), "synthetic", FINAL_LOCK_PURPOSE), RECORD
-    )
+    record_final_training(study, RECORD)
     return study, url
 
 

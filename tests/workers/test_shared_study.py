@@ -393,7 +393,7 @@ def test_a_real_worker_keeps_three_postgres_sessions(workdir, cheap_spec, study_
         "create", "--study", "cheap", "--study-name", name, "--storage", url, cwd=workdir
     )
     assert created.returncode == 0, created.stderr
-    # The run brings a change it records under the study's spec lock: one lock more to take.
+    # The run brings a change it records (in the storage's own transaction, no session more).
     cheap_spec["heartbeat"] = {"interval": 5}
     write_spec(workdir, "cheap", cheap_spec)
     worker = subprocess.Popen(
@@ -420,8 +420,8 @@ def test_a_real_worker_keeps_three_postgres_sessions(workdir, cheap_spec, study_
     assert worker.returncode == 0, err
     assert "stored spec updated: heartbeat.interval: 10 -> 5" in out
     assert n_spent(load(url, name).trials) == 2
-    # Three sessions: the storage's two (the trial and its heartbeat thread) and one for every
-    # lock it takes (spec, trials); never more, at no moment of the run.
+    # Three sessions: the storage's two (the trial and its heartbeat thread) and one for the study
+    # lock; never more, at no moment of the run.
     assert peak == 3, f"peak {peak} sessions, client ports seen {sorted(seen)}"
     assert len(seen) == 3, f"client ports seen {sorted(seen)}"
 
