@@ -8,6 +8,10 @@ KeyError raised in hpsearch's code, an ImportError) is not data: the trial ends 
 'bug in hpsearch' and the traceback in its `traceback` user attribute (it does not count toward
 the budget), and TrialBug stops the worker, which would meet the bug in every trial.
 
+A trial that trains to its end uploads its model as its pending model when it may be the best;
+the storage keeps it, or drops it, in the transaction that completes the trial
+(hpsearch.storage.best_model).
+
 In a trial group (several ranks per trial, hpsearch.trial.distributed) rank 0 runs the trial as
 above and sends each configuration to the other ranks, which train it alongside (`follow`).
 """
