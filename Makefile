@@ -9,7 +9,10 @@ BIN := $(VENV)/bin
 
 .PHONY: setup browser study lint test test-floors constraints clean-storage
 
-$(BIN)/hpsearch: pyproject.toml
+# hpsearch's dependencies at the versions the tests passed with (docker/constraints.txt, which the
+# image uses too): a new release on PyPI cannot change what the tests run on. To move to newer
+# versions: pip install -U them in the venv, run the tests, then `make constraints`.
+$(BIN)/hpsearch: pyproject.toml docker/constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	@if command -v nvidia-smi >/dev/null 2>&1; then \
@@ -18,7 +21,7 @@ $(BIN)/hpsearch: pyproject.toml
 		$(BIN)/pip install -q torch==2.13.0 || \
 		$(BIN)/pip install -q torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu; \
 	fi
-	$(BIN)/pip install -q -e ".[test,postgres,mysql]"
+	$(BIN)/pip install -q -c docker/constraints.txt -e ".[test,postgres,mysql]"
 	@touch $@
 
 setup: $(BIN)/hpsearch
