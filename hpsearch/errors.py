@@ -86,14 +86,17 @@ def is_hpsearch_bug(error: BaseException) -> bool:
     """Whether `error`, raised while a trial ran, is a bug of hpsearch rather than a failure of the
     trial's configuration.
 
-    It is a bug when it is an ImportError (a missing or broken package: every trial would meet it),
-    or a KeyError, AttributeError, TypeError or NameError whose innermost traceback frame (where it
-    was raised; a C function called from Python adds no frame) is a module of the hpsearch package.
-    The same types raised inside torch, transformers or peft are their refusal of a value (a
-    configuration's failure), as is every other type: out of memory, a NaN, a ValueError.
+    It is a bug when an import failed (the import system's ImportError, which names the module: a
+    missing or broken package, which every trial would meet), or when a KeyError, AttributeError,
+    TypeError or NameError's innermost traceback frame (where it was raised; a C function called
+    from Python adds no frame) is a module of the hpsearch package. The same types raised inside
+    torch, transformers or peft are their refusal of a value (a configuration's failure), as is an
+    ImportError a library raises itself for an option that needs a package this install lacks (an
+    8-bit optimizer without bitsandbytes: another configuration trains), and every other type: out
+    of memory, a NaN, a ValueError.
     """
     if isinstance(error, ImportError):
-        return True
+        return error.name is not None
     if not isinstance(error, _BUG_TYPES):
         return False
     frames = traceback.extract_tb(error.__traceback__)

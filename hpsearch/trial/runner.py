@@ -4,7 +4,7 @@ A trial that cannot train (bad parameter combination, out of memory, NaN) is dat
 its reason in the `fail_reason` user attribute and the study goes on. One stopped by Ctrl-C ends
 FAIL 'interrupted' with one re-run (same parameters and seed), queued by the storage in the same
 transaction (hpsearch.storage.rerun). A bug of hpsearch met by a trial (errors.is_hpsearch_bug: a
-KeyError raised in hpsearch's code, an ImportError) is not data: the trial ends FAIL with reason
+KeyError raised in hpsearch's code, a failed import) is not data: the trial ends FAIL with reason
 'bug in hpsearch' and the traceback in its `traceback` user attribute (it does not count toward
 the budget), and TrialBug stops the worker, which would meet the bug in every trial.
 

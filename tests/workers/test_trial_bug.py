@@ -53,9 +53,17 @@ def test_a_key_error_in_hpsearch_is_a_bug_and_one_in_a_library_is_not():
     # Raised in hpsearch's code (trial/callback.py): a bug; raised inside pandas: not ours.
     assert is_hpsearch_bug(ours.value)
     assert not is_hpsearch_bug(pandas_own.value)
-    # A missing package is a bug wherever it is raised; a ValueError never is.
-    assert is_hpsearch_bug(ModuleNotFoundError("No module named 'seqeval'"))
+    # A failed import (a missing package) is a bug wherever it is raised; a ValueError never is.
+    with pytest.raises(ImportError) as missing:
+        import hpsearch_no_such_package  # noqa: F401
+    assert is_hpsearch_bug(missing.value)
+    with pytest.raises(ImportError) as missing_name:
+        from hpsearch import no_such_name  # noqa: F401
+    assert is_hpsearch_bug(missing_name.value)
     assert not is_hpsearch_bug(ValueError("learning_rate must be positive"))
+    # A library's own refusal of an option this install lacks a package for is the configuration's
+    # failure (the message transformers gives for an 8-bit optimizer without bitsandbytes).
+    assert not is_hpsearch_bug(ImportError("You need to install `bitsandbytes` in order to use"))
 
 
 @pytest.mark.slow
