@@ -23,25 +23,30 @@ from hpsearch.cli.search import interrupt_once, run_here, search
 from hpsearch.errors import ExitCode, HpsearchError, TrialBug
 
 
+def spec_file_options(command):
+    """The options of a command that brings a spec file: run and create."""
+    command = click.option(
+        "--n-trials",
+        type=click.IntRange(min=1),
+        help="Study-wide trial budget; overrides budget.n_trials.",
+    )(command)
+    command = click.option(
+        "--study-name",
+        metavar="NAME",
+        help="Name of the study in the storage [default: the spec's file name].",
+    )(command)
+    command = storage_option(command)
+    return click.option(
+        "--study",
+        "study_ref",
+        required=True,
+        metavar="NAME|PATH",
+        help="A spec name (studies/NAME.yaml) or the path of a spec file.",
+    )(command)
+
+
 @cli.command()
-@click.option(
-    "--study",
-    "study_ref",
-    required=True,
-    metavar="NAME|PATH",
-    help="A spec name (studies/NAME.yaml) or the path of a spec file.",
-)
-@storage_option
-@click.option(
-    "--study-name",
-    metavar="NAME",
-    help="Name of the study in the storage [default: the spec's file name].",
-)
-@click.option(
-    "--n-trials",
-    type=click.IntRange(min=1),
-    help="Study-wide trial budget; overrides budget.n_trials.",
-)
+@spec_file_options
 @click.option(
     "--timeout",
     type=click.FloatRange(min=0, min_open=True),
@@ -81,24 +86,7 @@ def run(
 
 
 @cli.command()
-@click.option(
-    "--study",
-    "study_ref",
-    required=True,
-    metavar="NAME|PATH",
-    help="A spec name (studies/NAME.yaml) or the path of a spec file.",
-)
-@storage_option
-@click.option(
-    "--study-name",
-    metavar="NAME",
-    help="Name of the study in the storage [default: the spec's file name].",
-)
-@click.option(
-    "--n-trials",
-    type=click.IntRange(min=1),
-    help="Study-wide trial budget; overrides budget.n_trials.",
-)
+@spec_file_options
 def create(
     study_ref: str, storage: str | None, study_name: str | None, n_trials: int | None
 ) -> None:
