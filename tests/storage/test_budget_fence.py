@@ -8,7 +8,6 @@ without any lock.
 
 from __future__ import annotations
 
-import os
 import threading
 import uuid
 
@@ -18,19 +17,8 @@ import pytest
 from hpsearch.errors import BudgetFull
 from hpsearch.storage import count_trials, open_storage, refuse_trials_beyond, resolve_storage_url
 
-BACKENDS = ["sqlite", "HPSEARCH_TEST_POSTGRES", "HPSEARCH_TEST_MYSQL"]
 # Trials are asked for directly here, outside study.optimize, which Optuna warns of with heartbeats.
 pytestmark = pytest.mark.filterwarnings("ignore:Heartbeat of storage:UserWarning")
-
-
-@pytest.fixture(params=BACKENDS)
-def url(request, tmp_path):
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'fence.db'}"
-        return
-    if not os.environ.get(request.param):
-        pytest.skip(f"{request.param} is not set")
-    yield os.environ[request.param]
 
 
 @pytest.fixture

@@ -26,9 +26,9 @@ from hpsearch.storage import (
     update_study_user_attrs,
 )
 from hpsearch.storage.record import UPDATE_DELAY_ENV
+from tests.storage.conftest import BACKENDS, backend_url
 
 N_PROCESSES, N_ITEMS = 2, 25
-BACKENDS = ["sqlite", "HPSEARCH_TEST_POSTGRES", "HPSEARCH_TEST_MYSQL"]
 
 APPENDER = """
 import sys, time
@@ -51,13 +51,7 @@ for i in range(int(sys.argv[5])):
 @pytest.fixture
 def study_url(request, tmp_path):
     """A fresh study on the backend named, deleted after the test."""
-    backend = request.param
-    if backend == "sqlite":
-        url = f"sqlite:///{tmp_path / 'r.db'}"
-    else:
-        url = os.environ.get(backend)
-        if not url:
-            pytest.skip(f"{backend} is not set")
+    url = backend_url(request.param, tmp_path)
     name = f"test-{uuid.uuid4().hex[:10]}"
     storage = open_storage(resolve_storage_url(url))
     study = optuna.create_study(study_name=name, storage=storage)

@@ -4,7 +4,6 @@ and a trial lost too often is not re-run."""
 
 from __future__ import annotations
 
-import os
 import threading
 import uuid
 
@@ -23,16 +22,6 @@ from hpsearch.storage import (
     resolve_storage_url,
 )
 from hpsearch.study import n_spent
-
-
-@pytest.fixture(params=["sqlite", "HPSEARCH_TEST_POSTGRES", "HPSEARCH_TEST_MYSQL"])
-def url(request, tmp_path):
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'rerun.db'}"
-        return
-    if not os.environ.get(request.param):
-        pytest.skip(f"{request.param} is not set")
-    yield os.environ[request.param]
 
 
 @pytest.fixture
