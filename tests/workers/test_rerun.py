@@ -93,6 +93,14 @@ def sweep(workdir, spec: dict) -> None:
     optuna.storages.fail_stale_trials(optuna.load_study(study_name="rerun", storage=storage))
 
 
+def stop_past_the_grace_period_and_sweep(workdir, spec: dict, pid: int) -> None:
+    """Stop the worker (SIGSTOP: a suspended job, a frozen VM) past the grace period, then sweep:
+    the sweep takes its trial for lost, fails it and queues its re-run."""
+    os.kill(pid, signal.SIGSTOP)
+    time.sleep(GRACE_PERIOD_S + 1.5)
+    sweep(workdir, spec)
+
+
 def trials_of(workdir) -> list[optuna.trial.FrozenTrial]:
     storage = optuna.storages.RDBStorage(f"sqlite:///{database(workdir)}")
     return optuna.load_study(study_name="rerun", storage=storage).trials
@@ -170,11 +178,7 @@ def test_sweep_of_a_stopped_worker_then_ctrl_c_reruns_once(workdir, cache_dir, r
     process = start_run(workdir, cache_dir)
     try:
         pid = wait_for_a_rung(workdir, process)
-        # Stopped (SIGSTOP: a suspended job, a frozen VM) past the grace period: the sweep takes
-        # it for lost, fails it and queues its re-run ...
-        os.kill(pid, signal.SIGSTOP)
-        time.sleep(GRACE_PERIOD_S + 1.5)
-        sweep(workdir, rung_spec)
+        stop_past_the_grace_period_and_sweep(workdir, rung_spec, pid)
         # ... then the worker wakes up and is interrupted: it must not queue a second re-run.
         os.kill(pid, signal.SIGCONT)
         process.send_signal(signal.SIGINT)
@@ -197,10 +201,7 @@ def test_a_stopped_worker_woken_after_the_sweep_lets_its_trial_go_and_goes_on(
     process = start_run(workdir, cache_dir)
     try:
         pid = wait_for_a_rung(workdir, process)
-        # Stopped past the grace period (a frozen VM, a long pause), swept as lost and re-queued ...
-        os.kill(pid, signal.SIGSTOP)
-        time.sleep(GRACE_PERIOD_S + 1.5)
-        sweep(workdir, rung_spec)
+        stop_past_the_grace_period_and_sweep(workdir, rung_spec, pid)
         # ... then it simply wakes up: nobody interrupts it.
         os.kill(pid, signal.SIGCONT)
         stdout, stderr = process.communicate(timeout=300)
