@@ -56,14 +56,14 @@ def test_a_worker_refuses_it_too(workdir, tiny_spec):
 def test_the_fit_is_checked_against_the_studys_recorded_peaks(tmp_path, monkeypatch):
     import optuna
 
+    from hpsearch import trial
     from hpsearch.cli import search
     from hpsearch.errors import HpsearchError
     from hpsearch.storage import open_storage, resolve_storage_url
-    from hpsearch.trial import gpu_memory
 
     rdb = open_storage(resolve_storage_url(f"sqlite:///{tmp_path / 'fit.db'}"))
     # A GPU of 10 GiB, faked: this machine has none.
-    monkeypatch.setattr(gpu_memory, "gpu_total_mb", lambda n_visible: (10_240, "Fake GPU"))
+    monkeypatch.setattr(trial, "gpu_total_mb", lambda n_visible: (10_240, "Fake GPU"))
     # A new study: started, and said to be unchecked.
     assert "unchecked" in search._check_gpu_fit(rdb, "fit", 2, 1)
     study = optuna.create_study(study_name="fit", storage=rdb)

@@ -182,7 +182,7 @@ def _place(
 def _check_gpu_fit(rdb, name: str, k: int, n_visible_gpus: int) -> str | None:
     """Raise HpsearchError if K trials of the study's largest recorded peak GPU memory do not fit
     the smallest GPU here; the line to say when no trial has recorded one yet."""
-    from hpsearch.trial.gpu_memory import check_fit, gpu_total_mb, recorded_peaks
+    from hpsearch.trial import check_fit, gpu_total_mb, recorded_peaks
 
     try:
         trials = rdb.get_all_trials(rdb.get_study_id_from_name(name), deepcopy=False)
