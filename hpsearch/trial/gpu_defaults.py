@@ -40,8 +40,8 @@ COLLATOR_SETTINGS = ("pad_to_multiple_of",)
 
 @dataclass(frozen=True)
 class DeviceFacts:
-    """What the defaults depend on: this process's GPU (None: it trains on the CPU), its compute
-    capability, and the CPU cores this process may use."""
+    """What the defaults depend on: this process's GPU (None: it trains on the CPU), its CUDA
+    compute capability (None where unknown), and the CPU cores this process may use."""
 
     gpu: str | None
     capability: tuple[int, int] | None = None
@@ -63,6 +63,8 @@ def _gpu() -> tuple[str | None, tuple[int, int] | None]:
     if not torch.cuda.is_available():
         return None, None
     properties = torch.cuda.get_device_properties(0)
+    if torch.version.cuda is None:  # ROCm: its capability numbers are not CUDA's, and no TF32
+        return properties.name, None
     return properties.name, (properties.major, properties.minor)
 
 
