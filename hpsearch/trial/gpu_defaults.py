@@ -10,15 +10,16 @@ On a GPU, the CPU side must keep the GPU fed and its tensor cores busy:
 - `tf32` on Ampere and newer (compute capability 8.0+): fp32 matrix products, those bf16 mixed
   precision keeps in fp32 and all of an fp32 trial's, run on tensor cores with a 10-bit mantissa;
 - `per_device_eval_batch_size` 4 x the smallest train batch the spec allows: evaluation keeps no
-  activations for a backward pass, so 4 x what trains fits; one size for every trial of a study
-  keeps batch-mean metrics (loss, perplexity) weighed alike (study/changes.py).
+  activations for a backward pass, so a batch 4 x one that trains should fit (a fixed 64 could
+  not for a large model with long sequences); one size for every trial of a study keeps
+  batch-mean metrics (loss, perplexity) weighed alike (study/changes.py).
 On any device, `ddp_find_unused_parameters` is false: Trainer otherwise makes DDP search the graph
 for unused weights after every backward pass; it is true where gradual unfreezing frees weights
 mid-trial (which DDP refuses today: spec/check.py check_trial_group).
 On a CPU nothing else changes (DEFAULT_ARGS in trial/arguments.py).
 
 Pure functions of the device's facts (DeviceFacts), so each choice is tested without a GPU;
-`probe_device()` reads the facts of this process's device once.
+`probe_device()` reads the facts of this process's device.
 """
 
 from __future__ import annotations
