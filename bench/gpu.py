@@ -22,6 +22,14 @@ e. A trial group: 2 trials of (a)'s study with `--gpus-per-trial N` (N = 2 with 
    Checked from the storage: every trial trained on N ranks that agree on their parameters, steps
    and value; its seconds per optimizer step are set beside (a)'s single-process trials.
 
+f-i. Issue 24's parts (bench/gpu_scale.py): a ~1B-parameter model's build time, checkpoint and
+   resume after a kill -9, the OOM retry of (c)'s trial, and K = 1, 2, 4 trials per GPU with the
+   GPU utilisation they reach. Without CUDA they are reported as skipped with the reason.
+
+`--parts abei` runs only those parts (the device tool's 10 minutes a command rarely hold them
+all: run a-e in one call and f-i in the next); `--dry-run` prints what each part would run, at the
+sizes given, and runs nothing (no torch import).
+
 It prints one Markdown table (part, figure, value, check) under a line naming the date and the
 machine, appends both with the command that produced them to BENCHMARKS.md (section
 "## GPU (bench/gpu.py)"; `--out PATH` appends elsewhere), and exits 1 if a check failed.
@@ -35,7 +43,8 @@ is emulated, slowly, and hpsearch keeps fp32). A smoke run appends only where --
 figures are no benchmark.
 
     python bench/gpu.py [--n-trials 4] [--max-train-samples 20000] [--max-eval-samples 2000]
-        [--max-length 128] [--timed-steps 50] [--smoke] [--out PATH]
+        [--max-length 128] [--timed-steps 50] [--trials-each 2] [--parts abcdefghi]
+        [--smoke] [--dry-run] [--out PATH]
 
 Sizes for one H100 (not yet run on one): (a) should take 2-4 minutes, (c) and (d) under one each,
 inside the device tool's 10-minute limit for one command; --n-trials 8 is the default study's own
@@ -108,6 +117,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "bench"))
 sys.path.insert(0, str(REPO))
 
+import gpu_scale  # noqa: E402 - bench/ is on the path from the line above
+
 HEADING = "## GPU (bench/gpu.py)"
 PASS = "pass"
 PART_A, PART_B, PART_C, PART_D = (
@@ -117,6 +128,7 @@ PART_A, PART_B, PART_C, PART_D = (
     "d. bf16 vs fp32",
 )
 PART_E = "e. trial group"
+ALL_PARTS = "abcdefghi"
 SAMPLE_INTERVAL_S = 0.5
 OOM_NORMAL_BATCH = 32
 OOM_STEPS = 30  # the normal trial after the OOM one only has to show that training works again
@@ -144,6 +156,8 @@ class Plan:
     warmup_steps: int
     timed_steps: int
     step_repeats: int
+    trials_each: int = 2
+    parts: str = ALL_PARTS
     skipped_why: dict[str, str] = field(default_factory=dict)
 
 
@@ -162,6 +176,8 @@ def make_plan(args: argparse.Namespace, gpu: bool) -> Plan:
         warmup_steps=5 if gpu else 1,
         timed_steps=pick(args.timed_steps, 50, 2),
         step_repeats=2 if gpu else 1,
+        trials_each=args.trials_each,
+        parts=args.parts,
     )
     if not gpu:
         reason = "--smoke runs on the CPU" if args.smoke else "no CUDA device here"
@@ -171,7 +187,49 @@ def make_plan(args: argparse.Namespace, gpu: bool) -> Plan:
         plan.skipped_why[PART_C] = (
             f"{reason}: an absurd batch on a CPU exhausts RAM, not a GPU's memory"
         )
+        # The CPU's own tests cover these (the kill -9 resume test, the slot plans of K per GPU).
+        for part in (gpu_scale.PART_F, gpu_scale.PART_G, gpu_scale.PART_H, gpu_scale.PART_I):
+            plan.skipped_why[part] = f"{reason}: this part measures a GPU"
     return plan
+
+
+def plan_text(plan: Plan) -> str:
+    """What a run with this plan does, part by part (--dry-run)."""
+    where = "--gpus all" if plan.gpu else f"--workers {plan.cpu_workers}"
+    lines = [
+        (
+            f"a. {where}: {plan.n_trials} trials at {plan.max_train} train / {plan.max_eval} eval "
+            f"examples, max_length {plan.max_length}"
+        ),
+        "b. GPU utilisation and memory sampled every 0.5 s during (a)",
+        (
+            f"c. one trial on the whole training set as one batch, then one of batch "
+            f"{OOM_NORMAL_BATCH}"
+        ),
+        (
+            f"d. {plan.timed_steps} steps after {plan.warmup_steps} at batch {plan.step_batch}, "
+            "fp32 against 16-bit"
+        ),
+        "e. 2 trials with --gpus-per-trial 2 (1 on a single GPU)",
+        *gpu_scale.plan_lines(gpu_scale.TRIALS_PER_GPU, plan.trials_each),
+    ]
+    shown = []
+    for line in lines:
+        letter = line[0]
+        if letter not in plan.parts:
+            continue
+        skipped = next((why for part, why in plan.skipped_why.items() if part[0] == letter), None)
+        shown.append(line + (f" [skipped: {skipped}]" if skipped else ""))
+    return "\n".join(shown)
+
+
+def skipped_rows(part: str, plan: Plan) -> list[Row] | None:
+    """The row saying why `part` did not run, or None if it runs."""
+    if part[0] not in plan.parts:
+        return []
+    if part in plan.skipped_why:
+        return [Row(part, "not run", "", f"skipped: {plan.skipped_why[part]}")]
+    return None
 
 
 # --- the machine ----------------------------------------------------------------------------------
@@ -758,9 +816,15 @@ def part_d(raw: dict, plan: Plan, scratch: Path) -> list[Row]:
     # The 16-bit side is what hpsearch picks by itself. Where it keeps fp32 (a CPU without AMX or
     # AVX512-BF16), bf16 is timed anyway: it shows what that choice avoids.
     half = auto if auto != "fp32" else "bf16"
-    # {"bf16": False} names a precision, so hpsearch adds none: plain fp32 (TF32 stays off,
-    # PyTorch's default).
-    variants = {"fp32": {"bf16": False}, half: chosen or {"bf16": True, "use_cpu": True}}
+    # {"bf16": False} names a precision, so hpsearch adds none: plain fp32. TF32 stays off on both
+    # sides (hpsearch's GPU default turns it on): this part measures the precision alone, and
+    # transformers switches TF32 once per value per process (enable_tf32 is cached), so
+    # interleaved runs with it on and off would not switch back.
+    no_tf32 = {"tf32": False}
+    variants = {
+        "fp32": {"bf16": False, **no_tf32},
+        half: {**(chosen or {"bf16": True, "use_cpu": True}), **no_tf32},
+    }
     print(f"d: {plan.timed_steps} steps in fp32 and in {half} ...", file=sys.stderr, flush=True)
     spec = parse_spec(raw, "default study")
     location = resolve_model(spec.model)
@@ -923,6 +987,45 @@ def append_section(path: Path, block: str) -> None:
     path.write_text(text)
 
 
+def run_parts(raw: dict, plan: Plan, scratch: Path, sampler: GpuSampler) -> list[Row]:
+    """The parts `plan.parts` names, in order; each skipped one says why."""
+    rows: list[Row] = []
+    if "a" in plan.parts:
+        rows += part_a(raw, plan, scratch, sampler)
+        rows += utilisation_rows(sampler, plan) if "b" in plan.parts else []  # before (c)
+    single = (
+        load_trials(f"sqlite:///{scratch / 'gpu.db'}", "gpu-default")[1]
+        if rows and rows[0].check == PASS
+        else []
+    )
+    rows += part_c(raw, plan, scratch, sampler) if "c" in plan.parts else []
+    rows += part_d(raw, plan, scratch) if "d" in plan.parts else []
+    rows += part_e(raw, plan, scratch, single) if "e" in plan.parts else []
+    scale = [
+        (gpu_scale.PART_F, lambda: gpu_scale.part_f(scratch)),
+        (gpu_scale.PART_G, lambda: gpu_scale.part_g(raw, scratch, run_cli, load_trials)),
+        (gpu_scale.PART_H, lambda: _oom_retry(scratch)),
+        (
+            gpu_scale.PART_I,
+            lambda: gpu_scale.part_i(raw, scratch, run_cli, load_trials, sampler, plan.trials_each),
+        ),
+    ]
+    for part, run in scale:
+        skipped = skipped_rows(part, plan)
+        rows += skipped if skipped is not None else [Row(*row) for row in run()]
+    return rows
+
+
+def _oom_retry(scratch: Path) -> list[tuple[str, str, str, str]]:
+    """(h) reads the record of (c)'s out-of-memory trial."""
+    database = scratch / "gpu.db"
+    try:
+        _, trials = load_trials(f"sqlite:///{database}", "gpu-oom")
+    except Exception:  # noqa: BLE001 - (c) did not run, or stopped before its study
+        return [(gpu_scale.PART_H, "the out-of-memory trial", "none", "FAIL: (c) ran no trial")]
+    return gpu_scale.oom_retry_rows(trials[0].state.name, trials[0].user_attrs)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -938,12 +1041,29 @@ def main() -> int:
         "--timed-steps", type=int, help="optimizer steps timed in (d) [50; smoke: 2]"
     )
     parser.add_argument(
+        "--trials-each", type=int, default=2, help="(i): trials per worker process for each K [2]"
+    )
+    parser.add_argument(
+        "--parts", default=ALL_PARTS, help=f"the parts to run, e.g. abe [{ALL_PARTS}]"
+    )
+    parser.add_argument(
         "--smoke", action="store_true", help="CPU only, smoke sizes (automatic without CUDA)"
+    )
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print what each part would run (on a GPU unless --smoke) and run nothing",
     )
     parser.add_argument(
         "--out", type=Path, help="append here [BENCHMARKS.md; a smoke run appends only here]"
     )
     args = parser.parse_args()
+    unknown = sorted(set(args.parts) - set(ALL_PARTS))
+    if unknown:
+        parser.error(f"--parts: no part {unknown[0]}; the parts are {ALL_PARTS}")
+    if args.dry_run:
+        print(plan_text(make_plan(args, gpu=not args.smoke)))
+        return 0
     if args.smoke:
         os.environ["CUDA_VISIBLE_DEVICES"] = (
             ""  # before torch starts: the parent and every worker on the CPU
@@ -961,17 +1081,7 @@ def main() -> int:
     raw = default_study_spec(args.study, plan)
     sampler = GpuSampler() if plan.gpu else NoSampler()
     with tempfile.TemporaryDirectory(prefix="hpsearch-gpu-") as tmp:
-        scratch = Path(tmp)
-        rows = part_a(raw, plan, scratch, sampler)
-        rows += utilisation_rows(sampler, plan)  # before (c), which samples afresh
-        single = (
-            load_trials(f"sqlite:///{scratch / 'gpu.db'}", "gpu-default")[1]
-            if rows[0].check == PASS
-            else []
-        )
-        rows += part_c(raw, plan, scratch, sampler)
-        rows += part_d(raw, plan, scratch)
-        rows += part_e(raw, plan, scratch, single)
+        rows = run_parts(raw, plan, Path(tmp), sampler)
     table = render(machine, rows)
     print(table)
     out = args.out or (REPO / "BENCHMARKS.md" if plan.gpu else None)

@@ -28,6 +28,7 @@ def search(
     supervised: bool,
     worker_key: str | None = None,
     timeout: float | None = None,
+    trials_per_gpu: int = 1,
 ) -> None:
     """Run the study's missing trials here: in this process, in a group of rank processes (one per
     device of a trial), or in supervised worker processes.
@@ -36,7 +37,8 @@ def search(
     that samples here (this one, else each worker or rank 0 of each group) takes a start number
     from the storage and seeds its sampler with it (study/algorithms.py seed_sampler).
     `timeout`: this run's deadline in seconds (default: the spec's budget.timeout), after which no
-    trial starts.
+    trial starts. `trials_per_gpu` K: K supervised workers share each GPU, checked at start against
+    the largest peak GPU memory the study's trials recorded (hpsearch.trial.gpu_memory).
     """
     from hpsearch.spec import check_trial_group
     from hpsearch.storage import apply_heartbeat, redact
@@ -71,9 +73,13 @@ def search(
     per_trial = gpus_per_trial or spec.resources.gpus_per_trial
     check_trial_group(spec, per_trial)
     # A bad --gpus or --gpus-per-trial fails before any write.
-    placement, n_visible_gpus = _place(gpus, workers, per_trial, supervised)
+    placement, n_visible_gpus = _place(gpus, workers, per_trial, supervised, trials_per_gpu)
     if placement.notice and not supervised:
         console.print(placement.notice, markup=False)
+    if trials_per_gpu > 1 and not supervised:
+        unchecked = _check_gpu_fit(rdb, name, trials_per_gpu, n_visible_gpus)
+        if unchecked:
+            console.print(unchecked, markup=False)
     if placement.devices is not None:  # before CUDA starts: this process then sees only these
         os.environ["CUDA_VISIBLE_DEVICES"] = placement.devices
     in_process = placement.mode == "alone"
@@ -147,7 +153,13 @@ def run_here(study, runner, url, name: str, spec, supervised: bool, timeout: flo
         note(force=True)
 
 
-def _place(gpus: str | None, workers: int | None, per_trial: int | None, supervised: bool):
+def _place(
+    gpus: str | None,
+    workers: int | None,
+    per_trial: int | None,
+    supervised: bool,
+    trials_per_gpu: int = 1,
+):
     """Where this run's or worker's trials train (hpsearch.workers.place_workers), from the flags
     and the GPUs this process sees: (placement, GPUs seen)."""
     from hpsearch.trial import count_gpus
@@ -162,8 +174,22 @@ def _place(gpus: str | None, workers: int | None, per_trial: int | None, supervi
         os.cpu_count() or 1,
         os.environ.get("CUDA_VISIBLE_DEVICES"),
         supervised=supervised,
+        trials_per_gpu=trials_per_gpu,
     )
     return placement, n_visible_gpus
+
+
+def _check_gpu_fit(rdb, name: str, k: int, n_visible_gpus: int) -> str | None:
+    """Raise HpsearchError if K trials of the study's largest recorded peak GPU memory do not fit
+    the smallest GPU here; the line to say when no trial has recorded one yet."""
+    from hpsearch.trial import check_fit, gpu_total_mb, recorded_peaks
+
+    try:
+        trials = rdb.get_all_trials(rdb.get_study_id_from_name(name), deepcopy=False)
+    except KeyError:  # a new study: nothing recorded yet
+        trials = []
+    total_mb, gpu = gpu_total_mb(n_visible_gpus)
+    return check_fit(k, recorded_peaks(trials), total_mb, gpu)
 
 
 def _share_cores(per_trial: int) -> None:

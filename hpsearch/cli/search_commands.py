@@ -23,6 +23,20 @@ from hpsearch.cli.search import interrupt_once, run_here, search
 from hpsearch.errors import ExitCode, HpsearchError, TrialBug
 
 
+def trials_per_gpu_option(command):
+    """--trials-per-gpu K of run and worker (checked with the other placement flags, in one line,
+    by hpsearch.workers.place_workers)."""
+    return click.option(
+        "--trials-per-gpu",
+        type=int,
+        default=1,
+        show_default=True,
+        metavar="K",
+        help="Run K worker processes on each GPU, pinned alike: for models too small to keep a "
+        "GPU busy. Checked at start against the largest peak GPU memory a trial recorded.",
+    )(command)
+
+
 def spec_file_options(command):
     """The options of a command that brings a spec file: run and create."""
     command = click.option(
@@ -55,6 +69,7 @@ def spec_file_options(command):
     "(overrides budget.timeout for this run only).",
 )
 @worker_options
+@trials_per_gpu_option
 def run(
     study_ref: str,
     storage: str | None,
@@ -64,6 +79,7 @@ def run(
     gpus: str | None,
     workers: int | None,
     gpus_per_trial: int | None,
+    trials_per_gpu: int,
 ) -> None:
     """Create a study from its spec (or resume it) and run trials until its budget is spent."""
     from hpsearch.study import check_resumable
@@ -82,6 +98,7 @@ def run(
         gpus_per_trial,
         supervised=False,
         timeout=timeout,
+        trials_per_gpu=trials_per_gpu,
     )
 
 
@@ -131,6 +148,7 @@ def _load_run_spec(study_ref: str, study_name: str | None, n_trials: int | None)
 )
 @storage_option
 @worker_options
+@trials_per_gpu_option
 @click.option(
     "--timeout",
     type=click.FloatRange(min=0, min_open=True),
@@ -146,6 +164,7 @@ def worker(
     gpus: str | None,
     workers: int | None,
     gpus_per_trial: int | None,
+    trials_per_gpu: int,
     timeout: float | None,
     supervised: bool,
 ) -> None:
@@ -175,6 +194,7 @@ def worker(
         supervised=supervised,
         worker_key=key,
         timeout=timeout,
+        trials_per_gpu=trials_per_gpu,
     )
 
 

@@ -13,6 +13,12 @@ from hpsearch.trial.classes import transformers_class
 from hpsearch.trial.data import PreparedData, cache_key, prepare_data
 from hpsearch.trial.device import count_gpus, describe_device
 from hpsearch.trial.final import FinalResult, ProgressReporter, final_record, train_final
+from hpsearch.trial.gpu_memory import (
+    PEAK_GPU_MEMORY_ATTR,
+    check_fit,
+    gpu_total_mb,
+    recorded_peaks,
+)
 from hpsearch.trial.load import (
     CACHE_ENV,
     Loaded,
@@ -29,6 +35,7 @@ __all__ = [
     "CACHE_ENV",
     "CONTROLLED_ARGS",
     "DEFAULT_ARGS",
+    "PEAK_GPU_MEMORY_ATTR",
     "FinalResult",
     "Loaded",
     "ModelFactory",
@@ -40,10 +47,12 @@ __all__ = [
     "build_training_args",
     "cache_dir",
     "cache_key",
+    "check_fit",
     "check_training_args",
     "count_gpus",
     "describe_device",
     "final_record",
+    "gpu_total_mb",
     "load_config",
     "load_data",
     "load_for_training",
@@ -52,6 +61,7 @@ __all__ = [
     "prepare_data",
     "quiet_libraries",
     "record_start",
+    "recorded_peaks",
     "train_final",
     "transformers_class",
 ]

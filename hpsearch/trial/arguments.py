@@ -16,6 +16,13 @@ from hpsearch.spec import GENERATION_SETTINGS, MODEL_KNOBS, StudySpec, corner_va
 from hpsearch.tasks import DEFAULT_TASK, TASKS, Task
 from hpsearch.trial.classes import transformers_class
 from hpsearch.trial.distributed import group_arguments
+from hpsearch.trial.gpu_defaults import (
+    COLLATOR_SETTINGS,
+    collator_defaults,
+    probe_device,
+    training_defaults,
+    without_collator_settings,
+)
 from hpsearch.trial.precision import auto_precision
 
 # TrainingArguments that hpsearch sets itself; a spec may not search or fix them.
@@ -54,18 +61,28 @@ CONTROLLED_ARGS = frozenset(
     }
 )
 # Not train_sampling_strategy="group_by_length": its steps are faster, but its batches of one length
-# cost accuracy after an epoch (BENCHMARKS.md, "Head-to-head": tried and rejected).
+# cost accuracy after an epoch (BENCHMARKS.md, "Head-to-head": tried and rejected). A GPU's own
+# defaults come on top (trial/gpu_defaults.py).
 DEFAULT_ARGS = {"per_device_eval_batch_size": 64}
 
 
 def build_training_args(
-    values: dict[str, Any], seed: int, output_dir: Path, task: Task = TASKS[DEFAULT_TASK]
+    values: dict[str, Any],
+    seed: int,
+    output_dir: Path,
+    task: Task = TASKS[DEFAULT_TASK],
+    *,
+    spec: StudySpec | None = None,
 ) -> TrainingArguments:
-    """The task's TrainingArguments class with the spec's values, hpsearch's defaults, its own."""
+    """The task's TrainingArguments class with the spec's values, hpsearch's defaults for this
+    device (`spec`: the study's, for those that must be the same for all its trials), its own.
+    The collator's settings among `values` (pad_to_multiple_of) are left to make_collator."""
+    values = without_collator_settings(values)
     return transformers_class(task.arguments_class)(
         **{
             **DEFAULT_ARGS,
             **auto_precision(values),
+            **training_defaults(values, probe_device(), spec),
             **values,
             **task.arguments,
             **group_arguments(),
@@ -82,13 +99,21 @@ def build_training_args(
     )
 
 
+def make_collator(task: Task, tokenizer, model, values: dict[str, Any]):
+    """The task's data collator, padding to a multiple of 8 on a GPU unless `values` say."""
+    kwargs = {**collator_defaults(values, probe_device()), **task.collator_kwargs(model)}
+    return transformers_class(task.collator_class)(tokenizer, **kwargs)
+
+
 def check_training_args(spec: StudySpec) -> None:
     """Every searched or fixed name is a TrainingArguments field or a model knob, and every value is
     one TrainingArguments accepts at each end of its range; a SpecError says which is not."""
     task = spec.task_spec
     arguments_class = transformers_class(task.arguments_class)
     fields = {f.name for f in dataclasses.fields(arguments_class) if f.init}
-    others = [*MODEL_KNOBS, *GENERATION_SETTINGS] if task.generates else list(MODEL_KNOBS)
+    others = [*MODEL_KNOBS, *COLLATOR_SETTINGS]
+    if task.generates:
+        others += GENERATION_SETTINGS
     for section, names in (("search_space", spec.search_space), ("training", spec.training)):
         for name in names:
             if name in others:
@@ -112,17 +137,18 @@ def check_training_args(spec: StudySpec) -> None:
                 )
     fixed = split_params(spec.training).arguments
     with tempfile.TemporaryDirectory() as scratch:
-        _try_args(fixed, Path(scratch), "training", task)
+        _try_args(fixed, Path(scratch), "training", spec)
         for corner in corner_values(spec.search_space):
             searched = split_params(corner).arguments
-            _try_args({**fixed, **searched}, Path(scratch), "search_space", task, searched)
+            _try_args({**fixed, **searched}, Path(scratch), "search_space", spec, searched)
 
 
 def _try_args(
-    values: dict, scratch: Path, section: str, task: Task, searched: dict | None = None
+    values: dict, scratch: Path, section: str, spec: StudySpec, searched: dict | None = None
 ) -> None:
     try:
-        build_training_args(values, seed=0, output_dir=scratch, task=task)
+        collator_defaults(values, probe_device())
+        build_training_args(values, seed=0, output_dir=scratch, task=spec.task_spec, spec=spec)
     except (ValueError, TypeError) as e:
         where = (
             section

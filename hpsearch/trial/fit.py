@@ -27,11 +27,12 @@ from hpsearch.study import (
     STOPPED_EARLY_ATTR,
     effective_batch,
 )
-from hpsearch.trial.arguments import build_training_args
+from hpsearch.trial.arguments import build_training_args, make_collator
 from hpsearch.trial.best_evaluation import BestEvaluation
 from hpsearch.trial.callback import OptunaPruningCallback
 from hpsearch.trial.classes import transformers_class
 from hpsearch.trial.data import PreparedData
+from hpsearch.trial.gpu_memory import peak_gpu_memory, reset_peak_gpu_memory
 from hpsearch.trial.interval import RememberLastEvaluation, bootstrap_interval
 from hpsearch.trial.layers import GradualUnfreezing, layerwise_groups
 from hpsearch.trial.lora import is_adapter, save_adapter
@@ -90,7 +91,7 @@ class Fitting:
     @property
     def record(self) -> dict[str, Any]:
         """What the trial records of its training beyond steps and time: the effective batch size,
-        early stopping, the best evaluation, the unfreezing schedule."""
+        early stopping, the best evaluation, the unfreezing schedule, the peak GPU memory."""
         state = self.trainer.state
         record: dict[str, Any] = {EFFECTIVE_BATCH_ATTR: examples_per_step(self.trainer.args)}
         if self.best.patience is not None or self.value_of == "best":
@@ -103,7 +104,7 @@ class Fitting:
         if is_adapter(self.model):
             trainable = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
             record["trainable_parameters"] = trainable
-        return record
+        return record | peak_gpu_memory()
 
     def train(self) -> None:
         """Train; a failure to train (out of memory, an exception inside Trainer) is TrialFailed,
@@ -193,8 +194,9 @@ def start_fit(
     )
     compute_metrics = task.compute_metrics(spec.dataset, tokenizer, data.label_names)
     scored = RememberLastEvaluation(compute_metrics) if compute_metrics is not None else None
+    reset_peak_gpu_memory()
     try:
-        args = build_training_args(settings.arguments, seed, scratch, task)
+        args = build_training_args(settings.arguments, seed, scratch, task, spec=spec)
         lora = spec.peft.resolve(settings.peft) if spec.peft is not None else None
         model = factory.build(seed, settings.knobs, settings.generation, lora)
         unfreezing = (
@@ -223,9 +225,7 @@ def start_fit(
             train_dataset=data.train,
             eval_dataset=data.eval,
             processing_class=tokenizer,
-            data_collator=transformers_class(task.collator_class)(
-                tokenizer, **task.collator_kwargs(model)
-            ),
+            data_collator=make_collator(task, tokenizer, model, settings.arguments),
             compute_metrics=scored,
             callbacks=[callback, *extra, *callbacks],
         )

@@ -1,5 +1,6 @@
 """Which workers run where: in this process, as a trial group here, or as supervised worker
-processes, one per GPU (or per group of GPUs, for trials on several) pinned with
+processes, one per GPU (or per group of GPUs, for trials on several; or K per GPU with
+--trials-per-gpu K, where one small model's trial leaves a GPU mostly idle) pinned with
 CUDA_VISIBLE_DEVICES, or N on the CPU cores.
 
 No trial trains under DataParallel: a process that trains alone sees one GPU (or none), and one
@@ -48,15 +49,34 @@ def place_workers(
     visible_devices: str | None = None,
     *,
     supervised: bool = False,
+    trials_per_gpu: int = 1,
 ) -> Placement:
-    """Where to train, from the flags (--gpus, --workers, --gpus-per-trial) and the GPUs this
-    process sees. `--gpus` or several `--workers` are planned by plan_slots; `--workers 1` trains
-    here on the CPU. Otherwise: one worker per GPU (per `gpus_per_trial` GPUs) when the host has
-    room for several, else this process alone or as one trial group. A `supervised` worker was
-    pinned by its supervisor: it trains here, on its first GPU(s) should it see more.
+    """Where to train, from the flags (--gpus, --workers, --gpus-per-trial, --trials-per-gpu) and
+    the GPUs this process sees. `--gpus`, several `--workers` or several trials per GPU are planned
+    by plan_slots; `--workers 1` trains here on the CPU. Otherwise: one worker per GPU (per
+    `gpus_per_trial` GPUs) when the host has room for several, else this process alone or as one
+    trial group. A `supervised` worker was pinned by its supervisor: it trains here, on its first
+    GPU(s) should it see more.
     """
     per_trial = gpus_per_trial or 1
     mode_here = "group" if gpus_per_trial else "alone"
+    if trials_per_gpu != 1 and not supervised:
+        slots = plan_slots(
+            gpus or "all",
+            n_workers,
+            n_visible_gpus,
+            n_cores,
+            visible_devices,
+            gpus_per_trial,
+            trials_per_gpu=trials_per_gpu,
+        )
+        notice = (
+            f"this machine shows {n_visible_gpus} GPUs: {trials_per_gpu} workers per GPU (as "
+            f"--gpus all --trials-per-gpu {trials_per_gpu})"
+            if gpus is None and n_visible_gpus > 1
+            else None
+        )
+        return Placement("workers", tuple(slots), notice=notice)
     if gpus is not None or (n_workers or 1) > 1:
         slots = plan_slots(
             gpus, n_workers, n_visible_gpus, n_cores, visible_devices, gpus_per_trial
@@ -137,14 +157,19 @@ def plan_slots(
     n_cores: int,
     visible_devices: str | None = None,
     gpus_per_trial: int | None = None,
+    *,
+    trials_per_gpu: int = 1,
 ) -> list[WorkerSlot]:
     """One slot per GPU named in `gpus` ("all" or "0,2,3"), or `n_workers` CPU slots; with
-    `gpus_per_trial` N, one slot per N GPUs named (in their order), or N CPU processes per slot.
+    `gpus_per_trial` N, one slot per N GPUs named (in their order), or N CPU processes per slot;
+    with `trials_per_gpu` K, K slots per GPU, pinned alike (each its own worker process, which
+    takes its own sampler start number: hpsearch.study.seed_sampler).
 
     `visible_devices` is the parent's own CUDA_VISIBLE_DEVICES: GPU i then means its i-th entry.
     Each process gets an equal share of the CPU cores for its torch threads.
     """
     per_trial = gpus_per_trial or 1
+    _check_trials_per_gpu(trials_per_gpu, n_workers, per_trial, n_visible_gpus)
     if gpus is not None and n_workers is not None:
         raise HpsearchError("give --gpus or --workers, not both")
     if gpus is None:
@@ -183,11 +208,11 @@ def plan_slots(
             f"{','.join(map(str, range(per_trial)))}"
         )
     physical = _physical(n_visible_gpus, visible_devices)
-    threads = str(max(1, n_cores // len(indexes)))
+    threads = str(max(1, n_cores // (len(indexes) * trials_per_gpu)))
     groups = [indexes[k : k + per_trial] for k in range(0, len(indexes), per_trial)]
     return [
         WorkerSlot(
-            "gpu" + "-".join(map(str, group)),
+            "gpu" + "-".join(map(str, group)) + (f".{k}" if trials_per_gpu > 1 else ""),
             {
                 "CUDA_VISIBLE_DEVICES": ",".join(physical[i] for i in group),
                 THREADS_ENV: threads,
@@ -195,4 +220,28 @@ def plan_slots(
             },
         )
         for group in groups
+        for k in range(trials_per_gpu)
     ]
+
+
+def _check_trials_per_gpu(k: int, n_workers: int | None, per_trial: int, n_visible: int) -> None:
+    """--trials-per-gpu K shares GPUs: it has no meaning with CPU workers, nor with trials that
+    spread over several GPUs, nor on a machine without GPUs."""
+    if k < 1:
+        raise HpsearchError(f"--trials-per-gpu: expected 1 or more trials per GPU, got {k}")
+    if k == 1:
+        return
+    if n_workers is not None:
+        raise HpsearchError(
+            f"--trials-per-gpu {k} shares each GPU between {k} workers; --workers N starts CPU "
+            "workers: give one of them"
+        )
+    if per_trial > 1:
+        raise HpsearchError(
+            f"--trials-per-gpu {k} puts {k} trials on each GPU; --gpus-per-trial {per_trial} (or "
+            f"resources.gpus_per_trial) spreads each trial over {per_trial} GPUs: give one of them"
+        )
+    if n_visible == 0:
+        raise HpsearchError(
+            f"--trials-per-gpu {k}: no GPU is visible here; use --workers N to run N workers on CPU"
+        )

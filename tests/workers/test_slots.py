@@ -163,3 +163,80 @@ def test_training_alone_pins_the_first_gpu():
     )
     # One GPU or none: nothing to pin, nothing to say.
     assert pin_alone(1, None) == (None, None) and pin_alone(0, None) == (None, None)
+
+
+# --trials-per-gpu K: K worker processes share each GPU, pinned alike; each is a process of its own
+# (its own worker key, log and sampler start number).
+
+
+def test_k_trials_per_gpu_start_k_workers_pinned_to_each_gpu():
+    slots = plan_slots("all", None, n_visible_gpus=2, n_cores=16, trials_per_gpu=3)
+    # Three workers per GPU, each seeing only its GPU, named apart, each 16 / 6 cores.
+    assert [s.label for s in slots] == ["gpu0.0", "gpu0.1", "gpu0.2", "gpu1.0", "gpu1.1", "gpu1.2"]
+    assert [s.env["CUDA_VISIBLE_DEVICES"] for s in slots] == ["0", "0", "0", "1", "1", "1"]
+    assert {s.env["HPSEARCH_THREADS"] for s in slots} == {"2"}
+    # Named GPUs, through the parent's own visible devices.
+    named = plan_slots("1", None, 2, 4, visible_devices="6,7", trials_per_gpu=2)
+    assert [(s.label, s.env["CUDA_VISIBLE_DEVICES"]) for s in named] == [
+        ("gpu1.0", "7"),
+        ("gpu1.1", "7"),
+    ]
+    # K = 1 is the plan without the flag.
+    assert plan_slots("all", None, 2, 16, trials_per_gpu=1) == plan_slots("all", None, 2, 16)
+
+
+def test_k_trials_per_gpu_on_one_gpu_are_supervised_workers():
+    placement = place_workers(None, None, None, n_visible_gpus=1, n_cores=8, trials_per_gpu=4)
+    # Not this process alone: four workers on GPU 0, with nothing to say (the user asked for it).
+    assert placement.mode == "workers" and placement.notice is None
+    assert [s.env["CUDA_VISIBLE_DEVICES"] for s in placement.slots] == ["0"] * 4
+    assert len({s.label for s in placement.slots}) == 4
+    # A multi-GPU host fills every GPU, and says so.
+    placement = place_workers(None, None, None, n_visible_gpus=2, n_cores=8, trials_per_gpu=2)
+    assert [s.env["CUDA_VISIBLE_DEVICES"] for s in placement.slots] == ["0", "0", "1", "1"]
+    assert placement.notice == (
+        "this machine shows 2 GPUs: 2 workers per GPU (as --gpus all --trials-per-gpu 2)"
+    )
+    # A worker its supervisor pinned trains here, whatever K was.
+    assert place_workers(None, None, None, 1, 2, supervised=True, trials_per_gpu=2).mode == "alone"
+
+
+@pytest.mark.parametrize(
+    "workers, per_trial, visible, k, message",
+    [
+        (
+            2,
+            None,
+            1,
+            2,
+            (
+                "--trials-per-gpu 2 shares each GPU between 2 workers; --workers N starts CPU "
+                "workers: give one of them"
+            ),
+        ),
+        (
+            None,
+            2,
+            4,
+            2,
+            (
+                "--trials-per-gpu 2 puts 2 trials on each GPU; --gpus-per-trial 2 (or "
+                "resources.gpus_per_trial) spreads each trial over 2 GPUs: give one of them"
+            ),
+        ),
+        (
+            None,
+            None,
+            0,
+            3,
+            "--trials-per-gpu 3: no GPU is visible here; use --workers N to run N workers on CPU",
+        ),
+        (None, None, 1, 0, "--trials-per-gpu: expected 1 or more trials per GPU, got 0"),
+    ],
+)
+def test_trials_per_gpu_that_cannot_share_a_gpu_are_one_line_errors(
+    workers, per_trial, visible, k, message
+):
+    with pytest.raises(HpsearchError) as caught:
+        place_workers(None, workers, per_trial, visible, 8, trials_per_gpu=k)
+    assert caught.value.message == message
