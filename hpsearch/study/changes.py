@@ -67,6 +67,8 @@ RUN_ONLY_TRAINING_ARGS = {
     "gradient_checkpointing": "activations recomputed in the backward pass instead of kept",
     "torch_empty_cache_steps": "how often the device's memory cache is emptied",
     "ddp_timeout": "how long a multi-GPU trial's ranks wait for one another",
+    "ddp_find_unused_parameters": "whether DDP looks for parameters without a gradient each step",
+    "pad_to_multiple_of": "how far each batch is padded (padding is masked out)",
 }
 # Metrics taken from Trainer's eval_loss: a mean of each eval batch's mean, weighted by its
 # examples. Where examples score different numbers of tokens, batches of another size weigh them

@@ -197,3 +197,15 @@ def test_the_eval_batch_is_refused_where_the_objective_is_a_batch_mean(storage, 
     assert SPEC_CHANGES_ATTR not in storage.get_study_user_attrs(
         storage.get_study_id_from_name("s")
     )
+
+
+@pytest.mark.parametrize(
+    ("key", "value"), [("pad_to_multiple_of", 8), ("ddp_find_unused_parameters", False)]
+)
+def test_how_batches_are_padded_and_ddp_searches_may_change(storage, tiny_spec, key, value):
+    # GPU defaults a user may set for one run (trial/gpu_defaults): they steer the run, not the
+    # search's meaning (padding is masked out; DDP's search for unused parameters changes nothing).
+    open_study(storage, "s", parse_spec(tiny_spec, "t"))
+    tiny_spec["training"] = {**tiny_spec.get("training", {}), key: value}
+    _, changes = open_study(storage, "s", parse_spec(tiny_spec, "t"))
+    assert [change.split(":")[0] for change in changes] == [f"training.{key}"]
