@@ -266,3 +266,13 @@ def test_every_techniques_variant_is_a_valid_default_study():
     for variant in VARIANTS:
         # Each variant is the default study plus its technique, accepted by every check.
         check_sources(parse_spec(variant_spec(base, variant), variant))
+
+
+@pytest.mark.slow
+def test_saves_bench_times_the_old_save_and_the_new_one():
+    stdout = run_bench("saves.py", "--models", "minilm", "--repeats", "1")
+    row = next(line for line in stdout.splitlines() if line.startswith("| minilm |"))
+    cells = [cell.strip() for cell in row.strip("|").split("|")]
+    # The default study's model, each variant timed (the overlapped one may round to 0.00).
+    assert cells[1] == "22.7M" and float(cells[2]) > 80  # MiB: 91 MB of fp32 weights
+    assert float(cells[3]) > 0 and float(cells[4]) > 0 and float(cells[5]) >= 0

@@ -150,6 +150,7 @@ def run_here(study, runner, url, name: str, spec, supervised: bool, timeout: flo
 
             run_trials(study, runner, budget, timeout, lock, after_trial)
     finally:
+        runner.best_model.close()  # no model left half-written by a thread that dies with us
         note(force=True)
 
 

@@ -1,9 +1,23 @@
 """One model kept per study: the best COMPLETE trial's, moved in the transaction that completes it.
 
-A worker saves and zips its trial's model (seconds, outside any lock) and writes it to the artifact
-store as the trial's *pending* model (a trial system attribute names it, written before the file so
-that a crash mid-upload still leaves a record). Nothing else changes until Optuna finishes the
-trial: the storage's set_trial_state_values calls `settle_pending_model` inside its transaction.
+A worker writes its trial's model to the artifact store as the trial's *pending* model (a trial
+system attribute names it, written before the file so that a crash mid-upload still leaves a
+record), outside any lock. Nothing else changes until Optuna finishes the trial: the storage's
+set_trial_state_values calls `settle_pending_model` inside its transaction.
+
+The write is one pass (storage.model_upload: the zip is streamed into the store, the weights
+straight into their zip entry) and runs on the worker's background writer while the trial does its
+remaining bookkeeping (bootstrap interval, cost and metrics records); the trial waits for it only
+at the end of its objective, before it returns its value (`uploading`). So the file is complete
+before Optuna's tell can move the pointer to it, and everything below holds as for a synchronous
+write. Nothing is copied for the write: the trial's model is not changed between the offer and the
+wait (training is over), so the writer reads its tensors as they are (a GPU tensor comes to the CPU
+one at a time). Deferring the pointer to a second transaction after the upload would let the next
+trial start sooner, but a worker lost in between would leave a COMPLETE best trial whose model is
+never kept (no re-run would write it); this design keeps issue 23's guarantee that a lost worker's
+trial is re-run. A failed write (disk full) does not fail the trial: it completes without a kept
+model, its reason in the BEST_MODEL_ERROR_ATTR user attribute and in a warning; Ctrl-C cancels the
+write and removes the partial file.
 
 - COMPLETE: the study's row is locked (FOR UPDATE; on SQLite the transaction already holds the
   database's write lock), the pointer (study user attribute BEST_MODEL_ATTR) is read as committed
@@ -25,13 +39,16 @@ trial in TRIAL_FILE, so that an export can prove its weights and its model card 
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 import tempfile
+import threading
 import time
 import uuid
-import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,7 +60,15 @@ from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import TrialState
 from sqlalchemy.engine import make_url
 
+from hpsearch.errors import first_line, is_hpsearch_bug
 from hpsearch.storage.artifacts import ARTIFACT_ATTR_PREFIX, artifact_dir
+from hpsearch.storage.model_upload import (
+    BackgroundWriter,
+    UploadCancelled,
+    ZipEntry,
+    stream_into,
+    write_archive,
+)
 from hpsearch.storage.optuna_private import rdb_models, storage_of, study_id_of, trial_id_of
 from hpsearch.storage.queries import fresh_user_attrs
 
@@ -57,6 +82,13 @@ SAVE_DELAY_ENV = "HPSEARCH_TEST_SAVE_DELAY"
 # transaction, so that two workers' completions overlap in a race test.
 SETTLE_DELAY_ENV = "HPSEARCH_TEST_SETTLE_DELAY"
 REMOVALS_KEY = "hpsearch:remove_after_commit"  # a session's `info` key
+BEST_MODEL_ERROR_ATTR = "best_model_error"  # trial user attribute: why its model was not written
+
+# Writes a model's small files into a directory, and returns the large ones to stream into the
+# archive (hpsearch.trial.model_files), or None (save_pretrained: everything in the directory).
+SaveModel = Callable[[Path], "list[ZipEntry] | None"]
+
+log = logging.getLogger("hpsearch.storage")
 
 
 def best_model_pointer(study: optuna.Study) -> dict[str, Any] | None:
@@ -120,19 +152,54 @@ def _trial_by_number(study: optuna.Study, number: int) -> optuna.trial.FrozenTri
 
 
 class BestModelKeeper:
-    """Uploads a finished trial's model to `store` as its pending model, when it may be the best."""
+    """Uploads a finished trial's model to `store` as its pending model, when it may be the best:
+    in the background (one BackgroundWriter per worker), waited for before the trial ends."""
 
     def __init__(self, store: FileSystemArtifactStore):
         self.store = store
+        self.writer = BackgroundWriter()
 
-    def offer(self, trial: optuna.Trial, value: float, save: Callable[[Path], None]) -> bool:
-        """Upload trial's model (written into a directory by `save`) as its pending model if it
-        beats the kept one now; True if it did. It becomes the kept model when the trial is
-        COMPLETE and still the best then (settle_pending_model)."""
+    def offer(self, trial: optuna.Trial, value: float, save: SaveModel) -> bool:
+        """Upload trial's model as its pending model if it beats the kept one now, and wait for
+        it; True if it was written. It becomes the kept model when the trial is COMPLETE and still
+        the best then (settle_pending_model)."""
+        upload = self.start_offer(trial, value, save)
+        return upload is not None and self.finish(upload)
+
+    @contextlib.contextmanager
+    def uploading(self, trial: optuna.Trial) -> Iterator[Callable[[float, SaveModel], None]]:
+        """A trial's window for its upload: `offer(value, save)` inside starts it in the
+        background, and the block's end waits for it (the trial's value is returned, and the
+        pointer may move, only after that); an exception out of the block (Ctrl-C) cancels it."""
+        uploads: list[Upload] = []
+
+        def offer(value: float, save: SaveModel) -> None:
+            upload = self.start_offer(trial, value, save)
+            if upload is not None:
+                uploads.append(upload)
+
+        ended = False
+        try:
+            yield offer
+            ended = True
+        finally:
+            for upload in uploads:
+                if not ended:
+                    self.finish(upload, cancel=True)
+                    continue
+                try:
+                    self.finish(upload)
+                except BaseException:  # Ctrl-C while waiting: stop the write, then go on out
+                    self.finish(upload, cancel=True)
+                    raise
+
+    def start_offer(self, trial: optuna.Trial, value: float, save: SaveModel) -> Upload | None:
+        """Start uploading trial's model (see `offer`) on the background writer; None if it is
+        not better than the kept one (nothing is written)."""
         study = trial.study
         current = best_model_pointer(study)
         if current is not None and not is_better(value, current["value"], study.direction):
-            return False  # not better now; a pointer only ever gets better, so it never will be
+            return None  # not better now; a pointer only ever gets better, so it never will be
         pending = {
             "trial": trial.number,
             "value": value,
@@ -143,25 +210,65 @@ class BestModelKeeper:
             # Recorded before the file is written, so that whoever fails a lost trial removes it.
             storage_of(study).set_trial_system_attr(trial_id_of(trial), PENDING_MODEL_ATTR, pending)
         except UpdateFinishedTrialError:
-            return False  # the trial was failed meanwhile (its worker was stopped too long)
-        self._upload(pending, save)
-        return True
+            return None  # the trial was failed meanwhile (its worker was stopped too long)
+        cancelled = threading.Event()
+        future = self.writer.submit(lambda: self._upload(pending, save, cancelled))
+        return Upload(trial, pending, future, cancelled)
 
-    def _upload(self, pending: dict[str, Any], save: Callable[[Path], None]) -> None:
+    def finish(self, upload: Upload, cancel: bool = False) -> bool:
+        """Wait for `upload` (stopping it first with `cancel`); True if its model was written.
+        A failed write is no failed trial: its trial completes without a kept model, the reason
+        in its BEST_MODEL_ERROR_ATTR user attribute and in a warning."""
+        if cancel:
+            upload.cancelled.set()
+        try:
+            upload.future.result()
+            return True
+        except UploadCancelled:
+            return False  # its trial ends FAIL (interrupted), which drops the pending record
+        except Exception as e:
+            if is_hpsearch_bug(e):
+                raise
+            reason = f"{type(e).__name__}: {first_line(e)}"
+        trial = upload.trial
+        log.warning(
+            "trial %s: its model was not kept: writing it failed (%s)", trial.number, reason
+        )
+        with contextlib.suppress(UpdateFinishedTrialError):
+            # No pending model any more: the trial's completion moves no pointer to a lost file.
+            storage_of(trial.study).set_trial_system_attr(
+                trial_id_of(trial), PENDING_MODEL_ATTR, None
+            )
+            trial.set_user_attr(BEST_MODEL_ERROR_ATTR, reason)
+        return False
+
+    def close(self) -> None:
+        """Finish the uploads in flight (a worker's exit)."""
+        self.writer.close()
+
+    def _upload(self, pending: dict[str, Any], save: SaveModel, cancelled: threading.Event) -> None:
         with tempfile.TemporaryDirectory(prefix="hpsearch-model-") as tmp:
-            model_dir = Path(tmp) / "model"
-            save(model_dir)
+            directory = Path(tmp)
+            entries = save(directory) or []
             trial_record = {"trial": pending["trial"], "value": pending["value"]}
-            (model_dir / TRIAL_FILE).write_text(json.dumps(trial_record))
+            (directory / TRIAL_FILE).write_text(json.dumps(trial_record))
             if os.environ.get(SAVE_DELAY_ENV):
                 time.sleep(float(os.environ[SAVE_DELAY_ENV]))
-            archive = Path(tmp) / pending["filename"]
-            # Stored, not deflated: safetensors weights barely compress; zipping them costs seconds.
-            with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_STORED) as zf:
-                for path in sorted(model_dir.rglob("*")):
-                    zf.write(path, path.relative_to(model_dir))
-            with open(archive, "rb") as f:
-                self.store.write(pending["artifact_id"], f)
+            stream_into(
+                self.store,
+                pending["artifact_id"],
+                lambda out: write_archive(out, directory, entries, cancelled),
+            )
+
+
+@dataclass(frozen=True)
+class Upload:
+    """A trial's model being written in the background."""
+
+    trial: optuna.Trial
+    pending: dict[str, Any]
+    future: Future
+    cancelled: threading.Event
 
 
 def settle_pending_model(storage, session, trial, state: TrialState, values) -> None:
@@ -182,6 +289,8 @@ def settle_pending_model(storage, session, trial, state: TrialState, values) -> 
     # record goes, so that a re-run (which copies system attributes) does not inherit it.
     session.delete(row)
     session.flush()
+    if pending is None:
+        return  # its upload failed (BestModelKeeper.finish): no model, and its file is gone
     loser = pending["artifact_id"]
     completed = state == TrialState.COMPLETE and values is not None and len(values) == 1
     if completed and pending["trial"] == trial.number:

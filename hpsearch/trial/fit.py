@@ -4,19 +4,23 @@ Shared by a search trial (trial/runner.py, which reports to Optuna and records t
 `hpsearch train` (trial/final.py, which re-trains a chosen configuration with no Optuna trial).
 A process trains on one device or as one rank of a DDP group, never under DataParallel (a process
 that sees several GPUs and is no rank is refused), and records the effective batch it really had.
+Out of GPU memory, a configuration trains once more at half the per-device batch and twice the
+accumulation (the same effective batch), and records that it did (OOM_RETRY_ATTR).
 """
 
 from __future__ import annotations
 
 import gc
+import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import optuna
 import torch
-from transformers import Trainer
+from transformers import Trainer, TrainerCallback
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 from hpsearch.errors import HpsearchError, TrialFailed, first_line, is_hpsearch_bug
@@ -38,6 +42,10 @@ from hpsearch.trial.layers import GradualUnfreezing, layerwise_groups
 from hpsearch.trial.lora import is_adapter, save_adapter
 from hpsearch.trial.model import ModelFactory
 
+OOM_RETRY_ATTR = "oom_retry"  # trial user attribute: {from_batch, to_batch, accumulation}
+# Test-only: a Trainer step raises torch.OutOfMemoryError while the per-device batch is above this.
+FAKE_OOM_ENV = "HPSEARCH_TEST_OOM_ABOVE"
+
 
 @dataclass
 class Fitting:
@@ -55,6 +63,10 @@ class Fitting:
     """The objective's metric when the task's compute_metrics returns it and its interval is
     computed (interval_rounds > 0); None otherwise."""
     seconds: float = 0.0
+    rebuild: Callable[[dict[str, Any]], Fitting] | None = None
+    """start_fit again with some values changed: the out-of-memory retry's smaller batch."""
+    oom_retry: dict[str, int] | None = None
+    """{from_batch, to_batch, accumulation} when it trained again after running out of memory."""
 
     @property
     def model(self):
@@ -101,21 +113,23 @@ class Fitting:
             record[EARLY_STEPS_SAVED_ATTR] = self.callback.n_steps_planned - state.global_step
         if self.unfreezing is not None:
             record["unfrozen_at_evaluations"] = self.unfreezing.unfrozen_at
+        if self.oom_retry is not None:
+            record[OOM_RETRY_ATTR] = self.oom_retry
         if is_adapter(self.model):
             trainable = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
             record["trainable_parameters"] = trainable
         return record | peak_gpu_memory()
 
     def train(self) -> None:
-        """Train; a failure to train (out of memory, an exception inside Trainer) is TrialFailed,
-        except a bug of hpsearch (errors.is_hpsearch_bug), which escapes as it was raised."""
+        """Train; a failure to train (out of memory twice, an exception inside Trainer) is
+        TrialFailed, except a bug of hpsearch (errors.is_hpsearch_bug), which escapes as it was
+        raised. Out of memory once, it trains again at half the batch (`_retry_halved`)."""
         started = time.monotonic()
         try:
-            self.trainer.train()
-        except torch.OutOfMemoryError:
-            raise TrialFailed(
-                f"out of memory (batch size {self.trainer.args.per_device_train_batch_size})"
-            ) from None
+            if not self._train_fits():
+                self._retry_halved()
+        except TrialFailed:
+            raise
         except Exception as e:  # failures are data: a combination that cannot train
             if is_hpsearch_bug(e):
                 raise
@@ -125,6 +139,57 @@ class Fitting:
             if torch.cuda.is_available():
                 gc.collect()
                 torch.cuda.empty_cache()
+
+    def _train_fits(self) -> bool:
+        """Train; False if it ran out of memory. The caller retries outside this `except`: its
+        traceback's frames hold the failed step's tensors until it is left."""
+        try:
+            self.trainer.train()
+            return True
+        except torch.OutOfMemoryError:
+            return False
+
+    def _retry_halved(self) -> None:
+        """Out of memory: train again from the start at half the per-device batch and twice the
+        accumulation (the same effective batch, so the same steps, evaluations and learning-rate
+        schedule), the model rebuilt from its seed, once the failed model, optimizer and data
+        loaders are freed. Recorded in OOM_RETRY_ATTR; out of memory again is TrialFailed. An odd
+        batch (1 among them) cannot halve into the same effective batch, and a rank of a trial
+        group cannot retry alone: TrialFailed at once."""
+        args = self.trainer.args
+        batch, accumulation = args.per_device_train_batch_size, args.gradient_accumulation_steps
+        if args.world_size > 1 or self.rebuild is None:
+            # A rank that retried alone would leave its group's collectives waiting for it.
+            raise TrialFailed(f"out of memory (batch size {batch})")
+        if batch % 2:
+            raise TrialFailed(f"out of memory (batch size {batch}, which cannot be halved)")
+        self.oom_retry = {
+            "from_batch": batch,
+            "to_batch": batch // 2,
+            "accumulation": 2 * accumulation,
+        }
+        self._release()
+        retried = self.rebuild(
+            {
+                "per_device_train_batch_size": batch // 2,
+                "gradient_accumulation_steps": 2 * accumulation,
+            }
+        )
+        self.trainer, self.callback, self.best = retried.trainer, retried.callback, retried.best
+        self.scored, self.unfreezing = retried.scored, retried.unfreezing
+        if not self._train_fits():
+            raise TrialFailed(
+                f"out of memory (batch size {batch}, and {batch // 2} with accumulation "
+                f"{2 * accumulation} on retry)"
+            )
+
+    def _release(self) -> None:
+        """Drop this fitting's model, optimizer and data loaders (all the trainer's), and the
+        evaluation's kept weights, and give their memory back."""
+        self.trainer = self.callback = self.best = self.scored = self.unfreezing = None
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
 
     def keep_best_weights(self) -> None:
         """With value: best, put the best evaluation's weights back before the model is saved."""
@@ -227,7 +292,7 @@ def start_fit(
             processing_class=tokenizer,
             data_collator=make_collator(task, tokenizer, model, settings.arguments),
             compute_metrics=scored,
-            callbacks=[callback, *extra, *callbacks],
+            callbacks=[callback, *extra, *callbacks, *_fake_out_of_memory()],
         )
         if unfreezing is not None or "layer_lr_decay" in settings.knobs:
             _set_layerwise_optimizer(trainer, settings.knobs.get("layer_lr_decay", 1.0), trained)
@@ -254,7 +319,22 @@ def start_fit(
         value_of=spec.objective.value,
         unfreezing=unfreezing,
         interval_metric=_interval_metric(spec) if scored is not None else None,
+        rebuild=lambda changed: start_fit(
+            spec, data, factory, tokenizer, {**values, **changed}, seed, scratch, trial, callbacks
+        ),
     )
+
+
+class _FakeOutOfMemory(TrainerCallback):
+    """Test-only (FAKE_OOM_ENV): out of memory at the first step of a batch above the limit."""
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        if args.per_device_train_batch_size > int(os.environ[FAKE_OOM_ENV]):
+            raise torch.OutOfMemoryError(f"out of memory (faked by {FAKE_OOM_ENV})")
+
+
+def _fake_out_of_memory() -> list[TrainerCallback]:
+    return [_FakeOutOfMemory()] if os.environ.get(FAKE_OOM_ENV) else []
 
 
 def _interval_metric(spec: StudySpec) -> str | None:

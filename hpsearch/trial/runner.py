@@ -8,7 +8,8 @@ KeyError raised in hpsearch's code, a failed import) is not data: the trial ends
 'bug in hpsearch' and the traceback in its `traceback` user attribute (it does not count toward
 the budget), and TrialBug stops the worker, which would meet the bug in every trial.
 
-A trial that trains to its end uploads its model as its pending model when it may be the best;
+A trial that trains to its end uploads its model as its pending model when it may be the best, in
+the background while it records its cost and metrics, and waits for it before returning its value;
 the storage keeps it, or drops it, in the transaction that completes the trial
 (hpsearch.storage.best_model).
 
@@ -58,6 +59,7 @@ from hpsearch.trial.distributed import (
 )
 from hpsearch.trial.fit import Fitting, start_fit
 from hpsearch.trial.model import ModelFactory
+from hpsearch.trial.model_files import model_files
 
 # A user attribute's value is one TEXT column (64 KiB on MySQL): the innermost frames are kept.
 TRACEBACK_LIMIT = 16_000
@@ -159,22 +161,32 @@ class TrialRunner:
                 error = group.first_error(error)  # one rank's refusal is every rank's
             if error is not None:
                 raise TrialFailed(error)
-            try:
-                _train_in(fitting, group)
-            finally:
-                if trial is not None:
-                    # A trial the stale-trial sweep ended while this process was stopped (SIGSTOP
-                    # past the grace period) takes no more records: what stopped it goes on.
-                    with contextlib.suppress(UpdateFinishedTrialError):
-                        _record_cost(trial, fitting, self._interval(fitting))
-                        _upload_metrics(
-                            trial,
-                            fitting.callback,
-                            params,
-                            seed,
-                            self.artifact_store,
-                            Path(scratch),
-                        )
+            # A best model is written in the background while the records below are made, and
+            # waited for at the block's end (hpsearch.storage.best_model).
+            uploading = (
+                self.best_model.uploading(trial) if trial is not None else contextlib.nullcontext()
+            )
+            with uploading as offer:
+                try:
+                    _train_in(fitting, group)
+                    if offer is not None and _trained_to_end(fitting):
+                        fitting.keep_best_weights()
+                        offer(fitting.value, model_files(fitting.model, fitting.tokenizer))
+                finally:
+                    if trial is not None:
+                        # A trial the stale-trial sweep ended while this process was stopped
+                        # (SIGSTOP past the grace period) takes no more records: what stopped
+                        # it goes on.
+                        with contextlib.suppress(UpdateFinishedTrialError):
+                            _record_cost(trial, fitting, self._interval(fitting))
+                            _upload_metrics(
+                                trial,
+                                fitting.callback,
+                                params,
+                                seed,
+                                self.artifact_store,
+                                Path(scratch),
+                            )
         if group is not None:
             outcomes = group.gather(rank_outcome(group, params, seed, fitting))
             if trial is not None:
@@ -187,12 +199,7 @@ class TrialRunner:
             raise TrialFailed(callback.divergence)
         if callback.pruned:
             raise optuna.TrialPruned(f"pruned at evaluation {callback.n_evals}")
-        value = fitting.value
-        if trial is None:
-            return value
-        fitting.keep_best_weights()
-        self.best_model.offer(trial, value, fitting.save)
-        return value
+        return fitting.value
 
     def _interval(self, fitting: Fitting) -> dict[str, Any]:
         """The objective's bootstrap interval over the final evaluation, for a trial trained to its
@@ -232,6 +239,12 @@ def _train_in(fitting: Fitting, group: Group | None) -> None:
         if group is None:
             raise
         raise GroupBroken(f"rank {group.rank} of {group.size}: {e}") from None
+
+
+def _trained_to_end(fitting: Fitting) -> bool:
+    """Neither pruned nor diverged: a trial whose model may be the best (a group's ranks that
+    disagree fail it later, which drops its uploaded model)."""
+    return not fitting.callback.divergence and not fitting.callback.pruned
 
 
 def _record_cost(trial: optuna.Trial, fitting: Fitting, interval: dict[str, Any]) -> None:

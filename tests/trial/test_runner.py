@@ -3,16 +3,26 @@
 from __future__ import annotations
 
 import json
+import logging
 import zipfile
 from pathlib import Path
 
 import optuna
 import pytest
+from optuna.artifacts import FileSystemArtifactStore
 
 from hpsearch.errors import TrialFailed
 from hpsearch.spec import parse_spec
-from hpsearch.storage import BEST_MODEL_ATTR, open_storage, resolve_storage_url
+from hpsearch.storage import (
+    BEST_MODEL_ATTR,
+    BestModelKeeper,
+    open_storage,
+    resolve_best_model,
+    resolve_storage_url,
+)
+from hpsearch.storage.best_model import BEST_MODEL_ERROR_ATTR, PENDING_MODEL_ATTR
 from hpsearch.study import FAIL_REASON_ATTR
+from hpsearch.trial.model_files import model_files
 from hpsearch.workers import build_runner
 
 pytestmark = pytest.mark.slow
@@ -120,3 +130,35 @@ def test_only_the_best_model_is_kept(runner_and_study):
         config = json.loads(archive.read("config.json"))
     assert {"config.json", "model.safetensors", "tokenizer.json"} <= names
     assert sorted(config["id2label"].values()) == ["negative", "neutral", "positive"]
+
+
+def test_a_failed_model_write_completes_the_trial_without_a_kept_model(
+    runner_and_study, tmp_path, caplog
+):
+    runner, study, _ = runner_and_study
+    # The store's directory is gone (a lost mount): writing the model fails.
+    runner.best_model = BestModelKeeper(FileSystemArtifactStore(str(tmp_path / "gone")))
+    params = {"learning_rate": 2e-4, "per_device_train_batch_size": 16, "warmup_steps": 0.0}
+    with caplog.at_level(logging.WARNING, logger="hpsearch.storage"):
+        trial = run_enqueued(study, runner, params)
+    # The trial's value stands; its model is not kept, and the record and a warning say why.
+    assert trial.state == optuna.trial.TrialState.COMPLETE
+    assert trial.user_attrs[BEST_MODEL_ERROR_ATTR].startswith("FileNotFoundError: ")
+    assert f"trial {trial.number}: its model was not kept" in caplog.text
+    assert BEST_MODEL_ATTR not in study.user_attrs
+    assert PENDING_MODEL_ATTR not in trial.system_attrs
+    assert "no model was kept" in resolve_best_model(study).problem
+
+
+def test_an_interrupted_trial_leaves_no_model_file(runner_and_study):
+    runner, study, artifacts = runner_and_study
+    model = runner.factory.build(seed=0, knobs={})
+    trial = study.ask()
+    # Ctrl-C while the model is being written: the write stops (or ends) before the trial does.
+    with pytest.raises(KeyboardInterrupt), runner.best_model.uploading(trial) as offer:
+        offer(0.5, model_files(model, runner.tokenizer))
+        raise KeyboardInterrupt
+    study.tell(trial, state=optuna.trial.TrialState.FAIL)
+    # The FAIL drops the pending model: no file, no pointer.
+    assert not Path(artifacts).exists() or list(Path(artifacts).iterdir()) == []
+    assert BEST_MODEL_ATTR not in study.user_attrs

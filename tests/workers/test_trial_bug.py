@@ -147,9 +147,11 @@ def test_out_of_memory_and_a_library_type_error_fail_their_trials_and_the_run_go
     # Both trials FAIL with their reasons and count toward the budget; neither has a traceback.
     assert [t.state.name for t in trials] == ["FAIL", "FAIL"]
     assert reasons == [
-        "out of memory (batch size 16)",
+        "out of memory (batch size 16, and 8 with accumulation 2 on retry)",
         "TypeError: unsupported operand type(s) for +: 'Tensor' and 'NoneType'",
     ]
+    # The first one retried once at half the batch, and says so.
+    assert trials[0].user_attrs["oom_retry"] == {"from_batch": 16, "to_batch": 8, "accumulation": 2}
     assert n_spent(trials) == 2
     assert not any("traceback" in t.user_attrs for t in trials)
 

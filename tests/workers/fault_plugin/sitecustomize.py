@@ -5,7 +5,8 @@ path, chosen by HPSEARCH_TEST_FAULT, and does nothing without it:
 - `drop-metric`: the text-classification metrics lose "accuracy", so the evaluation callback
   (hpsearch/trial/callback.py) raises its KeyError: a bug of hpsearch met inside a trial.
 - `oom-then-library-error`: the first trial's training step runs out of memory (torch's own
-  exception), the next one's raises a TypeError outside hpsearch: both failures of a configuration.
+  exception), and again when it retries at half the batch; the next trial's raises a TypeError
+  outside hpsearch: both failures of a configuration.
 """
 
 import os
@@ -31,6 +32,7 @@ elif FAULT == "oom-then-library-error":
     failures = iter(
         [
             torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"),
+            torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 1.00 GiB"),
             TypeError("unsupported operand type(s) for +: 'Tensor' and 'NoneType'"),
         ]
     )
