@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from hpsearch.spec import resolve_model
 from hpsearch.tasks import TASKS
@@ -46,9 +47,10 @@ def test_freeze_embeddings_freezes_only_the_word_embeddings(factory):
 def test_pretrained_weights_copied_and_head_seeded(factory):
     first, again, other = (factory.build(seed=s, knobs={}) for s in (7, 7, 8))
     # Every trial starts from the pretrained encoder...
+    checkpoint = load_file(factory.location.path / "model.safetensors")
     assert torch.equal(
         first.bert.encoder.layer[0].attention.self.query.weight,
-        factory.pretrained_state["bert.encoder.layer.0.attention.self.query.weight"],
+        checkpoint["encoder.layer.0.attention.self.query.weight"],
     )
     # ...with a new head that depends on the trial's seed alone.
     assert torch.equal(first.classifier.weight, again.classifier.weight)
