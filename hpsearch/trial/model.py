@@ -120,7 +120,12 @@ class ModelFactory:
         set_seed(seed)
         with _loading_quietly():
             model = _from_pretrained(
-                self.auto_class, self.location, config=config, ignore_mismatched_sizes=True
+                self.auto_class,
+                self.location,
+                config=config,
+                ignore_mismatched_sizes=True,
+                # A hub model is in the local cache since the factory's load: no request per trial.
+                local_files_only=True,
             )
         if self.generation_config is not None:
             # The checkpoint's generation defaults (its generation_config.json), then the trial's.
