@@ -54,6 +54,8 @@ class Fitting:
     """The objective's metric when the task's compute_metrics returns it and its interval is
     computed (interval_rounds > 0); None otherwise."""
     seconds: float = 0.0
+    resume_from: Path | None = None
+    """A checkpoint to resume training from (hpsearch.trial.checkpoint), or None."""
 
     @property
     def model(self):
@@ -110,7 +112,7 @@ class Fitting:
         except a bug of hpsearch (errors.is_hpsearch_bug), which escapes as it was raised."""
         started = time.monotonic()
         try:
-            self.trainer.train()
+            self.trainer.train(resume_from_checkpoint=self.resume_from and str(self.resume_from))
         except torch.OutOfMemoryError:
             raise TrialFailed(
                 f"out of memory (batch size {self.trainer.args.per_device_train_batch_size})"
