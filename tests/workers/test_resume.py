@@ -25,16 +25,17 @@ from tests.workers.test_rerun import GRACE_PERIOD_S, database, start_run, sweep,
 
 pytestmark = pytest.mark.slow
 
-N_EVALS = 10
+N_EVALS = 5
+STEPS_PER_EVAL = 8
 
 
 @pytest.fixture
 def resume_spec(tiny_spec):
-    """One trial of 40 optimizer steps at a fixed learning rate, evaluated every 4 steps by
+    """One trial of 40 optimizer steps at a fixed learning rate, evaluated every 8 steps by
     successive halving (whose rungs a resumed trial must carry on): the 2nd evaluation comes at
-    step 8, 32 steps and 8 evaluations (each with a checkpoint) before the end."""
-    tiny_spec["dataset"].update(max_train_samples=640, max_eval_samples=32)
-    tiny_spec["training"] = {"num_train_epochs": 1, "per_device_train_batch_size": 16}
+    step 16, 24 steps and 3 evaluations (two with a checkpoint) before the end."""
+    tiny_spec["dataset"].update(max_train_samples=320, max_eval_samples=32)
+    tiny_spec["training"] = {"num_train_epochs": 1, "per_device_train_batch_size": 8}
     tiny_spec["search_space"] = {"learning_rate": {"choice": [1e-4]}}
     tiny_spec["pruner"] = {
         "name": "successive_halving",
@@ -113,7 +114,10 @@ def test_a_trial_killed_after_its_second_evaluation_resumes_there(workdir, cache
     # The dead trial pointed at its checkpoint of evaluation 2 or later, well before its end, and
     # its worker kept one checkpoint at a time (two only while a save replaced the previous one).
     assert dead.state.name == "FAIL" and checkpoint is not None
-    assert 2 <= checkpoint.evaluation < N_EVALS and checkpoint.step == 4 * checkpoint.evaluation
+    assert (
+        2 <= checkpoint.evaluation < N_EVALS
+        and checkpoint.step == STEPS_PER_EVAL * checkpoint.evaluation
+    )
     assert checkpoint.artifact_id in checkpoint_files(workdir)
     assert 1 <= most_files <= 2, most_files
 
@@ -130,7 +134,10 @@ def test_a_trial_killed_after_its_second_evaluation_resumes_there(workdir, cache
     for step in range(1, checkpoint.evaluation + 1):
         assert rerun.intermediate_values[step] == dead.intermediate_values[step]
     assert all(k in rerun.system_attrs for k in dead.system_attrs if k.startswith("completed_"))
-    assert rerun.user_attrs["n_steps"] == 4 * N_EVALS and rerun.user_attrs["n_evals"] == N_EVALS
+    assert (
+        rerun.user_attrs["n_steps"] == STEPS_PER_EVAL * N_EVALS
+        and rerun.user_attrs["n_evals"] == N_EVALS
+    )
 
     # An uninterrupted run of the same parameters and seed ends with the same value and metrics.
     _, straight = run_study(workdir, "straight", resume_spec)
