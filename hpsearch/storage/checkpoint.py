@@ -86,10 +86,10 @@ class TrialCheckpoint:
         self._point_at(checkpoint)
         return checkpoint
 
-    def keep(self, directory: Path, step: int, evaluation: int) -> None:
+    def keep(self, directory: Path, step: int, evaluation: int) -> int:
         """Make `directory` (a checkpoint Trainer saved) this trial's checkpoint, replacing the
-        previous one. A trial ended meanwhile by someone else raises UpdateFinishedTrialError and
-        keeps nothing."""
+        previous one; the bytes written. A trial ended meanwhile by someone else raises
+        UpdateFinishedTrialError and keeps nothing."""
         artifact_id = f"{ARTIFACT_PREFIX}{uuid.uuid4().hex}.tar"
         previous = self.current
         self._point_at(previous, pending=[artifact_id])
@@ -97,6 +97,7 @@ class TrialCheckpoint:
             with tempfile.TemporaryFile(dir=directory.parent) as packed:
                 with tarfile.open(fileobj=packed, mode="w") as tar:
                     tar.add(directory, arcname=".")
+                n_bytes = packed.tell()
                 packed.seek(0)
                 self.store.write(artifact_id, packed)
             rungs = {
@@ -112,6 +113,7 @@ class TrialCheckpoint:
             raise
         if previous is not None:
             self._remove(previous.artifact_id)
+        return n_bytes
 
     def discard(self) -> None:
         """Remove the checkpoint of a trial that ends. If the trial has ended already (failed as

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +60,19 @@ class Checkpointing(TrainerCallback, Resumable):
         self.keeper = keeper
         self.every = every
         self.n_evals = 0
+        self.n_saves = 0  # by this process: what it cost this run
+        self.seconds = 0.0
+        self.n_bytes = 0
+        self._started = 0.0
+
+    @property
+    def record(self) -> dict[str, Any]:
+        """What checkpointing cost this run of the trial, recorded with its training cost."""
+        return {
+            "n_checkpoints": self.n_saves,
+            "checkpoint_seconds": round(self.seconds, 3),
+            "checkpoint_mb": round(self.n_bytes / 2**20, 1),
+        }
 
     def attributes(self) -> dict[str, Any]:
         return {"n_evals": self.n_evals}
@@ -72,13 +86,16 @@ class Checkpointing(TrainerCallback, Resumable):
         self.n_evals += 1
         if control.should_training_stop:
             control.should_save = False  # pruned, stopped early or diverged: nothing resumes
+        self._started = time.monotonic()  # Trainer saves next, if it saves
 
     def on_save(self, args, state, control, **kwargs):
         directory = checkpoint_directory(args, state)
         try:
-            self.keeper.keep(directory, state.global_step, self.n_evals)
+            self.n_bytes = self.keeper.keep(directory, state.global_step, self.n_evals)
         finally:
             shutil.rmtree(directory, ignore_errors=True)
+        self.n_saves += 1
+        self.seconds += time.monotonic() - self._started
 
 
 def restore_callbacks(trainer, directory: Path) -> None:

@@ -208,7 +208,8 @@ class TrialRunner:
                     # A trial the stale-trial sweep ended while this process was stopped (SIGSTOP
                     # past the grace period) takes no more records: what stopped it goes on.
                     with contextlib.suppress(UpdateFinishedTrialError):
-                        _record_cost(trial, fitting, self._interval(fitting))
+                        checkpoint_cost = checkpointing[0].record if checkpointing else {}
+                        _record_cost(trial, fitting, {**self._interval(fitting), **checkpoint_cost})
                         _upload_metrics(
                             trial,
                             fitting.callback,
