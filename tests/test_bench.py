@@ -276,3 +276,32 @@ def test_saves_bench_times_the_old_save_and_the_new_one():
     # The default study's model, each variant timed (the overlapped one may round to 0.00).
     assert cells[1] == "22.7M" and float(cells[2]) > 80  # MiB: 91 MB of fp32 weights
     assert float(cells[3]) > 0 and float(cells[4]) > 0 and float(cells[5]) >= 0
+
+
+@pytest.mark.slow
+def test_preemption_measures_the_work_a_kill_loses_with_and_without_checkpoints(
+    tmp_path, cache_dir
+):
+    out = tmp_path / "preemption.json"
+    run_bench(
+        "preemption.py",
+        "--max-train-samples",
+        "128",
+        "--max-eval-samples",
+        "32",
+        "--json",
+        str(out),
+        env={"HPSEARCH_CACHE": str(cache_dir)},
+    )
+    results = json.loads(out.read_text())
+    # Uninterrupted, only the checkpointed run saved (at each evaluation but the last: 3 of 4).
+    assert results["uninterrupted with"]["n_checkpoints"] == 3
+    assert results["uninterrupted with"]["checkpoint_mb"] > 50
+    assert "n_checkpoints" not in results["uninterrupted without"]
+    # Killed at the 2nd evaluation: without checkpoints the re-run trained everything again; with
+    # them it resumed from a checkpoint and re-trained at most one evaluation interval.
+    without, with_ = results["killed without"], results["killed with"]
+    assert without["resumed_from_step"] == 0
+    assert without["steps_retrained"] == without["killed_after_step"]
+    assert 0 < with_["resumed_from_step"] <= with_["killed_after_step"]
+    assert with_["steps_retrained"] <= with_["killed_after_step"] // 2

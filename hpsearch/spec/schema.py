@@ -197,6 +197,15 @@ class HeartbeatSpec(StrictModel):
         return self
 
 
+class CheckpointSpec(StrictModel):
+    """A running trial's checkpoint, from which the re-run of a lost trial resumes (on by default:
+    `checkpoint: false` turns it off)."""
+
+    every: int = Field(default=1, ge=1)
+    """Evaluations between checkpoints: a lost trial re-trains at most this many evaluation
+    intervals."""
+
+
 class ResourcesSpec(StrictModel):
     """What one trial trains on."""
 
@@ -222,12 +231,26 @@ class StudySpec(StrictModel):
     pruner: PrunerSpec = PrunerSpec()
     budget: BudgetSpec
     heartbeat: HeartbeatSpec = HeartbeatSpec()
+    checkpoint: CheckpointSpec | None = CheckpointSpec()
+    """A running trial's checkpoint (`{every: N}` evaluations), or none (`false`)."""
     resources: ResourcesSpec = ResourcesSpec()
     peft: PeftSpec | None = None
     """LoRA adapters instead of full fine-tuning (PyPI peft)."""
     early_stopping: EarlyStoppingSpec | None = None
     seed: int = 0
     """Trial k trains with seed + k, so every trial is reproducible from its record."""
+
+    @field_validator("checkpoint", mode="before")
+    @classmethod
+    def _checkpoint_switch(cls, value: Any) -> Any:
+        """`checkpoint: false` is no checkpoint, `checkpoint: true` the default one."""
+        if value is False:
+            return None
+        if value is True:
+            return {}
+        if value is not None and not isinstance(value, (dict, CheckpointSpec)):
+            raise ValueError(f"expected {{every: N}} (evaluations) or false, got {value!r}")
+        return value
 
     @model_validator(mode="before")
     @classmethod
@@ -384,6 +407,7 @@ def _known_keys(task: str | None = None) -> list[str]:
         PrunerSpec,
         BudgetSpec,
         HeartbeatSpec,
+        CheckpointSpec,
         PeftSpec,
         EarlyStoppingSpec,
         FloatParam,

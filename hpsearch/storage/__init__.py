@@ -1,7 +1,8 @@
 """Where studies live: the storage URL, Optuna's RDB storage with retries that are safe, the study
-locks, the artifact store, the kept best model, a lost or interrupted trial's re-run and the study's
-lists appended to. The only package of hpsearch that relies on Optuna's private API, and only
-through optuna_private.py, which names each use; no torch or transformers here."""
+locks, the artifact store, the kept best model, a running trial's checkpoint, a lost or interrupted
+trial's re-run and the study's lists appended to. The only package of hpsearch that relies on
+Optuna's private API, and only through optuna_private.py, which names each use; no torch or
+transformers here."""
 
 from hpsearch.storage.artifacts import (
     ARTIFACTS_ENV,
@@ -19,6 +20,7 @@ from hpsearch.storage.best_model import (
     resolve_best_model,
 )
 from hpsearch.storage.cache import StudyCache, cached
+from hpsearch.storage.checkpoint import CHECKPOINT_ATTR, Checkpoint, TrialCheckpoint
 from hpsearch.storage.lock import StudyLock
 from hpsearch.storage.queries import (
     count_trials,
@@ -60,6 +62,7 @@ from hpsearch.storage.url import (
 __all__ = [
     "ARTIFACTS_ENV",
     "BEST_MODEL_ATTR",
+    "CHECKPOINT_ATTR",
     "DEFAULT_STORAGE",
     "FAIL_REASON_ATTR",
     "INTERRUPTED",
@@ -72,8 +75,10 @@ __all__ = [
     "TRIAL_FILE",
     "BestModel",
     "BestModelKeeper",
+    "Checkpoint",
     "StudyCache",
     "StudyLock",
+    "TrialCheckpoint",
     "append_study_user_attr",
     "apply_heartbeat",
     "artifact_dir",

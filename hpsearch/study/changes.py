@@ -5,10 +5,10 @@ the same data, for the same model, task and metric, with parameters drawn from t
 the rest of the training fixed alike. A key that changes that (the data and its caps, max_length,
 the model, the task, the objective, the search space, a fixed training value, a technique, the
 evaluation schedule) is refused: the new spec is a new study. A key that changes only how or how
-long a run goes (the budget, the heartbeat, the resources, the sampler, which trials the pruner
-stops, the seed of later trials, and the TrainingArguments fields of RUN_ONLY_TRAINING_ARGS) may
-change; hpsearch.study.open records the change in the study. README.md ("What may change between
-runs") has the table, with the reasons.
+long a run goes (the budget, the heartbeat, the checkpoints, the resources, the sampler, which
+trials the pruner stops, the seed of later trials, and the TrainingArguments fields of
+RUN_ONLY_TRAINING_ARGS) may change; hpsearch.study.open records the change in the study. README.md
+("What may change between runs") has the table, with the reasons.
 """
 
 from __future__ import annotations
@@ -24,6 +24,10 @@ from hpsearch.spec import StudySpec
 RUN_ONLY_KEYS = {
     "budget": "how many trials the study runs, and how long one run starts them",
     "heartbeat": "how a lost trial is found and re-queued; a re-run keeps its parameters and seed",
+    "checkpoint": (
+        "how much of a lost trial's training its re-run repeats; a resumed trial trains the "
+        "same steps with the same state, so its value is an uninterrupted run's"
+    ),
     "resources": (
         "where a trial trains; every trial records its world size and effective batch, and "
         "--gpus-per-trial already changes it per worker without the spec"

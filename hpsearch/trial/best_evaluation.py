@@ -3,20 +3,26 @@
 Early stopping ends a trial whose objective has not improved by more than `min_delta` for
 `patience` evaluations; the trial completes (it stopped itself, the pruner did not stop it). With
 `objective.value: best` the trial's value is its best evaluation and its kept model the weights of
-that evaluation: a copy of the parameters that train, held in memory (no checkpoint is written,
-which for a search of many trials would cost more disk time than the training saved).
+that evaluation: a copy of the parameters that train, held in memory (no checkpoint is written
+for it; a trial's resume checkpoint, hpsearch.trial.checkpoint, carries the copy along).
 """
 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
-from transformers import TrainerCallback
+import torch
+from transformers import EvalPrediction, TrainerCallback
 
 from hpsearch.trial.callback import OptunaPruningCallback
+from hpsearch.trial.checkpoint import Resumable, checkpoint_directory
+
+# In a resume checkpoint: the best evaluation's weights and predictions, which JSON cannot hold.
+KEPT_FILE = "best_evaluation.pt"
 
 
-class BestEvaluation(TrainerCallback):
+class BestEvaluation(TrainerCallback, Resumable):
     """Follows the evaluations that `primary` (the trial's evaluating callback) makes; registered
     after it, so that it sees each evaluation's value once that callback has read and reported it.
     """
@@ -47,6 +53,34 @@ class BestEvaluation(TrainerCallback):
         self.since_best = 0
         self.stopped_early = False
         self.weights: dict | None = None
+
+    def attributes(self) -> dict:
+        return {
+            "best_value": self.best_value,
+            "best_evaluation": self.best_evaluation,
+            "best_metrics": self.best_metrics,
+            "since_best": self.since_best,
+        }
+
+    def on_save(self, args, state, control, **kwargs):
+        prediction = self.best_prediction
+        kept = {
+            "weights": self.weights,
+            "prediction": None
+            if prediction is None
+            else (prediction.predictions, prediction.label_ids),
+        }
+        torch.save(kept, checkpoint_directory(args, state) / KEPT_FILE)
+
+    def load_state(self, attributes: dict, directory: Path) -> None:
+        super().load_state(attributes, directory)
+        # Written by a worker of this study into its artifact store, which its workers trust as
+        # they trust the storage; numpy predictions need more than weights_only allows.
+        kept = torch.load(directory / KEPT_FILE, weights_only=False)
+        self.weights = kept["weights"]
+        if kept["prediction"] is not None:
+            predictions, label_ids = kept["prediction"]
+            self.best_prediction = EvalPrediction(predictions=predictions, label_ids=label_ids)
 
     def improves(self, value: float) -> bool:
         if self.best_value is None:

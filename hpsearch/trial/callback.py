@@ -13,6 +13,8 @@ from collections.abc import Callable
 import optuna
 from transformers import TrainerCallback
 
+from hpsearch.trial.checkpoint import Resumable
+
 
 class TrialDiverged(Exception):
     """The training loss or the metric stopped being a finite number."""
@@ -31,7 +33,7 @@ def evaluation_steps(
     return [round(k * max_steps / n_evals) for k in range(1, n_evals + 1)]
 
 
-class OptunaPruningCallback(TrainerCallback):
+class OptunaPruningCallback(TrainerCallback, Resumable):
     def __init__(
         self,
         trial: optuna.Trial | None,
@@ -51,6 +53,15 @@ class OptunaPruningCallback(TrainerCallback):
         self.divergence: str | None = None
         self.last_metrics: dict[str, float] = {}
         self.history: list[dict[str, float]] = []  # every evaluation, for the trial's metrics file
+
+    def attributes(self) -> dict:
+        """What a resumed trial needs to go on: its evaluations so far (the schedule is computed
+        again at the start of training)."""
+        return {
+            "n_evals": self.n_evals,
+            "last_metrics": self.last_metrics,
+            "history": self.history,
+        }
 
     def on_train_begin(self, args, state, control, train_dataloader=None, **kwargs):
         self.n_steps_planned = state.max_steps

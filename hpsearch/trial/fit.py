@@ -67,6 +67,9 @@ class Fitting:
     """start_fit again with some values changed: the out-of-memory retry's smaller batch."""
     oom_retry: dict[str, int] | None = None
     """{from_batch, to_batch, accumulation} when it trained again after running out of memory."""
+    resume_from: Path | None = None
+    """A checkpoint to resume training from (hpsearch.trial.checkpoint), or None. The
+    out-of-memory retry trains from the start."""
 
     @property
     def model(self):
@@ -144,7 +147,7 @@ class Fitting:
         """Train; False if it ran out of memory. The caller retries outside this `except`: its
         traceback's frames hold the failed step's tensors until it is left."""
         try:
-            self.trainer.train()
+            self.trainer.train(resume_from_checkpoint=self.resume_from and str(self.resume_from))
             return True
         except torch.OutOfMemoryError:
             return False
@@ -177,6 +180,7 @@ class Fitting:
         )
         self.trainer, self.callback, self.best = retried.trainer, retried.callback, retried.best
         self.scored, self.unfreezing = retried.scored, retried.unfreezing
+        self.resume_from = None  # the checkpoint was taken at the old batch: start over
         if not self._train_fits():
             raise TrialFailed(
                 f"out of memory (batch size {batch}, and {batch // 2} with accumulation "

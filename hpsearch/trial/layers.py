@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from transformers import TrainerCallback
 
+from hpsearch.trial.checkpoint import Resumable
 from hpsearch.trial.model import find_layers
 
 
@@ -74,7 +75,7 @@ def layerwise_groups(
     return [groups[key] for key in sorted(groups)]
 
 
-class GradualUnfreezing(TrainerCallback):
+class GradualUnfreezing(TrainerCallback, Resumable):
     """Freezes the layer stack and the embeddings, then frees one group, top first, after every
     `every` evaluations. A parameter frozen by the spec (freeze_layers, freeze_embeddings) stays
     frozen."""
@@ -97,6 +98,20 @@ class GradualUnfreezing(TrainerCallback):
     def managed(self) -> set[int]:
         """The ids of the parameters it frees over the run."""
         return {id(p) for group in self.groups for p in group}
+
+    def attributes(self) -> dict:
+        return {
+            "n_evals": self.n_evals,
+            "n_unfrozen": self.n_unfrozen,
+            "unfrozen_at": self.unfrozen_at,
+        }
+
+    def load_state(self, attributes: dict, directory) -> None:
+        """Resuming: the groups freed before the checkpoint train again."""
+        super().load_state(attributes, directory)
+        for group in self.groups[: self.n_unfrozen]:
+            for parameter in group:
+                parameter.requires_grad_(True)
 
     def on_evaluate(self, args, state, control, **kwargs):
         self.n_evals += 1

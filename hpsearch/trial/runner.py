@@ -8,6 +8,10 @@ KeyError raised in hpsearch's code, a failed import) is not data: the trial ends
 'bug in hpsearch' and the traceback in its `traceback` user attribute (it does not count toward
 the budget), and TrialBug stops the worker, which would meet the bug in every trial.
 
+A trial checkpoints after its evaluations (hpsearch.trial.checkpoint, `checkpoint:` in the spec)
+and discards its checkpoint when it ends; a lost or interrupted one keeps it, and its re-run
+resumes from it.
+
 A trial that trains to its end uploads its model as its pending model when it may be the best, in
 the background while it records its cost and metrics, and waits for it before returning its value;
 the storage keeps it, or drops it, in the transaction that completes the trial
@@ -34,7 +38,13 @@ from optuna.exceptions import UpdateFinishedTrialError
 
 from hpsearch.errors import TrialFailed, describe_bug, is_hpsearch_bug
 from hpsearch.spec import StudySpec, suggest_params
-from hpsearch.storage import RERUN_OF_ATTR, BestModelKeeper, rerun_when_failed, set_user_attrs
+from hpsearch.storage import (
+    RERUN_OF_ATTR,
+    BestModelKeeper,
+    TrialCheckpoint,
+    rerun_when_failed,
+    set_user_attrs,
+)
 from hpsearch.study import (
     BUG,
     EVAL_EXAMPLES_ATTR,
@@ -46,6 +56,7 @@ from hpsearch.study import (
     SamplerStart,
 )
 from hpsearch.trial.callback import OptunaPruningCallback
+from hpsearch.trial.checkpoint import Checkpointing, restore_callbacks, resume_record
 from hpsearch.trial.data import PreparedData
 from hpsearch.trial.distributed import (
     GROUP_ATTR,
@@ -98,18 +109,24 @@ class TrialRunner:
             }
         start = self.sampler_start.attrs() if self.sampler_start is not None else {}
         record_start(trial, seed, self.device, {**start, **group_record})
+        keeper = self._checkpoint(trial)
+        ends = True  # False: the trial is lost or interrupted, and its re-run resumes from here
         try:
-            return self._train(trial, params, seed)
+            return self._train(trial, params, seed, keeper)
         except KeyboardInterrupt:
             # Optuna's tell, which FAILs the trial next, records the reason and queues the re-run
             # in its transaction; if the stale-trial sweep ended the trial first, it adds nothing.
+            ends = False
             rerun_when_failed(trial, INTERRUPTED)
             raise
         except TrialFailed as e:
             trial.set_user_attr(FAIL_REASON_ATTR, str(e))
             raise
+        except optuna.TrialPruned:
+            raise
         except Exception as e:
             if not is_hpsearch_bug(e):
+                ends = False
                 raise  # an outage or a lost resource: the worker's crash, and its restart
             bug = describe_bug(e, f"trial {trial.number}")
             set_user_attrs(
@@ -117,6 +134,16 @@ class TrialRunner:
                 {FAIL_REASON_ATTR: BUG, TRACEBACK_ATTR: bug.traceback[-TRACEBACK_LIMIT:]},
             )
             raise bug from e
+        finally:
+            if keeper is not None and ends:
+                keeper.discard()
+
+    def _checkpoint(self, trial: optuna.Trial) -> TrialCheckpoint | None:
+        """The trial's checkpoint keeper, or None: `checkpoint: false`, or a trial group (whose
+        ranks would each need the checkpoint; a lost group trial starts again)."""
+        if self.spec.checkpoint is None or self.group is not None:
+            return None
+        return TrialCheckpoint(trial, self.artifact_store)
 
     def follow(self) -> None:
         """On a rank other than 0: train each configuration rank 0 sends, until it sends none."""
@@ -124,7 +151,7 @@ class TrialRunner:
             params, seed = message
             self.group.gather(os.getpid())
             try:
-                self._train(None, params, seed)
+                self._train(None, params, seed, None)
             except (TrialFailed, optuna.TrialPruned):
                 pass  # rank 0 records how the trial ended
             except Exception as e:
@@ -132,8 +159,15 @@ class TrialRunner:
                     raise describe_bug(e, f"rank {self.group.rank}'s trial") from e
                 raise
 
-    def _train(self, trial: optuna.Trial | None, params: dict[str, Any], seed: int) -> float:
-        """Train one configuration; `trial` is None on ranks other than 0 (which record nothing)."""
+    def _train(
+        self,
+        trial: optuna.Trial | None,
+        params: dict[str, Any],
+        seed: int,
+        keeper: TrialCheckpoint | None,
+    ) -> float:
+        """Train one configuration; `trial` is None on ranks other than 0 (which record nothing).
+        With a `keeper`, it checkpoints, and a re-run resumes from its original's checkpoint."""
         group = self.group
         reporter = (
             trial
@@ -143,6 +177,9 @@ class TrialRunner:
             else FollowingTrial(group)
         )
         with tempfile.TemporaryDirectory(prefix="hpsearch-trial-") as scratch:
+            resume_dir = Path(scratch) / "resume"
+            resumed = keeper.take_over(resume_dir) if keeper is not None else None
+            checkpointing = (Checkpointing(keeper, self.spec.checkpoint.every),) if keeper else ()
             fitting, error = None, None
             try:
                 fitting = start_fit(
@@ -154,6 +191,7 @@ class TrialRunner:
                     seed,
                     Path(scratch),
                     reporter,
+                    checkpointing,
                 )
             except TrialFailed as e:
                 error = str(e)
@@ -161,6 +199,10 @@ class TrialRunner:
                 error = group.first_error(error)  # one rank's refusal is every rank's
             if error is not None:
                 raise TrialFailed(error)
+            if resumed is not None:
+                restore_callbacks(fitting.trainer, resume_dir)
+                fitting.resume_from = resume_dir
+                set_user_attrs(trial, resume_record(resumed))
             # A best model is written in the background while the records below are made, and
             # waited for at the block's end (hpsearch.storage.best_model).
             uploading = (
@@ -178,7 +220,10 @@ class TrialRunner:
                         # (SIGSTOP past the grace period) takes no more records: what stopped
                         # it goes on.
                         with contextlib.suppress(UpdateFinishedTrialError):
-                            _record_cost(trial, fitting, self._interval(fitting))
+                            checkpoint_cost = checkpointing[0].record if checkpointing else {}
+                            _record_cost(
+                                trial, fitting, {**self._interval(fitting), **checkpoint_cost}
+                            )
                             _upload_metrics(
                                 trial,
                                 fitting.callback,

@@ -372,3 +372,29 @@ def test_early_stopping_and_the_value_of_a_trial(tiny_spec):
 def test_technique_mistakes_name_the_key(tiny_spec, mutate, expected):
     mutate(tiny_spec)
     assert reject(tiny_spec).startswith(f"test.yaml: {expected}")
+
+
+def test_checkpoint_is_on_every_evaluation_by_default_and_false_turns_it_off(tiny_spec):
+    # Default: a checkpoint after every evaluation; `true` is the same, `false` (or null) none.
+    assert parse_spec(tiny_spec, "t").checkpoint.every == 1
+    assert parse_spec({**tiny_spec, "checkpoint": True}, "t").checkpoint.every == 1
+    assert parse_spec({**tiny_spec, "checkpoint": {"every": 3}}, "t").checkpoint.every == 3
+    assert parse_spec({**tiny_spec, "checkpoint": False}, "t").checkpoint is None
+    # Either way, the stored form parses back to the same spec.
+    for value in (False, {"every": 2}):
+        spec = parse_spec({**tiny_spec, "checkpoint": value}, "t")
+        assert StudySpec.model_validate(spec.to_dict()) == spec
+
+
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        ({"every": 0}, "checkpoint.every: Input should be greater than or equal to 1, got 0"),
+        ({"every": "often"}, "checkpoint.every: Input should be a valid integer"),
+        ({"evry": 2}, "checkpoint.evry: unknown key (did you mean every?)"),
+        (3, "checkpoint: expected {every: N} (evaluations) or false, got 3"),
+        ("off", "checkpoint: expected {every: N} (evaluations) or false, got 'off'"),
+    ],
+)
+def test_checkpoint_mistakes_name_the_key(tiny_spec, value, expected):
+    assert expected in reject({**tiny_spec, "checkpoint": value})

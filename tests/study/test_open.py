@@ -155,6 +155,7 @@ RUN_CHANGES = [
     ("training.dataloader_num_workers", 2, "null -> 2"),
     ("training.gradient_checkpointing", True, "null -> true"),
     ("heartbeat.interval", 5, "10 -> 5"),
+    ("checkpoint.every", 2, "1 -> 2"),
     ("resources.gpus_per_trial", 2, "null -> 2"),
     ("budget.n_trials", 9, "2 -> 9"),
     ("budget.timeout", 600, "null -> 600.0"),

@@ -176,3 +176,34 @@ def _metrics_artifact(storage, trial) -> str:
         m for m in get_all_artifact_meta(trial, storage=storage) if m.filename.startswith("metrics")
     ]
     return meta.artifact_id
+
+
+def test_a_resumed_trial_goes_on_counting_patience_from_the_checkpoint(tmp_path):
+    import numpy as np
+    import torch
+    from transformers import EvalPrediction
+
+    # Three evaluations (best 0.6 at the 2nd), with kept weights and predictions, then a save.
+    best, _ = follow([0.5, 0.6, 0.55], patience=2)
+    best.weights = {"classifier.weight": torch.arange(6.0).reshape(2, 3)}
+    best.best_prediction = EvalPrediction(predictions=np.eye(3), label_ids=np.arange(3))
+    args = TrainingArguments(output_dir=str(tmp_path), report_to="none")
+    state = TrainerState(max_steps=100, global_step=3)
+    directory = tmp_path / "checkpoint-3"
+    directory.mkdir()
+    best.on_save(args, state, TrainerControl())
+    saved = json.loads(json.dumps(best.state()))  # as trainer_state.json holds it
+    # A fresh callback (the re-run's) restored from the checkpoint has the same state ...
+    primary = OptunaPruningCallback(None, "eval_accuracy", evals_per_epoch=1)
+    primary.load_state(json.loads(json.dumps(primary.state()))["attributes"], directory)
+    resumed = BestEvaluation(primary, maximize=True, patience=2)
+    resumed.load_state(saved["attributes"], directory)
+    assert (resumed.best_value, resumed.best_evaluation, resumed.since_best) == (0.6, 2, 1)
+    assert torch.equal(resumed.weights["classifier.weight"], best.weights["classifier.weight"])
+    assert np.array_equal(resumed.best_prediction.predictions, np.eye(3))
+    # ... so one more evaluation without an improvement runs out its patience, as it would have.
+    control = TrainerControl()
+    state.global_step = 4
+    primary.on_evaluate(args, state, control, metrics={"eval_accuracy": 0.55, "eval_loss": 1.0})
+    resumed.on_evaluate(args, state, control)
+    assert control.should_training_stop and resumed.stopped_early

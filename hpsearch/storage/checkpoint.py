@@ -1,0 +1,163 @@
+"""A running trial's latest checkpoint in the artifact store, so that its re-run resumes there.
+
+A trial's checkpoint is one artifact (an uncompressed tar of the directory Trainer saved: weights or
+adapter, optimizer, scheduler, RNG states, trainer state with the callbacks' state) and a pointer to
+it, the trial system attribute CHECKPOINT_ATTR. Each save writes a new artifact id, then moves the
+pointer, then removes the previous artifact: the pointer only ever names a complete checkpoint, on
+any artifact store (a shared filesystem, an object store), and at most one is kept per trial (two
+for the moment of a save). The pointer also lists the artifacts that may exist besides the latest
+(`pending`: the one being written, then the one being replaced), so that a process killed in the
+middle of a save leaves nothing behind for good: whoever takes the checkpoint over removes them.
+
+The re-run of a lost or interrupted trial (storage/rerun.py, linked by RERUN_OF_ATTR) takes the
+checkpoint over: it reads the original's pointer, unpacks the checkpoint, copies the original's
+reports up to it (intermediate values, and the pruner's rungs as they stood at the save) so the
+pruner sees the history it would have seen, and points its own attribute at the artifact; its next
+save replaces it. A trial that ends (COMPLETE, PRUNED, FAIL) discards its checkpoint; one that is
+lost keeps it for its re-run. A trial ended by someone else (the stale-trial sweep, while its
+worker was stopped) no longer takes writes: its worker then leaves the checkpoint alone, since the
+re-run may own it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import tarfile
+import tempfile
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from hpsearch.storage.optuna_private import storage_of, study_id_of, trial_id_of
+from hpsearch.storage.rerun import RERUN_OF_ATTR
+
+CHECKPOINT_ATTR = "hpsearch:checkpoint"  # trial system attribute: its latest checkpoint, or null
+ARTIFACT_PREFIX = "checkpoint-"  # every checkpoint artifact's id starts so
+RUNG_ATTR_PREFIX = "completed_rung_"  # Optuna's successive halving (and hyperband) rung records
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """Where a checkpoint is and what it holds: the state after `evaluation` at `step`."""
+
+    artifact_id: str
+    step: int
+    evaluation: int
+    trial: int
+    """The number of the trial whose training wrote it."""
+    rungs: dict[str, float] = field(default_factory=dict)
+    """The trial's pruner rungs at the save."""
+
+
+class TrialCheckpoint:
+    """The one checkpoint a running trial keeps (an optuna.Trial's), in `store`."""
+
+    def __init__(self, trial, store):
+        self.trial = trial
+        self.store = store
+        self.storage = storage_of(trial.study)
+        self.trial_id = trial_id_of(trial)
+        self.current: Checkpoint | None = None
+
+    def take_over(self, destination: Path) -> Checkpoint | None:
+        """For a re-run: the checkpoint of the trial it re-runs, unpacked into `destination`, with
+        that trial's reports up to it copied here and the checkpoint now this trial's; None when
+        this trial re-runs none, or the one it re-runs left none."""
+        number = self.trial.user_attrs.get(RERUN_OF_ATTR)
+        if number is None:
+            return None
+        original_id = self.storage.get_trial_id_from_study_id_trial_number(
+            study_id_of(self.trial.study), number
+        )
+        original = self.storage.get_trial(original_id)
+        pointer = original.system_attrs.get(CHECKPOINT_ATTR) or {}
+        for artifact_id in pointer.get("pending", []):
+            self._remove(artifact_id)  # a save its worker did not finish
+        if not pointer.get("latest"):
+            return None
+        checkpoint = Checkpoint(**pointer["latest"])
+        if not self._unpack(checkpoint.artifact_id, destination):
+            return None
+        for step, value in sorted(original.intermediate_values.items()):
+            if step <= checkpoint.evaluation:
+                self.storage.set_trial_intermediate_value(self.trial_id, step, value)
+        for key, value in checkpoint.rungs.items():
+            self.storage.set_trial_system_attr(self.trial_id, key, value)
+        self._point_at(checkpoint)
+        return checkpoint
+
+    def keep(self, directory: Path, step: int, evaluation: int) -> int:
+        """Make `directory` (a checkpoint Trainer saved) this trial's checkpoint, replacing the
+        previous one; the bytes written. A trial ended meanwhile by someone else raises
+        UpdateFinishedTrialError and keeps nothing."""
+        artifact_id = f"{ARTIFACT_PREFIX}{uuid.uuid4().hex}.tar"
+        previous = self.current
+        self._point_at(previous, pending=[artifact_id])
+        try:
+            with tempfile.TemporaryFile(dir=directory.parent) as packed:
+                with tarfile.open(fileobj=packed, mode="w") as tar:
+                    tar.add(directory, arcname=".")
+                n_bytes = packed.tell()
+                packed.seek(0)
+                self.store.write(artifact_id, packed)
+            rungs = {
+                key: value
+                for key, value in self.storage.get_trial(self.trial_id).system_attrs.items()
+                if key.startswith(RUNG_ATTR_PREFIX)
+            }
+            checkpoint = Checkpoint(artifact_id, step, evaluation, self.trial.number, rungs)
+            stale = [previous.artifact_id] if previous is not None else []
+            self._point_at(checkpoint, pending=stale)
+        except BaseException:
+            self._remove(artifact_id)
+            raise
+        if previous is not None:
+            self._remove(previous.artifact_id)
+        return n_bytes
+
+    def discard(self) -> None:
+        """Remove the checkpoint of a trial that ends. If the trial has ended already (failed as
+        lost by the sweep while its worker was stopped), its re-run may own the checkpoint: it is
+        left alone."""
+        from optuna.exceptions import UpdateFinishedTrialError
+
+        if self.current is None:
+            return
+        try:
+            self.storage.set_trial_system_attr(self.trial_id, CHECKPOINT_ATTR, None)
+        except UpdateFinishedTrialError:
+            return
+        self._remove(self.current.artifact_id)
+        self.current = None
+
+    def _point_at(self, checkpoint: Checkpoint | None, pending: list[str] = ()) -> None:
+        """Record `checkpoint` as the trial's latest, and `pending` as artifacts that may exist."""
+        latest = asdict(checkpoint) if checkpoint is not None else None
+        self.storage.set_trial_system_attr(
+            self.trial_id, CHECKPOINT_ATTR, {"latest": latest, "pending": list(pending)}
+        )
+        self.current = checkpoint
+
+    def _unpack(self, artifact_id: str, destination: Path) -> bool:
+        from optuna.artifacts.exceptions import ArtifactNotFound
+
+        try:
+            reader = self.store.open_reader(artifact_id)
+        except ArtifactNotFound:
+            return False
+        destination.mkdir(parents=True, exist_ok=True)
+        with reader, tarfile.open(fileobj=reader, mode="r|") as tar:
+            tar.extractall(destination, filter="data")
+        return True
+
+    def _remove(self, artifact_id: str) -> None:
+        from optuna.artifacts.exceptions import ArtifactNotFound
+
+        with contextlib.suppress(ArtifactNotFound):
+            self.store.remove(artifact_id)
+
+
+def latest_checkpoint(frozen_trial) -> Checkpoint | None:
+    """The latest checkpoint a trial (a FrozenTrial) points at, or None."""
+    latest = (frozen_trial.system_attrs.get(CHECKPOINT_ATTR) or {}).get("latest")
+    return Checkpoint(**latest) if latest else None

@@ -1,0 +1,159 @@
+"""A lost trial loses at most one evaluation: its re-run resumes from its checkpoint, with real
+processes and a real kill -9.
+
+A worker is killed (SIGKILL) once its trial has reported its 2nd evaluation and checkpointed it;
+the heartbeat sweep fails the trial as lost and queues its re-run, which the next `hpsearch run`
+resumes from the checkpoint: it records where it resumed, continues the intermediate values, and
+ends with the value of an uninterrupted run of the same parameters and seed. No checkpoint is left
+in the artifact store once the study is done, and at most one per running trial meanwhile (two for
+the moment of a save).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import time
+
+import pytest
+
+from hpsearch.storage.checkpoint import ARTIFACT_PREFIX, CHECKPOINT_ATTR, latest_checkpoint
+from tests.conftest import run_study, write_spec
+from tests.workers.test_rerun import GRACE_PERIOD_S, database, start_run, sweep, trials_of
+
+pytestmark = pytest.mark.slow
+
+N_EVALS = 5
+STEPS_PER_EVAL = 8
+
+
+@pytest.fixture
+def resume_spec(tiny_spec):
+    """One trial of 40 optimizer steps at a fixed learning rate, evaluated every 8 steps by
+    successive halving (whose rungs a resumed trial must carry on): the 2nd evaluation comes at
+    step 16, 24 steps and 3 evaluations (two with a checkpoint) before the end."""
+    tiny_spec["dataset"].update(max_train_samples=320, max_eval_samples=32)
+    tiny_spec["training"] = {"num_train_epochs": 1, "per_device_train_batch_size": 8}
+    tiny_spec["search_space"] = {"learning_rate": {"choice": [1e-4]}}
+    tiny_spec["pruner"] = {
+        "name": "successive_halving",
+        "evals_per_epoch": N_EVALS,
+        "min_resource": 1,
+    }
+    tiny_spec["budget"]["n_trials"] = 1
+    tiny_spec["heartbeat"] = {"interval": 1, "grace_period": GRACE_PERIOD_S}
+    return tiny_spec
+
+
+def checkpoint_files(workdir) -> set[str]:
+    artifacts = workdir / "storage" / "artifacts"
+    if not artifacts.exists():
+        return set()
+    return {p.name for p in artifacts.iterdir() if p.name.startswith(ARTIFACT_PREFIX)}
+
+
+def running_trial(workdir) -> tuple[int, int, dict | None] | None:
+    """Trial 0's pid, its last reported evaluation and its checkpoint pointer, while RUNNING."""
+    with sqlite3.connect(database(workdir), timeout=30) as db:
+        try:
+            row = db.execute(
+                "select t.trial_id, a.value_json from trials t join trial_user_attributes a "
+                "on a.trial_id = t.trial_id and a.key = 'pid' "
+                "where t.state = 'RUNNING' and t.number = 0"
+            ).fetchone()
+            if row is None:
+                return None
+            trial_id, pid = row
+            (last,) = db.execute(
+                "select max(step) from trial_intermediate_values where trial_id = ?", (trial_id,)
+            ).fetchone()
+            pointer = db.execute(
+                "select value_json from trial_system_attributes where trial_id = ? and key = ?",
+                (trial_id, CHECKPOINT_ATTR),
+            ).fetchone()
+        except sqlite3.OperationalError:  # tables not created yet
+            return None
+    return int(pid), last or 0, json.loads(pointer[0]) if pointer else None
+
+
+def kill_after_second_evaluation(workdir, cache_dir, spec: dict, checkpointed: bool) -> int:
+    """Run the study, SIGKILL its worker once trial 0 has reported evaluation 2 (and, when
+    `checkpointed`, points at its checkpoint of it); the most checkpoint files seen meanwhile."""
+    write_spec(workdir, "rerun", spec)
+    process = start_run(workdir, cache_dir)
+    most_files = 0
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            assert time.monotonic() < deadline, "trial 0 reported no 2nd evaluation"
+            assert process.poll() is None, process.communicate()
+            most_files = max(most_files, len(checkpoint_files(workdir)))
+            state = running_trial(workdir) if database(workdir).exists() else None
+            if state is not None:
+                pid, last, pointer = state
+                saved = pointer is not None and (pointer["latest"] or {}).get("evaluation", 0) >= 2
+                if last >= 2 and (saved or not checkpointed):
+                    break
+            time.sleep(0.05)
+        os.kill(pid, signal.SIGKILL)
+        process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    time.sleep(GRACE_PERIOD_S + 1.5)
+    sweep(workdir, spec)
+    return most_files
+
+
+def test_a_trial_killed_after_its_second_evaluation_resumes_there(workdir, cache_dir, resume_spec):
+    most_files = kill_after_second_evaluation(workdir, cache_dir, resume_spec, checkpointed=True)
+    dead = trials_of(workdir)[0]
+    checkpoint = latest_checkpoint(dead)
+    # The dead trial pointed at its checkpoint of evaluation 2 or later, well before its end, and
+    # its worker kept one checkpoint at a time (two only while a save replaced the previous one).
+    assert dead.state.name == "FAIL" and checkpoint is not None
+    assert (
+        2 <= checkpoint.evaluation < N_EVALS
+        and checkpoint.step == STEPS_PER_EVAL * checkpoint.evaluation
+    )
+    assert checkpoint.artifact_id in checkpoint_files(workdir)
+    assert 1 <= most_files <= 2, most_files
+
+    _, study = run_study(workdir, "rerun", resume_spec)
+    dead, rerun = study.trials
+    # The re-run resumed from the dead trial's checkpoint, and says so.
+    assert rerun.state.name == "COMPLETE" and rerun.user_attrs["rerun_of"] == 0
+    assert rerun.user_attrs["resumed_from_step"] == checkpoint.step
+    assert rerun.user_attrs["resumed_from_evaluation"] == checkpoint.evaluation
+    assert rerun.user_attrs["resumed_from_trial"] == 0
+    # Its intermediate values continue the dead trial's: the evaluations up to the checkpoint are
+    # the dead trial's own reports, the rest its own; the pruner's rungs up to there carried over.
+    assert sorted(rerun.intermediate_values) == list(range(1, N_EVALS + 1))
+    for step in range(1, checkpoint.evaluation + 1):
+        assert rerun.intermediate_values[step] == dead.intermediate_values[step]
+    assert all(k in rerun.system_attrs for k in dead.system_attrs if k.startswith("completed_"))
+    assert (
+        rerun.user_attrs["n_steps"] == STEPS_PER_EVAL * N_EVALS
+        and rerun.user_attrs["n_evals"] == N_EVALS
+    )
+
+    # An uninterrupted run of the same parameters and seed ends with the same value and metrics.
+    _, straight = run_study(workdir, "straight", resume_spec)
+    (uninterrupted,) = straight.trials
+    assert uninterrupted.user_attrs["seed"] == rerun.user_attrs["seed"]
+    assert rerun.value == pytest.approx(uninterrupted.value, abs=1e-6)
+    resumed_loss = rerun.user_attrs["metrics"]["eval_loss"]
+    assert resumed_loss == pytest.approx(uninterrupted.user_attrs["metrics"]["eval_loss"], abs=1e-4)
+    # No checkpoint is left once the trials have ended, and no pointer to one.
+    assert checkpoint_files(workdir) == set()
+    assert latest_checkpoint(rerun) is None and latest_checkpoint(uninterrupted) is None
+
+
+def test_checkpoint_false_writes_none(workdir, cache_dir, resume_spec):
+    resume_spec["checkpoint"] = False
+    most_files = kill_after_second_evaluation(workdir, cache_dir, resume_spec, checkpointed=False)
+    # Two evaluations in, no checkpoint was written, nor pointed at: its re-run would start over.
+    assert most_files == 0 and checkpoint_files(workdir) == set()
+    assert CHECKPOINT_ATTR not in trials_of(workdir)[0].system_attrs
