@@ -121,6 +121,10 @@ class Shared:
         )
         if self.knobs.get("freeze_embeddings"):
             model.base_model.get_input_embeddings().requires_grad_(False)
+        if self.knobs.get("freeze_layers"):  # as hpsearch's trials: both contenders train alike
+            from hpsearch.trial.model import freeze_layers
+
+            freeze_layers(model, self.knobs["freeze_layers"])
         for name, value in self.generation.items():  # fixed ones only: HF cannot search these
             setattr(model.generation_config, name, value)
         return model

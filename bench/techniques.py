@@ -55,7 +55,8 @@ def variant_spec(base: dict, variant: str) -> dict:
         low, high = space["learning_rate"]["float"]
         space["learning_rate"] = {"float": [low * 10, high * 10], "log": True}
         spec["peft"] = {"r": {"int": [4, 32], "log": True}, "alpha": 16}
-        training.pop("freeze_embeddings", None)
+        for knob in ("freeze_embeddings", "freeze_layers"):  # LoRA freezes every pretrained weight
+            training.pop(knob, None)
     elif variant == "layer-decay":
         space["layer_lr_decay"] = {"float": [0.6, 1.0]}
     elif variant == "unfreezing":
