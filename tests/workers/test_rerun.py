@@ -101,6 +101,15 @@ def stop_past_the_grace_period_and_sweep(workdir, spec: dict, pid: int) -> None:
     sweep(workdir, spec)
 
 
+def kill_past_the_grace_period_and_sweep(workdir, spec: dict, process, pid: int) -> None:
+    """kill -9 the worker (a lost node), wait out the grace period, then sweep: the sweep takes its
+    trial for lost, fails it and queues its re-run."""
+    os.kill(pid, signal.SIGKILL)
+    process.communicate(timeout=60)
+    time.sleep(GRACE_PERIOD_S + 1.5)
+    sweep(workdir, spec)
+
+
 def trials_of(workdir) -> list[optuna.trial.FrozenTrial]:
     storage = optuna.storages.RDBStorage(f"sqlite:///{database(workdir)}")
     return optuna.load_study(study_name="rerun", storage=storage).trials
@@ -139,13 +148,10 @@ def test_sigkill_then_sweep_reruns_once_and_clean(workdir, cache_dir, rung_spec)
     process = start_run(workdir, cache_dir)
     try:
         pid = wait_for_a_rung(workdir, process)
-        os.kill(pid, signal.SIGKILL)
-        process.communicate(timeout=60)
+        kill_past_the_grace_period_and_sweep(workdir, rung_spec, process, pid)
     finally:
         if process.poll() is None:
             process.kill()
-    time.sleep(GRACE_PERIOD_S + 1.5)
-    sweep(workdir, rung_spec)
     sweep(workdir, rung_spec)  # a second worker's sweep a moment later finds nothing to do
     assert_one_clean_rerun(workdir, "lost")
     assert_resume_spends_the_budget_once(workdir)
@@ -162,13 +168,10 @@ def test_ctrl_c_then_sigkill_then_sweep_reruns_once(workdir, cache_dir, rung_spe
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and trial_states(workdir) == ["RUNNING"]:
             time.sleep(0.002)
-        os.kill(pid, signal.SIGKILL)
-        process.communicate(timeout=60)
+        kill_past_the_grace_period_and_sweep(workdir, rung_spec, process, pid)
     finally:
         if process.poll() is None:
             process.kill()
-    time.sleep(GRACE_PERIOD_S + 1.5)
-    sweep(workdir, rung_spec)
     assert_one_clean_rerun(workdir, INTERRUPTED)
     assert_resume_spends_the_budget_once(workdir)
 

@@ -12,8 +12,6 @@ the moment of a save).
 from __future__ import annotations
 
 import json
-import os
-import signal
 import sqlite3
 import time
 
@@ -21,7 +19,13 @@ import pytest
 
 from hpsearch.storage.checkpoint import ARTIFACT_PREFIX, CHECKPOINT_ATTR, latest_checkpoint
 from tests.conftest import run_study, write_spec
-from tests.workers.test_rerun import GRACE_PERIOD_S, database, start_run, sweep, trials_of
+from tests.workers.test_rerun import (
+    GRACE_PERIOD_S,
+    database,
+    kill_past_the_grace_period_and_sweep,
+    start_run,
+    trials_of,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -97,13 +101,10 @@ def kill_after_second_evaluation(workdir, cache_dir, spec: dict, checkpointed: b
                 if last >= 2 and (saved or not checkpointed):
                     break
             time.sleep(0.05)
-        os.kill(pid, signal.SIGKILL)
-        process.communicate(timeout=60)
+        kill_past_the_grace_period_and_sweep(workdir, spec, process, pid)
     finally:
         if process.poll() is None:
             process.kill()
-    time.sleep(GRACE_PERIOD_S + 1.5)
-    sweep(workdir, spec)
     return most_files
 
 
