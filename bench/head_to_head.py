@@ -18,6 +18,11 @@ contender says otherwise below:
 - hpsearch-timed: hpsearch with no trial limit and `--timeout` equal to HF's wall time in the same
   run (so it runs after hf): the same compute as HF, spent on as many trials as it fits.
 
+Every contender trains in the same precision (`--precision`, default: what hpsearch picks on this
+machine, bf16 on a CPU with AVX512-BF16 or AMX, fp32 elsewhere), written into the spec's
+`training:` section that hpsearch's trials and the hand-written contenders' TrainingArguments both
+take; the table's header names it and the CPU's flags.
+
 Every contender's anytime curve (best so far against wall time and optimizer steps, bench/curves.py)
 is recorded; with `--seeds 0,1,2` the whole comparison runs once per sampler seed and the curves'
 figures are summarized over the seeds (median and range).
@@ -30,7 +35,7 @@ every contender.
     python bench/head_to_head.py [--study studies/sentiment.yaml] [--n-trials N]
         [--max-train-samples N] [--max-eval-samples N] [--sampler-seed N]
         [--only hpsearch,hpsearch-workers,hf,optuna,plain,hpsearch-timed] [--seeds 0,1,2]
-        [--json out.json] [--png curves.png]
+        [--precision auto|bf16|fp32] [--json out.json] [--png curves.png]
 
 Prints a Markdown table: wall time, best eval metric, optimizer steps trained, trials by state.
 """
@@ -78,6 +83,47 @@ def load_bench_spec(
     return raw
 
 
+def equal_precision(raw: dict, precision: str) -> str:
+    """Write one precision into the spec's `training:` for every contender; return its name. A
+    spec that fixes bf16 or fp16 itself keeps it."""
+    from hpsearch.trial.precision import PRECISION_KEYS, auto_precision, precision_name
+
+    training = raw.setdefault("training", {})
+    if not any(key in training for key in PRECISION_KEYS):
+        if precision == "auto":
+            training.update(auto_precision(training) or {"bf16": False})
+        else:
+            training["bf16"] = precision == "bf16"
+            if training["bf16"]:
+                import torch
+
+                training["use_cpu"] = not torch.cuda.is_available()
+    return precision_name(training)
+
+
+def cpu_flags() -> str:
+    """The CPU's model name and the flags that decide its training speed (lscpu's)."""
+    info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    model = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in info.splitlines()
+            if line.startswith("model name")
+        ),
+        "unknown CPU",
+    )
+    flags = next(
+        (
+            set(line.split(":", 1)[1].split())
+            for line in info.splitlines()
+            if line.startswith("flags")
+        ),
+        set(),
+    )
+    wanted = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
+    return f"{model}, {os.cpu_count()} cores, flags: {' '.join(f for f in wanted if f in flags)}"
+
+
 # --- the contenders that are not hpsearch: what a user writes by hand -----------------------------
 
 
@@ -104,6 +150,7 @@ class Shared:
         )
         self.n_steps = 0
         self.trial_first_steps: list[int] = []  # self.n_steps when each trial began, in order
+        self.precision = "fp32"  # what the last Trainer trained in (TrainingArguments' own flags)
 
     def steps_summary(self) -> dict:
         """Steps in all, and per trial (trials run one after another, each begins a training)."""
@@ -111,6 +158,7 @@ class Shared:
         return {
             "n_steps": self.n_steps,
             "trial_steps": [b - a for a, b in zip(self.trial_first_steps, ends, strict=True)],
+            "precision": self.precision,
         }
 
     def model(self):
@@ -160,6 +208,7 @@ class Shared:
             disable_tqdm=True,
             **{"per_device_eval_batch_size": 64, **self.fixed_args, **args, **self.task.arguments},
         )
+        self.precision = "bf16" if training_args.bf16 else "fp16" if training_args.fp16 else "fp32"
         model = kwargs.get("model")
         collator_kwargs = self.task.collator_kwargs(model) if model is not None else {}
         return transformers_class(self.task.trainer_class)(
@@ -343,7 +392,15 @@ def summarize_storage(
         }
         for t, n in zip(trials, steps, strict=True)
     ]
+    # hpsearch's trials record their device, e.g. "cpu (2 threads, bf16)"; the others say.
+    device = trials[0].user_attrs.get("device", "") if stepped is None else ""
+    precision = (
+        stepped["precision"]
+        if stepped is not None
+        else next((p for p in ("bf16", "fp16", "fp32") if p in device), "unknown")
+    )
     return {
+        "precision": precision,
         "best_value": best.value,
         "best_trial": best.number,
         "best_params": best.params,
@@ -396,6 +453,12 @@ def main() -> int:
     )
     parser.add_argument("--only", default=",".join(DEFAULT_CONTENDERS))
     parser.add_argument(
+        "--precision",
+        choices=("auto", "bf16", "fp32"),
+        default="auto",
+        help="every contender's precision (auto: what hpsearch picks here)",
+    )
+    parser.add_argument(
         "--json", type=Path, help="also write the results here (bench/curves.py reads it)"
     )
     parser.add_argument("--png", type=Path, help="write the anytime curves here")
@@ -428,6 +491,7 @@ def main() -> int:
         raw = load_bench_spec(
             args.study, args.n_trials, args.max_train_samples, args.max_eval_samples, seed
         )
+        precision = equal_precision(raw, args.precision)
         spec_path = scratch / "spec.yaml"
         spec_path.write_text(yaml.safe_dump(raw, sort_keys=False))
         warm_cache(spec_path)
@@ -447,13 +511,20 @@ def main() -> int:
             f"{raw['budget']['n_trials']} trials each, "
             f"{raw['dataset'].get('max_train_samples')} train / "
             f"{raw['dataset'].get('max_eval_samples')} eval examples, spec {args.study.name}, "
-            f"sampler seed {raw.get('sampler', {}).get('seed')}\n"
+            f"sampler seed {raw.get('sampler', {}).get('seed')}, {precision} for every "
+            f"contender, on {cpu_flags()}\n"
         )
         print(render(results, metric) + "\n")
         runs_by_seed[str(raw.get("sampler", {}).get("seed"))] = {r["contender"]: r for r in results}
         if args.json:  # after every seed: a long run interrupted keeps what it measured
             saved = (
-                {"metric": metric, "direction": direction, "runs": runs_by_seed}
+                {
+                    "metric": metric,
+                    "direction": direction,
+                    "precision": precision,
+                    "cpu": cpu_flags(),
+                    "runs": runs_by_seed,
+                }
                 if args.seeds
                 else results
             )

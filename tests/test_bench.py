@@ -43,12 +43,18 @@ def test_head_to_head_runs_all_contenders_on_equal_terms(tmp_path, cache_dir):
         "48",
         "--max-eval-samples",
         "24",
+        "--precision",
+        "fp32",
         "--json",
         str(out),
         env={"HPSEARCH_CACHE": str(cache_dir)},
     )
     results = {r["contender"]: r for r in json.loads(out.read_text())}
     assert set(results) == {"hpsearch", "hpsearch-workers", "hf", "optuna", "plain"}
+    # Equal terms: every contender trained in the precision asked for (on a bf16 CPU hpsearch
+    # alone would pick bf16), as its own TrainingArguments or trial record says.
+    assert {r["precision"] for r in results.values()} == {"fp32"}
+    assert "fp32 for every contender" in stdout
     for name, r in results.items():
         # Each contender ran the budget (the plain fine-tune: one), trained and reached an accuracy.
         assert sum(r["states"].values()) == (1 if name == "plain" else 2)
@@ -85,6 +91,8 @@ def test_head_to_head_runs_the_ner_study_against_hf(tmp_path, cache_dir):
     # The same task and data on both sides: entity F1 from the same metrics, the same first trial.
     assert set(results) == {"hpsearch", "hf"}
     assert results["hpsearch"]["first_params"] == results["hf"]["first_params"]
+    # The default precision, what hpsearch picks on this machine, is every contender's.
+    assert results["hpsearch"]["precision"] == results["hf"]["precision"] != "unknown"
     assert all(0.0 <= r["best_value"] <= 1.0 and r["n_steps"] > 0 for r in results.values())
     assert "best eval_f1" in stdout
 
