@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from hpsearch.spec.condition import Entry, alternatives
+from hpsearch.spec.condition import Entry, is_conditional
 from hpsearch.spec.param import ChoiceParam
 
 if TYPE_CHECKING:
@@ -26,7 +26,7 @@ def choose_sampler(sampler: SamplerSpec, space: dict[str, Entry]) -> SamplerSpec
     """`sampler` itself, or for name: auto the sampler it stands for with `space`."""
     if sampler.name != "auto":
         return sampler
-    conditional = any(p.when is not None for e in space.values() for p in alternatives(e))
+    conditional = any(is_conditional(entry) for entry in space.values())
     if conditional or any(isinstance(e, ChoiceParam) for e in space.values()):
         return sampler.model_copy(
             update={"name": "tpe", "multivariate": True, "group": conditional}

@@ -25,6 +25,11 @@ def alternatives(entry: Entry) -> list[Param]:
     return entry if isinstance(entry, list) else [entry]
 
 
+def is_conditional(entry: Entry) -> bool:
+    """Some trials may leave the parameter out."""
+    return any(p.when is not None for p in alternatives(entry))
+
+
 def same_value(a: Any, b: Any) -> bool:
     """Equal as spec values: true is not 1, as YAML writes them apart."""
     return isinstance(a, bool) == isinstance(b, bool) and a == b
@@ -92,8 +97,7 @@ def check_sampler_fits(sampler: str, space: dict[str, Entry]) -> None:
                 f"sampler.name: cmaes searches numbers only, and {_key(name)} is a choice it "
                 "would draw at random; use name: tpe (or gp), or make it a fixed value"
             )
-        conditional = isinstance(entry, list) or entry.when is not None
-        if sampler in FIXED_SPACE_SAMPLERS and conditional:
+        if sampler in FIXED_SPACE_SAMPLERS and is_conditional(entry):
             raise ValueError(
                 f"sampler.name: {sampler} searches one space fixed for the study, and "
                 f"{_key(name)} is conditional (when:), which it would draw at random; use name: "

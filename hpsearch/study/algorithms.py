@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import optuna
 
-from hpsearch.spec import PrunerSpec, SamplerSpec, StudySpec, param_ends
+from hpsearch.spec import PrunerSpec, SamplerSpec, StudySpec, is_conditional, param_ends
 from hpsearch.storage import take_start_number
 
 START_ATTR = (
@@ -106,9 +106,12 @@ def max_evaluations(spec: StudySpec) -> int | None:
     if "max_steps" in spec.training or "max_steps" in spec.searched_params:
         return None
     epochs = spec.searched_params.get("num_train_epochs")
+    fixed = spec.training.get("num_train_epochs", TRAINER_DEFAULT_EPOCHS)
     if epochs is None:
-        epochs = spec.training.get("num_train_epochs", TRAINER_DEFAULT_EPOCHS)
-    most = epochs if isinstance(epochs, (int, float)) else max(param_ends(epochs))
+        most = fixed
+    else:
+        # A trial that leaves a conditional num_train_epochs out trains Trainer's default.
+        most = max([*param_ends(epochs), *([fixed] if is_conditional(epochs) else [])])
     return max(1, math.ceil(float(most) * spec.pruner.evals_per_epoch - 1e-9))
 
 

@@ -372,3 +372,16 @@ def test_auto_chooses_the_sampler_for_the_space_and_stores_the_choice(tiny_spec,
     # The n_startup_trials it was given goes to the chosen sampler; the stored spec reads back.
     assert stored["n_startup_trials"] == 3
     assert StudySpec.model_validate(spec.to_dict()) == spec
+
+
+def test_max_evaluations_counts_the_default_epochs_of_trials_that_leave_them_out(tiny_spec):
+    tiny_spec["training"] = {}
+    tiny_spec["search_space"]["num_train_epochs"] = {
+        "choice": [1, 2],
+        "when": {"per_device_train_batch_size": 16},
+    }
+    tiny_spec["pruner"] = {"name": "hyperband", "evals_per_epoch": 2}
+    # Trials at batch 32 train Trainer's 3 epochs: 6 evaluations, not the choice's 4.
+    assert max_evaluations(parse_spec(tiny_spec, "t")) == 6
+    del tiny_spec["search_space"]["num_train_epochs"]["when"]
+    assert max_evaluations(parse_spec(tiny_spec, "t")) == 4
