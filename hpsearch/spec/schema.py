@@ -323,9 +323,10 @@ class StudySpec(StrictModel):
 
     @property
     def fixed_values(self) -> dict[str, Any]:
-        """The values every trial shares that a condition may name: training: and the fixed
-        peft values (peft.method, ...)."""
-        return {**self.training, **(self.peft.fixed() if self.peft else {})}
+        """The values every trial shares that a condition may name: the model (while it is one),
+        training: and the fixed peft values (peft.method, ...)."""
+        model = {"model": self.model} if isinstance(self.model, str) else {}
+        return {**model, **self.training, **(self.peft.fixed() if self.peft else {})}
 
     @property
     def task_spec(self) -> Task:

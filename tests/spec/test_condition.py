@@ -107,6 +107,23 @@ def test_a_condition_on_a_fixed_value(tiny_spec):
         assert 0.0 <= params["warmup_ratio"] <= 0.1
 
 
+def test_a_range_per_model(tiny_spec):
+    # While the model is fixed, a condition on it picks that model's range (and names the
+    # searched choice once the model is searched).
+    spec = parsed(
+        tiny_spec,
+        {
+            "learning_rate": [
+                {"float": [1e-5, 1e-4], "when": {"model": tiny_spec["model"]}},
+                {"float": [1e-3, 1e-2], "when": {"model": "distilbert-base-uncased"}},
+            ]
+        },
+    )
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    params = suggest_params(study.ask(), spec.searched_params, spec.fixed_values)
+    assert 1e-5 <= params["learning_rate"] <= 1e-4
+
+
 def test_a_peft_value_can_be_conditional_and_keeps_its_default_when_left_out(tiny_spec):
     spec = parsed(
         tiny_spec,
