@@ -1,12 +1,14 @@
 """Conditional parameters: one sampled only when others have given values (`when:`), and one name
 with alternatives (a range per condition, such as a learning-rate range per batch size or model).
 
-A condition names a searched choice or a fixed value (under training:, or a fixed peft value as
-peft.KEY). The parameters a condition names are sampled first; a parameter whose condition does
-not hold is left out of the trial (its setting keeps its default), so the trial's parameters, and
-the dashboard, show only what it sampled. Alternatives share the plain name in Optuna: its
-storage keeps one kind of distribution (and one log setting) per name but lets a range differ
-from trial to trial, and the samplers take each trial's own range.
+A condition names a searched choice or a fixed value (the model while it is fixed, a training:
+value, or a fixed peft value as peft.KEY). The parameters a condition names are sampled first; a
+parameter whose condition does not hold is left out of the trial (its setting keeps its default),
+so the trial's parameters, and the dashboard, show only what it sampled. Alternatives share the
+plain name in Optuna: its storage keeps one kind of distribution (and one log setting) per name but
+lets a range differ from trial to trial, and each trial samples from its own (a value a
+multivariate sampler proposes outside it is drawn again by the sampler's independent sampler,
+within it).
 """
 
 from __future__ import annotations
