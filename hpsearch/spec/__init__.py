@@ -2,6 +2,7 @@
 before anything is written. No torch or transformers here."""
 
 from hpsearch.spec.check import check_sources, check_trial_group
+from hpsearch.spec.condition import is_conditional
 from hpsearch.spec.file import SPEC_SUFFIXES, find_spec_file, load_spec_file
 from hpsearch.spec.location import Location, resolve_data, resolve_model
 from hpsearch.spec.schema import (
@@ -51,6 +52,7 @@ __all__ = [
     "check_trial_group",
     "corner_values",
     "find_spec_file",
+    "is_conditional",
     "load_spec_file",
     "param_ends",
     "parse_spec",

@@ -22,7 +22,26 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
-class FloatParam(StrictModel):
+class _Searched(StrictModel):
+    # Left out of the stored form when unset, so an unconditional parameter is stored as before.
+    when: dict[str, list[bool | int | float | str | None]] | None = Field(
+        default=None, exclude_if=lambda when: when is None
+    )
+    """Sampled only in trials where each named parameter (a searched choice, or a fixed value)
+    has one of the listed values (hpsearch/spec/condition.py); otherwise left out."""
+
+    @field_validator("when", mode="before")
+    @classmethod
+    def _values_as_lists(cls, when: Any) -> Any:
+        """`when: {OTHER: value}` is `when: {OTHER: [value]}`."""
+        if isinstance(when, dict):
+            if not when:
+                raise ValueError("names no parameter; write when: {OTHER: value} or remove it")
+            return {k: v if isinstance(v, list) else [v] for k, v in when.items()}
+        return when
+
+
+class FloatParam(_Searched):
     bounds: tuple[float, float] = Field(alias="float")
     log: bool = False
     step: float | None = Field(default=None, gt=0)
@@ -36,7 +55,7 @@ class FloatParam(StrictModel):
         return self
 
 
-class IntParam(StrictModel):
+class IntParam(_Searched):
     bounds: tuple[int, int] = Field(alias="int")
     log: bool = False
     step: int | None = Field(default=None, gt=0)
@@ -47,7 +66,7 @@ class IntParam(StrictModel):
         return self
 
 
-class ChoiceParam(StrictModel):
+class ChoiceParam(_Searched):
     choices: list[bool | int | float | str | None] = Field(alias="choice", min_length=1)
 
     @field_validator("choices")
@@ -103,8 +122,24 @@ def is_param(value: Any) -> bool:
     return isinstance(value, (FloatParam, IntParam, ChoiceParam))
 
 
-def param_ends(param: Param) -> list[Any]:
-    """Both ends of a range, or every choice."""
+def param_ends(param: Param | list[Param]) -> list[Any]:
+    """Both ends of a range, or every choice; of each alternative, for a parameter that has
+    several (hpsearch/spec/condition.py)."""
+    if isinstance(param, list):
+        ends = [value for alternative in param for value in param_ends(alternative)]
+        return [value for i, value in enumerate(ends) if repr(value) not in map(repr, ends[:i])]
     if isinstance(param, ChoiceParam):
         return list(param.choices)
     return list(param.bounds)
+
+
+def _entry_kind(value: Any) -> str:
+    return "alternatives" if isinstance(value, list) else "param"
+
+
+# A search_space entry: one parameter, or a list of alternatives for one name, each with its own
+# `when:` (hpsearch/spec/condition.py).
+SearchEntry = Annotated[
+    Annotated[Param, Tag("param")] | Annotated[list[Param], Tag("alternatives")],
+    Discriminator(_entry_kind),
+]

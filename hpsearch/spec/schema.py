@@ -22,7 +22,9 @@ from pydantic import (
 )
 
 from hpsearch.errors import SpecError
-from hpsearch.spec.param import ChoiceParam, FloatParam, IntParam, Param, StrictModel
+from hpsearch.spec.auto_sampler import choose_sampler
+from hpsearch.spec.condition import check_conditions, check_sampler_fits
+from hpsearch.spec.param import ChoiceParam, FloatParam, IntParam, SearchEntry, StrictModel
 from hpsearch.spec.run_settings import BudgetSpec, CheckpointSpec, HeartbeatSpec, ResourcesSpec
 from hpsearch.spec.techniques import EarlyStoppingSpec, PeftSpec
 from hpsearch.tasks import DEFAULT_TASK, TASK_KEY, TASKS, Task
@@ -91,14 +93,38 @@ def _refuse_settings_not_taken(
 
 
 class SamplerSpec(StrictModel):
-    name: Literal["tpe", "random", "gp", "cmaes", "qmc"] = "tpe"
+    name: Literal["tpe", "random", "gp", "cmaes", "qmc", "auto"] = "tpe"
+    """auto: the sampler recommended for the search space, chosen when the spec loads
+    (hpsearch/spec/auto_sampler.py)."""
     seed: int | None = 0
     n_startup_trials: int | None = Field(default=None, ge=0)
-    """tpe / gp / cmaes: random trials before the model-based search starts."""
+    """tpe / gp / cmaes / auto: random trials before the model-based search starts."""
+    multivariate: bool | None = None
+    """tpe: model the parameters jointly rather than each alone (default false)."""
+    group: bool | None = None
+    """tpe, with multivariate: model apart each set of parameters sampled together, as a
+    conditional space's branches are (default false)."""
+    constant_liar: bool | None = None
+    """tpe: running trials count as bad guesses, so parallel workers spread out (default true)."""
+    n_ei_candidates: int | None = Field(default=None, ge=1)
+    """tpe: candidates drawn to pick each suggestion from (default 24)."""
 
     @model_validator(mode="after")
     def _settings_taken(self) -> SamplerSpec:
-        _refuse_settings_not_taken("sampler", self, {"n_startup_trials": ("tpe", "gp", "cmaes")})
+        tpe = ("tpe",)
+        _refuse_settings_not_taken(
+            "sampler",
+            self,
+            {
+                "n_startup_trials": ("tpe", "gp", "cmaes", "auto"),
+                "multivariate": tpe,
+                "group": tpe,
+                "constant_liar": tpe,
+                "n_ei_candidates": tpe,
+            },
+        )
+        if self.group and not self.multivariate:
+            raise ValueError("sampler.group: needs multivariate: true; add it or remove group")
         return self
 
 
@@ -179,7 +205,7 @@ class StudySpec(StrictModel):
     dataset: DatasetSpec
     objective: ObjectiveSpec | None = None
     """Default: the task's default metric (accuracy, f1, rougeL, loss)."""
-    search_space: dict[str, Param] = Field(min_length=1)
+    search_space: dict[str, SearchEntry] = Field(min_length=1)
     training: dict[str, Any] = Field(default_factory=dict)
     """Fixed TrainingArguments fields and model knobs, the same in every trial."""
     sampler: SamplerSpec = SamplerSpec()
@@ -228,6 +254,13 @@ class StudySpec(StrictModel):
                 f"{', '.join(both)} is both searched and fixed; keep it in one of "
                 "search_space: or training:"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _conditions_hold_together(self) -> StudySpec:
+        check_conditions(self.searched_params, self.fixed_values)
+        object.__setattr__(self, "sampler", choose_sampler(self.sampler, self.searched_params))
+        check_sampler_fits(self.sampler.name, self.searched_params)
         return self
 
     @model_validator(mode="after")
@@ -289,6 +322,13 @@ class StudySpec(StrictModel):
         return {**self.search_space, **(self.peft.searched() if self.peft else {})}
 
     @property
+    def fixed_values(self) -> dict[str, Any]:
+        """The values every trial shares that a condition may name: the model (while it is one),
+        training: and the fixed peft values (peft.method, ...)."""
+        model = {"model": self.model} if isinstance(self.model, str) else {}
+        return {**model, **self.training, **(self.peft.fixed() if self.peft else {})}
+
+    @property
     def task_spec(self) -> Task:
         """The task's implementation (hpsearch.tasks)."""
         return TASKS[self.task]
@@ -316,9 +356,12 @@ def _describe(error: ValidationError) -> str:
     first = error.errors()[0]
     parts = [str(part) for part in first["loc"]]
     # search_space.<name>.<union tag>.<field> and dataset.<task>.<field>: the tag repeats what the
-    # user wrote (the parameter's kind, the spec's task); drop it.
-    if parts[:1] == ["search_space"] and len(parts) > 2 and parts[2] in ("float", "int", "choice"):
-        del parts[2]
+    # user wrote (a parameter or a list of alternatives, the parameter's kind, the spec's task);
+    # drop it. An alternative keeps its index: search_space.<name>.<index>.<field>.
+    if parts[:1] == ["search_space"] and len(parts) > 2 and parts[2] in ("param", "alternatives"):
+        kind_at = 2 if parts.pop(2) == "param" else 3
+        if len(parts) > kind_at and parts[kind_at] in ("float", "int", "choice"):
+            del parts[kind_at]
     task = None
     if parts[:1] == ["dataset"] and len(parts) > 1 and parts[1] in TASKS:
         task = parts.pop(1)

@@ -6,6 +6,7 @@ from typing import Any, NamedTuple
 
 import optuna
 
+from hpsearch.spec.condition import Entry, active_param, alternatives, sampling_order
 from hpsearch.spec.param import param_ends
 from hpsearch.spec.schema import (
     GENERATION_SETTINGS,
@@ -13,14 +14,20 @@ from hpsearch.spec.schema import (
     ChoiceParam,
     FloatParam,
     IntParam,
-    Param,
 )
 from hpsearch.spec.techniques import PEFT_PREFIX
 
 
-def suggest_params(trial: optuna.Trial, space: dict[str, Param]) -> dict[str, Any]:
+def suggest_params(
+    trial: optuna.Trial, space: dict[str, Entry], fixed: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """A trial's parameters: each whose condition holds (on the parameters sampled before it, or
+    on the `fixed` values), from its alternative that holds; the others are left out."""
     params: dict[str, Any] = {}
-    for name, param in space.items():
+    for name in sampling_order(space):
+        param = active_param(space[name], {**(fixed or {}), **params})
+        if param is None:
+            continue
         if isinstance(param, FloatParam):
             params[name] = trial.suggest_float(name, *param.bounds, log=param.log, step=param.step)
         elif isinstance(param, IntParam):
@@ -59,14 +66,46 @@ def split_params(values: dict[str, Any]) -> Settings:
     )
 
 
-def corner_values(space: dict[str, Param]) -> list[dict[str, Any]]:
-    """Each parameter at each end of its range (each choice), the others at their low end.
+def corner_values(
+    space: dict[str, Entry], fixed: dict[str, Any] | None = None
+) -> list[dict[str, Any]]:
+    """Each parameter at each end of its range (each choice), of each alternative, the others at
+    their low end; each time with the parameters it depends on set so that it is sampled, and
+    only the parameters a trial would sample.
 
     Building TrainingArguments from each of these catches a bad value in the spec before any trial
     runs; a bad combination of otherwise valid values stays a failed trial.
     """
-    low = {name: param_ends(param)[0] for name, param in space.items()}
-    corners = [low]
-    for name, param in space.items():
-        corners += [{**low, name: value} for value in param_ends(param)[1:]]
+    fixed = fixed or {}
+    corners: list[dict[str, Any]] = []
+    for name, entry in space.items():
+        for param in alternatives(entry):
+            for value in param_ends(param):
+                pinned = {**_satisfying(param.when, space), name: value}
+                corner = _walk(space, fixed, pinned)
+                sampled = active_param(entry, {**fixed, **corner}) is param
+                if sampled and corner not in corners:
+                    corners.append(corner)
     return corners
+
+
+def _satisfying(when: dict[str, list] | None, space: dict[str, Entry]) -> dict[str, Any]:
+    """Values of the searched choices `when` names (and of those their conditions name) under
+    which it holds: the first value it lists of each."""
+    pinned: dict[str, Any] = {}
+    for other, allowed in (when or {}).items():
+        if other in space:
+            pinned = {**_satisfying(alternatives(space[other])[0].when, space), **pinned}
+            pinned[other] = allowed[0]
+    return pinned
+
+
+def _walk(space: dict[str, Entry], fixed: dict[str, Any], pinned: dict[str, Any]) -> dict:
+    """The parameters a trial samples where those in `pinned` take their pinned value and every
+    other its low end."""
+    values: dict[str, Any] = {}
+    for name in sampling_order(space):
+        param = active_param(space[name], {**fixed, **values})
+        if param is not None:
+            values[name] = pinned.get(name, param_ends(param)[0])
+    return values

@@ -69,12 +69,24 @@ class PeftSpec(StrictModel):
             if is_param(getattr(self, name))
         }
 
+    def fixed(self) -> dict[str, Any]:
+        """The fixed values, named peft.<key> as the searched are."""
+        return {
+            f"{PEFT_PREFIX}{name}": getattr(self, name)
+            for name in type(self).model_fields
+            if not is_param(getattr(self, name))
+        }
+
     def resolve(self, params: dict[str, Any]) -> dict[str, Any]:
-        """A trial's LoRA settings: the fixed values, and `params`' peft.<key> for the searched."""
+        """A trial's LoRA settings: the fixed values, and `params`' peft.<key> for the searched
+        (a searched value the trial left out, its condition false, takes its default)."""
         values = {}
-        for name in type(self).model_fields:
+        for name, field in type(self).model_fields.items():
             value = getattr(self, name)
-            values[name] = params[f"{PEFT_PREFIX}{name}"] if is_param(value) else value
+            if not is_param(value):
+                values[name] = value
+            else:
+                values[name] = params.get(f"{PEFT_PREFIX}{name}", field.default)
         if isinstance(values["target_modules"], str) and values["target_modules"] != "all-linear":
             # A choice among module sets is written "query,value".
             values["target_modules"] = [m.strip() for m in values["target_modules"].split(",")]

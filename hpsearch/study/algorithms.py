@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import hashlib
 import math
+import warnings
 from dataclasses import dataclass
 
 import optuna
 
-from hpsearch.spec import PrunerSpec, SamplerSpec, StudySpec, param_ends
+from hpsearch.spec import PrunerSpec, SamplerSpec, StudySpec, is_conditional, param_ends
 from hpsearch.storage import take_start_number
 
 START_ATTR = (
@@ -52,10 +53,26 @@ def make_sampler(spec: SamplerSpec, start: int = 0) -> optuna.samplers.BaseSampl
     """The spec's sampler for the process of start number `start` (see seed_sampler): processes
     with one seed would all suggest the same parameters. Start 0 keeps the spec's seed exactly."""
     seed = start_seed(spec.seed, start)
+    if spec.name == "auto":
+        # A StudySpec has chosen for its space already (hpsearch/spec/auto_sampler.py); without
+        # the space, auto's choice for any space.
+        spec = spec.model_copy(update={"name": "tpe", "multivariate": True, "group": True})
     startup = {} if spec.n_startup_trials is None else {"n_startup_trials": spec.n_startup_trials}
     if spec.name == "tpe":
-        # constant_liar: running trials count as bad guesses, so parallel workers spread out.
-        return optuna.samplers.TPESampler(seed=seed, constant_liar=True, **startup)
+        # constant_liar (on unless the spec says otherwise): running trials count as bad guesses,
+        # so parallel workers spread out.
+        tpe = {
+            "multivariate": bool(spec.multivariate),
+            "group": bool(spec.group),
+            "constant_liar": spec.constant_liar is not False,
+        }
+        if spec.n_ei_candidates is not None:
+            tpe["n_ei_candidates"] = spec.n_ei_candidates
+        with warnings.catch_warnings():
+            # group is "experimental" in Optuna 5; the spec chose it, and a warning at every
+            # worker start tells the user nothing new.
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.samplers.TPESampler(seed=seed, **tpe, **startup)
     if spec.name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if spec.name == "gp":
@@ -89,9 +106,12 @@ def max_evaluations(spec: StudySpec) -> int | None:
     if "max_steps" in spec.training or "max_steps" in spec.searched_params:
         return None
     epochs = spec.searched_params.get("num_train_epochs")
+    fixed = spec.training.get("num_train_epochs", TRAINER_DEFAULT_EPOCHS)
     if epochs is None:
-        epochs = spec.training.get("num_train_epochs", TRAINER_DEFAULT_EPOCHS)
-    most = epochs if isinstance(epochs, (int, float)) else max(param_ends(epochs))
+        most = fixed
+    else:
+        # A trial that leaves a conditional num_train_epochs out trains Trainer's default.
+        most = max([*param_ends(epochs), *([fixed] if is_conditional(epochs) else [])])
     return max(1, math.ceil(float(most) * spec.pruner.evals_per_epoch - 1e-9))
 
 

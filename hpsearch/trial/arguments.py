@@ -138,7 +138,7 @@ def check_training_args(spec: StudySpec) -> None:
     fixed = split_params(spec.training).arguments
     with tempfile.TemporaryDirectory() as scratch:
         _try_args(fixed, Path(scratch), "training", spec)
-        for corner in corner_values(spec.search_space):
+        for corner in corner_values(spec.searched_params, spec.fixed_values):
             searched = split_params(corner).arguments
             _try_args({**fixed, **searched}, Path(scratch), "search_space", spec, searched)
 

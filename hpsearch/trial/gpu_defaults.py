@@ -28,7 +28,7 @@ import functools
 from dataclasses import dataclass
 from typing import Any
 
-from hpsearch.spec import StudySpec, param_ends
+from hpsearch.spec import StudySpec, is_conditional, param_ends
 
 AMPERE = (8, 0)  # the first compute capability with TF32 tensor cores
 LOADER_WORKERS = 2
@@ -123,7 +123,9 @@ def _smallest_batch(values: dict[str, Any], spec: StudySpec | None) -> int:
     param = spec.search_space.get(name)
     if param is None:
         return TRAINER_DEFAULT_BATCH
-    return int(min(v for v in param_ends(param) if v is not None))
+    smallest = min(v for v in param_ends(param) if v is not None)
+    # A trial that leaves a conditional batch size out takes Trainer's.
+    return int(min(smallest, TRAINER_DEFAULT_BATCH) if is_conditional(param) else smallest)
 
 
 def _declared(spec: StudySpec, name: str) -> bool:

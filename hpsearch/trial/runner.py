@@ -95,7 +95,7 @@ class TrialRunner:
     """This process's start number and sampler seed (study.seed_sampler), recorded on each trial."""
 
     def __call__(self, trial: optuna.Trial) -> float:
-        params = suggest_params(trial, self.spec.searched_params)
+        params = suggest_params(trial, self.spec.searched_params, self.spec.fixed_values)
         # A re-run (of an interrupted trial, or one lost with its worker) keeps the original seed.
         first = trial.user_attrs.get(RERUN_OF_ATTR, trial.number)
         seed = trial.user_attrs.get("seed", self.spec.seed + first)

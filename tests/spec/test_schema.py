@@ -128,7 +128,7 @@ def test_stored_form_round_trips(tiny_spec):
         ),
         (
             lambda s: s.update(sampler={"name": "grid"}),
-            "sampler.name: Input should be 'tpe', 'random', 'gp', 'cmaes' or 'qmc'",
+            "sampler.name: Input should be 'tpe', 'random', 'gp', 'cmaes', 'qmc' or 'auto'",
         ),
         (
             lambda s: s.update(pruner={"name": "hyperband", "evals_per_epoch": 0}),
@@ -151,7 +151,7 @@ def test_stored_form_round_trips(tiny_spec):
             lambda s: s.update(sampler={"name": "random", "n_startup_trials": 5}),
             (
                 "sampler: the random sampler takes no n_startup_trials (only tpe and gp and cmaes "
-                "do); remove it, or use name: tpe or gp or cmaes"
+                "and auto do); remove it, or use name: tpe or gp or cmaes or auto"
             ),
         ),
         (

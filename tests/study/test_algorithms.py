@@ -7,6 +7,7 @@ import typing
 import optuna
 import pytest
 
+from hpsearch.errors import SpecError
 from hpsearch.spec import PrunerSpec, SamplerSpec, StudySpec, parse_spec
 from hpsearch.study import make_pruner, make_sampler, open_study
 from hpsearch.study.algorithms import max_evaluations
@@ -17,7 +18,7 @@ PRUNERS = typing.get_args(PrunerSpec.model_fields["name"].annotation)
 
 @pytest.mark.parametrize("name", SAMPLERS)
 def test_sampler_drives_a_study(name):
-    startup = {"n_startup_trials": 2} if name in ("tpe", "gp", "cmaes") else {}
+    startup = {"n_startup_trials": 2} if name in ("tpe", "gp", "cmaes", "auto") else {}
     study = optuna.create_study(sampler=make_sampler(SamplerSpec(name=name, seed=3, **startup)))
     study.optimize(
         lambda t: (t.suggest_float("x", -1, 1) - 0.2) ** 2 + t.suggest_int("n", 1, 4), n_trials=6
@@ -67,7 +68,7 @@ def test_each_start_number_draws_its_own_suggestions(name):
     n_draws = 1 if name == "qmc" else 2
 
     def first_draws(start):
-        startup = {"n_startup_trials": 2} if name in ("tpe", "gp", "cmaes") else {}
+        startup = {"n_startup_trials": 2} if name in ("tpe", "gp", "cmaes", "auto") else {}
         spec = SamplerSpec(name=name, seed=0, **startup)
         study = optuna.create_study(sampler=make_sampler(spec, start))
         study.optimize(lambda t: t.suggest_float("x", 0, 1) + t.suggest_int("n", 0, 10**6), n_draws)
@@ -259,3 +260,128 @@ def test_warm_up_trials_of_one_process_are_the_competitors_of_a_process_joining_
     assert trial_until_pruned(late_process, [0.5, 0.5, 0.5, 0.5]) == 2
     # And the first process agrees: a trial as bad there is stopped at the same rung.
     assert trial_until_pruned(first_process, [0.5, 0.5, 0.5, 0.5]) == 2
+
+
+def test_tpe_takes_its_settings_and_lies_about_running_trials_by_default():
+    chosen = make_sampler(
+        SamplerSpec(
+            name="tpe", multivariate=True, group=True, constant_liar=False, n_ei_candidates=7
+        )
+    )
+    # Each setting reaches Optuna's sampler (read from its private fields: Optuna shows no other).
+    assert (chosen._multivariate, chosen._group, chosen._constant_liar) == (True, True, False)
+    assert chosen._n_ei_candidates == 7
+    # Unset: the constant liar is on, so parallel workers spread out; the rest is Optuna's default.
+    default = make_sampler(SamplerSpec(name="tpe"))
+    assert (default._multivariate, default._group, default._constant_liar) == (False, False, True)
+    assert default._n_ei_candidates == 24
+
+
+@pytest.mark.parametrize(
+    "sampler, expected",
+    [
+        (
+            {"name": "random", "multivariate": True},
+            "sampler: the random sampler takes no multivariate (only tpe does)",
+        ),
+        (
+            {"name": "gp", "n_ei_candidates": 8},
+            "sampler: the gp sampler takes no n_ei_candidates (only tpe does)",
+        ),
+        (
+            {"name": "auto", "constant_liar": False},
+            "sampler: the auto sampler takes no constant_liar (only tpe does)",
+        ),
+        ({"name": "tpe", "group": True}, "sampler.group: needs multivariate: true"),
+        ({"name": "tpe", "n_ei_candidates": 0}, "sampler.n_ei_candidates: Input should be"),
+    ],
+)
+def test_sampler_settings_of_another_sampler_are_refused(tiny_spec, sampler, expected):
+    tiny_spec["sampler"] = sampler
+    with pytest.raises(SpecError) as error:
+        parse_spec(tiny_spec, "t")
+    assert expected in error.value.message
+
+
+@pytest.mark.parametrize(
+    "space, sampler, expected",
+    [
+        (
+            {"learning_rate": {"float": [1e-5, 1e-3]}, "freeze_layers": {"choice": [0, 2]}},
+            "cmaes",
+            "sampler.name: cmaes searches numbers only, and search_space.freeze_layers is a choice",
+        ),
+        (
+            {
+                "freeze_layers": {"choice": [0, 2]},
+                "warmup_ratio": {"float": [0, 0.1], "when": {"freeze_layers": 2}},
+            },
+            "gp",
+            (
+                "sampler.name: gp searches one space fixed for the study, and "
+                "search_space.warmup_ratio is conditional (when:)"
+            ),
+        ),
+        (
+            {
+                "freeze_layers": {"choice": [0, 2]},
+                "warmup_ratio": {"float": [0, 0.1], "when": {"freeze_layers": 2}},
+            },
+            "qmc",
+            "sampler.name: qmc searches one space fixed",
+        ),
+    ],
+)
+def test_a_sampler_that_cannot_search_the_space_is_refused(tiny_spec, space, sampler, expected):
+    tiny_spec["search_space"] = space
+    tiny_spec["sampler"] = {"name": sampler}
+    with pytest.raises(SpecError) as error:
+        parse_spec(tiny_spec, "t")
+    assert expected in error.value.message
+
+
+@pytest.mark.parametrize(
+    "space, chosen",
+    [
+        # Numeric ranges only: the Gaussian process.
+        (
+            {"learning_rate": {"float": [1e-5, 1e-3]}, "warmup_steps": {"int": [0, 9]}},
+            {"name": "gp"},
+        ),
+        # A choice: multivariate TPE.
+        (
+            {"learning_rate": {"float": [1e-5, 1e-3]}, "freeze_layers": {"choice": [0, 2]}},
+            {"name": "tpe", "multivariate": True, "group": False},
+        ),
+        # A conditional parameter: multivariate TPE by groups.
+        (
+            {
+                "freeze_layers": {"choice": [0, 2]},
+                "warmup_ratio": {"float": [0, 0.1], "when": {"freeze_layers": 2}},
+            },
+            {"name": "tpe", "multivariate": True, "group": True},
+        ),
+    ],
+)
+def test_auto_chooses_the_sampler_for_the_space_and_stores_the_choice(tiny_spec, space, chosen):
+    tiny_spec["search_space"] = space
+    tiny_spec["sampler"] = {"name": "auto", "n_startup_trials": 3}
+    spec = parse_spec(tiny_spec, "t")
+    stored = spec.to_dict()["sampler"]
+    assert {k: stored[k] for k in chosen} == chosen
+    # The n_startup_trials it was given goes to the chosen sampler; the stored spec reads back.
+    assert stored["n_startup_trials"] == 3
+    assert StudySpec.model_validate(spec.to_dict()) == spec
+
+
+def test_max_evaluations_counts_the_default_epochs_of_trials_that_leave_them_out(tiny_spec):
+    tiny_spec["training"] = {}
+    tiny_spec["search_space"]["num_train_epochs"] = {
+        "choice": [1, 2],
+        "when": {"per_device_train_batch_size": 16},
+    }
+    tiny_spec["pruner"] = {"name": "hyperband", "evals_per_epoch": 2}
+    # Trials at batch 32 train Trainer's 3 epochs: 6 evaluations, not the choice's 4.
+    assert max_evaluations(parse_spec(tiny_spec, "t")) == 6
+    del tiny_spec["search_space"]["num_train_epochs"]["when"]
+    assert max_evaluations(parse_spec(tiny_spec, "t")) == 4

@@ -82,6 +82,19 @@ def test_the_spec_overrides_the_collators_padding():
         ({"search_space": {"per_device_train_batch_size": {"int": [2, 8]}}}, 8),
         ({"search_space": {"per_device_train_batch_size": {"choice": [32, 16]}}}, 64),
         ({}, 32),  # TrainingArguments' own 8
+        # A trial that leaves a conditional batch size out takes TrainingArguments' 8.
+        (
+            {
+                "search_space": {
+                    "gradient_accumulation_steps": {"choice": [1, 2]},
+                    "per_device_train_batch_size": {
+                        "choice": [32, 16],
+                        "when": {"gradient_accumulation_steps": 1},
+                    },
+                }
+            },
+            32,
+        ),
     ],
 )
 def test_the_eval_batch_is_one_size_for_the_whole_study(tiny_spec, train_batch, eval_batch):
