@@ -87,6 +87,7 @@ def resilient_storage_class():
     # Here, not at the top: best_model imports the artifact store, which imports queries, which
     # imports this module.
     from hpsearch.storage.best_model import settle_pending_model
+    from hpsearch.storage.checkpoint import abandon_without_commit, remove_abandoned
 
     models = rdb_models()
     hooked = rdb_storage_with_hooks()
@@ -295,9 +296,11 @@ def resilient_storage_class():
                         # As RDBStorage.set_trial_state_values, plus the token.
                         self.check_trial_is_updatable(trial_id, trial.state)
                         if state == TrialState.FAIL and rerun_reason is not None:
-                            fail_with_rerun_without_commit(
+                            rerun = fail_with_rerun_without_commit(
                                 self, session, trial, rerun_reason, self.max_lost_reruns
                             )
+                            if rerun is None:  # lost too often: nobody resumes its checkpoint
+                                abandon_without_commit(self, session, trial)
                         if values is not None:
                             for objective, value in enumerate(values):
                                 self.set_trial_value_in(session, trial, objective, value)
@@ -383,6 +386,7 @@ def resilient_storage_class():
             ):
                 return []
             self._stale_checked[study_id] = now
+            remove_abandoned(self, study_id)  # checkpoints left by a sweeper that died
             stale = super().stale_trial_ids(study_id)
             # Optuna's fail_stale_trials FAILs each next: that FAIL re-runs it, in one transaction.
             for trial_id in stale:
