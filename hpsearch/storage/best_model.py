@@ -298,7 +298,7 @@ def settle_pending_model(storage, session, trial, state: TrialState, values) -> 
         if moved:
             loser = replaced
     if loser is not None:
-        _remove_after_commit(session, artifact_dir(make_url(storage.url)), loser)
+        remove_after_commit(session, artifact_dir(make_url(storage.url)), loser)
 
 
 def _move_pointer(session, trial, value: float, pending: dict[str, Any]) -> tuple[bool, str | None]:
@@ -362,7 +362,7 @@ def _move_pointer(session, trial, value: float, pending: dict[str, Any]) -> tupl
     return True, None if current is None else current["artifact_id"]
 
 
-def _remove_after_commit(session, directory: Path, artifact_id: str) -> None:
+def remove_after_commit(session, directory: Path, artifact_id: str) -> None:
     """Remove `artifact_id`'s file from the store in `directory` once `session`'s transaction
     commits; a rollback (or an interrupted transaction) removes nothing."""
     from sqlalchemy import event

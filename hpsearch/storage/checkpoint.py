@@ -17,18 +17,33 @@ save replaces it. A trial that ends (COMPLETE, PRUNED, FAIL) discards its checkp
 lost keeps it for its re-run. A trial ended by someone else (the stale-trial sweep, while its
 worker was stopped) no longer takes writes: its worker then leaves the checkpoint alone, since the
 re-run may own it.
+
+A trial lost more than heartbeat.max_retries times is not re-run, so nobody takes its checkpoint
+over: the transaction that fails it (`abandon_without_commit`, in the storage's FAIL) moves every
+checkpoint its `rerun_of` chain points at into its pointer's `pending` and removes the files after
+the commit. `pending` of a finished trial is garbage by definition (a save it did not finish, a
+checkpoint nobody resumes), so each process's stale-trial sweep also removes what any finished
+trial's pointer still lists there (`remove_abandoned`): a process killed between the commit and the
+removal leaves nothing behind for good, and several sweepers at once only remove a file twice.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import tarfile
 import tempfile
 import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from hpsearch.storage.optuna_private import storage_of, study_id_of, trial_id_of
+from hpsearch.storage.optuna_private import (
+    rdb_models,
+    session_scope,
+    storage_of,
+    study_id_of,
+    trial_id_of,
+)
 from hpsearch.storage.rerun import RERUN_OF_ATTR
 
 CHECKPOINT_ATTR = "hpsearch:checkpoint"  # trial system attribute: its latest checkpoint, or null
@@ -161,3 +176,83 @@ def latest_checkpoint(frozen_trial) -> Checkpoint | None:
     """The latest checkpoint a trial (a FrozenTrial) points at, or None."""
     latest = (frozen_trial.system_attrs.get(CHECKPOINT_ATTR) or {}).get("latest")
     return Checkpoint(**latest) if latest else None
+
+
+def abandon_without_commit(storage, session, trial) -> None:
+    """In the transaction that fails `trial` (a TrialModel, row locked) for good, with no re-run:
+    list every checkpoint of its `rerun_of` chain as its pointer's `pending`, and remove their
+    files once the transaction commits."""
+    models = rdb_models()
+    artifact_ids: list[str] = []
+    seen: set[int] = set()
+    row = trial
+    while row is not None and row.trial_id not in seen:
+        seen.add(row.trial_id)
+        pointer = _attr(session, models.TrialSystemAttributeModel, row.trial_id, CHECKPOINT_ATTR)
+        latest = (pointer or {}).get("latest")
+        artifact_ids += ([latest["artifact_id"]] if latest else []) + (pointer or {}).get(
+            "pending", []
+        )
+        number = _attr(session, models.TrialUserAttributeModel, row.trial_id, RERUN_OF_ATTR)
+        row = (
+            None
+            if number is None
+            else session.query(models.TrialModel)
+            .filter_by(study_id=trial.study_id, number=number)
+            .one_or_none()
+        )
+    if not artifact_ids:
+        return
+    unique = list(dict.fromkeys(artifact_ids))
+    storage.set_trial_attr_in(
+        session,
+        models.TrialSystemAttributeModel,
+        trial.trial_id,
+        CHECKPOINT_ATTR,
+        {"latest": None, "pending": unique},
+    )
+    _remove_after_commit(storage, session, unique)
+
+
+def remove_abandoned(storage, study_id: int) -> None:
+    """Remove the artifacts that the finished trials of a study still list as `pending`, and empty
+    those lists (one transaction; a second sweeper at once removes nothing more)."""
+    from optuna.trial import TrialState
+
+    models = rdb_models()
+    attrs = models.TrialSystemAttributeModel
+    with session_scope(storage) as session:
+        rows = (
+            session.query(attrs)
+            .join(models.TrialModel, models.TrialModel.trial_id == attrs.trial_id)
+            .filter(
+                models.TrialModel.study_id == study_id,
+                models.TrialModel.state == TrialState.FAIL,
+                attrs.key == CHECKPOINT_ATTR,
+            )
+            .order_by(attrs.trial_id)  # two sweepers lock the rows in one order
+            .all()
+        )
+        for row in rows:
+            pointer = json.loads(row.value_json) or {}
+            if pointer.get("pending"):
+                _remove_after_commit(storage, session, pointer["pending"])
+                row.value_json = json.dumps({**pointer, "pending": []})
+
+
+def _attr(session, model, trial_id: int, key: str):
+    row = session.query(model).filter_by(trial_id=trial_id, key=key).one_or_none()
+    return None if row is None else json.loads(row.value_json)
+
+
+def _remove_after_commit(storage, session, artifact_ids: list[str]) -> None:
+    # Imported here: best_model imports the artifact store, which imports the storage, which
+    # imports this module.
+    from sqlalchemy.engine import make_url
+
+    from hpsearch.storage.artifacts import artifact_dir
+    from hpsearch.storage.best_model import remove_after_commit
+
+    directory = artifact_dir(make_url(storage.url))
+    for artifact_id in artifact_ids:
+        remove_after_commit(session, directory, artifact_id)

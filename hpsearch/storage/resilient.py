@@ -26,7 +26,9 @@ it stalled while it believed it held the study lock, can start a trial beyond th
 Finishing a trial also settles its pending best model in the same transaction (best_model.py).
 
 A FAIL of a trial registered for a re-run (interrupted, or found stale) also queues its re-run in
-the same transaction (rerun.py): whoever fails it second adds nothing.
+the same transaction (rerun.py): whoever fails it second adds nothing. One lost too often is not
+re-run, and the same transaction gives its checkpoints up (checkpoint.py); each stale-trial check
+removes what such a transaction listed and a dead process left.
 
 Also three savings for the worker loop: a trial count in one query, a trial's record in one commit,
 and Optuna's stale-trial check (run before every trial) done at most once per heartbeat interval.
@@ -87,6 +89,9 @@ def resilient_storage_class():
     # Here, not at the top: best_model imports the artifact store, which imports queries, which
     # imports this module.
     from hpsearch.storage.best_model import settle_pending_model
+    from hpsearch.storage.checkpoint import abandon_without_commit, remove_abandoned
+
+    remove_abandoned_checkpoints = retry_through_outage(remove_abandoned)  # safe to repeat
 
     models = rdb_models()
     hooked = rdb_storage_with_hooks()
@@ -295,9 +300,11 @@ def resilient_storage_class():
                         # As RDBStorage.set_trial_state_values, plus the token.
                         self.check_trial_is_updatable(trial_id, trial.state)
                         if state == TrialState.FAIL and rerun_reason is not None:
-                            fail_with_rerun_without_commit(
+                            rerun = fail_with_rerun_without_commit(
                                 self, session, trial, rerun_reason, self.max_lost_reruns
                             )
+                            if rerun is None:  # lost too often: nobody resumes its checkpoint
+                                abandon_without_commit(self, session, trial)
                         if values is not None:
                             for objective, value in enumerate(values):
                                 self.set_trial_value_in(session, trial, objective, value)
@@ -383,6 +390,7 @@ def resilient_storage_class():
             ):
                 return []
             self._stale_checked[study_id] = now
+            remove_abandoned_checkpoints(self, study_id)  # those a sweeper that died left
             stale = super().stale_trial_ids(study_id)
             # Optuna's fail_stale_trials FAILs each next: that FAIL re-runs it, in one transaction.
             for trial_id in stale:

@@ -28,6 +28,8 @@ TRAINER_STATE_FILE = "trainer_state.json"  # Trainer's file in a checkpoint (TRA
 RESUMED_FROM_STEP_ATTR = "resumed_from_step"
 RESUMED_FROM_EVALUATION_ATTR = "resumed_from_evaluation"
 RESUMED_FROM_TRIAL_ATTR = "resumed_from_trial"
+# A resumed trial that ran out of memory trained again from step 0 at half the batch (trial/fit.py).
+RESUME_DROPPED_ATTR = "resume_dropped"
 
 
 class Resumable(ExportableState):
@@ -76,6 +78,10 @@ class Checkpointing(TrainerCallback, Resumable):
 
     def attributes(self) -> dict[str, Any]:
         return {"n_evals": self.n_evals}
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if state.global_step == 0:
+            self.n_evals = 0  # training from the start: the out-of-memory retry of a resumed trial
 
     def on_step_end(self, args, state, control, **kwargs):
         upcoming = self.n_evals + 1

@@ -5,7 +5,9 @@ Shared by a search trial (trial/runner.py, which reports to Optuna and records t
 A process trains on one device or as one rank of a DDP group, never under DataParallel (a process
 that sees several GPUs and is no rank is refused), and records the effective batch it really had.
 Out of GPU memory, a configuration trains once more at half the per-device batch and twice the
-accumulation (the same effective batch), and records that it did (OOM_RETRY_ATTR).
+accumulation (the same effective batch), and records that it did (OOM_RETRY_ATTR). A resumed trial
+that retries so starts over from step 0 (its checkpoint holds the old batch's data position) and
+records that too (RESUME_DROPPED_ATTR).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from hpsearch.study import (
 from hpsearch.trial.arguments import build_training_args, make_collator
 from hpsearch.trial.best_evaluation import BestEvaluation
 from hpsearch.trial.callback import OptunaPruningCallback
+from hpsearch.trial.checkpoint import RESUME_DROPPED_ATTR
 from hpsearch.trial.classes import transformers_class
 from hpsearch.trial.data import PreparedData
 from hpsearch.trial.gpu_memory import peak_gpu_memory, reset_peak_gpu_memory
@@ -45,6 +48,8 @@ from hpsearch.trial.model import ModelFactory
 OOM_RETRY_ATTR = "oom_retry"  # trial user attribute: {from_batch, to_batch, accumulation}
 # Test-only: a Trainer step raises torch.OutOfMemoryError while the per-device batch is above this.
 FAKE_OOM_ENV = "HPSEARCH_TEST_OOM_ABOVE"
+# Test-only: building the out-of-memory retry's model and Trainer raises torch.OutOfMemoryError.
+FAKE_REBUILD_OOM_ENV = "HPSEARCH_TEST_OOM_ON_REBUILD"
 
 
 @dataclass
@@ -70,6 +75,14 @@ class Fitting:
     resume_from: Path | None = None
     """A checkpoint to resume training from (hpsearch.trial.checkpoint), or None. The
     out-of-memory retry trains from the start."""
+    resume_dropped: bool = False
+    """It was to resume from a checkpoint, and the out-of-memory retry trained from step 0."""
+
+    @property
+    def released(self) -> bool:
+        """Its model and Trainer were dropped for an out-of-memory retry that could not be built:
+        nothing of its training is left to record but `oom_retry` and `seconds`."""
+        return self.trainer is None
 
     @property
     def model(self):
@@ -106,7 +119,10 @@ class Fitting:
     @property
     def record(self) -> dict[str, Any]:
         """What the trial records of its training beyond steps and time: the effective batch size,
-        early stopping, the best evaluation, the unfreezing schedule, the peak GPU memory."""
+        early stopping, the best evaluation, the unfreezing schedule, the peak GPU memory; of a
+        released one, its time and its out-of-memory retry."""
+        if self.released:
+            return {"train_seconds": round(self.seconds, 3), OOM_RETRY_ATTR: self.oom_retry}
         state = self.trainer.state
         record: dict[str, Any] = {EFFECTIVE_BATCH_ATTR: examples_per_step(self.trainer.args)}
         if self.best.patience is not None or self.value_of == "best":
@@ -118,6 +134,8 @@ class Fitting:
             record["unfrozen_at_evaluations"] = self.unfreezing.unfrozen_at
         if self.oom_retry is not None:
             record[OOM_RETRY_ATTR] = self.oom_retry
+        if self.resume_dropped:
+            record[RESUME_DROPPED_ATTR] = True
         if is_adapter(self.model):
             trainable = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
             record["trainable_parameters"] = trainable
@@ -156,9 +174,10 @@ class Fitting:
         """Out of memory: train again from the start at half the per-device batch and twice the
         accumulation (the same effective batch, so the same steps, evaluations and learning-rate
         schedule), the model rebuilt from its seed, once the failed model, optimizer and data
-        loaders are freed. Recorded in OOM_RETRY_ATTR; out of memory again is TrialFailed. An odd
-        batch (1 among them) cannot halve into the same effective batch, and a rank of a trial
-        group cannot retry alone: TrialFailed at once."""
+        loaders are freed. Recorded in OOM_RETRY_ATTR; out of memory again is TrialFailed, and so
+        is a retry whose model or Trainer cannot be built (out of memory while building it, say),
+        with both reasons. An odd batch (1 among them) cannot halve into the same effective batch,
+        and a rank of a trial group cannot retry alone: TrialFailed at once."""
         args = self.trainer.args
         batch, accumulation = args.per_device_train_batch_size, args.gradient_accumulation_steps
         if args.world_size > 1 or self.rebuild is None:
@@ -172,15 +191,30 @@ class Fitting:
             "accumulation": 2 * accumulation,
         }
         self._release()
-        retried = self.rebuild(
-            {
-                "per_device_train_batch_size": batch // 2,
-                "gradient_accumulation_steps": 2 * accumulation,
-            }
-        )
+        try:
+            if os.environ.get(FAKE_REBUILD_OOM_ENV):
+                raise torch.OutOfMemoryError(f"out of memory (faked by {FAKE_REBUILD_OOM_ENV})")
+            retried = self.rebuild(
+                {
+                    "per_device_train_batch_size": batch // 2,
+                    "gradient_accumulation_steps": 2 * accumulation,
+                }
+            )
+        except Exception as e:
+            if is_hpsearch_bug(e):
+                raise
+            reason = (
+                str(e) if isinstance(e, TrialFailed) else f"{type(e).__name__}: {first_line(e)}"
+            )
+            raise TrialFailed(
+                f"out of memory (batch size {batch}), and building its retry at batch size "
+                f"{batch // 2} failed: {reason}"
+            ) from None
         self.trainer, self.callback, self.best = retried.trainer, retried.callback, retried.best
         self.scored, self.unfreezing = retried.scored, retried.unfreezing
-        self.resume_from = None  # the checkpoint was taken at the old batch: start over
+        # The checkpoint holds the old batch's data position: start over, and say so.
+        self.resume_dropped = self.resume_from is not None
+        self.resume_from = None
         if not self._train_fits():
             raise TrialFailed(
                 f"out of memory (batch size {batch}, and {batch // 2} with accumulation "

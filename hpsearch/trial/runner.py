@@ -220,18 +220,21 @@ class TrialRunner:
                         # (SIGSTOP past the grace period) takes no more records: what stopped
                         # it goes on.
                         with contextlib.suppress(UpdateFinishedTrialError):
-                            checkpoint_cost = checkpointing[0].record if checkpointing else {}
-                            _record_cost(
-                                trial, fitting, {**self._interval(fitting), **checkpoint_cost}
-                            )
-                            _upload_metrics(
-                                trial,
-                                fitting.callback,
-                                params,
-                                seed,
-                                self.artifact_store,
-                                Path(scratch),
-                            )
+                            if fitting.released:  # its out-of-memory retry could not be built
+                                set_user_attrs(trial, fitting.record)
+                            else:
+                                checkpoint_cost = checkpointing[0].record if checkpointing else {}
+                                _record_cost(
+                                    trial, fitting, {**self._interval(fitting), **checkpoint_cost}
+                                )
+                                _upload_metrics(
+                                    trial,
+                                    fitting.callback,
+                                    params,
+                                    seed,
+                                    self.artifact_store,
+                                    Path(scratch),
+                                )
         if group is not None:
             outcomes = group.gather(rank_outcome(group, params, seed, fitting))
             if trial is not None:

@@ -36,6 +36,8 @@ from hpsearch.errors import ExitCode, HpsearchError, TrialBug
 from hpsearch.storage import STORAGE_ENV, fail_for_rerun, fail_running_trials
 from hpsearch.study import BUG, FAIL_REASON_ATTR, INTERRUPTED, TRACEBACK_ATTR
 
+log = logging.getLogger("hpsearch.workers")
+
 REASON_DIR_ENV = "HPSEARCH_GROUP_REASONS"  # where each rank writes why it failed
 # The same group failure this many times in a row needs fixing, not another group.
 MAX_REPEATED_GROUP_FAILURES = 3
@@ -223,6 +225,13 @@ def run_rank(spec, url, storage, name: str, run_leader: Callable) -> None:
             runner.follow()
         else:
             apply_heartbeat(storage, spec.heartbeat)
+            if spec.checkpoint is not None:
+                # Each rank would need the checkpoint to resume (hpsearch.trial.runner).
+                log.warning(
+                    "checkpoint: the trials of a group (--gpus-per-trial %d) keep no checkpoint; "
+                    "a lost one starts over",
+                    group.size,
+                )
             study, _ = open_study(storage, name, spec)
             runner.sampler_start = seed_sampler(study, spec.sampler)
             try:

@@ -1,6 +1,7 @@
 """A running trial's checkpoint in the artifact store: one at a time, taken over by the re-run of a
-lost trial with the reports it had made, never left behind by a save cut short, and left alone by a
-worker whose trial was ended by someone else. On every database of tests/storage/conftest.py."""
+lost trial with the reports it had made, never left behind by a save cut short nor by a trial lost
+for good, and left alone by a worker whose trial was ended by someone else. On every database of
+tests/storage/conftest.py."""
 
 from __future__ import annotations
 
@@ -9,16 +10,19 @@ from pathlib import Path
 import optuna
 import pytest
 from optuna.exceptions import UpdateFinishedTrialError
+from optuna.storages import fail_stale_trials
 
 from hpsearch.storage import LOST, TrialCheckpoint, fail_for_rerun, open_artifact_store
-from hpsearch.storage.checkpoint import ARTIFACT_PREFIX, latest_checkpoint
+from hpsearch.storage.checkpoint import ARTIFACT_PREFIX, CHECKPOINT_ATTR, latest_checkpoint
 from tests.storage.test_rerun import frozen, open_study, start_trial_with_history, study_name
 
 __all__ = ["study_name"]  # the fixture, used by name
 
 
 @pytest.fixture
-def store(tmp_path):
+def store(tmp_path, monkeypatch):
+    # The store the storage removes abandoned checkpoints from, on a database server too.
+    monkeypatch.setenv("HPSEARCH_ARTIFACTS", str(tmp_path / "artifacts"))
     return open_artifact_store(tmp_path / "artifacts")
 
 
@@ -113,3 +117,47 @@ def test_a_worker_whose_trial_was_ended_by_the_sweep_leaves_the_checkpoint(
     keeper.discard()
     assert files_in(tmp_path) == {kept}
     assert study.trials[1].state == optuna.trial.TrialState.WAITING
+
+
+def test_a_trial_lost_for_good_leaves_no_checkpoint(url, study_name, store, tmp_path):
+    study = open_study(url, study_name, max_retries=1)
+    dead = start_trial_with_history(study)
+    TrialCheckpoint(dead, store).keep(saved_checkpoint(tmp_path, 4), step=4, evaluation=1)
+    assert fail_for_rerun(study, frozen(study, dead), LOST)
+    # The re-run takes the checkpoint over and replaces it by its own, then is lost mid-save.
+    rerun = study.ask()
+    keeper = TrialCheckpoint(rerun, store)
+    keeper.take_over(tmp_path / "resume")
+    keeper.keep(saved_checkpoint(tmp_path, 8), step=8, evaluation=2)
+    half_written = f"{ARTIFACT_PREFIX}half-written.tar"
+    keeper._point_at(keeper.current, pending=[half_written])
+    (tmp_path / "artifacts" / half_written).write_bytes(b"\0" * 100)
+    assert len(files_in(tmp_path)) == 2
+    # Lost a second time, more than max_retries: no re-run resumes from it, so the transaction
+    # that fails it removes every checkpoint of the chain, and its pointer names none.
+    assert fail_for_rerun(study, frozen(study, rerun), LOST)
+    trials = study.trials
+    assert len(trials) == 2 and "not re-run" in trials[1].user_attrs["fail_reason"]
+    assert files_in(tmp_path) == set()
+    assert latest_checkpoint(trials[1]) is None
+
+
+def test_the_next_sweep_removes_what_a_dead_sweeper_left(url, study_name, store, tmp_path):
+    study = open_study(url, study_name, max_retries=0)
+    dead = start_trial_with_history(study)
+    TrialCheckpoint(dead, store).keep(saved_checkpoint(tmp_path, 4), step=4, evaluation=1)
+    (kept,) = files_in(tmp_path)
+    assert fail_for_rerun(study, frozen(study, dead), LOST)
+    assert files_in(tmp_path) == set()
+    # What a sweeper killed between its commit and the removal leaves: the file, which the lost
+    # trial's pointer lists as pending.
+    (tmp_path / "artifacts" / kept).write_bytes(b"\0" * 100)
+    assert study.trials[0].system_attrs[CHECKPOINT_ATTR] == {"latest": None, "pending": [kept]}
+    # Any worker's next stale-trial sweep removes it and empties the list; one more finds nothing.
+    for _ in range(2):
+        sweeper = open_study(url, study_name, max_retries=0)
+        fail_stale_trials(sweeper)
+        assert files_in(tmp_path) == set()
+        # (Read by a storage that has not cached the finished trial.)
+        pointer = open_study(url, study_name).trials[0].system_attrs[CHECKPOINT_ATTR]
+        assert pointer == {"latest": None, "pending": []}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import shutil
 
 import pytest
 import torch
@@ -10,6 +11,7 @@ from transformers import TrainerCallback
 
 from hpsearch.errors import SpecError
 from hpsearch.spec import check_sources, parse_spec, resolve_model
+from hpsearch.trial.checkpoint import Checkpointing, restore_callbacks
 from hpsearch.trial.fit import start_fit
 from hpsearch.trial.layers import parameter_depths
 from hpsearch.trial.load import load_data
@@ -89,6 +91,16 @@ def test_depths_count_down_from_the_head(shipped, tmp_path):
     assert depths["bert.embeddings.position_embeddings.weight"] == 7
 
 
+def trained_layers(model) -> list:
+    """The indices of the layers that train, and "embeddings" if they do."""
+    layers = model.bert.encoder.layer
+    trained = [
+        i for i, layer in enumerate(layers) if all(p.requires_grad for p in layer.parameters())
+    ]
+    embeddings = all(p.requires_grad for p in model.bert.embeddings.parameters())
+    return trained + (["embeddings"] if embeddings else [])
+
+
 class RequiresGradRecorder(TrainerCallback):
     """After each evaluation: which layers train, and the top and bottom layers' weights."""
 
@@ -99,11 +111,7 @@ class RequiresGradRecorder(TrainerCallback):
 
     def on_evaluate(self, args, state, control, **kwargs):
         layers = self.model.bert.encoder.layer
-        trained = [
-            i for i, layer in enumerate(layers) if all(p.requires_grad for p in layer.parameters())
-        ]
-        embeddings = all(p.requires_grad for p in self.model.bert.embeddings.parameters())
-        self.trained.append(trained + (["embeddings"] if embeddings else []))
+        self.trained.append(trained_layers(self.model))
         self.snapshots.append(
             {f"layer{i}": layers[i].output.dense.weight.detach().clone() for i in (4, 5)}
         )
@@ -150,6 +158,51 @@ def test_gradual_unfreezing_leaves_the_specs_frozen_layers_frozen(shipped, tmp_p
     fitting.train()
     # Layers 4 and 5 are freed after evaluations 1 and 2; layers 0-3 and the embeddings never.
     assert recorder.trained == [[5], [4, 5], [4, 5], [4, 5], [4, 5], [4, 5]]
+
+
+class CopyingKeeper:
+    """Keeps a copy of each checkpoint Checkpointing hands over, by evaluation (a search trial's
+    TrialCheckpoint moves it into the artifact store; `start_fit` here has no trial)."""
+
+    def __init__(self, directory):
+        self.directory = directory
+
+    def keep(self, directory, step: int, evaluation: int) -> int:
+        shutil.copytree(directory, self.directory / f"evaluation-{evaluation}")
+        return 0
+
+
+def test_gradual_unfreezing_resumes_with_the_layers_it_had_freed(shipped, tmp_path):
+    # 6 evaluations of 2 steps, one more group freed after each; a checkpoint after the 3rd.
+    training = {"gradual_unfreezing": 1, "num_train_epochs": 3}
+    keeper = CopyingKeeper(tmp_path / "kept")
+    straight = fit_with(
+        shipped, tmp_path / "straight", training, callbacks=(Checkpointing(keeper, every=3),)
+    )
+    recorder = RequiresGradRecorder(straight.model)
+    straight.trainer.add_callback(recorder)
+    straight.train()
+    (checkpoint,) = (tmp_path / "kept").iterdir()
+    assert checkpoint.name == "evaluation-3"
+
+    # A fresh run of the same configuration, restored from the checkpoint: the three groups freed
+    # by then (layers 5, 4 and 3) train again before its first step, the others stay frozen.
+    resumed = fit_with(shipped, tmp_path / "resumed", training)
+    assert trained_layers(resumed.model) == []
+    restore_callbacks(resumed.trainer, checkpoint)
+    assert trained_layers(resumed.model) == recorder.trained[2] == [3, 4, 5]
+    resumed.resume_from = checkpoint
+    resumed_recorder = RequiresGradRecorder(resumed.model)
+    resumed.trainer.add_callback(resumed_recorder)
+    resumed.train()
+    # It goes on freeing one group per evaluation where the uninterrupted run did, and ends with
+    # its weights (to within floating-point noise).
+    assert resumed_recorder.trained == recorder.trained[3:]
+    assert resumed.record["unfrozen_at_evaluations"] == [1, 2, 3, 4, 5, 6]
+    assert resumed.trainer.state.global_step == straight.trainer.state.global_step == 12
+    weights = dict(straight.model.named_parameters())
+    for name, parameter in resumed.model.named_parameters():
+        assert torch.allclose(parameter, weights[name], atol=1e-5), name
 
 
 @pytest.mark.parametrize(

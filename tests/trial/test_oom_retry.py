@@ -1,10 +1,13 @@
 """Out of memory, a configuration trains once more at half the batch and twice the accumulation.
 
 Real Trainer runs on the CPU; only the out-of-memory error is faked (HPSEARCH_TEST_OOM_ABOVE: a
-step raises torch's OutOfMemoryError while the per-device batch is above the limit).
+step raises torch's OutOfMemoryError while the per-device batch is above the limit;
+HPSEARCH_TEST_OOM_ON_REBUILD: so does building the retry's model and Trainer).
 """
 
 from __future__ import annotations
+
+import shutil
 
 import optuna
 import pytest
@@ -13,7 +16,8 @@ from hpsearch.errors import TrialFailed
 from hpsearch.spec import parse_spec
 from hpsearch.storage import open_storage, resolve_storage_url
 from hpsearch.study import EFFECTIVE_BATCH_ATTR, FAIL_REASON_ATTR
-from hpsearch.trial.fit import FAKE_OOM_ENV, OOM_RETRY_ATTR, start_fit
+from hpsearch.trial.checkpoint import RESUME_DROPPED_ATTR, Checkpointing, restore_callbacks
+from hpsearch.trial.fit import FAKE_OOM_ENV, FAKE_REBUILD_OOM_ENV, OOM_RETRY_ATTR, start_fit
 from hpsearch.workers import build_runner
 
 pytestmark = pytest.mark.slow
@@ -42,7 +46,7 @@ def run_enqueued(study, runner, params):
     return study.trials[-1]
 
 
-def fit(runner, tmp_path, **values):
+def fit(runner, tmp_path, callbacks=(), resume_from=None, **values):
     fitting = start_fit(
         runner.spec,
         runner.data,
@@ -51,7 +55,11 @@ def fit(runner, tmp_path, **values):
         {**runner.spec.training, **values},
         seed=7,
         scratch=tmp_path,
+        callbacks=callbacks,
     )
+    if resume_from is not None:
+        restore_callbacks(fitting.trainer, resume_from)
+        fitting.resume_from = resume_from
     fitting.train()
     return fitting
 
@@ -115,3 +123,71 @@ def test_a_batch_that_cannot_halve_fails_at_once(runner_and_study, tmp_path, mon
     with pytest.raises(TrialFailed) as failed:
         fit(runner, tmp_path, learning_rate=2e-4, per_device_train_batch_size=batch)
     assert str(failed.value) == f"out of memory (batch size {batch}, which cannot be halved)"
+
+
+def test_a_retry_that_cannot_be_built_fails_the_trial_with_both_reasons(
+    runner_and_study, monkeypatch
+):
+    runner, study = runner_and_study
+    monkeypatch.setenv(FAKE_OOM_ENV, "16")
+    monkeypatch.setenv(FAKE_REBUILD_OOM_ENV, "1")
+    # Batch 32 ran out of memory, and so did building the model and Trainer at 16: the trial fails
+    # with both reasons (data, not a bug of hpsearch: the worker goes on with the next trial).
+    failed = run_enqueued(study, runner, PARAMS)
+    assert failed.state == optuna.trial.TrialState.FAIL
+    assert failed.user_attrs[FAIL_REASON_ATTR] == (
+        "out of memory (batch size 32), and building its retry at batch size 16 failed: "
+        "OutOfMemoryError: out of memory (faked by HPSEARCH_TEST_OOM_ON_REBUILD)"
+    )
+    assert failed.user_attrs[OOM_RETRY_ATTR] == {
+        "from_batch": 32,
+        "to_batch": 16,
+        "accumulation": 2,
+    }
+    assert "traceback" not in failed.user_attrs
+    monkeypatch.delenv(FAKE_OOM_ENV)
+    assert run_enqueued(study, runner, PARAMS).state == optuna.trial.TrialState.COMPLETE
+
+
+class CopyingKeeper:
+    """Keeps a copy of each checkpoint Checkpointing hands over, by evaluation (a search trial's
+    TrialCheckpoint moves it into the artifact store; `start_fit` here has no trial)."""
+
+    def __init__(self, directory):
+        self.directory = directory
+        self.evaluations: list[int] = []
+
+    def keep(self, directory, step: int, evaluation: int) -> int:
+        shutil.copytree(directory, self.directory / f"evaluation-{evaluation}")
+        self.evaluations.append(evaluation)
+        return 0
+
+
+def test_a_resumed_fitting_out_of_memory_starts_over_and_says_so(
+    runner_and_study, tmp_path, monkeypatch
+):
+    runner, _ = runner_and_study
+    # 64 examples at batch 32: 2 steps and 2 evaluations; a checkpoint after the 1st.
+    first = CopyingKeeper(tmp_path / "first")
+    fit(runner, tmp_path / "a", callbacks=(Checkpointing(first, every=1),), **PARAMS)
+    assert first.evaluations == [1]
+    monkeypatch.setenv(FAKE_OOM_ENV, "16")
+    second = CopyingKeeper(tmp_path / "second")
+    resumed = fit(
+        runner,
+        tmp_path / "b",
+        callbacks=(Checkpointing(second, every=1),),
+        resume_from=tmp_path / "first" / "evaluation-1",
+        **PARAMS,
+    )
+    # Out of memory at batch 32, it trained at 16 from step 0 (the checkpoint's data position is
+    # the old batch's), recorded that it dropped the resume, and trained as a fitting started at 16.
+    assert resumed.record[RESUME_DROPPED_ATTR] is True
+    assert resumed.record[OOM_RETRY_ATTR]["to_batch"] == 16
+    monkeypatch.delenv(FAKE_OOM_ENV)
+    smaller = {**PARAMS, "per_device_train_batch_size": 16, "gradient_accumulation_steps": 2}
+    direct = fit(runner, tmp_path / "c", **smaller)
+    assert measured(resumed.callback.history) == measured(direct.callback.history)
+    assert RESUME_DROPPED_ATTR not in direct.record
+    # Its checkpoints count evaluations from the start again: the next one is of evaluation 1.
+    assert second.evaluations == [1]

@@ -41,6 +41,8 @@ def test_both_ranks_train_rank_zeros_parameters_and_agree_on_the_value(workdir, 
     tiny_spec["dataset"]["max_train_samples"] = 96
     result, study = run_study(workdir, "pair", tiny_spec)
     assert "trial   1 COMPLETE" in result.stdout
+    # Checkpoints are on by default, and a group keeps none: rank 0 says so, once.
+    assert result.stderr.count("the trials of a group (--gpus-per-trial 2) keep no checkpoint") == 1
     # Every trial of the budget is there to check (the loop below checks each of them).
     assert len(study.trials) == tiny_spec["budget"]["n_trials"]
     for trial in study.trials:

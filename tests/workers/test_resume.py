@@ -12,13 +12,17 @@ the moment of a save).
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sqlite3
+import subprocess
+import sys
 import time
 
 import pytest
 
 from hpsearch.storage.checkpoint import ARTIFACT_PREFIX, CHECKPOINT_ATTR, latest_checkpoint
-from tests.conftest import run_study, write_spec
+from tests.conftest import REPO, run_hpsearch, run_study, write_spec
 from tests.workers.test_rerun import (
     GRACE_PERIOD_S,
     database,
@@ -82,9 +86,12 @@ def running_trial(workdir) -> tuple[int, int, dict | None] | None:
     return int(pid), last or 0, json.loads(pointer[0]) if pointer else None
 
 
-def kill_after_second_evaluation(workdir, cache_dir, spec: dict, checkpointed: bool) -> int:
+def kill_after_second_evaluation(
+    workdir, cache_dir, spec: dict, checkpointed: bool, n_sweepers: int = 1
+) -> int:
     """Run the study, SIGKILL its worker once trial 0 has reported evaluation 2 (and, when
-    `checkpointed`, points at its checkpoint of it); the most checkpoint files seen meanwhile."""
+    `checkpointed`, points at its checkpoint of it), and sweep (`n_sweepers` processes at once);
+    the most checkpoint files seen meanwhile."""
     write_spec(workdir, "rerun", spec)
     process = start_run(workdir, cache_dir)
     most_files = 0
@@ -101,14 +108,67 @@ def kill_after_second_evaluation(workdir, cache_dir, spec: dict, checkpointed: b
                 if last >= 2 and (saved or not checkpointed):
                     break
             time.sleep(0.05)
-        kill_past_the_grace_period_and_sweep(workdir, spec, process, pid)
+        if n_sweepers == 1:
+            kill_past_the_grace_period_and_sweep(workdir, spec, process, pid)
+        else:
+            os.kill(pid, signal.SIGKILL)
+            process.communicate(timeout=60)
+            time.sleep(GRACE_PERIOD_S + 1.5)
+            sweep_at_once(workdir, n_sweepers)
     finally:
         if process.poll() is None:
             process.kill()
     return most_files
 
 
+# One worker's stale-trial sweep, as its own process, started at a given time.
+SWEEPER = """
+import sys, time, yaml
+from pathlib import Path
+from tests.workers.test_rerun import sweep
+workdir, start_at = Path(sys.argv[1]), float(sys.argv[2])
+spec = yaml.safe_load((workdir / "studies" / "rerun.yaml").read_text())
+time.sleep(max(0.0, start_at - time.time()))
+sweep(workdir, spec)
+"""
+
+
+def sweep_at_once(workdir, n_sweepers: int) -> None:
+    """`n_sweepers` processes sweep the study at the same moment, as workers on several hosts."""
+    start_at = str(time.time() + 5)  # once every process has imported hpsearch
+    sweepers = [
+        subprocess.Popen(
+            [sys.executable, "-c", SWEEPER, str(workdir), start_at],
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(n_sweepers)
+    ]
+    for sweeper in sweepers:
+        _, stderr = sweeper.communicate(timeout=120)
+        assert sweeper.returncode == 0, stderr
+
+
 def test_a_trial_killed_after_its_second_evaluation_resumes_there(workdir, cache_dir, resume_spec):
+    assert_resumes_as_if_uninterrupted(workdir, cache_dir, resume_spec)
+
+
+def test_a_lora_trial_killed_after_its_second_evaluation_resumes_there(
+    workdir, cache_dir, resume_spec
+):
+    # The checkpoint holds the adapter and the head (not the frozen base weights) and AdamW's
+    # state of those alone; the re-run builds the base model from its seed and loads them.
+    resume_spec["peft"] = {"r": 4, "alpha": 16, "dropout": 0.0}
+    resume_spec["search_space"] = {"learning_rate": {"choice": [1e-3]}}
+    rerun = assert_resumes_as_if_uninterrupted(workdir, cache_dir, resume_spec)
+    assert rerun.user_attrs["trainable_parameters"] == 6 * 2 * 2 * 384 * 4 + 384 * 3 + 3
+
+
+def assert_resumes_as_if_uninterrupted(workdir, cache_dir, resume_spec: dict):
+    """Kill trial 0 after its 2nd evaluation, run its re-run, and check that it resumed from the
+    checkpoint and ended as an uninterrupted run of the same seed; the re-run (a FrozenTrial)."""
     most_files = kill_after_second_evaluation(workdir, cache_dir, resume_spec, checkpointed=True)
     dead = trials_of(workdir)[0]
     checkpoint = latest_checkpoint(dead)
@@ -150,6 +210,7 @@ def test_a_trial_killed_after_its_second_evaluation_resumes_there(workdir, cache
     # No checkpoint is left once the trials have ended, and no pointer to one.
     assert checkpoint_files(workdir) == set()
     assert latest_checkpoint(rerun) is None and latest_checkpoint(uninterrupted) is None
+    return rerun
 
 
 def test_checkpoint_false_writes_none(workdir, cache_dir, resume_spec):
@@ -158,3 +219,21 @@ def test_checkpoint_false_writes_none(workdir, cache_dir, resume_spec):
     # Two evaluations in, no checkpoint was written, nor pointed at: its re-run would start over.
     assert most_files == 0 and checkpoint_files(workdir) == set()
     assert CHECKPOINT_ATTR not in trials_of(workdir)[0].system_attrs
+
+
+def test_a_trial_lost_more_than_max_retries_times_leaves_no_checkpoint(
+    workdir, cache_dir, resume_spec
+):
+    resume_spec["heartbeat"]["max_retries"] = 0
+    kill_after_second_evaluation(workdir, cache_dir, resume_spec, checkpointed=True, n_sweepers=3)
+    # Three workers swept at once: one failed the trial for good (lost once, max_retries 0), with
+    # no re-run to resume its checkpoint, and removed the checkpoint; the others found it ended.
+    (dead,) = trials_of(workdir)
+    assert dead.state.name == "FAIL"
+    assert dead.user_attrs["fail_reason"] == "lost 1 times (heartbeat.max_retries is 0); not re-run"
+    assert checkpoint_files(workdir) == set()
+    assert latest_checkpoint(dead) is None
+    # The next run finds the budget spent and nothing to resume or remove.
+    result = run_hpsearch("run", "--study", "rerun", cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    assert checkpoint_files(workdir) == set() and len(trials_of(workdir)) == 1
