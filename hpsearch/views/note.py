@@ -49,12 +49,12 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
-def register_worker(study: optuna.Study, device: str, metric: str) -> None:
+def register_worker(study: optuna.Study, device: str, metric: str | list[str]) -> None:
     # The dashboard says "eval_accuracy", not "Objective 0". optuna_dashboard's
     # set_objective_names is deprecated (a FutureWarning) for this call, "experimental" in Optuna.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        study.set_metric_names([metric])
+        study.set_metric_names([metric] if isinstance(metric, str) else metric)
     key = f"{WORKER_ATTR_PREFIX}{socket.gethostname()}:{os.getpid()}"
     record = {
         "host": socket.gethostname(),
