@@ -1,5 +1,5 @@
 """A real multi-objective study (accuracy up, latency down): it prunes on accuracy, records the
-costs, shows its Pareto front, and exports a kept front member by trial or by latency."""
+costs, shows and draws its Pareto front, and exports a kept front member by trial or latency."""
 
 from __future__ import annotations
 
@@ -50,6 +50,12 @@ def test_multi_objective_study_prunes_shows_and_exports_its_front(workdir, tiny_
     # `best` has no single best trial to show: it shows the front as a table.
     assert shown.returncode == 0, shown.stderr
     assert "Pareto front" in shown.stdout and "kept" in shown.stdout
+
+    report = run_hpsearch("report", "--study", "multi", "--out", "report", cwd=workdir)
+    # The report draws the front besides the first objective's plots.
+    assert report.returncode == 0, report.stderr
+    assert (workdir / "report" / "pareto_front.png").stat().st_size > 0
+    assert "Pareto front" in (workdir / "report" / "report.html").read_text()
 
     exported = run_hpsearch("export", "--study", "multi", "--trial", "0", "by-trial", cwd=workdir)
     # A kept front member exports by its number, the archive naming that trial.
