@@ -17,6 +17,10 @@ the background while it records its cost and metrics, and waits for it before re
 the storage keeps it, or drops it, in the transaction that completes the trial
 (hpsearch.storage.best_model).
 
+A trial trained to its end measures what its model costs (hpsearch.trial.cost: latency, size,
+parameters), recorded with its other costs; in a multi-objective study they may be objectives, and
+the trial reports and is pruned on its first objective alone (hpsearch.study.quality_pruning).
+
 In a trial group (several ranks per trial, hpsearch.trial.distributed) rank 0 runs the trial as
 above and sends each configuration to the other ranks, which train it alongside (`follow`).
 """

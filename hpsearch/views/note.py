@@ -104,6 +104,24 @@ def write_note(study: optuna.Study, spec) -> None:
     )
 
 
+def _pareto_lines(front: list[dict]) -> list[str]:
+    """A multi-objective study's front (study/pareto.py) as a Markdown table; none for one."""
+    if not front:
+        return []
+    names = list(front[0]["values"])
+    lines = [
+        "",
+        "## Pareto front",
+        "| trial | " + " | ".join(names) + " | model |",
+        "| --- | " + " | ".join("---" for _ in names) + " | --- |",
+    ]
+    for member in front:
+        values = " | ".join(f"{member['values'][n]:.4g}" for n in names)
+        kept = "kept" if member["model_kept"] else "not kept"
+        lines.append(f"| {member['number']} | {values} | {kept} |")
+    return lines
+
+
 def render_note(
     name: str,
     spec,
@@ -166,6 +184,7 @@ def render_note(
             else []
         ),
         f"| best model | {model} |",
+        *_pareto_lines(summary.pareto),
         "",
         "## Workers",
         "| host | pid | device | joined | " + " | ".join(PACKAGES) + " |",
