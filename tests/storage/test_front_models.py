@@ -105,3 +105,46 @@ def test_workers_completing_at_once_keep_every_front_member(
     finally:
         if server != "sqlite":
             optuna.delete_study(study_name=name, storage=storage)
+
+
+def test_the_kept_models_follow_the_front_up_to_the_bound(tmp_path, monkeypatch, tiny_spec):
+    """In one process, trial after trial (the bound lowered to 2): a member that leaves the front
+    loses its model, and a member that finds the list full keeps none."""
+    from hpsearch.storage import (
+        BestModelKeeper,
+        artifact_dir,
+        front_models,
+        open_artifact_store,
+        resolve_storage_url,
+    )
+
+    monkeypatch.setattr(front_models, "MAX_FRONT_MODELS", 2)
+    del tiny_spec["objective"]
+    tiny_spec["objectives"] = [{"metric": "accuracy"}, {"metric": "latency_ms"}]
+    url, _, _, study = new_study("sqlite", tmp_path, monkeypatch, tiny_spec, "bound")
+    keeper = BestModelKeeper(open_artifact_store(artifact_dir(resolve_storage_url(url))))
+
+    def finish(values: list[float]) -> int:
+        trial = study.ask()
+        keeper.offer(trial, values, lambda directory: (directory / "w").write_text("w") and None)
+        study.tell(trial, values)
+        return trial.number
+
+    def kept() -> list[int]:
+        return [m["trial"] for m in study.user_attrs[FRONT_MODELS_ATTR]]
+
+    first, second = finish([0.7, 20.0]), finish([0.6, 10.0])
+    # Two trade-offs: both on the front, both kept.
+    assert kept() == [first, second]
+    third = finish([0.8, 30.0])
+    # A third front member finds the list full: it is on the front but keeps no model.
+    assert {t.number for t in study.best_trials} == {first, second, third}
+    assert kept() == [first, second]
+    fourth = finish([0.75, 15.0])
+    # A newcomer that dominates a kept member (the first) takes its place; its file is removed.
+    assert first not in {t.number for t in study.best_trials}
+    assert kept() == [second, fourth]
+    store = tmp_path / "artifacts"
+    listed = sorted(m["artifact_id"] for m in study.user_attrs[FRONT_MODELS_ATTR])
+    assert sorted(p.name for p in store.iterdir()) == listed
+    keeper.close()
