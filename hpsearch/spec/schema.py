@@ -162,7 +162,7 @@ class StudySpec(StrictModel):
     objective: ObjectiveSpec | None = None
     """Default: the task's default metric (accuracy, f1, rougeL, loss). With `objectives:` it is
     the first of them: the one trials are pruned on and `value: best` reads."""
-    objectives: list[ObjectiveSpec] | None = Field(default=None, min_length=2)
+    objectives: list[ObjectiveSpec] | None = None
     """Several objectives (a Pareto front): the first a metric of the evaluation, the others that
     or a cost hpsearch measures (spec/objectives.py)."""
     search_space: dict[str, Param] = Field(min_length=1)
@@ -180,6 +180,16 @@ class StudySpec(StrictModel):
     early_stopping: EarlyStoppingSpec | None = None
     seed: int = 0
     """Trial k trains with seed + k, so every trial is reproducible from its record."""
+
+    @field_validator("objectives", mode="before")
+    @classmethod
+    def _several_objectives(cls, value: Any) -> Any:
+        if isinstance(value, list) and len(value) < 2:
+            raise ValueError(
+                f"a list of two or more objectives, got {len(value)}; for one, write objective: "
+                "{metric: ...} instead"
+            )
+        return value
 
     @field_validator("checkpoint", mode="before")
     @classmethod

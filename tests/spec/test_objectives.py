@@ -61,7 +61,7 @@ def test_a_single_objective_spec_is_unchanged(tiny_spec):
             [{"metric": "accuracy"}, {"metric": "params", "value": "best"}],
             "objectives.1: value: best applies to the first objective only",
         ),
-        ([{"metric": "accuracy"}], "objectives: List should have at least 2 items"),
+        ([{"metric": "accuracy"}], "objectives: a list of two or more objectives, got 1; for one"),
     ],
 )
 def test_rejects_objective_mistakes(tiny_spec, objectives, expected):
