@@ -231,6 +231,11 @@ class StudySpec(StrictModel):
         task = TASKS[self.task]
         if self.objectives is not None:
             check_objectives(self.objective, self.objectives, task)
+            if self.sampler.name == "cmaes":
+                raise ValueError(
+                    "sampler.name: cmaes cannot search several objectives (Optuna's CmaEsSampler "
+                    "refuses them); use tpe, gp, random or qmc"
+                )
             object.__setattr__(self, "objective", self.objectives[0])
             return self
         if self.objective is None:

@@ -73,3 +73,10 @@ def test_objective_and_objectives_together_are_refused(tiny_spec):
     both = {**tiny_spec, "objectives": [{"metric": "accuracy"}, {"metric": "latency_ms"}]}
     # Exactly one of them: which one wins would be a guess.
     assert "objective: and objectives: both given" in reject(both)
+
+
+def test_cmaes_is_refused_with_several_objectives(tiny_spec):
+    spec = several(tiny_spec, [{"metric": "accuracy"}, {"metric": "latency_ms"}])
+    # Optuna's CMA-ES refuses a multi-objective study: said before anything runs.
+    message = reject({**spec, "sampler": {"name": "cmaes"}})
+    assert "cmaes cannot search several objectives" in message
