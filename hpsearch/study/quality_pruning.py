@@ -1,13 +1,17 @@
 """Pruning a multi-objective study: on its first (quality) objective, with the study's own pruner.
 
-Optuna refuses `trial.report` and `should_prune` in a multi-objective study (optuna#3450 and the
-issues before it) and its pruners read `study.direction`, which a multi-objective study does not
-have. hpsearch's rule: a trial reports its first objective, a metric of the evaluation, at each
-evaluation (stored as Optuna's intermediate values, so the dashboard plots them), and the spec's
-pruner decides on a single-objective view of the study: the same trials, the first direction, the
-first value of each complete trial. A trial is thus stopped exactly when a single-objective study
-of that metric would stop it; its costs (latency, size, ...) are measured at the end and play no
-part. A cheap model that learns slowly can be pruned: a quality rule, said so in README.md.
+Optuna refuses `trial.report` and `should_prune` in a multi-objective study (a long-standing
+request in its issues) and its pruners read `study.direction`, which such a study does not have.
+hpsearch's rule: a trial reports its first objective, a metric of the evaluation, at each
+evaluation, and the spec's pruner decides on a single-objective view of the study: the same
+trials, the first direction, the first value of each complete trial, each trial's reports as its
+intermediate values. A trial is thus stopped exactly when a single-objective study of that metric
+would stop it; its costs (latency, size, ...) are measured at the end and play no part. A cheap
+model that learns slowly can be pruned: a quality rule, said so in README.md.
+
+The reports are kept in the trial user attribute REPORTS_ATTR ({evaluation: value}), not as
+Optuna's intermediate values: Optuna's TPE sampler reads a pruned trial's intermediate values with
+`study.direction`, and fails on a multi-objective study that has them.
 """
 
 from __future__ import annotations
@@ -21,12 +25,19 @@ from optuna.trial import FrozenTrial
 from hpsearch.storage.optuna_private import storage_of, trial_id_of
 from hpsearch.study.algorithms import make_pruner, max_evaluations
 
+REPORTS_ATTR = "first_objective_reports"
+
 
 def _first_objective(trial: FrozenTrial) -> FrozenTrial:
-    if trial.values is None or len(trial.values) == 1:
+    reports = trial.user_attrs.get(REPORTS_ATTR)
+    several = trial.values is not None and len(trial.values) > 1
+    if not several and reports is None:
         return trial
     seen = copy.copy(trial)
-    seen.values = trial.values[:1]
+    if several:
+        seen.values = trial.values[:1]
+    if reports is not None:
+        seen.intermediate_values = {int(step): value for step, value in reports.items()}
     return seen
 
 
@@ -103,6 +114,7 @@ class QualityPruning:
     def __init__(self, trial: optuna.Trial, pruner: optuna.pruners.BasePruner):
         self.storage = storage_of(trial.study)
         self.trial_id = trial_id_of(trial)
+        self.reports = dict(trial.user_attrs.get(REPORTS_ATTR, {}))  # a resumed trial's so far
         self.view = FirstObjectiveStorage(self.storage)
         self.study = optuna.load_study(
             study_name=trial.study.study_name,
@@ -112,7 +124,8 @@ class QualityPruning:
         )
 
     def report(self, value: float, step: int) -> None:
-        self.storage.set_trial_intermediate_value(self.trial_id, step, float(value))
+        self.reports[str(step)] = float(value)
+        self.storage.set_trial_user_attr(self.trial_id, REPORTS_ATTR, self.reports)
 
     def should_prune(self) -> bool:
         return self.study.pruner.prune(self.study, self.view.get_trial(self.trial_id))

@@ -20,6 +20,7 @@ from rich.progress import (
 )
 
 from hpsearch.study import FAIL_REASON_ATTR, count_states, n_spent
+from hpsearch.study.quality_pruning import REPORTS_ATTR
 from hpsearch.views.tables import format_seconds, format_value
 
 if TYPE_CHECKING:
@@ -167,7 +168,11 @@ def describe_trial(trial: FrozenTrial, metric: str) -> str:
     if trial.state == TrialState.COMPLETE:
         outcome = f"{metric}={trial.values[0]:.4f}"  # a multi-objective trial: its first
     elif trial.state == TrialState.PRUNED:
-        last = trial.intermediate_values.get(max(trial.intermediate_values, default=0))
+        # A multi-objective trial's reports are a user attribute (study/quality_pruning.py).
+        reported = trial.intermediate_values or {
+            int(k): v for k, v in trial.user_attrs.get(REPORTS_ATTR, {}).items()
+        }
+        last = reported.get(max(reported, default=0))
         at = f" at eval {trial.user_attrs.get('n_evals', '?')}"
         outcome = f"{metric}={last:.4f}{at}" if last is not None else at.strip()
     else:
