@@ -34,6 +34,20 @@ from hpsearch.errors import HpsearchError
     is_flag=True,
     help="Also write OUT_DIR/onnx/: the model as ONNX, for ONNX Runtime (classifiers).",
 )
+@click.option(
+    "--trial",
+    "number",
+    type=click.IntRange(min=0),
+    metavar="N",
+    help="Export trial N's kept model (the best trial's, or a Pareto front member's).",
+)
+@click.option(
+    "--max-latency-ms",
+    type=click.FloatRange(min=0, min_open=True),
+    metavar="X",
+    help="Of a multi-objective study: the kept front member best on the first objective whose "
+    "latency_ms is at most X.",
+)
 @click.argument("out_dir", type=click.Path(path_type=Path))
 def export(
     name: str,
@@ -41,6 +55,8 @@ def export(
     adapter_only: bool,
     quantize: str | None,
     onnx: bool,
+    number: int | None,
+    max_latency_ms: float | None,
     out_dir: Path,
 ) -> None:
     """Write the best model, tokenizer, label names and a model card to OUT_DIR, ready for
@@ -91,9 +107,13 @@ def export(
                 onnx=onnx,
                 cache_dir=cache_dir(),
                 finish=finish,
+                trial=number,
+                max_latency_ms=max_latency_ms,
             )
     else:
-        exported = export_best_model(rdb, name, store, out_dir, finish)
+        exported = export_best_model(
+            rdb, name, store, out_dir, finish, trial=number, max_latency_ms=max_latency_ms
+        )
     console.print(
         f"exported trial {exported['number']} ({exported['metric']} {exported['value']:.4f}) to "
         f"{out_dir}"

@@ -135,7 +135,7 @@ def run_here(study, runner, url, name: str, spec, supervised: bool, timeout: flo
 
     lock = StudyLock(url, name)
     budget = spec.budget.n_trials
-    register_worker(study, runner.device, spec.objective.eval_key)
+    register_worker(study, runner.device, [o.shown_name for o in spec.all_objectives])
     note = NoteWriter(study, spec)
     note(force=True)
     try:

@@ -82,6 +82,7 @@ def status(name: str | None, storage: str | None, as_json: bool) -> None:
     from hpsearch.views import (
         all_studies,
         final_trainings_table,
+        pareto_table,
         running_table,
         spec_changes_table,
         studies_table,
@@ -103,6 +104,8 @@ def status(name: str | None, storage: str | None, as_json: bool) -> None:
             summary, best_confidence=Confidence(**summary.best_confidence)
         )
     console.print(summary_table(summary))
+    if summary.pareto:
+        console.print(pareto_table(summary.pareto))
     console.print(running_table(data["running"]) if data["running"] else "no trial is running")
     if data["final_trainings"]:
         console.print(final_trainings_table(data["final_trainings"]))
@@ -116,12 +119,14 @@ def status(name: str | None, storage: str | None, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def best(name: str, storage: str | None, as_json: bool) -> None:
     """The best trial: its value, parameters and metrics."""
-    from hpsearch.views import best_table, best_trial
+    from hpsearch.views import best_table, best_trial, pareto_table
 
     _, rdb = open_storage_flag(storage, must_exist=True)
     data = best_trial(rdb, name)
     if as_json:
         click.echo(json.dumps(data, indent=2, default=str))
+    elif "pareto" in data:  # several objectives: no one best trial, a front
+        console.print(pareto_table(data["pareto"]))
     else:
         console.print(best_table(data))
         if data["best_model_problem"]:

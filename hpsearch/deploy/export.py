@@ -64,6 +64,8 @@ def export_deployable(
     onnx: bool,
     cache_dir: Path,
     finish=None,
+    trial: int | None = None,
+    max_latency_ms: float | None = None,
 ) -> tuple[dict, dict]:
     """Export the study's best model to `out_dir` with its int8 (`quantize="int8"`) and/or ONNX
     forms, measure each against the fp32 model and add them to the card; returns the trial's record
@@ -75,7 +77,13 @@ def export_deployable(
         raise HpsearchError(f"quantize: {quantize!r} is not one of {', '.join(QUANTIZATIONS)}")
     with staged_directory(out_dir) as staging:
         record = export_best_model(
-            storage, name, artifact_store, staging, finish
+            storage,
+            name,
+            artifact_store,
+            staging,
+            finish,
+            trial=trial,
+            max_latency_ms=max_latency_ms,
         )  # (a LoRA adapter merged)
         result = build_forms(spec, staging, quantize=quantize, onnx=onnx, cache_dir=cache_dir)
     return record, result

@@ -24,6 +24,7 @@ from pydantic import (
 from hpsearch.errors import SpecError
 from hpsearch.spec.auto_sampler import choose_sampler
 from hpsearch.spec.condition import check_conditions, check_sampler_fits
+from hpsearch.spec.objectives import ObjectiveSpec, check_objective, check_objectives
 from hpsearch.spec.param import ChoiceParam, FloatParam, IntParam, SearchEntry, StrictModel
 from hpsearch.spec.run_settings import BudgetSpec, CheckpointSpec, HeartbeatSpec, ResourcesSpec
 from hpsearch.spec.techniques import EarlyStoppingSpec, PeftSpec
@@ -58,25 +59,6 @@ DatasetSpec = Annotated[
         custom_error_message="expected a mapping of keys (source:, ...)",
     ),
 ]
-
-
-class ObjectiveSpec(StrictModel):
-    metric: str
-    """A metric the task's evaluation returns (see hpsearch/tasks/); "eval_" may prefix it."""
-    direction: Literal["maximize", "minimize"] | None = None
-    value: Literal["last", "best"] = "last"
-    """A trial's value: its last evaluation, or its best one (then its kept model is the weights
-    of that evaluation, held in memory, never written as checkpoints)."""
-
-    @field_validator("metric")
-    @classmethod
-    def _without_prefix(cls, metric: str) -> str:
-        return metric.removeprefix("eval_")
-
-    @property
-    def eval_key(self) -> str:
-        """The key under which Trainer.evaluate() returns the metric."""
-        return f"eval_{self.metric}"
 
 
 def _refuse_settings_not_taken(
@@ -204,7 +186,11 @@ class StudySpec(StrictModel):
     """A hub model id, a local directory, or package:PKG[/path] (a model shipped in a package)."""
     dataset: DatasetSpec
     objective: ObjectiveSpec | None = None
-    """Default: the task's default metric (accuracy, f1, rougeL, loss)."""
+    """Default: the task's default metric (accuracy, f1, rougeL, loss). With `objectives:` it is
+    the first of them: the one trials are pruned on and `value: best` reads."""
+    objectives: list[ObjectiveSpec] | None = None
+    """Several objectives (a Pareto front): the first a metric of the evaluation, the others that
+    or a cost hpsearch measures (spec/objectives.py)."""
     search_space: dict[str, SearchEntry] = Field(min_length=1)
     training: dict[str, Any] = Field(default_factory=dict)
     """Fixed TrainingArguments fields and model knobs, the same in every trial."""
@@ -220,6 +206,16 @@ class StudySpec(StrictModel):
     early_stopping: EarlyStoppingSpec | None = None
     seed: int = 0
     """Trial k trains with seed + k, so every trial is reproducible from its record."""
+
+    @field_validator("objectives", mode="before")
+    @classmethod
+    def _several_objectives(cls, value: Any) -> Any:
+        if isinstance(value, list) and len(value) < 2:
+            raise ValueError(
+                f"a list of two or more objectives, got {len(value)}; for one, write objective: "
+                "{metric: ...} instead"
+            )
+        return value
 
     @field_validator("checkpoint", mode="before")
     @classmethod
@@ -266,26 +262,18 @@ class StudySpec(StrictModel):
     @model_validator(mode="after")
     def _objective_of_the_task(self) -> StudySpec:
         task = TASKS[self.task]
+        if self.objectives is not None:
+            check_objectives(self.objective, self.objectives, task)
+            if self.sampler.name == "cmaes":
+                raise ValueError(
+                    "sampler.name: cmaes cannot search several objectives (Optuna's CmaEsSampler "
+                    "refuses them); use tpe, gp, random or qmc"
+                )
+            object.__setattr__(self, "objective", self.objectives[0])
+            return self
         if self.objective is None:
             object.__setattr__(self, "objective", ObjectiveSpec(metric=task.default_metric))
-        metric = self.objective.metric
-        if metric not in task.metrics:
-            elsewhere = [name for name, t in TASKS.items() if metric in t.metrics]
-            hint = (
-                f" ({metric} is a metric of task: {' and '.join(elsewhere)})" if elsewhere else ""
-            )
-            raise ValueError(
-                f"objective.metric: unknown metric {metric!r}; the evaluation returns "
-                f"{', '.join(task.metrics)}{hint}"
-            )
-        natural = task.metrics[metric]
-        if self.objective.direction is None:
-            object.__setattr__(self.objective, "direction", natural)
-        elif self.objective.direction != natural:
-            raise ValueError(
-                f"objective: direction {self.objective.direction} for {metric} would search for "
-                f"the worst model; use direction: {natural}"
-            )
+        check_objective(self.objective, task, "objective")
         return self
 
     @model_validator(mode="after")
@@ -329,13 +317,24 @@ class StudySpec(StrictModel):
         return {**model, **self.training, **(self.peft.fixed() if self.peft else {})}
 
     @property
+    def all_objectives(self) -> list[ObjectiveSpec]:
+        """Every objective, the pruned-on one first: `objectives:`, or `[objective]`."""
+        return list(self.objectives) if self.objectives is not None else [self.objective]
+
+    @property
+    def is_multi_objective(self) -> bool:
+        return self.objectives is not None
+
+    @property
     def task_spec(self) -> Task:
         """The task's implementation (hpsearch.tasks)."""
         return TASKS[self.task]
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON-safe form stored with the study; `StudySpec.model_validate` reads it back."""
-        return self.model_dump(mode="json", by_alias=True)
+        # With objectives:, `objective` is only its first entry, filled in by the validator.
+        exclude = {"objective"} if self.objectives is not None else None
+        return self.model_dump(mode="json", by_alias=True, exclude=exclude)
 
 
 def parse_spec(data: Any, origin: str) -> StudySpec:

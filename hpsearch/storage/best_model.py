@@ -25,6 +25,7 @@ write and removes the partial file.
   and the trial's state commit together; two workers finishing at once serialize on the lock, so
   the worse model can never end up "best".
 - any other end (FAIL, PRUNED; the heartbeat sweep failing a lost trial): the pending model loses.
+- COMPLETE in a multi-objective study: the front's kept models (hpsearch.storage.front_models).
 
 The losing file (the old best's, or the pending one) is removed after the commit; a process that
 dies before the commit leaves the pointer and the old best's file untouched, and whoever fails its
@@ -62,6 +63,7 @@ from sqlalchemy.engine import make_url
 
 from hpsearch.errors import first_line, is_hpsearch_bug
 from hpsearch.storage.artifacts import ARTIFACT_ATTR_PREFIX, artifact_dir
+from hpsearch.storage.front_models import may_join_front, settle_front_model
 from hpsearch.storage.model_upload import (
     BackgroundWriter,
     UploadCancelled,
@@ -115,6 +117,13 @@ def resolve_best_model(study: optuna.Study) -> BestModel:
     """The study's kept model, if it is the best trial's: its trial is COMPLETE and has
     study.best_trial's value (a tie keeps the first to complete)."""
     name = study.study_name
+    if len(study.directions) > 1:
+        return BestModel(
+            None,
+            f"study {name!r} has several objectives: its kept models are its Pareto front's "
+            f"(`hpsearch best --study {name}` lists them); export one with --trial N or "
+            "--max-latency-ms X",
+        )
     try:
         best = study.best_trial
     except ValueError:
@@ -197,9 +206,15 @@ class BestModelKeeper:
         """Start uploading trial's model (see `offer`) on the background writer; None if it is
         not better than the kept one (nothing is written)."""
         study = trial.study
-        current = best_model_pointer(study)
-        if current is not None and not is_better(value, current["value"], study.direction):
-            return None  # not better now; a pointer only ever gets better, so it never will be
+        if (
+            len(study.directions) > 1
+        ):  # `value` is the trial's values (hpsearch.storage.front_models)
+            if not may_join_front(study, value):
+                return None
+        else:
+            current = best_model_pointer(study)
+            if current is not None and not is_better(value, current["value"], study.direction):
+                return None  # not better now; a pointer only ever gets better, so it never will be
         pending = {
             "trial": trial.number,
             "value": value,
@@ -292,6 +307,11 @@ def settle_pending_model(storage, session, trial, state: TrialState, values) -> 
     if pending is None:
         return  # its upload failed (BestModelKeeper.finish): no model, and its file is gone
     loser = pending["artifact_id"]
+    on_front = pending["trial"] == trial.number and values is not None and len(values) > 1
+    if state == TrialState.COMPLETE and on_front:
+        for removed in settle_front_model(session, trial, values, pending):
+            remove_after_commit(session, artifact_dir(make_url(storage.url)), removed)
+        return
     completed = state == TrialState.COMPLETE and values is not None and len(values) == 1
     if completed and pending["trial"] == trial.number:
         moved, replaced = _move_pointer(session, trial, values[0], pending)

@@ -22,12 +22,18 @@ from hpsearch.storage.optuna_private import (
 from hpsearch.storage.resilient import SlotRule
 
 
-def create_study(storage, name: str, direction: str, user_attrs: dict[str, Any]) -> None:
-    """A new study with its user attributes, in one transaction where the storage can do that.
+def create_study(
+    storage, name: str, direction: str | list[str], user_attrs: dict[str, Any]
+) -> None:
+    """A new study with its user attributes, in one transaction where the storage can do that;
+    a list of directions makes a multi-objective study.
 
     Raises optuna's DuplicatedStudyError when a study of that name exists.
     """
-    directions = [StudyDirection.MAXIMIZE if direction == "maximize" else StudyDirection.MINIMIZE]
+    named = [direction] if isinstance(direction, str) else direction
+    directions = [
+        StudyDirection.MAXIMIZE if d == "maximize" else StudyDirection.MINIMIZE for d in named
+    ]
     if hasattr(storage, "create_study_with_user_attrs"):
         storage.create_study_with_user_attrs(name, directions, user_attrs)
         return

@@ -83,7 +83,7 @@ def plan_final_training(
             update={"dataset": spec.dataset.model_copy(update={"max_train_samples": None})}
         )
     if trial.state == TrialState.COMPLETE:
-        trial_value = trial.value
+        trial_value = trial.values[0]  # of several objectives, the first
     else:
         trial_value = trial.intermediate_values.get(max(trial.intermediate_values, default=0))
     return FinalPlan(
@@ -110,6 +110,11 @@ def choose_trial(study: optuna.Study, number: int | None) -> FrozenTrial:
             raise StudyError(
                 f"study {name!r} has no complete trial to train yet; run it first "
                 f"(hpsearch run --study {name}), or pick a pruned one with --trial"
+            )
+        if len(study.directions) > 1:
+            raise StudyError(
+                f"study {name!r} has several objectives and no one best trial; pick a member of "
+                f"its Pareto front with --trial N (hpsearch best --study {name} lists them)"
             )
         return study.best_trial
     by_number = {t.number: t for t in trials}

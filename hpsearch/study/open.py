@@ -68,7 +68,8 @@ def open_study(storage, name: str, spec: StudySpec) -> tuple[optuna.Study, list[
     """
     if not study_exists(storage, name):
         try:
-            create_study(storage, name, spec.objective.direction, {SPEC_ATTR: spec.to_dict()})
+            directions = [objective.direction for objective in spec.all_objectives]
+            create_study(storage, name, directions, {SPEC_ATTR: spec.to_dict()})
             return _load(storage, name, spec), []
         except optuna.exceptions.DuplicatedStudyError:
             pass  # another process created it a moment ago: resume it like any existing study

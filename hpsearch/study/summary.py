@@ -12,6 +12,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from hpsearch.study.budget import count_states, n_spent
+from hpsearch.study.pareto import pareto_front
 
 INTERVAL_ATTR = (
     "objective_interval"  # trial user attribute: [low, high], the objective's 95% interval
@@ -56,7 +57,7 @@ def confidence_of(best: FrozenTrial, complete: list[FrozenTrial]) -> Confidence 
         sorted(
             t.number
             for t in complete
-            if t.number != best.number and t.value is not None and low <= t.value <= high
+            if t.number != best.number and t.values and low <= t.values[0] <= high
         )
     )
     return Confidence(
@@ -92,6 +93,9 @@ class StudySummary:
     """Trials that early stopping ended (COMPLETE, not pruned)."""
     early_stopping_steps_saved: int = 0
     early_stopping_seconds_saved: float = 0.0
+    pareto: list[dict[str, Any]] = field(default_factory=list)
+    """A multi-objective study's Pareto front (study/pareto.py); its best_* fields are the best
+    trial on the first objective."""
 
 
 def describe_states(states: dict[str, int], none: str = "none") -> str:
@@ -105,8 +109,8 @@ def summarize(study: optuna.Study, spec) -> StudySummary:
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     best = None
     if complete:
-        pick = max if study.direction == optuna.study.StudyDirection.MAXIMIZE else min
-        best = pick(complete, key=lambda t: t.value)
+        pick = max if study.directions[0] == optuna.study.StudyDirection.MAXIMIZE else min
+        best = pick(complete, key=lambda t: t.values[0])
     steps_saved, seconds_saved = _saved_by_pruning(trials)
     stopped = [
         t for t in trials if t.state == TrialState.COMPLETE and t.user_attrs.get(STOPPED_EARLY_ATTR)
@@ -115,12 +119,12 @@ def summarize(study: optuna.Study, spec) -> StudySummary:
         name=study.study_name,
         task=spec.task,
         metric=spec.objective.eval_key,
-        direction=study.direction.name.lower(),
+        direction=study.directions[0].name.lower(),
         n_trials_budget=spec.budget.n_trials,
         n_spent=n_spent(trials),
         states=dict(count_states(trials)),
         best_number=best.number if best else None,
-        best_value=best.value if best else None,
+        best_value=best.values[0] if best else None,
         best_params=dict(best.params) if best else {},
         best_metrics=_task_metrics(best, spec) if best else {},
         best_confidence=confidence_of(best, complete) if best else None,
@@ -145,6 +149,7 @@ def summarize(study: optuna.Study, spec) -> StudySummary:
         early_stopping_seconds_saved=sum(
             _seconds_for(t, t.user_attrs.get(EARLY_STEPS_SAVED_ATTR, 0)) for t in stopped
         ),
+        pareto=pareto_front(study, spec),
     )
 
 

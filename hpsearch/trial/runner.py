@@ -17,6 +17,10 @@ the background while it records its cost and metrics, and waits for it before re
 the storage keeps it, or drops it, in the transaction that completes the trial
 (hpsearch.storage.best_model).
 
+A trial trained to its end measures what its model costs (hpsearch.trial.cost: latency, size,
+parameters), recorded with its other costs; in a multi-objective study they may be objectives, and
+the trial reports and is pruned on its first objective alone (hpsearch.study.quality_pruning).
+
 In a trial group (several ranks per trial, hpsearch.trial.distributed) rank 0 runs the trial as
 above and sends each configuration to the other ranks, which train it alongside (`follow`).
 """
@@ -55,8 +59,10 @@ from hpsearch.study import (
     WORLD_SIZE_ATTR,
     SamplerStart,
 )
+from hpsearch.study.quality_pruning import reporter_for
 from hpsearch.trial.callback import OptunaPruningCallback
 from hpsearch.trial.checkpoint import Checkpointing, restore_callbacks, resume_record
+from hpsearch.trial.cost import measure_cost
 from hpsearch.trial.data import PreparedData
 from hpsearch.trial.distributed import (
     GROUP_ATTR,
@@ -94,7 +100,7 @@ class TrialRunner:
     sampler_start: SamplerStart | None = None
     """This process's start number and sampler seed (study.seed_sampler), recorded on each trial."""
 
-    def __call__(self, trial: optuna.Trial) -> float:
+    def __call__(self, trial: optuna.Trial) -> float | list[float]:
         params = suggest_params(trial, self.spec.searched_params, self.spec.fixed_values)
         # A re-run (of an interrupted trial, or one lost with its worker) keeps the original seed.
         first = trial.user_attrs.get(RERUN_OF_ATTR, trial.number)
@@ -165,14 +171,15 @@ class TrialRunner:
         params: dict[str, Any],
         seed: int,
         keeper: TrialCheckpoint | None,
-    ) -> float:
+    ) -> float | list[float]:
         """Train one configuration; `trial` is None on ranks other than 0 (which record nothing).
         With a `keeper`, it checkpoints, and a re-run resumes from its original's checkpoint."""
         group = self.group
+        reported = reporter_for(trial, self.spec) if trial is not None else None
         reporter = (
-            trial
+            reported
             if group is None
-            else LeadingTrial(trial, group)
+            else LeadingTrial(reported, group)
             if trial is not None
             else FollowingTrial(group)
         )
@@ -208,12 +215,18 @@ class TrialRunner:
             uploading = (
                 self.best_model.uploading(trial) if trial is not None else contextlib.nullcontext()
             )
+            cost: dict[str, Any] = {}
             with uploading as offer:
                 try:
                     _train_in(fitting, group)
+                    if trial is not None and _trained_to_end(fitting):
+                        cost = measure_cost(fitting, self.data.eval)
                     if offer is not None and _trained_to_end(fitting):
                         fitting.keep_best_weights()
-                        offer(fitting.value, model_files(fitting.model, fitting.tokenizer))
+                        offer(
+                            objective_values(self.spec, fitting, cost),
+                            model_files(fitting.model, fitting.tokenizer),
+                        )
                 finally:
                     if trial is not None:
                         # A trial the stale-trial sweep ended while this process was stopped
@@ -225,7 +238,9 @@ class TrialRunner:
                             else:
                                 checkpoint_cost = checkpointing[0].record if checkpointing else {}
                                 _record_cost(
-                                    trial, fitting, {**self._interval(fitting), **checkpoint_cost}
+                                    trial,
+                                    fitting,
+                                    {**self._interval(fitting), **checkpoint_cost, **cost},
                                 )
                                 _upload_metrics(
                                     trial,
@@ -247,7 +262,7 @@ class TrialRunner:
             raise TrialFailed(callback.divergence)
         if callback.pruned:
             raise optuna.TrialPruned(f"pruned at evaluation {callback.n_evals}")
-        return fitting.value
+        return objective_values(self.spec, fitting, cost)
 
     def _interval(self, fitting: Fitting) -> dict[str, Any]:
         """The objective's bootstrap interval over the final evaluation, for a trial trained to its
@@ -277,6 +292,21 @@ def record_start(
             **(extra or {}),
         },
     )
+
+
+def objective_values(spec: StudySpec, fitting: Fitting, cost: dict[str, Any]):
+    """The trial's value, or in a multi-objective study its values: the first objective's (the
+    pruned-on one), then each metric of the evaluation that gives it or each measured cost."""
+    if not spec.is_multi_objective:
+        return fitting.value
+    measured = {**cost, "train_seconds": fitting.seconds}
+    values = [fitting.value]
+    for objective in spec.all_objectives[1:]:
+        if objective.is_cost:
+            values.append(float(measured[objective.metric]))
+        else:
+            values.append(float(fitting.metrics[objective.eval_key]))
+    return values
 
 
 def _train_in(fitting: Fitting, group: Group | None) -> None:

@@ -23,6 +23,7 @@ from optuna.artifacts import download_artifact
 from hpsearch.errors import HpsearchError, StudyError
 from hpsearch.storage import TRIAL_FILE, resolve_best_model
 from hpsearch.study import Confidence, stored_spec
+from hpsearch.views.kept_model import choose_kept_model
 from hpsearch.views.status import describe_trial_record
 
 
@@ -32,17 +33,24 @@ def export_best_model(
     artifact_store,
     out_dir: Path,
     finish: Callable[[Path, Any], None] | None = None,
+    *,
+    trial: int | None = None,
+    max_latency_ms: float | None = None,
 ) -> dict:
     """Unpack the study's best model into `out_dir` (which must be new or empty) and add a card;
     returns the record of the trial whose model it is. `finish(model_dir, spec)` makes the
     unpacked model deployable (merges a LoRA adapter) before the card is written; a failure
-    leaves nothing in `out_dir`."""
+    leaves nothing in `out_dir`. `trial` exports that trial's kept model instead, and
+    `max_latency_ms` the kept Pareto front member best on the first objective within it."""
     spec = stored_spec(storage, name)  # an unknown study is one clear line, before anything else
     study = optuna.load_study(study_name=name, storage=storage)
-    kept = resolve_best_model(study)
-    if kept.problem is not None:
-        raise StudyError(kept.problem)
-    pointer = kept.pointer
+    if trial is None and max_latency_ms is None:
+        kept = resolve_best_model(study)
+        if kept.problem is not None:
+            raise StudyError(kept.problem)
+        pointer = kept.pointer
+    else:
+        pointer = choose_kept_model(study, spec, trial, max_latency_ms)
     check_new_directory(out_dir)
     with tempfile.TemporaryDirectory(prefix="hpsearch-export-") as scratch:
         archive = Path(scratch) / "model.zip"

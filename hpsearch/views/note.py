@@ -49,12 +49,12 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
-def register_worker(study: optuna.Study, device: str, metric: str) -> None:
+def register_worker(study: optuna.Study, device: str, metric: str | list[str]) -> None:
     # The dashboard says "eval_accuracy", not "Objective 0". optuna_dashboard's
     # set_objective_names is deprecated (a FutureWarning) for this call, "experimental" in Optuna.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        study.set_metric_names([metric])
+        study.set_metric_names([metric] if isinstance(metric, str) else metric)
     key = f"{WORKER_ATTR_PREFIX}{socket.gethostname()}:{os.getpid()}"
     record = {
         "host": socket.gethostname(),
@@ -102,6 +102,24 @@ def write_note(study: optuna.Study, spec) -> None:
             spec_change_records(study),
         ),
     )
+
+
+def _pareto_lines(front: list[dict]) -> list[str]:
+    """A multi-objective study's front (study/pareto.py) as a Markdown table; none for one."""
+    if not front:
+        return []
+    names = list(front[0]["values"])
+    lines = [
+        "",
+        "## Pareto front",
+        "| trial | " + " | ".join(names) + " | model |",
+        "| --- | " + " | ".join("---" for _ in names) + " | --- |",
+    ]
+    for member in front:
+        values = " | ".join(f"{member['values'][n]:.4g}" for n in names)
+        kept = "kept" if member["model_kept"] else "not kept"
+        lines.append(f"| {member['number']} | {values} | {kept} |")
+    return lines
 
 
 def render_note(
@@ -166,6 +184,7 @@ def render_note(
             else []
         ),
         f"| best model | {model} |",
+        *_pareto_lines(summary.pareto),
         "",
         "## Workers",
         "| host | pid | device | joined | " + " | ".join(PACKAGES) + " |",

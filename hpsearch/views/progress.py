@@ -20,6 +20,7 @@ from rich.progress import (
 )
 
 from hpsearch.study import FAIL_REASON_ATTR, count_states, n_spent
+from hpsearch.study.quality_pruning import REPORTS_ATTR
 from hpsearch.views.tables import format_seconds, format_value
 
 if TYPE_CHECKING:
@@ -81,7 +82,9 @@ class RunProgress:
     def _tally(self, trials: list[FrozenTrial]) -> str:
         states = count_states(trials)
         best = ""
-        if states.get("COMPLETE"):
+        if states.get("COMPLETE") and len(self.study.directions) > 1:
+            best = f", Pareto front of {len(self.study.best_trials)}"
+        elif states.get("COMPLETE"):
             best = f", best {self.study.best_value:.4f}"
         complete, pruned, failed = (states.get(s, 0) for s in ("COMPLETE", "PRUNED", "FAIL"))
         return f"{complete} complete, {pruned} pruned, {failed} failed{best}"
@@ -163,9 +166,13 @@ def describe_trial(trial: FrozenTrial, metric: str) -> str:
     # Reasons and values are text, not markup: a gloo error names its source file in brackets.
     params = escape(" ".join(f"{k}={format_value(v)}" for k, v in trial.params.items()))
     if trial.state == TrialState.COMPLETE:
-        outcome = f"{metric}={trial.value:.4f}"
+        outcome = f"{metric}={trial.values[0]:.4f}"  # a multi-objective trial: its first
     elif trial.state == TrialState.PRUNED:
-        last = trial.intermediate_values.get(max(trial.intermediate_values, default=0))
+        # A multi-objective trial's reports are a user attribute (study/quality_pruning.py).
+        reported = trial.intermediate_values or {
+            int(k): v for k, v in trial.user_attrs.get(REPORTS_ATTR, {}).items()
+        }
+        last = reported.get(max(reported, default=0))
         at = f" at eval {trial.user_attrs.get('n_evals', '?')}"
         outcome = f"{metric}={last:.4f}{at}" if last is not None else at.strip()
     else:

@@ -23,6 +23,7 @@ PLOTS = {
     "intermediate_values": "Intermediate values (pruned trials end early)",
     "parallel_coordinate": "Parallel coordinates",
     "slice": "Slice plots",
+    "pareto_front": "Pareto front (several objectives; the plots above show the first)",
 }
 
 # The page's CSS (the text of its <style> element).
@@ -45,17 +46,25 @@ def write_report(study: optuna.Study, spec, out_dir: Path) -> dict[str, str]:
 
     out_dir.mkdir(parents=True, exist_ok=True)
     target_name = spec.objective.eval_key
+    # Several objectives: the single-objective plots show the first, and the front has its own.
+    aim = {"target": (lambda t: t.values[0])} if spec.is_multi_objective else {}
     makers = {
         "optimization_history": lambda: plots.plot_optimization_history(
-            study, target_name=target_name
+            study, target_name=target_name, **aim
         ),
-        "param_importances": lambda: plots.plot_param_importances(study, target_name=target_name),
+        "param_importances": lambda: plots.plot_param_importances(
+            study, target_name=target_name, **aim
+        ),
         "intermediate_values": lambda: plots.plot_intermediate_values(study),
         "parallel_coordinate": lambda: plots.plot_parallel_coordinate(
-            study, target_name=target_name
+            study, target_name=target_name, **aim
         ),
-        "slice": lambda: plots.plot_slice(study, target_name=target_name),
+        "slice": lambda: plots.plot_slice(study, target_name=target_name, **aim),
     }
+    if spec.is_multi_objective:
+        makers["pareto_front"] = lambda: plots.plot_pareto_front(
+            study, target_names=[o.shown_name for o in spec.all_objectives]
+        )
     outcome: dict[str, str] = {}
     for name, make in makers.items():
         try:
@@ -148,6 +157,8 @@ def _page(study: optuna.Study, spec, outcome: dict[str, str], out_dir: Path) -> 
     table = "\n".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in rows)
     sections = []
     for name, title in PLOTS.items():
+        if name not in outcome:
+            continue  # a plot of several objectives, for a study of one
         result = outcome[name]
         if result.endswith(".png"):
             data = base64.b64encode((out_dir / result).read_bytes()).decode()

@@ -25,6 +25,7 @@ from hpsearch.study import (
     stored_spec,
     summarize,
 )
+from hpsearch.study.pareto import pareto_front
 from hpsearch.tasks import DEFAULT_TASK
 
 
@@ -71,13 +72,18 @@ def all_studies(storage) -> list[dict[str, Any]]:
             {
                 "name": frozen.study_name,
                 "task": parse_task(spec),
-                "metric": f"eval_{spec['objective']['metric']}" if spec else None,
+                "metric": f"eval_{_first_objective(spec)['metric']}" if spec else None,
                 "n_trials_budget": spec["budget"]["n_trials"] if spec else None,
                 "states": dict(count_states(trials)),
                 "best_value": best,
             }
         )
     return rows
+
+
+def _first_objective(spec: dict) -> dict:
+    """A stored spec's objective, or the first of its objectives (several: no `objective` key)."""
+    return spec.get("objective") or spec["objectives"][0]
 
 
 def parse_task(spec: dict | None) -> str | None:
@@ -93,6 +99,14 @@ def best_trial(storage, name: str) -> dict[str, Any]:
         raise StudyError(
             f"study {name!r} has no complete trial yet; run it first (hpsearch run --study {name})"
         )
+    if spec.is_multi_objective:
+        return {
+            "study": name,
+            "task": spec.task,
+            "objectives": [o.shown_name for o in spec.all_objectives],
+            "directions": [o.direction for o in spec.all_objectives],
+            "pareto": pareto_front(study, spec),
+        }
     return describe_trial_record(study, spec, study.best_trial)
 
 
@@ -106,7 +120,8 @@ def describe_trial_record(study: optuna.Study, spec, trial: FrozenTrial) -> dict
         "task": spec.task,
         "number": trial.number,
         "metric": spec.objective.eval_key,
-        "value": trial.value,
+        "value": trial.values[0],  # of several objectives, the first
+        **({"values": list(trial.values)} if len(trial.values) > 1 else {}),
         "params": trial.params,
         "metrics": trial.user_attrs.get("metrics", {}),
         "confidence": None if confidence is None else dataclasses.asdict(confidence),

@@ -68,6 +68,31 @@ def summary_table(summary: StudySummary) -> Table:
     return table
 
 
+def pareto_table(front: list[dict]) -> Table:
+    """A multi-objective study's Pareto front (study/pareto.py), best first on the first
+    objective: each member's values, costs not among them, parameters, and its kept model."""
+    table = Table(title="Pareto front", title_justify="left")
+    table.add_column("trial", justify="right")
+    objectives = list(front[0]["values"])
+    for name in objectives:
+        table.add_column(name, justify="right")
+    costs = [c for c in ("latency_ms", "model_size_mb", "params") if c not in objectives]
+    for name in costs:
+        table.add_column(name, justify="right")
+    table.add_column("params searched")
+    table.add_column("model")
+    for member in front:
+        measured = member["costs"]
+        table.add_row(
+            str(member["number"]),
+            *(f"{member['values'][n]:.4g}" for n in objectives),
+            *(format_value(measured[c]) if c in measured else "-" for c in costs),
+            " ".join(f"{k}={format_value(v)}" for k, v in member["params"].items()),
+            "kept" if member["model_kept"] else "not kept",
+        )
+    return table
+
+
 def format_value(value) -> str:
     if isinstance(value, float):
         return f"{value:.3g}"
