@@ -25,6 +25,7 @@ from hpsearch.errors import SpecError
 from hpsearch.spec.param import ChoiceParam, FloatParam, IntParam, Param, StrictModel
 from hpsearch.spec.run_settings import BudgetSpec, CheckpointSpec, HeartbeatSpec, ResourcesSpec
 from hpsearch.spec.techniques import EarlyStoppingSpec, PeftSpec
+from hpsearch.spec.warm_start import WarmStartSpec
 from hpsearch.tasks import DEFAULT_TASK, TASK_KEY, TASKS, Task
 
 # Knobs applied to the model rather than to TrainingArguments (see hpsearch/trial/model.py and
@@ -194,6 +195,8 @@ class StudySpec(StrictModel):
     early_stopping: EarlyStoppingSpec | None = None
     seed: int = 0
     """Trial k trains with seed + k, so every trial is reproducible from its record."""
+    warm_start: WarmStartSpec | None = None
+    """Earlier studies whose best configurations are tried first (hpsearch.study.warm_start)."""
 
     @field_validator("checkpoint", mode="before")
     @classmethod
@@ -365,6 +368,7 @@ def _known_keys(task: str | None = None) -> list[str]:
         CheckpointSpec,
         PeftSpec,
         EarlyStoppingSpec,
+        WarmStartSpec,
         FloatParam,
         IntParam,
         ChoiceParam,
