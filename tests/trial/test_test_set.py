@@ -137,3 +137,11 @@ def test_the_best_model_is_scored_on_the_test_set_once(workdir, tiny_spec, cache
     storage = optuna.storages.RDBStorage(f"sqlite:///{workdir / 'storage' / 'hpsearch.db'}")
     rescored = score_on_test_set(stored_spec(storage, "held"), exported, cache_dir)
     assert rescored["test_accuracy"] == pytest.approx(scores["test_accuracy"], abs=1e-6)
+    # `train` scores the model it trains on the same test set, and records it with the training.
+    trained = workdir / "trained"
+    final = run_hpsearch("train", "--study", "held", str(trained), cwd=workdir)
+    assert final.returncode == 0, final.stderr
+    assert "on the held-out test set: test_accuracy" in " ".join(final.stdout.split())
+    record = json.loads((trained / "hpsearch-final-training.json").read_text())
+    assert 0.0 <= record["test_scores"]["test_accuracy"] <= 1.0
+    assert "## Held-out test set" in (trained / "README.md").read_text()
