@@ -214,6 +214,9 @@ def train(
         f"{describe_epochs(record['epochs'])}: {record['metric']} {record['value']:.4f}{recorded}; "
         f"wrote {out_dir}"
     )
+    if record["test_scores"]:
+        shown = ", ".join(f"{k} {v:.4f}" for k, v in record["test_scores"].items())
+        console.print(f"on the held-out test set: {shown}", markup=False)
     console.print(f"load it with:\n{get_task(spec.task).usage(out_dir)}")
 
 
@@ -259,9 +262,17 @@ def _train_final(study, spec, plan, out_dir: Path) -> dict:
             console, f"trial {plan.trial}", spec.objective.eval_key, plan.trial_value
         ) as progress:
             result = train_final(plan, loaded, staging, progress)
+        test_scores = None
+        if plan.spec.dataset.has_test_set:  # the held-out test set: the model is scored once
+            from hpsearch.deploy import score_on_test_set
+            from hpsearch.trial import cache_dir
+
+            with console.status("scoring the model on the held-out test set"):
+                test_scores = score_on_test_set(plan.spec, staging, cache_dir())
         record = final_record(
             plan,
             result,
+            test_scores=test_scores,
             out_dir=str(out_dir.resolve()),
             host=socket.gethostname(),
             finished_at=datetime.datetime.now(datetime.timezone.utc).strftime(

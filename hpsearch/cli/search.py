@@ -29,6 +29,7 @@ def search(
     worker_key: str | None = None,
     timeout: float | None = None,
     trials_per_gpu: int = 1,
+    warm_start=(),
 ) -> None:
     """Run the study's missing trials here: in this process, in a group of rank processes (one per
     device of a trial), or in supervised worker processes.
@@ -39,10 +40,11 @@ def search(
     `timeout`: this run's deadline in seconds (default: the spec's budget.timeout), after which no
     trial starts. `trials_per_gpu` K: K supervised workers share each GPU, checked at start against
     the largest peak GPU memory the study's trials recorded (hpsearch.trial.gpu_memory).
+    `warm_start`: the configurations to queue first (study.plan_warm_start), once per study.
     """
     from hpsearch.spec import check_trial_group
     from hpsearch.storage import apply_heartbeat, redact
-    from hpsearch.study import n_spent, open_study, seed_sampler
+    from hpsearch.study import enqueue_warm_start, n_spent, open_study, seed_sampler
 
     if supervised:
         # The supervisor stops its workers with SIGINT. A process started with SIGINT ignored (under
@@ -68,6 +70,7 @@ def search(
                 f"study {name!r} has spent its budget of {budget} trials; raise it with --n-trials "
                 "to run more"
             )
+            _score_best(url, rdb, name, study)
         return
     apply_heartbeat(rdb, spec.heartbeat)
     per_trial = gpus_per_trial or spec.resources.gpus_per_trial
@@ -99,6 +102,8 @@ def search(
     study, changes = open_study(rdb, name, spec)
     for change in changes:
         console.print(f"stored spec updated: {change}")
+    for line in enqueue_warm_start(study, list(warm_start), budget):
+        console.print(line, markup=False)
     timeout = spec.budget.timeout if timeout is None else timeout
     if in_process:
         runner.sampler_start = seed_sampler(study, spec.sampler)
@@ -125,6 +130,26 @@ def search(
         console.print(
             f"timeout reached with {left} trials of the budget left; run the same command to resume"
         )
+    else:
+        _score_best(url, rdb, name, study)
+
+
+def score_on_test(url, rdb, name: str, numbers: list[int]) -> dict:
+    """Score the kept models of trials `numbers` on the study's held-out test set, if its spec
+    holds one and no process has scored them (hpsearch.deploy.score_kept_models); what was scored.
+    """
+    from hpsearch.study import stored_spec
+
+    if not stored_spec(rdb, name).dataset.has_test_set:
+        return {}
+    from hpsearch.deploy import score_kept_models
+    from hpsearch.storage import artifact_dir, open_artifact_store
+    from hpsearch.trial import cache_dir, quiet_libraries
+
+    quiet_libraries()
+    store = open_artifact_store(artifact_dir(url), create=False)
+    with console.status("scoring the best model on the held-out test set"):
+        return score_kept_models(rdb, name, store, numbers, cache_dir())
 
 
 def run_here(study, runner, url, name: str, spec, supervised: bool, timeout: float | None) -> None:
@@ -271,6 +296,24 @@ def _run_supervised(
             deadline=None if timeout is None else time.monotonic() + timeout,
         ).run()
     write_note(study, spec)  # the workers' last notes may predate their last trials
+
+
+def _score_best(url, rdb, name: str, study) -> None:
+    """The budget is spent: the best trial's kept model (each Pareto front member's) scored on the
+    test set, once (a run beside this one, or an earlier run, may have scored it)."""
+    from optuna.trial import TrialState
+
+    from hpsearch.views import describe_test_scores
+
+    done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if not done:
+        numbers = []
+    elif len(study.directions) > 1:  # several objectives: each member of the Pareto front
+        numbers = [trial.number for trial in study.best_trials]
+    else:
+        numbers = [study.best_trial.number]
+    for number, scores in score_on_test(url, rdb, name, numbers).items():
+        console.print(describe_test_scores(number, scores), markup=False)
 
 
 def _print_summary(study, spec) -> None:

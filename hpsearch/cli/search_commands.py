@@ -40,6 +40,13 @@ def trials_per_gpu_option(command):
 def spec_file_options(command):
     """The options of a command that brings a spec file: run and create."""
     command = click.option(
+        "--warm-start-from",
+        multiple=True,
+        metavar="STUDY",
+        help="Queue the best configurations of this earlier study (repeatable) first; overrides "
+        "warm_start.from.",
+    )(command)
+    command = click.option(
         "--n-trials",
         type=click.IntRange(min=1),
         help="Study-wide trial budget; overrides budget.n_trials.",
@@ -80,13 +87,15 @@ def run(
     workers: int | None,
     gpus_per_trial: int | None,
     trials_per_gpu: int,
+    warm_start_from: tuple[str, ...],
 ) -> None:
     """Create a study from its spec (or resume it) and run trials until its budget is spent."""
-    from hpsearch.study import check_resumable
+    from hpsearch.study import check_resumable, plan_warm_start
 
-    spec, name = _load_run_spec(study_ref, study_name, n_trials)
+    spec, name = _load_run_spec(study_ref, study_name, n_trials, warm_start_from)
     url, rdb = open_storage_flag(storage, must_exist=False)
     spent = check_resumable(rdb, name, spec)
+    warm_start = plan_warm_start(rdb, name, spec)
     search(
         url,
         rdb,
@@ -99,24 +108,39 @@ def run(
         supervised=False,
         timeout=timeout,
         trials_per_gpu=trials_per_gpu,
+        warm_start=warm_start,
     )
 
 
 @cli.command()
 @spec_file_options
 def create(
-    study_ref: str, storage: str | None, study_name: str | None, n_trials: int | None
+    study_ref: str,
+    storage: str | None,
+    study_name: str | None,
+    n_trials: int | None,
+    warm_start_from: tuple[str, ...],
 ) -> None:
     """Create a study from its spec (or check an existing one) and run no trial: for workers started
     elsewhere (SLURM, Kubernetes) to join with `hpsearch worker`."""
     from hpsearch.storage import redact
-    from hpsearch.study import n_spent, open_study
+    from hpsearch.study import (
+        check_resumable,
+        enqueue_warm_start,
+        n_spent,
+        open_study,
+        plan_warm_start,
+    )
 
-    spec, name = _load_run_spec(study_ref, study_name, n_trials)
+    spec, name = _load_run_spec(study_ref, study_name, n_trials, warm_start_from)
     url, rdb = open_storage_flag(storage, must_exist=False)
+    check_resumable(rdb, name, spec)
+    warm_start = plan_warm_start(rdb, name, spec)
     study, changes = open_study(rdb, name, spec)
     for change in changes:
         console.print(f"stored spec updated: {change}")
+    for line in enqueue_warm_start(study, warm_start, spec.budget.n_trials):
+        console.print(line, markup=False)
     spent = n_spent(study.get_trials(deepcopy=False))
     console.print(
         f"study [bold]{name}[/] in {redact(url)}: {spent}/{spec.budget.n_trials} trials spent; "
@@ -124,8 +148,14 @@ def create(
     )
 
 
-def _load_run_spec(study_ref: str, study_name: str | None, n_trials: int | None):
-    """The spec a `run` or `create` names, with --n-trials applied and checked before any write:
+def _load_run_spec(
+    study_ref: str,
+    study_name: str | None,
+    n_trials: int | None,
+    warm_start_from: tuple[str, ...] = (),
+):
+    """The spec a `run` or `create` names, with --n-trials and --warm-start-from applied and
+    checked before any write:
     (spec, the study's name in the storage). --n-trials is the study's budget and is stored with
     it; --timeout is one run's deadline and stays out of the spec (a worker that joins later must
     not inherit it)."""
@@ -137,9 +167,23 @@ def _load_run_spec(study_ref: str, study_name: str | None, n_trials: int | None)
         spec = spec.model_copy(
             update={"budget": spec.budget.model_copy(update={"n_trials": n_trials})}
         )
+    if warm_start_from:
+        spec = _warm_start_from(spec, warm_start_from)
     check_sources(spec)
     check_training_args(spec)
     return spec, study_name or spec_path.stem
+
+
+def _warm_start_from(spec, studies: tuple[str, ...]):
+    """The spec with warm_start.from replaced by --warm-start-from (its top kept)."""
+    from hpsearch.spec import WarmStartSpec
+
+    top = {"top": spec.warm_start.top} if spec.warm_start else {}
+    try:
+        warm_start = WarmStartSpec.model_validate({"from": list(studies), **top})
+    except ValueError as e:
+        raise click.BadParameter(str(e).splitlines()[-1], param_hint="--warm-start-from") from None
+    return spec.model_copy(update={"warm_start": warm_start})
 
 
 @cli.command()

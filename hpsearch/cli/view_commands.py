@@ -81,6 +81,7 @@ def status(name: str | None, storage: str | None, as_json: bool) -> None:
     from hpsearch.study import Confidence, StudySummary
     from hpsearch.views import (
         all_studies,
+        describe_test_scores,
         final_trainings_table,
         pareto_table,
         running_table,
@@ -111,6 +112,11 @@ def status(name: str | None, storage: str | None, as_json: bool) -> None:
         console.print(final_trainings_table(data["final_trainings"]))
     if data["spec_changes"]:
         console.print(spec_changes_table(data["spec_changes"]))
+    for number, scores in data["test_scores"].items():
+        console.print(describe_test_scores(number, scores), markup=False)
+    if data["warm_started"]:
+        shown = ", ".join(f"{t['number']} (from {t['from']})" for t in data["warm_started"])
+        console.print(f"warm-started trials: {shown}", markup=False)
 
 
 @cli.command()
@@ -118,11 +124,20 @@ def status(name: str | None, storage: str | None, as_json: bool) -> None:
 @storage_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def best(name: str, storage: str | None, as_json: bool) -> None:
-    """The best trial: its value, parameters and metrics."""
+    """The best trial: its value, parameters and metrics, or with several objectives the Pareto
+    front (and the scores on the held-out test set, scored now if no run has)."""
+    from hpsearch.cli.search import score_on_test
     from hpsearch.views import best_table, best_trial, pareto_table
 
-    _, rdb = open_storage_flag(storage, must_exist=True)
+    url, rdb = open_storage_flag(storage, must_exist=True)
     data = best_trial(rdb, name)
+    unscored = [
+        member["number"]
+        for member in data.get("pareto", [data])
+        if member.get("test_scores") is None
+    ]
+    if unscored and score_on_test(url, rdb, name, unscored):
+        data = best_trial(rdb, name)
     if as_json:
         click.echo(json.dumps(data, indent=2, default=str))
     elif "pareto" in data:  # several objectives: no one best trial, a front

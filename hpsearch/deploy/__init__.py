@@ -14,6 +14,7 @@ from hpsearch.deploy.export import (
 from hpsearch.deploy.measure import Measurement
 from hpsearch.deploy.onnx import ONNX_DIR, ONNX_FILE, load_onnx, run_onnx, save_onnx
 from hpsearch.deploy.quantize import INT8_DIR, WEIGHTS_FILE, load_int8, quantize_int8, save_int8
+from hpsearch.deploy.test_score import score_kept_models, score_on_test_set
 
 __all__ = [
     "DEPLOYABLE_TASKS",
@@ -33,6 +34,8 @@ __all__ = [
     "run_onnx",
     "save_int8",
     "save_onnx",
+    "score_kept_models",
+    "score_on_test_set",
     "usage_int8",
     "usage_onnx",
 ]

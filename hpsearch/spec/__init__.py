@@ -28,6 +28,7 @@ from hpsearch.spec.search_space import (
     suggest_params,
 )
 from hpsearch.spec.techniques import PEFT_PREFIX, EarlyStoppingSpec, PeftSpec
+from hpsearch.spec.warm_start import WarmStartSpec
 
 __all__ = [
     "GENERATION_SETTINGS",
@@ -48,6 +49,7 @@ __all__ = [
     "SamplerSpec",
     "Settings",
     "StudySpec",
+    "WarmStartSpec",
     "check_sources",
     "check_trial_group",
     "corner_values",

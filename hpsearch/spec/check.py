@@ -42,14 +42,22 @@ def _check_data(spec: StudySpec) -> None:
         raise SpecError(
             "dataset.eval_source: goes with a file source; for a hub dataset use eval_split"
         )
-    for key in ("source", "eval_source"):
+    if dataset.test_source and dataset_location(dataset, "source").loaded_by_datasets:
+        raise SpecError(
+            "dataset.test_source: goes with a file source; for a hub dataset use test_split"
+        )
+    for key in ("source", "eval_source", "test_source"):
         location = dataset_location(dataset, key)
         if location is None or location.path is None:
             continue  # a hub dataset or a folder of splits is checked when it is loaded
-        if dataset.eval_split:
-            raise SpecError(
-                "dataset.eval_split: names a hub split; for a file use eval_source or eval_fraction"
-            )
+        for split, instead in (
+            ("eval", "eval_source or eval_fraction"),
+            ("test", "test_source or test_fraction"),
+        ):
+            if getattr(dataset, f"{split}_split"):
+                raise SpecError(
+                    f"dataset.{split}_split: names a hub split; for a file use {instead}"
+                )
         try:
             head = read_file(location.path, dataset, f"dataset.{key}", n_rows=200)
         except UnicodeDecodeError:

@@ -28,6 +28,7 @@ from hpsearch.spec.objectives import ObjectiveSpec, check_objective, check_objec
 from hpsearch.spec.param import ChoiceParam, FloatParam, IntParam, SearchEntry, StrictModel
 from hpsearch.spec.run_settings import BudgetSpec, CheckpointSpec, HeartbeatSpec, ResourcesSpec
 from hpsearch.spec.techniques import EarlyStoppingSpec, PeftSpec
+from hpsearch.spec.warm_start import WarmStartSpec
 from hpsearch.tasks import DEFAULT_TASK, TASK_KEY, TASKS, Task
 
 # Knobs applied to the model rather than to TrainingArguments (see hpsearch/trial/model.py and
@@ -206,6 +207,8 @@ class StudySpec(StrictModel):
     early_stopping: EarlyStoppingSpec | None = None
     seed: int = 0
     """Trial k trains with seed + k, so every trial is reproducible from its record."""
+    warm_start: WarmStartSpec | None = None
+    """Earlier studies whose best configurations are tried first (hpsearch.study.warm_start)."""
 
     @field_validator("objectives", mode="before")
     @classmethod
@@ -407,6 +410,7 @@ def _known_keys(task: str | None = None) -> list[str]:
         CheckpointSpec,
         PeftSpec,
         EarlyStoppingSpec,
+        WarmStartSpec,
         FloatParam,
         IntParam,
         ChoiceParam,

@@ -21,6 +21,7 @@ from hpsearch.storage.best_model import (
 )
 from hpsearch.storage.cache import StudyCache, cached
 from hpsearch.storage.checkpoint import CHECKPOINT_ATTR, Checkpoint, TrialCheckpoint
+from hpsearch.storage.enqueue import QueuedTrial, enqueue_once
 from hpsearch.storage.lock import StudyLock
 from hpsearch.storage.queries import (
     count_trials,
@@ -76,6 +77,7 @@ __all__ = [
     "BestModel",
     "BestModelKeeper",
     "Checkpoint",
+    "QueuedTrial",
     "StudyCache",
     "StudyLock",
     "TrialCheckpoint",
@@ -87,6 +89,7 @@ __all__ = [
     "count_trials",
     "create_study",
     "describe_storage_error",
+    "enqueue_once",
     "fail_for_rerun",
     "fail_running_trials",
     "heartbeat_ages",

@@ -40,6 +40,10 @@ RUN_ONLY_KEYS = {
         "the seeds of later trials (trial k trains with seed + k): values are already drawn with "
         "a seed per trial, and each trial records its own, so a re-run keeps it"
     ),
+    "warm_start": (
+        "which configurations are tried first; a trial's value for given parameters does not "
+        "depend on where they came from"
+    ),
     # The pruner's policy decides which trials stop, not what an evaluation measures (rungs are
     # evaluation indexes). evals_per_epoch is not here: it moves a trial's evaluations, and so
     # what a rung, a pruned trial's value and objective.value: best mean.

@@ -41,6 +41,13 @@ class DatasetBase(BaseModel):
     eval_source: str | None = None
     """A separate local or package file to evaluate on, instead of eval_fraction."""
     eval_fraction: float | None = Field(default=None, gt=0, lt=1)
+    test_fraction: float | None = Field(default=None, gt=0, lt=1)
+    """Rows of the source held out as a test set no trial sees (taken before the eval set), on
+    which the best model is scored once (hpsearch.trial.test_score)."""
+    test_source: str | None = None
+    """A separate local or package file to hold out as the test set, instead of test_fraction."""
+    test_split: str | None = None
+    """A named hub split to hold out as the test set, instead of test_fraction."""
     encoding: str = "utf-8"
     max_train_samples: int | None = Field(default=None, ge=1)
     max_eval_samples: int | None = Field(default=None, ge=1)
@@ -54,7 +61,19 @@ class DatasetBase(BaseModel):
         given = [k for k in ("eval_split", "eval_source", "eval_fraction") if getattr(self, k)]
         if len(given) > 1:
             raise ValueError(f"give one of eval_split, eval_source, eval_fraction, not {given}")
+        given = [k for k in ("test_split", "test_source", "test_fraction") if getattr(self, k)]
+        if len(given) > 1:
+            raise ValueError(f"give one of test_split, test_source, test_fraction, not {given}")
+        if self.test_fraction and (self.resolved_eval_fraction or 0) + self.test_fraction >= 1:
+            raise ValueError(
+                f"test_fraction {self.test_fraction} and eval_fraction "
+                f"{self.resolved_eval_fraction} leave no row to train on; lower one of them"
+            )
         return self
+
+    @property
+    def has_test_set(self) -> bool:
+        return bool(self.test_split or self.test_source or self.test_fraction)
 
     @property
     def resolved_eval_fraction(self) -> float | None:

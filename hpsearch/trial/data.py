@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from datasets import Dataset
 
 LABEL_FILE = "labels.json"
+TEST_KEYS = ("test_fraction", "test_source", "test_split")
 CACHE_VERSION = 3  # bumped when what is cached changes (2: made by the task; 3: keyed by content)
 
 
@@ -39,6 +40,8 @@ class PreparedData:
     eval: Dataset
     label_names: list[str] | None
     """The labels (tags) the model predicts; None for a generative task."""
+    test: Dataset | None = None
+    """The held-out test set (dataset.test_*), which no trial sees; None without one."""
 
 
 def _load_frame(location: Location, dataset: DatasetBase, split: str, key: str) -> pd.DataFrame:
@@ -78,10 +81,25 @@ def _load_split(location: Location, dataset: DatasetBase, split: str, key: str) 
     return frame
 
 
-def _split(dataset: DatasetBase) -> tuple[pd.DataFrame, pd.DataFrame, Labels | None]:
+def _split(
+    dataset: DatasetBase,
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame | None, Labels | None]:
+    """(train, eval, test or None, labels). A test fraction is taken first, from the source's rows
+    shuffled by dataset.seed, so the eval set and the training rows never hold a test row."""
     task = TASKS[dataset.task]
     train_location = dataset_location(dataset, "source")
     train = _load_frame(train_location, dataset, dataset.split, "dataset.source")
+    test = None
+    if dataset.test_source:
+        test = _load_frame(
+            dataset_location(dataset, "test_source"), dataset, dataset.split, "dataset.test_source"
+        )
+    elif dataset.test_split:
+        test = _load_frame(train_location, dataset, dataset.test_split, "dataset.test_split")
+    elif dataset.test_fraction:
+        shuffled = train.sample(frac=1.0, random_state=dataset.seed).reset_index(drop=True)
+        n_test = max(1, round(len(shuffled) * dataset.test_fraction))
+        test, train = shuffled.iloc[:n_test], shuffled.iloc[n_test:].reset_index(drop=True)
     if dataset.eval_source:
         evaluation = _load_frame(
             dataset_location(dataset, "eval_source"), dataset, dataset.split, "dataset.eval_source"
@@ -100,6 +118,7 @@ def _split(dataset: DatasetBase) -> tuple[pd.DataFrame, pd.DataFrame, Labels | N
     return (
         finish(train, dataset.max_train_samples),
         finish(evaluation, dataset.max_eval_samples),
+        None if test is None else finish(test, None),
         labels,
     )
 
@@ -109,14 +128,16 @@ def cache_key(dataset: DatasetBase, model_reference: str, tokenizer, cache_dir: 
     task's keys, max_length, the split and caps), the model reference, the tokenizer's content and
     the content of the source files (hpsearch.trial.fingerprint), so an entry is reused only for
     the same bytes tokenized the same way."""
+    # Test keys left unset stay out, so a spec without a test set keeps its earlier cache entry.
+    unset = {key for key in TEST_KEYS if getattr(dataset, key) is None}
     identity: dict = {
-        "dataset": dataset.model_dump(mode="json"),
+        "dataset": dataset.model_dump(mode="json", exclude=unset),
         "task": dataset.task,
         "model": model_reference,
         "tokenizer": tokenizer_fingerprint(tokenizer),
         "v": CACHE_VERSION,
     }
-    for field in ("source", "eval_source"):
+    for field in ("source", "eval_source", "test_source"):
         location = dataset_location(dataset, field)
         local = None if location is None else location.path or location.folder
         if local is not None:
@@ -135,14 +156,16 @@ def prepare_data(
         _build_cache(dataset, tokenizer, target)
     saved = load_from_disk(str(target))
     names = json.loads((target / LABEL_FILE).read_text())
-    return PreparedData(train=saved["train"], eval=saved["eval"], label_names=names)
+    return PreparedData(
+        train=saved["train"], eval=saved["eval"], label_names=names, test=saved.get("test")
+    )
 
 
 def _build_cache(dataset: DatasetBase, tokenizer, target: Path) -> None:
     from datasets import Dataset, DatasetDict
 
     task = TASKS[dataset.task]
-    train, evaluation, labels = _split(dataset)
+    train, evaluation, test, labels = _split(dataset)
 
     def encode(frame: pd.DataFrame, key: str) -> Dataset:
         rows = Dataset.from_pandas(frame, preserve_index=False)
@@ -159,16 +182,21 @@ def _build_cache(dataset: DatasetBase, tokenizer, target: Path) -> None:
             )
         return encoded
 
-    encoded_eval = encode(evaluation, "dataset (eval set)")
-    # Eval order does not change the metrics; sorted by length, each batch pads to a similar size.
-    lengths = [len(ids) for ids in encoded_eval["input_ids"]]
-    encoded_eval = encoded_eval.select(sorted(range(len(lengths)), key=lengths.__getitem__))
+    def by_length(encoded: Dataset) -> Dataset:
+        # Eval order does not change the metrics; sorted by length, a batch pads to a similar size.
+        lengths = [len(ids) for ids in encoded["input_ids"]]
+        return encoded.select(sorted(range(len(lengths)), key=lengths.__getitem__))
+
+    splits = {
+        "train": encode(train, "dataset (training set)"),
+        "eval": by_length(encode(evaluation, "dataset (eval set)")),
+    }
+    if test is not None:
+        splits["test"] = by_length(encode(test, "dataset (test set)"))
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=target.parent))
     try:
-        DatasetDict(
-            {"train": encode(train, "dataset (training set)"), "eval": encoded_eval}
-        ).save_to_disk(str(staging))
+        DatasetDict(splits).save_to_disk(str(staging))
         (staging / LABEL_FILE).write_text(json.dumps(labels.names if labels else None))
         # A rename is atomic: another worker building the same cache at once sees all or nothing.
         os.rename(staging, target)

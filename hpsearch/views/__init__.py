@@ -20,6 +20,7 @@ from hpsearch.views.status import all_studies, best_trial, describe_trial_record
 from hpsearch.views.tables import (
     best_table,
     describe_final_data,
+    describe_test_scores,
     final_trainings_table,
     format_seconds,
     format_value,
@@ -43,6 +44,7 @@ __all__ = [
     "check_new_directory",
     "describe_epochs",
     "describe_final_data",
+    "describe_test_scores",
     "describe_trial",
     "describe_trial_record",
     "export_best_model",

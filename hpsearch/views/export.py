@@ -228,7 +228,23 @@ library_name: transformers
 | metric | value |
 | --- | --- |
 {metrics}
-{_describe_adapter(spec, adapter, form)}"""
+{_describe_test_scores(best if final is None else final)}{_describe_adapter(spec, adapter, form)}"""
+
+
+def _describe_test_scores(record: dict) -> str:
+    """The card's section on the held-out test set (dataset.test_*), where the model was scored."""
+    scores = record.get("test_scores")
+    if not scores:
+        return ""
+    rows = "\n".join(f"| {k} | {v:.4f} |" for k, v in scores.items())
+    return f"""
+## Held-out test set
+Scored once on data no trial saw or was chosen by (dataset.test_*).
+
+| metric | value |
+| --- | --- |
+{rows}
+"""
 
 
 def final_model_card(study: optuna.Study, spec, plan, record: dict) -> str:

@@ -15,7 +15,7 @@ from pathlib import Path
 import optuna
 
 from hpsearch.errors import first_line
-from hpsearch.study import describe_states, summarize
+from hpsearch.study import describe_states, recorded_test_scores, summarize
 
 PLOTS = {
     "optimization_history": "Optimization history",
@@ -100,6 +100,11 @@ def _page(study: optuna.Study, spec, outcome: dict[str, str], out_dir: Path) -> 
         (f"&nbsp;&nbsp;{html.escape(k)}", f"{v:.4f}")
         for k, v in summary.best_metrics.items()
         if k != summary.metric
+    ]
+    # The held-out test set's scores of the best trial (hpsearch.study.test_scores), if scored.
+    tested = recorded_test_scores(study).get(summary.best_number) or {}
+    measured += [
+        (f"&nbsp;&nbsp;{html.escape(k)} (held out)", f"{v:.4f}") for k, v in tested.items()
     ]
     rows = [
         (

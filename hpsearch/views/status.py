@@ -18,9 +18,11 @@ from hpsearch.study import (
     EFFECTIVE_BATCH_ATTR,
     SPEC_ATTR,
     STOPPED_EARLY_ATTR,
+    WARM_START_ATTR,
     confidence_of,
     count_states,
     final_trainings,
+    recorded_test_scores,
     spec_change_records,
     stored_spec,
     summarize,
@@ -51,7 +53,23 @@ def study_status(storage, name: str) -> dict[str, Any]:
         **describe_best_model(study),
         "final_trainings": final_trainings(study),
         "spec_changes": spec_change_records(study),
+        "warm_started": warm_started(study),
+        "test_scores": recorded_test_scores(study),
     }
+
+
+def warm_started(study: optuna.Study) -> list[dict[str, Any]]:
+    """The trials queued by a warm start: their number, state, value and where they came from."""
+    return [
+        {
+            "number": t.number,
+            "state": t.state.name,
+            "value": t.value,
+            "from": t.user_attrs[WARM_START_ATTR],
+        }
+        for t in study.get_trials(deepcopy=False)
+        if WARM_START_ATTR in t.user_attrs
+    ]
 
 
 def all_studies(storage) -> list[dict[str, Any]]:
@@ -129,6 +147,8 @@ def describe_trial_record(study: optuna.Study, spec, trial: FrozenTrial) -> dict
         "train_seconds": trial.user_attrs.get("train_seconds"),
         "effective_batch_size": trial.user_attrs.get(EFFECTIVE_BATCH_ATTR),
         "stopped_early": bool(trial.user_attrs.get(STOPPED_EARLY_ATTR)),
+        "warm_start_from": trial.user_attrs.get(WARM_START_ATTR),
+        "test_scores": recorded_test_scores(study).get(trial.number),
         **describe_best_model(study),
     }
 

@@ -200,4 +200,12 @@ def best_table(best: dict) -> Table:
     for name in get_task(best["task"]).metrics:  # what evaluation measured; runtimes are noise here
         if f"eval_{name}" in best["metrics"]:
             table.add_row(f"eval_{name}", f"{best['metrics'][f'eval_{name}']:.4f}")
+    for name, value in (best.get("test_scores") or {}).items():  # the held-out test set
+        table.add_row(name, f"{value:.4f}")
     return table
+
+
+def describe_test_scores(number: int, scores: dict[str, float]) -> str:
+    """One line: a trial's scores on the held-out test set."""
+    shown = ", ".join(f"{k} {v:.4f}" for k, v in scores.items())
+    return f"test set (held out, never searched on), trial {number}: {shown}"
