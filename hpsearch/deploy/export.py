@@ -77,7 +77,9 @@ def export_deployable(
         record = export_best_model(
             storage, name, artifact_store, staging, finish
         )  # (a LoRA adapter merged)
-        result = build_forms(spec, staging, quantize=quantize, onnx=onnx, cache_dir=cache_dir)
+        # Measured on the eval set as the trial saw it (its model's tokens, its max_length).
+        trial_spec = spec.for_trial(record["params"])
+        result = build_forms(trial_spec, staging, quantize=quantize, onnx=onnx, cache_dir=cache_dir)
     return record, result
 
 
