@@ -73,6 +73,10 @@ def _from_pretrained(auto_class, location: Location, **kwargs):
         ) from None
 
 
+# The files that hold a checkpoint's weights (sharded ones included).
+WEIGHT_FILES = ("*.safetensors", "pytorch_model*.bin")
+
+
 def check_model_choices(spec: StudySpec) -> None:
     """Each choice of a searched model loads a tokenizer and takes the task's head, checked before
     any trial runs (no weight is read: the head is built on the meta device); a SpecError names the
@@ -84,11 +88,25 @@ def check_model_choices(spec: StudySpec) -> None:
     auto_class = transformers_class(spec.task_spec.model_class)
     for reference in model_choices(spec):
         location = resolve_model(reference)
+        if location.path is not None and not any(
+            any(location.path.glob(pattern)) for pattern in WEIGHT_FILES
+        ):
+            raise SpecError(
+                f"model: choice {reference} holds no weights ({', '.join(WEIGHT_FILES)}); "
+                "point it at a saved model (save_pretrained)"
+            )
         try:
-            load_tokenizer(location)
+            tokenizer = load_tokenizer(location)
             config = load_config(location)
         except HpsearchError as e:
             raise SpecError(f"{e.message} (model choice {reference})") from None
+        # transformers 5 makes a tokenizer of the special tokens alone for a directory that has
+        # no tokenizer files: it would tokenize every word as unknown.
+        if len(tokenizer) <= len(tokenizer.all_special_tokens):
+            raise SpecError(
+                f"model: choice {reference} has no tokenizer (no vocabulary beyond its special "
+                "tokens); save the tokenizer beside the model (tokenizer.save_pretrained)"
+            )
         try:
             with torch.device("meta"):
                 auto_class.from_config(config)
