@@ -126,3 +126,14 @@ def test_a_model_choice_that_cannot_take_the_task_head_is_one_line(workdir, tiny
     (line,) = result.stderr.strip().splitlines()
     assert line.startswith(f"Error: model: choice {vision} cannot take the text-classification")
     assert not (workdir / "storage").exists()
+
+
+def test_an_unreachable_hub_choice_is_one_line_naming_it(workdir, tiny_spec):
+    tiny_spec["model"] = {"choice": [MINILM, "someone/no-such-model"]}
+    write_spec(workdir, "hub", tiny_spec)
+    result = run_hpsearch("run", "--study", "hub", cwd=workdir, env={"HF_HUB_OFFLINE": "1"})
+    assert result.returncode == 2, result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("Error: model: cannot load 'someone/no-such-model'")
+    assert line.endswith("(model choice someone/no-such-model)")
+    assert not (workdir / "storage").exists()

@@ -6,7 +6,6 @@ from hpsearch.spec.choice import (
     SPEC_CHOICES,
     ModelChoice,
     describe_model,
-    max_length_choices,
     model_choices,
 )
 from hpsearch.spec.file import SPEC_SUFFIXES, find_spec_file, load_spec_file
@@ -62,7 +61,6 @@ __all__ = [
     "describe_model",
     "find_spec_file",
     "load_spec_file",
-    "max_length_choices",
     "model_choices",
     "param_ends",
     "parse_spec",

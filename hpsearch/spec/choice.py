@@ -60,11 +60,6 @@ def model_choices(spec: StudySpec) -> list[str]:
     return list(spec.model.choices) if isinstance(spec.model, ModelChoice) else [spec.model]
 
 
-def max_length_choices(spec: StudySpec) -> list[int]:
-    length = spec.dataset.max_length
-    return list(length.choices) if isinstance(length, LengthChoice) else [length]
-
-
 def searched_choices(spec: StudySpec) -> dict[str, ChoiceParam]:
     """The model and max_length as searched parameters, where the spec searches them."""
     searched = {}
