@@ -75,10 +75,13 @@ def open_storage_flag(flag: str | None, *, must_exist: bool):
 
 
 def check_training_args(spec) -> None:
-    """TrainingArguments takes every value of the spec (imports transformers: training commands)."""
+    """TrainingArguments takes every value of the spec, and each choice of a searched model loads
+    and takes the task's head (imports transformers: training commands)."""
+    from hpsearch.trial import check_model_choices
     from hpsearch.trial import check_training_args as check
 
     check(spec)
+    check_model_choices(spec)
 
 
 def main() -> None:

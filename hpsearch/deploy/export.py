@@ -85,7 +85,9 @@ def export_deployable(
             trial=trial,
             max_latency_ms=max_latency_ms,
         )  # (a LoRA adapter merged)
-        result = build_forms(spec, staging, quantize=quantize, onnx=onnx, cache_dir=cache_dir)
+        # Measured on the eval set as the trial saw it (its model's tokens, its max_length).
+        trial_spec = spec.for_trial(record["params"])
+        result = build_forms(trial_spec, staging, quantize=quantize, onnx=onnx, cache_dir=cache_dir)
     return record, result
 
 

@@ -87,7 +87,9 @@ def score_kept_models(
                 export_best_model(
                     storage, name, artifact_store, model_dir, _merge_adapter, trial=number
                 )
-                scores = score_on_test_set(spec, model_dir, cache_dir)
+                # The trial's own model and max_length, where the study searches them.
+                trial_spec = spec.for_trial(study.trials[number].params)
+                scores = score_on_test_set(trial_spec, model_dir, cache_dir)
         except BaseException:
             record_test_scores(study, number, None)  # a later run or `best` may score it
             raise

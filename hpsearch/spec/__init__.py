@@ -2,6 +2,12 @@
 before anything is written. No torch or transformers here."""
 
 from hpsearch.spec.check import check_sources, check_trial_group
+from hpsearch.spec.choice import (
+    SPEC_CHOICES,
+    ModelChoice,
+    describe_model,
+    model_choices,
+)
 from hpsearch.spec.condition import is_conditional
 from hpsearch.spec.file import SPEC_SUFFIXES, find_spec_file, load_spec_file
 from hpsearch.spec.location import Location, resolve_data, resolve_model
@@ -34,6 +40,7 @@ __all__ = [
     "GENERATION_SETTINGS",
     "MODEL_KNOBS",
     "PEFT_PREFIX",
+    "SPEC_CHOICES",
     "SPEC_SUFFIXES",
     "BudgetSpec",
     "ChoiceParam",
@@ -43,6 +50,7 @@ __all__ = [
     "HeartbeatSpec",
     "IntParam",
     "Location",
+    "ModelChoice",
     "ObjectiveSpec",
     "PeftSpec",
     "PrunerSpec",
@@ -53,9 +61,11 @@ __all__ = [
     "check_sources",
     "check_trial_group",
     "corner_values",
+    "describe_model",
     "find_spec_file",
     "is_conditional",
     "load_spec_file",
+    "model_choices",
     "param_ends",
     "parse_spec",
     "resolve_data",

@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 
 from hpsearch.errors import SpecError, first_line
+from hpsearch.spec.choice import model_choices
 from hpsearch.spec.location import dataset_location, resolve_model
 from hpsearch.spec.schema import StudySpec
 from hpsearch.spec.search_space import param_ends
@@ -28,12 +29,20 @@ GENERATION_RULES = {
 
 
 def check_sources(spec: StudySpec) -> None:
-    """The model and data the spec names exist and fit together; a SpecError says what does not."""
-    model = resolve_model(spec.model)
+    """The model (each choice of a searched one) and data the spec names exist and fit together;
+    a SpecError says what does not."""
+    models = [resolve_model(reference) for reference in model_choices(spec)]
     _check_data(spec)
     _check_generation(spec)
-    if model.path is not None:
-        _check_knobs(spec, model.path)
+    for model in models:
+        if model.path is None:
+            continue
+        try:
+            _check_knobs(spec, model.path)
+        except SpecError as e:
+            if len(models) == 1:
+                raise
+            raise SpecError(f"{e.message} (model choice {model.reference})") from None
 
 
 def _check_data(spec: StudySpec) -> None:

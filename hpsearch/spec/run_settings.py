@@ -53,3 +53,7 @@ class ResourcesSpec(StrictModel):
     one per GPU; gloo processes on a machine without GPUs). None: one process per worker. Each
     process takes per_device_train_batch_size examples a step, so the effective batch is this many
     times larger (every trial records its effective_batch_size)."""
+    resident_models: int = Field(default=4, ge=1, le=64)
+    """With `model:` or `dataset.max_length:` searched: the (model, max_length) pairs a worker keeps
+    loaded (tokenizer, tokenized data, config) for its next trials, the most recently used first;
+    another pair is loaded from the disk cache when a trial draws it."""

@@ -23,6 +23,7 @@ from pydantic import (
 
 from hpsearch.errors import SpecError
 from hpsearch.spec.auto_sampler import choose_sampler
+from hpsearch.spec.choice import ModelChoice, for_trial, parse_model, searched_choices
 from hpsearch.spec.condition import check_conditions, check_sampler_fits
 from hpsearch.spec.objectives import ObjectiveSpec, check_objective, check_objectives
 from hpsearch.spec.param import ChoiceParam, FloatParam, IntParam, SearchEntry, StrictModel
@@ -183,8 +184,9 @@ class PrunerSpec(StrictModel):
 class StudySpec(StrictModel):
     task: Literal[tuple(TASKS)] = DEFAULT_TASK
     """The kind of fine-tuning; it decides the dataset keys, the metrics and the model class."""
-    model: str = Field(min_length=1)
-    """A hub model id, a local directory, or package:PKG[/path] (a model shipped in a package)."""
+    model: str | ModelChoice
+    """A hub model id, a local directory, or package:PKG[/path] (a model shipped in a package);
+    `{choice: [...]}` searches it (hpsearch.spec.choice)."""
     dataset: DatasetSpec
     objective: ObjectiveSpec | None = None
     """Default: the task's default metric (accuracy, f1, rougeL, loss). With `objectives:` it is
@@ -232,6 +234,11 @@ class StudySpec(StrictModel):
             raise ValueError(f"expected {{every: N}} (evaluations) or false, got {value!r}")
         return value
 
+    @field_validator("model", mode="before")
+    @classmethod
+    def _model_or_choice(cls, value: Any) -> Any:
+        return parse_model(value)
+
     @model_validator(mode="before")
     @classmethod
     def _dataset_follows_the_task(cls, data: Any) -> Any:
@@ -253,6 +260,14 @@ class StudySpec(StrictModel):
                 f"{', '.join(both)} is both searched and fixed; keep it in one of "
                 "search_space: or training:"
             )
+        for name in searched_choices(self):
+            if name in self.search_space or name in self.training:
+                where = "search_space" if name in self.search_space else "training"
+                raise ValueError(
+                    f"{where}.{name}: {name} is searched by its own key "
+                    f"({'model' if name == 'model' else 'dataset.max_length'}: {{choice: [...]}}); "
+                    "remove it here"
+                )
         return self
 
     @model_validator(mode="after")
@@ -309,8 +324,17 @@ class StudySpec(StrictModel):
 
     @property
     def searched_params(self) -> dict[str, Any]:
-        """Every searched parameter: the search space's and the peft section's (peft.r, ...)."""
-        return {**self.search_space, **(self.peft.searched() if self.peft else {})}
+        """Every searched parameter: the model and max_length when searched, the search space's
+        and the peft section's (peft.r, ...)."""
+        return {
+            **searched_choices(self),
+            **self.search_space,
+            **(self.peft.searched() if self.peft else {}),
+        }
+
+    def for_trial(self, params: dict[str, Any]) -> StudySpec:
+        """This spec with the model and max_length a trial's `params` chose (spec/choice.py)."""
+        return for_trial(self, params)
 
     @property
     def fixed_values(self) -> dict[str, Any]:

@@ -6,6 +6,7 @@ from typing import Any, NamedTuple
 
 import optuna
 
+from hpsearch.spec.choice import SPEC_CHOICES
 from hpsearch.spec.condition import Entry, active_param, alternatives, sampling_order
 from hpsearch.spec.param import param_ends
 from hpsearch.spec.schema import (
@@ -56,7 +57,13 @@ class Settings(NamedTuple):
 
 def split_params(values: dict[str, Any]) -> Settings:
     def others(k: str) -> bool:
-        return k in MODEL_KNOBS or k in GENERATION_SETTINGS or k.startswith(PEFT_PREFIX)
+        # The model and max_length a trial chose pick its spec (StudySpec.for_trial), not a setting.
+        return (
+            k in MODEL_KNOBS
+            or k in GENERATION_SETTINGS
+            or k in SPEC_CHOICES
+            or k.startswith(PEFT_PREFIX)
+        )
 
     return Settings(
         arguments={k: v for k, v in values.items() if not others(k)},

@@ -35,7 +35,8 @@ class FinalPlan:
     params: dict[str, Any]
     """The trial's parameters, as searched."""
     spec: StudySpec
-    """The search's spec; with full_data, without dataset.max_train_samples (same eval set)."""
+    """The search's spec with the trial's model and max_length (where searched); with full_data,
+    without dataset.max_train_samples (same eval set)."""
     values: dict[str, Any]
     """What it trains with: the spec's fixed settings, the trial's parameters, the epochs asked."""
     seed: int
@@ -66,6 +67,7 @@ def plan_final_training(
 ) -> FinalPlan:
     """The final training of trial `number` (None: the best) of `study`, searched by `spec`."""
     trial = choose_trial(study, number)
+    spec = spec.for_trial(trial.params)  # the model and max_length it trained with
     values = {**spec.training, **trial.params}
     if epochs is not None:
         if epochs <= 0:

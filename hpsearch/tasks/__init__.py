@@ -3,7 +3,7 @@ dataset keys a spec gives it, its metrics, how rows become model inputs, the tra
 that train it (by name) and the pipeline that serves the result. No torch or transformers here."""
 
 from hpsearch.errors import SpecError
-from hpsearch.tasks.base import IGNORED, TASK_KEY, DatasetBase, Labels, Task
+from hpsearch.tasks.base import IGNORED, TASK_KEY, DatasetBase, Labels, LengthChoice, Task
 from hpsearch.tasks.causal_lm import CausalLM, CausalLMData
 from hpsearch.tasks.seq2seq import Seq2Seq, Seq2SeqData
 from hpsearch.tasks.text_classification import TextClassification, TextClassificationData
@@ -32,6 +32,7 @@ __all__ = [
     "CausalLMData",
     "DatasetBase",
     "Labels",
+    "LengthChoice",
     "Seq2Seq",
     "Seq2SeqData",
     "Task",

@@ -15,12 +15,32 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 # The sub-word positions that neither the loss nor the metrics look at (PyTorch's ignore_index).
 IGNORED = -100
 # The dataset key through which a spec's top-level `task:` reaches the dataset section's schema.
 TASK_KEY = "task"
+
+
+# The tokens of model input an example may keep: dataset.max_length, or each of its choices.
+MAX_LENGTH_RANGE = (8, 32768)
+
+
+class LengthChoice(BaseModel):
+    """`max_length: {choice: [64, 128]}`: searched, as the trial parameter `max_length` (each trial
+    trains on the data tokenized to its length; hpsearch.spec.choice)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    choices: tuple[int, ...] = Field(alias="choice")
+
+
+def _check_length(value: Any) -> int:
+    low, high = MAX_LENGTH_RANGE
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ValueError(f"expected a number of tokens from {low} to {high}, got {value!r}")
+    return value
 
 
 class DatasetBase(BaseModel):
@@ -51,10 +71,25 @@ class DatasetBase(BaseModel):
     encoding: str = "utf-8"
     max_train_samples: int | None = Field(default=None, ge=1)
     max_eval_samples: int | None = Field(default=None, ge=1)
-    max_length: int = Field(default=128, ge=8, le=32768)
-    """Tokens of model input kept per example (the rest is cut off)."""
+    max_length: int | LengthChoice = 128
+    """Tokens of model input kept per example (the rest is cut off); `{choice: [...]}` searches
+    it."""
     seed: int = 0
     """Seeds the train/eval split and the caps."""
+
+    @field_validator("max_length", mode="before")
+    @classmethod
+    def _length_or_choice(cls, value: Any) -> Any:
+        if isinstance(value, LengthChoice):
+            return value
+        if not isinstance(value, dict):
+            return _check_length(value)
+        if set(value) != {"choice"} or not isinstance(value["choice"], list) or not value["choice"]:
+            raise ValueError(f"expected a number of tokens or {{choice: [64, 128]}}, got {value!r}")
+        choices = [_check_length(v) for v in value["choice"]]
+        if len(set(choices)) != len(choices):
+            raise ValueError(f"choices must be distinct, got {choices}")
+        return LengthChoice(choice=tuple(choices))
 
     @model_validator(mode="after")
     def _one_eval_set(self):

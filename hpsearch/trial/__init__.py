@@ -27,8 +27,9 @@ from hpsearch.trial.load import (
     load_for_training,
     quiet_libraries,
 )
-from hpsearch.trial.model import ModelFactory, load_config, load_tokenizer
+from hpsearch.trial.model import ModelFactory, check_model_choices, load_config, load_tokenizer
 from hpsearch.trial.precision import auto_precision, precision_name
+from hpsearch.trial.resident import ResidentModels
 from hpsearch.trial.runner import TrialRunner, record_start
 
 __all__ = [
@@ -42,12 +43,14 @@ __all__ = [
     "OptunaPruningCallback",
     "PreparedData",
     "ProgressReporter",
+    "ResidentModels",
     "TrialRunner",
     "auto_precision",
     "build_training_args",
     "cache_dir",
     "cache_key",
     "check_fit",
+    "check_model_choices",
     "check_training_args",
     "count_gpus",
     "describe_device",

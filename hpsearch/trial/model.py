@@ -20,8 +20,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from hpsearch.errors import HpsearchError, first_line
-from hpsearch.spec import Location
+from hpsearch.errors import HpsearchError, SpecError, first_line
+from hpsearch.spec import Location, ModelChoice, StudySpec, model_choices, resolve_model
 from hpsearch.tasks import Task
 from hpsearch.trial.classes import transformers_class
 
@@ -71,6 +71,50 @@ def _from_pretrained(auto_class, location: Location, **kwargs):
             f"model: cannot load {location.reference!r}: {first_line(e)}; without a network, point "
             "model: at a local directory or package:PKG"
         ) from None
+
+
+# The files that hold a checkpoint's weights (sharded ones included).
+WEIGHT_FILES = ("*.safetensors", "pytorch_model*.bin")
+
+
+def check_model_choices(spec: StudySpec) -> None:
+    """Each choice of a searched model loads a tokenizer and takes the task's head, checked before
+    any trial runs (no weight is read: the head is built on the meta device); a SpecError names the
+    choice that does not. A fixed model is checked when the worker loads it."""
+    import torch
+
+    if not isinstance(spec.model, ModelChoice):
+        return
+    auto_class = transformers_class(spec.task_spec.model_class)
+    for reference in model_choices(spec):
+        location = resolve_model(reference)
+        if location.path is not None and not any(
+            any(location.path.glob(pattern)) for pattern in WEIGHT_FILES
+        ):
+            raise SpecError(
+                f"model: choice {reference} holds no weights ({', '.join(WEIGHT_FILES)}); "
+                "point it at a saved model (save_pretrained)"
+            )
+        try:
+            tokenizer = load_tokenizer(location)
+            config = load_config(location)
+        except HpsearchError as e:
+            raise SpecError(f"{e.message} (model choice {reference})") from None
+        # transformers 5 makes a tokenizer of the special tokens alone for a directory that has
+        # no tokenizer files: it would tokenize every word as unknown.
+        if len(tokenizer) <= len(tokenizer.all_special_tokens):
+            raise SpecError(
+                f"model: choice {reference} has no tokenizer (no vocabulary beyond its special "
+                "tokens); save the tokenizer beside the model (tokenizer.save_pretrained)"
+            )
+        try:
+            with torch.device("meta"):
+                auto_class.from_config(config)
+        except (ValueError, KeyError) as e:
+            raise SpecError(
+                f"model: choice {reference} cannot take the {spec.task} task's head "
+                f"({spec.task_spec.model_class}): {first_line(e)}; remove it from model: choice"
+            ) from None
 
 
 class ModelFactory:

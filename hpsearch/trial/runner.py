@@ -77,6 +77,7 @@ from hpsearch.trial.distributed import (
 from hpsearch.trial.fit import Fitting, start_fit
 from hpsearch.trial.model import ModelFactory
 from hpsearch.trial.model_files import model_files
+from hpsearch.trial.resident import ResidentModels
 
 # A user attribute's value is one TEXT column (64 KiB on MySQL): the innermost frames are kept.
 TRACEBACK_LIMIT = 16_000
@@ -87,9 +88,8 @@ class TrialRunner:
     """What every trial of a worker shares, built once per process (see workers/startup.py)."""
 
     spec: StudySpec
-    data: PreparedData
-    factory: ModelFactory
-    tokenizer: Any
+    models: ResidentModels
+    """The tokenizer, data and model factory of each (model, max_length) a trial may draw."""
     artifact_store: Any
     best_model: BestModelKeeper
     device: str
@@ -99,6 +99,18 @@ class TrialRunner:
 
     sampler_start: SamplerStart | None = None
     """This process's start number and sampler seed (study.seed_sampler), recorded on each trial."""
+
+    @property
+    def data(self) -> PreparedData:
+        return self.models.latest.data
+
+    @property
+    def factory(self) -> ModelFactory:
+        return self.models.latest.factory
+
+    @property
+    def tokenizer(self) -> Any:
+        return self.models.latest.tokenizer
 
     def __call__(self, trial: optuna.Trial) -> float | list[float]:
         params = suggest_params(trial, self.spec.searched_params, self.spec.fixed_values)
@@ -183,6 +195,9 @@ class TrialRunner:
             if trial is not None
             else FollowingTrial(group)
         )
+        # The model and max_length the trial drew, when the spec searches them (spec/choice.py).
+        spec = self.spec.for_trial(params)
+        loaded = self.models.get(spec)
         with tempfile.TemporaryDirectory(prefix="hpsearch-trial-") as scratch:
             resume_dir = Path(scratch) / "resume"
             resumed = keeper.take_over(resume_dir) if keeper is not None else None
@@ -190,11 +205,11 @@ class TrialRunner:
             fitting, error = None, None
             try:
                 fitting = start_fit(
-                    self.spec,
-                    self.data,
-                    self.factory,
-                    self.tokenizer,
-                    {**self.spec.training, **params},
+                    spec,
+                    loaded.data,
+                    loaded.factory,
+                    loaded.tokenizer,
+                    {**spec.training, **params},
                     seed,
                     Path(scratch),
                     reporter,
@@ -273,7 +288,8 @@ class TrialRunner:
         low, high = interval
         return {
             INTERVAL_ATTR: [round(low, 6), round(high, 6)],
-            EVAL_EXAMPLES_ATTR: len(self.data.eval),
+            # The trial's own eval set (its model's tokens: a searched model may drop examples).
+            EVAL_EXAMPLES_ATTR: len(fitting.trainer.eval_dataset),
         }
 
 

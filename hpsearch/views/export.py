@@ -70,6 +70,7 @@ def export_best_model(
             zf.extractall(staging)
         held = _trial_held(staging, pointer)
         record = describe_trial_record(study, spec, study.trials[held])
+        spec = spec.for_trial(study.trials[held].params)  # the model it was fine-tuned from
         adapter = read_adapter_settings(staging)
         if finish is not None:
             finish(staging, spec)

@@ -19,6 +19,7 @@ from importlib import metadata
 import optuna
 import yaml
 
+from hpsearch.spec import describe_model
 from hpsearch.storage import (
     BestModel,
     resolve_best_model,
@@ -147,8 +148,8 @@ def render_note(
     lines = [
         f"# hpsearch study `{name}`",
         (
-            f"task `{spec.task}` · {summary.direction} `{summary.metric}` · model `{spec.model}` · "
-            f"updated {_now()}"
+            f"task `{spec.task}` · {summary.direction} `{summary.metric}` · "
+            f"model `{describe_model(spec)}` · updated {_now()}"
         ),
         "",
         "## Summary",

@@ -15,6 +15,7 @@ from pathlib import Path
 import optuna
 
 from hpsearch.errors import first_line
+from hpsearch.spec import describe_model
 from hpsearch.study import describe_states, recorded_test_scores, summarize
 
 PLOTS = {
@@ -173,7 +174,7 @@ def _page(study: optuna.Study, spec, outcome: dict[str, str], out_dir: Path) -> 
         sections.append(f"<section><h2>{html.escape(title)}</h2>{body}</section>")
     name = html.escape(study.study_name)
     objective = f"{html.escape(summary.direction)} {html.escape(summary.metric)}"
-    model = html.escape(spec.model)
+    model = html.escape(describe_model(spec))
     about = f"task {html.escape(spec.task)} &middot; {objective} &middot; model {model}"
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>hpsearch report: {name}</title>

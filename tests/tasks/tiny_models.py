@@ -116,3 +116,23 @@ def build_tiny_gpt2(directory: Path) -> Path:
     GPT2LMHeadModel(config).save_pretrained(directory)
     tokenizer.save_pretrained(directory)
     return directory
+
+
+def build_tiny_bert(directory: Path) -> Path:
+    """A one-layer BERT of width 32 with its own 2,000-piece tokenizer (MiniLM has 30,522): a
+    second encoder, unlike MiniLM in size and vocabulary (tests/test_model_choice.py)."""
+    from transformers import BertConfig, BertModel
+
+    tokenizer = tiny_tokenizer()
+    config = BertConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    BertModel(config).save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory
