@@ -22,6 +22,7 @@ def test_multi_objective_study_prunes_shows_and_exports_its_front(workdir, tiny_
     spec = {k: v for k, v in tiny_spec.items() if k != "objective"}
     spec["objectives"] = [{"metric": "accuracy"}, {"metric": "latency_ms"}]
     spec.update(good_and_bad_search(GOOD_LR))
+    spec["dataset"] = {**spec["dataset"], "test_fraction": 0.005}  # ~190 held-out tweets
     _, study = run_study(workdir, "multi", spec)
 
     # One direction per objective, as the spec says.
@@ -50,11 +51,15 @@ def test_multi_objective_study_prunes_shows_and_exports_its_front(workdir, tiny_
     assert [m["number"] for m in pareto] == [t.number for t in study.best_trials] == [0]
     assert pareto[0]["values"] == {"eval_accuracy": good.values[0], "latency_ms": good.values[1]}
     assert pareto[0]["model_kept"] is True
+    # The run's end scored each kept front member on the held-out test set, once.
+    assert 0.0 <= pareto[0]["test_scores"]["test_accuracy"] <= 1.0
 
     shown = run_hpsearch("best", "--study", "multi", cwd=workdir)
     # `best` has no single best trial to show: it shows the front as a table.
     assert shown.returncode == 0, shown.stderr
     assert "Pareto front" in shown.stdout and "kept" in shown.stdout
+    best = json.loads(run_hpsearch("best", "--study", "multi", "--json", cwd=workdir).stdout)
+    assert best["pareto"][0]["test_scores"] == pareto[0]["test_scores"]
 
     report = run_hpsearch("report", "--study", "multi", "--out", "report", cwd=workdir)
     # The report draws the front besides the first objective's plots.

@@ -134,7 +134,7 @@ def best(name: str, storage: str | None, as_json: bool) -> None:
     unscored = [
         member["number"]
         for member in data.get("pareto", [data])
-        if member.get("test_scores") is None
+        if member["test_scores"] is None and member.get("model_kept", True)
     ]
     if unscored and score_on_test(url, rdb, name, unscored):
         data = best_trial(rdb, name)

@@ -22,6 +22,7 @@ from hpsearch.storage.best_model import (
 from hpsearch.storage.cache import StudyCache, cached
 from hpsearch.storage.checkpoint import CHECKPOINT_ATTR, Checkpoint, TrialCheckpoint
 from hpsearch.storage.enqueue import QueuedTrial, enqueue_once
+from hpsearch.storage.front_models import front_model_pointers
 from hpsearch.storage.lock import StudyLock
 from hpsearch.storage.queries import (
     count_trials,
@@ -92,6 +93,7 @@ __all__ = [
     "enqueue_once",
     "fail_for_rerun",
     "fail_running_trials",
+    "front_model_pointers",
     "heartbeat_ages",
     "is_better",
     "is_transient",

@@ -12,6 +12,7 @@ from typing import Any
 import optuna
 
 from hpsearch.storage.front_models import front_model_pointers
+from hpsearch.study.test_scores import recorded_test_scores
 
 # The trial user attributes every trial trained to its end records (hpsearch.trial.cost).
 COST_ATTRS = ("latency_ms", "model_size_mb", "params", "trainable_params", "train_seconds")
@@ -22,6 +23,7 @@ def pareto_front(study: optuna.Study, spec) -> list[dict[str, Any]]:
     if not spec.is_multi_objective:
         return []
     kept = {p["trial"]: p for p in front_model_pointers(study)}
+    scored = recorded_test_scores(study)
     maximize = spec.objective.direction == "maximize"
     members = sorted(study.best_trials, key=lambda t: t.values[0], reverse=maximize)
     return [
@@ -31,6 +33,7 @@ def pareto_front(study: optuna.Study, spec) -> list[dict[str, Any]]:
             "params": dict(t.params),
             "costs": {k: t.user_attrs[k] for k in COST_ATTRS if k in t.user_attrs},
             "model_kept": t.number in kept,
+            "test_scores": scored.get(t.number),
         }
         for t in members
     ]

@@ -79,14 +79,21 @@ def pareto_table(front: list[dict]) -> Table:
     costs = [c for c in ("latency_ms", "model_size_mb", "params") if c not in objectives]
     for name in costs:
         table.add_column(name, justify="right")
+    # The held-out test set's score of the first objective, once a run has scored the front.
+    test_key = "test_" + objectives[0].removeprefix("eval_")
+    tested = any(member.get("test_scores") for member in front)
+    if tested:
+        table.add_column(test_key, justify="right")
     table.add_column("params searched")
     table.add_column("model")
     for member in front:
         measured = member["costs"]
+        scores = member.get("test_scores") or {}
         table.add_row(
             str(member["number"]),
             *(f"{member['values'][n]:.4g}" for n in objectives),
             *(format_value(measured[c]) if c in measured else "-" for c in costs),
+            *([f"{scores[test_key]:.4g}" if test_key in scores else "-"] if tested else []),
             " ".join(f"{k}={format_value(v)}" for k, v in member["params"].items()),
             "kept" if member["model_kept"] else "not kept",
         )
