@@ -209,13 +209,14 @@ def test_a_password_file_reaches_a_real_server(monkeypatch, tmp_path):
         pytest.skip("set HPSEARCH_TEST_MYSQL to test against MariaDB")
     import sqlalchemy
 
-    admin = sqlalchemy.create_engine(resolve_storage_url(MYSQL_URL))
+    base = resolve_storage_url(MYSQL_URL)
+    admin = sqlalchemy.create_engine(base)
     with admin.begin() as connection:
         connection.execute(
             sqlalchemy.text("CREATE USER IF NOT EXISTS 'hp_pw'@'%' IDENTIFIED BY 'file-s3cret'")
         )
-        connection.execute(sqlalchemy.text("GRANT ALL ON test.* TO 'hp_pw'@'%'"))
-    base = resolve_storage_url(MYSQL_URL)
+        # The URL's database (test, or test_gw0 for a pytest-xdist process).
+        connection.execute(sqlalchemy.text(f"GRANT ALL ON `{base.database}`.* TO 'hp_pw'@'%'"))
     user_url = base.set(username="hp_pw", password=None).render_as_string(hide_password=False)
     secret = tmp_path / "password"
     secret.write_text("file-s3cret\n")
