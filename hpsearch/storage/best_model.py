@@ -72,7 +72,7 @@ from hpsearch.storage.model_upload import (
     write_archive,
 )
 from hpsearch.storage.optuna_private import rdb_models, storage_of, study_id_of, trial_id_of
-from hpsearch.storage.queries import fresh_user_attrs
+from hpsearch.storage.queries import fresh_user_attrs, lock_study_attr
 
 BEST_MODEL_ATTR = "hpsearch_best_model"
 PENDING_MODEL_ATTR = "hpsearch:pending_model"  # trial system attribute: its uploaded model
@@ -80,9 +80,6 @@ TRIAL_FILE = "hpsearch-trial.json"
 MIMETYPE = "application/zip"
 # Test-only: seconds to wait after saving a model, so that workers' saves overlap in a race test.
 SAVE_DELAY_ENV = "HPSEARCH_TEST_SAVE_DELAY"
-# Test-only: seconds to wait between reading the pointer and writing it inside the completing
-# transaction, so that two workers' completions overlap in a race test.
-SETTLE_DELAY_ENV = "HPSEARCH_TEST_SETTLE_DELAY"
 REMOVALS_KEY = "hpsearch:remove_after_commit"  # a session's `info` key
 BEST_MODEL_ERROR_ATTR = "best_model_error"  # trial user attribute: why its model was not written
 
@@ -324,25 +321,9 @@ def settle_pending_model(storage, session, trial, state: TrialState, values) -> 
 def _move_pointer(session, trial, value: float, pending: dict[str, Any]) -> tuple[bool, str | None]:
     """Point at `pending` if `value` beats the kept model, the study's row locked; (whether it
     moved, the artifact of the model it replaced)."""
+    study, pointer_row, current = lock_study_attr(session, trial.study_id, BEST_MODEL_ATTR)
     models = rdb_models()
-
-    study = (
-        session.query(models.StudyModel)
-        .filter(models.StudyModel.study_id == trial.study_id)
-        .with_for_update()
-        .one()
-    )
     user_attrs, system_attrs = models.StudyUserAttributeModel, models.StudySystemAttributeModel
-    # Locking reads: MySQL's plain reads see the transaction's snapshot, not the last commits.
-    pointer_row = (
-        session.query(user_attrs)
-        .filter(user_attrs.study_id == study.study_id, user_attrs.key == BEST_MODEL_ATTR)
-        .with_for_update()
-        .one_or_none()
-    )
-    current = None if pointer_row is None else json.loads(pointer_row.value_json)
-    if os.environ.get(SETTLE_DELAY_ENV):
-        time.sleep(float(os.environ[SETTLE_DELAY_ENV]))
     direction = study.directions[0].direction
     if current is not None and not is_better(value, current["value"], direction):
         return False, None

@@ -18,7 +18,7 @@ from typing import Any
 import optuna
 
 from hpsearch.storage.optuna_private import backend_of, rdb_models, session_scope, study_id_of
-from hpsearch.storage.rerun import FIXED_PARAMS_ATTR
+from hpsearch.storage.rerun import waiting_trial
 from hpsearch.storage.retry import retry_checked
 
 
@@ -51,7 +51,6 @@ def enqueue_once(
     models = rdb_models()
 
     def attempt(_first: bool) -> list[int] | None:
-        from optuna.trial import FrozenTrial, TrialState
 
         with session_scope(backend) as session:
             # The write that locks: the study's row (a server) or the database (SQLite).
@@ -74,19 +73,7 @@ def enqueue_once(
             )
             numbers = []
             for queued in trials[: max(0, n_slots - n_trials)]:
-                template = FrozenTrial(
-                    number=-1,
-                    state=TrialState.WAITING,
-                    value=None,
-                    datetime_start=None,
-                    datetime_complete=None,
-                    params={},
-                    distributions={},
-                    user_attrs=dict(queued.user_attrs),
-                    system_attrs={FIXED_PARAMS_ATTR: dict(queued.params)},
-                    intermediate_values={},
-                    trial_id=-1,
-                )
+                template = waiting_trial(queued.user_attrs, queued.params)
                 numbers.append(backend.prepare_trial_row(study_id, template, session).number)
             session.add(system(study_id=study_id, key=guard, value_json=json.dumps(numbers)))
             return numbers

@@ -17,8 +17,6 @@ front only grows harder to join.
 from __future__ import annotations
 
 import json
-import os
-import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -27,7 +25,7 @@ from optuna.trial import TrialState
 
 from hpsearch.storage.artifacts import ARTIFACT_ATTR_PREFIX
 from hpsearch.storage.optuna_private import rdb_models
-from hpsearch.storage.queries import fresh_user_attrs
+from hpsearch.storage.queries import fresh_user_attrs, lock_study_attr
 
 FRONT_MODELS_ATTR = "hpsearch_front_models"
 MAX_FRONT_MODELS = 8
@@ -68,24 +66,10 @@ def may_join_front(study: optuna.Study, values: Sequence[float]) -> bool:
 def settle_front_model(session, trial, values: Sequence[float], pending: dict) -> list[str]:
     """Inside the transaction that completes `trial` (an ORM row) with `values`: keep its pending
     model if it is on the front and there is room; returns the artifacts to remove after commit."""
+    study, row, kept = lock_study_attr(session, trial.study_id, FRONT_MODELS_ATTR)
+    kept = kept or []
     models = rdb_models()
-    study = (
-        session.query(models.StudyModel)
-        .filter(models.StudyModel.study_id == trial.study_id)
-        .with_for_update()
-        .one()
-    )
     user_attrs, system_attrs = models.StudyUserAttributeModel, models.StudySystemAttributeModel
-    # Locking reads: MySQL's plain reads see the transaction's snapshot, not the last commits.
-    row = (
-        session.query(user_attrs)
-        .filter(user_attrs.study_id == study.study_id, user_attrs.key == FRONT_MODELS_ATTR)
-        .with_for_update()
-        .one_or_none()
-    )
-    kept = [] if row is None else json.loads(row.value_json)
-    if os.environ.get("HPSEARCH_TEST_SETTLE_DELAY"):
-        time.sleep(float(os.environ["HPSEARCH_TEST_SETTLE_DELAY"]))
     everyone = _complete_values(session, study.study_id)
     everyone[trial.number] = list(values)
     up = [d.direction == optuna.study.StudyDirection.MAXIMIZE for d in study.directions]

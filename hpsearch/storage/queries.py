@@ -6,6 +6,8 @@ optuna_private.py.
 
 from __future__ import annotations
 
+import os
+import time
 from typing import Any
 
 import optuna
@@ -155,3 +157,32 @@ def fail_running_trials(
             continue  # it finished, or the stale-trial check failed it, a moment ago
         failed.append(trial.number)
     return failed
+
+
+SETTLE_DELAY_ENV = "HPSEARCH_TEST_SETTLE_DELAY"  # tests: widen the window between read and write
+
+
+def lock_study_attr(session, study_id: int, key: str) -> tuple[Any, Any, Any]:
+    """In a transaction that settles a kept model: the study's row and its user attribute `key`
+    locked, so workers completing at once settle one after another; (the study row, the
+    attribute's row or None, its value or None)."""
+    import json
+
+    models = rdb_models()
+    study = (
+        session.query(models.StudyModel)
+        .filter(models.StudyModel.study_id == study_id)
+        .with_for_update()
+        .one()
+    )
+    user_attrs = models.StudyUserAttributeModel
+    # Locking reads: MySQL's plain reads see the transaction's snapshot, not the last commits.
+    row = (
+        session.query(user_attrs)
+        .filter(user_attrs.study_id == study.study_id, user_attrs.key == key)
+        .with_for_update()
+        .one_or_none()
+    )
+    if os.environ.get(SETTLE_DELAY_ENV):
+        time.sleep(float(os.environ[SETTLE_DELAY_ENV]))
+    return study, row, None if row is None else json.loads(row.value_json)

@@ -67,7 +67,7 @@ def fail_with_rerun_without_commit(
     from optuna.exceptions import UpdateFinishedTrialError
 
     models = rdb_models()
-    from optuna.trial import FrozenTrial, TrialState
+    from optuna.trial import TrialState
 
     table = models.TrialModel.__table__
     claimed = session.execute(
@@ -93,7 +93,16 @@ def fail_with_rerun_without_commit(
         return None
     # The study's row lock serializes trial numbering, as in creating any trial (resilient.py).
     models.StudyModel.find_or_raise_by_id(trial.study_id, session, for_update=True)
-    template = FrozenTrial(
+    template = waiting_trial(rerun_attrs, _params(trial))
+    return storage.prepare_trial_row(trial.study_id, template, session).trial_id
+
+
+def waiting_trial(user_attrs: dict[str, Any], params: dict[str, Any]):
+    """A WAITING trial (a FrozenTrial to insert) that will run with `params`, as
+    study.enqueue_trial makes one: the re-run of a lost trial, a warm start's configuration."""
+    from optuna.trial import FrozenTrial, TrialState
+
+    return FrozenTrial(
         number=-1,
         state=TrialState.WAITING,
         value=None,
@@ -101,12 +110,11 @@ def fail_with_rerun_without_commit(
         datetime_complete=None,
         params={},
         distributions={},
-        user_attrs=rerun_attrs,
-        system_attrs={FIXED_PARAMS_ATTR: _params(trial)},
+        user_attrs=dict(user_attrs),
+        system_attrs={FIXED_PARAMS_ATTR: dict(params)},
         intermediate_values={},
         trial_id=-1,
     )
-    return storage.prepare_trial_row(trial.study_id, template, session).trial_id
 
 
 def _params(trial) -> dict[str, Any]:
