@@ -176,8 +176,8 @@ def test_workers_are_an_indexed_job_of_n_pods(file):
     job = worker_job(file)
     spec = job["spec"]
     assert spec["completionMode"] == "Indexed"
-    # N workers at once, each index done when its worker exits 0 (the budget spent); the README's
-    # scaling patches both together, which the API allows for Indexed Jobs only in tandem.
+    # N workers at once, each index done when its worker exits 0 (the budget spent); the scaling
+    # in docs/deploy.md patches both together, which the API allows for Indexed Jobs only in tandem.
     assert spec["parallelism"] == spec["completions"] >= 1
     # An Indexed Job's pods are named NAME-INDEX, which must be a DNS label (the API checks this).
     assert re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", job["metadata"]["name"])

@@ -34,7 +34,7 @@ def load_spec_file(path: Path) -> StudySpec:
         problem = getattr(e, "problem", None) or first_line(e)
         raise SpecError(f"{path}:{where}: invalid YAML: {problem}") from None
     if data is None:
-        raise SpecError(f"{path}: the spec is empty; see README.md for the keys a spec declares")
+        raise SpecError(f"{path}: the spec is empty; see docs/spec.md for the keys a spec declares")
     return parse_spec(data, str(path))
 
 

@@ -419,7 +419,9 @@ def _unknown_key(key: str, task: str | None) -> str:
                 f"{'does' if len(takers) == 1 else 'do'}); remove it, or set task: {takers[0]}"
             )
     close = difflib.get_close_matches(key, _known_keys(task), n=1)
-    hint = f" (did you mean {close[0]}?)" if close else "; see README.md for the keys a spec takes"
+    hint = (
+        f" (did you mean {close[0]}?)" if close else "; see docs/spec.md for the keys a spec takes"
+    )
     return f"unknown key{hint}"
 
 

@@ -7,8 +7,8 @@ the model, the task, the objective, the search space, a fixed training value, a 
 evaluation schedule) is refused: the new spec is a new study. A key that changes only how or how
 long a run goes (the budget, the heartbeat, the checkpoints, the resources, the sampler, which
 trials the pruner stops, the seed of later trials, and the TrainingArguments fields of
-RUN_ONLY_TRAINING_ARGS) may change; hpsearch.study.open records the change in the study. README.md
-("What may change between runs") has the table, with the reasons.
+RUN_ONLY_TRAINING_ARGS) may change; hpsearch.study.open records the change in the study.
+docs/spec.md ("What may change between runs") has the table, with the reasons.
 """
 
 from __future__ import annotations

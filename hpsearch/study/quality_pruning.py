@@ -7,7 +7,7 @@ evaluation, and the spec's pruner decides on a single-objective view of the stud
 trials, the first direction, the first value of each complete trial, each trial's reports as its
 intermediate values. A trial is thus stopped exactly when a single-objective study of that metric
 would stop it; its costs (latency, size, ...) are measured at the end and play no part. A cheap
-model that learns slowly can be pruned: a quality rule, said so in README.md.
+model that learns slowly can be pruned: a quality rule, said so in docs/search.md.
 
 The reports are kept in the trial user attribute REPORTS_ATTR ({evaluation: value}), not as
 Optuna's intermediate values: Optuna's TPE sampler reads a pruned trial's intermediate values with
