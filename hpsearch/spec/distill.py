@@ -45,12 +45,12 @@ class DistillSpec(StrictModel):
     @classmethod
     def _teacher_reference(cls, value: str) -> str:
         if not value.strip():
-            raise ValueError("distill.teacher: empty; name best-of:STUDY, trial:STUDY/N or a model")
+            raise ValueError("empty; name best-of:STUDY, trial:STUDY/N or a model")
         if value.startswith(BEST_OF) and not value[len(BEST_OF) :].strip():
-            raise ValueError("distill.teacher: best-of: names no study; write best-of:STUDY")
+            raise ValueError("best-of: names no study; write best-of:STUDY")
         if value.startswith(TRIAL_OF) and not _TRIAL_REFERENCE.match(value):
             raise ValueError(
-                f"distill.teacher: {value!r} is not trial:STUDY/N (N a trial number), e.g. "
+                f"{value!r} is not trial:STUDY/N (N a trial number), e.g. "
                 "trial:sentiment/3"
             )
         return value
