@@ -87,8 +87,10 @@ def test_a_trial_teacher_names_its_study_and_number(tiny_spec):
                 objective={"metric": "rougeL"},
                 distill={"teacher": "t"},
             ),
-            "distill: the seq2seq task cannot be distilled (only text-classification and "
-            "token-classification can); remove distill:",
+            (
+                "distill: the seq2seq task cannot be distilled (only text-classification and "
+                "token-classification can); remove distill:"
+            ),
         ),
     ],
 )

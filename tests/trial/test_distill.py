@@ -24,7 +24,9 @@ def test_the_loss_is_alpha_task_plus_t_squared_kl_of_teacher_from_student():
     teacher = [[0.0, 3.0, 1.0], [1.0, -1.0, 2.0]]
     task_loss, alpha, t = 0.7, 0.25, 3.0
     # By hand: the mean over examples of KL(teacher at T || student at T), times T^2.
-    soft = sum(kl(softmax(te, t), softmax(st, t)) for st, te in zip(student, teacher)) / 2
+    soft = (
+        sum(kl(softmax(te, t), softmax(st, t)) for st, te in zip(student, teacher, strict=True)) / 2
+    )
     expected = alpha * task_loss + (1 - alpha) * t**2 * soft
     loss = distillation_loss(
         torch.tensor(task_loss),
