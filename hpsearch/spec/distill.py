@@ -50,8 +50,7 @@ class DistillSpec(StrictModel):
             raise ValueError("best-of: names no study; write best-of:STUDY")
         if value.startswith(TRIAL_OF) and not _TRIAL_REFERENCE.match(value):
             raise ValueError(
-                f"{value!r} is not trial:STUDY/N (N a trial number), e.g. "
-                "trial:sentiment/3"
+                f"{value!r} is not trial:STUDY/N (N a trial number), e.g. trial:sentiment/3"
             )
         return value
 
