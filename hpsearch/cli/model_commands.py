@@ -196,7 +196,7 @@ def train(
     from hpsearch.tasks import get_task
     from hpsearch.views import check_new_directory, describe_epochs, write_note
 
-    _, rdb = open_storage_flag(storage, must_exist=True)
+    url, rdb = open_storage_flag(storage, must_exist=True)
     spec = stored_spec(rdb, name)
     study = optuna.load_study(study_name=name, storage=rdb)
     plan = plan_final_training(study, spec, number, full_data=full_data, epochs=epochs)
@@ -204,7 +204,7 @@ def train(
     check_sources(plan.spec)  # the model and data must be reachable from this machine
     check_training_args(plan.spec)
     _train_on_one_device()
-    record = _train_final(study, spec, plan, out_dir)
+    record = _train_final(study, spec, plan, out_dir, url)
     # Recorded once the directory is complete: a failed training leaves neither.
     record_final_training(study, record)
     write_note(study, spec)
@@ -235,9 +235,10 @@ def _train_on_one_device() -> None:
         console.print(notice, markup=False)
 
 
-def _train_final(study, spec, plan, out_dir: Path) -> dict:
+def _train_final(study, spec, plan, out_dir: Path, url=None) -> dict:
     """Train `plan` with a live display of its steps and evaluations; the model, its card and its
-    record in OUT_DIR, all or nothing. Returns the record."""
+    record in OUT_DIR, all or nothing. Returns the record. `url`: the storage (where a distill:
+    teacher of best-of:/trial: is kept)."""
     import datetime
 
     from hpsearch.trial import final_record, load_for_training, quiet_libraries, train_final
@@ -245,7 +246,7 @@ def _train_final(study, spec, plan, out_dir: Path) -> dict:
 
     quiet_libraries()
     with console.status("loading model and data (tokenized once, then cached)"):
-        loaded = load_for_training(plan.spec)
+        loaded = load_for_training(plan.spec, url)
     data = "all the training data" if plan.full_data else "the search's data"
     console.print(
         f"training trial {plan.trial}'s configuration (seed {plan.seed}) on {data}: "

@@ -98,7 +98,7 @@ def search(
         from hpsearch.workers import warm_cache
 
         with console.status("tokenizing the data once for all workers"):
-            warm_cache(spec)
+            warm_cache(spec, url)
     study, changes = open_study(rdb, name, spec)
     for change in changes:
         console.print(f"stored spec updated: {change}")

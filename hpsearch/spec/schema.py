@@ -25,6 +25,7 @@ from hpsearch.errors import SpecError
 from hpsearch.spec.auto_sampler import choose_sampler
 from hpsearch.spec.choice import ModelChoice, for_trial, parse_model, searched_choices
 from hpsearch.spec.condition import check_conditions, check_sampler_fits
+from hpsearch.spec.distill import DistillSpec, check_distilled_task
 from hpsearch.spec.objectives import ObjectiveSpec, check_objective, check_objectives
 from hpsearch.spec.param import ChoiceParam, FloatParam, IntParam, SearchEntry, StrictModel
 from hpsearch.spec.run_settings import BudgetSpec, CheckpointSpec, HeartbeatSpec, ResourcesSpec
@@ -207,6 +208,8 @@ class StudySpec(StrictModel):
     peft: PeftSpec | None = None
     """LoRA adapters instead of full fine-tuning (PyPI peft)."""
     early_stopping: EarlyStoppingSpec | None = None
+    distill: DistillSpec | None = None
+    """Knowledge distillation from a teacher model (hpsearch.spec.distill)."""
     seed: int = 0
     """Trial k trains with seed + k, so every trial is reproducible from its record."""
     warm_start: WarmStartSpec | None = None
@@ -322,6 +325,12 @@ class StudySpec(StrictModel):
                     )
         return self
 
+    @model_validator(mode="after")
+    def _distilled_task(self) -> StudySpec:
+        if self.distill is not None:
+            check_distilled_task(self.task)
+        return self
+
     @property
     def searched_params(self) -> dict[str, Any]:
         """Every searched parameter: the model and max_length when searched, the search space's
@@ -330,6 +339,7 @@ class StudySpec(StrictModel):
             **searched_choices(self),
             **self.search_space,
             **(self.peft.searched() if self.peft else {}),
+            **(self.distill.searched() if self.distill else {}),
         }
 
     def for_trial(self, params: dict[str, Any]) -> StudySpec:
@@ -341,7 +351,8 @@ class StudySpec(StrictModel):
         """The values every trial shares that a condition may name: the model (while it is one),
         training: and the fixed peft values (peft.method, ...)."""
         model = {"model": self.model} if isinstance(self.model, str) else {}
-        return {**model, **self.training, **(self.peft.fixed() if self.peft else {})}
+        distill = self.distill.fixed() if self.distill else {}
+        return {**model, **self.training, **(self.peft.fixed() if self.peft else {}), **distill}
 
     @property
     def all_objectives(self) -> list[ObjectiveSpec]:
@@ -436,6 +447,7 @@ def _known_keys(task: str | None = None) -> list[str]:
         CheckpointSpec,
         PeftSpec,
         EarlyStoppingSpec,
+        DistillSpec,
         WarmStartSpec,
         FloatParam,
         IntParam,

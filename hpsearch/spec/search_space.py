@@ -8,6 +8,7 @@ import optuna
 
 from hpsearch.spec.choice import SPEC_CHOICES
 from hpsearch.spec.condition import Entry, active_param, alternatives, sampling_order
+from hpsearch.spec.distill import DISTILL_PREFIX
 from hpsearch.spec.param import param_ends
 from hpsearch.spec.schema import (
     GENERATION_SETTINGS,
@@ -53,6 +54,8 @@ class Settings(NamedTuple):
     """Generation settings (GENERATION_SETTINGS)."""
     peft: dict[str, Any]
     """Searched peft values (peft.r, ...); PeftSpec.resolve adds the fixed ones."""
+    distill: dict[str, Any]
+    """Searched distill values (distill.alpha, ...); DistillSpec.resolve adds the fixed ones."""
 
 
 def split_params(values: dict[str, Any]) -> Settings:
@@ -62,7 +65,7 @@ def split_params(values: dict[str, Any]) -> Settings:
             k in MODEL_KNOBS
             or k in GENERATION_SETTINGS
             or k in SPEC_CHOICES
-            or k.startswith(PEFT_PREFIX)
+            or k.startswith((PEFT_PREFIX, DISTILL_PREFIX))
         )
 
     return Settings(
@@ -70,6 +73,7 @@ def split_params(values: dict[str, Any]) -> Settings:
         knobs={k: v for k, v in values.items() if k in MODEL_KNOBS},
         generation={k: v for k, v in values.items() if k in GENERATION_SETTINGS},
         peft={k: v for k, v in values.items() if k.startswith(PEFT_PREFIX)},
+        distill={k: v for k, v in values.items() if k.startswith(DISTILL_PREFIX)},
     )
 
 

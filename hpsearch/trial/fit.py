@@ -39,6 +39,7 @@ from hpsearch.trial.callback import OptunaPruningCallback
 from hpsearch.trial.checkpoint import RESUME_DROPPED_ATTR
 from hpsearch.trial.classes import transformers_class
 from hpsearch.trial.data import PreparedData
+from hpsearch.trial.distill import distilling, student_knobs
 from hpsearch.trial.gpu_memory import peak_gpu_memory, reset_peak_gpu_memory
 from hpsearch.trial.interval import RememberLastEvaluation, bootstrap_interval
 from hpsearch.trial.layers import GradualUnfreezing, layerwise_groups
@@ -301,7 +302,10 @@ def start_fit(
     try:
         args = build_training_args(settings.arguments, seed, scratch, task, spec=spec)
         lora = spec.peft.resolve(settings.peft) if spec.peft is not None else None
-        model = factory.build(seed, settings.knobs, settings.generation, lora)
+        distill = spec.distill.resolve(settings.distill) if spec.distill is not None else None
+        model = factory.build(
+            seed, student_knobs(distill, settings.knobs), settings.generation, lora
+        )
         unfreezing = (
             GradualUnfreezing(model, settings.knobs["gradual_unfreezing"])
             if settings.knobs.get("gradual_unfreezing")
@@ -322,13 +326,19 @@ def start_fit(
             scored=scored,
         )
         extra = [best] + ([unfreezing] if unfreezing is not None else [])
-        trainer = transformers_class(task.trainer_class)(
+        trainer_class, collator = distilling(
+            distill,
+            transformers_class(task.trainer_class),
+            make_collator(task, tokenizer, model, settings.arguments),
+            tokenizer,
+        )
+        trainer = trainer_class(
             model=model,
             args=args,
             train_dataset=data.train,
             eval_dataset=data.eval,
             processing_class=tokenizer,
-            data_collator=make_collator(task, tokenizer, model, settings.arguments),
+            data_collator=collator,
             compute_metrics=scored,
             callbacks=[callback, *extra, *callbacks, *_fake_out_of_memory()],
         )

@@ -39,14 +39,20 @@ def quiet_libraries() -> None:
     optuna.logging.set_verbosity(optuna.logging.ERROR)
 
 
-def load_data(spec: StudySpec, location):
+def load_data(spec: StudySpec, location, url=None):
     """The tokenizer, fitted to the task, and the data as model inputs (from the disk cache);
-    refuses an objective the data cannot give (entity F1 of tags that mark no entity)."""
+    refuses an objective the data cannot give (entity F1 of tags that mark no entity). With
+    `distill:`, the training set carries the teacher's logits (cached too); `url` is the storage
+    a best-of: or trial: teacher is kept in (default: HPSEARCH_STORAGE's)."""
     task = spec.task_spec
     tokenizer = load_tokenizer(location)
     task.prepare_tokenizer(tokenizer)
     data = prepare_data(spec.dataset, spec.model, tokenizer, cache_dir())
     task.check_metric(spec.objective.metric, data.label_names)
+    if spec.distill is not None:
+        from hpsearch.trial.teacher import with_teacher_logits
+
+        data = with_teacher_logits(spec, tokenizer, data, cache_dir(), url)
     return tokenizer, data
 
 
@@ -59,12 +65,12 @@ class Loaded:
     factory: ModelFactory
 
 
-def load_for_training(spec: StudySpec) -> Loaded:
+def load_for_training(spec: StudySpec, url=None) -> Loaded:
     """The tokenizer, the tokenized data and the pretrained weights of `spec`'s model."""
     from hpsearch.spec import resolve_model
 
     location = resolve_model(spec.model)
-    tokenizer, data = load_data(spec, location)
+    tokenizer, data = load_data(spec, location, url)
     return Loaded(
         tokenizer=tokenizer,
         data=data,

@@ -158,6 +158,8 @@ class ModelFactory:
         from transformers import set_seed
 
         config = copy.deepcopy(self.config)
+        if knobs.get("student_layers"):
+            keep_bottom_layers(config, knobs["student_layers"])
         if "dropout" in knobs:
             set_dropout(config, knobs["dropout"])
         # The new head is the only thing initialised, so it draws the seed's first random numbers.
@@ -235,6 +237,17 @@ def find_layers(model):
         ),
         None,
     )
+
+
+def keep_bottom_layers(config, n_layers: int) -> None:
+    """A student of the bottom `n_layers` transformer layers (distill.student_layers, the
+    DistilBERT recipe): from_pretrained then loads those layers' weights and leaves the rest."""
+    total = count_layers(config)
+    if total is None or not 1 <= n_layers <= total:
+        raise ValueError(
+            f"student_layers: {n_layers} is not possible for a model of {total} layers"
+        )
+    setattr(config, "n_layers" if hasattr(config, "n_layers") else "num_hidden_layers", n_layers)
 
 
 def freeze_layers(model, n_layers: int) -> None:

@@ -37,7 +37,7 @@ def build_runner(spec: StudySpec, url: URL, study_name: str, group=None):
     store = open_artifact_store(artifact_dir(url))
 
     def load(trial_spec: StudySpec) -> Loaded:
-        loaded = load_for_training(trial_spec)
+        loaded = load_for_training(trial_spec, url)
         if trial_spec.peft is not None:
             from hpsearch.trial.lora import check_adapters
 
@@ -58,15 +58,15 @@ def build_runner(spec: StudySpec, url: URL, study_name: str, group=None):
     )
 
 
-def warm_cache(spec: StudySpec) -> None:
-    """Tokenize the data once before workers start, rather than in every worker at once: for each
-    model and max_length a trial may draw."""
+def warm_cache(spec: StudySpec, url: URL | None = None) -> None:
+    """Tokenize the data (and compute a `distill:` teacher's logits) once before workers start,
+    rather than in every worker at once: for each model and max_length a trial may draw."""
     from hpsearch.spec import resolve_model
     from hpsearch.trial import load_data, quiet_libraries
 
     quiet_libraries()
     for trial_spec in every_choice(spec):
-        load_data(trial_spec, resolve_model(trial_spec.model))
+        load_data(trial_spec, resolve_model(trial_spec.model), url)
 
 
 def first_choices(spec: StudySpec) -> dict:

@@ -45,7 +45,7 @@ def test_samples_stay_in_their_ranges(tiny_spec):
 
 
 def test_split_separates_model_knobs():
-    arguments, knobs, generation, peft = split_params(
+    arguments, knobs, generation, peft, distill = split_params(
         {
             "learning_rate": 1e-4,
             "dropout": 0.2,
@@ -54,6 +54,7 @@ def test_split_separates_model_knobs():
             "layer_lr_decay": 0.9,
             "gradual_unfreezing": 2,
             "peft.r": 8,
+            "distill.alpha": 0.5,
         }
     )
     assert arguments == {"learning_rate": 1e-4}
@@ -65,6 +66,7 @@ def test_split_separates_model_knobs():
     }
     assert generation == {"num_beams": 4}
     assert peft == {"peft.r": 8}
+    assert distill == {"distill.alpha": 0.5}
 
 
 def test_corners_cover_each_end(tiny_spec):
