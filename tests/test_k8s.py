@@ -1,4 +1,4 @@
-"""deploy/k8s/, read as YAML (no cluster here): every document valid against the Kubernetes API
+"""cluster/k8s/, read as YAML (no cluster here): every document valid against the Kubernetes API
 schemas (kubernetes-validate ships them: offline), and what the schemas cannot see: the workers are
 an Indexed Job of `hpsearch worker` that hpsearch's own CLI parses, the storage URL comes from the
 Secret and from nowhere else, a mistake fails the Job while a crash is retried, the dashboard's
@@ -26,7 +26,7 @@ from sqlalchemy.engine import make_url
 from hpsearch.cli import cli
 from tests.conftest import REPO, run_hpsearch, write_spec
 
-K8S = REPO / "deploy" / "k8s"
+K8S = REPO / "cluster" / "k8s"
 # The oldest Kubernetes the manifests are written for (backoffLimitPerIndex is GA from 1.33,
 # podFailurePolicy and changing an Indexed Job's completions from 1.31), and the newest
 # kubernetes-validate has schemas for.

@@ -1,4 +1,4 @@
-"""deploy/slurm/hpsearch-worker.sbatch: run directly with bash (its refusals, the command it starts)
+"""cluster/slurm/hpsearch-worker.sbatch: run directly with bash (its refusals, the command it runs)
 and on a real SLURM cluster (an array of workers completing a study on PostgreSQL; SIGINT reaching
 a worker's trial, as `--signal=INT@120` sends it before the time limit).
 
@@ -28,7 +28,7 @@ from hpsearch.storage import open_storage, resolve_storage_url
 from hpsearch.study import n_spent, open_study
 from tests.conftest import REPO, run_hpsearch, write_spec
 
-SCRIPT = REPO / "deploy" / "slurm" / "hpsearch-worker.sbatch"
+SCRIPT = REPO / "cluster" / "slurm" / "hpsearch-worker.sbatch"
 NODE = socket.gethostname().split(".")[0]
 # The node has no GPU and 2 CPUs: each worker gets one CPU and no GRES.
 TEST_RESOURCES = ["--gres=none", "--cpus-per-task=1", f"--nodelist={NODE}"]
