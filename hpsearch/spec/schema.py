@@ -321,7 +321,9 @@ class StudySpec(StrictModel):
                         "and only the adapters and the head train; remove it (or the peft: "
                         "section)"
                     )
-        check_peft_fits(self.peft, self.task, {**self.search_space, **self.training})
+        check_peft_fits(
+            self.peft, self.task, {"search_space": self.search_space, "training": self.training}
+        )
         return self
 
     @property

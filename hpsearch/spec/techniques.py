@@ -192,18 +192,19 @@ class PeftSpec(StrictModel):
         return values
 
 
-def check_peft_fits(peft: PeftSpec, task: str, settings: dict[str, Any]) -> None:
-    """Refuse what PEFT cannot do with the spec's task or model knobs (`settings`: the searched and
-    fixed training values), naming the key."""
+def check_peft_fits(peft: PeftSpec, task: str, sections: dict[str, dict[str, Any]]) -> None:
+    """Refuse what PEFT cannot do with the spec's task or model knobs (`sections`: search_space
+    and training, by name), naming the key."""
     if task == "token-classification" and "prompt_tuning" in peft.methods:
         raise ValueError(
             "peft.method: prompt_tuning cannot tag tokens: PEFT prepends its virtual tokens to the "
             "input but not to the tags, so they no longer line up; use lora or ia3"
         )
     prompts = [m for m in peft.methods if m in PROMPT_METHODS]
-    if prompts and "layer_lr_decay" in settings:
+    decayed = [name for name, values in sections.items() if "layer_lr_decay" in values]
+    if prompts and decayed:
         raise ValueError(
-            f"layer_lr_decay: {' and '.join(prompts)} trains virtual tokens outside the layer "
+            f"{decayed[0]}.layer_lr_decay: {' and '.join(prompts)} trains virtual tokens outside the layer "
             "stack, so there is no layer to decay the rate by; remove it (or use lora or ia3)"
         )
 
