@@ -204,8 +204,9 @@ def check_peft_fits(peft: PeftSpec, task: str, sections: dict[str, dict[str, Any
     decayed = [name for name, values in sections.items() if "layer_lr_decay" in values]
     if prompts and decayed:
         raise ValueError(
-            f"{decayed[0]}.layer_lr_decay: {' and '.join(prompts)} trains virtual tokens outside the layer "
-            "stack, so there is no layer to decay the rate by; remove it (or use lora or ia3)"
+            f"{decayed[0]}.layer_lr_decay: {' and '.join(prompts)} trains virtual tokens outside "
+            "the layer stack, so there is no layer to decay the rate by; remove it (or use lora "
+            "or ia3)"
         )
 
 

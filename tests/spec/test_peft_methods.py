@@ -87,13 +87,17 @@ def test_the_method_is_searched_as_a_choice_with_its_keys_conditional_on_it(tiny
     [
         (
             {"method": "ia3", "r": 4},
-            "peft.r: the ia3 method takes no r (only lora takes it); remove it, or use "
-            "method: lora",
+            (
+                "peft.r: the ia3 method takes no r (only lora takes it); remove it, or use "
+                "method: lora"
+            ),
         ),
         (
             {"method": "lora", "num_virtual_tokens": 10},
-            "peft.num_virtual_tokens: the lora method takes no num_virtual_tokens (only "
-            "prompt_tuning and prefix_tuning take it); remove it, or use method: prompt_tuning",
+            (
+                "peft.num_virtual_tokens: the lora method takes no num_virtual_tokens (only "
+                "prompt_tuning and prefix_tuning take it); remove it, or use method: prompt_tuning"
+            ),
         ),
         (
             {"method": "prompt_tuning", "use_dora": True},
@@ -101,8 +105,10 @@ def test_the_method_is_searched_as_a_choice_with_its_keys_conditional_on_it(tiny
         ),
         (
             {"method": "prefix_tuning", "target_modules": "all-linear"},
-            "peft.target_modules: the prefix_tuning method takes no target_modules (only lora "
-            "and ia3 take it)",
+            (
+                "peft.target_modules: the prefix_tuning method takes no target_modules (only lora "
+                "and ia3 take it)"
+            ),
         ),
         (
             {"method": {"choice": ["ia3", "prompt_tuning"]}, "dropout": 0.1},
@@ -110,8 +116,10 @@ def test_the_method_is_searched_as_a_choice_with_its_keys_conditional_on_it(tiny
         ),
         (
             {"method": {"choice": ["lora", "ia3"]}, "r": {"int": [2, 8]}},
-            "peft.r: only lora takes it, and peft.method also draws ia3; add when: "
-            "{peft.method: [lora]}",
+            (
+                "peft.r: only lora takes it, and peft.method also draws ia3; add when: "
+                "{peft.method: [lora]}"
+            ),
         ),
         (
             {
