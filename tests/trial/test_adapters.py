@@ -13,6 +13,7 @@ import sys
 import pytest
 
 from hpsearch.storage import BEST_MODEL_ATTR
+from hpsearch.study.test_scores import TEST_SCORES_ATTR
 from tests.conftest import TINY_SPEC, run_hpsearch, run_study, write_spec
 
 pytestmark = pytest.mark.slow
@@ -50,7 +51,10 @@ def method_studies(tmp_path_factory, cache_dir):
         patch.setenv("HPSEARCH_CACHE", str(cache_dir))
         patch.delenv("HPSEARCH_STORAGE", raising=False)
         for name, (peft, _) in METHODS.items():
-            studies[name] = run_study(workdir, name, method_spec(peft))[1]
+            spec = method_spec(peft)
+            if name == "prompt":  # scored on a test set through PEFT: it cannot be merged
+                spec["dataset"]["test_fraction"] = 0.2
+            studies[name] = run_study(workdir, name, spec)[1]
     return workdir, studies
 
 
@@ -63,6 +67,9 @@ def test_each_method_trains_its_own_parameters_and_reports_every_evaluation(meth
         assert trial.user_attrs["trainable_parameters"] == trained + HEAD, name
         # Both evaluations were reported to the pruner.
         assert len(trial.intermediate_values) == 2
+    # The prompt-tuned model, which stays an adapter, was scored on its test set at the run's end.
+    scores = studies["prompt"].user_attrs[TEST_SCORES_ATTR]["0"]
+    assert 0 <= scores["test_accuracy"] <= 1
 
 
 def pipeline_scores(model_dir, block_peft: bool) -> list:
