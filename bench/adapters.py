@@ -58,8 +58,10 @@ def variant_spec(base: dict, variant: str) -> dict:
 
 def table(rows: list[dict], metric: str) -> str:
     lines = [
-        f"| variant | best {metric} | trainable parameters (best trial) | s per full trial | "
-        "best-model file | wall | trials |",
+        (
+            f"| variant | best {metric} | trainable parameters (best trial) | s per full trial | "
+            "best-model file | wall | trials |"
+        ),
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in rows:
