@@ -32,6 +32,13 @@ TEXTS = ["what a lovely day", "this is the worst service ever", "the train leave
 LABELS = {"negative", "neutral", "positive"}
 
 
+@pytest.fixture(scope="module")
+def tiny_gpt2(tmp_path_factory):
+    from tests.tasks.tiny_models import build_tiny_gpt2
+
+    return build_tiny_gpt2(tmp_path_factory.mktemp("tiny-gpt2"))
+
+
 def method_spec(peft: dict) -> dict:
     spec = copy.deepcopy(TINY_SPEC)
     spec["peft"] = peft
@@ -53,7 +60,7 @@ def method_studies(tmp_path_factory, cache_dir):
         for name, (peft, _) in METHODS.items():
             spec = method_spec(peft)
             if name == "prompt":  # scored on a test set through PEFT: it cannot be merged
-                spec["dataset"]["test_fraction"] = 0.2
+                spec["dataset"]["test_fraction"] = 0.002  # ~77 held-out tweets
             studies[name] = run_study(workdir, name, spec)[1]
     return workdir, studies
 
