@@ -277,6 +277,24 @@ def test_every_techniques_variant_is_a_valid_default_study():
         check_sources(parse_spec(variant_spec(base, variant), variant))
 
 
+def test_every_adapters_variant_is_a_valid_default_study():
+    import yaml
+
+    sys.path.insert(0, str(REPO / "bench"))
+    from adapters import VARIANTS, variant_spec
+
+    from hpsearch.spec import check_sources, parse_spec
+
+    base = yaml.safe_load((REPO / "studies" / "sentiment.yaml").read_text())
+    methods = set()
+    for variant in VARIANTS:
+        # Each variant is the default study with its PEFT method, accepted by every check.
+        spec = parse_spec(variant_spec(base, variant), variant)
+        check_sources(spec)
+        methods.add(spec.peft.resolve({})["method"] if spec.peft else "full")
+    assert methods == {"full", "lora", "ia3", "prompt_tuning"}
+
+
 @pytest.mark.slow
 def test_saves_bench_times_the_old_save_and_the_new_one():
     stdout = run_bench("saves.py", "--models", "minilm", "--repeats", "1")

@@ -22,7 +22,7 @@ from hpsearch.errors import HpsearchError
     "--adapter",
     "adapter_only",
     is_flag=True,
-    help="Of a LoRA study: write the adapter and head alone (megabytes), not merged weights.",
+    help="Of a PEFT study: write the adapter and head alone (megabytes), not merged weights.",
 )
 @click.option(
     "--quantize",
@@ -69,14 +69,15 @@ def export(
     from hpsearch.storage import artifact_dir, open_artifact_store
     from hpsearch.study import stored_spec
     from hpsearch.tasks import get_task
-    from hpsearch.views import ADAPTER_CONFIG, export_best_model
+    from hpsearch.views import ADAPTER_CONFIG, adapter_is_mergeable, export_best_model
 
     def finish(model_dir: Path, spec) -> None:
-        # A LoRA adapter is merged into the pretrained weights (torch and peft: imported only here).
+        # A LoRA or IA3 adapter is merged into the pretrained weights (torch and peft: imported
+        # only here); virtual tokens (prompt and prefix tuning) cannot be, and stay the adapter.
         if (model_dir / ADAPTER_CONFIG).is_file() or adapter_only:
             from hpsearch.trial.lora import make_deployable
 
-            make_deployable(model_dir, spec, adapter_only)
+            make_deployable(model_dir, spec, adapter_only or not adapter_is_mergeable(model_dir))
 
     url, rdb = open_storage_flag(storage, must_exist=True)
     deployable = bool(quantize or onnx)
@@ -242,7 +243,12 @@ def _train_final(study, spec, plan, out_dir: Path, url=None) -> dict:
     import datetime
 
     from hpsearch.trial import final_record, load_for_training, quiet_libraries, train_final
-    from hpsearch.views import TrainingProgress, final_model_card, staged_directory
+    from hpsearch.views import (
+        TrainingProgress,
+        final_model_card,
+        read_adapter_settings,
+        staged_directory,
+    )
 
     quiet_libraries()
     with console.status("loading model and data (tokenized once, then cached)"):
@@ -280,6 +286,7 @@ def _train_final(study, spec, plan, out_dir: Path, url=None) -> dict:
                 "%Y-%m-%d %H:%M:%S UTC"
             ),
         )
-        (staging / "README.md").write_text(final_model_card(study, spec, plan, record))
+        card = final_model_card(study, spec, plan, record, read_adapter_settings(staging))
+        (staging / "README.md").write_text(card)
         (staging / FINAL_RECORD_FILE).write_text(json.dumps(record, indent=2))
     return record

@@ -26,7 +26,7 @@ from hpsearch.deploy.measure import (
 from hpsearch.deploy.onnx import ONNX_DIR, load_onnx, run_onnx, save_onnx
 from hpsearch.deploy.quantize import INT8_DIR, load_int8, save_int8
 from hpsearch.errors import HpsearchError
-from hpsearch.spec import StudySpec
+from hpsearch.spec import MERGEABLE_METHODS, StudySpec
 from hpsearch.study import stored_spec
 from hpsearch.views import export_best_model, staged_directory
 
@@ -48,6 +48,13 @@ def check_deployable(spec: StudySpec, name: str, *, onnx: bool) -> None:
         raise HpsearchError(
             f"--quantize and --onnx export {' and '.join(DEPLOYABLE_TASKS)} models; study {name!r} "
             f"is {spec.task}: export it without them"
+        )
+    unmerged = [m for m in (spec.peft.methods if spec.peft else []) if m not in MERGEABLE_METHODS]
+    if unmerged:
+        raise HpsearchError(
+            f"--quantize and --onnx convert merged weights, and study {name!r} searches "
+            f"{' and '.join(unmerged)}, whose virtual tokens cannot be merged; export it without "
+            "them"
         )
     missing = [m for m in ONNX_PACKAGES if onnx and importlib.util.find_spec(m) is None]
     if missing:

@@ -1,8 +1,9 @@
 """The best model scored on the held-out test set (dataset.test_fraction / test_source /
 test_split), once, after the search: an estimate of how it does on data the search never chose by.
 
-The model is the one a user gets: the study's kept model as `export` unpacks it (a LoRA adapter
-merged), or a final training's directory. It is evaluated by the task's own Trainer and metrics,
+The model is the one a user gets: the study's kept model as `export` unpacks it (a LoRA or IA3
+adapter merged, a prompt or prefix tuning adapter loaded onto the pretrained model), or a final
+training's directory. It is evaluated by the task's own Trainer and metrics,
 as a trial's eval set is, with the prefix `test_`. The scores go to the study's record of test
 scores (hpsearch.study.test_scores), which neither the sampler nor the pruner reads.
 """
@@ -35,7 +36,7 @@ def score_on_test_set(spec: StudySpec, model_dir: Path, cache_dir: Path) -> dict
     data = prepare_data(spec.dataset, spec.model, tokenizer, cache_dir)
     if data.test is None:
         raise HpsearchError("the study's dataset holds no test set (dataset.test_*)")
-    model = transformers_class(task.model_class).from_pretrained(model_dir)
+    model = _load_model(spec, model_dir)
     arguments = split_params(dict(spec.training)).arguments
     with tempfile.TemporaryDirectory(prefix="hpsearch-test-") as scratch:
         trainer = transformers_class(task.trainer_class)(
@@ -56,6 +57,26 @@ def score_on_test_set(spec: StudySpec, model_dir: Path, cache_dir: Path) -> dict
     }
     metrics = {f"{TEST_PREFIX}{m}": measured.get(f"{TEST_PREFIX}{m}") for m in task.metrics}
     return {k: float(v) for k, v in {**metrics, **derived}.items() if v is not None}
+
+
+def _load_model(spec: StudySpec, model_dir: Path):
+    """The model of `model_dir`: plain weights, or an adapter that could not be merged (prompt
+    and prefix tuning's virtual tokens) loaded onto the study's pretrained model through PEFT."""
+    from hpsearch.trial import transformers_class
+    from hpsearch.views import ADAPTER_CONFIG
+
+    auto_class = transformers_class(spec.task_spec.model_class)
+    if not (model_dir / ADAPTER_CONFIG).is_file():
+        return auto_class.from_pretrained(model_dir)
+    from peft import PeftModel
+    from transformers import AutoConfig
+
+    from hpsearch.spec import resolve_model
+    from hpsearch.trial.model import source_of
+
+    config = AutoConfig.from_pretrained(model_dir)  # the label names the trial trained with
+    base = auto_class.from_pretrained(source_of(resolve_model(spec.model)), config=config)
+    return PeftModel.from_pretrained(base, model_dir)
 
 
 def score_kept_models(
@@ -100,7 +121,7 @@ def score_kept_models(
 
 def _merge_adapter(model_dir: Path, spec: StudySpec) -> None:
     from hpsearch.trial.lora import make_deployable
-    from hpsearch.views import ADAPTER_CONFIG
+    from hpsearch.views import ADAPTER_CONFIG, adapter_is_mergeable
 
     if (model_dir / ADAPTER_CONFIG).is_file():
-        make_deployable(model_dir, spec, False)
+        make_deployable(model_dir, spec, not adapter_is_mergeable(model_dir))

@@ -33,12 +33,20 @@ from hpsearch.spec.search_space import (
     split_params,
     suggest_params,
 )
-from hpsearch.spec.techniques import PEFT_PREFIX, EarlyStoppingSpec, PeftSpec
+from hpsearch.spec.techniques import (
+    MERGEABLE_METHODS,
+    PEFT_METHODS,
+    PEFT_PREFIX,
+    EarlyStoppingSpec,
+    PeftSpec,
+)
 from hpsearch.spec.warm_start import WarmStartSpec
 
 __all__ = [
     "GENERATION_SETTINGS",
+    "MERGEABLE_METHODS",
     "MODEL_KNOBS",
+    "PEFT_METHODS",
     "PEFT_PREFIX",
     "SPEC_CHOICES",
     "SPEC_SUFFIXES",

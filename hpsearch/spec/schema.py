@@ -29,7 +29,7 @@ from hpsearch.spec.distill import DistillSpec, check_distilled_task
 from hpsearch.spec.objectives import ObjectiveSpec, check_objective, check_objectives
 from hpsearch.spec.param import ChoiceParam, FloatParam, IntParam, SearchEntry, StrictModel
 from hpsearch.spec.run_settings import BudgetSpec, CheckpointSpec, HeartbeatSpec, ResourcesSpec
-from hpsearch.spec.techniques import EarlyStoppingSpec, PeftSpec
+from hpsearch.spec.techniques import EarlyStoppingSpec, PeftSpec, check_peft_fits
 from hpsearch.spec.warm_start import WarmStartSpec
 from hpsearch.tasks import DEFAULT_TASK, TASK_KEY, TASKS, Task
 
@@ -206,7 +206,8 @@ class StudySpec(StrictModel):
     """A running trial's checkpoint (`{every: N}` evaluations), or none (`false`)."""
     resources: ResourcesSpec = ResourcesSpec()
     peft: PeftSpec | None = None
-    """LoRA adapters instead of full fine-tuning (PyPI peft)."""
+    """Parameter-efficient fine-tuning instead of full: LoRA, DoRA, IA3, prompt or prefix tuning
+    (PyPI peft; docs/adapters.md)."""
     early_stopping: EarlyStoppingSpec | None = None
     distill: DistillSpec | None = None
     """Knowledge distillation from a teacher model (hpsearch.spec.distill)."""
@@ -323,6 +324,9 @@ class StudySpec(StrictModel):
                         "and only the adapters and the head train; remove it (or the peft: "
                         "section)"
                     )
+        check_peft_fits(
+            self.peft, self.task, {"search_space": self.search_space, "training": self.training}
+        )
         return self
 
     @model_validator(mode="after")

@@ -33,6 +33,7 @@ from hpsearch.study import (
     STOPPED_EARLY_ATTR,
     effective_batch,
 )
+from hpsearch.trial.adapters import is_mergeable
 from hpsearch.trial.arguments import build_training_args, make_collator
 from hpsearch.trial.best_evaluation import BestEvaluation
 from hpsearch.trial.callback import OptunaPruningCallback
@@ -258,10 +259,14 @@ class Fitting:
         self.tokenizer.save_pretrained(directory)
 
     def save_deployable(self, directory: Path) -> None:
-        """The model as `pipeline()` loads it: a LoRA model's adapters merged into its weights
-        (which ends this fitting's use of the adapters)."""
-        model = self.model.merge_and_unload() if is_adapter(self.model) else self.model
-        model.save_pretrained(directory)
+        """The model as `pipeline()` loads it: a LoRA or IA3 model's adapters merged into its
+        weights (which ends this fitting's use of the adapters); virtual tokens (prompt and prefix
+        tuning) cannot be merged, so they are saved as the adapter, which PEFT loads."""
+        if is_adapter(self.model) and not is_mergeable(self.model):
+            save_adapter(self.model, directory)
+        else:
+            model = self.model.merge_and_unload() if is_adapter(self.model) else self.model
+            model.save_pretrained(directory)
         self.tokenizer.save_pretrained(directory)
 
 

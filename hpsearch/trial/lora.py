@@ -43,6 +43,7 @@ def add_adapters(model, lora: dict[str, Any], task: Task, fresh_modules: list[st
         lora_dropout=lora["dropout"],
         target_modules=target,
         bias=lora["bias"],
+        use_dora=lora.get("use_dora", False),
         modules_to_save=fresh_modules or None,
     )
     try:
@@ -77,23 +78,6 @@ def linear_names(model) -> list[str]:
             if isinstance(module, torch.nn.Linear)
         }
     )
-
-
-def check_adapters(factory, spec) -> None:
-    """Every target_modules the spec fixes or searches exists in the model: a SpecError before
-    any trial, rather than every trial failing."""
-    from hpsearch.errors import SpecError
-    from hpsearch.spec import PEFT_PREFIX, ChoiceParam, param_ends
-
-    declared = spec.peft.target_modules
-    # The other searched values at their low ends: only the modules decide whether PEFT finds them.
-    low = {name: param_ends(param)[0] for name, param in spec.peft.searched().items()}
-    for candidate in declared.choices if isinstance(declared, ChoiceParam) else [declared]:
-        lora = spec.peft.resolve({**low, f"{PEFT_PREFIX}target_modules": candidate})
-        try:
-            factory.build(seed=0, knobs={}, lora=lora)
-        except ValueError as e:
-            raise SpecError(first_line(e)) from None
 
 
 def default_targets(model) -> list[str] | str:

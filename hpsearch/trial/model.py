@@ -154,7 +154,7 @@ class ModelFactory:
         lora: dict[str, Any] | None = None,
     ):
         """A fresh model for one trial: its seed, model knobs, generation settings and, with
-        `lora` (PeftSpec.resolve), LoRA adapters."""
+        `lora` (PeftSpec.resolve), its PEFT method (LoRA, IA3, prompt or prefix tuning)."""
         from transformers import set_seed
 
         config = copy.deepcopy(self.config)
@@ -185,7 +185,7 @@ class ModelFactory:
         if knobs.get("freeze_layers"):
             freeze_layers(model, knobs["freeze_layers"])
         if lora is not None:
-            from hpsearch.trial.lora import add_adapters
+            from hpsearch.trial.adapters import add_adapters
 
             model = add_adapters(model, lora, self.task, self.fresh_modules)
         return model

@@ -6,11 +6,13 @@ transformers here."""
 from hpsearch.views.dashboard import LOOPBACK, SERVERS, make_app, serve
 from hpsearch.views.export import (
     ADAPTER_CONFIG,
+    adapter_is_mergeable,
     check_new_directory,
     describe_epochs,
     export_best_model,
     final_model_card,
     model_card,
+    read_adapter_settings,
     staged_directory,
 )
 from hpsearch.views.note import NoteWriter, register_worker, render_note, write_note
@@ -38,6 +40,7 @@ __all__ = [
     "NoteWriter",
     "RunProgress",
     "TrainingProgress",
+    "adapter_is_mergeable",
     "all_studies",
     "best_table",
     "best_trial",
@@ -55,6 +58,7 @@ __all__ = [
     "make_app",
     "model_card",
     "pareto_table",
+    "read_adapter_settings",
     "register_worker",
     "render_note",
     "running_table",

@@ -126,43 +126,92 @@ def _trial_held(model_dir: Path, pointer: dict) -> int:
 ADAPTER_CONFIG = "adapter_config.json"
 
 
+# PEFT's adapter_config.json keys an exported card describes, and the PEFT types that fold into
+# the pretrained weights (export writes those merged; the others stay an adapter).
+ADAPTER_KEYS = (
+    "peft_type",
+    "r",
+    "lora_alpha",
+    "lora_dropout",
+    "use_dora",
+    "target_modules",
+    "bias",
+    "modules_to_save",
+    "num_virtual_tokens",
+)
+MERGEABLE_PEFT_TYPES = ("LORA", "IA3")
+
+
 def read_adapter_settings(model_dir: Path) -> dict[str, Any] | None:
-    """A LoRA adapter's rank, alpha, dropout and modules (PEFT's adapter_config.json), or None."""
+    """A PEFT adapter's method and settings (PEFT's adapter_config.json), or None."""
     path = model_dir / ADAPTER_CONFIG
     if not path.is_file():
         return None
     config = json.loads(path.read_text())
-    return {
-        key: config.get(key)
-        for key in ("r", "lora_alpha", "lora_dropout", "target_modules", "bias", "modules_to_save")
-    }
+    return {key: config.get(key) for key in ADAPTER_KEYS}
+
+
+def adapter_is_mergeable(model_dir: Path) -> bool:
+    """The adapter in `model_dir` folds into the pretrained weights (LoRA, DoRA, IA3); prompt and
+    prefix tuning's virtual tokens do not."""
+    settings = read_adapter_settings(model_dir)
+    return settings is not None and settings["peft_type"] in MERGEABLE_PEFT_TYPES
+
+
+def _describe_method(adapter: dict[str, Any]) -> tuple[str, str]:
+    """The method's name and one sentence on what trained."""
+    modules = adapter["target_modules"]
+    modules = ", ".join(sorted(modules)) if isinstance(modules, list) else modules
+    head = ", ".join(sorted(set(adapter["modules_to_save"] or []))) or "none"
+    tokens = adapter["num_virtual_tokens"]
+    kind = adapter["peft_type"] or "LORA"
+    if kind == "LORA":
+        name = "DoRA" if adapter["use_dora"] else "LoRA"
+        what = (
+            f"{name} adapters (rank {adapter['r']}, alpha {adapter['lora_alpha']}, dropout "
+            f"{adapter['lora_dropout']}) on `{modules}`"
+        )
+    elif kind == "IA3":
+        name, what = "IA3", f"IA3 scaling vectors on `{modules}`"
+    elif kind == "PROMPT_TUNING":
+        name, what = "prompt tuning", f"{tokens} virtual tokens prepended to the input"
+    else:
+        name, what = "prefix tuning", f"{tokens} virtual tokens of keys and values in every layer"
+    return name, f"{what}; new modules trained fully: `{head}`."
 
 
 def _describe_adapter(spec, adapter: dict[str, Any] | None, form: str) -> str:
     if adapter is None:
         return ""
-    modules = adapter["target_modules"]
-    modules = ", ".join(sorted(modules)) if isinstance(modules, list) else modules
-    head = ", ".join(sorted(set(adapter["modules_to_save"] or []))) or "none"
-    trained = (
-        f"LoRA adapters (rank {adapter['r']}, alpha {adapter['lora_alpha']}, dropout "
-        f"{adapter['lora_dropout']}) on `{modules}`; new modules trained fully: `{head}`."
-    )
+    name, trained = _describe_method(adapter)
     if form == "merged":
         return (
-            f"\n\n## LoRA\n{trained} The adapters are merged into the weights here: no PEFT is "
+            f"\n\n## {name}\n{trained} The adapters are merged into the weights here: no PEFT is "
             "needed to load them.\n"
         )
     model_class = spec.task_spec.model_class
     here = "path/to/this/directory"
+    mergeable = adapter["peft_type"] in MERGEABLE_PEFT_TYPES
+    why = (
+        ""
+        if mergeable
+        else f" Virtual tokens cannot be merged into weights, so {name} is always exported so."
+    )
+    load = (
+        f'model = PeftModel.from_pretrained(base, "{here}").merge_and_unload()\n'
+        if mergeable
+        else f'model = PeftModel.from_pretrained(base, "{here}")\n'
+        f'pipe = pipeline("{spec.task_spec.pipeline_task}", model=model, tokenizer="{here}")\n'
+    )
+    imports = f"from transformers import {model_class}" + ("" if mergeable else ", pipeline")
     return (
-        f"\n\n## LoRA\n{trained} This directory holds the adapter alone (with PEFT installed); "
-        f"load it onto `{spec.model}`:\n\n"
+        f"\n\n## {name}\n{trained} This directory holds the adapter alone (with PEFT "
+        f"installed){why} Load it onto `{spec.model}`:\n\n"
         "```python\n"
         "from peft import PeftModel\n"
-        f"from transformers import {model_class}\n"
+        f"{imports}\n"
         f'base = {model_class}.from_pretrained("BASE_MODEL_DIR", config="{here}")\n'
-        f'model = PeftModel.from_pretrained(base, "{here}").merge_and_unload()\n'
+        f"{load}"
         "```\n"
     )
 
@@ -177,7 +226,7 @@ def model_card(
 ) -> str:
     """The README.md of an exported model: trial `best`'s (describe_trial_record), or, with `final`
     (a final training's record, trial.final_record, plus its "fixed" values), that training's;
-    `adapter` (read_adapter_settings) and `form` (full, merged, adapter) describe a LoRA model."""
+    `adapter` (read_adapter_settings) and `form` (full, merged, adapter) describe a PEFT model."""
     task = spec.task_spec
     params = "\n".join(f"| {k} | {v} |" for k, v in best["params"].items())
     fixed_values = spec.training if final is None else final.get("fixed", spec.training)
@@ -248,12 +297,16 @@ Scored once on data no trial saw or was chosen by (dataset.test_*).
 """
 
 
-def final_model_card(study: optuna.Study, spec, plan, record: dict) -> str:
+def final_model_card(
+    study: optuna.Study, spec, plan, record: dict, adapter: dict[str, Any] | None = None
+) -> str:
     """The card of a final training (`record`, trial.final_record) of `plan` (study.FinalPlan) in
     `study`, searched by `spec`: the trial's parameters and confidence, the training's data and
-    metrics."""
+    metrics; `adapter` (read_adapter_settings), the adapter it was saved as, where its method
+    cannot be merged."""
     trial = describe_trial_record(study, spec, study.trials[plan.trial])
-    return model_card(study.study_name, plan.spec, trial, {**record, "fixed": plan.fixed})
+    final = {**record, "fixed": plan.fixed}
+    return model_card(study.study_name, plan.spec, trial, final, adapter=adapter, form="adapter")
 
 
 def _describe_final_training(spec, final: dict, sureness: str) -> str:

@@ -39,7 +39,7 @@ def build_runner(spec: StudySpec, url: URL, study_name: str, group=None):
     def load(trial_spec: StudySpec) -> Loaded:
         loaded = load_for_training(trial_spec, url)
         if trial_spec.peft is not None:
-            from hpsearch.trial.lora import check_adapters
+            from hpsearch.trial.adapters import check_adapters
 
             check_adapters(loaded.factory, trial_spec)
         return loaded

@@ -309,6 +309,7 @@ def test_peft_values_are_fixed_or_searched_and_round_trip(tiny_spec):
         "dropout": 0.1,
         "target_modules": ["query", "value"],
         "bias": "none",
+        "use_dora": False,
     }
     assert StudySpec.model_validate(spec.to_dict()) == spec
 
@@ -353,7 +354,10 @@ def test_early_stopping_and_the_value_of_a_trial(tiny_spec):
             "peft.target_modules: [] is not module names",
         ),
         (lambda s: s.update(peft={"rank": 8}), "peft.rank: unknown key"),
-        (lambda s: s.update(peft={"method": "ia3"}), "peft.method: Input should be 'lora'"),
+        (
+            lambda s: s.update(peft={"method": "adalora"}),
+            "peft.method: 'adalora' is not one of lora, ia3, prompt_tuning, prefix_tuning",
+        ),
         (
             lambda s: s.update(early_stopping={"patience": 0}),
             "early_stopping.patience: Input should be greater than or equal to 1",
