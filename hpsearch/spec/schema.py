@@ -22,6 +22,7 @@ from pydantic import (
 )
 
 from hpsearch.errors import SpecError
+from hpsearch.spec.augment import AugmentSpec, BackTranslationSpec, check_augment_task
 from hpsearch.spec.auto_sampler import choose_sampler
 from hpsearch.spec.choice import ModelChoice, for_trial, parse_model, searched_choices
 from hpsearch.spec.condition import check_conditions, check_sampler_fits
@@ -207,6 +208,8 @@ class StudySpec(StrictModel):
     peft: PeftSpec | None = None
     """LoRA adapters instead of full fine-tuning (PyPI peft)."""
     early_stopping: EarlyStoppingSpec | None = None
+    augment: AugmentSpec | None = None
+    """New training rows made from the training rows, each setting searchable (spec/augment.py)."""
     seed: int = 0
     """Trial k trains with seed + k, so every trial is reproducible from its record."""
     warm_start: WarmStartSpec | None = None
@@ -322,6 +325,11 @@ class StudySpec(StrictModel):
                     )
         return self
 
+    @model_validator(mode="after")
+    def _augment_fits_the_task(self) -> StudySpec:
+        check_augment_task(self.augment, self.task)
+        return self
+
     @property
     def searched_params(self) -> dict[str, Any]:
         """Every searched parameter: the model and max_length when searched, the search space's
@@ -330,6 +338,7 @@ class StudySpec(StrictModel):
             **searched_choices(self),
             **self.search_space,
             **(self.peft.searched() if self.peft else {}),
+            **(self.augment.searched() if self.augment else {}),
         }
 
     def for_trial(self, params: dict[str, Any]) -> StudySpec:
@@ -341,7 +350,12 @@ class StudySpec(StrictModel):
         """The values every trial shares that a condition may name: the model (while it is one),
         training: and the fixed peft values (peft.method, ...)."""
         model = {"model": self.model} if isinstance(self.model, str) else {}
-        return {**model, **self.training, **(self.peft.fixed() if self.peft else {})}
+        return {
+            **model,
+            **self.training,
+            **(self.peft.fixed() if self.peft else {}),
+            **(self.augment.fixed() if self.augment else {}),
+        }
 
     @property
     def all_objectives(self) -> list[ObjectiveSpec]:
@@ -435,6 +449,8 @@ def _known_keys(task: str | None = None) -> list[str]:
         PeftSpec,
         EarlyStoppingSpec,
         WarmStartSpec,
+        AugmentSpec,
+        BackTranslationSpec,
         FloatParam,
         IntParam,
         ChoiceParam,
