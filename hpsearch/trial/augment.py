@@ -17,6 +17,8 @@ re-run of a trial, and every trial that draws the same settings with the same se
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import hashlib
 import json
 import random
@@ -29,7 +31,7 @@ from hpsearch.errors import HpsearchError, first_line
 from hpsearch.spec import StudySpec
 from hpsearch.spec.augment import EDA_OPERATIONS
 from hpsearch.tasks import Labels
-from hpsearch.trial.data import PreparedData, cache_key, encode_rows, save_atomically, training_rows
+from hpsearch.trial.data import PreparedData, encode_rows, save_atomically, training_rows
 
 DONE_FILE = "augment.json"
 OUTSIDE = "O"  # the tag of a word outside every entity: the only words changed
@@ -46,8 +48,10 @@ def augmented_data(
     settings = spec.augment.resolve(params)
     if not _changes_rows(settings):
         return data
+    # The tokenizer's fingerprint changes once it has truncated (its backend's state), so the key
+    # the data was cached under is taken from the data, not computed again.
     identity = {
-        "data": cache_key(spec.dataset, spec.model, tokenizer, cache),
+        "data": data.key,
         "settings": settings,
         "seed": seed,
     }
@@ -57,7 +61,7 @@ def augmented_data(
         from datasets import concatenate_datasets
 
         rows, labels = training_rows(spec.dataset)
-        synonyms = Synonyms(tokenizer, factory, settings["synonyms"])
+        synonyms = synonyms_of(tokenizer, factory, settings["synonyms"])
         new = augment_rows(rows, spec, labels, settings, seed, synonyms)
         encoded = [encode_rows(frame, spec.dataset, tokenizer, labels, "augment") for frame in new]
         train = concatenate_datasets([data.train, *encoded])
@@ -65,7 +69,8 @@ def augmented_data(
     from datasets import load_from_disk
 
     train = load_from_disk(str(target))["train"]
-    return PreparedData(train=train, eval=data.eval, label_names=data.label_names, test=data.test)
+    # Keyed as its own entry, so what is cached per training set (teacher outputs) follows it.
+    return dataclasses.replace(data, train=train, key=f"augment-{key}")
 
 
 def _changes_rows(settings: dict[str, Any]) -> bool:
@@ -154,6 +159,12 @@ def change_words(
     return [row[0] for row in kept], [row[1] for row in kept]
 
 
+@functools.lru_cache(maxsize=2)
+def synonyms_of(tokenizer, factory, k: int) -> Synonyms:
+    """One Synonyms per model of a worker (kept for its next trials; they are found once)."""
+    return Synonyms(tokenizer, factory, k)
+
+
 class Synonyms:
     """A word's `k` nearest neighbours among the whole-word tokens of the model's input
     embeddings; computed on first use (the embeddings are read only if a synonym is asked for)."""
@@ -226,6 +237,8 @@ def _translate(texts: list[str], reference: str, key: str) -> list[str]:
             f"{key}: cannot load translation model {reference!r}: {first_line(e)}; point it at "
             "a local directory or package:PKG of a seq2seq model"
         ) from None
+    # Within the model's positions (a tiny model may have few), and long enough for a sentence.
+    limit = min(256, getattr(model.config, "max_position_embeddings", None) or 256)
     out = []
     with torch.inference_mode():
         for start in range(0, len(texts), TRANSLATION_BATCH):
@@ -234,9 +247,12 @@ def _translate(texts: list[str], reference: str, key: str) -> list[str]:
                 return_tensors="pt",
                 padding=True,
                 truncation=True,
-                max_length=256,
+                max_length=limit,
             )
             batch.pop("token_type_ids", None)
-            generated = model.generate(**batch, do_sample=False, num_beams=1, max_new_tokens=256)
+            longest = batch["input_ids"].shape[1]
+            generated = model.generate(
+                **batch, do_sample=False, num_beams=1, max_new_tokens=min(2 * longest + 8, limit)
+            )
             out += tokenizer.batch_decode(generated, skip_special_tokens=True)
     return [text.strip() or original for text, original in zip(out, texts, strict=True)]

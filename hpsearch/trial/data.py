@@ -42,6 +42,8 @@ class PreparedData:
     """The labels (tags) the model predicts; None for a generative task."""
     test: Dataset | None = None
     """The held-out test set (dataset.test_*), which no trial sees; None without one."""
+    key: str | None = None
+    """Its cache entry's key (cache_key): what data augmentation's cache is keyed by."""
 
 
 def _load_frame(location: Location, dataset: DatasetBase, split: str, key: str) -> pd.DataFrame:
@@ -151,13 +153,18 @@ def prepare_data(
     """Load the train and eval sets as model inputs from the cache, built first if need be."""
     from datasets import load_from_disk
 
-    target = cache_dir / f"data-{cache_key(dataset, model_reference, tokenizer, cache_dir)}"
+    key = cache_key(dataset, model_reference, tokenizer, cache_dir)
+    target = cache_dir / f"data-{key}"
     if not (target / LABEL_FILE).is_file():
         _build_cache(dataset, tokenizer, target)
     saved = load_from_disk(str(target))
     names = json.loads((target / LABEL_FILE).read_text())
     return PreparedData(
-        train=saved["train"], eval=saved["eval"], label_names=names, test=saved.get("test")
+        train=saved["train"],
+        eval=saved["eval"],
+        label_names=names,
+        test=saved.get("test"),
+        key=key,
     )
 
 
