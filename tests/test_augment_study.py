@@ -8,7 +8,7 @@ from tests.conftest import run_hpsearch, run_study
 def test_a_study_searches_its_augmentation(workdir, tiny_spec, cache_dir):
     spec = {
         **tiny_spec,
-        "dataset": {**tiny_spec["dataset"], "max_train_samples": 100},
+        "dataset": {**tiny_spec["dataset"], "max_train_samples": 64},
         "augment": {
             "random_swap": {"float": [0.05, 0.3]},
             "random_deletion": 0.1,

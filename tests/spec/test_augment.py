@@ -85,3 +85,18 @@ def test_tasks_whose_targets_follow_the_input_are_refused(tiny_spec):
     # The EDA operations are fine for tagging: they change only words tagged O.
     tagging["augment"] = {"random_swap": 0.1}
     assert parse_spec(tagging, "t").augment.random_swap == 0.1
+
+
+def test_a_missing_translation_model_is_refused_before_anything_runs(tiny_spec, tmp_path):
+    from hpsearch.spec.check import check_sources
+
+    missing = str(tmp_path / "no-such-model")
+    spec = parse_spec(
+        with_augment(tiny_spec, {"back_translation": {"model": missing, "pivot_model": missing}}),
+        "t",
+    )
+    with pytest.raises(SpecError) as raised:
+        check_sources(spec)
+    assert raised.value.message == (
+        f"augment.back_translation.model: directory {missing} does not exist"
+    )
