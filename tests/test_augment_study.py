@@ -8,7 +8,10 @@ from tests.conftest import run_hpsearch, run_study
 def test_a_study_searches_its_augmentation(workdir, tiny_spec, cache_dir):
     spec = {
         **tiny_spec,
-        "dataset": {**tiny_spec["dataset"], "max_train_samples": 64},
+        # 48 rows (and up to 2 copies of each) at batch 32: a few steps a trial.
+        "dataset": {**tiny_spec["dataset"], "max_train_samples": 48},
+        "search_space": {"learning_rate": tiny_spec["search_space"]["learning_rate"]},
+        "training": {"num_train_epochs": 1, "per_device_train_batch_size": 32},
         "augment": {
             "random_swap": {"float": [0.05, 0.3]},
             "random_deletion": 0.1,

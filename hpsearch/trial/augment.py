@@ -31,7 +31,13 @@ from hpsearch.errors import HpsearchError, first_line
 from hpsearch.spec import StudySpec
 from hpsearch.spec.augment import EDA_OPERATIONS
 from hpsearch.tasks import Labels
-from hpsearch.trial.data import PreparedData, encode_rows, save_atomically, training_rows
+from hpsearch.trial.data import (
+    PreparedData,
+    cache_key,
+    encode_rows,
+    save_atomically,
+    training_rows,
+)
 
 DONE_FILE = "augment.json"
 OUTSIDE = "O"  # the tag of a word outside every entity: the only words changed
@@ -51,7 +57,7 @@ def augmented_data(
     # The tokenizer's fingerprint changes once it has truncated (its backend's state), so the key
     # the data was cached under is taken from the data, not computed again.
     identity = {
-        "data": data.key,
+        "data": data.key or cache_key(spec.dataset, spec.model, tokenizer, cache),
         "settings": settings,
         "seed": seed,
     }
