@@ -32,6 +32,10 @@ def check_sources(spec: StudySpec) -> None:
     """The model (each choice of a searched one) and data the spec names exist and fit together;
     a SpecError says what does not."""
     models = [resolve_model(reference) for reference in model_choices(spec)]
+    translation = spec.augment.back_translation if spec.augment else None
+    if translation is not None:  # a package or folder that is not there: refused now
+        for key in ("model", "pivot_model"):
+            resolve_model(getattr(translation, key), f"augment.back_translation.{key}")
     _check_data(spec)
     _check_generation(spec)
     for model in models:

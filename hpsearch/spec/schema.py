@@ -22,6 +22,7 @@ from pydantic import (
 )
 
 from hpsearch.errors import SpecError
+from hpsearch.spec.augment import AugmentSpec, BackTranslationSpec, check_augment_task
 from hpsearch.spec.auto_sampler import choose_sampler
 from hpsearch.spec.choice import ModelChoice, for_trial, parse_model, searched_choices
 from hpsearch.spec.condition import check_conditions, check_sampler_fits
@@ -211,6 +212,8 @@ class StudySpec(StrictModel):
     early_stopping: EarlyStoppingSpec | None = None
     distill: DistillSpec | None = None
     """Knowledge distillation from a teacher model (hpsearch.spec.distill)."""
+    augment: AugmentSpec | None = None
+    """New training rows made from the training rows, each setting searchable (spec/augment.py)."""
     seed: int = 0
     """Trial k trains with seed + k, so every trial is reproducible from its record."""
     warm_start: WarmStartSpec | None = None
@@ -335,6 +338,18 @@ class StudySpec(StrictModel):
             check_distilled_task(self.task)
         return self
 
+    @model_validator(mode="after")
+    def _augment_fits_the_task(self) -> StudySpec:
+        check_augment_task(self.augment, self.task)
+        if self.augment is not None and self.distill is not None:
+            # The teacher's logits are cached for the training set as tokenized; a trial's
+            # augmented rows (made per seed) would need their own, which nothing computes yet.
+            raise ValueError(
+                "augment: cannot be combined with distill: yet (the teacher's logits cover the "
+                "unaugmented rows only); remove one of the two sections"
+            )
+        return self
+
     @property
     def searched_params(self) -> dict[str, Any]:
         """Every searched parameter: the model and max_length when searched, the search space's
@@ -344,6 +359,7 @@ class StudySpec(StrictModel):
             **self.search_space,
             **(self.peft.searched() if self.peft else {}),
             **(self.distill.searched() if self.distill else {}),
+            **(self.augment.searched() if self.augment else {}),
         }
 
     def for_trial(self, params: dict[str, Any]) -> StudySpec:
@@ -355,8 +371,13 @@ class StudySpec(StrictModel):
         """The values every trial shares that a condition may name: the model (while it is one),
         training: and the fixed peft values (peft.method, ...)."""
         model = {"model": self.model} if isinstance(self.model, str) else {}
-        distill = self.distill.fixed() if self.distill else {}
-        return {**model, **self.training, **(self.peft.fixed() if self.peft else {}), **distill}
+        return {
+            **model,
+            **self.training,
+            **(self.peft.fixed() if self.peft else {}),
+            **(self.distill.fixed() if self.distill else {}),
+            **(self.augment.fixed() if self.augment else {}),
+        }
 
     @property
     def all_objectives(self) -> list[ObjectiveSpec]:
@@ -453,6 +474,8 @@ def _known_keys(task: str | None = None) -> list[str]:
         EarlyStoppingSpec,
         DistillSpec,
         WarmStartSpec,
+        AugmentSpec,
+        BackTranslationSpec,
         FloatParam,
         IntParam,
         ChoiceParam,

@@ -6,6 +6,7 @@ from typing import Any, NamedTuple
 
 import optuna
 
+from hpsearch.spec.augment import AUGMENT_PREFIX
 from hpsearch.spec.choice import SPEC_CHOICES
 from hpsearch.spec.condition import Entry, active_param, alternatives, sampling_order
 from hpsearch.spec.distill import DISTILL_PREFIX
@@ -65,7 +66,9 @@ def split_params(values: dict[str, Any]) -> Settings:
             k in MODEL_KNOBS
             or k in GENERATION_SETTINGS
             or k in SPEC_CHOICES
-            or k.startswith((PEFT_PREFIX, DISTILL_PREFIX))
+            # peft.<key>: the adapters; distill.<key>: the teacher's loss (trial/distill.py);
+            # augment.<key>: the trial's training rows (trial/augment.py)
+            or k.startswith((PEFT_PREFIX, DISTILL_PREFIX, AUGMENT_PREFIX))
         )
 
     return Settings(

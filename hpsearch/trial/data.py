@@ -42,6 +42,8 @@ class PreparedData:
     """The labels (tags) the model predicts; None for a generative task."""
     test: Dataset | None = None
     """The held-out test set (dataset.test_*), which no trial sees; None without one."""
+    key: str | None = None
+    """Its cache entry's key (cache_key): what data augmentation's cache is keyed by."""
 
 
 def _load_frame(location: Location, dataset: DatasetBase, split: str, key: str) -> pd.DataFrame:
@@ -151,36 +153,74 @@ def prepare_data(
     """Load the train and eval sets as model inputs from the cache, built first if need be."""
     from datasets import load_from_disk
 
-    target = cache_dir / f"data-{cache_key(dataset, model_reference, tokenizer, cache_dir)}"
+    key = cache_key(dataset, model_reference, tokenizer, cache_dir)
+    target = cache_dir / f"data-{key}"
     if not (target / LABEL_FILE).is_file():
         _build_cache(dataset, tokenizer, target)
     saved = load_from_disk(str(target))
     names = json.loads((target / LABEL_FILE).read_text())
     return PreparedData(
-        train=saved["train"], eval=saved["eval"], label_names=names, test=saved.get("test")
+        train=saved["train"],
+        eval=saved["eval"],
+        label_names=names,
+        test=saved.get("test"),
+        key=key,
     )
 
 
-def _build_cache(dataset: DatasetBase, tokenizer, target: Path) -> None:
-    from datasets import Dataset, DatasetDict
+def training_rows(dataset: DatasetBase) -> tuple[pd.DataFrame, Labels | None]:
+    """The training rows before tokenizing (the split and caps of the cached data) and the label
+    set: what augmentation (hpsearch.trial.augment) makes new rows from."""
+    train, _, _, labels = _split(dataset)
+    return train, labels
+
+
+def encode_rows(
+    frame: pd.DataFrame, dataset: DatasetBase, tokenizer, labels: Labels | None, key: str
+) -> Dataset:
+    """Rows as the task's model inputs."""
+    from datasets import Dataset
 
     task = TASKS[dataset.task]
+    rows = Dataset.from_pandas(frame, preserve_index=False)
+    # All input columns go: a task may make more or fewer rows than it was given (packing).
+    encoded = rows.map(
+        lambda batch: task.encode(batch, dataset, tokenizer, labels),
+        batched=True,
+        remove_columns=rows.column_names,
+    )
+    if len(encoded) == 0:
+        raise HpsearchError(
+            f"{key}: no example is left to train or evaluate on after tokenizing; "
+            "raise dataset.max_length or check the data"
+        )
+    return encoded
+
+
+def save_atomically(splits: dict[str, Dataset], extra: dict[str, str], target: Path) -> None:
+    """`splits` saved at `target` with the `extra` files, all at once: saved aside, then renamed
+    (atomic), so another worker building the same entry at once sees all or nothing."""
+    from datasets import DatasetDict
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=target.parent))
+    try:
+        DatasetDict(splits).save_to_disk(str(staging))
+        for name, text in extra.items():
+            (staging / name).write_text(text)
+        os.rename(staging, target)
+    except OSError:
+        if not all((target / name).is_file() for name in extra):
+            raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _build_cache(dataset: DatasetBase, tokenizer, target: Path) -> None:
     train, evaluation, test, labels = _split(dataset)
 
     def encode(frame: pd.DataFrame, key: str) -> Dataset:
-        rows = Dataset.from_pandas(frame, preserve_index=False)
-        # All input columns go: a task may make more or fewer rows than it was given (packing).
-        encoded = rows.map(
-            lambda batch: task.encode(batch, dataset, tokenizer, labels),
-            batched=True,
-            remove_columns=rows.column_names,
-        )
-        if len(encoded) == 0:
-            raise HpsearchError(
-                f"{key}: no example is left to train or evaluate on after tokenizing; "
-                "raise dataset.max_length or check the data"
-            )
-        return encoded
+        return encode_rows(frame, dataset, tokenizer, labels, key)
 
     def by_length(encoded: Dataset) -> Dataset:
         # Eval order does not change the metrics; sorted by length, a batch pads to a similar size.
@@ -193,15 +233,4 @@ def _build_cache(dataset: DatasetBase, tokenizer, target: Path) -> None:
     }
     if test is not None:
         splits["test"] = by_length(encode(test, "dataset (test set)"))
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=target.parent))
-    try:
-        DatasetDict(splits).save_to_disk(str(staging))
-        (staging / LABEL_FILE).write_text(json.dumps(labels.names if labels else None))
-        # A rename is atomic: another worker building the same cache at once sees all or nothing.
-        os.rename(staging, target)
-    except OSError:
-        if not (target / LABEL_FILE).is_file():
-            raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    save_atomically(splits, {LABEL_FILE: json.dumps(labels.names if labels else None)}, target)

@@ -20,8 +20,9 @@ from transformers import TrainerCallback
 
 from hpsearch.errors import HpsearchError, TrialFailed
 from hpsearch.study import FinalPlan
+from hpsearch.trial.augment import augmented_data
 from hpsearch.trial.fit import examples_per_step, start_fit
-from hpsearch.trial.load import Loaded
+from hpsearch.trial.load import Loaded, cache_dir
 
 Report = Callable[[int, int, "dict[str, float] | None"], None]
 """Called with (optimizer steps done, steps planned, metrics of an evaluation just made or None)."""
@@ -75,9 +76,18 @@ def train_final(
     callbacks = (ProgressReporter(report),) if report is not None else ()
     with tempfile.TemporaryDirectory(prefix="hpsearch-final-") as scratch:
         try:
-            fitting = start_fit(
+            data = augmented_data(
                 spec,
                 loaded.data,
+                loaded.tokenizer,
+                loaded.factory,
+                plan.values,
+                plan.seed,
+                cache_dir(),
+            )
+            fitting = start_fit(
+                spec,
+                data,
                 loaded.factory,
                 loaded.tokenizer,
                 plan.values,

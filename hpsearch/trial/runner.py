@@ -60,6 +60,7 @@ from hpsearch.study import (
     SamplerStart,
 )
 from hpsearch.study.quality_pruning import reporter_for
+from hpsearch.trial.augment import augmented_data
 from hpsearch.trial.callback import OptunaPruningCallback
 from hpsearch.trial.checkpoint import Checkpointing, restore_callbacks, resume_record
 from hpsearch.trial.cost import measure_cost
@@ -75,6 +76,7 @@ from hpsearch.trial.distributed import (
     rank_outcome,
 )
 from hpsearch.trial.fit import Fitting, start_fit
+from hpsearch.trial.load import cache_dir
 from hpsearch.trial.model import ModelFactory
 from hpsearch.trial.model_files import model_files
 from hpsearch.trial.resident import ResidentModels
@@ -198,6 +200,10 @@ class TrialRunner:
         # The model and max_length the trial drew, when the spec searches them (spec/choice.py).
         spec = self.spec.for_trial(params)
         loaded = self.models.get(spec)
+        # The trial's augmented training rows, when the spec augments (trial/augment.py).
+        data = augmented_data(
+            spec, loaded.data, loaded.tokenizer, loaded.factory, params, seed, cache_dir()
+        )
         with tempfile.TemporaryDirectory(prefix="hpsearch-trial-") as scratch:
             resume_dir = Path(scratch) / "resume"
             resumed = keeper.take_over(resume_dir) if keeper is not None else None
@@ -206,7 +212,7 @@ class TrialRunner:
             try:
                 fitting = start_fit(
                     spec,
-                    loaded.data,
+                    data,
                     loaded.factory,
                     loaded.tokenizer,
                     {**spec.training, **params},
