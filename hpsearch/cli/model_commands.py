@@ -74,7 +74,7 @@ def export(
     def finish(model_dir: Path, spec) -> None:
         # A LoRA adapter is merged into the pretrained weights (torch and peft: imported only here).
         if (model_dir / ADAPTER_CONFIG).is_file() or adapter_only:
-            from hpsearch.trial.lora import make_deployable
+            from hpsearch.deploy.merge import make_deployable
 
             make_deployable(model_dir, spec, adapter_only)
 

@@ -99,7 +99,7 @@ def score_kept_models(
 
 
 def _merge_adapter(model_dir: Path, spec: StudySpec) -> None:
-    from hpsearch.trial.lora import make_deployable
+    from hpsearch.deploy.merge import make_deployable
     from hpsearch.views import ADAPTER_CONFIG
 
     if (model_dir / ADAPTER_CONFIG).is_file():
