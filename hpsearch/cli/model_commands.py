@@ -66,10 +66,11 @@ def export(
     int8 and/or --onnx, also its deployable forms, each measured against the fp32 model (file size,
     CPU latency per example, the objective on the study's eval set) in the card.
     """
+    from hpsearch.deploy import export_best_model
     from hpsearch.storage import artifact_dir, open_artifact_store
     from hpsearch.study import stored_spec
     from hpsearch.tasks import get_task
-    from hpsearch.views import ADAPTER_CONFIG, export_best_model
+    from hpsearch.views import ADAPTER_CONFIG
 
     def finish(model_dir: Path, spec) -> None:
         # A LoRA adapter is merged into the pretrained weights (torch and peft: imported only here).
@@ -187,6 +188,7 @@ def train(
     """
     import optuna
 
+    from hpsearch.deploy import check_new_directory
     from hpsearch.spec import check_sources
     from hpsearch.study import (
         plan_final_training,
@@ -194,7 +196,7 @@ def train(
         stored_spec,
     )
     from hpsearch.tasks import get_task
-    from hpsearch.views import check_new_directory, describe_epochs, write_note
+    from hpsearch.views import describe_epochs, write_note
 
     _, rdb = open_storage_flag(storage, must_exist=True)
     spec = stored_spec(rdb, name)
@@ -240,8 +242,9 @@ def _train_final(study, spec, plan, out_dir: Path) -> dict:
     record in OUT_DIR, all or nothing. Returns the record."""
     import datetime
 
+    from hpsearch.deploy import staged_directory
     from hpsearch.trial import final_record, load_for_training, quiet_libraries, train_final
-    from hpsearch.views import TrainingProgress, final_model_card, staged_directory
+    from hpsearch.views import TrainingProgress, final_model_card
 
     quiet_libraries()
     with console.status("loading model and data (tokenized once, then cached)"):

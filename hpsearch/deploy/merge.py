@@ -14,8 +14,8 @@ from hpsearch.tasks import Task
 from hpsearch.trial.classes import transformers_class
 from hpsearch.trial.lora import _wrapping_quietly  # PEFT's wrapping warning, silenced here too
 from hpsearch.trial.model import source_of
+from hpsearch.views import ADAPTER_CONFIG
 
-ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_FILES = (ADAPTER_CONFIG, "adapter_model.safetensors", "adapter_model.bin")
 
 

@@ -66,8 +66,8 @@ def score_kept_models(
     skipped. Returns what this call scored. A trial whose model is not kept is skipped too."""
     import optuna
 
+    from hpsearch.deploy.model_dir import export_best_model
     from hpsearch.storage import front_model_pointers, resolve_best_model
-    from hpsearch.views import export_best_model
 
     spec = stored_spec(storage, name)
     if not spec.dataset.has_test_set:
