@@ -5,7 +5,6 @@ its deployable forms) and `train` (a trial's configuration trained again, on all
 from __future__ import annotations
 
 import json
-import os
 import socket
 from pathlib import Path
 
@@ -229,11 +228,10 @@ def _train_on_one_device() -> None:
     """A final training is one process: on a host with several GPUs it takes the first (Trainer
     would otherwise spread it over all of them with DataParallel), and says so."""
     from hpsearch.trial import count_gpus
-    from hpsearch.workers import pin_alone
+    from hpsearch.workers import train_on_one_device
 
-    devices, notice = pin_alone(count_gpus(), os.environ.get("CUDA_VISIBLE_DEVICES"))
-    if devices is not None:  # before CUDA starts
-        os.environ["CUDA_VISIBLE_DEVICES"] = devices
+    notice = train_on_one_device(count_gpus())  # before CUDA starts
+    if notice is not None:
         console.print(notice, markup=False)
 
 
