@@ -205,7 +205,7 @@ def worker(
     """Join an existing study from any machine: its spec comes from the storage."""
     from hpsearch.spec import check_sources
     from hpsearch.study import n_spent, stored_spec
-    from hpsearch.workers import worker_key
+    from hpsearch.workers import name_worker
 
     url, rdb = open_storage_flag(storage, must_exist=True)
     spec = stored_spec(rdb, name)
@@ -222,7 +222,7 @@ def worker(
         workers,
         gpus_per_trial,
         supervised=supervised,
-        worker_key=worker_key(supervised),
+        worker_key=name_worker(supervised),
         timeout=timeout,
         trials_per_gpu=trials_per_gpu,
     )

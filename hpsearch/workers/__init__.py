@@ -6,7 +6,7 @@ CPU), and the trial groups of a worker whose trials train on several devices."""
 from hpsearch.workers.group import REASON_DIR_ENV, culprit, run_group, run_rank, write_rank_reason
 from hpsearch.workers.loop import MAX_REPEATED_FAILURES, run_trials
 from hpsearch.workers.process_env import see_only, share_cores, train_on_one_device
-from hpsearch.workers.search import interrupt_once, run_here, run_search, worker_key
+from hpsearch.workers.search import interrupt_once, name_worker, run_here, run_search
 from hpsearch.workers.slots import Placement, WorkerSlot, pin_alone, place_workers, plan_slots
 from hpsearch.workers.startup import THREADS_ENV, build_runner, warm_cache
 from hpsearch.workers.supervisor import MAX_RESTARTS, WORKER_KEY_ENV, Supervisor, decide
@@ -24,6 +24,7 @@ __all__ = [
     "culprit",
     "decide",
     "interrupt_once",
+    "name_worker",
     "pin_alone",
     "place_workers",
     "plan_slots",
@@ -36,6 +37,5 @@ __all__ = [
     "share_cores",
     "train_on_one_device",
     "warm_cache",
-    "worker_key",
     "write_rank_reason",
 ]

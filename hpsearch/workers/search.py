@@ -140,7 +140,7 @@ def run_search(
     return study if left <= 0 else None
 
 
-def worker_key(supervised: bool) -> str:
+def name_worker(supervised: bool) -> str:
     """This worker's name among the study's workers: its supervisor names its slot, else its host
     and process do (the name of its trial group, if it runs one)."""
     from hpsearch.workers.supervisor import WORKER_KEY_ENV
