@@ -36,10 +36,12 @@ browser:
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium chromium-driver; \
 	fi
 
-# The rules of pyproject.toml's [tool.ruff], and its format, with the venv's ruff.
+# The rules of pyproject.toml's [tool.ruff], and its format, with the venv's ruff; its import
+# contracts ([tool.importlinter]: layers, no torch in the light packages, no import cycle).
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports --no-cache
 
 # Two test processes (pytest-xdist), a module per process at a time so a module's fixtures are built
 # once: most tests wait on subprocesses, databases and heartbeats, so two share 2 cores well.

@@ -57,9 +57,9 @@ def test_the_fit_is_checked_against_the_studys_recorded_peaks(tmp_path, monkeypa
     import optuna
 
     from hpsearch import trial
-    from hpsearch.cli import search
     from hpsearch.errors import HpsearchError
     from hpsearch.storage import open_storage, resolve_storage_url
+    from hpsearch.workers import search
 
     rdb = open_storage(resolve_storage_url(f"sqlite:///{tmp_path / 'fit.db'}"))
     # A GPU of 10 GiB, faked: this machine has none.

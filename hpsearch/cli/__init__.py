@@ -3,9 +3,9 @@ transformers) are imported only by the commands that train, so `--help` and the 
 start fast.
 
 app.py holds the group, the shared options and the error boundary; the commands live by what they
-do: search_commands.py (run, create, worker, trial-rank; search.py runs their trials here, in a
-trial group or in supervised workers), view_commands.py (dashboard, status, best, report),
-model_commands.py (export, train).
+do: search_commands.py (run, create, worker, trial-rank; search.py hands them to
+hpsearch.workers.run_search, which runs their trials here, in a trial group or in supervised
+workers), view_commands.py (dashboard, status, best, report), model_commands.py (export, train).
 """
 
 # Importing the command modules registers their commands on the group.

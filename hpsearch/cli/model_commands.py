@@ -5,7 +5,6 @@ its deployable forms) and `train` (a trial's configuration trained again, on all
 from __future__ import annotations
 
 import json
-import os
 import socket
 from pathlib import Path
 
@@ -66,16 +65,17 @@ def export(
     int8 and/or --onnx, also its deployable forms, each measured against the fp32 model (file size,
     CPU latency per example, the objective on the study's eval set) in the card.
     """
+    from hpsearch.deploy import export_best_model
     from hpsearch.storage import artifact_dir, open_artifact_store
     from hpsearch.study import stored_spec
     from hpsearch.tasks import get_task
-    from hpsearch.views import ADAPTER_CONFIG, adapter_is_mergeable, export_best_model
+    from hpsearch.views import ADAPTER_CONFIG, adapter_is_mergeable
 
     def finish(model_dir: Path, spec) -> None:
         # A LoRA or IA3 adapter is merged into the pretrained weights (torch and peft: imported
         # only here); virtual tokens (prompt and prefix tuning) cannot be, and stay the adapter.
         if (model_dir / ADAPTER_CONFIG).is_file() or adapter_only:
-            from hpsearch.trial.lora import make_deployable
+            from hpsearch.deploy.merge import make_deployable
 
             make_deployable(model_dir, spec, adapter_only or not adapter_is_mergeable(model_dir))
 
@@ -188,6 +188,7 @@ def train(
     """
     import optuna
 
+    from hpsearch.deploy import check_new_directory
     from hpsearch.spec import check_sources
     from hpsearch.study import (
         plan_final_training,
@@ -195,7 +196,7 @@ def train(
         stored_spec,
     )
     from hpsearch.tasks import get_task
-    from hpsearch.views import check_new_directory, describe_epochs, write_note
+    from hpsearch.views import describe_epochs, write_note
 
     url, rdb = open_storage_flag(storage, must_exist=True)
     spec = stored_spec(rdb, name)
@@ -228,11 +229,10 @@ def _train_on_one_device() -> None:
     """A final training is one process: on a host with several GPUs it takes the first (Trainer
     would otherwise spread it over all of them with DataParallel), and says so."""
     from hpsearch.trial import count_gpus
-    from hpsearch.workers import pin_alone
+    from hpsearch.workers import train_on_one_device
 
-    devices, notice = pin_alone(count_gpus(), os.environ.get("CUDA_VISIBLE_DEVICES"))
-    if devices is not None:  # before CUDA starts
-        os.environ["CUDA_VISIBLE_DEVICES"] = devices
+    notice = train_on_one_device(count_gpus())  # before CUDA starts
+    if notice is not None:
         console.print(notice, markup=False)
 
 
@@ -242,13 +242,9 @@ def _train_final(study, spec, plan, out_dir: Path, url=None) -> dict:
     teacher of best-of:/trial: is kept)."""
     import datetime
 
+    from hpsearch.deploy import staged_directory
     from hpsearch.trial import final_record, load_for_training, quiet_libraries, train_final
-    from hpsearch.views import (
-        TrainingProgress,
-        final_model_card,
-        read_adapter_settings,
-        staged_directory,
-    )
+    from hpsearch.views import TrainingProgress, final_model_card, read_adapter_settings
 
     quiet_libraries()
     with console.status("loading model and data (tokenized once, then cached)"):

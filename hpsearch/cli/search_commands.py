@@ -1,11 +1,10 @@
 """The commands that run a study's trials: `run`, `create`, `worker`, and `trial-rank` (one process
-of a trial group, started by a worker). Where the trials then run is hpsearch.cli.search's."""
+of a trial group, started by a worker): each parses its flags, calls the library and shows what it
+did. Where the trials then run is hpsearch.workers.run_search's (through hpsearch.cli.search)."""
 
 from __future__ import annotations
 
-import os
 import signal
-import socket
 import sys
 
 import click
@@ -19,7 +18,7 @@ from hpsearch.cli.app import (
     storage_option,
     worker_options,
 )
-from hpsearch.cli.search import interrupt_once, run_here, search
+from hpsearch.cli.search import search
 from hpsearch.errors import ExitCode, HpsearchError, TrialBug
 
 
@@ -124,27 +123,18 @@ def create(
     """Create a study from its spec (or check an existing one) and run no trial: for workers started
     elsewhere (SLURM, Kubernetes) to join with `hpsearch worker`."""
     from hpsearch.storage import redact
-    from hpsearch.study import (
-        check_resumable,
-        enqueue_warm_start,
-        n_spent,
-        open_study,
-        plan_warm_start,
-    )
+    from hpsearch.study import prepare_study
 
     spec, name = _load_run_spec(study_ref, study_name, n_trials, warm_start_from)
     url, rdb = open_storage_flag(storage, must_exist=False)
-    check_resumable(rdb, name, spec)
-    warm_start = plan_warm_start(rdb, name, spec)
-    study, changes = open_study(rdb, name, spec)
-    for change in changes:
+    prepared = prepare_study(rdb, name, spec)
+    for change in prepared.changes:
         console.print(f"stored spec updated: {change}")
-    for line in enqueue_warm_start(study, warm_start, spec.budget.n_trials):
+    for line in prepared.warm_start:
         console.print(line, markup=False)
-    spent = n_spent(study.get_trials(deepcopy=False))
     console.print(
-        f"study [bold]{name}[/] in {redact(url)}: {spent}/{spec.budget.n_trials} trials spent; "
-        f"workers join it with: hpsearch worker --study {name}"
+        f"study [bold]{name}[/] in {redact(url)}: {prepared.n_spent}/{spec.budget.n_trials} trials "
+        f"spent; workers join it with: hpsearch worker --study {name}"
     )
 
 
@@ -215,17 +205,13 @@ def worker(
     """Join an existing study from any machine: its spec comes from the storage."""
     from hpsearch.spec import check_sources
     from hpsearch.study import n_spent, stored_spec
-    from hpsearch.workers import WORKER_KEY_ENV
+    from hpsearch.workers import name_worker
 
     url, rdb = open_storage_flag(storage, must_exist=True)
     spec = stored_spec(rdb, name)
     check_sources(spec)  # the model and data must be reachable from this machine too
     check_training_args(spec)
     spent = n_spent(rdb.get_all_trials(rdb.get_study_id_from_name(name), deepcopy=False))
-    # A worker joins others: its supervisor names its slot, else its host and process do (the name
-    # of its trial group, if it runs one).
-    key = os.environ.get(WORKER_KEY_ENV) if supervised else None
-    key = key or f"{socket.gethostname()}:{os.getpid()}"
     search(
         url,
         rdb,
@@ -236,7 +222,7 @@ def worker(
         workers,
         gpus_per_trial,
         supervised=supervised,
-        worker_key=key,
+        worker_key=name_worker(supervised),
         timeout=timeout,
         trials_per_gpu=trials_per_gpu,
     )
@@ -254,7 +240,7 @@ def trial_rank(name: str, timeout: float | None, supervised: bool) -> None:
     """One process of a trial group, started by a worker with --gpus-per-trial (never by hand)."""
     from hpsearch.study import stored_spec
     from hpsearch.trial.distributed import GroupBroken
-    from hpsearch.workers import run_rank, write_rank_reason
+    from hpsearch.workers import interrupt_once, run_here, run_rank, write_rank_reason
 
     # The agent forwards the worker's Ctrl-C, and a terminal sends its own: one interrupt, once.
     # SIGTERM keeps its default: the agent stops the surviving ranks of a broken group with it, and
@@ -265,7 +251,7 @@ def trial_rank(name: str, timeout: float | None, supervised: bool) -> None:
         spec = stored_spec(rdb, name)
 
         def lead(study, runner) -> None:
-            run_here(study, runner, url, name, spec, supervised, timeout)
+            run_here(console, study, runner, url, name, spec, supervised, timeout)
 
         run_rank(spec, url, rdb, name, lead)
     except GroupBroken as e:

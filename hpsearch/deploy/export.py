@@ -1,4 +1,4 @@
-"""`hpsearch export --quantize int8 --onnx`: the plain export (views.export) plus its deployable
+"""`hpsearch export --quantize int8 --onnx`: the plain export (model_dir.py) plus its deployable
 forms, each measured against the fp32 model, all written at once or not at all.
 
 OUT_DIR/            the fp32 model, tokenizer and card, as a plain export writes them
@@ -23,12 +23,12 @@ from hpsearch.deploy.measure import (
     predict_eval_set,
     score,
 )
+from hpsearch.deploy.model_dir import export_best_model, staged_directory
 from hpsearch.deploy.onnx import ONNX_DIR, load_onnx, run_onnx, save_onnx
 from hpsearch.deploy.quantize import INT8_DIR, load_int8, save_int8
 from hpsearch.errors import HpsearchError
 from hpsearch.spec import MERGEABLE_METHODS, StudySpec
 from hpsearch.study import stored_spec
-from hpsearch.views import export_best_model, staged_directory
 
 # Tasks whose model maps tokens to logits that the task's own metrics score; a generating model
 # (seq2seq, causal-lm) would need its decoding loop exported and measured too.

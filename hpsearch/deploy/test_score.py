@@ -87,8 +87,8 @@ def score_kept_models(
     skipped. Returns what this call scored. A trial whose model is not kept is skipped too."""
     import optuna
 
+    from hpsearch.deploy.model_dir import export_best_model
     from hpsearch.storage import front_model_pointers, resolve_best_model
-    from hpsearch.views import export_best_model
 
     spec = stored_spec(storage, name)
     if not spec.dataset.has_test_set:
@@ -120,7 +120,7 @@ def score_kept_models(
 
 
 def _merge_adapter(model_dir: Path, spec: StudySpec) -> None:
-    from hpsearch.trial.lora import make_deployable
+    from hpsearch.deploy.merge import make_deployable
     from hpsearch.views import ADAPTER_CONFIG, adapter_is_mergeable
 
     if (model_dir / ADAPTER_CONFIG).is_file():

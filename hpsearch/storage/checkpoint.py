@@ -37,6 +37,10 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from sqlalchemy.engine import make_url
+
+from hpsearch.storage.artifacts import artifact_dir
+from hpsearch.storage.best_model import remove_after_commit
 from hpsearch.storage.optuna_private import (
     rdb_models,
     session_scope,
@@ -246,13 +250,6 @@ def _attr(session, model, trial_id: int, key: str):
 
 
 def _remove_after_commit(storage, session, artifact_ids: list[str]) -> None:
-    # Imported here: best_model imports the artifact store, which imports the storage, which
-    # imports this module.
-    from sqlalchemy.engine import make_url
-
-    from hpsearch.storage.artifacts import artifact_dir
-    from hpsearch.storage.best_model import remove_after_commit
-
     directory = artifact_dir(make_url(storage.url))
     for artifact_id in artifact_ids:
         remove_after_commit(session, directory, artifact_id)

@@ -2,10 +2,10 @@
 
 Starting a trial is "count the budget, then create the trial". The budget does not rest on this
 lock: the storage counts again in the transaction that creates the trial and refuses one beyond
-the budget (resilient.py). The lock keeps the workers from counting and creating in a crowd, where
-all but one would be refused. Every other update several workers make (the kept model's pointer,
-the stored spec and its changes, the final trainings) is one transaction of the storage and takes
-no lock (best_model.py, record.py).
+the budget (budget_fence.py). The lock keeps the workers from counting and creating in a crowd,
+where all but one would be refused. Every other update several workers make (the kept model's
+pointer, the stored spec and its changes, the final trainings) is one transaction of the storage
+and takes no lock (best_model.py, record.py).
 
 The lock lives where the workers meet, the database: a PostgreSQL advisory lock, a MySQL/MariaDB
 named lock, or, for SQLite (one machine by nature), a lock file beside the database file. It is held

@@ -14,6 +14,7 @@ import optuna
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial
 
+from hpsearch.storage.budget_fence import SlotRule
 from hpsearch.storage.optuna_private import (
     backend_of,
     rdb_models,
@@ -21,7 +22,6 @@ from hpsearch.storage.optuna_private import (
     study_id_of,
     trial_id_of,
 )
-from hpsearch.storage.resilient import SlotRule
 
 
 def create_study(
@@ -53,8 +53,8 @@ def count_trials(study: optuna.Study) -> int:
 
 
 def take_start_number(study: optuna.Study) -> int:
-    """The study's next start number (0, 1, 2 ...), never handed out twice (see resilient.py)."""
-    from hpsearch.storage.resilient import START_ATTR_PREFIX
+    """The study's next start number (0, 1, 2 ...), never handed out twice (see start_number.py)."""
+    from hpsearch.storage.start_number import START_ATTR_PREFIX
 
     backend = backend_of(study)
     if hasattr(backend, "take_start_number"):

@@ -17,7 +17,7 @@ intermediate values are its own history, not the re-run's.
 How it is reached: a process registers "re-run when failed, for this reason" for a trial
 (`rerun_when_failed`), and the storage's next FAIL of that trial (Optuna's own tell after the
 KeyboardInterrupt, or its fail_stale_trials after the storage's stale check registered the trial as
-lost) performs it inside its transaction (resilient.py). `fail_for_rerun` does both at once.
+lost) performs it inside its transaction (checked_writes.py). `fail_for_rerun` does both at once.
 A trial lost more than `heartbeat.max_retries` times along its `rerun_of` chain is not re-run: it
 ends with a reason that counts toward the budget, as any failure that is data.
 """
@@ -91,7 +91,7 @@ def fail_with_rerun_without_commit(
     )
     if rerun_attrs is None:
         return None
-    # The study's row lock serializes trial numbering, as in creating any trial (resilient.py).
+    # The study's row lock serializes trial numbering, as in creating any trial (checked_writes.py).
     models.StudyModel.find_or_raise_by_id(trial.study_id, session, for_update=True)
     template = waiting_trial(rerun_attrs, _params(trial))
     return storage.prepare_trial_row(trial.study_id, template, session).trial_id

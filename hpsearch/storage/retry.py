@@ -7,7 +7,8 @@ driver's own reason. Optuna wraps both kinds in the same StorageInternalError, s
 made on the SQLAlchemy error underneath it.
 
 Only writes that are safe to repeat may be wrapped here: a write whose commit may have landed
-before its acknowledgement was lost must check before it re-does (see resilient.py).
+before its acknowledgement was lost must check before it re-does (checked_writes.py). Which of
+Optuna's calls are retried blindly, and why each may be, is safe_retries.py.
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """A study: created or resumed from its spec (a change of what its trials mean refused, a change of
-how it runs taken and recorded), its sampler and pruner, its study-wide budget, its summary, the
-arithmetic of its effective batch, and its final trainings. No torch or transformers here."""
+how it runs taken and recorded) or prepared for workers that join it later, its sampler and
+pruner, its study-wide budget, its summary, the arithmetic of its effective batch, and its final
+trainings. No torch or transformers here."""
 
 from hpsearch.storage import INTERRUPTED, LOST
 from hpsearch.study.algorithms import (
@@ -52,6 +53,7 @@ from hpsearch.study.open import (
     stored_spec,
     study_exists,
 )
+from hpsearch.study.prepare import PreparedStudy, prepare_study
 from hpsearch.study.summary import (
     EARLY_STEPS_SAVED_ATTR,
     EFFECTIVE_BATCH_ATTR,
@@ -104,6 +106,7 @@ __all__ = [
     "WORLD_SIZE_ATTR",
     "Confidence",
     "FinalPlan",
+    "PreparedStudy",
     "SamplerStart",
     "SpecChange",
     "StudySummary",
@@ -129,6 +132,7 @@ __all__ = [
     "open_study",
     "plan_final_training",
     "plan_warm_start",
+    "prepare_study",
     "record_final_training",
     "record_test_scores",
     "recorded_test_scores",

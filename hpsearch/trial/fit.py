@@ -251,7 +251,7 @@ class Fitting:
 
     def save(self, directory: Path) -> None:
         """The trained model and its tokenizer, as `from_pretrained` reads them; of a LoRA model,
-        the adapter and the head alone (views/export merges them into the pretrained weights)."""
+        the adapter and the head alone (deploy/merge merges them into the pretrained weights)."""
         if is_adapter(self.model):
             save_adapter(self.model, directory)
         else:

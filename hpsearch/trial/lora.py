@@ -1,9 +1,9 @@
-"""LoRA adapters through PEFT: added to a trial's model, saved alone, merged back for deployment.
+"""LoRA adapters through PEFT: added to a trial's model and saved alone.
 
 The pretrained weights stay frozen; low-rank updates of the target modules train, and so do the
 modules the checkpoint does not hold (a classifier's or tagger's new head), fully. What is kept of
-a trial is the adapter and that head (megabytes); `merge_adapter` folds them into the pretrained
-weights for a model that `pipeline()` loads with no PEFT installed.
+a trial is the adapter and that head; hpsearch.deploy.merge folds them into the pretrained weights
+for a model that `pipeline()` loads with no PEFT installed.
 """
 
 from __future__ import annotations
@@ -14,11 +14,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from hpsearch.errors import HpsearchError, first_line
+from hpsearch.errors import first_line
 from hpsearch.tasks import Task
 
-ADAPTER_CONFIG = "adapter_config.json"
-ADAPTER_FILES = (ADAPTER_CONFIG, "adapter_model.safetensors", "adapter_model.bin")
 # PEFT's task types, by hpsearch task (the model class PEFT wraps and how it saves the head).
 PEFT_TASK_TYPES = {
     "AutoModelForSequenceClassification": "SEQ_CLS",
@@ -99,47 +97,3 @@ def save_adapter(model, directory: Path) -> None:
     label names), without the pretrained weights."""
     model.save_pretrained(directory)
     model.get_base_model().config.save_pretrained(directory)
-
-
-def make_deployable(model_dir: Path, spec, adapter_only: bool) -> None:
-    """Turn an exported best model into what the user ships, in place: a LoRA adapter merged into
-    the pretrained weights (or, with `adapter_only`, left as the adapter alone)."""
-    from hpsearch.spec import resolve_model
-
-    adapter = (model_dir / ADAPTER_CONFIG).is_file()
-    if adapter_only and not adapter:
-        raise HpsearchError(
-            "--adapter: the best model is a full fine-tune, not a LoRA adapter (the study has "
-            "no peft: section); export it without --adapter"
-        )
-    if not adapter or adapter_only:
-        return
-    merged = model_dir / ".merged"
-    merge_adapter(model_dir, resolve_model(spec.model), spec.task_spec, merged)
-    for name in ADAPTER_FILES:
-        (model_dir / name).unlink(missing_ok=True)
-    for path in merged.iterdir():
-        path.replace(model_dir / path.name)
-    merged.rmdir()
-
-
-def merge_adapter(adapter_dir: Path, base_location, task: Task, out_dir: Path) -> None:
-    """Write into `out_dir` the pretrained model of `base_location` with the adapter of
-    `adapter_dir` merged in: plain transformers weights, loadable without PEFT."""
-    from peft import PeftModel
-    from transformers import AutoConfig
-
-    from hpsearch.trial.classes import transformers_class
-    from hpsearch.trial.model import source_of
-
-    auto_class = transformers_class(task.model_class)
-    config = AutoConfig.from_pretrained(adapter_dir)  # the label names the trial trained with
-    try:
-        base = auto_class.from_pretrained(source_of(base_location), config=config)
-        with _wrapping_quietly():
-            merged = PeftModel.from_pretrained(base, adapter_dir).merge_and_unload()
-    except (OSError, ValueError) as e:
-        raise HpsearchError(
-            f"cannot merge the adapter into {base_location.reference}: {first_line(e)}"
-        ) from None
-    merged.save_pretrained(out_dir)

@@ -8,9 +8,9 @@ a weight that trains gets a private copy of its pages on its first update, and n
 the next trial ever sees that update. Only the new head (keys the checkpoint lacks or holds at
 another shape) is materialised and initialised, from the trial's seed, so it is reproducible from
 the trial's record. Then the trial's model knobs (dropout, frozen layers) apply and, for a task that
-generates, its generation settings. The factory holds no weights of its own. At 1B parameters
-this builds a trial in 0.1 s instead of 15-25 s, and two workers take 4.6 GiB instead of 12.6
-(BENCHMARKS.md, "A 1B-parameter model per trial").
+generates, its generation settings. The factory holds no weights of its own, so a large model's
+trial is built without copying its weights, and workers on a host share them (how much time and
+memory that saves: BENCHMARKS.md, "A 1B-parameter model per trial").
 """
 
 from __future__ import annotations

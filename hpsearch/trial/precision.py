@@ -7,8 +7,9 @@ bf16 on a CPU with bf16 instructions: AMX tiles (Intel Sapphire Rapids and later
 accuracy (BENCHMARKS.md, "Head-to-head" and "bf16 on a CPU without AMX").
 Everywhere else fp32: a CPU without them emulates bf16, slower than fp32. So does a CPU that has
 them when torch is told not to use them: ATEN_CPU_CAPABILITY=avx2 (torch's own kernels) or
-ONEDNN_MAX_CPU_ISA below AVX512_CORE_BF16 (oneDNN's matmuls, which then run bf16 ~40x slower than
-fp32); that is also how an AVX2-only CPU is reproduced on a newer one (BENCHMARKS.md, "AVX2").
+ONEDNN_MAX_CPU_ISA below AVX512_CORE_BF16 (oneDNN's matmuls, which then emulate bf16, far slower
+than fp32); that is also how an AVX2-only CPU is reproduced on a newer one (BENCHMARKS.md, "AVX2",
+for how much).
 `training: {bf16: false}` turns it off.
 """
 

@@ -1,19 +1,17 @@
 """What people see of a study: the console's progress and tables, `status` and `best`, the note in
-optuna-dashboard, the report, the export and the dashboard itself. Reads the storage through
-Optuna's public API, hpsearch.storage and hpsearch.study (never Optuna's private API); no torch or
-transformers here."""
+optuna-dashboard, the report, an exported model's card and the dashboard itself. Reads the storage
+through Optuna's public API, hpsearch.storage and hpsearch.study (never Optuna's private API); no
+torch or transformers here."""
 
 from hpsearch.views.dashboard import LOOPBACK, SERVERS, make_app, serve
-from hpsearch.views.export import (
+from hpsearch.views.kept_model import choose_kept_model
+from hpsearch.views.model_card import (
     ADAPTER_CONFIG,
     adapter_is_mergeable,
-    check_new_directory,
     describe_epochs,
-    export_best_model,
     final_model_card,
     model_card,
     read_adapter_settings,
-    staged_directory,
 )
 from hpsearch.views.note import NoteWriter, register_worker, render_note, write_note
 from hpsearch.views.progress import RunProgress, TrainingProgress, describe_trial
@@ -44,13 +42,12 @@ __all__ = [
     "all_studies",
     "best_table",
     "best_trial",
-    "check_new_directory",
+    "choose_kept_model",
     "describe_epochs",
     "describe_final_data",
     "describe_test_scores",
     "describe_trial",
     "describe_trial_record",
-    "export_best_model",
     "final_model_card",
     "final_trainings_table",
     "format_seconds",
@@ -64,7 +61,6 @@ __all__ = [
     "running_table",
     "serve",
     "spec_changes_table",
-    "staged_directory",
     "studies_table",
     "study_status",
     "summary_table",

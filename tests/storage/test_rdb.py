@@ -117,14 +117,14 @@ def test_a_trial_record_is_written_in_one_commit(tmp_path):
 def test_stale_trials_are_looked_for_once_per_heartbeat_interval(tmp_path, monkeypatch):
     import time
 
-    import hpsearch.storage.resilient
+    import hpsearch.storage.shortcuts
 
     storage, study = _sqlite_study(tmp_path, heartbeat_interval=5)
     trial = study.ask()
     storage.record_heartbeat(trial._trial_id)
     time.sleep(3.5)  # past the 2 s grace period (SQLite's clock counts whole seconds): stale
     clock = [time.monotonic()]
-    monkeypatch.setattr(hpsearch.storage.resilient.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(hpsearch.storage.shortcuts.time, "monotonic", lambda: clock[0])
     assert storage._get_stale_trial_ids(study._study_id) == [trial._trial_id]
     # Within one heartbeat interval, a second check finds nothing new and asks the database nothing.
     clock[0] += 4.9
