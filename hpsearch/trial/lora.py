@@ -14,7 +14,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from hpsearch.errors import first_line
 from hpsearch.tasks import Task
 
 # PEFT's task types, by hpsearch task (the model class PEFT wraps and how it saves the head).
