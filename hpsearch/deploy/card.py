@@ -100,12 +100,6 @@ def usage_int8(task: Task, model_dir: str) -> str:
 
 def usage_onnx(task: Task, model_dir: str) -> str:
     """Running the ONNX form with ONNX Runtime alone (no torch)."""
-    per_token = task.name == "token-classification"
-    read = (
-        "[[config.id2label[int(i)] for i in row] for row in logits.argmax(-1)]  # a tag per token"
-        if per_token
-        else "[config.id2label[int(i)] for i in logits.argmax(-1)]"
-    )
     lines = [
         "import onnxruntime",
         "from transformers import AutoConfig, AutoTokenizer",
@@ -117,11 +111,6 @@ def usage_onnx(task: Task, model_dir: str) -> str:
             f'tokenizer, config = AutoTokenizer.from_pretrained("{model_dir}"), '
             f'AutoConfig.from_pretrained("{model_dir}")'
         ),
-        'inputs = tokenizer(["an example text"], return_tensors="np")',
-        (
-            'logits = session.run(["logits"], '
-            "{i.name: inputs[i.name] for i in session.get_inputs()})[0]"
-        ),
-        f"labels = {read}",
+        *task.onnx_usage(),
     ]
     return "\n".join(lines)
