@@ -53,6 +53,6 @@ def load_eval_set(spec: StudySpec, model_dir: Path, cache_dir: Path) -> EvalSet:
         data.label_names,
         [dict(b) for b in batches],
         [dict(s) for s in singles],
-        n,
+        task.count_examples(rows),
         features=rows,
     )

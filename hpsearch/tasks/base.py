@@ -237,6 +237,10 @@ class Task:
         rows through `compute`)."""
         return None
 
+    def count_examples(self, features) -> int:
+        """The examples an encoded set holds (its rows, unless one example is several)."""
+        return len(features)
+
     def example_batch(self, tokenizer) -> dict:
         """Two inputs of different lengths, padded into one PyTorch batch: what an ONNX export is
         traced with, so no shape is special."""
