@@ -73,7 +73,7 @@ Measured by `hpsearch export`: {conditions}.
 def usage_int8(task: Task, model_dir: str) -> str:
     """Loading the int8 form, with hpsearch installed and without it."""
     # The card's code, a line per item (the long ones written in two pieces).
-    lines = [
+    served = [
         "from hpsearch.deploy import load_int8",
         "from transformers import AutoTokenizer, pipeline",
         (
@@ -81,6 +81,10 @@ def usage_int8(task: Task, model_dir: str) -> str:
             f'tokenizer=AutoTokenizer.from_pretrained("{model_dir}"))'
         ),
         "",
+    ]
+    lines = [
+        # No pipeline() serves some tasks in transformers 5 (question answering): the model alone.
+        *(served if task.pipeline_task else []),
         (
             "# or with torch and transformers alone: build from the config, quantize the same way, "
             "load the weights"
