@@ -154,8 +154,8 @@ def qa_study(tmp_path_factory, cache_dir) -> Path:
     spec = qa_spec(
         str(QA_DATA / "train.jsonl"),
         eval_source=str(QA_DATA / "validation.jsonl"),
-        max_train_samples=128,
-        max_eval_samples=32,
+        max_train_samples=64,
+        max_eval_samples=24,
     )
     spec["peft"] = {"r": 8}  # LoRA's QUESTION_ANS type, the head trained fully
     write_spec(workdir, "qa", spec)
