@@ -176,6 +176,9 @@ class QuestionAnswering(Task):
     def example_scores(self, compute: QaMetrics, prediction, metric: str) -> list[float] | None:
         return compute.example_scores(prediction, metric)
 
+    def count_examples(self, features) -> int:
+        return len(set(features["example_id"]))
+
     def example_batch(self, tokenizer) -> dict:
         return dict(
             tokenizer(
