@@ -85,7 +85,8 @@ class QuestionAnswering(Task):
     model_class = "AutoModelForQuestionAnswering"
     peft_task_type = "QUESTION_ANS"
     collator_class = "DataCollatorWithPadding"
-    pipeline_task = "question-answering"
+    # transformers 5 removed the question-answering pipeline: the card shows the model alone.
+    pipeline_task = None
     deployable = True
     output_names = ("start_logits", "end_logits")
     label_columns = ("start_positions", "end_positions")
@@ -204,10 +205,25 @@ class QuestionAnswering(Task):
         ]
 
     def usage(self, model_dir) -> str:
-        return (
-            f"from transformers import pipeline\n"
-            f'answer = pipeline("question-answering", model="{model_dir}")\n'
-            'print(answer(question="Who wrote it?", context="It was written by Ann."))'
+        return "\n".join(
+            [
+                "import torch",
+                "from transformers import AutoModelForQuestionAnswering, AutoTokenizer",
+                f'tokenizer = AutoTokenizer.from_pretrained("{model_dir}")',
+                f'model = AutoModelForQuestionAnswering.from_pretrained("{model_dir}").eval()',
+                'question, context = "Who wrote it?", "It was written by Ann."',
+                (
+                    'inputs = tokenizer(question, context, return_tensors="pt", '
+                    "return_offsets_mapping=True)"
+                ),
+                'offsets = inputs.pop("offset_mapping")[0]',
+                "with torch.inference_mode():",
+                "    output = model(**inputs)",
+                "in_context = torch.tensor([s == 1 for s in inputs.sequence_ids(0)])",
+                "first = int(output.start_logits[0].masked_fill(~in_context, -1e9).argmax())",
+                "last = int(output.end_logits[0].masked_fill(~in_context, -1e9).argmax())",
+                "print(context[int(offsets[first][0]) : int(offsets[max(first, last)][1])])",
+            ]
         )
 
 

@@ -4,6 +4,8 @@ short study through the real CLI that trains, exports (int8, ONNX) and serves in
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -186,8 +188,6 @@ def test_a_qa_study_records_squad_scores_with_an_interval(qa_study):
 
 @pytest.mark.slow
 def test_export_serves_in_a_pipeline_and_measures_int8_and_onnx(qa_study, cache_dir):
-    from transformers import pipeline
-
     out = qa_study / "exported"
     result = run_hpsearch(
         "export",
@@ -201,11 +201,13 @@ def test_export_serves_in_a_pipeline_and_measures_int8_and_onnx(qa_study, cache_
         env={"HPSEARCH_CACHE": str(cache_dir)},
     )
     assert result.returncode == 0, result.stderr
-    context = "RT @ann : loving the new Nike shoes , best run ever"
-    answer = pipeline("question-answering", model=str(out))(
-        question="Which company is mentioned?", context=context
-    )
-    assert answer["answer"] == context[answer["start"] : answer["end"]]
+    # The card's code answers with a span of the context (transformers 5 has no QA pipeline).
+    usage = TASKS["question-answering"].usage(out)
+    assert "AutoModelForQuestionAnswering" in (out / "README.md").read_text()
+    printed = subprocess.run(
+        [sys.executable, "-c", usage], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert printed and printed in "It was written by Ann."
     deployment = json.loads((out / "deployment.json").read_text())
     forms = {form["form"]: form for form in deployment["forms"]}
     assert set(forms) == {"pytorch fp32", "int8", "onnx"}
