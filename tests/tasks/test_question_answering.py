@@ -226,3 +226,36 @@ def test_a_bad_answer_offset_is_one_error_line(tmp_path, cache_dir):
         "run", "--study", "bad", cwd=tmp_path, env={"HPSEARCH_CACHE": str(cache_dir)}
     )
     assert_one_line_error(result, 2, "dataset.answers: row 2 of", "answer_start 3")
+
+
+def test_metrics_score_examples_not_features_and_their_mean_is_the_metric():
+    import numpy as np
+    from transformers import EvalPrediction
+
+    task = TASKS["question-answering"]
+    context = "Ann met Bob in Paris"
+    # Two features of example "a" (the second window finds "Paris"), one of example "b".
+    features = {
+        "example_id": ["a", "a", "b"],
+        "offset_mapping": [
+            [None, [0, 3], [4, 7], [8, 11]],
+            [None, [8, 11], [12, 14], [15, 20]],
+            [None, [0, 3], [4, 7], [8, 11]],
+        ],
+        "context": [context] * 3,
+        "gold_answers": [["Paris"], ["Paris"], ["Bob", "Ann"]],
+    }
+    start = np.full((3, 4), -5.0)
+    end = np.full((3, 4), -5.0)
+    start[0, 1] = end[0, 1] = 1.0  # "Ann" in window 1 (score 2)
+    start[1, 3] = end[1, 3] = 3.0  # "Paris" in window 2 (score 6): the example's answer
+    start[2, 1], end[2, 2] = 2.0, 2.0  # "Ann met" for b: F1 with "Ann" 2/3, no exact match
+    dataset = parse_spec(qa_spec("x.jsonl"), "t").dataset
+    compute = task.compute_metrics(dataset, None, None, features=features)
+    prediction = EvalPrediction(predictions=(start, end), label_ids=(np.zeros(3), np.zeros(3)))
+    metrics = compute(prediction)
+    assert metrics == pytest.approx({"exact_match": 50.0, "f1": (100 + 200 / 3) / 2})
+    assert task.count_examples(features) == 2
+    for metric in ("exact_match", "f1"):
+        scores = task.example_scores(compute, prediction, metric)
+        assert len(scores) == 2 and np.mean(scores) == pytest.approx(metrics[metric])
