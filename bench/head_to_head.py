@@ -220,7 +220,7 @@ class Shared:
                 self.tokenizer, **collator_kwargs
             ),
             compute_metrics=self.task.compute_metrics(
-                self.spec.dataset, self.tokenizer, self.data.label_names
+                self.spec.dataset, self.tokenizer, self.data.label_names, features=self.data.eval
             ),
             callbacks=[CountSteps()],
             **kwargs,

@@ -73,7 +73,7 @@ Measured by `hpsearch export`: {conditions}.
 def usage_int8(task: Task, model_dir: str) -> str:
     """Loading the int8 form, with hpsearch installed and without it."""
     # The card's code, a line per item (the long ones written in two pieces).
-    lines = [
+    served = [
         "from hpsearch.deploy import load_int8",
         "from transformers import AutoTokenizer, pipeline",
         (
@@ -81,6 +81,10 @@ def usage_int8(task: Task, model_dir: str) -> str:
             f'tokenizer=AutoTokenizer.from_pretrained("{model_dir}"))'
         ),
         "",
+    ]
+    lines = [
+        # No pipeline() serves some tasks in transformers 5 (question answering): the model alone.
+        *(served if task.pipeline_task else []),
         (
             "# or with torch and transformers alone: build from the config, quantize the same way, "
             "load the weights"
@@ -100,12 +104,6 @@ def usage_int8(task: Task, model_dir: str) -> str:
 
 def usage_onnx(task: Task, model_dir: str) -> str:
     """Running the ONNX form with ONNX Runtime alone (no torch)."""
-    per_token = task.name == "token-classification"
-    read = (
-        "[[config.id2label[int(i)] for i in row] for row in logits.argmax(-1)]  # a tag per token"
-        if per_token
-        else "[config.id2label[int(i)] for i in logits.argmax(-1)]"
-    )
     lines = [
         "import onnxruntime",
         "from transformers import AutoConfig, AutoTokenizer",
@@ -117,11 +115,6 @@ def usage_onnx(task: Task, model_dir: str) -> str:
             f'tokenizer, config = AutoTokenizer.from_pretrained("{model_dir}"), '
             f'AutoConfig.from_pretrained("{model_dir}")'
         ),
-        'inputs = tokenizer(["an example text"], return_tensors="np")',
-        (
-            'logits = session.run(["logits"], '
-            "{i.name: inputs[i.name] for i in session.get_inputs()})[0]"
-        ),
-        f"labels = {read}",
+        *task.onnx_usage(),
     ]
     return "\n".join(lines)

@@ -22,6 +22,9 @@ class EvalSet:
     singles: list[dict]
     """N_LATENCY_EXAMPLES examples alone (batch 1), spread over the set's lengths."""
     n_examples: int
+    features: object = None
+    """The encoded eval set the batches are made of, row for row, with the task's metadata
+    columns (Task.compute_metrics' `features`)."""
 
 
 def load_eval_set(spec: StudySpec, model_dir: Path, cache_dir: Path) -> EvalSet:
@@ -39,12 +42,17 @@ def load_eval_set(spec: StudySpec, model_dir: Path, cache_dir: Path) -> EvalSet:
     rows = data.eval
     n = len(rows)
     batches = [
-        collate([rows[i] for i in range(start, min(start + EVAL_BATCH, n))])
+        collate(task.model_inputs([rows[i] for i in range(start, min(start + EVAL_BATCH, n))]))
         for start in range(0, n, EVAL_BATCH)
     ]
     # The cached eval set is sorted by length: evenly spaced picks cover short and long texts alike.
     picks = np.unique(np.linspace(0, n - 1, min(N_LATENCY_EXAMPLES, n)).round().astype(int))
-    singles = [collate([rows[int(i)]]) for i in picks]
+    singles = [collate(task.model_inputs([rows[int(i)]])) for i in picks]
     return EvalSet(
-        tokenizer, data.label_names, [dict(b) for b in batches], [dict(s) for s in singles], n
+        tokenizer,
+        data.label_names,
+        [dict(b) for b in batches],
+        [dict(s) for s in singles],
+        task.count_examples(rows),
+        features=rows,
     )

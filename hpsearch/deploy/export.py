@@ -29,10 +29,10 @@ from hpsearch.deploy.quantize import INT8_DIR, load_int8, save_int8
 from hpsearch.errors import HpsearchError
 from hpsearch.spec import MERGEABLE_METHODS, StudySpec
 from hpsearch.study import stored_spec
+from hpsearch.tasks import TASKS
 
-# Tasks whose model maps tokens to logits that the task's own metrics score; a generating model
-# (seq2seq, causal-lm) would need its decoding loop exported and measured too.
-DEPLOYABLE_TASKS = ("text-classification", "token-classification")
+# Tasks whose model maps tokens to the outputs the task's own metrics score (Task.deployable).
+DEPLOYABLE_TASKS = tuple(name for name, task in TASKS.items() if task.deployable)
 QUANTIZATIONS = ("int8",)
 RESULT_FILE = "deployment.json"
 ONNX_PACKAGES = (
@@ -113,18 +113,24 @@ def build_forms(
     check_labels(model.config, eval_set.label_names)
     n_threads = torch.get_num_threads()
     weights = sorted(model_dir.glob("*.safetensors"))
-    forms = [("pytorch fp32", weights, torch_predict(model, eval_set.tokenizer))]
+    forms = [("pytorch fp32", weights, torch_predict(model, eval_set.tokenizer, task))]
     if quantize == "int8":
         saved = save_int8(model, eval_set.tokenizer, model_dir / INT8_DIR)
         # What is measured is the model as a user loads it back, not the one in memory.
         forms.append(
-            ("int8", [saved], torch_predict(load_int8(model_dir / INT8_DIR), eval_set.tokenizer))
+            (
+                "int8",
+                [saved],
+                torch_predict(load_int8(model_dir / INT8_DIR), eval_set.tokenizer, task),
+            )
         )
     if onnx:
-        saved = save_onnx(model, eval_set.tokenizer, model_dir / ONNX_DIR)
+        saved = save_onnx(model, eval_set.tokenizer, model_dir / ONNX_DIR, task)
         session = load_onnx(model_dir / ONNX_DIR, n_threads=n_threads)
-        forms.append(("onnx", [saved], lambda batch: run_onnx(session, batch)))
-    compute_metrics = task.compute_metrics(spec.dataset, eval_set.tokenizer, eval_set.label_names)
+        forms.append(("onnx", [saved], lambda batch: run_onnx(session, batch, task.output_names)))
+    compute_metrics = task.compute_metrics(
+        spec.dataset, eval_set.tokenizer, eval_set.label_names, features=eval_set.features
+    )
     latencies = measure_latencies([predict for _, _, predict in forms], eval_set.singles)
     measurements = [
         measure(
@@ -136,6 +142,7 @@ def build_forms(
             eval_set,
             compute_metrics,
             spec.objective.metric,
+            task.label_columns,
         )
         for (form, files, predict), latency in zip(forms, latencies, strict=True)
     ]
@@ -163,8 +170,9 @@ def check_labels(config, label_names: list[str] | None) -> None:
         )
 
 
-def torch_predict(model, tokenizer):
-    """A PyTorch model as a measured form: a tokenized batch (numpy) to its logits (numpy)."""
+def torch_predict(model, tokenizer, task):
+    """A PyTorch model as a measured form: a tokenized batch (numpy) to its outputs (numpy), one
+    per name of the task's `output_names`."""
     import torch
 
     names = set(tokenizer.model_input_names)
@@ -172,7 +180,8 @@ def torch_predict(model, tokenizer):
     def predict(batch: dict):
         inputs = {k: torch.from_numpy(v) for k, v in batch.items() if k in names}
         with torch.inference_mode():
-            return model(**inputs).logits.float().numpy()
+            outputs = model(**inputs)
+        return tuple(outputs[name].float().numpy() for name in task.output_names)
 
     return predict
 
@@ -186,9 +195,10 @@ def measure(
     eval_set: EvalSet,
     compute_metrics,
     metric: str,
+    label_columns: tuple[str, ...],
 ) -> Measurement:
-    logits, labels = predict_eval_set(predict, eval_set.batches)
-    metrics = score(logits, labels, compute_metrics)
+    outputs, labels = predict_eval_set(predict, eval_set.batches, label_columns)
+    metrics = score(outputs, labels, compute_metrics)
     return Measurement(
         form=form,
         path=", ".join(str(f.relative_to(model_dir)) for f in files),

@@ -64,20 +64,47 @@ def measure_latencies(predicts: list[Predict], examples: list[dict]) -> list[flo
     return [1000 * statistics.median(taken) for taken in seconds]
 
 
-def predict_eval_set(predict: Predict, batches: list[dict]) -> tuple[np.ndarray, np.ndarray]:
-    """Logits and labels of the whole eval set, batch by batch. Per-token logits (token
-    classification) are padded to the longest batch, their labels with IGNORED so no metric reads
-    them."""
-    logits = [predict(batch) for batch in batches]
-    labels = [np.asarray(batch["labels"]) for batch in batches]
-    if logits[0].ndim == 3:
-        width = max(piece.shape[1] for piece in logits)
-        logits = [np.pad(piece, ((0, 0), (0, width - piece.shape[1]), (0, 0))) for piece in logits]
-        labels = [
+def predict_eval_set(
+    predict: Predict, batches: list[dict], label_columns: tuple[str, ...] = ("labels",)
+):
+    """Outputs and labels of the whole eval set, batch by batch: an array each, or with several
+    outputs (a task's output_names, its label_columns) a tuple of them, as Trainer gives them.
+    Per-token outputs are padded to the longest batch: logits of a tag per token (3 dimensions)
+    with 0 and per-token labels with IGNORED, so no metric reads them; per-token scores (a span's
+    start or end, 2 dimensions whose width varies by batch) with IGNORED, as Trainer pads them."""
+    predicted = [_as_tuple(predict(batch)) for batch in batches]
+    outputs = [_join([p[i] for p in predicted]) for i in range(len(predicted[0]))]
+    labels = [_join_labels([np.asarray(b[c]) for b in batches]) for c in label_columns]
+    if len(outputs) == 1:
+        return outputs[0], labels[0]
+    return tuple(outputs), tuple(labels)
+
+
+def _as_tuple(output) -> tuple:
+    return output if isinstance(output, tuple) else (output,)
+
+
+def _join(pieces: list[np.ndarray]) -> np.ndarray:
+    if pieces[0].ndim == 3:
+        width = max(piece.shape[1] for piece in pieces)
+        pieces = [np.pad(piece, ((0, 0), (0, width - piece.shape[1]), (0, 0))) for piece in pieces]
+    elif pieces[0].ndim == 2 and len({piece.shape[1] for piece in pieces}) > 1:
+        width = max(piece.shape[1] for piece in pieces)
+        pieces = [
             np.pad(piece, ((0, 0), (0, width - piece.shape[1])), constant_values=IGNORED)
-            for piece in labels
+            for piece in pieces
         ]
-    return np.concatenate(logits), np.concatenate(labels)
+    return np.concatenate(pieces)
+
+
+def _join_labels(pieces: list[np.ndarray]) -> np.ndarray:
+    if pieces[0].ndim == 2:
+        width = max(piece.shape[1] for piece in pieces)
+        pieces = [
+            np.pad(piece, ((0, 0), (0, width - piece.shape[1])), constant_values=IGNORED)
+            for piece in pieces
+        ]
+    return np.concatenate(pieces)
 
 
 def cross_entropy(logits: np.ndarray, labels: np.ndarray) -> float:
@@ -89,10 +116,13 @@ def cross_entropy(logits: np.ndarray, labels: np.ndarray) -> float:
     return float(-log_probs[np.arange(len(picked)), labels[kept]].mean())
 
 
-def score(logits: np.ndarray, labels: np.ndarray, compute_metrics: Callable) -> dict[str, float]:
-    """The task's own metrics of these predictions, and the loss."""
+def score(outputs, labels, compute_metrics: Callable) -> dict[str, float]:
+    """The task's own metrics of these predictions, and the loss: the cross-entropy of the
+    logits, or with several outputs (a span's start and end) the mean of theirs, as the models'
+    own loss is."""
     from transformers import EvalPrediction
 
-    metrics = dict(compute_metrics(EvalPrediction(predictions=logits, label_ids=labels)))
-    metrics["loss"] = cross_entropy(logits, labels)
+    metrics = dict(compute_metrics(EvalPrediction(predictions=outputs, label_ids=labels)))
+    pairs = zip(_as_tuple(outputs), _as_tuple(labels), strict=True)
+    metrics["loss"] = float(np.mean([cross_entropy(o, target) for o, target in pairs]))
     return metrics

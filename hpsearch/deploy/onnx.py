@@ -12,21 +12,21 @@ from pathlib import Path
 
 import numpy as np
 
+from hpsearch.tasks import Task
+
 ONNX_DIR = "onnx"
 ONNX_FILE = "model.onnx"
-OUTPUT = "logits"
-# Two texts of different lengths: the traced example has a padded batch, so no shape is special.
-EXAMPLE_TEXTS = ["a short example", "and a somewhat longer example of a text to classify"]
 
 
-def save_onnx(model, tokenizer, target: Path) -> Path:
+def save_onnx(model, tokenizer, target: Path, task: Task) -> Path:
     """Export `model` (fp32, in eval mode) to `target`/model.onnx (a new directory) with its config
     and tokenizer; returns the model file. Its inputs are the tokenizer's (input_ids,
-    attention_mask, token_type_ids, ...), int64 of shape (batch, sequence); its output `logits`."""
+    attention_mask, token_type_ids, ...), int64 of shape (batch, sequence); its outputs the task's
+    `output_names` (`logits`), traced on the task's example batch."""
     import torch
     from torch.export import Dim
 
-    example = dict(tokenizer(EXAMPLE_TEXTS, padding=True, return_tensors="pt"))
+    example = task.example_batch(tokenizer)
     batch, sequence = Dim("batch"), Dim("sequence")
     target.mkdir(parents=True)
     path = target / ONNX_FILE
@@ -47,7 +47,7 @@ def save_onnx(model, tokenizer, target: Path) -> Path:
                 str(path),
                 kwargs=example,
                 input_names=list(example),
-                output_names=[OUTPUT],
+                output_names=list(task.output_names),
                 dynamic_shapes={name: {0: batch, 1: sequence} for name in example},
                 dynamo=True,
                 external_data=False,
@@ -75,7 +75,9 @@ def load_onnx(directory: Path | str, n_threads: int | None = None):
     )
 
 
-def run_onnx(session, batch: dict) -> np.ndarray:
-    """The logits of a tokenized batch (numpy int arrays by input name); extra keys are ignored."""
+def run_onnx(session, batch: dict, outputs: tuple[str, ...] = ("logits",)):
+    """The logits of a tokenized batch (numpy int arrays by input name); extra keys are ignored.
+    With several `outputs` (a task's output_names), a tuple of them."""
     feeds = {i.name: np.asarray(batch[i.name], dtype=np.int64) for i in session.get_inputs()}
-    return session.run([OUTPUT], feeds)[0]
+    results = session.run(list(outputs), feeds)
+    return results[0] if outputs == ("logits",) else tuple(results)

@@ -45,7 +45,9 @@ def score_on_test_set(spec: StudySpec, model_dir: Path, cache_dir: Path) -> dict
             eval_dataset=data.test,
             processing_class=tokenizer,
             data_collator=make_collator(task, tokenizer, model, arguments),
-            compute_metrics=task.compute_metrics(spec.dataset, tokenizer, data.label_names),
+            compute_metrics=task.compute_metrics(
+                spec.dataset, tokenizer, data.label_names, features=data.test
+            ),
         )
         trainer.remove_callback(PrinterCallback)  # hpsearch shows the scores itself
         trainer.remove_callback(ProgressCallback)

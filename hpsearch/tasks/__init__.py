@@ -5,13 +5,21 @@ that train it (by name) and the pipeline that serves the result. No torch or tra
 from hpsearch.errors import SpecError
 from hpsearch.tasks.base import IGNORED, TASK_KEY, DatasetBase, Labels, LengthChoice, Task
 from hpsearch.tasks.causal_lm import CausalLM, CausalLMData
+from hpsearch.tasks.question_answering import QuestionAnswering, QuestionAnsweringData
 from hpsearch.tasks.seq2seq import Seq2Seq, Seq2SeqData
 from hpsearch.tasks.text_classification import TextClassification, TextClassificationData
 from hpsearch.tasks.token_classification import TokenClassification, TokenClassificationData
 
 # Adding a task: one module with a Task subclass, and one entry here.
 TASKS: dict[str, Task] = {
-    task.name: task for task in (TextClassification(), TokenClassification(), Seq2Seq(), CausalLM())
+    task.name: task
+    for task in (
+        TextClassification(),
+        TokenClassification(),
+        Seq2Seq(),
+        CausalLM(),
+        QuestionAnswering(),
+    )
 }
 DEFAULT_TASK = TextClassification.name
 
@@ -33,6 +41,8 @@ __all__ = [
     "DatasetBase",
     "Labels",
     "LengthChoice",
+    "QuestionAnswering",
+    "QuestionAnsweringData",
     "Seq2Seq",
     "Seq2SeqData",
     "Task",

@@ -23,6 +23,9 @@ IGNORED = -100
 TASK_KEY = "task"
 
 
+# Two texts of different lengths that an ONNX export of a text model is traced with.
+EXAMPLE_TEXTS = ["a short example", "and a somewhat longer example of a text to classify"]
+
 # The tokens of model input an example may keep: dataset.max_length, or each of its choices.
 MAX_LENGTH_RANGE = (8, 32768)
 
@@ -156,6 +159,20 @@ class Task:
     scoring a resample is too slow to repeat)."""
     file_readers: ClassVar[dict[str, Callable[..., pd.DataFrame]]] = {}
     """Data file formats of this task alone, by suffix, besides csv/tsv/json/jsonl/parquet."""
+    metadata_columns: ClassVar[tuple[str, ...]] = ()
+    """Columns `encode` writes for the evaluation alone (a feature's example id and character
+    offsets): kept with the encoded eval set, handed to `compute_metrics` as `features`, and
+    dropped before a batch reaches the model (`model_inputs`)."""
+    peft_task_type: ClassVar[str]
+    """PEFT's task type of `model_class` (how PEFT wraps the model and saves its head)."""
+    output_names: ClassVar[tuple[str, ...]] = ("logits",)
+    """The model outputs the task scores, in order: what an exported form is measured on and what
+    its ONNX graph returns."""
+    label_columns: ClassVar[tuple[str, ...]] = ("labels",)
+    """The encoded columns that hold the targets of `output_names`, one each."""
+    deployable: ClassVar[bool] = False
+    """`export --quantize/--onnx` can measure its forms: the model maps tokens to the outputs its
+    metrics score (a generating model would need its decoding loop exported and measured too)."""
 
     # --- the data --------------------------------------------------------------------------------
 
@@ -200,10 +217,34 @@ class Task:
         """The objective's metric means something for this data; raises HpsearchError if not."""
 
     def compute_metrics(
-        self, dataset: DatasetBase, tokenizer, labels: list[str] | None
+        self, dataset: DatasetBase, tokenizer, labels: list[str] | None, features=None
     ) -> Callable | None:
-        """Trainer's `compute_metrics` (None: Trainer's eval loss is all; no logits are kept)."""
+        """Trainer's `compute_metrics` (None: Trainer's eval loss is all; no logits are kept).
+        `features` is the encoded set the predictions are of, row for row, with its
+        `metadata_columns` (a task that scores examples rather than features reads them)."""
         return None
+
+    def model_inputs(self, rows: list[dict]) -> list[dict]:
+        """Encoded rows without the metadata columns, as the collator and the model take them."""
+        if not self.metadata_columns:
+            return rows
+        dropped = set(self.metadata_columns)
+        return [{k: v for k, v in row.items() if k not in dropped} for row in rows]
+
+    def example_scores(self, compute: Callable, prediction, metric: str) -> list[float] | None:
+        """Per-example scores whose mean is `metric`, for a bootstrap interval over examples where
+        one example is several features (None: the features are the examples, resampled as
+        rows through `compute`)."""
+        return None
+
+    def count_examples(self, features) -> int:
+        """The examples an encoded set holds (its rows, unless one example is several)."""
+        return len(features)
+
+    def example_batch(self, tokenizer) -> dict:
+        """Two inputs of different lengths, padded into one PyTorch batch: what an ONNX export is
+        traced with, so no shape is special."""
+        return dict(tokenizer(EXAMPLE_TEXTS, padding=True, return_tensors="pt"))
 
     def derive_metrics(self, metrics: dict[str, float]) -> dict[str, float]:
         """Metrics computed from Trainer's own (perplexity from the loss), keyed like them."""
@@ -217,6 +258,17 @@ class Task:
             f"{key.removeprefix('dataset.')} column `{column}`"
             for key, column in self.columns(dataset).items()
         )
+
+    def onnx_usage(self) -> list[str]:
+        """The card's ONNX Runtime code once `session`, `tokenizer` and `config` are loaded."""
+        return [
+            'inputs = tokenizer(["an example text"], return_tensors="np")',
+            (
+                'logits = session.run(["logits"], '
+                "{i.name: inputs[i.name] for i in session.get_inputs()})[0]"
+            ),
+            "labels = [config.id2label[int(i)] for i in logits.argmax(-1)]",
+        ]
 
     def usage(self, model_dir: Path | str) -> str:
         """Python that loads the exported model and uses it."""

@@ -54,6 +54,7 @@ class CausalLM(Task):
     trainer_metrics: ClassVar[frozenset[str]] = frozenset({"loss", "perplexity"})
     default_metric = "loss"
     model_class = "AutoModelForCausalLM"
+    peft_task_type = "CAUSAL_LM"
     # Pads input_ids with the pad token and labels with IGNORED: what a batch of examples of
     # different lengths needs, for causal models as for seq2seq ones.
     collator_class = "DataCollatorForSeq2Seq"

@@ -42,6 +42,7 @@ class Seq2Seq(Task):
     }
     default_metric = "rougeL"
     model_class = "AutoModelForSeq2SeqLM"
+    peft_task_type = "SEQ_2_SEQ_LM"
     collator_class = "DataCollatorForSeq2Seq"
     trainer_class = "Seq2SeqTrainer"
     arguments_class = "Seq2SeqTrainingArguments"
@@ -74,7 +75,7 @@ class Seq2Seq(Task):
     def collator_kwargs(self, model) -> dict:
         return {"model": model}  # it builds decoder_input_ids from the labels, as the model does
 
-    def compute_metrics(self, dataset, tokenizer, labels):
+    def compute_metrics(self, dataset, tokenizer, labels, features=None):
         def compute(prediction) -> dict[str, float]:
             generated = prediction.predictions
             generated = generated[0] if isinstance(generated, tuple) else generated

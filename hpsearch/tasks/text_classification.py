@@ -35,6 +35,8 @@ class TextClassification(Task):
     }
     default_metric = "accuracy"
     model_class = "AutoModelForSequenceClassification"
+    peft_task_type = "SEQ_CLS"
+    deployable = True
     collator_class = "DataCollatorWithPadding"
     pipeline_task = "text-classification"
 
@@ -84,7 +86,7 @@ class TextClassification(Task):
         encoded["labels"] = [labels.ids[v] for v in batch[dataset.label]]
         return encoded
 
-    def compute_metrics(self, dataset, tokenizer, labels):
+    def compute_metrics(self, dataset, tokenizer, labels, features=None):
         n_labels = len(labels)
 
         def compute(prediction) -> dict[str, float]:

@@ -67,6 +67,8 @@ class TokenClassification(Task):
     }
     default_metric = "f1"
     model_class = "AutoModelForTokenClassification"
+    peft_task_type = "TOKEN_CLS"
+    deployable = True
     collator_class = "DataCollatorForTokenClassification"
     pipeline_task = "token-classification"
     file_readers: ClassVar[dict] = dict.fromkeys(SUFFIXES, _read)
@@ -153,13 +155,23 @@ class TokenClassification(Task):
                 "...); use metric: accuracy"
             )
 
-    def compute_metrics(self, dataset: TokenClassificationData, tokenizer, labels: list[str]):
+    def compute_metrics(
+        self, dataset: TokenClassificationData, tokenizer, labels: list[str], features=None
+    ):
         return TagMetrics(labels, dataset.tag_scheme)
 
     def describe_data(self, dataset: TokenClassificationData) -> str:
         if dataset.source.endswith(SUFFIXES):
             return f"CoNLL columns: the token first, the tag in column {dataset.tag_column}"
         return f"tokens column `{dataset.tokens}`, tags column `{dataset.tags}`"
+
+    def onnx_usage(self) -> list[str]:
+        lines = super().onnx_usage()
+        lines[-1] = (
+            "labels = [[config.id2label[int(i)] for i in row] for row in logits.argmax(-1)]  "
+            "# a tag per token"
+        )
+        return lines
 
     def usage(self, model_dir) -> str:
         return (

@@ -13,7 +13,7 @@ from typing import Any
 
 from hpsearch.errors import first_line
 from hpsearch.tasks import Task
-from hpsearch.trial.lora import PEFT_TASK_TYPES, _wrapping_quietly, linear_names
+from hpsearch.trial.lora import _wrapping_quietly, linear_names
 from hpsearch.trial.lora import add_adapters as add_lora
 
 
@@ -37,7 +37,7 @@ def _config(model, settings: dict[str, Any], task: Task, fresh_modules: list[str
     from peft import IA3Config, PrefixTuningConfig, PromptTuningConfig
 
     common = {
-        "task_type": PEFT_TASK_TYPES[task.model_class],
+        "task_type": task.peft_task_type,
         "modules_to_save": fresh_modules or None,
     }
     if settings["method"] == "ia3":

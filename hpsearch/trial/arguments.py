@@ -102,7 +102,10 @@ def build_training_args(
 def make_collator(task: Task, tokenizer, model, values: dict[str, Any]):
     """The task's data collator, padding to a multiple of 8 on a GPU unless `values` say."""
     kwargs = {**collator_defaults(values, probe_device()), **task.collator_kwargs(model)}
-    return transformers_class(task.collator_class)(tokenizer, **kwargs)
+    collate = transformers_class(task.collator_class)(tokenizer, **kwargs)
+    if not task.metadata_columns:
+        return collate
+    return lambda rows: collate(task.model_inputs(rows))
 
 
 def check_training_args(spec: StudySpec) -> None:

@@ -244,9 +244,13 @@ class Fitting:
         prediction = self.prediction
         if self.interval_metric is None or not self.finished or prediction is None:
             return None
-        rounds = spec.task_spec.interval_rounds
+        task = spec.task_spec
         return bootstrap_interval(
-            self.scored.compute, prediction, self.interval_metric, rounds=rounds
+            self.scored.compute,
+            prediction,
+            self.interval_metric,
+            rounds=task.interval_rounds,
+            per_example=task.example_scores(self.scored.compute, prediction, self.interval_metric),
         )
 
     def save(self, directory: Path) -> None:
@@ -301,7 +305,9 @@ def start_fit(
     callback = OptunaPruningCallback(
         trial, spec.objective.eval_key, spec.pruner.evals_per_epoch, task.derive_metrics
     )
-    compute_metrics = task.compute_metrics(spec.dataset, tokenizer, data.label_names)
+    compute_metrics = task.compute_metrics(
+        spec.dataset, tokenizer, data.label_names, features=data.eval
+    )
     scored = RememberLastEvaluation(compute_metrics) if compute_metrics is not None else None
     reset_peak_gpu_memory()
     try:

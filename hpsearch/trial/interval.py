@@ -37,11 +37,20 @@ def bootstrap_interval(
     rounds: int = ROUNDS,
     level: float = LEVEL,
     seed: int = 0,
+    per_example: np.ndarray | None = None,
 ) -> tuple[float, float]:
     """The `level` percentile interval of `compute(...)[metric]` over `rounds` resamples of the
-    evaluated examples. Seeded: the same predictions give the same interval."""
-    n = _n_examples(prediction.label_ids)
+    evaluated examples. Seeded: the same predictions give the same interval. With `per_example`
+    (each example's score, whose mean is the metric: a task whose example is several features,
+    Task.example_scores) the examples' scores are resampled instead of the prediction rows."""
     rng = np.random.default_rng(seed)
+    tail = (1 - level) / 2 * 100
+    if per_example is not None:
+        scores = np.asarray(per_example, dtype=float)
+        means = scores[rng.integers(0, scores.size, size=(rounds, scores.size))].mean(axis=1)
+        low, high = np.percentile(means, [tail, 100 - tail])
+        return float(low), float(high)
+    n = _n_examples(prediction.label_ids)
     values = []
     for _ in range(rounds):
         rows = rng.integers(0, n, size=n)
@@ -50,7 +59,6 @@ def bootstrap_interval(
             label_ids=_take(prediction.label_ids, rows),
         )
         values.append(float(compute(resampled)[metric]))
-    tail = (1 - level) / 2 * 100
     low, high = np.percentile(values, [tail, 100 - tail])
     return float(low), float(high)
 

@@ -16,14 +16,6 @@ from typing import Any
 
 from hpsearch.tasks import Task
 
-# PEFT's task types, by hpsearch task (the model class PEFT wraps and how it saves the head).
-PEFT_TASK_TYPES = {
-    "AutoModelForSequenceClassification": "SEQ_CLS",
-    "AutoModelForTokenClassification": "TOKEN_CLS",
-    "AutoModelForSeq2SeqLM": "SEQ_2_SEQ_LM",
-    "AutoModelForCausalLM": "CAUSAL_LM",
-}
-
 
 def add_adapters(model, lora: dict[str, Any], task: Task, fresh_modules: list[str]):
     """`model` wrapped with LoRA adapters as `lora` (PeftSpec.resolve) says; the fresh modules
@@ -34,7 +26,7 @@ def add_adapters(model, lora: dict[str, Any], task: Task, fresh_modules: list[st
         lora["target_modules"] if lora["target_modules"] is not None else default_targets(model)
     )
     config = LoraConfig(
-        task_type=PEFT_TASK_TYPES[task.model_class],
+        task_type=task.peft_task_type,
         r=lora["r"],
         lora_alpha=lora["alpha"],
         lora_dropout=lora["dropout"],

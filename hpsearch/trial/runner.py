@@ -295,7 +295,7 @@ class TrialRunner:
         return {
             INTERVAL_ATTR: [round(low, 6), round(high, 6)],
             # The trial's own eval set (its model's tokens: a searched model may drop examples).
-            EVAL_EXAMPLES_ATTR: len(fitting.trainer.eval_dataset),
+            EVAL_EXAMPLES_ATTR: self.spec.task_spec.count_examples(fitting.trainer.eval_dataset),
         }
 
 

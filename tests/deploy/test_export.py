@@ -65,7 +65,7 @@ def test_bad_flags_and_generating_tasks_are_refused_with_nothing_written(workdir
     assert refused.returncode == 1 and refused.stderr.strip().splitlines() == [
         (
             "Error: --quantize and --onnx export text-classification and token-classification "
-            "models; study 'lm' is causal-lm: export it without them"
+            "and question-answering models; study 'lm' is causal-lm: export it without them"
         )
     ]
     unknown = run_hpsearch(

@@ -243,8 +243,8 @@ def test_each_task_has_its_default_objective(tiny_spec):
         (
             lambda s: s.update(task="ner"),
             (
-                "task: Input should be 'text-classification', 'token-classification', 'seq2seq' or "
-                "'causal-lm'"
+                "task: Input should be 'text-classification', 'token-classification', 'seq2seq', "
+                "'causal-lm' or 'question-answering'"
             ),
         ),
         (
