@@ -36,7 +36,7 @@ from hpsearch.study.changes import (
     runs_only,
     spec_changes,
 )
-from hpsearch.study.final import (
+from hpsearch.study.final_plan import (
     FINAL_TRAININGS_ATTR,
     FinalPlan,
     choose_trial,

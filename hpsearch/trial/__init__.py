@@ -12,7 +12,7 @@ from hpsearch.trial.callback import OptunaPruningCallback
 from hpsearch.trial.classes import transformers_class
 from hpsearch.trial.data import PreparedData, cache_key, prepare_data
 from hpsearch.trial.device import count_gpus, describe_device
-from hpsearch.trial.final import FinalResult, ProgressReporter, final_record, train_final
+from hpsearch.trial.final_training import FinalResult, ProgressReporter, final_record, train_final
 from hpsearch.trial.gpu_memory import (
     PEAK_GPU_MEMORY_ATTR,
     check_fit,

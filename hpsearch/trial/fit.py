@@ -1,7 +1,8 @@
 """Fine-tuning one configuration: its model, its Trainer and the evaluating callback, trained once.
 
 Shared by a search trial (trial/runner.py, which reports to Optuna and records the trial) and by
-`hpsearch train` (trial/final.py, which re-trains a chosen configuration with no Optuna trial).
+`hpsearch train` (trial/final_training.py, which re-trains a chosen configuration with no Optuna
+trial).
 A process trains on one device or as one rank of a DDP group, never under DataParallel (a process
 that sees several GPUs and is no rank is refused), and records the effective batch it really had.
 Out of GPU memory, a configuration trains once more at half the per-device batch and twice the
