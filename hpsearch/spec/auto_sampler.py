@@ -19,7 +19,7 @@ from hpsearch.spec.condition import Entry, is_conditional
 from hpsearch.spec.param import ChoiceParam
 
 if TYPE_CHECKING:
-    from hpsearch.spec.schema import SamplerSpec
+    from hpsearch.spec.algorithms import SamplerSpec
 
 
 def choose_sampler(sampler: SamplerSpec, space: dict[str, Entry]) -> SamplerSpec:

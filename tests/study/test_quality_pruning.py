@@ -6,7 +6,7 @@ from __future__ import annotations
 import optuna
 import pytest
 
-from hpsearch.spec.schema import PrunerSpec
+from hpsearch.spec import PrunerSpec
 from hpsearch.study.algorithms import make_pruner
 from hpsearch.study.quality_pruning import REPORTS_ATTR, QualityPruning
 
