@@ -44,7 +44,7 @@ from hpsearch.trial.data import PreparedData
 from hpsearch.trial.distill import distilling, student_knobs
 from hpsearch.trial.gpu_memory import peak_gpu_memory, reset_peak_gpu_memory
 from hpsearch.trial.interval import RememberLastEvaluation, bootstrap_interval
-from hpsearch.trial.layers import GradualUnfreezing, layerwise_groups
+from hpsearch.trial.layers import GradualUnfreezing, set_layerwise_optimizer
 from hpsearch.trial.lora import is_adapter, save_adapter
 from hpsearch.trial.model import ModelFactory
 
@@ -355,7 +355,7 @@ def start_fit(
             callbacks=[callback, *extra, *callbacks, *_fake_out_of_memory()],
         )
         if unfreezing is not None or "layer_lr_decay" in settings.knobs:
-            _set_layerwise_optimizer(trainer, settings.knobs.get("layer_lr_decay", 1.0), trained)
+            set_layerwise_optimizer(trainer, settings.knobs.get("layer_lr_decay", 1.0), trained)
     except Exception as e:  # TrainingArguments and Trainer refuse bad values in many types
         if is_hpsearch_bug(e):
             raise
@@ -404,20 +404,3 @@ def _interval_metric(spec: StudySpec) -> str | None:
     if task.interval_rounds == 0 or metric in task.trainer_metrics:
         return None
     return metric
-
-
-def _set_layerwise_optimizer(trainer: Trainer, decay: float, trained: set[str]) -> None:
-    """Trainer's own optimizer (args.optim, its betas and epsilon), given parameter groups of
-    per-layer learning rates, and the parameters gradual unfreezing frees later (Trainer's default
-    groups hold only those that train from the start)."""
-    args, model = trainer.args, trainer.model
-    optimizer_cls, kwargs = Trainer.get_optimizer_cls_and_kwargs(args, model)
-    groups = layerwise_groups(
-        model,
-        args.learning_rate,
-        decay,
-        args.weight_decay,
-        set(trainer.get_decay_parameter_names(model)),
-        trained,
-    )
-    trainer.optimizer_cls_and_kwargs = (optimizer_cls, {**kwargs, "params": groups})

@@ -10,7 +10,7 @@ DeBERTa tune it). With `gradual_unfreezing: N` only the head trains at first and
 
 from __future__ import annotations
 
-from transformers import TrainerCallback
+from transformers import Trainer, TrainerCallback
 
 from hpsearch.trial.checkpoint import Resumable
 from hpsearch.trial.model import find_layers
@@ -120,3 +120,20 @@ class GradualUnfreezing(TrainerCallback, Resumable):
                 parameter.requires_grad_(True)
             self.n_unfrozen += 1
             self.unfrozen_at.append(self.n_evals)
+
+
+def set_layerwise_optimizer(trainer: Trainer, decay: float, trained: set[str]) -> None:
+    """Trainer's own optimizer (args.optim, its betas and epsilon), given parameter groups of
+    per-layer learning rates, and the parameters gradual unfreezing frees later (Trainer's default
+    groups hold only those that train from the start)."""
+    args, model = trainer.args, trainer.model
+    optimizer_cls, kwargs = Trainer.get_optimizer_cls_and_kwargs(args, model)
+    groups = layerwise_groups(
+        model,
+        args.learning_rate,
+        decay,
+        args.weight_decay,
+        set(trainer.get_decay_parameter_names(model)),
+        trained,
+    )
+    trainer.optimizer_cls_and_kwargs = (optimizer_cls, {**kwargs, "params": groups})
