@@ -259,3 +259,44 @@ def test_metrics_score_examples_not_features_and_their_mean_is_the_metric():
     for metric in ("exact_match", "f1"):
         scores = task.example_scores(compute, prediction, metric)
         assert len(scores) == 2 and np.mean(scores) == pytest.approx(metrics[metric])
+
+
+@pytest.mark.slow
+def test_a_full_qa_fine_tune_takes_the_techniques_and_trains_again(tmp_path, cache_dir):
+    # Layer-wise learning-rate decay (searched), gradual unfreezing, early stopping and pruning on
+    # a full fine-tune of the QA head; then `train` re-trains the best trial into a model that
+    # answers with a span of its context.
+    import optuna
+
+    from tests.deploy.conftest import storage_of
+
+    spec = qa_spec(
+        str(QA_DATA / "train.jsonl"),
+        eval_source=str(QA_DATA / "validation.jsonl"),
+        max_train_samples=64,
+        max_eval_samples=24,
+    )
+    spec["search_space"] = {
+        "learning_rate": {"choice": [1e-3]},
+        "layer_lr_decay": {"float": [0.7, 0.95]},
+    }
+    spec["training"].update(num_train_epochs=2, gradual_unfreezing=1)
+    spec["early_stopping"] = {"patience": 2}
+    spec["pruner"] = {"name": "median", "evals_per_epoch": 2, "min_trials": 1}
+    spec["budget"] = {"n_trials": 1}
+    write_spec(tmp_path, "qa", spec)
+    env = {"HPSEARCH_CACHE": str(cache_dir)}
+    result = run_hpsearch("run", "--study", "qa", cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr
+    (trial,) = optuna.load_study(study_name="qa", storage=storage_of(tmp_path)).trials
+    assert trial.state.name == "COMPLETE", trial.user_attrs.get("fail_reason")
+    assert 0.7 <= trial.params["layer_lr_decay"] <= 0.95
+    assert 1 <= len(trial.intermediate_values) <= 4  # every evaluation reported to the pruner
+    trained = tmp_path / "trained"
+    result = run_hpsearch("train", "--study", "qa", str(trained), cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr
+    usage = TASKS["question-answering"].usage(trained)
+    printed = subprocess.run(
+        [sys.executable, "-c", usage], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert printed and printed in "It was written by Ann."
