@@ -38,7 +38,14 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-LORA = {"r": 8, "alpha": 16, "dropout": 0.0, "target_modules": None, "bias": "none"}
+LORA = {
+    "method": "lora",
+    "r": 8,
+    "alpha": 16,
+    "dropout": 0.0,
+    "target_modules": None,
+    "bias": "none",
+}
 SEQ_LEN = 64
 N_LORA_STEPS = 3
 GiB = 2**30

