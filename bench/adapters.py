@@ -23,17 +23,14 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import os
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from techniques import run_variant  # bench/techniques.py's runner, one process per variant
+from techniques import run_variants  # bench/techniques.py's runner, one process per variant
 
 REPO = Path(__file__).resolve().parent.parent
 VARIANTS = ("full", "lora", "dora", "ia3", "prompt_tuning")
@@ -94,31 +91,10 @@ def main() -> None:
     for cap in ("max_train_samples", "max_eval_samples"):
         if getattr(args, cap):
             base["dataset"][cap] = getattr(args, cap)
-    rows = []
-    with tempfile.TemporaryDirectory(prefix="hpsearch-adapters-") as scratch:
-        workdir, cache = Path(scratch), Path(scratch) / "cache"
-        study_file = workdir / "base.yaml"
+    with tempfile.TemporaryDirectory(prefix="hpsearch-adapters-base-") as scratch:
+        study_file = Path(scratch) / "base.yaml"
         study_file.write_text(yaml.safe_dump(base, sort_keys=False))
-        # Tokenize once, untimed: every variant then reads the same cache.
-        subprocess.run(
-            [
-                sys.executable,
-                "-c",
-                (
-                    "from hpsearch.spec import parse_spec; from hpsearch.workers import "
-                    "warm_cache; import sys, yaml; "
-                    "warm_cache(parse_spec(yaml.safe_load(open(sys.argv[1])), 'b'))"
-                ),
-                str(study_file),
-            ],
-            env={**os.environ, "HPSEARCH_CACHE": str(cache)},
-            check=True,
-        )
-        for variant in variants:
-            started = time.strftime("%H:%M:%S")
-            row = run_variant(variant_spec(base, variant), variant, workdir, cache)
-            print(f"{started} {variant}: {json.dumps(row)}", file=sys.stderr, flush=True)
-            rows.append(row)
+        rows = run_variants(base, variants, variant_spec, study_file, "hpsearch-adapters-")
     print(table(rows, base.get("objective", {}).get("metric", "accuracy")))
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))

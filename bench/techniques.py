@@ -160,6 +160,34 @@ def table(rows: list[dict], metric: str) -> str:
     return "\n".join(lines)
 
 
+def run_variants(base: dict, variants: list[str], spec_of, study_file: Path, prefix: str) -> list:
+    """Each variant's row (run_variant), back to back in one scratch directory, `spec_of(base,
+    variant)` its spec; the data tokenized once first, untimed, so every variant reads one cache."""
+    rows = []
+    with tempfile.TemporaryDirectory(prefix=prefix) as scratch:
+        workdir, cache = Path(scratch), Path(scratch) / "cache"
+        subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                (
+                    "from hpsearch.spec import parse_spec; from hpsearch.workers import "
+                    "warm_cache; import sys, yaml; "
+                    "warm_cache(parse_spec(yaml.safe_load(open(sys.argv[1])), 'b'))"
+                ),
+                str(study_file),
+            ],
+            env={**os.environ, "HPSEARCH_CACHE": str(cache)},
+            check=True,
+        )
+        for variant in variants:
+            started = time.strftime("%H:%M:%S")
+            row = run_variant(spec_of(base, variant), variant, workdir, cache)
+            print(f"{started} {variant}: {json.dumps(row)}", file=sys.stderr, flush=True)
+            rows.append(row)
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--study", type=Path, default=REPO / "studies" / "sentiment.yaml")
@@ -184,29 +212,7 @@ def main() -> None:
             f"--only: unknown variant(s) {', '.join(sorted(unknown))}; "
             f"pick from {', '.join(VARIANTS)}"
         )
-    rows = []
-    with tempfile.TemporaryDirectory(prefix="hpsearch-techniques-") as scratch:
-        workdir, cache = Path(scratch), Path(scratch) / "cache"
-        # Tokenize once, untimed: every variant then reads the same cache.
-        subprocess.run(
-            [
-                sys.executable,
-                "-c",
-                (
-                    "from hpsearch.spec import parse_spec; from hpsearch.workers import "
-                    "warm_cache; import sys, yaml; "
-                    "warm_cache(parse_spec(yaml.safe_load(open(sys.argv[1])), 'b'))"
-                ),
-                str(study_file),
-            ],
-            env={**os.environ, "HPSEARCH_CACHE": str(cache)},
-            check=True,
-        )
-        for variant in variants:
-            started = time.strftime("%H:%M:%S")
-            row = run_variant(variant_spec(base, variant), variant, workdir, cache)
-            print(f"{started} {variant}: {json.dumps(row)}", file=sys.stderr)
-            rows.append(row)
+    rows = run_variants(base, variants, variant_spec, study_file, "hpsearch-techniques-")
     metric = base.get("objective", {}).get("metric", "accuracy")
     print(table(rows, metric))
     if args.json:
