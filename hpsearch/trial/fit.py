@@ -23,7 +23,7 @@ from typing import Any
 
 import optuna
 import torch
-from transformers import Trainer, TrainerCallback
+from transformers import Trainer
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 from hpsearch.errors import HpsearchError, TrialFailed, first_line, is_hpsearch_bug
@@ -42,6 +42,7 @@ from hpsearch.trial.checkpoint import RESUME_DROPPED_ATTR
 from hpsearch.trial.classes import transformers_class
 from hpsearch.trial.data import PreparedData
 from hpsearch.trial.distill import distilling, student_knobs
+from hpsearch.trial.fake_oom import FAKE_REBUILD_OOM_ENV, fake_out_of_memory
 from hpsearch.trial.gpu_memory import peak_gpu_memory, reset_peak_gpu_memory
 from hpsearch.trial.interval import RememberLastEvaluation, bootstrap_interval
 from hpsearch.trial.layers import GradualUnfreezing, set_layerwise_optimizer
@@ -49,10 +50,6 @@ from hpsearch.trial.lora import is_adapter, save_adapter
 from hpsearch.trial.model import ModelFactory
 
 OOM_RETRY_ATTR = "oom_retry"  # trial user attribute: {from_batch, to_batch, accumulation}
-# Test-only: a Trainer step raises torch.OutOfMemoryError while the per-device batch is above this.
-FAKE_OOM_ENV = "HPSEARCH_TEST_OOM_ABOVE"
-# Test-only: building the out-of-memory retry's model and Trainer raises torch.OutOfMemoryError.
-FAKE_REBUILD_OOM_ENV = "HPSEARCH_TEST_OOM_ON_REBUILD"
 
 
 @dataclass
@@ -352,7 +349,7 @@ def start_fit(
             processing_class=tokenizer,
             data_collator=collator,
             compute_metrics=scored,
-            callbacks=[callback, *extra, *callbacks, *_fake_out_of_memory()],
+            callbacks=[callback, *extra, *callbacks, *fake_out_of_memory()],
         )
         if unfreezing is not None or "layer_lr_decay" in settings.knobs:
             set_layerwise_optimizer(trainer, settings.knobs.get("layer_lr_decay", 1.0), trained)
@@ -383,18 +380,6 @@ def start_fit(
             spec, data, factory, tokenizer, {**values, **changed}, seed, scratch, trial, callbacks
         ),
     )
-
-
-class _FakeOutOfMemory(TrainerCallback):
-    """Test-only (FAKE_OOM_ENV): out of memory at the first step of a batch above the limit."""
-
-    def on_step_begin(self, args, state, control, **kwargs):
-        if args.per_device_train_batch_size > int(os.environ[FAKE_OOM_ENV]):
-            raise torch.OutOfMemoryError(f"out of memory (faked by {FAKE_OOM_ENV})")
-
-
-def _fake_out_of_memory() -> list[TrainerCallback]:
-    return [_FakeOutOfMemory()] if os.environ.get(FAKE_OOM_ENV) else []
 
 
 def _interval_metric(spec: StudySpec) -> str | None:

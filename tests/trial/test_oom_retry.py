@@ -17,7 +17,8 @@ from hpsearch.spec import parse_spec
 from hpsearch.storage import open_storage, resolve_storage_url
 from hpsearch.study import EFFECTIVE_BATCH_ATTR, FAIL_REASON_ATTR
 from hpsearch.trial.checkpoint import RESUME_DROPPED_ATTR, Checkpointing, restore_callbacks
-from hpsearch.trial.fit import FAKE_OOM_ENV, FAKE_REBUILD_OOM_ENV, OOM_RETRY_ATTR, start_fit
+from hpsearch.trial.fake_oom import FAKE_OOM_ENV, FAKE_REBUILD_OOM_ENV
+from hpsearch.trial.fit import OOM_RETRY_ATTR, start_fit
 from hpsearch.workers import build_runner
 
 pytestmark = pytest.mark.slow
