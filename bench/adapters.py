@@ -65,7 +65,7 @@ def table(rows: list[dict], metric: str) -> str:
         states = ", ".join(f"{n} {s}" for s, n in sorted(r["states"].items()))
         trainable = r["best_trial_trainable_parameters"]
         lines.append(
-            f"| {r['variant']} | {r['best']} | {trainable if trainable else 'all (22.7M)'} "
+            f"| {r['variant']} | {r['best']} | {trainable if trainable else 'not recorded'} "
             f"| {r['seconds_per_full_trial']} | {r['model_artifact_mb']} MB "
             f"| {r['wall_seconds']:.0f} s | {states} |"
         )

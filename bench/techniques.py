@@ -127,7 +127,11 @@ def summarize_variant(variant: str, db: Path, artifacts: Path, measured: dict) -
         "n_steps": sum(t.user_attrs.get("n_steps", 0) for t in trials),
         "best": round(study.best_value, 4) if complete else None,
         "best_params": study.best_params if complete else {},
-        "best_trial_trainable_parameters": study.best_trial.user_attrs.get("trainable_parameters")
+        # Adapters record trainable_parameters; every trial records its cost, trainable_params.
+        "best_trial_trainable_parameters": (
+            study.best_trial.user_attrs.get("trainable_parameters")
+            or study.best_trial.user_attrs.get("trainable_params")
+        )
         if complete
         else None,
         "model_artifact_mb": round((artifacts / pointer["artifact_id"]).stat().st_size / 1e6, 1)
