@@ -6,8 +6,13 @@ sampler and seeds: once as it is, once with `augment:` searched beside the other
 (SEARCHED below). Each run is `hpsearch run` on a fresh SQLite storage in its own process; the
 tokenized data is shared. Prints the best eval accuracy of each run and the mean over seeds.
 
+Augmented copies are more rows per epoch, so an augmented trial trains up to 1 + copies times the
+steps of a plain one with the same epochs. `--longer` adds a third run per seed that separates the
+two: the plain study with its epoch range stretched by that factor (`num_train_epochs` up to
+(1 + the most copies) x its own maximum), the same steps without the new rows.
+
     python bench/augment.py [--seeds 0,1,2] [--n-trials 8] [--max-train-samples 500]
-        [--max-eval-samples N] [--json out.json]
+        [--max-eval-samples N] [--longer] [--only plain,augmented,longer] [--json out.json]
 """
 
 from __future__ import annotations
@@ -35,12 +40,19 @@ SEARCHED = {
 }
 
 
-def variant_spec(base: dict, augmented: bool, seed: int) -> dict:
+VARIANTS = ("plain", "augmented", "longer")
+
+
+def variant_spec(base: dict, variant: str, seed: int) -> dict:
     spec = copy.deepcopy(base)
     spec["seed"] = seed
     spec.setdefault("sampler", {})["seed"] = seed
-    if augmented:
+    if variant == "augmented":
         spec["augment"] = copy.deepcopy(SEARCHED)
+    elif variant == "longer":
+        low, high = spec["search_space"]["num_train_epochs"]["int"]
+        stretch = 1 + SEARCHED["copies"]["int"][1]
+        spec["search_space"]["num_train_epochs"] = {"int": [low, high * stretch]}
     return spec
 
 
@@ -66,6 +78,7 @@ def run(spec: dict, name: str, workdir: Path, cache: Path) -> dict:
         "best": round(study.best_value, 4),
         "best_params": study.best_params,
         "wall_seconds": round(seconds),
+        "n_steps": sum(t.user_attrs.get("n_steps", 0) for t in study.trials),
         "states": [t.state.name for t in study.trials],
     }
 
@@ -77,8 +90,11 @@ def main() -> None:
     parser.add_argument("--n-trials", type=int)
     parser.add_argument("--max-train-samples", type=int, default=500)
     parser.add_argument("--max-eval-samples", type=int)
+    parser.add_argument("--only", default="plain,augmented")
+    parser.add_argument("--longer", action="store_true", help="also run the 'longer' variant")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
+    variants = [v for v in VARIANTS if v in args.only.split(",") or (v == "longer" and args.longer)]
     base = yaml.safe_load(args.study.read_text())
     base["dataset"]["max_train_samples"] = args.max_train_samples
     if args.max_eval_samples:
@@ -89,12 +105,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="hpsearch-augment-") as scratch:
         workdir, cache = Path(scratch), Path(scratch) / "cache"
         for seed in [int(s) for s in args.seeds.split(",")]:
-            for augmented in (False, True):
-                name = f"{'augmented' if augmented else 'plain'}-{seed}"
-                rows.append(run(variant_spec(base, augmented, seed), name, workdir, cache))
+            for variant in variants:
+                name = f"{variant}-{seed}"
+                rows.append(run(variant_spec(base, variant, seed), name, workdir, cache))
                 print(json.dumps(rows[-1]), flush=True)
-    for kind in ("plain", "augmented"):
-        bests = [r["best"] for r in rows if r["run"].startswith(kind)]
+    for kind in variants:
+        bests = [r["best"] for r in rows if r["run"].startswith(f"{kind}-")]
         print(f"{kind}: best eval accuracy per seed {bests}, mean {statistics.mean(bests):.4f}")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))

@@ -1,4 +1,6 @@
 """Smoke-sized runs of the benchmark scripts: they run end to end and measure what they say.
+(The longest, the head-to-head and preemption smokes, have files of their own so that the two
+test processes of `make test`, which take a file at a time, share them.)
 
 The figures in BENCHMARKS.md come from full-sized runs of the same scripts; these only keep the
 scripts working (and the head-to-head fair) as the code changes.
@@ -8,129 +10,13 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import REPO, run_bench
 
 POSTGRES_URL = os.environ.get("HPSEARCH_TEST_POSTGRES")
-
-
-def run_bench(script: str, *args: str, env: dict | None = None, timeout: float = 600) -> str:
-    completed = subprocess.run(
-        [sys.executable, str(REPO / "bench" / script), *args],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, **(env or {})},
-        check=False,
-    )
-    assert completed.returncode == 0, completed.stdout[-2000:] + completed.stderr[-3000:]
-    return completed.stdout
-
-
-@pytest.mark.slow
-def test_head_to_head_runs_all_contenders_on_equal_terms(tmp_path, cache_dir):
-    out = tmp_path / "h2h.json"
-    stdout = run_bench(
-        "head_to_head.py",
-        "--n-trials",
-        "2",
-        "--max-train-samples",
-        "48",
-        "--max-eval-samples",
-        "24",
-        "--precision",
-        "fp32",
-        "--json",
-        str(out),
-        env={"HPSEARCH_CACHE": str(cache_dir)},
-    )
-    results = {r["contender"]: r for r in json.loads(out.read_text())}
-    assert set(results) == {"hpsearch", "hpsearch-workers", "hf", "optuna", "plain"}
-    # Equal terms: every contender trained in the precision asked for (on a bf16 CPU hpsearch
-    # alone would pick bf16), as its own TrainingArguments or trial record says.
-    assert {r["precision"] for r in results.values()} == {"fp32"}
-    assert "fp32 for every contender" in stdout
-    for name, r in results.items():
-        # Each contender ran the budget (the plain fine-tune: one), trained and reached an accuracy.
-        assert sum(r["states"].values()) == (1 if name == "plain" else 2)
-        assert r["n_steps"] > 0 and 0.0 <= r["best_value"] <= 1.0 and r["seconds"] > 0
-    # Same sampler and seed: the single-process contenders start from the very same parameters.
-    assert (
-        results["hpsearch"]["first_params"]
-        == results["hf"]["first_params"]
-        == results["optuna"]["first_params"]
-    )
-    assert "| hf |" in stdout and "| hpsearch-workers |" in stdout
-
-
-@pytest.mark.slow
-def test_head_to_head_runs_the_ner_study_against_hf(tmp_path, cache_dir):
-    out = tmp_path / "h2h.json"
-    stdout = run_bench(
-        "head_to_head.py",
-        "--study",
-        str(REPO / "studies" / "ner.yaml"),
-        "--only",
-        "hpsearch,hf",
-        "--n-trials",
-        "2",
-        "--max-train-samples",
-        "32",
-        "--max-eval-samples",
-        "16",
-        "--json",
-        str(out),
-        env={"HPSEARCH_CACHE": str(cache_dir)},
-    )
-    results = {r["contender"]: r for r in json.loads(out.read_text())}
-    # The same task and data on both sides: entity F1 from the same metrics, the same first trial.
-    assert set(results) == {"hpsearch", "hf"}
-    assert results["hpsearch"]["first_params"] == results["hf"]["first_params"]
-    # The default precision, what hpsearch picks on this machine, is every contender's.
-    assert results["hpsearch"]["precision"] == results["hf"]["precision"] != "unknown"
-    assert all(0.0 <= r["best_value"] <= 1.0 and r["n_steps"] > 0 for r in results.values())
-    assert "best eval_f1" in stdout
-
-
-@pytest.mark.slow
-def test_head_to_head_records_anytime_curves_over_seeds(tmp_path, cache_dir):
-    out, png = tmp_path / "curves.json", tmp_path / "curves.png"
-    stdout = run_bench(
-        "head_to_head.py",
-        "--seeds",
-        "0,1",
-        "--only",
-        "hf,hpsearch-timed",
-        "--n-trials",
-        "2",
-        "--max-train-samples",
-        "32",
-        "--max-eval-samples",
-        "16",
-        "--json",
-        str(out),
-        "--png",
-        str(png),
-        env={"HPSEARCH_CACHE": str(cache_dir)},
-    )
-    saved = json.loads(out.read_text())
-    assert set(saved["runs"]) == {"0", "1"} and saved["metric"] == "eval_accuracy"
-    for runs in saved["runs"].values():
-        hf, timed = runs["hf"], runs["hpsearch-timed"]
-        # One point per finished trial, time and steps only growing; HF's steps add up per trial.
-        assert len(hf["curve"]) == 2 and hf["curve"][-1]["steps"] == hf["n_steps"]
-        for curve in (hf["curve"], timed["curve"]):
-            assert [p["seconds"] for p in curve] == sorted(p["seconds"] for p in curve)
-            assert [p["steps"] for p in curve] == sorted(p["steps"] for p in curve)
-        # With HF's wall time and no trial limit, hpsearch ran what fitted in it, at least the
-        # trial that was running when the time ran out (how many fit is a timing: not checked).
-        assert len(timed["curve"]) >= 1
-    assert "time to HF's final best" in stdout and png.stat().st_size > 10_000
 
 
 def test_overhead_measures_both_loops():
@@ -305,31 +191,20 @@ def test_saves_bench_times_the_old_save_and_the_new_one():
     assert float(cells[3]) > 0 and float(cells[4]) > 0 and float(cells[5]) >= 0
 
 
-@pytest.mark.slow
-def test_preemption_measures_the_work_a_kill_loses_with_and_without_checkpoints(
-    tmp_path, cache_dir
-):
-    out = tmp_path / "preemption.json"
-    run_bench(
-        "preemption.py",
-        "--max-train-samples",
-        "128",
-        "--max-eval-samples",
-        "32",
-        "--json",
-        str(out),
-        env={"HPSEARCH_CACHE": str(cache_dir)},
-        timeout=1200,  # four runs and two kills; 600 s was too short on a CPU shared with a bench
-    )
-    results = json.loads(out.read_text())
-    # Uninterrupted, only the checkpointed run saved (at each evaluation but the last: 3 of 4).
-    assert results["uninterrupted with"]["n_checkpoints"] == 3
-    assert results["uninterrupted with"]["checkpoint_mb"] > 50
-    assert "n_checkpoints" not in results["uninterrupted without"]
-    # Killed at the 2nd evaluation: without checkpoints the re-run trained everything again; with
-    # them it resumed from a checkpoint and re-trained at most one evaluation interval.
-    without, with_ = results["killed without"], results["killed with"]
-    assert without["resumed_from_step"] == 0
-    assert without["steps_retrained"] == without["killed_after_step"]
-    assert 0 < with_["resumed_from_step"] <= with_["killed_after_step"]
-    assert with_["steps_retrained"] <= with_["killed_after_step"] // 2
+def test_every_augment_variant_is_a_valid_default_study():
+    import yaml
+
+    sys.path.insert(0, str(REPO / "bench"))
+    from augment import VARIANTS, variant_spec
+
+    from hpsearch.spec import check_sources, parse_spec
+
+    base = yaml.safe_load((REPO / "studies" / "sentiment.yaml").read_text())
+    specs = {v: parse_spec(variant_spec(base, v, seed=1), v) for v in VARIANTS}
+    for spec in specs.values():
+        check_sources(spec)
+        assert spec.seed == 1 and spec.sampler.seed == 1
+    assert specs["augmented"].augment is not None and specs["plain"].augment is None
+    # 'longer': the plain study with as many steps as 4 copies and 2 epochs could make, no new rows.
+    assert specs["longer"].augment is None
+    assert variant_spec(base, "longer", 1)["search_space"]["num_train_epochs"] == {"int": [1, 10]}
