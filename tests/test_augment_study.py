@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from hpsearch.study import final_trainings
 from tests.conftest import run_hpsearch, run_study
 
 
@@ -36,6 +37,15 @@ def test_a_study_searches_its_augmentation(workdir, tiny_spec, cache_dir):
     shown = run_hpsearch("best", "--study", "augmented", cwd=workdir)
     assert shown.returncode == 0, shown.stderr
     assert "augment.copies" in shown.stdout
+    # `train` trains the best trial's configuration on the rows its augmentation makes: the same
+    # settings and seed, so the same cached rows, the 48 originals and their copies.
+    best = study.best_trial
+    trained = run_hpsearch("train", "--study", "augmented", str(workdir / "final"), cwd=workdir)
+    assert trained.returncode == 0, trained.stderr
+    record = final_trainings(study)[-1]
+    assert record["trial"] == best.number
+    assert record["n_train_examples"] == 48 * (1 + best.params["augment.copies"])
+    assert len(set(cache_dir.glob("augment-*")) - before) == 2
 
 
 def test_augmentation_of_a_seq2seq_study_is_refused_before_anything_runs(workdir, tiny_spec):

@@ -116,7 +116,7 @@ def train_final(
         value=fitting.value,
         metrics=dict(fitting.metrics),
         interval=interval,
-        n_train_examples=len(loaded.data.train),
+        n_train_examples=len(data.train),  # augmented rows included: what it trained on
         n_eval_examples=len(loaded.data.eval),
         n_steps=state.global_step,
         n_evals=callback.n_evals,
