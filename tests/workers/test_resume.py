@@ -156,15 +156,24 @@ def test_a_trial_killed_after_its_second_evaluation_resumes_there(workdir, cache
     assert_resumes_as_if_uninterrupted(workdir, cache_dir, resume_spec)
 
 
-def test_a_lora_trial_killed_after_its_second_evaluation_resumes_there(
-    workdir, cache_dir, resume_spec
+@pytest.mark.parametrize(
+    ("peft", "trainable"),
+    [
+        ({"r": 4, "alpha": 16, "dropout": 0.0}, 6 * 2 * 2 * 384 * 4 + 384 * 3 + 3),
+        # Prompt tuning's checkpoint is its virtual tokens' embeddings and the head.
+        ({"method": "prompt_tuning", "num_virtual_tokens": 4}, 4 * 384 + 384 * 3 + 3),
+    ],
+    ids=["lora", "prompt_tuning"],
+)
+def test_an_adapter_trial_killed_after_its_second_evaluation_resumes_there(
+    workdir, cache_dir, resume_spec, peft, trainable
 ):
     # The checkpoint holds the adapter and the head (not the frozen base weights) and AdamW's
     # state of those alone; the re-run builds the base model from its seed and loads them.
-    resume_spec["peft"] = {"r": 4, "alpha": 16, "dropout": 0.0}
+    resume_spec["peft"] = peft
     resume_spec["search_space"] = {"learning_rate": {"choice": [1e-3]}}
     rerun = assert_resumes_as_if_uninterrupted(workdir, cache_dir, resume_spec)
-    assert rerun.user_attrs["trainable_parameters"] == 6 * 2 * 2 * 384 * 4 + 384 * 3 + 3
+    assert rerun.user_attrs["trainable_parameters"] == trainable
 
 
 def test_a_searched_model_lora_trial_resumes_on_its_own_model(
