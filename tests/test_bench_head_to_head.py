@@ -1,0 +1,111 @@
+"""Smoke-sized runs of bench/head_to_head.py: every contender on equal terms, the NER study, and
+the anytime curves over seeds (the figures in BENCHMARKS.md come from full-sized runs)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.conftest import REPO, run_bench
+
+
+@pytest.mark.slow
+def test_head_to_head_runs_all_contenders_on_equal_terms(tmp_path, cache_dir):
+    out = tmp_path / "h2h.json"
+    stdout = run_bench(
+        "head_to_head.py",
+        "--n-trials",
+        "2",
+        "--max-train-samples",
+        "48",
+        "--max-eval-samples",
+        "24",
+        "--precision",
+        "fp32",
+        "--json",
+        str(out),
+        env={"HPSEARCH_CACHE": str(cache_dir)},
+    )
+    results = {r["contender"]: r for r in json.loads(out.read_text())}
+    assert set(results) == {"hpsearch", "hpsearch-workers", "hf", "optuna", "plain"}
+    # Equal terms: every contender trained in the precision asked for (on a bf16 CPU hpsearch
+    # alone would pick bf16), as its own TrainingArguments or trial record says.
+    assert {r["precision"] for r in results.values()} == {"fp32"}
+    assert "fp32 for every contender" in stdout
+    for name, r in results.items():
+        # Each contender ran the budget (the plain fine-tune: one), trained and reached an accuracy.
+        assert sum(r["states"].values()) == (1 if name == "plain" else 2)
+        assert r["n_steps"] > 0 and 0.0 <= r["best_value"] <= 1.0 and r["seconds"] > 0
+    # Same sampler and seed: the single-process contenders start from the very same parameters.
+    assert (
+        results["hpsearch"]["first_params"]
+        == results["hf"]["first_params"]
+        == results["optuna"]["first_params"]
+    )
+    assert "| hf |" in stdout and "| hpsearch-workers |" in stdout
+
+
+@pytest.mark.slow
+def test_head_to_head_runs_the_ner_study_against_hf(tmp_path, cache_dir):
+    out = tmp_path / "h2h.json"
+    stdout = run_bench(
+        "head_to_head.py",
+        "--study",
+        str(REPO / "studies" / "ner.yaml"),
+        "--only",
+        "hpsearch,hf",
+        "--n-trials",
+        "2",
+        "--max-train-samples",
+        "32",
+        "--max-eval-samples",
+        "16",
+        "--json",
+        str(out),
+        env={"HPSEARCH_CACHE": str(cache_dir)},
+    )
+    results = {r["contender"]: r for r in json.loads(out.read_text())}
+    # The same task and data on both sides: entity F1 from the same metrics, the same first trial.
+    assert set(results) == {"hpsearch", "hf"}
+    assert results["hpsearch"]["first_params"] == results["hf"]["first_params"]
+    # The default precision, what hpsearch picks on this machine, is every contender's.
+    assert results["hpsearch"]["precision"] == results["hf"]["precision"] != "unknown"
+    assert all(0.0 <= r["best_value"] <= 1.0 and r["n_steps"] > 0 for r in results.values())
+    assert "best eval_f1" in stdout
+
+
+@pytest.mark.slow
+def test_head_to_head_records_anytime_curves_over_seeds(tmp_path, cache_dir):
+    out, png = tmp_path / "curves.json", tmp_path / "curves.png"
+    stdout = run_bench(
+        "head_to_head.py",
+        "--seeds",
+        "0,1",
+        "--only",
+        "hf,hpsearch-timed",
+        "--n-trials",
+        "2",
+        "--max-train-samples",
+        "32",
+        "--max-eval-samples",
+        "16",
+        "--json",
+        str(out),
+        "--png",
+        str(png),
+        env={"HPSEARCH_CACHE": str(cache_dir)},
+    )
+    saved = json.loads(out.read_text())
+    assert set(saved["runs"]) == {"0", "1"} and saved["metric"] == "eval_accuracy"
+    for runs in saved["runs"].values():
+        hf, timed = runs["hf"], runs["hpsearch-timed"]
+        # One point per finished trial, time and steps only growing; HF's steps add up per trial.
+        assert len(hf["curve"]) == 2 and hf["curve"][-1]["steps"] == hf["n_steps"]
+        for curve in (hf["curve"], timed["curve"]):
+            assert [p["seconds"] for p in curve] == sorted(p["seconds"] for p in curve)
+            assert [p["steps"] for p in curve] == sorted(p["steps"] for p in curve)
+        # With HF's wall time and no trial limit, hpsearch ran what fitted in it, at least the
+        # trial that was running when the time ran out (how many fit is a timing: not checked).
+        assert len(timed["curve"]) >= 1
+    assert "time to HF's final best" in stdout and png.stat().st_size > 10_000
