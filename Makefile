@@ -44,11 +44,12 @@ lint: setup
 	$(BIN)/lint-imports --no-cache
 
 # Two test processes (pytest-xdist), a module per process at a time so a module's fixtures are built
-# once: most tests wait on subprocesses, databases and heartbeats, so two share 2 cores well.
+# once: most tests wait on subprocesses, databases and heartbeats, so two share 2 cores well. The
+# modules go out in tests/conftest.py's order (the longest first), not xdist's most-tests-first.
 # TEST_PROCESSES=0 runs the suite in this process.
 TEST_PROCESSES ?= 2
 test: setup browser lint
-	$(BIN)/python -m pytest -q -n $(TEST_PROCESSES) --dist loadfile
+	$(BIN)/python -m pytest -q -n $(TEST_PROCESSES) --dist loadfile --no-loadscope-reorder
 
 # The floors in pyproject.toml, verified: a second venv with every direct dependency at exactly its
 # floor (uv's lowest-direct resolution, pinned by tools/floors.py), then the whole suite.
@@ -61,7 +62,7 @@ test-floors: browser
 	$(PYTHON) tools/floors.py pyproject.toml > $(FLOORS)/floors.txt
 	$(FLOORS)/bin/uv pip install -q --python $(FLOORS)/bin/python --resolution lowest-direct \
 		-c $(FLOORS)/floors.txt -e ".[test,postgres,mysql]"
-	$(FLOORS)/bin/python -m pytest -q -n $(TEST_PROCESSES) --dist loadfile
+	$(FLOORS)/bin/python -m pytest -q -n $(TEST_PROCESSES) --dist loadfile --no-loadscope-reorder
 
 # docker/constraints.txt, which pins every pip install of the Dockerfile: hpsearch[postgres,mysql]
 # and everything it needs, at the versions installed in the venv the tests pass in.

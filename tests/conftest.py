@@ -43,6 +43,29 @@ TINY_SPEC = {
 }
 
 
+# Started first, longest first: `make test`'s two processes take a file at a time (in this order:
+# the Makefile turns off pytest-xdist's own, most-tests-first order), and a file of minutes taken
+# last leaves the other process idle that long. From the slowest tests of the CI logs.
+LONGEST_FILES = (
+    "test_bench_preemption.py",
+    "test_bench_head_to_head.py",
+    "test_bench.py",
+    "tasks/test_question_answering.py",
+    "workers/test_resume.py",
+    "trial/test_best_evaluation.py",
+    "tasks/test_token_classification.py",
+    "deploy/test_quantize.py",
+    "trial/test_test_set.py",
+    "workers/test_shared_study.py",
+)
+
+
+def pytest_collection_modifyitems(items) -> None:
+    rank = {name: i for i, name in enumerate(LONGEST_FILES)}
+    tests = Path(__file__).parent
+    items.sort(key=lambda item: rank.get(item.path.relative_to(tests).as_posix(), len(rank)))
+
+
 def pytest_configure(config) -> None:
     """Under pytest-xdist (`make test` runs two processes) each process gets a database of its own
     on each server, so two tests never share a study name or a table at once, as they never do in
