@@ -18,6 +18,12 @@ costs), and the run's wall time.
 
     python bench/distill.py [--teacher-trials N] [--student-trials N]
         [--max-train-samples N --max-eval-samples N] [--json out.json]
+
+A trial's own `latency_ms` is a median of 20 calls taken at its end, while the previous best
+model's save may still be writing in the background: good enough to rank trials, noisy between
+runs. `--latency-only` times the teacher's and the student's architecture alone instead (the
+spec's model, all its layers and the bottom 3; weights do not change the time), REPEATS rounds of
+the same 20 eval tweets at batch 1, alternating the two models, and prints each median.
 """
 
 from __future__ import annotations
@@ -86,6 +92,52 @@ def best_of(storage: str, name: str) -> dict:
     }
 
 
+REPEATS = 15
+
+
+def architecture_latency(spec: dict, layers: tuple[int, ...] = (6, 3)) -> dict[int, float]:
+    """Median milliseconds of one forward pass at batch 1, per number of layers kept."""
+    import statistics
+
+    import pandas as pd
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from hpsearch.spec.location import package_dir, resolve_model
+
+    path = resolve_model(spec["model"]).path
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    name, _, inner = spec["dataset"]["source"].removeprefix("package:").partition("/")
+    frame = pd.read_csv(package_dir(name, "source") / inner, encoding="latin-1")
+    texts = (
+        frame[spec["dataset"].get("text", "text")].astype(str).tolist()[:: len(frame) // 20][:20]
+    )
+    inputs = [
+        tokenizer(
+            text, truncation=True, max_length=spec["dataset"]["max_length"], return_tensors="pt"
+        )
+        for text in texts
+    ]
+    models = {
+        n: AutoModelForSequenceClassification.from_pretrained(
+            path, num_labels=3, num_hidden_layers=n
+        ).eval()
+        for n in layers
+    }
+    seconds: dict[int, list[float]] = {n: [] for n in layers}
+    with torch.inference_mode():
+        for model in models.values():  # warm-up
+            for batch in inputs[:5]:
+                model(**batch)
+        for _ in range(REPEATS):
+            for n, model in models.items():
+                for batch in inputs:
+                    start = time.perf_counter()
+                    model(**batch)
+                    seconds[n].append(time.perf_counter() - start)
+    return {n: round(1000 * statistics.median(s), 2) for n, s in seconds.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--study", type=Path, default=REPO / "studies" / "sentiment.yaml")
@@ -94,8 +146,13 @@ def main() -> None:
     parser.add_argument("--max-train-samples", type=int)
     parser.add_argument("--max-eval-samples", type=int)
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--latency-only", action="store_true")
     args = parser.parse_args()
     base = yaml.safe_load(args.study.read_text())
+    if args.latency_only:
+        for n, ms in architecture_latency(base).items():
+            print(f"{n} layers: {ms} ms at batch 1 (median of {REPEATS} x 20 calls)")
+        return
     results = {}
     with tempfile.TemporaryDirectory(prefix="bench-distill-") as root:
         root = Path(root)
