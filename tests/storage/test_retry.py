@@ -177,8 +177,21 @@ def test_a_study_whose_creation_answer_is_lost_is_created_once_with_its_attribut
         optuna.delete_study(study_name=name, storage=open_storage(resolve_storage_url(url)))
 
 
+@pytest.fixture
+def optuna_warnings():
+    """Optuna's warnings reach caplog whatever ran before in this process: an in-process trial
+    (trial/load.py) turns Optuna's verbosity down to errors, and Optuna's logger may stop its
+    records at itself (propagate False)."""
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    optuna.logging.enable_propagation()
+    yield
+    optuna.logging.disable_propagation()
+    optuna.logging.set_verbosity(verbosity)
+
+
 @pytest.mark.parametrize("study_on", SERVERS[:1], indirect=True, ids=["postgresql"])
-def test_a_cut_between_the_queries_of_a_read_is_ridden_out(study_on, caplog):
+def test_a_cut_between_the_queries_of_a_read_is_ridden_out(study_on, caplog, optuna_warnings):
     """Optuna's trial read catches OperationalError (for "too many IN values") and queries again on
     the connection that just died, which raises PendingRollbackError: that too is an outage."""
     import threading
