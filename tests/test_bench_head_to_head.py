@@ -10,23 +10,28 @@ import pytest
 from tests.conftest import REPO, run_bench
 
 
-@pytest.mark.slow
-def test_head_to_head_runs_all_contenders_on_equal_terms(tmp_path, cache_dir):
-    out = tmp_path / "h2h.json"
-    stdout = run_bench(
+def run_head_to_head(out, cache_dir, *args: str, train: int = 32, evaluate: int = 16) -> str:
+    """bench/head_to_head.py at smoke size (2 trials a contender, `train` and `evaluate` examples)
+    on the session's tokenization cache, its JSON written to `out`; its stdout."""
+    return run_bench(
         "head_to_head.py",
+        *args,
         "--n-trials",
         "2",
         "--max-train-samples",
-        "48",
+        str(train),
         "--max-eval-samples",
-        "24",
-        "--precision",
-        "fp32",
+        str(evaluate),
         "--json",
         str(out),
         env={"HPSEARCH_CACHE": str(cache_dir)},
     )
+
+
+@pytest.mark.slow
+def test_head_to_head_runs_all_contenders_on_equal_terms(tmp_path, cache_dir):
+    out = tmp_path / "h2h.json"
+    stdout = run_head_to_head(out, cache_dir, "--precision", "fp32", train=48, evaluate=24)
     results = {r["contender"]: r for r in json.loads(out.read_text())}
     assert set(results) == {"hpsearch", "hpsearch-workers", "hf", "optuna", "plain"}
     # Equal terms: every contender trained in the precision asked for (on a bf16 CPU hpsearch
@@ -49,21 +54,8 @@ def test_head_to_head_runs_all_contenders_on_equal_terms(tmp_path, cache_dir):
 @pytest.mark.slow
 def test_head_to_head_runs_the_ner_study_against_hf(tmp_path, cache_dir):
     out = tmp_path / "h2h.json"
-    stdout = run_bench(
-        "head_to_head.py",
-        "--study",
-        str(REPO / "studies" / "ner.yaml"),
-        "--only",
-        "hpsearch,hf",
-        "--n-trials",
-        "2",
-        "--max-train-samples",
-        "32",
-        "--max-eval-samples",
-        "16",
-        "--json",
-        str(out),
-        env={"HPSEARCH_CACHE": str(cache_dir)},
+    stdout = run_head_to_head(
+        out, cache_dir, "--study", str(REPO / "studies" / "ner.yaml"), "--only", "hpsearch,hf"
     )
     results = {r["contender"]: r for r in json.loads(out.read_text())}
     # The same task and data on both sides: entity F1 from the same metrics, the same first trial.
@@ -78,23 +70,8 @@ def test_head_to_head_runs_the_ner_study_against_hf(tmp_path, cache_dir):
 @pytest.mark.slow
 def test_head_to_head_records_anytime_curves_over_seeds(tmp_path, cache_dir):
     out, png = tmp_path / "curves.json", tmp_path / "curves.png"
-    stdout = run_bench(
-        "head_to_head.py",
-        "--seeds",
-        "0,1",
-        "--only",
-        "hf,hpsearch-timed",
-        "--n-trials",
-        "2",
-        "--max-train-samples",
-        "32",
-        "--max-eval-samples",
-        "16",
-        "--json",
-        str(out),
-        "--png",
-        str(png),
-        env={"HPSEARCH_CACHE": str(cache_dir)},
+    stdout = run_head_to_head(
+        out, cache_dir, "--seeds", "0,1", "--only", "hf,hpsearch-timed", "--png", str(png)
     )
     saved = json.loads(out.read_text())
     assert set(saved["runs"]) == {"0", "1"} and saved["metric"] == "eval_accuracy"
