@@ -23,7 +23,8 @@ A trial's own `latency_ms` is a median of 20 calls taken at its end, while the p
 model's save may still be writing in the background: good enough to rank trials, noisy between
 runs. `--latency-only` times the teacher's and the student's architecture alone instead (the
 spec's model, all its layers and the bottom 3; weights do not change the time), REPEATS rounds of
-the same 20 eval tweets at batch 1, alternating the two models, and prints each median.
+the same 20 tweets (spread evenly over the source file) at batch 1, alternating the two models,
+and prints each median.
 """
 
 from __future__ import annotations
@@ -108,7 +109,9 @@ def architecture_latency(spec: dict, layers: tuple[int, ...] = (6, 3)) -> dict[i
     path = resolve_model(spec["model"]).path
     tokenizer = AutoTokenizer.from_pretrained(path)
     name, _, inner = spec["dataset"]["source"].removeprefix("package:").partition("/")
-    frame = pd.read_csv(package_dir(name, "source") / inner, encoding="latin-1")
+    frame = pd.read_csv(
+        package_dir(name, "source") / inner, encoding=spec["dataset"].get("encoding", "utf-8")
+    )
     texts = (
         frame[spec["dataset"].get("text", "text")].astype(str).tolist()[:: len(frame) // 20][:20]
     )

@@ -45,7 +45,9 @@ TINY_SPEC = {
 
 # Started first, longest first: `make test`'s two processes take a file at a time (in this order:
 # the Makefile turns off pytest-xdist's own, most-tests-first order), and a file of minutes taken
-# last leaves the other process idle that long. From the slowest tests of the CI logs.
+# last leaves the other process idle that long. Chosen before a CI log listed the slowest tests;
+# the first that did (2026-12-07) also puts workers/test_group.py, test_rerun.py and
+# launch/test_slurm.py among the longest, and tasks/ and test_best_evaluation.py below them.
 LONGEST_FILES = (
     "test_bench_preemption.py",
     "test_bench_head_to_head.py",
