@@ -17,6 +17,13 @@ contender says otherwise below:
   epoch), the reference a search has to beat.
 - hpsearch-timed: hpsearch with no trial limit and `--timeout` equal to HF's wall time in the same
   run (so it runs after hf): the same compute as HF, spent on as many trials as it fits.
+- hpsearch-warm: hpsearch warm-started (`--warm-start-from`, the spec's top or 5) from the finished
+  hpsearch study of the previous seed in the same run (so it needs --seeds with two or more, and
+  runs from the second on), stopped at half HF's wall time: what matters is how soon it reaches
+  HF's final best (issue 25's target: a quarter of HF's time).
+- defaults: what users do without a search: one fine-tune with transformers' default
+  `TrainingArguments` (learning rate 5e-5, batch 8, no warm-up, no weight decay) for as many epochs
+  as the search's longest trial (the top of its `num_train_epochs` range).
 
 Every contender trains in the same precision (`--precision`, default: what hpsearch picks on this
 machine, bf16 on a CPU with AVX512-BF16 or AMX, fp32 elsewhere), written into the spec's
@@ -34,7 +41,8 @@ every contender.
 
     python bench/head_to_head.py [--study studies/sentiment.yaml] [--n-trials N]
         [--max-train-samples N] [--max-eval-samples N] [--sampler-seed N]
-        [--only hpsearch,hpsearch-workers,hf,optuna,plain,hpsearch-timed] [--seeds 0,1,2]
+        [--only hpsearch,hpsearch-workers,hf,optuna,plain,hpsearch-timed,hpsearch-warm,defaults]
+        [--seeds 0,1,2]
         [--precision auto|bf16|fp32] [--json out.json] [--png curves.png]
 
 Prints a Markdown table: wall time, best eval metric, optimizer steps trained, trials by state.
@@ -45,6 +53,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -57,11 +66,21 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-CONTENDERS = ("hpsearch", "hpsearch-workers", "hf", "optuna", "plain", "hpsearch-timed")
+CONTENDERS = (
+    "hpsearch",
+    "hpsearch-workers",
+    "hf",
+    "optuna",
+    "plain",
+    "hpsearch-timed",
+    "hpsearch-warm",
+    "defaults",
+)
 DEFAULT_CONTENDERS = CONTENDERS[:5]
 UNLIMITED_TRIALS = 10_000  # hpsearch-timed: the timeout, not the trial count, ends the run
 # One fine-tune with default settings: transformers' learning rate, one epoch, batch 16.
 PLAIN_SETTINGS = {"learning_rate": 5e-5, "num_train_epochs": 1, "per_device_train_batch_size": 16}
+WARM_TIME_SHARE = 0.5  # hpsearch-warm stops at this share of HF's wall time
 
 
 def load_bench_spec(
@@ -299,22 +318,64 @@ def run_plain(spec, storage: str, output_dir: str) -> dict:
     return shared.steps_summary()
 
 
+def search_epochs(spec) -> float:
+    """The most epochs a trial of the search trains: the top of a searched `num_train_epochs`, else
+    the spec's fixed value, else transformers' default (3)."""
+    searched = spec.search_space.get("num_train_epochs")
+    if searched is not None:
+        return max(getattr(searched, "choices", None) or searched.bounds)
+    return spec.training.get("num_train_epochs", 3)
+
+
+def run_defaults(spec, storage: str, output_dir: str) -> dict:
+    """One fine-tune with transformers' default TrainingArguments at the search's epochs."""
+    import optuna
+
+    shared = Shared(spec)
+    metric = spec.objective.eval_key
+
+    def objective(trial: optuna.Trial) -> float:
+        trainer = shared.trainer(
+            output_dir,
+            {"num_train_epochs": search_epochs(spec), "eval_strategy": "no"},
+            model=shared.model(),
+        )
+        trainer.train()
+        return shared.metrics(trainer.evaluate())[metric]
+
+    study = optuna.create_study(
+        storage=storage, study_name="defaults", direction=spec.objective.direction
+    )
+    study.optimize(objective, n_trials=1)
+    return shared.steps_summary()
+
+
 def contender_main(name: str, spec_path: Path, storage: str, result_path: Path) -> None:
     from hpsearch.spec import load_spec_file
 
     spec = load_spec_file(spec_path)
     with tempfile.TemporaryDirectory(prefix=f"h2h-{name}-") as output_dir:
-        result = {"hf": run_hf, "optuna": run_optuna, "plain": run_plain}[name](
-            spec, storage, output_dir
-        )
+        contenders = {"hf": run_hf, "optuna": run_optuna, "plain": run_plain}
+        result = {**contenders, "defaults": run_defaults}[name](spec, storage, output_dir)
     result_path.write_text(json.dumps(result))
 
 
 # --- the parent: runs each contender in its own process and reads what it stored ------------------
 
 
-def run_contender(name: str, spec_path: Path, scratch: Path, timeout: float | None = None) -> dict:
+def run_contender(
+    name: str,
+    spec_path: Path,
+    scratch: Path,
+    timeout: float | None = None,
+    warm_from: Path | None = None,
+) -> dict:
+    """Run one contender in its own process and read what it stored. `timeout`: HF's wall time in
+    this run (hpsearch-timed, hpsearch-warm); `warm_from`: the storage holding the finished study
+    `hpsearch` that hpsearch-warm starts from (copied: the earlier run's file is left as it was)."""
     storage = f"sqlite:///{scratch / f'{name}.db'}"
+    if warm_from is not None:
+        shutil.copyfile(warm_from, scratch / f"{name}.db")
     result_path = scratch / f"{name}.json"
     env = {**os.environ, "HPSEARCH_ARTIFACTS": str(scratch / "artifacts")}
     if name.startswith("hpsearch"):
@@ -334,6 +395,13 @@ def run_contender(name: str, spec_path: Path, scratch: Path, timeout: float | No
             command += ["--workers", str(os.cpu_count() or 1)]
         if name == "hpsearch-timed":
             command += ["--timeout", f"{timeout:.0f}", "--n-trials", str(UNLIMITED_TRIALS)]
+        if name == "hpsearch-warm":
+            command += [
+                "--warm-start-from",
+                "hpsearch",
+                "--timeout",
+                f"{timeout * WARM_TIME_SHARE:.0f}",
+            ]
     else:
         command = [
             sys.executable,
@@ -463,7 +531,9 @@ def main() -> int:
     )
     parser.add_argument("--png", type=Path, help="write the anytime curves here")
     # Internal: run one hand-written contender in this process.
-    parser.add_argument("--contender", choices=("hf", "optuna", "plain"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--contender", choices=("hf", "optuna", "plain", "defaults"), help=argparse.SUPPRESS
+    )
     parser.add_argument("--storage", help=argparse.SUPPRESS)
     parser.add_argument("--result", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -480,12 +550,24 @@ def main() -> int:
         "hf" not in chosen or chosen.index("hf") > chosen.index("hpsearch-timed")
     ):
         parser.error("--only: hpsearch-timed runs for HF's wall time, so hf must come before it")
+    if "hpsearch-warm" in chosen and not (
+        "hf" in chosen
+        and "hpsearch" in chosen
+        and chosen.index("hpsearch-warm") > max(chosen.index("hf"), chosen.index("hpsearch"))
+        and args.seeds
+        and "," in args.seeds
+    ):
+        parser.error(
+            "--only: hpsearch-warm starts from the previous seed's hpsearch study and stops at half"
+            " HF's wall time: it needs hf and hpsearch before it and two or more --seeds"
+        )
     seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else [args.sampler_seed]
     from curves import report
 
     from hpsearch.spec import load_spec_file
 
     runs_by_seed, metric, direction = {}, None, "maximize"
+    previous_hpsearch = None  # the storage of the last seed's hpsearch study, for hpsearch-warm
     for seed in seeds:
         scratch = Path(tempfile.mkdtemp(prefix="hpsearch-h2h-"))
         raw = load_bench_spec(
@@ -499,9 +581,17 @@ def main() -> int:
         metric, direction = spec.objective.eval_key, spec.objective.direction
         results = []
         for name in chosen:
+            if name == "hpsearch-warm" and previous_hpsearch is None:
+                print(f"seed {seed}: hpsearch-warm waits for a finished seed", file=sys.stderr)
+                continue
             print(f"seed {seed}: running {name} ...", file=sys.stderr, flush=True)
             hf = next((r for r in results if r["contender"] == "hf"), None)
-            results.append(run_contender(name, spec_path, scratch, timeout=hf and hf["seconds"]))
+            warm_from = previous_hpsearch if name == "hpsearch-warm" else None
+            results.append(
+                run_contender(
+                    name, spec_path, scratch, timeout=hf and hf["seconds"], warm_from=warm_from
+                )
+            )
             print(
                 json.dumps({k: v for k, v in results[-1].items() if k != "curve"}),
                 file=sys.stderr,
@@ -516,6 +606,8 @@ def main() -> int:
         )
         print(render(results, metric) + "\n")
         runs_by_seed[str(raw.get("sampler", {}).get("seed"))] = {r["contender"]: r for r in results}
+        if "hpsearch" in chosen:
+            previous_hpsearch = scratch / "hpsearch.db"
         if args.json:  # after every seed: a long run interrupted keeps what it measured
             saved = (
                 {
