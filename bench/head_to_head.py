@@ -46,8 +46,8 @@ every contender.
 
     python bench/head_to_head.py [--study studies/sentiment.yaml] [--n-trials N]
         [--max-train-samples N] [--max-eval-samples N] [--sampler-seed N]
-        [--only hpsearch,hpsearch-workers,hf,optuna,plain,hpsearch-timed,hpsearch-warm,defaults]
-        [--seeds 0,1,2]
+        [--only hpsearch,hpsearch-workers,hf,optuna,plain,hpsearch-timed,hpsearch-warm,
+                hpsearch-models,defaults] [--seeds 0,1,2]
         [--precision auto|bf16|fp32] [--json out.json] [--png curves.png]
 
 Prints a Markdown table: wall time, best eval metric, optimizer steps trained, trials by state.
@@ -306,24 +306,27 @@ def run_optuna(spec, storage: str, output_dir: str) -> dict:
     return shared.steps_summary()
 
 
-def run_plain(spec, storage: str, output_dir: str) -> dict:
+def fine_tune_once(spec, storage: str, output_dir: str, name: str, args: dict) -> dict:
+    """One fine-tune with `args` and no search, stored as a one-trial study named `name`."""
     import optuna
 
     shared = Shared(spec)
     metric = spec.objective.eval_key
 
     def objective(trial: optuna.Trial) -> float:
-        trainer = shared.trainer(
-            output_dir, {**PLAIN_SETTINGS, "eval_strategy": "no"}, model=shared.model()
-        )
+        trainer = shared.trainer(output_dir, {**args, "eval_strategy": "no"}, model=shared.model())
         trainer.train()
         return shared.metrics(trainer.evaluate())[metric]
 
     study = optuna.create_study(
-        storage=storage, study_name="plain", direction=spec.objective.direction
+        storage=storage, study_name=name, direction=spec.objective.direction
     )
     study.optimize(objective, n_trials=1)
     return shared.steps_summary()
+
+
+def run_plain(spec, storage: str, output_dir: str) -> dict:
+    return fine_tune_once(spec, storage, output_dir, "plain", PLAIN_SETTINGS)
 
 
 def search_epochs(spec) -> float:
@@ -336,26 +339,10 @@ def search_epochs(spec) -> float:
 
 
 def run_defaults(spec, storage: str, output_dir: str) -> dict:
-    """One fine-tune with transformers' default TrainingArguments at the search's epochs."""
-    import optuna
-
-    shared = Shared(spec)
-    metric = spec.objective.eval_key
-
-    def objective(trial: optuna.Trial) -> float:
-        trainer = shared.trainer(
-            output_dir,
-            {"num_train_epochs": search_epochs(spec), "eval_strategy": "no"},
-            model=shared.model(),
-        )
-        trainer.train()
-        return shared.metrics(trainer.evaluate())[metric]
-
-    study = optuna.create_study(
-        storage=storage, study_name="defaults", direction=spec.objective.direction
+    """transformers' default TrainingArguments, for the search's longest trial."""
+    return fine_tune_once(
+        spec, storage, output_dir, "defaults", {"num_train_epochs": search_epochs(spec)}
     )
-    study.optimize(objective, n_trials=1)
-    return shared.steps_summary()
 
 
 def contender_main(name: str, spec_path: Path, storage: str, result_path: Path) -> None:
@@ -363,8 +350,8 @@ def contender_main(name: str, spec_path: Path, storage: str, result_path: Path) 
 
     spec = load_spec_file(spec_path)
     with tempfile.TemporaryDirectory(prefix=f"h2h-{name}-") as output_dir:
-        contenders = {"hf": run_hf, "optuna": run_optuna, "plain": run_plain}
-        result = {**contenders, "defaults": run_defaults}[name](spec, storage, output_dir)
+        run = {"hf": run_hf, "optuna": run_optuna, "plain": run_plain, "defaults": run_defaults}
+        result = run[name](spec, storage, output_dir)
     result_path.write_text(json.dumps(result))
 
 
