@@ -470,6 +470,10 @@ def summarize_storage(
         "first_params": trials[0].params,
         "states": states,
         "n_steps": sum(steps),
+        "trials": [
+            {"number": t.number, "state": t.state.name, "value": t.value, "params": t.params}
+            for t in trials
+        ],
         "trials_by_model": dict(Counter(t.params["model"] for t in trials if "model" in t.params)),
         "curve": anytime_curve(
             finished, started_at, study.direction == optuna.study.StudyDirection.MAXIMIZE
