@@ -63,7 +63,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections import Counter
 from pathlib import Path
 
 import yaml
@@ -474,7 +473,6 @@ def summarize_storage(
             {"number": t.number, "state": t.state.name, "value": t.value, "params": t.params}
             for t in trials
         ],
-        "trials_by_model": dict(Counter(t.params["model"] for t in trials if "model" in t.params)),
         "curve": anytime_curve(
             finished, started_at, study.direction == optuna.study.StudyDirection.MAXIMIZE
         ),
@@ -571,21 +569,19 @@ def main() -> int:
         parser.error(
             f"--only: unknown contenders {sorted(unknown)}; pick from {', '.join(CONTENDERS)}"
         )
-    for timed in set(TIMED) & set(chosen):
+    seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else [args.sampler_seed]
+    for timed in set(TIMED + ("hpsearch-warm",)) & set(chosen):
         if "hf" not in chosen or chosen.index("hf") > chosen.index(timed):
-            parser.error(f"--only: {timed} runs for HF's wall time, so hf must come before it")
-    if "hpsearch-warm" in chosen and not (
-        "hf" in chosen
-        and "hpsearch" in chosen
-        and chosen.index("hpsearch-warm") > max(chosen.index("hf"), chosen.index("hpsearch"))
-        and args.seeds
-        and "," in args.seeds
+            parser.error(f"--only: {timed} is timed by HF's wall time, so hf must come before it")
+    if "hpsearch-warm" in chosen and (
+        "hpsearch" not in chosen
+        or chosen.index("hpsearch") > chosen.index("hpsearch-warm")
+        or len(seeds) < 2
     ):
         parser.error(
-            "--only: hpsearch-warm starts from the previous seed's hpsearch study and stops at half"
-            " HF's wall time: it needs hf and hpsearch before it and two or more --seeds"
+            "--only: hpsearch-warm starts from the previous seed's hpsearch study: it needs"
+            " hpsearch before it and two or more --seeds"
         )
-    seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else [args.sampler_seed]
     from curves import report
 
     from hpsearch.spec import load_spec_file

