@@ -6,6 +6,7 @@ import copy
 import os
 import subprocess
 import sys
+import weakref
 from pathlib import Path
 
 import pytest
@@ -101,6 +102,30 @@ def own_database(url: str, worker: str) -> str:
     finally:
         engine.dispose()
     return url.rsplit("/", 1)[0] + f"/{name}"
+
+
+@pytest.fixture(autouse=True)
+def close_connections_after_each_test():
+    """Close the pooled connections of every engine a test used, when it ends.
+
+    A dropped RDBStorage keeps its connections until the garbage collector's rare full pass, and
+    tests drop one or more each. The two test processes share each server's connection limit
+    (PostgreSQL's 100) with their children's; by the end of a CI run the garbage of earlier tests
+    took the rest ("sorry, too many clients already", 2026-12-07).
+    """
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    used: weakref.WeakSet = weakref.WeakSet()
+
+    def remember(connection) -> None:
+        used.add(connection.engine)
+
+    event.listen(Engine, "engine_connect", remember)
+    yield
+    event.remove(Engine, "engine_connect", remember)
+    for engine in list(used):
+        engine.dispose()
 
 
 @pytest.fixture

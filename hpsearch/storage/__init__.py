@@ -36,7 +36,7 @@ from hpsearch.storage.queries import (
     take_start_number,
     trials_of,
 )
-from hpsearch.storage.rdb import apply_heartbeat, open_storage
+from hpsearch.storage.rdb import apply_heartbeat, closing_storage, open_storage
 from hpsearch.storage.record import (
     append_study_user_attr,
     study_user_attr_list,
@@ -87,6 +87,7 @@ __all__ = [
     "artifact_dir",
     "best_model_pointer",
     "cached",
+    "closing_storage",
     "count_trials",
     "create_study",
     "describe_storage_error",

@@ -13,6 +13,8 @@ import os
 import sqlite3
 import time
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from sqlalchemy.engine import URL
@@ -63,6 +65,22 @@ def open_storage(url: URL, *, must_exist: bool = False):
         raise StorageError(f"no database driver for {redact(url)}; {fix}") from None
     except (SQLAlchemyError, optuna.exceptions.StorageInternalError) as e:
         raise StorageError(f"cannot open storage {redact(url)}: {_reason(e, url)}") from None
+
+
+@contextmanager
+def closing_storage(url: URL, *, must_exist: bool = False) -> Iterator:
+    """open_storage for a block, its connections closed at the end of it.
+
+    An RDBStorage sits in reference cycles: dropped, its pooled connections stay open until the
+    garbage collector's rare full pass. A process that opens one storage per trial or per poll
+    (a distillation study reading its teacher's) would hold a server's connections by the dozen
+    (PostgreSQL's default max_connections is 100, shared by every worker).
+    """
+    storage = open_storage(url, must_exist=must_exist)
+    try:
+        yield storage
+    finally:
+        storage.engine.dispose()
 
 
 def _create_rdb_storage(url: URL, engine_kwargs: dict):

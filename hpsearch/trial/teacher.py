@@ -85,8 +85,8 @@ def _kept_pointer(distill: DistillSpec, url) -> dict:
     import optuna
 
     from hpsearch.storage import (
+        closing_storage,
         front_model_pointers,
-        open_storage,
         resolve_best_model,
         resolve_storage_url,
     )
@@ -94,19 +94,20 @@ def _kept_pointer(distill: DistillSpec, url) -> dict:
 
     name, number = distill.teacher_study
     url = url if url is not None else resolve_storage_url(None)
-    storage = open_storage(url, must_exist=True)
-    try:
-        stored_spec(storage, name)
-    except HpsearchError as e:
-        raise SpecError(f"distill.teacher: {e.message}") from None
-    study = optuna.load_study(study_name=name, storage=storage)
-    if len(study.directions) > 1:
-        kept = {p["trial"]: p for p in front_model_pointers(study)}
-    else:
-        best = resolve_best_model(study)
-        if number is None and best.problem is not None:
-            raise SpecError(f"distill.teacher: {best.problem}")
-        kept = {best.pointer["trial"]: best.pointer} if best.pointer else {}
+    # Read once per trial: each trial's storage is closed, not left to the garbage collector.
+    with closing_storage(url, must_exist=True) as storage:
+        try:
+            stored_spec(storage, name)
+        except HpsearchError as e:
+            raise SpecError(f"distill.teacher: {e.message}") from None
+        study = optuna.load_study(study_name=name, storage=storage)
+        if len(study.directions) > 1:
+            kept = {p["trial"]: p for p in front_model_pointers(study)}
+        else:
+            best = resolve_best_model(study)
+            if number is None and best.problem is not None:
+                raise SpecError(f"distill.teacher: {best.problem}")
+            kept = {best.pointer["trial"]: best.pointer} if best.pointer else {}
     if number is None:
         if not kept:  # a Pareto front has no one best
             raise SpecError(

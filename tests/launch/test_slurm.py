@@ -335,10 +335,11 @@ def test_sigint_from_slurm_interrupts_the_trial_and_a_later_job_reruns_it(
 
     job_id = submit(cwd=workdir, env=env)
     started = None
+    polled = load(url, study_name)  # one storage for every poll: a server's connections
     deadline = time.monotonic() + JOB_TIMEOUT_S
     while started is None:
         assert is_queued(job_id) and time.monotonic() < deadline, job_records(job_id)
-        trials = load(url, study_name).get_trials(states=(optuna.trial.TrialState.RUNNING,))
+        trials = polled.get_trials(states=(optuna.trial.TrialState.RUNNING,))
         started = next((t for t in trials if "pid" in t.user_attrs), None)
         time.sleep(0.2)
     time.sleep(0.5)  # inside its training

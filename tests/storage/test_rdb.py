@@ -233,3 +233,37 @@ def test_a_password_file_reaches_a_real_server(monkeypatch, tmp_path):
     with pytest.raises(StorageError, match="hp_pw") as refused:
         open_storage(resolve_storage_url(user_url))
     assert "wrong" not in str(refused.value)
+
+
+SESSIONS_OF_THIS_DATABASE = {
+    "postgresql": "SELECT count(*) FROM pg_stat_activity "
+    "WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    "mysql": "SELECT count(*) FROM information_schema.processlist "
+    "WHERE db = DATABASE() AND id <> CONNECTION_ID()",
+}
+
+
+@pytest.mark.parametrize("variable", ["HPSEARCH_TEST_POSTGRES", "HPSEARCH_TEST_MYSQL"])
+def test_a_storage_opened_for_a_block_closes_its_connections_at_its_end(variable):
+    # A worker that reads another study once per trial (distillation's teacher) must not leave a
+    # server session behind each time: dropped storages hold theirs until a full GC pass.
+    if not os.environ.get(variable):
+        pytest.skip(f"{variable} is not set")
+    import sqlalchemy
+    from sqlalchemy.pool import NullPool
+
+    from hpsearch.storage import closing_storage
+
+    url = resolve_storage_url(os.environ[variable])
+    query = sqlalchemy.text(SESSIONS_OF_THIS_DATABASE[url.get_backend_name()])
+    admin = sqlalchemy.create_engine(url, poolclass=NullPool)
+
+    def sessions() -> int:
+        with admin.connect() as connection:
+            return connection.execute(query).scalar_one()
+
+    before = sessions()
+    with closing_storage(url) as storage:
+        storage.get_all_studies()
+        assert sessions() > before
+    assert sessions() == before

@@ -180,11 +180,13 @@ def test_a_killed_worker_trial_is_rerun(workdir, tiny_spec, study_name):
         text=True,
     )
     victim = None
+    storage = open_storage(resolve_storage_url(url))  # one for every poll: a server's connections
     deadline = time.monotonic() + 300
     while victim is None and time.monotonic() < deadline:
         assert process.poll() is None, process.communicate()
         try:
-            running = load(url, name).get_trials(states=(optuna.trial.TrialState.RUNNING,))
+            study = optuna.load_study(study_name=name, storage=storage)
+            running = study.get_trials(states=(optuna.trial.TrialState.RUNNING,))
         except KeyError:
             running = []
         victim = next((t for t in running if "pid" in t.user_attrs), None)
@@ -270,11 +272,12 @@ def test_worker_rides_out_a_database_outage(workdir, cheap_spec, study_name):
     )
     try:
         direct = server.render_as_string(hide_password=False)
+        storage = open_storage(resolve_storage_url(direct))  # one for every poll
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline:
             assert process.poll() is None, process.communicate()
             try:
-                if n_spent(load(direct, name).trials) >= 1:
+                if n_spent(optuna.load_study(study_name=name, storage=storage).trials) >= 1:
                     break
             except KeyError:
                 pass
