@@ -85,7 +85,9 @@ def main() -> None:
     unknown = set(variants) - set(VARIANTS)
     if unknown:
         raise SystemExit(f"--only: unknown variant(s) {', '.join(sorted(unknown))}")
-    base = yaml.safe_load(args.study.read_text())
+    from head_to_head import load_bench_spec  # the trial budget, no time limit
+
+    base = load_bench_spec(args.study, None, None, None)
     if args.n_trials:
         base["budget"]["n_trials"] = args.n_trials
     for cap in ("max_train_samples", "max_eval_samples"):

@@ -95,7 +95,9 @@ def main() -> None:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     variants = [v for v in VARIANTS if v in args.only.split(",") or (v == "longer" and args.longer)]
-    base = yaml.safe_load(args.study.read_text())
+    from head_to_head import load_bench_spec  # the trial budget, no time limit
+
+    base = load_bench_spec(args.study, None, None, None)
     base["dataset"]["max_train_samples"] = args.max_train_samples
     if args.max_eval_samples:
         base["dataset"]["max_eval_samples"] = args.max_eval_samples

@@ -151,7 +151,9 @@ def main() -> None:
     parser.add_argument("--json", type=Path)
     parser.add_argument("--latency-only", action="store_true")
     args = parser.parse_args()
-    base = yaml.safe_load(args.study.read_text())
+    from head_to_head import load_bench_spec  # the trial budget, no time limit
+
+    base = load_bench_spec(args.study, None, None, None)
     if args.latency_only:
         for n, ms in architecture_latency(base).items():
             print(f"{n} layers: {ms} ms at batch 1 (median of {REPEATS} x 20 calls)")

@@ -53,7 +53,9 @@ def run_unpruned(spec_path: Path, n_trials: int, scratch: Path) -> list[dict]:
     """The search with no pruning and FINE_EVALS_PER_EPOCH evaluations per epoch: each trial's
     final value, steps and every intermediate value."""
 
-    raw = yaml.safe_load(spec_path.read_text())
+    from head_to_head import load_bench_spec  # the trial budget, no time limit
+
+    raw = load_bench_spec(spec_path, None, None, None)
     raw["pruner"] = {"name": "none", "evals_per_epoch": FINE_EVALS_PER_EPOCH}
     raw.setdefault("budget", {})["n_trials"] = n_trials
     fine = scratch / "unpruned.yaml"
@@ -196,7 +198,9 @@ def main() -> int:
             args.json.write_text(json.dumps(trials, indent=2))
     else:
         scratch = Path(tempfile.mkdtemp(prefix="hpsearch-replay-"))
-        raw = yaml.safe_load(args.study.read_text())
+        from head_to_head import load_bench_spec  # the trial budget, no time limit
+
+        raw = load_bench_spec(args.study, None, None, None)
         for key, value in (
             ("max_train_samples", args.max_train_samples),
             ("max_eval_samples", args.max_eval_samples),

@@ -201,7 +201,9 @@ def main() -> None:
     parser.add_argument("--only", default=",".join(VARIANTS))
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-    base = yaml.safe_load(args.study.read_text())
+    from head_to_head import load_bench_spec  # the trial budget, no time limit
+
+    base = load_bench_spec(args.study, None, None, None)
     if args.n_trials:
         base["budget"]["n_trials"] = args.n_trials
     for cap in ("max_train_samples", "max_eval_samples"):

@@ -4,6 +4,8 @@ change between runs (hpsearch.study.changes)."""
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, model_validator
 
 from hpsearch.spec.param import StrictModel
@@ -14,6 +16,11 @@ class BudgetSpec(StrictModel):
     """Study-wide number of trials, across all runs and workers."""
     timeout: float | None = Field(default=None, gt=0)
     """Seconds after which one run starts no new trial."""
+    at_timeout: Literal["finish", "stop"] = "finish"
+    """What a trial still running at the timeout does: `finish` (train to its end, as Optuna's
+    timeout) or `stop` at its next evaluation and complete with what it reached, as early
+    stopping does: the run then ends within one evaluation interval of its timeout, whatever the
+    machine (a SLURM job's time limit, a first run on a slow CPU)."""
 
 
 class HeartbeatSpec(StrictModel):

@@ -23,6 +23,9 @@ STOPPED_EARLY_ATTR = "stopped_early"  # trial user attribute: true if early stop
 EARLY_STEPS_SAVED_ATTR = (
     "early_stopping_steps_saved"  # trial user attribute: steps it did not train
 )
+# Trial user attribute of a trial that `budget.at_timeout: stop` ended: the evaluation it completed
+# with and the steps it did not train.
+STOPPED_AT_TIMEOUT_ATTR = "stopped_at_timeout"
 
 
 @dataclass(frozen=True)
@@ -93,6 +96,8 @@ class StudySummary:
     """Trials that early stopping ended (COMPLETE, not pruned)."""
     early_stopping_steps_saved: int = 0
     early_stopping_seconds_saved: float = 0.0
+    stopped_at_timeout: tuple[int, ...] = ()
+    """Trials that a run's timeout ended with `budget.at_timeout: stop` (COMPLETE)."""
     pareto: list[dict[str, Any]] = field(default_factory=list)
     """A multi-objective study's Pareto front (study/pareto.py); its best_* fields are the best
     trial on the first objective."""
@@ -148,6 +153,11 @@ def summarize(study: optuna.Study, spec) -> StudySummary:
         ),
         early_stopping_seconds_saved=sum(
             _seconds_for(t, t.user_attrs.get(EARLY_STEPS_SAVED_ATTR, 0)) for t in stopped
+        ),
+        stopped_at_timeout=tuple(
+            t.number
+            for t in trials
+            if t.state == TrialState.COMPLETE and t.user_attrs.get(STOPPED_AT_TIMEOUT_ATTR)
         ),
         pareto=pareto_front(study, spec),
     )

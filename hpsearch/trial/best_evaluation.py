@@ -5,11 +5,16 @@ Early stopping ends a trial whose objective has not improved by more than `min_d
 `objective.value: best` the trial's value is its best evaluation and its kept model the weights of
 that evaluation: a copy of the parameters that train, held in memory (no checkpoint is written
 for it; a trial's resume checkpoint, hpsearch.trial.checkpoint, carries the copy along).
+
+A run's timeout with `budget.at_timeout: stop` ends a trial the same way, at its first evaluation
+past the deadline: it completes with what it reached, so the run ends within one evaluation
+interval of its timeout rather than a whole trial after it.
 """
 
 from __future__ import annotations
 
 import math
+import time
 from pathlib import Path
 
 import torch
@@ -35,6 +40,7 @@ class BestEvaluation(TrainerCallback, Resumable):
         min_delta: float = 0.0,
         kept_weights: set[str] | None = None,
         scored=None,
+        stop_at: float | None = None,
     ):
         self.primary = primary
         self.maximize = maximize
@@ -52,6 +58,10 @@ class BestEvaluation(TrainerCallback, Resumable):
         self.best_prediction = None
         self.since_best = 0
         self.stopped_early = False
+        # The run's deadline (time.monotonic()) with `budget.at_timeout: stop`: the first
+        # evaluation after it ends the trial, which completes with what it reached.
+        self.stop_at = stop_at
+        self.stopped_at_timeout = False
         self.weights: dict | None = None
 
     def attributes(self) -> dict:
@@ -92,6 +102,18 @@ class BestEvaluation(TrainerCallback, Resumable):
         primary = self.primary
         if primary.pruned or primary.divergence or not primary.history:
             return
+        self._track_best(primary, state, control, model)
+        if (
+            self.stop_at is not None
+            and not control.should_training_stop
+            and state.global_step < state.max_steps
+            and time.monotonic() >= self.stop_at
+        ):
+            self.stopped_at_timeout = True
+            control.should_training_stop = True
+
+    def _track_best(self, primary, state, control, model) -> None:
+        """The best evaluation so far (its weights, with `kept_weights`), and early stopping."""
         value = primary.last_metrics[primary.metric_key]
         if not math.isfinite(value):
             return

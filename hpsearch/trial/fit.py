@@ -31,6 +31,7 @@ from hpsearch.spec import StudySpec, split_params
 from hpsearch.study import (
     EARLY_STEPS_SAVED_ATTR,
     EFFECTIVE_BATCH_ATTR,
+    STOPPED_AT_TIMEOUT_ATTR,
     STOPPED_EARLY_ATTR,
     effective_batch,
 )
@@ -90,10 +91,13 @@ class Fitting:
 
     @property
     def finished(self) -> bool:
-        """Trained to its last planned step (or stopped early), not pruned nor diverged."""
+        """Trained to its last planned step (or stopped early, or at the run's timeout), not
+        pruned nor diverged."""
         callback = self.callback
         ended = (
-            self.trainer.state.global_step == callback.n_steps_planned or self.best.stopped_early
+            self.trainer.state.global_step == callback.n_steps_planned
+            or self.best.stopped_early
+            or self.best.stopped_at_timeout
         )
         return ended and not callback.pruned and not callback.divergence and callback.n_evals > 0
 
@@ -130,6 +134,11 @@ class Fitting:
         if self.best.stopped_early:
             record[STOPPED_EARLY_ATTR] = True
             record[EARLY_STEPS_SAVED_ATTR] = self.callback.n_steps_planned - state.global_step
+        if self.best.stopped_at_timeout:
+            record[STOPPED_AT_TIMEOUT_ATTR] = {
+                "evaluation": self.callback.n_evals,
+                "steps_left": self.callback.n_steps_planned - state.global_step,
+            }
         if self.unfreezing is not None:
             record["unfrozen_at_evaluations"] = self.unfreezing.unfrozen_at
         if self.oom_retry is not None:
@@ -293,9 +302,11 @@ def start_fit(
     scratch: Path,
     trial: optuna.Trial | None = None,
     callbacks: tuple = (),
+    stop_at: float | None = None,
 ) -> Fitting:
     """The model and Trainer for `values` (the spec's fixed settings and a trial's parameters);
-    `trial` (None: no Optuna trial) gets every evaluation reported and may be pruned. Values that
+    `trial` (None: no Optuna trial) gets every evaluation reported and may be pruned; past
+    `stop_at` (time.monotonic()) it stops at its next evaluation and completes. Values that
     TrainingArguments, the model or Trainer refuse are TrialFailed ("invalid parameters: ..."); a
     bug of hpsearch (errors.is_hpsearch_bug) escapes as it was raised."""
     task = spec.task_spec
@@ -333,6 +344,7 @@ def start_fit(
             min_delta=stopping.min_delta if stopping else 0.0,
             kept_weights=trained if spec.objective.value == "best" else None,
             scored=scored,
+            stop_at=stop_at,
         )
         extra = [best] + ([unfreezing] if unfreezing is not None else [])
         trainer_class, collator = distilling(
@@ -377,7 +389,16 @@ def start_fit(
         unfreezing=unfreezing,
         interval_metric=_interval_metric(spec) if scored is not None else None,
         rebuild=lambda changed: start_fit(
-            spec, data, factory, tokenizer, {**values, **changed}, seed, scratch, trial, callbacks
+            spec,
+            data,
+            factory,
+            tokenizer,
+            {**values, **changed},
+            seed,
+            scratch,
+            trial,
+            callbacks,
+            stop_at,
         ),
     )
 

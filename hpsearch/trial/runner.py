@@ -102,6 +102,11 @@ class TrialRunner:
     sampler_start: SamplerStart | None = None
     """This process's start number and sampler seed (study.seed_sampler), recorded on each trial."""
 
+    stop_at: float | None = None
+    """The run's deadline (time.monotonic()) with `budget.at_timeout: stop`: a trial running past
+    it stops at its next evaluation and completes. A trial group's ranks would each read their own
+    clock and could part at different evaluations, so a group trains its trial to the end."""
+
     @property
     def data(self) -> PreparedData:
         return self.models.latest.data
@@ -220,6 +225,7 @@ class TrialRunner:
                     Path(scratch),
                     reporter,
                     checkpointing,
+                    self.stop_at if group is None else None,
                 )
             except TrialFailed as e:
                 error = str(e)

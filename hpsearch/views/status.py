@@ -17,6 +17,7 @@ from hpsearch.storage import heartbeat_ages, resolve_best_model, trials_of
 from hpsearch.study import (
     EFFECTIVE_BATCH_ATTR,
     SPEC_ATTR,
+    STOPPED_AT_TIMEOUT_ATTR,
     STOPPED_EARLY_ATTR,
     WARM_START_ATTR,
     confidence_of,
@@ -147,6 +148,7 @@ def describe_trial_record(study: optuna.Study, spec, trial: FrozenTrial) -> dict
         "train_seconds": trial.user_attrs.get("train_seconds"),
         "effective_batch_size": trial.user_attrs.get(EFFECTIVE_BATCH_ATTR),
         "stopped_early": bool(trial.user_attrs.get(STOPPED_EARLY_ATTR)),
+        "stopped_at_timeout": trial.user_attrs.get(STOPPED_AT_TIMEOUT_ATTR),
         "warm_start_from": trial.user_attrs.get(WARM_START_ATTR),
         "test_scores": recorded_test_scores(study).get(trial.number),
         **describe_best_model(study),

@@ -65,6 +65,13 @@ def summary_table(summary: StudySummary) -> Table:
             f"~{format_seconds(summary.early_stopping_seconds_saved)}, "
             f"{summary.early_stopping_steps_saved} steps saved",
         )
+    if summary.stopped_at_timeout:
+        numbers = ", ".join(map(str, summary.stopped_at_timeout))
+        table.add_row(
+            "stopped at the timeout",
+            f"trial{'s' if len(summary.stopped_at_timeout) > 1 else ''} {numbers} (completed "
+            "with what they reached; budget.at_timeout: stop)",
+        )
     return table
 
 
@@ -204,6 +211,12 @@ def best_table(best: dict) -> Table:
         table.add_row("  effective batch", str(best["effective_batch_size"]))
     if best.get("stopped_early"):
         table.add_row("  stopped early", "yes (early_stopping ended it; it completed)")
+    if best.get("stopped_at_timeout"):
+        stop = best["stopped_at_timeout"]
+        table.add_row(
+            "  stopped at the timeout",
+            f"yes, at evaluation {stop['evaluation']} with {stop['steps_left']} steps left",
+        )
     for name in get_task(best["task"]).metrics:  # what evaluation measured; runtimes are noise here
         if f"eval_{name}" in best["metrics"]:
             table.add_row(f"eval_{name}", f"{best['metrics'][f'eval_{name}']:.4f}")

@@ -159,6 +159,8 @@ def run_here(
 
     lock = StudyLock(url, name)
     budget = spec.budget.n_trials
+    if timeout is not None and spec.budget.at_timeout == "stop":
+        runner.stop_at = time.monotonic() + timeout
     register_worker(study, runner.device, [o.shown_name for o in spec.all_objectives])
     note = NoteWriter(study, spec)
     note(force=True)
