@@ -67,10 +67,11 @@ def summary_table(summary: StudySummary) -> Table:
         )
     if summary.stopped_at_timeout:
         numbers = ", ".join(map(str, summary.stopped_at_timeout))
+        several = len(summary.stopped_at_timeout) > 1
         table.add_row(
             "stopped at the timeout",
-            f"trial{'s' if len(summary.stopped_at_timeout) > 1 else ''} {numbers} (completed "
-            "with what they reached; budget.at_timeout: stop)",
+            f"trial{'s' if several else ''} {numbers} (completed with what "
+            f"{'they' if several else 'it'} reached; budget.at_timeout: stop)",
         )
     return table
 
