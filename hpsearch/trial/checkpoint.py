@@ -28,7 +28,8 @@ TRAINER_STATE_FILE = "trainer_state.json"  # Trainer's file in a checkpoint (TRA
 RESUMED_FROM_STEP_ATTR = "resumed_from_step"
 RESUMED_FROM_EVALUATION_ATTR = "resumed_from_evaluation"
 RESUMED_FROM_TRIAL_ATTR = "resumed_from_trial"
-# A resumed trial that ran out of memory trained again from step 0 at half the batch (trial/fit.py).
+# A resumed trial that ran out of memory trained again from step 0 at half the batch
+# (trial/oom_retry.py).
 RESUME_DROPPED_ATTR = "resume_dropped"
 
 

@@ -1,5 +1,5 @@
 """Test-only hooks that make a CPU trial run out of GPU memory on cue, so the out-of-memory retry
-(trial/fit.py) is tested with a real Trainer where no GPU is."""
+(trial/oom_retry.py) is tested with a real Trainer where no GPU is."""
 
 from __future__ import annotations
 
