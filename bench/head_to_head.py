@@ -87,6 +87,11 @@ DEFAULT_CONTENDERS = CONTENDERS[:5]
 UNLIMITED_TRIALS = 10_000  # hpsearch-timed: the timeout, not the trial count, ends the run
 # One fine-tune with default settings: transformers' learning rate, one epoch, batch 16.
 PLAIN_SETTINGS = {"learning_rate": 5e-5, "num_train_epochs": 1, "per_device_train_batch_size": 16}
+# HF's Trainer for its search: eval_strategy="epoch" as in transformers' hyperparameter-search guide
+# (HF reports each evaluation to the trial and prunes there). warmup_steps=0.0: HF casts each
+# sampled value to the type of the argument's default, and the default 0 is an int, so a warmup
+# fraction would silently become 0.
+HF_SEARCH_ARGS = {"eval_strategy": "epoch", "logging_strategy": "no", "warmup_steps": 0.0}
 WARM_TIME_SHARE = 0.5  # hpsearch-warm stops at this share of HF's wall time
 
 
@@ -218,6 +223,18 @@ class Shared:
         """Trainer's metrics and the task's derived ones (perplexity), as hpsearch reports them."""
         return {**metrics, **self.task.derive_metrics(metrics)}
 
+    def trained(self, output_dir: str, args: dict):
+        """A Trainer that has trained one model with `args` and no evaluation on the way: the
+        hand-written loop's trial and the fine-tunes without search. Seeded before the model's new
+        head is made, as transformers' example scripts do (a Trainer given a model seeds only its
+        training), so that it can be repeated."""
+        from transformers import set_seed
+
+        set_seed(self.spec.seed)
+        trainer = self.trainer(output_dir, {**args, "eval_strategy": "no"}, model=self.model())
+        trainer.train()
+        return trainer
+
     def trainer(self, output_dir: str, args: dict, **kwargs):
         from transformers import TrainerCallback
 
@@ -263,15 +280,7 @@ def run_hf(spec, storage: str, output_dir: str) -> dict:
     from hpsearch.study import make_sampler
 
     shared = Shared(spec)
-    # eval_strategy="epoch" as in transformers' hyperparameter-search guide; HF reports each
-    # evaluation to the trial and prunes there. warmup_steps=0.0: HF casts each sampled value to the
-    # type of the argument's default, and the default 0 is an int, so a warmup fraction would
-    # silently become 0.
-    trainer = shared.trainer(
-        output_dir,
-        {"eval_strategy": "epoch", "logging_strategy": "no", "warmup_steps": 0.0},
-        model_init=shared.model,
-    )
+    trainer = shared.trainer(output_dir, HF_SEARCH_ARGS, model_init=shared.model)
     metric = spec.objective.eval_key
     trainer.hyperparameter_search(
         hp_space=shared.hp_space,
@@ -295,10 +304,7 @@ def run_optuna(spec, storage: str, output_dir: str) -> dict:
     metric = spec.objective.eval_key
 
     def objective(trial: optuna.Trial) -> float:
-        trainer = shared.trainer(
-            output_dir, {**shared.hp_space(trial), "eval_strategy": "no"}, model=shared.model()
-        )
-        trainer.train()
+        trainer = shared.trained(output_dir, shared.hp_space(trial))
         return shared.metrics(trainer.evaluate())[metric]
 
     study = optuna.create_study(
@@ -319,9 +325,7 @@ def fine_tune_once(spec, storage: str, output_dir: str, name: str, args: dict) -
     metric = spec.objective.eval_key
 
     def objective(trial: optuna.Trial) -> float:
-        trainer = shared.trainer(output_dir, {**args, "eval_strategy": "no"}, model=shared.model())
-        trainer.train()
-        return shared.metrics(trainer.evaluate())[metric]
+        return shared.metrics(shared.trained(output_dir, args).evaluate())[metric]
 
     study = optuna.create_study(
         storage=storage, study_name=name, direction=spec.objective.direction

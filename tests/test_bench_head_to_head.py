@@ -122,3 +122,20 @@ def test_head_to_head_records_anytime_curves_over_seeds(tmp_path, cache_dir):
         # trial that was running when the time ran out (how many fit is a timing: not checked).
         assert len(timed["curve"]) >= 1
     assert "time to HF's final best" in stdout and png.stat().st_size > 10_000
+
+    # Each search's pick trained again and scored on rows no trial saw: the same model again (the
+    # script fails where a re-trained eval value differs from the recorded one).
+    scored = tmp_path / "test-split.json"
+    run_bench(
+        "held_out.py",
+        str(out),
+        *("--seeds", "1", "--only", "hf,hpsearch", "--pick", "final", "--test-size", "64"),
+        *("--max-train-samples", "32", "--max-eval-samples", "16", "--json", str(scored)),
+        env={"HPSEARCH_CACHE": str(cache_dir)},
+    )
+    rows = {r["contender"]: r for r in json.loads(scored.read_text())}
+    assert set(rows) == {"hf", "hpsearch"}
+    for name, row in rows.items():
+        assert row["trial"] == saved["runs"]["1"][name]["best_trial"]
+        assert row["eval"] == row["recorded_eval"] == saved["runs"]["1"][name]["best_value"]
+        assert row["n_test"] == 64 and 0.0 <= row["test_accuracy"] <= 1.0

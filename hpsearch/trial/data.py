@@ -175,6 +175,12 @@ def training_rows(dataset: DatasetBase) -> tuple[pd.DataFrame, Labels | None]:
     return train, labels
 
 
+def evaluation_rows(dataset: DatasetBase) -> pd.DataFrame:
+    """The eval rows before tokenizing (the split and cap of the cached data): what a test set
+    made outside the study (bench/held_out.py) must not repeat."""
+    return _split(dataset)[1]
+
+
 def encode_rows(
     frame: pd.DataFrame, dataset: DatasetBase, tokenizer, labels: Labels | None, key: str
 ) -> Dataset:
