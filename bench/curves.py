@@ -6,9 +6,10 @@ the curve. `bench/head_to_head.py` records one curve per contender and sampler s
 extracts them from a study's trials, reads the figures the benchmark reports off them, and renders
 the table and the plot for BENCHMARKS.md:
 
-    python bench/curves.py RUNS.json [--png bench/anytime.png]
+    python bench/curves.py RUNS.json [MORE.json ...] [--png bench/anytime.png]
 
-RUNS.json is what `bench/head_to_head.py --seeds ... --json RUNS.json` writes.
+RUNS.json is what `bench/head_to_head.py --seeds ... --json RUNS.json` writes; seeds run apart
+(seed 0 one day, 1-4 the next) are read together.
 """
 
 from __future__ import annotations
@@ -193,18 +194,20 @@ def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("runs", type=Path, help="the JSON head_to_head.py --seeds ... --json wrote")
+    parser.add_argument(
+        "runs",
+        type=Path,
+        nargs="+",
+        help="JSONs head_to_head.py --seeds ... --json wrote (of one study; seeds run apart)",
+    )
     parser.add_argument("--png", type=Path, help="write the plot here")
     args = parser.parse_args()
-    saved = json.loads(args.runs.read_text())
-    print(
-        report(
-            saved["runs"],
-            saved["metric"],
-            saved.get("direction", "maximize") == "maximize",
-            args.png,
-        )
-    )
+    saved = [json.loads(path.read_text()) for path in args.runs]
+    if len({s["metric"] for s in saved}) > 1:
+        parser.error("the JSONs measure different metrics: give the runs of one study")
+    runs_by_seed = {seed: runs for s in saved for seed, runs in s["runs"].items()}
+    maximize = saved[0].get("direction", "maximize") == "maximize"
+    print(report(runs_by_seed, saved[0]["metric"], maximize, args.png))
     return 0
 
 
