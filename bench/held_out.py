@@ -141,7 +141,7 @@ def retrain_by_hand(name: str, spec_path: Path, params: dict, result_path: Path)
 
     spec = load_spec_file(spec_path)
     shared = Shared(spec)
-    with tempfile.TemporaryDirectory(prefix="test-split-") as output_dir:
+    with tempfile.TemporaryDirectory(prefix="held-out-") as output_dir:
         if name == "hf":
             trainer = shared.trainer(
                 output_dir, {**HF_SEARCH_ARGS, **params}, model_init=shared.model
@@ -171,7 +171,20 @@ def retrain(name: str, raw: dict, spec_path: Path, trial: int, params: dict, scr
     return json.loads(result_path.read_text())
 
 
-def score_seed(args, seed: str, runs: dict, precision: str) -> list[dict]:
+def write_shared_test_set(args, scratch: Path) -> tuple[Path, int]:
+    """The test set of every seed's picks, written once: it depends on the study's data section
+    alone (the seeds differ in their sampler), so its tokenization is cached once too."""
+    from head_to_head import load_bench_spec
+
+    raw = load_bench_spec(args.study, None, args.max_train_samples, args.max_eval_samples)
+    spec_path, test_path = scratch / "data-spec.yaml", scratch / "test.parquet"
+    spec_path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return test_path, write_test_set(spec_path, args.test_size, test_path)
+
+
+def score_seed(
+    args, seed: str, runs: dict, precision: str, test: tuple[Path, int], scratch: Path
+) -> list[dict]:
     """Every chosen contender's pick of one seed, trained again and scored on the test set."""
     from head_to_head import equal_precision, load_bench_spec, warm_cache
 
@@ -179,36 +192,34 @@ def score_seed(args, seed: str, runs: dict, precision: str) -> list[dict]:
         args.study, None, args.max_train_samples, args.max_eval_samples, int(seed)
     )
     equal_precision(raw, precision)
-    with tempfile.TemporaryDirectory(prefix="hpsearch-test-split-") as scratch_dir:
-        scratch = Path(scratch_dir)
-        spec_path, test_path = scratch / "spec.yaml", scratch / "test.parquet"
-        spec_path.write_text(yaml.safe_dump(raw, sort_keys=False))
-        n_test = write_test_set(spec_path, args.test_size, test_path)
-        raw["dataset"]["test_source"] = str(test_path)
-        spec_path.write_text(yaml.safe_dump(raw, sort_keys=False))
-        warm_cache(spec_path)  # tokenized once, outside the re-trainings (as in the head-to-head)
-        hf_seconds = runs["hf"]["seconds"] if args.pick == "at-hf-time" else None
-        rows = []
-        for name in [c for c in args.only if c in runs]:
-            run = runs[name]
-            picked = (0, {}, run["best_value"]) if name == "defaults" else pick(run, hf_seconds)
-            if picked is None:
-                print(f"seed {seed}: {name} names no trial at HF's wall time", file=sys.stderr)
-                continue
-            trial, params, recorded = picked
-            print(f"seed {seed}: training {name}'s trial {trial} again", file=sys.stderr)
-            scores = retrain(name, raw, spec_path, trial, params, scratch)
-            rows.append(
-                {
-                    "seed": seed,
-                    "contender": name,
-                    "trial": trial,
-                    "params": params,
-                    "recorded_eval": recorded,
-                    "n_test": n_test,
-                    **scores,
-                }
-            )
+    test_path, n_test = test
+    raw["dataset"]["test_source"] = str(test_path)
+    scratch.mkdir(exist_ok=True)
+    spec_path = scratch / "spec.yaml"
+    spec_path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    warm_cache(spec_path)  # tokenized outside the re-trainings (as in the head-to-head)
+    hf_seconds = runs["hf"]["seconds"] if args.pick == "at-hf-time" else None
+    rows = []
+    for name in [c for c in args.only if c in runs]:
+        run = runs[name]
+        picked = (0, {}, run["best_value"]) if name == "defaults" else pick(run, hf_seconds)
+        if picked is None:
+            print(f"seed {seed}: {name} names no trial at HF's wall time", file=sys.stderr)
+            continue
+        trial, params, recorded = picked
+        print(f"seed {seed}: training {name}'s trial {trial} again", file=sys.stderr)
+        scores = retrain(name, raw, spec_path, trial, params, scratch)
+        rows.append(
+            {
+                "seed": seed,
+                "contender": name,
+                "trial": trial,
+                "params": params,
+                "recorded_eval": recorded,
+                "n_test": n_test,
+                **scores,
+            }
+        )
     return rows
 
 
@@ -277,12 +288,17 @@ def main() -> int:
         parser.error(f"--only: pick from {', '.join(SCORED)}")
     wanted = None if args.seeds is None else set(args.seeds.split(","))
     rows, metric = [], None
-    for path in args.results:
-        saved = json.loads(path.read_text())
-        metric = saved["metric"].removeprefix("eval_")
-        for seed, runs in saved["runs"].items():
-            if wanted is None or seed in wanted:
-                rows += score_seed(args, seed, runs, saved["precision"])
+    with tempfile.TemporaryDirectory(prefix="hpsearch-held-out-") as scratch_dir:
+        scratch = Path(scratch_dir)
+        test = write_shared_test_set(args, scratch)
+        for path in args.results:
+            saved = json.loads(path.read_text())
+            metric = saved["metric"].removeprefix("eval_")
+            for seed, runs in saved["runs"].items():
+                if wanted is None or seed in wanted:
+                    rows += score_seed(
+                        args, seed, runs, saved["precision"], test, scratch / f"seed-{seed}"
+                    )
     if not rows:
         parser.error("nothing to score: give a head-to-head JSON written with --seeds")
     print(render(rows, metric))
