@@ -287,17 +287,20 @@ def main() -> int:
     if set(args.only) - set(SCORED):
         parser.error(f"--only: pick from {', '.join(SCORED)}")
     wanted = None if args.seeds is None else set(args.seeds.split(","))
+    saved = {path: json.loads(path.read_text()) for path in args.results}
+    for path, results in saved.items():
+        if not isinstance(results, dict) or "runs" not in results:
+            parser.error(f"{path}: not a head-to-head JSON written with --seeds; run it so")
     rows, metric = [], None
     with tempfile.TemporaryDirectory(prefix="hpsearch-held-out-") as scratch_dir:
         scratch = Path(scratch_dir)
         test = write_shared_test_set(args, scratch)
-        for path in args.results:
-            saved = json.loads(path.read_text())
-            metric = saved["metric"].removeprefix("eval_")
-            for seed, runs in saved["runs"].items():
+        for results in saved.values():
+            metric = results["metric"].removeprefix("eval_")
+            for seed, runs in results["runs"].items():
                 if wanted is None or seed in wanted:
                     rows += score_seed(
-                        args, seed, runs, saved["precision"], test, scratch / f"seed-{seed}"
+                        args, seed, runs, results["precision"], test, scratch / f"seed-{seed}"
                     )
     if not rows:
         parser.error("nothing to score: give a head-to-head JSON written with --seeds")
