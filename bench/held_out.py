@@ -20,7 +20,13 @@ trained or evaluated on, and the searches' data stay as they were. A study that 
 (the NER study: every tweet is in its train or eval set) has none, and is refused.
 
     python bench/held_out.py bench/results/h2h-equal-bf16-seeds1-4.json [--seeds 1,2] \
-        [--only hf,hpsearch] [--test-size 4000] [--json out.json]
+        [--only hf,hpsearch] [--test-size 4000] [--training-seeds 4] [--json out.json]
+
+A pick's test score is one training seed's draw. `--training-seeds K` also trains each picked
+configuration with K more seeds (1000 ... 1000+K-1, the same for every configuration, so the
+comparison is paired; all through hpsearch, so the configurations differ in nothing else) and
+reports its mean: whether a search picked a better *configuration*, not a luckier seed. A
+configuration two contenders both picked is trained once.
 """
 
 from __future__ import annotations
@@ -104,9 +110,12 @@ def run_checked(command: list[str], env: dict | None = None) -> None:
         )
 
 
-def retrain_with_hpsearch(raw: dict, trial: int, params: dict, scratch: Path) -> dict:
-    """Trial `trial` of an hpsearch study trained again as a one-trial study: its eval value and
-    the test scores hpsearch recorded for it at the end of the run."""
+def retrain_with_hpsearch(
+    raw: dict, trial: int, params: dict, scratch: Path, seed: int | None = None
+) -> dict:
+    """Trial `trial` of an hpsearch study trained again as a one-trial study (with training seed
+    `seed` instead of the trial's, if given): its eval value and the test scores hpsearch
+    recorded for it at the end of the run."""
     import optuna
     from sqlalchemy.engine import make_url
 
@@ -115,13 +124,15 @@ def retrain_with_hpsearch(raw: dict, trial: int, params: dict, scratch: Path) ->
 
     one = {
         **raw,
-        "seed": raw.get("seed", 0) + trial,  # trial k trains with seed + k
+        # Trial k trains with seed + k; the one trial here is trial 0.
+        "seed": raw.get("seed", 0) + trial if seed is None else seed,
         "search_space": {name: {"choice": [value]} for name, value in params.items()},
         "budget": {"n_trials": 1},
     }
-    spec_path = scratch / f"retrain-{trial}.yaml"
+    name = f"retrain-{trial}" if seed is None else f"retrain-{trial}-seed-{seed}"
+    spec_path = scratch / f"{name}.yaml"
     spec_path.write_text(yaml.safe_dump(one, sort_keys=False))
-    url = f"sqlite:///{scratch / f'retrain-{trial}.db'}"
+    url = f"sqlite:///{scratch / f'{name}.db'}"
     run_checked(
         [sys.executable, "-m", "hpsearch.cli", "run", "--study", str(spec_path)]
         + ["--storage", url, "--study-name", "retrain"],
@@ -171,6 +182,27 @@ def retrain(name: str, raw: dict, spec_path: Path, trial: int, params: dict, scr
     return json.loads(result_path.read_text())
 
 
+TRAINING_SEEDS_FROM = 1000  # far from the trials' own seeds (the study's seed + k, k < 100)
+
+
+def over_training_seeds(
+    raw: dict, params: dict, k: int, metric: str, scratch: Path, done: dict
+) -> list[float]:
+    """The configuration's test `metric` trained with each of k training seeds (the same seeds
+    for every configuration); `done` keeps what earlier calls trained, by configuration."""
+    key = json.dumps(params, sort_keys=True)
+    if key not in done:
+        seeds = range(TRAINING_SEEDS_FROM, TRAINING_SEEDS_FROM + k)
+        print(f"  ... and with training seeds {seeds[0]}-{seeds[-1]}", file=sys.stderr)
+        own = scratch / f"configuration-{len(done)}"  # its studies' files apart from the others'
+        own.mkdir()
+        done[key] = [
+            retrain_with_hpsearch(raw, 0, params, own, seed=seed)[f"test_{metric}"]
+            for seed in seeds
+        ]
+    return done[key]
+
+
 def write_shared_test_set(args, scratch: Path) -> tuple[Path, int]:
     """The test set of every seed's picks, written once: it depends on the study's data section
     alone (the seeds differ in their sampler), so its tokenization is cached once too."""
@@ -183,7 +215,13 @@ def write_shared_test_set(args, scratch: Path) -> tuple[Path, int]:
 
 
 def score_seed(
-    args, seed: str, runs: dict, precision: str, test: tuple[Path, int], scratch: Path
+    args,
+    seed: str,
+    runs: dict,
+    precision: str,
+    metric: str,
+    test: tuple[Path, int],
+    scratch: Path,
 ) -> list[dict]:
     """Every chosen contender's pick of one seed, trained again and scored on the test set."""
     from head_to_head import equal_precision, load_bench_spec, warm_cache
@@ -199,7 +237,7 @@ def score_seed(
     spec_path.write_text(yaml.safe_dump(raw, sort_keys=False))
     warm_cache(spec_path)  # tokenized outside the re-trainings (as in the head-to-head)
     hf_seconds = runs["hf"]["seconds"] if args.pick == "at-hf-time" else None
-    rows = []
+    rows, trained_over_seeds = [], {}
     for name in [c for c in args.only if c in runs]:
         run = runs[name]
         picked = (0, {}, run["best_value"]) if name == "defaults" else pick(run, hf_seconds)
@@ -209,6 +247,10 @@ def score_seed(
         trial, params, recorded = picked
         print(f"seed {seed}: training {name}'s trial {trial} again", file=sys.stderr)
         scores = retrain(name, raw, spec_path, trial, params, scratch)
+        if args.training_seeds and name != "defaults":
+            scores["test_over_training_seeds"] = over_training_seeds(
+                raw, params, args.training_seeds, metric, scratch, trained_over_seeds
+            )
         rows.append(
             {
                 "seed": seed,
@@ -223,31 +265,57 @@ def score_seed(
     return rows
 
 
+def mean_and_spread(values: list[float]) -> str:
+    spread = f" +- {statistics.stdev(values):.4f}" if len(values) > 1 else ""
+    return f"{statistics.mean(values):.4f}{spread} (n={len(values)})"
+
+
 def render(rows: list[dict], metric: str) -> str:
+    over_seeds = any("test_over_training_seeds" in r for r in rows)
+    extra = f" test {metric}, mean +- sd over training seeds |" if over_seeds else ""
     lines = [
-        f"| seed | contender | trial | eval {metric} recorded | again | test {metric} |",
-        "| --- | --- | --- | --- | --- | --- |",
+        f"| seed | contender | trial | eval {metric} recorded | again | test {metric} |{extra}",
+        "| --- | --- | --- | --- | --- | --- |" + (" --- |" if over_seeds else ""),
     ]
     for r in rows:
+        values = r.get("test_over_training_seeds")
         lines.append(
             f"| {r['seed']} | {r['contender']} | {r['trial']} | {r['recorded_eval']:.4f} | "
             f"{r['eval']:.4f} | {r[f'test_{metric}']:.4f} |"
+            + ((f" {mean_and_spread(values)} |" if values else " - |") if over_seeds else "")
         )
+    lines.append(summary(rows, f"test_{metric}", f"test {metric}"))
+    if over_seeds:
+        lines.append(
+            summary(
+                [
+                    {**r, "mean": statistics.mean(r["test_over_training_seeds"])}
+                    for r in rows
+                    if "test_over_training_seeds" in r
+                ],
+                "mean",
+                f"configuration's mean test {metric} over training seeds",
+            )
+        )
+    return "\n".join(line for line in lines if line)
+
+
+def summary(rows: list[dict], key: str, what: str) -> str:
+    """hpsearch's `key` minus HF's, seed by seed: median, each, and how often it is >= 0."""
     by_seed: dict[str, dict] = {}
     for r in rows:
-        by_seed.setdefault(r["seed"], {})[r["contender"]] = r[f"test_{metric}"]
+        by_seed.setdefault(r["seed"], {})[r["contender"]] = r[key]
     searched = [
         s for s in by_seed.values() if "hf" in s and ("hpsearch" in s or "hpsearch-timed" in s)
     ]
-    if searched:
-        margins = [s.get("hpsearch", s.get("hpsearch-timed")) - s["hf"] for s in searched]
-        wins = sum(m >= 0 for m in margins)
-        lines.append(
-            f"\nhpsearch's test {metric} minus HF's: median {statistics.median(margins):+.4f} "
-            f"({', '.join(f'{m:+.4f}' for m in margins)}); "
-            f">= HF's in {wins} of {len(margins)} seeds"
-        )
-    return "\n".join(lines)
+    if not searched:
+        return ""
+    margins = [s.get("hpsearch", s.get("hpsearch-timed")) - s["hf"] for s in searched]
+    wins = sum(m >= 0 for m in margins)
+    return (
+        f"\nhpsearch's {what} minus HF's: median {statistics.median(margins):+.4f} "
+        f"({', '.join(f'{m:+.4f}' for m in margins)}); >= HF's in {wins} of {len(margins)} seeds"
+    )
 
 
 def main() -> int:
@@ -273,6 +341,12 @@ def main() -> int:
         default=0.0,
         help="largest eval difference accepted on re-training",
     )
+    parser.add_argument(
+        "--training-seeds",
+        type=int,
+        default=0,
+        help="also train each picked configuration with this many more seeds (its mean)",
+    )
     parser.add_argument("--json", type=Path, help="also write the rows here")
     # Internal: train HF's pick or the no-search fine-tune again in this process.
     parser.add_argument("--retrain", choices=BY_HAND, help=argparse.SUPPRESS)
@@ -286,6 +360,8 @@ def main() -> int:
     args.only = [c.strip() for c in args.only.split(",")]
     if set(args.only) - set(SCORED):
         parser.error(f"--only: pick from {', '.join(SCORED)}")
+    if args.training_seeds < 0:
+        parser.error("--training-seeds: a count of seeds, 0 or more")
     wanted = None if args.seeds is None else set(args.seeds.split(","))
     saved = {path: json.loads(path.read_text()) for path in args.results}
     for path, results in saved.items():
@@ -300,7 +376,13 @@ def main() -> int:
             for seed, runs in results["runs"].items():
                 if wanted is None or seed in wanted:
                     rows += score_seed(
-                        args, seed, runs, results["precision"], test, scratch / f"seed-{seed}"
+                        args,
+                        seed,
+                        runs,
+                        results["precision"],
+                        metric,
+                        test,
+                        scratch / f"seed-{seed}",
                     )
     if not rows:
         parser.error("nothing to score: give a head-to-head JSON written with --seeds")

@@ -130,6 +130,7 @@ def test_head_to_head_records_anytime_curves_over_seeds(tmp_path, cache_dir):
         "held_out.py",
         str(out),
         *("--seeds", "1", "--only", "hf,hpsearch", "--pick", "final", "--test-size", "64"),
+        *("--training-seeds", "1"),
         *("--max-train-samples", "32", "--max-eval-samples", "16", "--json", str(scored)),
         env={"HPSEARCH_CACHE": str(cache_dir)},
     )
@@ -139,3 +140,11 @@ def test_head_to_head_records_anytime_curves_over_seeds(tmp_path, cache_dir):
         assert row["trial"] == saved["runs"]["1"][name]["best_trial"]
         assert row["eval"] == row["recorded_eval"] == saved["runs"]["1"][name]["best_value"]
         assert row["n_test"] == 64 and 0.0 <= row["test_accuracy"] <= 1.0
+        # Each pick's configuration also trained with one more seed, the same for both picks (one
+        # more process each: the suite's time).
+        assert len(row["test_over_training_seeds"]) == 1
+        assert 0.0 <= row["test_over_training_seeds"][0] <= 1.0
+    if rows["hf"]["params"] == rows["hpsearch"]["params"]:  # one configuration: the same figure
+        assert (
+            rows["hf"]["test_over_training_seeds"] == rows["hpsearch"]["test_over_training_seeds"]
+        )

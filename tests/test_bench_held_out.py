@@ -14,7 +14,7 @@ from tests.conftest import REPO
 
 sys.path.insert(0, str(REPO / "bench"))
 from head_to_head import load_bench_spec
-from held_out import write_test_set
+from held_out import render, write_test_set
 
 from hpsearch.spec import load_spec_file
 from hpsearch.trial.data import evaluation_rows, training_rows
@@ -45,3 +45,22 @@ def test_a_study_that_trains_on_its_whole_pool_has_no_test_set(tmp_path):
     with pytest.raises(SystemExit, match="no row is left that no trial saw"):
         write_test_set(spec_path, 100, tmp_path / "test.parquet")
     assert not (tmp_path / "test.parquet").exists()
+
+
+def test_the_table_sets_each_picks_draw_beside_its_configurations_mean():
+    def row(contender, test, over_seeds):
+        return {
+            "seed": "0",
+            "contender": contender,
+            "trial": 3,
+            "recorded_eval": 0.7,
+            "eval": 0.7,
+            "test_accuracy": test,
+            "test_over_training_seeds": over_seeds,
+        }
+
+    text = render([row("hf", 0.76, [0.74, 0.76]), row("hpsearch", 0.73, [0.76, 0.77])], "accuracy")
+    assert "| 0.7500 +- 0.0141 (n=2) |" in text and "| 0.7650 +- 0.0071 (n=2) |" in text
+    # hpsearch's pick lost its draw by 3 points but is the better configuration by 1.5 on average.
+    assert "test accuracy minus HF's: median -0.0300 (-0.0300); >= HF's in 0 of 1" in text
+    assert "mean test accuracy over training seeds minus HF's: median +0.0150" in text
