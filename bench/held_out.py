@@ -110,33 +110,31 @@ def run_checked(command: list[str], env: dict | None = None) -> None:
         )
 
 
-def retrain_with_hpsearch(
-    raw: dict, trial: int, params: dict, scratch: Path, seed: int | None = None
-) -> dict:
-    """Trial `trial` of an hpsearch study trained again as a one-trial study (with training seed
-    `seed` instead of the trial's, if given): its eval value and the test scores hpsearch
-    recorded for it at the end of the run."""
+def retrain_with_hpsearch(raw: dict, params: dict, seed: int, scratch: Path) -> dict:
+    """`params` trained again as a one-trial hpsearch study with training seed `seed` (trial k of
+    a study trains with its seed + k), in a directory of its own under `scratch` so that no two
+    re-trainings share a study: its eval value and the test scores hpsearch recorded for it at
+    the end of the run."""
     import optuna
     from sqlalchemy.engine import make_url
 
     from hpsearch.storage.rdb import closing_storage
     from hpsearch.study.test_scores import recorded_test_scores
 
+    own = Path(tempfile.mkdtemp(prefix=f"retrain-seed-{seed}-", dir=scratch))
     one = {
         **raw,
-        # Trial k trains with seed + k; the one trial here is trial 0.
-        "seed": raw.get("seed", 0) + trial if seed is None else seed,
+        "seed": seed,
         "search_space": {name: {"choice": [value]} for name, value in params.items()},
         "budget": {"n_trials": 1},
     }
-    name = f"retrain-{trial}" if seed is None else f"retrain-{trial}-seed-{seed}"
-    spec_path = scratch / f"{name}.yaml"
+    spec_path = own / "spec.yaml"
     spec_path.write_text(yaml.safe_dump(one, sort_keys=False))
-    url = f"sqlite:///{scratch / f'{name}.db'}"
+    url = f"sqlite:///{own / 'retrain.db'}"
     run_checked(
         [sys.executable, "-m", "hpsearch.cli", "run", "--study", str(spec_path)]
         + ["--storage", url, "--study-name", "retrain"],
-        env={**os.environ, "HPSEARCH_ARTIFACTS": str(scratch / "artifacts")},
+        env={**os.environ, "HPSEARCH_ARTIFACTS": str(own / "artifacts")},
     )
     with closing_storage(make_url(url)) as storage:
         study = optuna.load_study(study_name="retrain", storage=storage)
@@ -173,7 +171,7 @@ def retrain(name: str, raw: dict, spec_path: Path, trial: int, params: dict, scr
     """The contender's trial trained again (hpsearch's by hpsearch, the others as the head-to-head
     ran them): its eval value and test scores."""
     if name not in BY_HAND:
-        return retrain_with_hpsearch(raw, trial, params, scratch)
+        return retrain_with_hpsearch(raw, params, raw.get("seed", 0) + trial, scratch)
     result_path = scratch / f"{name}.json"
     run_checked(
         [sys.executable, __file__, "--retrain", name, "--spec", str(spec_path)]
@@ -195,11 +193,8 @@ def over_training_seeds(
     if key not in done:
         seeds = range(TRAINING_SEEDS_FROM, TRAINING_SEEDS_FROM + k)
         print(f"  ... and with training seeds {seeds[0]}-{seeds[-1]}", file=sys.stderr)
-        own = scratch / f"configuration-{len(done)}"  # its studies' files apart from the others'
-        own.mkdir()
         done[key] = [
-            retrain_with_hpsearch(raw, 0, params, own, seed=seed)[f"test_{metric}"]
-            for seed in seeds
+            retrain_with_hpsearch(raw, params, seed, scratch)[f"test_{metric}"] for seed in seeds
         ]
     return done[key]
 
