@@ -32,7 +32,6 @@ from __future__ import annotations
 import contextlib
 import json
 import tarfile
-import tempfile
 import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -41,6 +40,7 @@ from sqlalchemy.engine import make_url
 
 from hpsearch.storage.artifacts import artifact_dir
 from hpsearch.storage.best_model import remove_after_commit
+from hpsearch.storage.model_upload import stream_into
 from hpsearch.storage.optuna_private import (
     rdb_models,
     session_scope,
@@ -107,18 +107,13 @@ class TrialCheckpoint:
 
     def keep(self, directory: Path, step: int, evaluation: int) -> int:
         """Make `directory` (a checkpoint Trainer saved) this trial's checkpoint, replacing the
-        previous one; the bytes written. A trial ended meanwhile by someone else raises
+        previous one; the size of its files. A trial ended meanwhile by someone else raises
         UpdateFinishedTrialError and keeps nothing."""
         artifact_id = f"{ARTIFACT_PREFIX}{uuid.uuid4().hex}.tar"
         previous = self.current
         self._point_at(previous, pending=[artifact_id])
         try:
-            with tempfile.TemporaryFile(dir=directory.parent) as packed:
-                with tarfile.open(fileobj=packed, mode="w") as tar:
-                    tar.add(directory, arcname=".")
-                n_bytes = packed.tell()
-                packed.seek(0)
-                self.store.write(artifact_id, packed)
+            stream_into(self.store, artifact_id, lambda out: _pack(directory, out))
             rungs = {
                 key: value
                 for key, value in self.storage.get_trial(self.trial_id).system_attrs.items()
@@ -132,7 +127,7 @@ class TrialCheckpoint:
             raise
         if previous is not None:
             self._remove(previous.artifact_id)
-        return n_bytes
+        return sum(path.stat().st_size for path in directory.rglob("*") if path.is_file())
 
     def discard(self) -> None:
         """Remove the checkpoint of a trial that ends. If the trial has ended already (failed as
@@ -174,6 +169,14 @@ class TrialCheckpoint:
 
         with contextlib.suppress(ArtifactNotFound):
             self.store.remove(artifact_id)
+
+
+def _pack(directory: Path, out) -> None:
+    """An uncompressed tar of `directory` written as a stream into `out`: the store's file is
+    the checkpoint's one copy besides Trainer's (a temporary tar first cost a third write and a
+    read of every byte: BENCHMARKS.md, "Preemption")."""
+    with tarfile.open(fileobj=out, mode="w|") as tar:
+        tar.add(directory, arcname=".")
 
 
 def latest_checkpoint(frozen_trial) -> Checkpoint | None:
