@@ -46,6 +46,8 @@ lint: setup
 # Two test processes (pytest-xdist), a module per process at a time so a module's fixtures are built
 # once: most tests wait on subprocesses, databases and heartbeats, so two share 2 cores well. The
 # modules go out in tests/conftest.py's order (the longest first), not xdist's most-tests-first.
+# Three processes were slower on 2 cores (2026-12-07, clean clone: 47m06s, 77 min of user CPU,
+# against 38m54s and 60 min with two): the trials they start contend for the same two cores.
 # TEST_PROCESSES=0 runs the suite in this process.
 TEST_PROCESSES ?= 2
 test: setup browser lint
